@@ -1,0 +1,95 @@
+# WeChat QR code operator. `make help` lists the targets.
+
+IMG ?= wechat-qrcode-operator:latest
+# Where built binaries go.
+LOCALBIN ?= $(CURDIR)/bin
+GO ?= go
+CONTROLLER_GEN ?= $(GO) tool controller-gen
+KUSTOMIZE ?= $(GO) tool kustomize
+# Extra flags for `go test`, e.g. TESTFLAGS='-run TestCRD -v'.
+TESTFLAGS ?=
+# Packages `make test` runs.
+TESTPKGS ?= ./...
+
+SHELL = /usr/bin/env bash -o pipefail
+.SHELLFLAGS = -ec
+
+.PHONY: all
+all: build
+
+##@ General
+
+.PHONY: help
+help: ## Display this help.
+	@awk 'BEGIN {FS = ":.*##"; printf "\nUsage:\n  make \033[36m<target>\033[0m\n"} /^[a-zA-Z_0-9-]+:.*?##/ { printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2 } /^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) } ' $(MAKEFILE_LIST)
+
+##@ Development
+
+.PHONY: manifests
+manifests: ## Generate the CRD and the RBAC roles from the controller-gen markers.
+	$(CONTROLLER_GEN) crd paths=./api/... output:crd:artifacts:config=config/crd/bases
+	$(CONTROLLER_GEN) rbac:roleName=manager-role paths=./controllers/... output:rbac:artifacts:config=config/rbac/manager
+	$(CONTROLLER_GEN) rbac:roleName=callback-role paths=./internal/callback/... output:rbac:artifacts:config=config/rbac/callback
+
+.PHONY: generate
+generate: ## Generate the DeepCopy methods from the controller-gen markers.
+	$(CONTROLLER_GEN) object:headerFile="hack/boilerplate.go.txt" paths=./api/...
+
+.PHONY: verify-generated
+verify-generated: ## Fail when generated files are stale (run `make manifests generate` to fix).
+	hack/verify-generated.sh
+
+.PHONY: fmt
+fmt: ## Run go fmt.
+	$(GO) fmt ./...
+
+.PHONY: vet
+vet: ## Run go vet.
+	$(GO) vet ./...
+
+.PHONY: controlplane
+controlplane: ## Build (first time only) etcd, kube-apiserver and kubectl from source and print their directory.
+	@hack/controlplane.sh
+
+.PHONY: test
+test: verify-generated vet ## Run every test against a real kube-apiserver + etcd built from source.
+	KUBEBUILDER_ASSETS="$$(hack/controlplane.sh)" $(GO) test $(TESTFLAGS) $(TESTPKGS)
+
+##@ Build
+
+.PHONY: build
+build: ## Build the manager, callback server and fake WeChat binaries into bin/.
+	$(GO) build -o $(LOCALBIN)/ ./cmd/...
+
+.PHONY: docker-build
+docker-build: ## Build the container image (needs a Docker engine).
+	docker build -t $(IMG) .
+
+.PHONY: docker-push
+docker-push: ## Push the container image.
+	docker push $(IMG)
+
+##@ Deployment
+
+KUBECTL ?= kubectl
+
+.PHONY: install
+install: manifests ## Install the CRD into the cluster of the current kubeconfig.
+	$(KUSTOMIZE) build config/crd | $(KUBECTL) apply --server-side -f -
+
+.PHONY: uninstall
+uninstall: ## Remove the CRD (and with it every WeChatQRCode) from the cluster.
+	$(KUSTOMIZE) build config/crd | $(KUBECTL) delete --ignore-not-found -f -
+
+.PHONY: deploy
+deploy: manifests ## Deploy the operator with image IMG to the cluster of the current kubeconfig.
+	hack/with-image.sh "$(IMG)" $(KUSTOMIZE) build config/default | $(KUBECTL) apply --server-side -f -
+
+.PHONY: undeploy
+undeploy: ## Remove the operator from the cluster.
+	$(KUSTOMIZE) build config/default | $(KUBECTL) delete --ignore-not-found -f -
+
+.PHONY: build-installer
+build-installer: manifests ## Write dist/install.yaml: CRD and operator in one file, with image IMG.
+	mkdir -p dist
+	hack/with-image.sh "$(IMG)" $(KUSTOMIZE) build config/default > dist/install.yaml

@@ -1,0 +1,284 @@
+/*
+Copyright 2026 The WeChat QR Code Operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package v1alpha1
+
+import (
+	"strconv"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// QRCodeType says whether WeChat expires the code.
+// +kubebuilder:validation:Enum=Temporary;Permanent
+type QRCodeType string
+
+const (
+	// Temporary codes expire after spec.ttl (at most 30 days) and are re-issued before they do.
+	// WeChat allows many of them (100,000 create calls a day).
+	Temporary QRCodeType = "Temporary"
+	// Permanent codes never expire, but an account can create at most 100,000 of them, ever,
+	// and nothing deletes one: the operator issues each permanent scene once and keeps it.
+	Permanent QRCodeType = "Permanent"
+)
+
+// Bounds that the schema enforces, named so that the controller and the tests share them.
+const (
+	// MaxPermanentSceneID is WeChat's upper bound for QR_LIMIT_SCENE scene ids.
+	MaxPermanentSceneID = 100000
+	// MaxTemporarySceneID is the largest positive 32-bit integer. WeChat documents QR_SCENE ids
+	// as "32-bit non-zero integers" without saying whether negative values are accepted, so the
+	// schema admits only the range that is valid under both readings.
+	MaxTemporarySceneID = 2147483647
+	// MaxSceneStrLength is WeChat's limit for scene_str.
+	MaxSceneStrLength = 64
+)
+
+// AccountReference names the Secret, in the WeChatQRCode's namespace, that holds the
+// Official Account's credentials under the keys appID and appSecret (for the API), and token,
+// encodingAESKey and optionally previousEncodingAESKey (for event pushes).
+type AccountReference struct {
+	// Name of the Secret.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+}
+
+// Scene is the parameter WeChat hands back in the push when someone scans the code.
+// Exactly one of id and str is set.
+// +kubebuilder:validation:XValidation:rule="has(self.id) != has(self.str)",message="exactly one of scene.id and scene.str must be set"
+type Scene struct {
+	// ID is an integer scene (QR_SCENE / QR_LIMIT_SCENE): 1..100000 for Permanent codes,
+	// 1..2147483647 for Temporary codes.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=2147483647
+	ID *int64 `json:"id,omitempty"`
+
+	// Str is a string scene (QR_STR_SCENE / QR_LIMIT_STR_SCENE) of 1 to 64 characters.
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=64
+	Str *string `json:"str,omitempty"`
+}
+
+// Key is the scene as WeChat writes it in a push's EventKey (after the "qrscene_" prefix of a
+// subscribe event): the decimal id, or the string.
+func (s Scene) Key() string {
+	if s.ID != nil {
+		return strconv.FormatInt(*s.ID, 10)
+	}
+	if s.Str != nil {
+		return *s.Str
+	}
+	return ""
+}
+
+// Equal reports whether two scenes name the same WeChat scene parameter.
+func (s Scene) Equal(o Scene) bool {
+	if (s.ID == nil) != (o.ID == nil) || (s.Str == nil) != (o.Str == nil) {
+		return false
+	}
+	return (s.ID == nil || *s.ID == *o.ID) && (s.Str == nil || *s.Str == *o.Str)
+}
+
+// Reply is the passive reply the callback server sends to whoever scans the code.
+type Reply struct {
+	// Text of the reply. 600 characters keep even an all-CJK reply inside WeChat's 2048-byte
+	// limit for a text message.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=600
+	Text string `json:"text"`
+}
+
+// WeChatQRCodeSpec is what the user declares. Every field may change after creation: a change of
+// accountRef, type or scene issues a new ticket (the old one stays valid at WeChat until it expires
+// and its scans keep counting); a change of ttl or renewBefore takes effect at the next renewal;
+// a change of reply takes effect at the next scan.
+//
+// +kubebuilder:validation:XValidation:rule="self.type != 'Permanent' || !has(self.scene.id) || self.scene.id <= 100000",message="a Permanent code's scene.id must be between 1 and 100000 (WeChat's QR_LIMIT_SCENE range)",fieldPath=".scene.id",reason=FieldValueInvalid
+// +kubebuilder:validation:XValidation:rule="self.type != 'Permanent' || !has(self.ttl)",message="ttl must not be set on a Permanent code: it never expires",fieldPath=".ttl",reason=FieldValueForbidden
+// +kubebuilder:validation:XValidation:rule="self.type != 'Permanent' || !has(self.renewBefore)",message="renewBefore must not be set on a Permanent code: it is never renewed",fieldPath=".renewBefore",reason=FieldValueForbidden
+// +kubebuilder:validation:XValidation:rule="self.type != 'Temporary' || has(self.ttl)",message="ttl is required for a Temporary code (1m to 720h)",fieldPath=".ttl",reason=FieldValueRequired
+// +kubebuilder:validation:XValidation:rule="!has(self.renewBefore) || !has(self.ttl) || duration(self.renewBefore) < duration(self.ttl)",message="renewBefore must be shorter than ttl",fieldPath=".renewBefore",reason=FieldValueInvalid
+type WeChatQRCodeSpec struct {
+	// AccountRef names the Secret with the Official Account's credentials.
+	// +required
+	AccountRef AccountReference `json:"accountRef"`
+
+	// Type is Temporary or Permanent.
+	// +required
+	Type QRCodeType `json:"type"`
+
+	// Scene is the parameter the code carries.
+	// +required
+	Scene Scene `json:"scene"`
+
+	// TTL is how long each ticket of a Temporary code lives, from 1m to 720h (30 days, WeChat's
+	// maximum). Required for Temporary codes, forbidden for Permanent ones. The minimum keeps a
+	// ticket alive long enough to be renewed: WeChat's own default lifetime is 30 to 60 seconds.
+	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1m') && duration(self) <= duration('720h')",message="ttl must be between 1m and 720h (30 days, WeChat's maximum for temporary codes)"
+	TTL *metav1.Duration `json:"ttl,omitempty"`
+
+	// RenewBefore is how long before expiry a Temporary code's ticket is re-issued. It must be
+	// shorter than ttl. Unset means a third of ttl; the default is applied by the controller, not
+	// written into the spec, so GitOps tools see no drift.
+	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s')",message="renewBefore must be at least 1s"
+	RenewBefore *metav1.Duration `json:"renewBefore,omitempty"`
+
+	// Reply, when set, is sent as a text message to whoever scans the code.
+	// +optional
+	Reply *Reply `json:"reply,omitempty"`
+}
+
+// IssuedFor records what a ticket was issued for, so that a change of account, type or scene is
+// noticed and a new ticket issued, and so that the callback server can attribute scans to the
+// right account.
+type IssuedFor struct {
+	// AppID of the Official Account that issued the ticket.
+	AppID string `json:"appID"`
+	// Type of the code the ticket is for.
+	Type QRCodeType `json:"type"`
+	// Scene the ticket carries.
+	Scene Scene `json:"scene"`
+}
+
+// PreviousTicket is an earlier ticket of a Temporary code that has not expired yet: posters
+// printed with it still work and their scans still count.
+type PreviousTicket struct {
+	// Ticket as WeChat issued it.
+	Ticket string `json:"ticket"`
+	// ExpiresAt is when WeChat stops honouring it.
+	ExpiresAt metav1.Time `json:"expiresAt"`
+}
+
+// Condition types and reasons.
+const (
+	// ConditionReady is True when status.ticket is a live ticket for the current spec.
+	ConditionReady = "Ready"
+)
+
+// WeChatQRCodeStatus is what the operator observed and did.
+type WeChatQRCodeStatus struct {
+	// ObservedGeneration is the spec generation the status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// Conditions: Ready, with reasons such as Issued, Renewing, AccountSecretMissing,
+	// WeChatError<errcode>, QuotaExhausted, SceneConflict.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// Ticket is WeChat's ticket for the current QR code.
+	// +optional
+	Ticket string `json:"ticket,omitempty"`
+
+	// URL is the content the QR image encodes; any QR library can render the image from it.
+	// +optional
+	URL string `json:"url,omitempty"`
+
+	// ImageURL is WeChat's showqrcode address for the image, ticket URL-encoded.
+	// +optional
+	ImageURL string `json:"imageURL,omitempty"`
+
+	// IssuedFor is the account, type and scene the current ticket was issued for.
+	// +optional
+	IssuedFor *IssuedFor `json:"issuedFor,omitempty"`
+
+	// IssuedAt is when the current ticket was issued.
+	// +optional
+	IssuedAt *metav1.Time `json:"issuedAt,omitempty"`
+
+	// ExpiresAt is when the current ticket expires, from the lifetime WeChat answered. Unset for
+	// Permanent codes.
+	// +optional
+	ExpiresAt *metav1.Time `json:"expiresAt,omitempty"`
+
+	// RenewalTime is when the operator will issue the next ticket of a Temporary code.
+	// +optional
+	RenewalTime *metav1.Time `json:"renewalTime,omitempty"`
+
+	// PreviousTickets are earlier tickets of this code that are still alive. Expired ones are
+	// pruned.
+	// +optional
+	// +listType=atomic
+	PreviousTickets []PreviousTicket `json:"previousTickets,omitempty"`
+
+	// FailedAttempts counts consecutive failed issuance attempts; reset by a success.
+	// +optional
+	FailedAttempts int32 `json:"failedAttempts,omitempty"`
+
+	// LastFailureTime is when the last issuance attempt failed.
+	// +optional
+	LastFailureTime *metav1.Time `json:"lastFailureTime,omitempty"`
+}
+
+// Annotations the callback server writes on a WeChatQRCode. They live in metadata, not status,
+// because the callback server is a separate writer: it may patch metadata, never status.
+const (
+	// AnnotationScans is the total number of scans (subscribe and SCAN events) attributed to the code.
+	AnnotationScans = "wechat.qrcode-operator.io/scans"
+	// AnnotationSubscribes is the number of scans that brought a new follower (subscribe events).
+	AnnotationSubscribes = "wechat.qrcode-operator.io/subscribes"
+	// AnnotationLastScanTime is the RFC 3339 time of the most recent counted scan.
+	AnnotationLastScanTime = "wechat.qrcode-operator.io/last-scan-time"
+	// AnnotationRecentEvents holds the keys of the most recently counted events, written in the
+	// same patch as the counts, so that a WeChat retry of an event already counted is recognised
+	// even when it reaches another replica.
+	AnnotationRecentEvents = "wechat.qrcode-operator.io/recent-events"
+)
+
+// WeChatQRCode is a WeChat Official Account parametric QR code (带参数二维码).
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=wxqr;wqr,categories=wechat
+// +kubebuilder:printcolumn:name="Type",type=string,JSONPath=`.spec.type`
+// +kubebuilder:printcolumn:name="Scene",type=string,JSONPath=`.spec.scene.id,.spec.scene.str`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Expires",type=string,JSONPath=`.status.expiresAt`
+// +kubebuilder:printcolumn:name="Scans",type=string,JSONPath=`.metadata.annotations.wechat\.qrcode-operator\.io/scans`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// +kubebuilder:printcolumn:name="Reason",type=string,priority=1,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`
+// +kubebuilder:printcolumn:name="Image",type=string,priority=1,JSONPath=`.status.imageURL`
+type WeChatQRCode struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   WeChatQRCodeSpec   `json:"spec"`
+	Status WeChatQRCodeStatus `json:"status,omitempty"`
+}
+
+// WeChatQRCodeList is a list of WeChatQRCode.
+// +kubebuilder:object:root=true
+type WeChatQRCodeList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []WeChatQRCode `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&WeChatQRCode{}, &WeChatQRCodeList{})
+}
