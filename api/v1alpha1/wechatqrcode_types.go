@@ -256,7 +256,7 @@ const (
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=wxqr;wqr,categories=wechat
 // +kubebuilder:printcolumn:name="Type",type=string,JSONPath=`.spec.type`
-// +kubebuilder:printcolumn:name="Scene",type=string,JSONPath=`.spec.scene.id,.spec.scene.str`
+// +kubebuilder:printcolumn:name="Scene",type=string,JSONPath=`.spec.scene.*`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Expires",type=string,JSONPath=`.status.expiresAt`
 // +kubebuilder:printcolumn:name="Scans",type=string,JSONPath=`.metadata.annotations.wechat\.qrcode-operator\.io/scans`

@@ -1,0 +1,245 @@
+package v1alpha1_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+
+	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/testenv"
+)
+
+var env *testenv.Env
+
+func TestMain(m *testing.M) { testenv.Run(m, func(e *testenv.Env) { env = e }) }
+
+// object builds a WeChatQRCode from a YAML spec, unstructured so that shapes the Go types cannot
+// express (both scene fields, wrong types) reach the API server as a user's manifest would.
+func object(t *testing.T, name, spec string) *unstructured.Unstructured {
+	t.Helper()
+	var s map[string]any
+	if err := yaml.Unmarshal([]byte(spec), &s); err != nil {
+		t.Fatalf("bad test spec %q: %v", spec, err)
+	}
+	u := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": qrv1alpha1.GroupVersion.String(),
+		"kind":       "WeChatQRCode",
+		"metadata":   map[string]any{"name": name, "namespace": "default"},
+		"spec":       s,
+	}}
+	return u
+}
+
+// TestSchemaRefusesInvalidSpecs applies every valid and invalid example to the real API server
+// (as a server-side dry run, which runs the full schema and CEL validation) and checks that each
+// invalid one is refused with a message naming the field and the rule.
+func TestSchemaRefusesInvalidSpecs(t *testing.T) {
+	const acct = "accountRef: {name: official-account}\n"
+	long := strings.Repeat("x", 65)
+	cases := []struct {
+		name string
+		spec string
+		// want is every substring the refusal must contain; empty means the spec is valid.
+		want []string
+	}{
+		{"temporary id", acct + "type: Temporary\nscene: {id: 123}\nttl: 168h", nil},
+		{"temporary str", acct + "type: Temporary\nscene: {str: spring-sale}\nttl: 168h\nrenewBefore: 24h", nil},
+		{"permanent id", acct + "type: Permanent\nscene: {id: 100000}", nil},
+		{"permanent str", acct + "type: Permanent\nscene: {str: " + strings.Repeat("s", 64) + "}\nreply: {text: 欢迎参加春季促销}", nil},
+		{"temporary largest id and ttl", acct + "type: Temporary\nscene: {id: 2147483647}\nttl: 720h\nrenewBefore: 719h59m59s", nil},
+		{"temporary shortest ttl", acct + "type: Temporary\nscene: {id: 1}\nttl: 1m\nrenewBefore: 59s", nil},
+
+		{"scene id 0", acct + "type: Temporary\nscene: {id: 0}\nttl: 1h",
+			[]string{"spec.scene.id", "greater than or equal to 1"}},
+		{"negative scene id", acct + "type: Temporary\nscene: {id: -5}\nttl: 1h",
+			[]string{"spec.scene.id", "greater than or equal to 1"}},
+		{"permanent id over 100000", acct + "type: Permanent\nscene: {id: 100001}",
+			[]string{"spec.scene.id", "a Permanent code's scene.id must be between 1 and 100000"}},
+		{"temporary id over 32 bits", acct + "type: Temporary\nscene: {id: 2147483648}\nttl: 1h",
+			[]string{"spec.scene.id", "less than or equal to 2147483647"}},
+		{"scene str empty", acct + "type: Temporary\nscene: {str: \"\"}\nttl: 1h",
+			[]string{"spec.scene.str", "at least 1 chars long"}},
+		{"scene str over 64", acct + "type: Permanent\nscene: {str: " + long + "}",
+			[]string{"spec.scene.str", "may not be more than 64"}},
+		{"both id and str", acct + "type: Permanent\nscene: {id: 7, str: seven}",
+			[]string{"spec.scene", "exactly one of scene.id and scene.str must be set"}},
+		{"neither id nor str", acct + "type: Permanent\nscene: {}",
+			[]string{"spec.scene", "exactly one of scene.id and scene.str must be set"}},
+		{"ttl on a permanent code", acct + "type: Permanent\nscene: {id: 9}\nttl: 24h",
+			[]string{"spec.ttl", "ttl must not be set on a Permanent code"}},
+		{"renewBefore on a permanent code", acct + "type: Permanent\nscene: {id: 9}\nrenewBefore: 1h",
+			[]string{"spec.renewBefore", "renewBefore must not be set on a Permanent code"}},
+		{"ttl missing on a temporary code", acct + "type: Temporary\nscene: {id: 9}",
+			[]string{"spec.ttl", "ttl is required for a Temporary code"}},
+		{"ttl over 720h", acct + "type: Temporary\nscene: {id: 9}\nttl: 721h",
+			[]string{"spec.ttl", "ttl must be between 1m and 720h"}},
+		{"ttl under 1m", acct + "type: Temporary\nscene: {id: 9}\nttl: 30s",
+			[]string{"spec.ttl", "ttl must be between 1m and 720h"}},
+		{"ttl not a duration", acct + "type: Temporary\nscene: {id: 9}\nttl: a week",
+			[]string{"spec.ttl", "should match"}},
+		{"renewBefore equal to ttl", acct + "type: Temporary\nscene: {id: 9}\nttl: 24h\nrenewBefore: 24h",
+			[]string{"spec.renewBefore", "renewBefore must be shorter than ttl"}},
+		{"renewBefore longer than ttl", acct + "type: Temporary\nscene: {id: 9}\nttl: 1h\nrenewBefore: 90m",
+			[]string{"spec.renewBefore", "renewBefore must be shorter than ttl"}},
+		{"renewBefore zero", acct + "type: Temporary\nscene: {id: 9}\nttl: 1h\nrenewBefore: 0s",
+			[]string{"spec.renewBefore", "renewBefore must be at least 1s"}},
+		{"accountRef without a name", "accountRef: {}\ntype: Permanent\nscene: {id: 9}",
+			[]string{"spec.accountRef.name", "Required value"}},
+		{"accountRef name empty", "accountRef: {name: \"\"}\ntype: Permanent\nscene: {id: 9}",
+			[]string{"spec.accountRef.name", "at least 1 chars long"}},
+		{"accountRef missing", "type: Permanent\nscene: {id: 9}",
+			[]string{"spec.accountRef", "Required value"}},
+		{"unknown type", acct + "type: Forever\nscene: {id: 9}",
+			[]string{"spec.type", `Unsupported value: "Forever"`, `"Temporary", "Permanent"`}},
+		{"empty reply", acct + "type: Permanent\nscene: {id: 9}\nreply: {text: \"\"}",
+			[]string{"spec.reply.text", "at least 1 chars long"}},
+		{"reply over 600 characters", acct + "type: Permanent\nscene: {id: 9}\nreply: {text: " + strings.Repeat("欢", 601) + "}",
+			[]string{"spec.reply.text", "may not be more than 600"}},
+	}
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			obj := object(t, fmt.Sprintf("case-%d", i), tc.spec)
+			err := env.Client.Create(context.Background(), obj, client.DryRunAll)
+			if len(tc.want) == 0 {
+				if err != nil {
+					t.Fatalf("valid spec refused: %v", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("invalid spec accepted:\n%s", tc.spec)
+			}
+			if !apierrors.IsInvalid(err) {
+				t.Fatalf("want an Invalid (422) refusal, got %v", err)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("refusal %q\n  does not contain %q", err.Error(), w)
+				}
+			}
+		})
+	}
+}
+
+// TestUpdatesAreValidatedToo: the rules hold on update, not only on create, and scene and type
+// may change (the controller re-issues).
+func TestUpdatesAreValidatedToo(t *testing.T) {
+	ctx := context.Background()
+	obj := object(t, "mutable", "accountRef: {name: a}\ntype: Temporary\nscene: {id: 5}\nttl: 1h")
+	if err := env.Client.Create(ctx, obj); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Client.Delete(ctx, obj) })
+
+	if err := unstructured.SetNestedField(obj.Object, map[string]any{"str": "changed"}, "spec", "scene"); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.Client.Update(ctx, obj); err != nil {
+		t.Fatalf("changing the scene must be allowed: %v", err)
+	}
+	if err := unstructured.SetNestedField(obj.Object, "Permanent", "spec", "type"); err != nil {
+		t.Fatal(err)
+	}
+	err := env.Client.Update(ctx, obj)
+	if err == nil || !strings.Contains(err.Error(), "ttl must not be set on a Permanent code") {
+		t.Fatalf("switching to Permanent while ttl is set must be refused, got %v", err)
+	}
+}
+
+// TestPrinterColumns reads the server-side table kubectl prints for `kubectl get wechatqrcodes`,
+// so the columns' JSONPaths (the scene union, the annotation with dots in its key) are proven
+// against the real API server rather than by reading the CRD.
+func TestPrinterColumns(t *testing.T) {
+	ctx := context.Background()
+	for _, o := range []struct{ name, spec, scans string }{
+		{"by-id", "accountRef: {name: a}\ntype: Permanent\nscene: {id: 42}", "17"},
+		{"by-str", "accountRef: {name: a}\ntype: Temporary\nscene: {str: spring}\nttl: 2h", ""},
+	} {
+		obj := object(t, o.name, o.spec)
+		if o.scans != "" {
+			obj.SetAnnotations(map[string]string{qrv1alpha1.AnnotationScans: o.scans})
+		}
+		if err := env.Client.Create(ctx, obj); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = env.Client.Delete(ctx, obj) })
+	}
+	code := &qrv1alpha1.WeChatQRCode{}
+	key := client.ObjectKey{Namespace: "default", Name: "by-id"}
+	if err := env.Client.Get(ctx, key, code); err != nil {
+		t.Fatal(err)
+	}
+	code.Status.ImageURL = "https://mp.weixin.qq.com/cgi-bin/showqrcode?ticket=abc%2B%3D"
+	code.Status.Conditions = []metav1.Condition{{Type: qrv1alpha1.ConditionReady, Status: metav1.ConditionTrue,
+		Reason: "Issued", Message: "issued", LastTransitionTime: metav1.Now()}}
+	if err := env.Client.Status().Update(ctx, code); err != nil {
+		t.Fatal(err)
+	}
+
+	table := getTable(t, "/apis/wechat.qrcode-operator.io/v1alpha1/namespaces/default/wechatqrcodes")
+	var names []string
+	for _, c := range table.ColumnDefinitions {
+		names = append(names, c.Name)
+	}
+	if got, want := strings.Join(names, ","), "Name,Type,Scene,Ready,Expires,Scans,Age,Reason,Image"; got != want {
+		t.Fatalf("columns %s, want %s", got, want)
+	}
+	rows := map[string][]any{}
+	for _, r := range table.Rows {
+		rows[fmt.Sprint(r.Cells[0])] = r.Cells
+	}
+	check := func(row string, col int, want string) {
+		t.Helper()
+		if got := fmt.Sprint(rows[row][col]); got != want {
+			t.Errorf("row %s column %s = %q, want %q", row, names[col], got, want)
+		}
+	}
+	check("by-id", 1, "Permanent")
+	check("by-id", 2, "42")
+	check("by-id", 3, "True")
+	check("by-id", 5, "17")
+	check("by-id", 7, "Issued")
+	check("by-id", 8, code.Status.ImageURL)
+	check("by-str", 1, "Temporary")
+	check("by-str", 2, "spring")
+}
+
+func getTable(t *testing.T, path string) *metav1.Table {
+	t.Helper()
+	cfg := rest.CopyConfig(env.Config)
+	httpClient, err := rest.HTTPClientFor(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := http.NewRequest(http.MethodGet, strings.TrimSuffix(cfg.Host, "/")+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// What kubectl asks for: the server renders the CRD's printer columns.
+	req.Header.Set("Accept", "application/json;as=Table;v=v1;g=meta.k8s.io")
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	table := &metav1.Table{}
+	if err := json.Unmarshal(body, table); err != nil {
+		t.Fatalf("%s: %v: %s", req.URL, err, body)
+	}
+	return table
+}
