@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -242,4 +244,35 @@ func getTable(t *testing.T, path string) *metav1.Table {
 		t.Fatalf("%s: %v: %s", req.URL, err, body)
 	}
 	return table
+}
+
+// TestSamplesAreValid: every WeChatQRCode the README points users at is accepted as written.
+func TestSamplesAreValid(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join(testenv.RepoRoot(), "config", "samples", "wechat_*.yaml"))
+	if err != nil || len(files) != 4 {
+		t.Fatalf("want the four samples (one per code kind), found %v (%v)", files, err)
+	}
+	kinds := map[string]bool{}
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		obj := &unstructured.Unstructured{}
+		if err := yaml.Unmarshal(data, &obj.Object); err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		obj.SetNamespace("default")
+		if err := env.Client.Create(context.Background(), obj, client.DryRunAll); err != nil {
+			t.Errorf("%s refused: %v", filepath.Base(f), err)
+		}
+		typ, _, _ := unstructured.NestedString(obj.Object, "spec", "type")
+		scene, _, _ := unstructured.NestedMap(obj.Object, "spec", "scene")
+		for field := range scene {
+			kinds[typ+"/"+field] = true
+		}
+	}
+	if len(kinds) != 4 {
+		t.Errorf("samples cover %v, want Temporary and Permanent each with id and str", kinds)
+	}
 }
