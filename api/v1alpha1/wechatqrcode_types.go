@@ -217,7 +217,8 @@ type WeChatQRCodeStatus struct {
 	// +optional
 	ExpiresAt *metav1.Time `json:"expiresAt,omitempty"`
 
-	// RenewalTime is when the operator will issue the next ticket of a Temporary code.
+	// RenewalTime is when the operator will next ask WeChat for a ticket: ahead of a Temporary
+	// code's expiry or, after a failed attempt, at the end of the backoff.
 	// +optional
 	RenewalTime *metav1.Time `json:"renewalTime,omitempty"`
 
@@ -234,6 +235,12 @@ type WeChatQRCodeStatus struct {
 	// LastFailureTime is when the last issuance attempt failed.
 	// +optional
 	LastFailureTime *metav1.Time `json:"lastFailureTime,omitempty"`
+
+	// LastFailureSecretVersion is the resourceVersion of the account Secret the last failed
+	// attempt used: once the Secret changes, the next attempt is made at once instead of at the
+	// end of the backoff.
+	// +optional
+	LastFailureSecretVersion string `json:"lastFailureSecretVersion,omitempty"`
 }
 
 // Annotations the callback server writes on a WeChatQRCode. They live in metadata, not status,
