@@ -1,0 +1,77 @@
+/*
+Copyright 2026 The WeChat QR Code Operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+// Command callback is the server WeChat pushes scan events to (the sidecar of the manager); see
+// package internal/callback.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/klog/v2/textlogger"
+	ctrl "sigs.k8s.io/controller-runtime"
+
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/callback"
+)
+
+type accountsFlag []types.NamespacedName
+
+func (a *accountsFlag) String() string { return fmt.Sprint(*a) }
+
+func (a *accountsFlag) Set(v string) error {
+	ref, err := callback.ParseSecretRef(v)
+	if err == nil {
+		*a = append(*a, ref)
+	}
+	return err
+}
+
+func main() {
+	cfg := callback.Config{Options: callback.DefaultOptions()}
+	// The ports differ from the manager's conventional 8080/8081: both containers share the Pod's
+	// network namespace.
+	var accounts accountsFlag
+	flag.Var(&accounts, "account", "account Secret as <namespace>/<name> (repeatable); served at /wechat/<appID>")
+	flag.StringVar(&cfg.BindAddress, "bind-address", ":8090", "address WeChat's pushes are served on (plain HTTP behind the Ingress)")
+	flag.StringVar(&cfg.HealthProbeBindAddress, "health-probe-bind-address", ":8091", "address of /healthz and /readyz (0 disables)")
+	flag.StringVar(&cfg.MetricsBindAddress, "metrics-bind-address", ":8092", "address of /metrics (0 disables)")
+	flag.DurationVar(&cfg.SecretRefreshInterval, "secret-refresh-interval", cfg.SecretRefreshInterval, "how often the account Secrets are read again")
+	flag.DurationVar(&cfg.MaxClockSkew, "max-clock-skew", cfg.MaxClockSkew, "largest accepted difference, either way, between a push's timestamp and our clock")
+	flag.Int64Var(&cfg.MaxBodyBytes, "max-body-bytes", cfg.MaxBodyBytes, "largest accepted push body")
+	flag.DurationVar(&cfg.ReplyDeadline, "reply-deadline", cfg.ReplyDeadline, "longest wait for a scan to be persisted before answering 503 (WeChat gives up at 5s)")
+	flag.DurationVar(&cfg.CommitWindow, "commit-window", cfg.CommitWindow, "scans of one code within this window share one API write")
+	flag.IntVar(&cfg.RecentEvents, "recent-events", cfg.RecentEvents, "N: event keys kept per code to recognise WeChat's retries; exact up to about N/15 scans per second per code")
+	logCfg := textlogger.NewConfig()
+	logCfg.AddFlags(flag.CommandLine)
+	flag.Parse()
+	cfg.Accounts = accounts
+	ctrl.SetLogger(textlogger.NewLogger(logCfg))
+
+	rc, err := ctrl.GetConfig()
+	if err == nil {
+		var mgr ctrl.Manager
+		if mgr, _, err = callback.NewManager(rc, cfg); err == nil {
+			err = mgr.Start(ctrl.SetupSignalHandler())
+		}
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "callback:", err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,296 @@
+/*
+Copyright 2026 The WeChat QR Code Operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package callback
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
+)
+
+// errGone is returned for scans of a code deleted before they could be counted: no retry can
+// count them, so they are acknowledged.
+var errGone = errors.New("the code was deleted")
+
+// counter persists scans in the codes' annotations, one commit per code per window (group
+// commit), exactly once within the bound of the recent-events ring (see the package comment).
+type counter struct {
+	writer   client.Writer
+	cache    client.Reader
+	api      client.Reader
+	window   time.Duration
+	ringSize int
+	seen     *seenSet
+
+	mu    sync.Mutex
+	codes map[types.NamespacedName]*codeState
+}
+
+// codeState is one code's commit loop; it exists while scans of the code keep arriving.
+type codeState struct {
+	// next waits for the next commit. Guarded by counter.mu.
+	next []*pending
+	// inFlight has the outcome of every event in next or in the commit under way, so that a retry
+	// arriving meanwhile waits for the original instead of racing it. Guarded by counter.mu.
+	inFlight map[string]*outcome
+	// base is the object as our last successful patch returned it: usually newer than the cache,
+	// which has to wait for the watch event. Owned by the loop's goroutine.
+	base *qrv1alpha1.WeChatQRCode
+}
+
+type pending struct {
+	key       string
+	subscribe bool
+	at        time.Time
+	deadline  time.Time
+	out       *outcome
+}
+
+type outcome struct {
+	done      chan struct{}
+	duplicate bool
+	err       error
+}
+
+func newCounter(writer client.Writer, cache, api client.Reader, window time.Duration, ringSize int) *counter {
+	return &counter{
+		writer: writer, cache: cache, api: api, window: window, ringSize: ringSize,
+		seen:  newSeenSet(time.Minute, 1<<16),
+		codes: map[types.NamespacedName]*codeState{},
+	}
+}
+
+// count returns once the scan is persisted in code's annotations, or was already, or ctx ends
+// (with ctx's error: the scan may or may not be persisted then, and a retry will tell).
+func (c *counter) count(ctx context.Context, code types.NamespacedName, s *scan, at time.Time) (duplicate bool, err error) {
+	if c.seen.has(code, s.key) {
+		return true, nil
+	}
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = at.Add(c.window + 5*time.Second)
+	}
+	c.mu.Lock()
+	st := c.codes[code]
+	if st == nil {
+		st = &codeState{inFlight: map[string]*outcome{}}
+		c.codes[code] = st
+		go c.loop(code, st)
+	}
+	out, joined := st.inFlight[s.key]
+	if !joined {
+		out = &outcome{done: make(chan struct{})}
+		st.inFlight[s.key] = out
+		st.next = append(st.next, &pending{key: s.key, subscribe: s.kind == kindQRSubscribe, at: at, deadline: deadline, out: out})
+	}
+	c.mu.Unlock()
+	select {
+	case <-out.done:
+		return out.duplicate || joined, out.err
+	case <-ctx.Done():
+		return false, ctx.Err()
+	}
+}
+
+// loop commits what arrived for code at most once per window, and ends when a window passes
+// without a scan.
+func (c *counter) loop(code types.NamespacedName, st *codeState) {
+	next := time.Now().Add(c.window)
+	for {
+		time.Sleep(time.Until(next))
+		c.mu.Lock()
+		batch := st.next
+		st.next = nil
+		if len(batch) == 0 {
+			delete(c.codes, code)
+			c.mu.Unlock()
+			return
+		}
+		c.mu.Unlock()
+		next = time.Now().Add(c.window)
+
+		err := c.commit(code, st, batch)
+		if err == nil {
+			// Before the events leave inFlight, so that a retry finds them in one or the other.
+			for _, p := range batch {
+				c.seen.add(code, p.key)
+			}
+		}
+		c.mu.Lock()
+		for _, p := range batch {
+			delete(st.inFlight, p.key)
+		}
+		c.mu.Unlock()
+		for _, p := range batch {
+			p.out.err = err
+			close(p.out.done)
+		}
+	}
+}
+
+// commit writes batch into code's annotations and marks the events already counted.
+func (c *counter) commit(code types.NamespacedName, st *codeState, batch []*pending) error {
+	// The earliest deadline: the first in the batch waits longest. Later waiters may still have
+	// time after a failure, but WeChat retries them anyway.
+	ctx, cancel := context.WithDeadline(context.Background(), batch[0].deadline)
+	defer cancel()
+	batchSize.Observe(float64(len(batch)))
+
+	obj, reader := st.base, c.cache
+	for {
+		if obj == nil {
+			obj = &qrv1alpha1.WeChatQRCode{}
+			if err := reader.Get(ctx, code, obj); err != nil {
+				return c.failed(st, err)
+			}
+		}
+		patch := c.merge(obj, batch)
+		if patch == nil {
+			commits.WithLabelValues("unchanged").Inc()
+			st.base = obj
+			return nil
+		}
+		err := c.writer.Patch(ctx, obj, client.RawPatch(types.MergePatchType, patch))
+		if err == nil {
+			commits.WithLabelValues("ok").Inc()
+			st.base = obj
+			return nil
+		}
+		if !apierrors.IsConflict(err) {
+			return c.failed(st, err)
+		}
+		// Someone else (another replica, or a user) wrote since obj was read, or the cache lags:
+		// read the object as it is now. Never the cache here, or a lagging cache would loop.
+		commits.WithLabelValues("conflict").Inc()
+		obj, reader = nil, c.api
+	}
+}
+
+// failed forgets the base, whose state is unknown after a failed write, and classifies err.
+func (c *counter) failed(st *codeState, err error) error {
+	st.base = nil
+	if apierrors.IsNotFound(err) {
+		commits.WithLabelValues("gone").Inc()
+		return errGone
+	}
+	commits.WithLabelValues("error").Inc()
+	return err
+}
+
+// merge returns the merge patch that adds batch's new events to obj's annotations, or nil when
+// every event is already counted. The patch carries obj's resourceVersion, so it applies only to
+// the very state the counts were computed from.
+func (c *counter) merge(obj *qrv1alpha1.WeChatQRCode, batch []*pending) []byte {
+	ann := obj.GetAnnotations()
+	ring := strings.Fields(ann[qrv1alpha1.AnnotationRecentEvents])
+	known := make(map[string]bool, len(ring)+len(batch))
+	for _, k := range ring {
+		known[k] = true
+	}
+	// An unparseable count (edited by hand) restarts from 0 rather than blocking every scan.
+	scans, _ := strconv.ParseInt(ann[qrv1alpha1.AnnotationScans], 10, 64)
+	subscribes, _ := strconv.ParseInt(ann[qrv1alpha1.AnnotationSubscribes], 10, 64)
+	last, _ := time.Parse(time.RFC3339, ann[qrv1alpha1.AnnotationLastScanTime])
+	added := false
+	for _, p := range batch {
+		p.out.duplicate = known[p.key]
+		if p.out.duplicate {
+			continue
+		}
+		added, known[p.key] = true, true
+		ring = append(ring, p.key)
+		scans++
+		if p.subscribe {
+			subscribes++
+		}
+		// Replicas' clocks differ a little: the time only moves forward.
+		if p.at.After(last) {
+			last = p.at
+		}
+	}
+	if !added {
+		return nil
+	}
+	if len(ring) > c.ringSize {
+		ring = ring[len(ring)-c.ringSize:]
+	}
+	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{
+		"resourceVersion": obj.ResourceVersion,
+		"annotations": map[string]string{
+			qrv1alpha1.AnnotationScans:        strconv.FormatInt(scans, 10),
+			qrv1alpha1.AnnotationSubscribes:   strconv.FormatInt(subscribes, 10),
+			qrv1alpha1.AnnotationLastScanTime: last.UTC().Format(time.RFC3339),
+			qrv1alpha1.AnnotationRecentEvents: strings.Join(ring, " "),
+		},
+	}})
+	if err != nil {
+		panic(err) // maps of strings always marshal
+	}
+	return patch
+}
+
+// seenSet remembers the events this replica committed in the last one to two ttl, at most about
+// 2*max of them, so that a retry is answered without a write. It is only a shortcut: the ring in
+// the annotation is what makes counting exactly once.
+type seenSet struct {
+	ttl time.Duration
+	max int
+
+	mu       sync.Mutex
+	cur, old map[string]struct{}
+	rotated  time.Time
+}
+
+func newSeenSet(ttl time.Duration, max int) *seenSet {
+	return &seenSet{ttl: ttl, max: max, cur: map[string]struct{}{}, old: map[string]struct{}{}, rotated: time.Now()}
+}
+
+func seenKey(code types.NamespacedName, key string) string { return code.String() + "\x00" + key }
+
+// rotate drops the older generation; called with mu held.
+func (s *seenSet) rotate() {
+	if time.Since(s.rotated) > s.ttl || len(s.cur) >= s.max {
+		s.old, s.cur, s.rotated = s.cur, make(map[string]struct{}, len(s.cur)), time.Now()
+	}
+}
+
+func (s *seenSet) add(code types.NamespacedName, key string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.rotate()
+	s.cur[seenKey(code, key)] = struct{}{}
+}
+
+func (s *seenSet) has(code types.NamespacedName, key string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.rotate()
+	k := seenKey(code, key)
+	_, inCur := s.cur[k]
+	_, inOld := s.old[k]
+	return inCur || inOld
+}

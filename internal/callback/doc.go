@@ -1,0 +1,89 @@
+/*
+Copyright 2026 The WeChat QR Code Operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+// Package callback is the server WeChat pushes events to when someone scans a parametric QR code:
+// it verifies the push, attributes it to a WeChatQRCode, counts it exactly once in the code's
+// annotations and answers WeChat, with the code's passive reply when it has one.
+//
+// # Accounts and paths
+//
+// The server serves the accounts whose Secrets it is given (--account=<namespace>/<name>,
+// repeatable; keys appID, token, encodingAESKey, previousEncodingAESKey). It GETs exactly those
+// Secrets by name, again every --secret-refresh-interval, and never lists or watches Secrets, so
+// its Role can name them in resourceNames. Each account has its own path, /wechat/<appID>, which
+// is what goes into the account's "server URL" setting: the path picks the token that the
+// signature must match, so one account's token can never authenticate a push for another.
+//
+// An account whose Secret has an encodingAESKey accepts only encrypted pushes (safe or
+// compatible mode), because in plaintext mode WeChat's signature covers the query, not the body:
+// anyone who has seen one push URL (an access log is enough) could post any body under it until
+// the timestamp goes stale. Leave encodingAESKey out of the Secret of a plaintext-mode account.
+// previousEncodingAESKey is tried when the current key fails, as WeChat advises for rotation;
+// replies are encrypted with the key the push was encrypted with.
+//
+// # Refusals
+//
+// Every request is hostile until its signature says otherwise. In order: unknown path (404),
+// method (405), missing parameters (400), timestamp outside ±--max-clock-skew of our clock (403;
+// default 5m, which bounds how long a captured URL can be replayed and tolerates ordinary clock
+// drift; WeChat's own retries come within seconds), signature compared in constant time (403),
+// body over --max-body-bytes (413), then for encrypted pushes msg_signature over the Encrypt
+// element (403), decryption with the current then the previous key, including the AppID check
+// (400), and finally the XML (400). A refusal counts nothing, is logged without the token, key or
+// signature, and is counted in wechat_qrcode_operator_callback_refusals_total by reason.
+//
+// # Attribution
+//
+// A subscribe event whose EventKey is qrscene_<scene> and a SCAN event whose EventKey is <scene>
+// are scans. They carry the ticket of the scanned code, looked up in a cache field index over
+// status.ticket and status.previousTickets[].ticket keyed with status.issuedFor.appID, across all
+// namespaces; without a ticket the scene (issuedFor.appID + Scene.Key()) is looked up instead.
+// Anything else (unsubscribe, a subscribe without EventKey, messages, scans matching no code or
+// several) is acknowledged with "success" and only counted in
+// wechat_qrcode_operator_callback_events_total.
+//
+// # Counting, durably and exactly once
+//
+// A scan is acknowledged only after its count is persisted in the API server; if that fails or
+// does not finish within --reply-deadline (default 3s, well inside WeChat's 5 s), the answer is a
+// 503 and WeChat retries. Scans of one code arriving within --commit-window are merged into one
+// merge patch of the annotations carrying metadata.resourceVersion, so any number of replicas
+// count together without losing updates: a conflict re-reads the object from the API server (not
+// the cache, which may lag) and recomputes.
+//
+// The patch that adds the counts also appends the event's key (a short hash of FromUserName,
+// CreateTime, Event and EventKey, WeChat's own deduplication key) to a ring of the last
+// --recent-events keys counted for that code (annotation recent-events), and events whose key is
+// already in the ring are not counted again. Because the key and the count are written together,
+// a WeChat retry is recognised wherever it lands, even when the replica that counted the original
+// died before answering. The guarantee, precisely: an event is counted at most once provided
+// fewer than N = --recent-events other events of the same code are counted between the original
+// and its retry. WeChat retries within about 15 s, so this holds for any code receiving fewer than
+// N/15 scans per second (about 68/s with the default N=1024, which costs about 13 KiB of
+// annotation); a busier code may count a retry twice. It is counted at least once if WeChat's
+// retries reach us (a 5xx is never "success"). Two distinct scans that share the key (the same
+// user scanning the same code twice within one second) are one event to WeChat and to us.
+//
+// Each replica also remembers the keys it has recently committed and the ones it is committing,
+// so a retry of an event it handled is answered without another write, and a retry arriving
+// while the original is still being written waits for that write.
+//
+// # Replies
+//
+// A scan of a code with spec.reply is answered with a text message (passive reply), encrypted and
+// signed when the push was encrypted, also for a retry of an event already counted (WeChat retries
+// because the first answer did not reach it). Everything else is answered "success".
+package callback
