@@ -1,0 +1,78 @@
+/*
+Copyright 2026 The WeChat QR Code Operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package issuance
+
+import (
+	"strconv"
+	"time"
+)
+
+// FailureKind is what a failure means for the next attempt.
+type FailureKind int
+
+const (
+	// Transient: WeChat busy or unreachable, or a token rejected even after the client's retry.
+	Transient FailureKind = iota
+	// Quota: the account's daily qrcode/create quota is spent.
+	Quota
+	// Terminal: only a human can fix it (account, allowlist, spec); retrying soon is pointless.
+	Terminal
+)
+
+// Backoff bounds. Transient failures start at 5 s, well inside the shortest renewal window (a
+// 1m ticket renews with 20 s left by default), and stop doubling at 5 min. Terminal ones start
+// at an hour and stop at a day: a human has to act, and a change of the spec or the Secret retries
+// at once anyway; an account that is not allowlisted must not burn its quota on thousands of
+// codes retrying every few minutes.
+const (
+	TransientBase = 5 * time.Second
+	TransientMax  = 5 * time.Minute
+	TerminalBase  = time.Hour
+	TerminalMax   = 24 * time.Hour
+	// QuotaSpread spreads the codes of an account over the first minutes after the quota resets.
+	QuotaSpread = 15 * time.Minute
+)
+
+// beijing is where WeChat's daily quotas reset at midnight. China has no daylight saving time,
+// so a fixed zone is exact and needs no tzdata.
+var beijing = time.FixedZone("CST", 8*60*60)
+
+// RetryAt is when to try again after the attempt-th consecutive failure (attempt >= 1) at now.
+// Exponential delays lose up to a fifth to a jitter (a hash of seed and attempt) so that codes
+// that failed together do not retry together, and never exceed their maximum. A spent quota is
+// retried after it resets, at midnight Beijing time.
+func RetryAt(kind FailureKind, attempt int32, seed string, now time.Time) time.Time {
+	f := fraction(seed + "/" + strconv.Itoa(int(attempt)))
+	switch kind {
+	case Quota:
+		y, m, d := now.In(beijing).Date()
+		return time.Date(y, m, d+1, 0, 0, 0, 0, beijing).Add(time.Duration(f * float64(QuotaSpread)))
+	case Terminal:
+		return now.Add(exponential(TerminalBase, TerminalMax, attempt, f))
+	default:
+		return now.Add(exponential(TransientBase, TransientMax, attempt, f))
+	}
+}
+
+func exponential(base, limit time.Duration, attempt int32, f float64) time.Duration {
+	d := limit
+	// Beyond 2^20 the delay is at its limit for any sane base; the bound keeps the shift finite.
+	if attempt >= 1 && attempt <= 20 && base<<(attempt-1) < limit {
+		d = base << (attempt - 1)
+	}
+	return d - time.Duration(f*float64(d)/5)
+}
