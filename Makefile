@@ -51,6 +51,28 @@ vet: ## Run go vet.
 controlplane: ## Build (first time only) etcd, kube-apiserver and kubectl from source and print their directory.
 	@hack/controlplane.sh
 
+# Where `make dev` keeps its kubeconfigs, binaries, logs and state (gitignored).
+DEV_DIR ?= .dev
+# `make scan`: the code to scan and how many scans.
+NAME ?=
+COUNT ?= 1
+
+# Builds hack/dev into bin/, saying every 25 packages how far a first build (which compiles the
+# Kubernetes client libraries) has got; compiler errors pass through whole.
+define build-dev
+@$(GO) build -v -o $(LOCALBIN)/dev ./hack/dev 2>&1 | awk '/[ :]/ {print; next} {n++} n % 25 == 0 {print "build    | hack/dev: " n " packages compiled"; fflush()}'
+endef
+
+.PHONY: dev
+dev: ## Run the operator on a local API server with a fake WeChat (real one: WECHAT_APP_ID=... WECHAT_APP_SECRET=... WECHAT_TOKEN=...); Ctrl-C stops it.
+	$(build-dev)
+	@GO="$(GO)" $(LOCALBIN)/dev up --dir $(DEV_DIR)
+
+.PHONY: scan
+scan: ## Simulate scans of a code of the running `make dev`: make scan NAME=spring-sale-poster [COUNT=3].
+	$(build-dev)
+	@$(LOCALBIN)/dev scan --dir $(DEV_DIR) --count $(COUNT) $(NAME)
+
 .PHONY: test
 test: verify-generated vet ## Run every test against a real kube-apiserver + etcd built from source.
 	KUBEBUILDER_ASSETS="$$(hack/controlplane.sh)" $(GO) test $(TESTFLAGS) $(TESTPKGS)
@@ -85,9 +107,13 @@ uninstall: ## Remove the CRD (and with it every WeChatQRCode) from the cluster.
 deploy: manifests ## Deploy the operator with image IMG to the cluster of the current kubeconfig.
 	hack/with-image.sh "$(IMG)" $(KUSTOMIZE) build config/default | $(KUBECTL) apply --server-side -f -
 
+# Everything of config/default but the CRD carries this label: undeploy keeps the CRD, and with it
+# every WeChatQRCode and the record of the tickets it holds.
+PART_OF = app.kubernetes.io/part-of=wechat-qrcode-operator
+
 .PHONY: undeploy
-undeploy: ## Remove the operator from the cluster.
-	$(KUSTOMIZE) build config/default | $(KUBECTL) delete --ignore-not-found -f -
+undeploy: ## Remove the operator from the cluster; the CRD and the codes stay (`make uninstall` removes them).
+	$(KUSTOMIZE) build config/default | $(KUBECTL) delete --ignore-not-found -l $(PART_OF) -f -
 
 .PHONY: build-installer
 build-installer: manifests ## Write dist/install.yaml: CRD and operator in one file, with image IMG.

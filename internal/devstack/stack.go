@@ -1,0 +1,460 @@
+/*
+Copyright 2026 The WeChat QR Code Operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package devstack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/testenv"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/wechattest"
+)
+
+// SamplesNamespace is where the dev stack applies config/samples, and the namespace of its
+// kubeconfigs' context.
+const SamplesNamespace = "default"
+
+// Ports of the stack's servers, all on 127.0.0.1. Zero picks a free port.
+type Ports struct {
+	APIServer       int
+	WeChat          int
+	Callback        int
+	CallbackHealth  int
+	CallbackMetrics int
+	ManagerHealth   int
+	ManagerMetrics  int
+}
+
+// DevPorts are the fixed ports of `make dev`: the Deployment's container ports where it has one,
+// so that a URL seen in the dev stack means the same in a cluster.
+var DevPorts = Ports{
+	APIServer:       6443,
+	WeChat:          8089,
+	Callback:        8090,
+	CallbackHealth:  8091,
+	CallbackMetrics: 8092,
+	ManagerMetrics:  8080,
+	ManagerHealth:   8081,
+}
+
+func (p *Ports) all() []*int {
+	return []*int{&p.APIServer, &p.WeChat, &p.Callback, &p.CallbackHealth, &p.CallbackMetrics, &p.ManagerHealth, &p.ManagerMetrics}
+}
+
+// resolve picks the free ports and checks that the fixed ones are free, so that a second
+// `make dev` says which port is taken instead of failing somewhere inside a child.
+func (p Ports) resolve() (Ports, error) {
+	for _, port := range p.all() {
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(*port)))
+		if err != nil {
+			return p, fmt.Errorf("port %d on 127.0.0.1 is taken (is another `make dev` running?): %w", *port, err)
+		}
+		*port = l.Addr().(*net.TCPAddr).Port
+		_ = l.Close()
+	}
+	return p, nil
+}
+
+func hostPort(port int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) }
+
+// Options configure a Stack.
+type Options struct {
+	// Root is the repository's root directory (cmd/, config/, hack/).
+	Root string
+	// Dir holds what the stack writes: kubeconfigs, binaries, logs of etcd and kube-apiserver,
+	// and the state file that `scan` and the e2e test read.
+	Dir string
+	// Out is where the stack reports and its children's output goes, each line prefixed with the
+	// name of its source.
+	Out io.Writer
+	// Go is the go command; default "go".
+	Go    string
+	Ports Ports
+	// Account is a real Official Account to use against WeChat's real API; nil for the fake
+	// WeChat with the account of config/samples/account-secret.yaml.
+	Account *Account
+}
+
+// Stack is a running dev stack.
+type Stack struct {
+	State
+
+	opts   Options
+	log    *prefixWriter
+	con    *console
+	env    *envtest.Environment
+	admin  client.Client
+	fake   *wechattest.Server
+	procs  []*process
+	exited chan *process
+}
+
+// Start builds what is missing and starts the stack: etcd and kube-apiserver with the CRD, the
+// RBAC of config/default, the fake WeChat (or none, for a real account), the account Secret, the
+// manager and the callback server as processes running as their ServiceAccounts, and the samples
+// of config/samples. It returns once every code is Ready. On error, what was started is stopped.
+func Start(ctx context.Context, opts Options) (s *Stack, err error) {
+	if opts.Go == "" {
+		opts.Go = "go"
+	}
+	con := &console{w: opts.Out}
+	s = &Stack{opts: opts, con: con, log: con.prefixed("dev"), exited: make(chan *process, 8)}
+	defer func() {
+		if err != nil {
+			s.Stop()
+		}
+	}()
+	start := time.Now()
+	if err := os.MkdirAll(filepath.Join(opts.Dir, "logs"), 0o755); err != nil {
+		return s, err
+	}
+	if err := lockDir(opts.Dir); err != nil {
+		return s, err
+	}
+	binDir := filepath.Join(opts.Dir, "bin")
+	bins, err := Build(ctx, opts.Root, opts.Go, binDir, con.prefixed("build"))
+	if err != nil {
+		return s, err
+	}
+	if pids := reapLeftovers(opts.Dir, bins.ControlPlane, binDir); len(pids) > 0 {
+		s.log.Printf("killed processes %v left running by an earlier stack in %s that did not stop", pids, opts.Dir)
+	}
+	if s.opts.Ports, err = opts.Ports.resolve(); err != nil {
+		return s, err
+	}
+	s.Kubectl = bins.Kubectl()
+	samples, err := render(ctx, s.Kubectl, filepath.Join(opts.Root, "config", "samples"))
+	if err != nil {
+		return s, err
+	}
+	secret, codes, err := splitSamples(samples)
+	if err != nil {
+		return s, err
+	}
+	account := accountFromSecret(secret)
+	if opts.Account != nil {
+		account = *opts.Account
+	}
+	if err := s.startControlPlane(bins); err != nil {
+		return s, err
+	}
+	if err := s.startWeChat(account); err != nil {
+		return s, err
+	}
+	if err := s.startOperator(ctx, bins, account, secret); err != nil {
+		return s, err
+	}
+	if err := s.applySamples(ctx, account, codes); err != nil {
+		return s, err
+	}
+	if err := s.waitReady(ctx); err != nil {
+		return s, err
+	}
+	if err := s.State.write(opts.Dir); err != nil {
+		return s, err
+	}
+	s.log.Printf("ready in %s", time.Since(start).Round(100*time.Millisecond))
+	return s, nil
+}
+
+func (s *Stack) startControlPlane(bins Binaries) error {
+	logs := filepath.Join(s.opts.Dir, "logs")
+	apiLog, err := os.Create(filepath.Join(logs, "kube-apiserver.log"))
+	if err != nil {
+		return err
+	}
+	etcdLog, err := os.Create(filepath.Join(logs, "etcd.log"))
+	if err != nil {
+		return err
+	}
+	s.env = &envtest.Environment{
+		BinaryAssetsDirectory: bins.ControlPlane,
+		CRDDirectoryPaths:     []string{filepath.Join(s.opts.Root, "config", "crd", "bases")},
+		ErrorIfCRDPathMissing: true,
+		Scheme:                testenv.Scheme(),
+		ControlPlane: envtest.ControlPlane{
+			APIServer: &envtest.APIServer{
+				SecureServing: envtest.SecureServing{ListenAddr: envtest.ListenAddr{Address: "127.0.0.1", Port: strconv.Itoa(s.opts.Ports.APIServer)}},
+				Out:           apiLog,
+				Err:           apiLog,
+			},
+			Etcd: &envtest.Etcd{Out: etcdLog, Err: etcdLog},
+		},
+	}
+	s.log.Printf("starting etcd and kube-apiserver on https://%s (logs in %s)", hostPort(s.opts.Ports.APIServer), logs)
+	begin := time.Now()
+	if _, err := s.env.Start(); err != nil {
+		return fmt.Errorf("starting the control plane: %w", err)
+	}
+	admin, err := s.env.AddUser(envtest.User{Name: "dev-admin", Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		return err
+	}
+	cfg := admin.Config()
+	s.Kubeconfig = filepath.Join(s.opts.Dir, "kubeconfig")
+	if err := writeKubeconfig(s.Kubeconfig, cfg, &clientcmdapi.AuthInfo{ClientCertificateData: cfg.CertData, ClientKeyData: cfg.KeyData}, "dev-admin"); err != nil {
+		return err
+	}
+	if s.admin, err = client.New(cfg, client.Options{Scheme: s.env.Scheme}); err != nil {
+		return err
+	}
+	s.log.Printf("API server up with the WeChatQRCode CRD in %s", time.Since(begin).Round(100*time.Millisecond))
+	_, err = recordChildren(s.opts.Dir)
+	return err
+}
+
+func (s *Stack) startWeChat(a Account) error {
+	if a.Real {
+		s.log.Printf("real WeChat API, account %s (WECHAT_APP_ID)", a.AppID)
+		return nil
+	}
+	fake, err := wechattest.NewServer(wechattest.Options{Addr: hostPort(s.opts.Ports.WeChat)})
+	if err != nil {
+		return fmt.Errorf("fake WeChat: %w", err)
+	}
+	fake.AddAccount(a.AppID, a.AppSecret)
+	s.fake, s.WeChatURL = fake, fake.URL
+	s.log.Printf("fake WeChat on %s with account %s", fake.URL, a.AppID)
+	return nil
+}
+
+// startOperator applies the RBAC of config/default and the account Secret, and starts the
+// manager and the callback server as their ServiceAccounts.
+func (s *Stack) startOperator(ctx context.Context, bins Binaries, a Account, secret *corev1.Secret) error {
+	if err := applyRBAC(ctx, s.admin, s.Kubectl, s.opts.Root); err != nil {
+		return err
+	}
+	cfg := s.env.Config
+	managerKC, callbackKC := filepath.Join(s.opts.Dir, "manager.kubeconfig"), filepath.Join(s.opts.Dir, "callback.kubeconfig")
+	if err := writeServiceAccountKubeconfig(ctx, cfg, ManagerServiceAccount, managerKC); err != nil {
+		return err
+	}
+	if err := writeServiceAccountKubeconfig(ctx, cfg, CallbackServiceAccount, callbackKC); err != nil {
+		return err
+	}
+	a.apply(secret)
+	if err := s.admin.Create(ctx, secret); err != nil {
+		return fmt.Errorf("account Secret: %w", err)
+	}
+	s.AccountSecret = secret.Name
+	s.log.Printf("RBAC of config/default applied; Secret %s/%s holds account %s", secret.Namespace, secret.Name, a.AppID)
+
+	p := s.opts.Ports
+	managerArgs := []string{
+		"--kubeconfig=" + managerKC,
+		"--leader-elect",
+		"--leader-election-namespace=" + OperatorNamespace,
+		"--metrics-bind-address=" + hostPort(p.ManagerMetrics),
+		"--health-probe-bind-address=" + hostPort(p.ManagerHealth),
+	}
+	if s.fake != nil {
+		managerArgs = append(managerArgs, "--wechat-api-url="+s.fake.URL)
+	}
+	callbackArgs := []string{
+		"--kubeconfig=" + callbackKC,
+		"--bind-address=" + hostPort(p.Callback),
+		"--health-probe-bind-address=" + hostPort(p.CallbackHealth),
+		"--metrics-bind-address=" + hostPort(p.CallbackMetrics),
+		"--account=" + SamplesNamespace + "/" + secret.Name,
+	}
+	s.CallbackURL = "http://" + hostPort(p.Callback)
+	for _, c := range []struct {
+		name, path string
+		args       []string
+		health     int
+	}{
+		{"manager", bins.Manager, managerArgs, p.ManagerHealth},
+		{"callback", bins.Callback, callbackArgs, p.CallbackHealth},
+	} {
+		proc, err := startProcess(c.name, c.path, c.args, nil, s.con)
+		if err != nil {
+			return err
+		}
+		s.procs = append(s.procs, proc)
+		go func() { <-proc.done; s.exited <- proc }()
+		if err := s.waitHealthy(ctx, proc, c.health); err != nil {
+			return err
+		}
+	}
+	var err error
+	s.PIDs, err = recordChildren(s.opts.Dir)
+	return err
+}
+
+// waitHealthy waits for a process's readiness probe, as a kubelet would before sending traffic.
+func (s *Stack) waitHealthy(ctx context.Context, p *process, port int) error {
+	url := "http://" + hostPort(port) + "/readyz"
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for {
+		if resp, err := http.Get(url); err == nil {
+			_ = resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-p.done:
+			return p.exitError()
+		case <-ctx.Done():
+			return fmt.Errorf("%s not ready at %s: %w", p.name, url, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// splitSamples finds the account Secret and the codes among the objects of config/samples, and
+// puts them in the samples namespace.
+func splitSamples(objs []*unstructured.Unstructured) (*corev1.Secret, []*unstructured.Unstructured, error) {
+	var secret *corev1.Secret
+	var codes []*unstructured.Unstructured
+	for _, u := range objs {
+		u.SetNamespace(SamplesNamespace)
+		switch u.GetKind() {
+		case "Secret":
+			secret = &corev1.Secret{}
+			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, secret); err != nil {
+				return nil, nil, err
+			}
+		case "WeChatQRCode":
+			codes = append(codes, u)
+		}
+	}
+	if secret == nil {
+		return nil, nil, errors.New("config/samples has no account Secret")
+	}
+	return secret, codes, nil
+}
+
+// applySamples applies the codes of config/samples. With a real account, the Permanent ones are
+// left out: a permanent code exists at WeChat forever and counts against the account's 100,000.
+func (s *Stack) applySamples(ctx context.Context, a Account, samples []*unstructured.Unstructured) error {
+	var codes []*unstructured.Unstructured
+	for _, u := range samples {
+		if typ, _, _ := unstructured.NestedString(u.Object, "spec", "type"); a.Real && typ == string(qrv1alpha1.Permanent) {
+			s.log.Printf("real WeChat: not applying the Permanent sample %s (a permanent code can never be deleted)", u.GetName())
+			continue
+		}
+		codes = append(codes, u)
+	}
+	if err := apply(ctx, s.admin, codes); err != nil {
+		return err
+	}
+	s.log.Printf("applied %d codes of config/samples in namespace %s", len(codes), SamplesNamespace)
+	return nil
+}
+
+// waitReady waits until every code has Ready True, or says which are not and why.
+func (s *Stack) waitReady(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	begin := time.Now()
+	for {
+		var list qrv1alpha1.WeChatQRCodeList
+		if err := s.admin.List(ctx, &list, client.InNamespace(SamplesNamespace)); err != nil {
+			return err
+		}
+		var notReady []string
+		for _, c := range list.Items {
+			if !isReady(&c) {
+				notReady = append(notReady, c.Name+" ("+readyReason(&c)+")")
+			}
+		}
+		if len(notReady) == 0 {
+			s.log.Printf("all %d codes Ready in %s", len(list.Items), time.Since(begin).Round(100*time.Millisecond))
+			return nil
+		}
+		select {
+		case p := <-s.exited:
+			return p.exitError()
+		case <-ctx.Done():
+			return fmt.Errorf("codes not Ready: %v", notReady)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func readyCondition(c *qrv1alpha1.WeChatQRCode) (status, reason string) {
+	for _, cond := range c.Status.Conditions {
+		if cond.Type == qrv1alpha1.ConditionReady {
+			return string(cond.Status), cond.Reason
+		}
+	}
+	return "", "no Ready condition yet"
+}
+
+func isReady(c *qrv1alpha1.WeChatQRCode) bool {
+	status, _ := readyCondition(c)
+	return status == "True"
+}
+
+func readyReason(c *qrv1alpha1.WeChatQRCode) string {
+	_, reason := readyCondition(c)
+	return reason
+}
+
+// Wait returns when ctx ends (nil) or when a process of the stack exits on its own (its error).
+func (s *Stack) Wait(ctx context.Context) error {
+	select {
+	case <-ctx.Done():
+		return nil
+	case p := <-s.exited:
+		return p.exitError()
+	}
+}
+
+// processGrace is how long the manager and the callback server get to finish after SIGTERM, a
+// bit less than the Deployment's terminationGracePeriodSeconds would allow, to keep Ctrl-C quick.
+const processGrace = 10 * time.Second
+
+// Stop stops everything in the reverse order of Start: the operator's processes first, while the
+// API server they talk to is still up, then the fake WeChat, then kube-apiserver and etcd. It
+// removes the state file, so that `scan` does not talk to a stack that is gone.
+func (s *Stack) Stop() {
+	_ = os.Remove(stateFile(s.opts.Dir))
+	for i := len(s.procs) - 1; i >= 0; i-- {
+		if err := s.procs[i].stop(processGrace); err != nil {
+			s.log.Printf("%v", err)
+		}
+	}
+	if s.fake != nil {
+		s.fake.Close()
+	}
+	if s.env != nil {
+		if err := s.env.Stop(); err != nil {
+			s.log.Printf("stopping the control plane: %v", err)
+			return // its processes may still run: keep their record for the next stack to reap
+		}
+	}
+	_ = os.Remove(pidsFile(s.opts.Dir))
+}
