@@ -115,14 +115,8 @@ func Setup(mgr ctrl.Manager, opts Options) (*Server, error) {
 	if err := addIndexes(context.Background(), mgr.GetFieldIndexer()); err != nil {
 		return nil, err
 	}
-	s := &Server{
-		opts: opts,
-		// Secrets are read uncached, by name: a cached read would list and watch every Secret.
-		accounts: &accounts{reader: mgr.GetAPIReader(), refs: dedupe(opts.Accounts), interval: opts.SecretRefreshInterval, log: log},
-		counter:  newCounter(mgr.GetClient(), mgr.GetCache(), mgr.GetAPIReader(), opts.CommitWindow, opts.RecentEvents),
-		cache:    mgr.GetCache(),
-		log:      log,
-	}
+	// Secrets are read uncached, by name: a cached read would list and watch every Secret.
+	s := newServer(opts, mgr.GetAPIReader(), mgr.GetCache(), mgr.GetClient(), log)
 	if err := mgr.Add(s.accounts); err != nil {
 		return nil, err
 	}
@@ -137,6 +131,18 @@ func Setup(mgr ctrl.Manager, opts Options) (*Server, error) {
 		}
 		return nil
 	})
+}
+
+// newServer wires a Server: secrets reads the account Secrets, cache serves the index lookups,
+// writer patches the codes and api re-reads them after a conflict.
+func newServer(opts Options, api, cache client.Reader, writer client.Writer, log logr.Logger) *Server {
+	return &Server{
+		opts:     opts,
+		accounts: &accounts{reader: api, refs: dedupe(opts.Accounts), interval: opts.SecretRefreshInterval, log: log},
+		counter:  newCounter(writer, cache, api, opts.CommitWindow, opts.RecentEvents),
+		cache:    cache,
+		log:      log,
+	}
 }
 
 func dedupe(refs []types.NamespacedName) []types.NamespacedName {

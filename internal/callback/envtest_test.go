@@ -1,0 +1,242 @@
+/*
+Copyright 2026 The WeChat QR Code Operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package callback
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr/funcr"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/testenv"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/wxcrypto"
+)
+
+// The API server starts on first use, so that the unit tests and fuzz targets of this package
+// run without one.
+var (
+	envOnce sync.Once
+	env     *testenv.Env
+	envErr  error
+
+	// logs collects what the replicas log, to check that no secret ends up there.
+	logs   bytes.Buffer
+	logsMu sync.Mutex
+)
+
+func TestMain(m *testing.M) {
+	ctrl.SetLogger(funcr.New(func(prefix, args string) {
+		logsMu.Lock()
+		defer logsMu.Unlock()
+		fmt.Fprintln(&logs, prefix, args)
+	}, funcr.Options{}))
+	code := m.Run()
+	if env != nil {
+		if err := env.Stop(); err != nil {
+			fmt.Fprintln(os.Stderr, "stopping the API server:", err)
+		}
+	}
+	os.Exit(code)
+}
+
+func apiServer(t *testing.T) *testenv.Env {
+	t.Helper()
+	envOnce.Do(func() { env, envErr = testenv.Start() })
+	if envErr != nil {
+		t.Fatal(envErr)
+	}
+	return env
+}
+
+// fixture is one test's namespace, accounts and codes on the shared API server.
+type fixture struct {
+	t   *testing.T
+	c   client.Client
+	ns  string
+	ctx context.Context
+}
+
+func newFixture(t *testing.T) *fixture {
+	e := apiServer(t)
+	ns := strings.ToLower(strings.NewReplacer("/", "-", "_", "-").Replace(t.Name()))
+	if len(ns) > 50 {
+		ns = ns[:50]
+	}
+	f := &fixture{t: t, c: e.Client, ns: strings.Trim(ns, "-"), ctx: context.Background()}
+	if err := f.c.Create(f.ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: f.ns}}); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// account creates an account Secret and returns its reference and a pusher for it (mode from
+// the keys: plaintext without a key, else safe, encrypting with pushKey or key).
+func (f *fixture) account(name, appID, token, key, previousKey string) (types.NamespacedName, *pusher) {
+	f.t.Helper()
+	data := map[string][]byte{keyAppID: []byte(appID), keyToken: []byte(token), "appSecret": []byte("not-read-by-the-callback-server")}
+	p := &pusher{appID: appID, token: token, mode: plaintext}
+	if key != "" {
+		data[keyEncodingAESKey] = []byte(key)
+		p.mode, p.cipher = safe, f.cipher(key, appID)
+	}
+	if previousKey != "" {
+		data[keyPreviousEncodingAESKey] = []byte(previousKey)
+	}
+	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: name}, Data: data}
+	if err := f.c.Create(f.ctx, s); err != nil {
+		f.t.Fatal(err)
+	}
+	return client.ObjectKeyFromObject(s), p
+}
+
+func (f *fixture) cipher(key, appID string) *wxcrypto.Cipher {
+	c, err := wxcrypto.NewCipher(key, appID)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return c
+}
+
+// code creates a code with its status as the manager would have written it.
+func (f *fixture) code(c *qrv1alpha1.WeChatQRCode) *qrv1alpha1.WeChatQRCode {
+	f.t.Helper()
+	if c.Namespace == "" {
+		c.Namespace = f.ns
+	}
+	status := c.Status
+	if err := f.c.Create(f.ctx, c); err != nil {
+		f.t.Fatal(err)
+	}
+	c.Status = status
+	if err := f.c.Status().Update(f.ctx, c); err != nil {
+		f.t.Fatal(err)
+	}
+	return c
+}
+
+// counts reads a code's counters from the API server, not from any cache.
+func (f *fixture) counts(c *qrv1alpha1.WeChatQRCode) (scans, subscribes string, ring []string) {
+	f.t.Helper()
+	var got qrv1alpha1.WeChatQRCode
+	if err := f.c.Get(f.ctx, client.ObjectKeyFromObject(c), &got); err != nil {
+		f.t.Fatal(err)
+	}
+	a := got.Annotations
+	return a[qrv1alpha1.AnnotationScans], a[qrv1alpha1.AnnotationSubscribes], strings.Fields(a[qrv1alpha1.AnnotationRecentEvents])
+}
+
+func (f *fixture) wantCounts(c *qrv1alpha1.WeChatQRCode, scans, subscribes string) {
+	f.t.Helper()
+	if s, sub, _ := f.counts(c); s != scans || sub != subscribes {
+		f.t.Fatalf("%s: scans=%q subscribes=%q, want %q and %q", c.Name, s, sub, scans, subscribes)
+	}
+}
+
+// replica is one callback server process: its own manager, cache and HTTP listener.
+type replica struct {
+	*Server
+	url  string
+	stop func()
+}
+
+func (f *fixture) replica(opts Options) *replica {
+	f.t.Helper()
+	if opts.CommitWindow == 0 {
+		o := DefaultOptions()
+		o.Accounts = opts.Accounts
+		opts = o
+	}
+	mgr, s, err := NewManager(env.Config, Config{Options: opts, BindAddress: "0", HealthProbeBindAddress: "0", MetricsBindAddress: "0"})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	srv := httptest.NewServer(s)
+	r := &replica{Server: s, url: srv.URL}
+	var once sync.Once
+	r.stop = func() {
+		once.Do(func() {
+			srv.Close()
+			cancel()
+			if err := <-done; err != nil {
+				f.t.Error(err)
+			}
+		})
+	}
+	f.t.Cleanup(r.stop)
+	waitFor(f.t, "the replica to be ready", func() bool {
+		sync, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+		defer cancel()
+		return s.accounts.loaded.Load() && mgr.GetCache().WaitForCacheSync(sync)
+	})
+	return r
+}
+
+// replicas starts n replicas serving accounts with default options.
+func (f *fixture) replicas(n int, accounts ...types.NamespacedName) []*replica {
+	var rs []*replica
+	for range n {
+		rs = append(rs, f.replica(Options{Accounts: accounts}))
+	}
+	return rs
+}
+
+// waitIndexed waits until every replica's cache attributes ticket to a code: pushes that arrive
+// earlier are (correctly) acknowledged as unmatched.
+func waitIndexed(t *testing.T, rs []*replica, appID, ticket string) {
+	t.Helper()
+	for _, r := range rs {
+		waitFor(t, "the cache to index "+ticket, func() bool {
+			c, _, err := attribute(context.Background(), r.cache, appID, &scan{ticket: ticket})
+			return err == nil && c != nil
+		})
+	}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func wantOK(t *testing.T, code int, body, want string) {
+	t.Helper()
+	if code != http.StatusOK || (want != "" && body != want) {
+		t.Fatalf("got %d %q, want 200 %q", code, body, want)
+	}
+}

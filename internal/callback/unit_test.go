@@ -1,0 +1,404 @@
+/*
+Copyright 2026 The WeChat QR Code Operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package callback
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
+
+	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/testenv"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/wxcrypto"
+)
+
+const (
+	testKey      = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
+	testOtherKey = "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C"
+)
+
+// newCode is a code whose current ticket was issued for appID.
+func newCode(ns, name, appID, ticket string, sceneID int64, reply string) *qrv1alpha1.WeChatQRCode {
+	c := &qrv1alpha1.WeChatQRCode{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: qrv1alpha1.WeChatQRCodeSpec{
+			AccountRef: qrv1alpha1.AccountReference{Name: "official-account"},
+			Type:       qrv1alpha1.Permanent,
+			Scene:      qrv1alpha1.Scene{ID: ptr.To(sceneID)},
+		},
+		Status: qrv1alpha1.WeChatQRCodeStatus{
+			Ticket:    ticket,
+			IssuedFor: &qrv1alpha1.IssuedFor{AppID: appID, Type: qrv1alpha1.Permanent, Scene: qrv1alpha1.Scene{ID: ptr.To(sceneID)}},
+		},
+	}
+	if reply != "" {
+		c.Spec.Reply = &qrv1alpha1.Reply{Text: reply}
+	}
+	return c
+}
+
+// unitServer is a Server over a fake client, with a plaintext account "wxplain" and a safe-mode
+// account "wxsafe", and one code of each. It needs no API server, for unit and fuzz tests.
+func unitServer(t testing.TB, funcs *interceptor.Funcs) (*Server, client.Client, map[string]*pusher) {
+	t.Helper()
+	plainCode := newCode("ns", "plain", "wxplain", "TICKET-P", 1, "")
+	safeCode := newCode("ns", "safe", "wxsafe", "TICKET-S", 2, "thanks ]]> <b>&amp;</b>")
+	b := fake.NewClientBuilder().WithScheme(testenv.Scheme()).
+		WithIndex(&qrv1alpha1.WeChatQRCode{}, ticketIndex, ticketValues).
+		WithIndex(&qrv1alpha1.WeChatQRCode{}, sceneIndex, sceneValues).
+		WithObjects(plainCode, safeCode).WithStatusSubresource(plainCode, safeCode)
+	if funcs != nil {
+		b = b.WithInterceptorFuncs(*funcs)
+	}
+	c := b.Build()
+	opts := DefaultOptions()
+	opts.Accounts = []types.NamespacedName{{Namespace: "ns", Name: "a"}}
+	opts.CommitWindow = 0
+	s := newServer(opts, c, c, c, logr.Discard())
+	cipher, err := wxcrypto.NewCipher(testKey, "wxsafe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.accounts.byAppID.Store(&map[string]*account{
+		"wxplain": {appID: "wxplain", token: "tok-plain"},
+		"wxsafe":  {appID: "wxsafe", token: "tok-safe", ciphers: []*wxcrypto.Cipher{cipher}},
+	})
+	return s, c, map[string]*pusher{
+		plaintext: {appID: "wxplain", token: "tok-plain", mode: plaintext},
+		safe:      {appID: "wxsafe", token: "tok-safe", mode: safe, cipher: cipher},
+	}
+}
+
+func annotation(t testing.TB, c client.Reader, name, key string) string {
+	t.Helper()
+	var code qrv1alpha1.WeChatQRCode
+	if err := c.Get(context.Background(), types.NamespacedName{Namespace: "ns", Name: name}, &code); err != nil {
+		t.Fatal(err)
+	}
+	return code.Annotations[key]
+}
+
+func TestClassify(t *testing.T) {
+	cases := []struct {
+		xml, kind, scene string
+	}{
+		{scanXML("o1", 1, "subscribe", "qrscene_123", "T"), kindQRSubscribe, "123"},
+		{scanXML("o1", 1, "SCAN", "123", "T"), kindQRScan, "123"},
+		{scanXML("o1", 1, "SCAN", "qrscene_123", "T"), kindQRScan, "qrscene_123"},
+		{scanXML("o1", 1, "subscribe", "", ""), kindSubscribe, ""},
+		{scanXML("o1", 1, "subscribe", "-", ""), kindSubscribe, ""},
+		{scanXML("o1", 1, "subscribe", "qrscene_", "T"), kindSubscribe, ""},
+		{scanXML("o1", 1, "unsubscribe", "-", ""), kindUnsubscribe, ""},
+		{scanXML("o1", 1, "SCAN", "", "T"), kindEvent, ""},
+		{scanXML("o1", 1, "CLICK", "menu", ""), kindEvent, ""},
+		{"<xml><MsgType>text</MsgType><Content>hi</Content><MsgId>1</MsgId></xml>", kindMessage, ""},
+	}
+	for _, tc := range cases {
+		m, err := parseMessage([]byte(tc.xml))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, kind := classify(m)
+		if kind != tc.kind || (s == nil) != (tc.scene == "") || (s != nil && s.scene != tc.scene) {
+			t.Errorf("%s: got %s %+v, want %s scene %q", tc.xml, kind, s, tc.kind, tc.scene)
+		}
+	}
+	if _, err := parseMessage([]byte("<notxml><MsgType>event</MsgType></notxml>")); err == nil {
+		t.Error("a root other than <xml> was accepted")
+	}
+}
+
+func TestEventKey(t *testing.T) {
+	base := &message{FromUserName: "o1", CreateTime: "100", Event: "SCAN", EventKey: "7"}
+	k := eventKey(base)
+	if len(k) != 12 || strings.ContainsAny(k, " \n") {
+		t.Fatalf("key %q", k)
+	}
+	for _, m := range []*message{
+		{FromUserName: "o2", CreateTime: "100", Event: "SCAN", EventKey: "7"},
+		{FromUserName: "o1", CreateTime: "101", Event: "SCAN", EventKey: "7"},
+		{FromUserName: "o1", CreateTime: "100", Event: "subscribe", EventKey: "7"},
+		{FromUserName: "o1", CreateTime: "100", Event: "SCAN", EventKey: "8"},
+		// Field boundaries matter: "o11"+"00" is not "o1"+"100".
+		{FromUserName: "o11", CreateTime: "00", Event: "SCAN", EventKey: "7"},
+	} {
+		if eventKey(m) == k {
+			t.Errorf("%+v has the key of %+v", m, base)
+		}
+	}
+	// The ticket and the account's own fields are not part of WeChat's deduplication key.
+	if eventKey(&message{FromUserName: "o1", CreateTime: "100", Event: "SCAN", EventKey: "7", Ticket: "x", ToUserName: "gh"}) != k {
+		t.Error("key depends on fields outside FromUserName, CreateTime, Event, EventKey")
+	}
+}
+
+func TestMergeRing(t *testing.T) {
+	c := &counter{ringSize: 3}
+	obj := newCode("ns", "x", "wx", "T", 1, "")
+	obj.ResourceVersion = "42"
+	obj.Annotations = map[string]string{
+		qrv1alpha1.AnnotationScans:        "10",
+		qrv1alpha1.AnnotationSubscribes:   "4",
+		qrv1alpha1.AnnotationRecentEvents: "aaa bbb ccc",
+		qrv1alpha1.AnnotationLastScanTime: "2030-01-01T00:00:00Z",
+	}
+	at := time.Date(2029, 1, 1, 0, 0, 0, 0, time.UTC)
+	batch := []*pending{
+		{key: "bbb", at: at, out: &outcome{}},
+		{key: "ddd", subscribe: true, at: at, out: &outcome{}},
+		{key: "eee", at: at, out: &outcome{}},
+	}
+	var patch struct {
+		Metadata struct {
+			ResourceVersion string
+			Annotations     map[string]string
+		}
+	}
+	if err := json.Unmarshal(c.merge(obj, batch), &patch); err != nil {
+		t.Fatal(err)
+	}
+	a := patch.Metadata.Annotations
+	if patch.Metadata.ResourceVersion != "42" {
+		t.Errorf("patch without the resourceVersion precondition: %+v", patch)
+	}
+	if a[qrv1alpha1.AnnotationScans] != "12" || a[qrv1alpha1.AnnotationSubscribes] != "5" {
+		t.Errorf("counts %v", a)
+	}
+	// The ring keeps the newest 3; the oldest fell out.
+	if a[qrv1alpha1.AnnotationRecentEvents] != "ccc ddd eee" {
+		t.Errorf("ring %q", a[qrv1alpha1.AnnotationRecentEvents])
+	}
+	// A later time already recorded (another replica's clock) is kept.
+	if a[qrv1alpha1.AnnotationLastScanTime] != "2030-01-01T00:00:00Z" {
+		t.Errorf("last scan time %q", a[qrv1alpha1.AnnotationLastScanTime])
+	}
+	if !batch[0].out.duplicate || batch[1].out.duplicate || batch[2].out.duplicate {
+		t.Error("duplicate flags wrong")
+	}
+	if c.merge(obj, batch[:1]) != nil {
+		t.Error("a batch of duplicates still patches")
+	}
+	// The documented bound: once N other events were counted, a retry is no longer recognised.
+	obj.Annotations[qrv1alpha1.AnnotationRecentEvents] = "ccc ddd eee"
+	if c.merge(obj, []*pending{{key: "aaa", at: at, out: &outcome{}}}) == nil {
+		t.Error("an event that left the ring was recognised: the test of the bound is wrong")
+	}
+}
+
+func TestSeenSet(t *testing.T) {
+	s := newSeenSet(time.Hour, 2)
+	code := types.NamespacedName{Namespace: "ns", Name: "x"}
+	s.add(code, "a")
+	s.add(code, "b")
+	if !s.has(code, "a") || !s.has(code, "b") || s.has(types.NamespacedName{Namespace: "ns", Name: "y"}, "a") {
+		t.Fatal("membership wrong")
+	}
+	s.add(code, "c") // rotates: a and b move to the old generation
+	s.add(code, "d")
+	s.add(code, "e") // rotates again: a and b are forgotten
+	if s.has(code, "a") || !s.has(code, "c") || !s.has(code, "e") {
+		t.Fatal("bounded generations wrong")
+	}
+}
+
+func TestOptionsValidate(t *testing.T) {
+	ok := DefaultOptions()
+	ok.Accounts = []types.NamespacedName{{Namespace: "a", Name: "b"}}
+	if err := ok.validate(); err != nil {
+		t.Fatal(err)
+	}
+	for name, spoil := range map[string]func(*Options){
+		"no account":         func(o *Options) { o.Accounts = nil },
+		"deadline over 5s":   func(o *Options) { o.ReplyDeadline = 5 * time.Second },
+		"window > deadline":  func(o *Options) { o.CommitWindow = 4 * time.Second },
+		"ring of 0":          func(o *Options) { o.RecentEvents = 0 },
+		"huge ring":          func(o *Options) { o.RecentEvents = maxRecentEvents + 1 },
+		"zero body":          func(o *Options) { o.MaxBodyBytes = 0 },
+		"zero skew":          func(o *Options) { o.MaxClockSkew = 0 },
+		"zero refresh":       func(o *Options) { o.SecretRefreshInterval = 0 },
+		"negative window":    func(o *Options) { o.CommitWindow = -time.Millisecond },
+		"deadline at window": func(o *Options) { o.CommitWindow = o.ReplyDeadline },
+	} {
+		o := ok
+		spoil(&o)
+		if o.validate() == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
+
+func TestParseSecretRef(t *testing.T) {
+	if r, err := ParseSecretRef("marketing/official-account"); err != nil || r.Namespace != "marketing" || r.Name != "official-account" {
+		t.Fatalf("%v %v", r, err)
+	}
+	for _, bad := range []string{"", "x", "/x", "x/", "a/b/c"} {
+		if _, err := ParseSecretRef(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+// TestUnpersistedIsNotSuccess: when the API server refuses the write, WeChat gets a 5xx (and
+// retries), never "success", and nothing is counted.
+func TestUnpersistedIsNotSuccess(t *testing.T) {
+	s, c, pushers := unitServer(t, &interceptor.Funcs{
+		Patch: func(context.Context, client.WithWatch, client.Object, client.Patch, ...client.PatchOption) error {
+			return errors.New("etcd is on fire")
+		},
+	})
+	before := eventCount(kindQRScan, "failed")
+	code, body := pushers[plaintext].build(t, scanXML("o1", 1, "SCAN", "1", "TICKET-P")).serve(s)
+	if code != http.StatusServiceUnavailable || body == "success" {
+		t.Fatalf("got %d %q, want 503", code, body)
+	}
+	if eventCount(kindQRScan, "failed") != before+1 {
+		t.Error("failure not counted in the metric")
+	}
+	if got := annotation(t, c, "plain", qrv1alpha1.AnnotationScans); got != "" {
+		t.Fatalf("scans = %q after a failed write", got)
+	}
+}
+
+// TestDeadline: a write that outlasts the reply deadline is answered 503 in time.
+func TestDeadline(t *testing.T) {
+	s, _, pushers := unitServer(t, &interceptor.Funcs{
+		Patch: func(ctx context.Context, _ client.WithWatch, _ client.Object, _ client.Patch, _ ...client.PatchOption) error {
+			<-ctx.Done()
+			return ctx.Err()
+		},
+	})
+	s.opts.ReplyDeadline = 200 * time.Millisecond
+	start := time.Now()
+	code, _ := pushers[safe].build(t, scanXML("o1", 1, "SCAN", "2", "TICKET-S")).serve(s)
+	if code != http.StatusServiceUnavailable || time.Since(start) > time.Second {
+		t.Fatalf("got %d after %v, want 503 after about 200ms", code, time.Since(start))
+	}
+}
+
+// TestReplyEscaping: the reply text is the user's, but it cannot break out of its CDATA.
+func TestReplyEscaping(t *testing.T) {
+	s, _, pushers := unitServer(t, nil)
+	p := pushers[safe]
+	code, body := p.build(t, scanXML("o-1<x>&amp;", 1, "subscribe", "qrscene_2", "TICKET-S")).serve(s)
+	if code != http.StatusOK {
+		t.Fatalf("%d %s", code, body)
+	}
+	r := p.openReply(t, body)
+	if r.Content.Value != "thanks ]]> <b>&amp;</b>" || r.ToUserName.Value != "o-1<x>&amp;" || r.FromUserName.Value != "gh_account" || r.MsgType.Value != "text" {
+		t.Fatalf("reply %+v", r)
+	}
+}
+
+// FuzzPush sends correctly signed pushes with arbitrary content: whatever the body, the answer
+// is 200 or a 4xx refusal, never a 5xx or a panic, a 200 is "success" or a well-formed reply, and
+// a code's count moves by at most one.
+func FuzzPush(f *testing.F) {
+	f.Add([]byte(scanXML("o1", 1, "SCAN", "1", "TICKET-P")), false)
+	f.Add([]byte(scanXML("o1", 1, "subscribe", "qrscene_2", "TICKET-S")), true)
+	f.Add([]byte(scanXML("o1", 1, "SCAN", "2", "")), true)
+	f.Add([]byte(scanXML("o1", 1, "unsubscribe", "-", "")), false)
+	f.Add([]byte("<xml><MsgType>text</MsgType></xml>"), false)
+	f.Add([]byte("<xml><Encrypt>AAAA</Encrypt></xml>"), false)
+	f.Add([]byte("<!DOCTYPE xml [<!ENTITY a \"aaaa\">]><xml><Event>&a;</Event></xml>"), false)
+	f.Add([]byte{}, true)
+	s, c, pushers := unitServer(f, nil)
+	f.Fuzz(func(t *testing.T, body []byte, encrypted bool) {
+		p := pushers[plaintext]
+		if encrypted {
+			p = pushers[safe]
+		}
+		before := map[string]string{
+			"plain": annotation(t, c, "plain", qrv1alpha1.AnnotationScans),
+			"safe":  annotation(t, c, "safe", qrv1alpha1.AnnotationScans),
+		}
+		code, reply := p.build(t, string(body)).serve(s)
+		switch {
+		case code == http.StatusOK:
+			if reply != "success" {
+				p.openReply(t, reply)
+			}
+		case code >= 400 && code < 500:
+		default:
+			t.Fatalf("status %d for %q", code, body)
+		}
+		for name, was := range before {
+			now := annotation(t, c, name, qrv1alpha1.AnnotationScans)
+			if now != was && (code != http.StatusOK || atoi(now) != atoi(was)+1) {
+				t.Fatalf("%s scans went from %q to %q (status %d)", name, was, now, code)
+			}
+		}
+	})
+}
+
+// FuzzRequest sends arbitrary, unsigned requests: all are refused with a 4xx and count nothing.
+func FuzzRequest(f *testing.F) {
+	f.Add("GET", "/wechat/wxplain", "signature=x&timestamp=1&nonce=2&echostr=hi", []byte(nil))
+	f.Add("POST", "/wechat/wxsafe", "signature=da39a3ee5e6b4b0d3255bfef95601890afd80709&timestamp=9999999999&nonce=", []byte("<xml/>"))
+	f.Add("POST", "/wechat/wxplain", "encrypt_type=aes&msg_signature=0", []byte(scanXML("o1", 1, "SCAN", "1", "TICKET-P")))
+	f.Add("DELETE", "/wechat/../wechat/wxplain", "", []byte(nil))
+	f.Add("POST", "/", "", []byte(nil))
+	s, c, _ := unitServer(f, nil)
+	f.Fuzz(func(t *testing.T, method, path, query string, body []byte) {
+		if !validMethod(method) || !strings.HasPrefix(path, "/") || strings.ContainsAny(path+query, " \t\r\n#") {
+			return // not something net/http would hand to a handler
+		}
+		req, err := http.NewRequest(method, "http://callback"+path+"?"+query, bytes.NewReader(body))
+		if err != nil {
+			return
+		}
+		rec := httptest.NewRecorder()
+		s.ServeHTTP(rec, req)
+		if code := rec.Code; code < 400 || code >= 500 {
+			t.Fatalf("%s %s?%s: status %d", method, path, query, rec.Code)
+		}
+		if annotation(t, c, "plain", qrv1alpha1.AnnotationScans) != "" || annotation(t, c, "safe", qrv1alpha1.AnnotationScans) != "" {
+			t.Fatal("an unsigned request was counted")
+		}
+	})
+}
+
+func validMethod(m string) bool {
+	if m == "" {
+		return false
+	}
+	for _, r := range m {
+		if r < 'A' || r > 'Z' {
+			return false
+		}
+	}
+	return true
+}
+
+func atoi(s string) int {
+	n, _ := strconv.Atoi(s)
+	return n
+}
