@@ -1,0 +1,174 @@
+/*
+Copyright 2026 The WeChat QR Code Operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+// Command manager runs the WeChatQRCode controller: the only process that calls WeChat's API and
+// owns the accounts' access tokens.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
+	"github.com/qrcode-operator/wechat-qrcode-operator/controllers"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/wechat"
+)
+
+// leaderElectionID names the Lease; every replica of one installation must agree on it.
+const leaderElectionID = "wechat-qrcode-operator.qrcode-operator.io"
+
+type flags struct {
+	metricsAddr, probeAddr  string
+	leaderElect             bool
+	leaderElectionNamespace string
+	maxConcurrentReconciles int
+	kubeQPS                 float64
+	kubeBurst               int
+	wechat                  wechat.Options
+	tokenMode               string
+	externalTokenAuthFile   string
+}
+
+func parseFlags() (flags, zap.Options) {
+	var f flags
+	fs := flag.CommandLine
+	fs.StringVar(&f.metricsAddr, "metrics-bind-address", ":8080", "address of /metrics (0 disables)")
+	fs.StringVar(&f.probeAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
+	// On by default: two replicas that both led would both call WeChat and fight over the
+	// accounts' tokens. Turn it off only for a single local process.
+	fs.BoolVar(&f.leaderElect, "leader-elect", true, "elect one active manager among the replicas")
+	fs.StringVar(&f.leaderElectionNamespace, "leader-election-namespace", "", "namespace of the leader election Lease (default: the Pod's own)")
+	// Reconciles wait mostly on WeChat (hundreds of ms from outside China, up to the timeout when
+	// it hangs); four keep the per-AppID rate limit, not the workers, the bottleneck, and one slow
+	// account from stalling the others.
+	fs.IntVar(&f.maxConcurrentReconciles, "max-concurrent-reconciles", 4, "codes reconciled in parallel")
+	// controller-runtime's defaults: an issuance costs about three requests (a live read, a status
+	// patch, an Event), so 20/s keeps up with WeChat's default 5 creates/s per account.
+	fs.Float64Var(&f.kubeQPS, "kube-api-qps", 20, "sustained requests per second to the Kubernetes API")
+	fs.IntVar(&f.kubeBurst, "kube-api-burst", 30, "burst of requests to the Kubernetes API")
+
+	fs.StringVar(&f.wechat.APIBaseURL, "wechat-api-url", wechat.DefaultAPIBaseURL, "base URL of WeChat's API (a fake or a proxy in tests)")
+	fs.StringVar(&f.wechat.ImageBaseURL, "wechat-image-url", wechat.DefaultImageBaseURL, "base URL of status.imageURL (showqrcode)")
+	fs.StringVar(&f.tokenMode, "wechat-token-mode", string(wechat.TokenModeStable),
+		"where access tokens come from: stable (stable_token, safe beside other users of the account), classic (cgi-bin/token, only if nothing else uses the account) or external (a central token service)")
+	fs.StringVar(&f.wechat.ExternalTokenURL, "wechat-external-token-url", "", "token service of --wechat-token-mode=external")
+	fs.StringVar(&f.externalTokenAuthFile, "wechat-external-token-authorization-file", "",
+		"file holding the Authorization header value sent to the token service (mount it from a Secret)")
+	fs.Float64Var(&f.wechat.QPS, "wechat-qps", wechat.DefaultQPS, "qrcode/create calls per second per AppID (WeChat allows 100,000 a day, 1.16/s sustained)")
+	fs.IntVar(&f.wechat.Burst, "wechat-burst", wechat.DefaultBurst, "burst of qrcode/create calls per AppID")
+	fs.DurationVar(&f.wechat.Timeout, "wechat-timeout", wechat.DefaultTimeout, "timeout of each WeChat request, token fetches included")
+
+	zapOpts := zap.Options{}
+	zapOpts.BindFlags(fs)
+	flag.Parse()
+	f.wechat.TokenMode = wechat.TokenMode(f.tokenMode)
+	return f, zapOpts
+}
+
+func main() {
+	f, zapOpts := parseFlags()
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+	if err := run(f); err != nil {
+		ctrl.Log.WithName("setup").Error(err, "manager failed")
+		os.Exit(1)
+	}
+}
+
+func run(f flags) error {
+	switch f.wechat.TokenMode {
+	case wechat.TokenModeStable, wechat.TokenModeClassic:
+	case wechat.TokenModeExternal:
+		if f.wechat.ExternalTokenURL == "" {
+			return errors.New("--wechat-token-mode=external needs --wechat-external-token-url")
+		}
+	default:
+		return fmt.Errorf("unknown --wechat-token-mode %q", f.tokenMode)
+	}
+	if f.externalTokenAuthFile != "" {
+		auth, err := os.ReadFile(f.externalTokenAuthFile)
+		if err != nil {
+			return err
+		}
+		f.wechat.ExternalTokenHeader = http.Header{"Authorization": {strings.TrimSpace(string(auth))}}
+	}
+
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		return err
+	}
+	if err := v1alpha1.AddToScheme(scheme); err != nil {
+		return err
+	}
+	cfg, err := ctrl.GetConfig()
+	if err != nil {
+		return err
+	}
+	cfg.QPS, cfg.Burst = float32(f.kubeQPS), f.kubeBurst
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                  scheme,
+		Metrics:                 metricsserver.Options{BindAddress: f.metricsAddr},
+		HealthProbeBindAddress:  f.probeAddr,
+		LeaderElection:          f.leaderElect,
+		LeaderElectionID:        leaderElectionID,
+		LeaderElectionNamespace: f.leaderElectionNamespace,
+		// The process exits as soon as the manager stops, so the successor need not wait out the
+		// Lease during a rolling update.
+		LeaderElectionReleaseOnCancel: true,
+		// Managed fields are most of the metadata the Secret informer would hold, and unused.
+		Cache: cache.Options{DefaultTransform: cache.TransformStripManagedFields()},
+	})
+	if err != nil {
+		return err
+	}
+
+	ctx := ctrl.SetupSignalHandler()
+	r := &controllers.WeChatQRCodeReconciler{
+		Client:         mgr.GetClient(),
+		APIReader:      mgr.GetAPIReader(),
+		Issuer:         wechat.New(f.wechat),
+		Recorder:       mgr.GetEventRecorder("wechatqrcode-controller"),
+		Clock:          clock.RealClock{},
+		ExternalTokens: f.wechat.TokenMode == wechat.TokenModeExternal,
+	}
+	if err := r.SetupWithManager(ctx, mgr, controller.Options{MaxConcurrentReconciles: f.maxConcurrentReconciles}); err != nil {
+		return err
+	}
+	if err := metrics.Registry.Register(controllers.NewCodeCollector(mgr.GetCache(), mgr.Elected())); err != nil {
+		return err
+	}
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return err
+	}
+	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+		return err
+	}
+	return mgr.Start(ctx)
+}
