@@ -211,6 +211,17 @@ func (f *fixture) replicas(n int, accounts ...types.NamespacedName) []*replica {
 	return rs
 }
 
+// threeReplicasOneCode starts three replicas serving a safe-mode account and creates a code of it
+// that every replica's cache knows.
+func (f *fixture) threeReplicasOneCode(appID, ticket string, scene int64, reply string) (types.NamespacedName, *pusher, []*replica, *qrv1alpha1.WeChatQRCode) {
+	f.t.Helper()
+	ref, p := f.account("a", appID, "tok-"+appID, testKey, "")
+	rs := f.replicas(3, ref)
+	code := f.code(newCode("", "code", appID, ticket, scene, reply))
+	waitIndexed(f.t, rs, appID, ticket)
+	return ref, p, rs, code
+}
+
 // waitIndexed waits until every replica's cache attributes ticket to a code: pushes that arrive
 // earlier are (correctly) acknowledged as unmatched.
 func waitIndexed(t *testing.T, rs []*replica, appID, ticket string) {

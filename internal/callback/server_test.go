@@ -181,18 +181,8 @@ func TestRefusals(t *testing.T) {
 		{"unknown account", func() *push { p := plainScan(); p.path = PathPrefix + "wxnobody"; return p }(), 404, "unknown_account"},
 		{"path outside the prefix", func() *push { p := plainScan(); p.path = "/" + plain.appID; return p }(), 404, "unknown_account"},
 		{"PUT", func() *push { p := plainScan(); p.method = http.MethodPut; return p }(), 405, "method"},
-		{"plaintext push to a safe-mode account", func() *push {
-			p := plainScan()
-			p.path = PathPrefix + safeP.appID
-			safeP.resign(p, "")
-			return p
-		}(), 403, "encryption_required"},
-		{"encrypted push to a plaintext account", func() *push {
-			p := safeScan()
-			p.path = PathPrefix + plain.appID
-			plain.resign(p, "")
-			return p
-		}(), 403, "no_encoding_aes_key"},
+		{"plaintext push to a safe-mode account", signedFor(plainScan(), safeP), 403, "encryption_required"},
+		{"encrypted push to a plaintext account", signedFor(safeScan(), plain), 403, "no_encoding_aes_key"},
 		{"unknown encrypt_type", func() *push { p := safeScan(); p.query.Set("encrypt_type", "des"); return p }(), 400, "bad_encrypt_type"},
 		{"no msg_signature", func() *push { p := safeScan(); p.query.Del("msg_signature"); return p }(), 400, "missing_parameter"},
 		{"tampered ciphertext", func() *push {
@@ -234,14 +224,18 @@ func TestRefusals(t *testing.T) {
 	}
 }
 
+// signedFor sends p to another account's path, signed with that account's token.
+func signedFor(p *push, to *pusher) *push {
+	p.path = PathPrefix + to.appID
+	to.resign(p, "")
+	return p
+}
+
 // TestRetries: WeChat's retries of an event are not counted again, whichever replica they reach,
 // including when the replica that counted the original died before answering.
 func TestRetries(t *testing.T) {
 	f := newFixture(t)
-	ref, p := f.account("a", "wxretry01", "tok-retry", testKey, "")
-	rs := f.replicas(3, ref)
-	code := f.code(newCode("", "hot", p.appID, "T-RETRY", 5, ""))
-	waitIndexed(t, rs, p.appID, "T-RETRY")
+	ref, p, rs, code := f.threeReplicasOneCode("wxretry01", "T-RETRY", 5, "")
 
 	// A retry carries the same event; WeChat signs it anew.
 	first := scanXML("o-1", 1700000100, "subscribe", "qrscene_5", "T-RETRY")
@@ -438,10 +432,7 @@ func TestSecretRefresh(t *testing.T) {
 // WeChat-style retries sprinkled in and 503s retried like WeChat does, to the exact total.
 func TestHotCodeThreeReplicas(t *testing.T) {
 	f := newFixture(t)
-	ref, p := f.account("a", "wxhot01", "tok-hot", testKey, "")
-	rs := f.replicas(3, ref)
-	code := f.code(newCode("", "campaign", p.appID, "T-HOT", 1, "thanks"))
-	waitIndexed(t, rs, p.appID, "T-HOT")
+	_, p, rs, code := f.threeReplicasOneCode("wxhot01", "T-HOT", 1, "thanks")
 
 	const scans, workers = 600, 24
 	var subscribes int
