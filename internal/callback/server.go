@@ -24,6 +24,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -171,13 +172,14 @@ func refuse(status int, reason string, err error) *refusal {
 // ServeHTTP answers WeChat: GET is the URL verification, POST an event push.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	acct, rf := s.authenticate(r)
+	q := r.URL.Query()
+	acct, rf := s.authenticate(r, q)
 	if rf != nil {
 		s.refuse(w, r, acct, rf)
 		return
 	}
 	if r.Method == http.MethodGet {
-		echo := r.URL.Query().Get("echostr")
+		echo := q.Get("echostr")
 		if echo == "" {
 			s.refuse(w, r, acct, refuse(http.StatusBadRequest, "missing_parameter", nil))
 			return
@@ -187,7 +189,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, echo)
 		return
 	}
-	m, c, rf := s.open(w, r, acct)
+	m, c, rf := s.open(w, r, acct, q)
 	if rf != nil {
 		s.refuse(w, r, acct, rf)
 		return
@@ -198,7 +200,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // authenticate finds the account of the path and checks the URL signature and timestamp, which
 // every request carries.
-func (s *Server) authenticate(r *http.Request) (*account, *refusal) {
+func (s *Server) authenticate(r *http.Request, q url.Values) (*account, *refusal) {
 	appID, ok := strings.CutPrefix(r.URL.Path, PathPrefix)
 	var acct *account
 	if ok {
@@ -210,7 +212,6 @@ func (s *Server) authenticate(r *http.Request) (*account, *refusal) {
 	if r.Method != http.MethodGet && r.Method != http.MethodPost {
 		return acct, refuse(http.StatusMethodNotAllowed, "method", nil)
 	}
-	q := r.URL.Query()
 	timestamp, nonce, signature := q.Get("timestamp"), q.Get("nonce"), q.Get("signature")
 	if timestamp == "" || nonce == "" || signature == "" {
 		return acct, refuse(http.StatusBadRequest, "missing_parameter", nil)
@@ -239,7 +240,7 @@ func (s *Server) checkTimestamp(ts string) *refusal {
 
 // open reads, authenticates and decrypts the body of a push. It returns the cipher that decrypted
 // it, nil for a plaintext push.
-func (s *Server) open(w http.ResponseWriter, r *http.Request, acct *account) (*message, *wxcrypto.Cipher, *refusal) {
+func (s *Server) open(w http.ResponseWriter, r *http.Request, acct *account, q url.Values) (*message, *wxcrypto.Cipher, *refusal) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes))
 	if err != nil {
 		if _, tooLarge := errors.AsType[*http.MaxBytesError](err); tooLarge {
@@ -247,7 +248,6 @@ func (s *Server) open(w http.ResponseWriter, r *http.Request, acct *account) (*m
 		}
 		return nil, nil, refuse(http.StatusBadRequest, "read_error", nil)
 	}
-	q := r.URL.Query()
 	var encrypted bool
 	switch q.Get("encrypt_type") {
 	case "", "raw":
