@@ -18,6 +18,8 @@ package callback
 
 import (
 	"context"
+	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -501,4 +503,53 @@ func boolInt(b bool) int {
 		return 1
 	}
 	return 0
+}
+
+// TestListeners runs NewManager's own listeners: pushes, probes and metrics on three ports.
+func TestListeners(t *testing.T) {
+	f := newFixture(t)
+	ref, p := f.account("a", "wxlisten01", "tok-listen", "", "")
+	cfg := Config{Options: DefaultOptions(), BindAddress: freeAddr(t), HealthProbeBindAddress: freeAddr(t), MetricsBindAddress: freeAddr(t)}
+	cfg.Accounts = []types.NamespacedName{ref}
+	mgr, _, err := NewManager(env.Config, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
+	get := func(url string) (int, string) {
+		resp, err := http.Get(url)
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer func() { _ = resp.Body.Close() }()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	waitFor(t, "/readyz", func() bool { status, _ := get("http://" + cfg.HealthProbeBindAddress + "/readyz"); return status == http.StatusOK })
+	mustSend(t, p.build(t, scanXML("o1", 1, "unsubscribe", "-", "")), &replica{url: "http://" + cfg.BindAddress})
+	if status, _ := get("http://" + cfg.BindAddress + "/metrics"); status != http.StatusNotFound {
+		t.Errorf("the push port serves /metrics: %d", status)
+	}
+	status, body := get("http://" + cfg.MetricsBindAddress + "/metrics")
+	if status != http.StatusOK || !strings.Contains(body, "wechat_qrcode_operator_callback_events_total") {
+		t.Errorf("metrics: %d, callback metrics missing", status)
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = l.Close() }()
+	return l.Addr().String()
 }
