@@ -73,9 +73,17 @@ scan: ## Simulate scans of a code of the running `make dev`: make scan NAME=spri
 	$(build-dev)
 	@$(LOCALBIN)/dev scan --dir $(DEV_DIR) --count $(COUNT) $(NAME)
 
+# How long `make test` runs each fuzz target beyond its seed corpus.
+FUZZTIME ?= 5s
+
 .PHONY: test
-test: verify-generated vet ## Run every test against a real kube-apiserver + etcd built from source.
+test: verify-generated vet ## Run every test against a real kube-apiserver + etcd built from source, then a short fuzz run.
 	KUBEBUILDER_ASSETS="$$(hack/controlplane.sh)" $(GO) test $(TESTFLAGS) $(TESTPKGS)
+	FUZZTIME=$(FUZZTIME) hack/fuzz-short.sh
+
+.PHONY: fuzz
+fuzz: ## Run every fuzz target for longer (FUZZTIME=10m make fuzz).
+	FUZZTIME=$(FUZZTIME) hack/fuzz-short.sh
 
 ##@ Build
 
