@@ -24,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
@@ -105,7 +106,9 @@ func (c *CodeCollector) Collect(ch chan<- prometheus.Metric) {
 	var codes v1alpha1.WeChatQRCodeList
 	// Read-only: skipping the deep copy keeps a scrape of thousands of codes cheap.
 	if err := c.reader.List(ctx, &codes, client.UnsafeDisableDeepCopy); err != nil {
-		ch <- prometheus.NewInvalidMetric(codesDesc, err)
+		// An invalid metric would fail the whole scrape (controller-runtime serves with
+		// HTTPErrorOnError) and hide every other metric; the gauges' absence is the signal.
+		logf.Log.WithName("metrics").Error(err, "listing WeChatQRCodes for the code gauges")
 		return
 	}
 	type state struct{ ready, reason string }

@@ -158,6 +158,14 @@ func (h *harness) account() (appID, secret string) {
 	return appID, secret
 }
 
+// accountSecret registers an account at the fake WeChat and stores it in a Secret.
+func (h *harness) accountSecret(ns, name string) (appID, secret string) {
+	h.t.Helper()
+	appID, secret = h.account()
+	h.secret(ns, name, map[string]string{SecretKeyAppID: appID, SecretKeyAppSecret: secret})
+	return appID, secret
+}
+
 func (h *harness) secret(ns, name string, data map[string]string) *corev1.Secret {
 	h.t.Helper()
 	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, StringData: data}

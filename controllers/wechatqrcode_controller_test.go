@@ -73,8 +73,7 @@ func (h *harness) createFourKinds(ns, account string) []*v1alpha1.WeChatQRCode {
 func TestIssuesEveryKind(t *testing.T) {
 	h := newHarness(t, 1)
 	ns := h.ns[0]
-	appID, secret := h.account()
-	h.secret(ns, "official-account", map[string]string{"appID": appID, "appSecret": secret})
+	appID, _ := h.accountSecret(ns, "official-account")
 	firstTemporary := testutil.ToFloat64(issuances.WithLabelValues("Temporary", "First"))
 	firstPermanent := testutil.ToFloat64(issuances.WithLabelValues("Permanent", "First"))
 
@@ -160,8 +159,7 @@ wechat_qrcode_operator_codes{ready="True",reason="Issued"} 4
 func TestRenewsOnTimeAndKeepsThePreviousTicket(t *testing.T) {
 	h := newHarness(t, 1)
 	ns := h.ns[0]
-	appID, secret := h.account()
-	h.secret(ns, "acct", map[string]string{"appID": appID, "appSecret": secret})
+	h.accountSecret(ns, "acct")
 	// Renewal 10 s after issuance (less up to 1 s of jitter).
 	h.create(ns, "short", temporarySpec("acct", idScene(42), time.Minute, 50*time.Second))
 	k := key(ns, "short")
@@ -198,8 +196,7 @@ func TestRenewsOnTimeAndKeepsThePreviousTicket(t *testing.T) {
 func TestRestartMakesNoWeChatCalls(t *testing.T) {
 	h := newHarness(t, 1)
 	ns := h.ns[0]
-	appID, secret := h.account()
-	h.secret(ns, "acct", map[string]string{"appID": appID, "appSecret": secret})
+	h.accountSecret(ns, "acct")
 	before := h.createFourKinds(ns, "acct")
 	h.stop()
 	calls := h.wechatCalls()
@@ -229,8 +226,7 @@ func TestRestartMakesNoWeChatCalls(t *testing.T) {
 func TestAnnotationUpdatesAreIgnored(t *testing.T) {
 	h := newHarness(t, 1)
 	ns := h.ns[0]
-	appID, secret := h.account()
-	h.secret(ns, "acct", map[string]string{"appID": appID, "appSecret": secret})
+	h.accountSecret(ns, "acct")
 	codes := h.createFourKinds(ns, "acct")
 	time.Sleep(time.Second) // let the reconciles of the final status writes finish
 	calls, done := h.wechatCalls(), reconciles(t)
@@ -254,8 +250,7 @@ func TestAnnotationUpdatesAreIgnored(t *testing.T) {
 func TestFailures(t *testing.T) {
 	h := newHarness(t, 1)
 	ns := h.ns[0]
-	appID, secret := h.account()
-	h.secret(ns, "acct", map[string]string{"appID": appID, "appSecret": secret})
+	h.accountSecret(ns, "acct")
 
 	cases := []struct {
 		name      string
@@ -338,8 +333,7 @@ func TestFailures(t *testing.T) {
 func TestTokenInvalidatedMidRunRecoversWithOneRetry(t *testing.T) {
 	h := newHarness(t, 1)
 	ns := h.ns[0]
-	appID, secret := h.account()
-	h.secret(ns, "acct", map[string]string{"appID": appID, "appSecret": secret})
+	appID, _ := h.accountSecret(ns, "acct")
 	h.create(ns, "before", temporarySpec("acct", idScene(1), time.Hour, 0))
 	h.waitReady(key(ns, "before"), metav1.ConditionTrue, issuance.ReasonIssued)
 	tokens := h.fake.Calls(wechattest.EndpointStableToken)

@@ -28,6 +28,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -95,7 +96,10 @@ func parseFlags() (flags, zap.Options) {
 
 func main() {
 	f, zapOpts := parseFlags()
-	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+	log := zap.New(zap.UseFlagOptions(&zapOpts))
+	ctrl.SetLogger(log)
+	// client-go's leader election and informers log through klog: same format, same sink.
+	klog.SetLogger(log)
 	if err := run(f); err != nil {
 		ctrl.Log.WithName("setup").Error(err, "manager failed")
 		os.Exit(1)

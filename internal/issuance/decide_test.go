@@ -55,6 +55,12 @@ func temporary() *v1alpha1.WeChatQRCode {
 	}
 }
 
+func unissued() *v1alpha1.WeChatQRCode {
+	c := temporary()
+	c.Status = v1alpha1.WeChatQRCodeStatus{}
+	return c
+}
+
 func permanent() *v1alpha1.WeChatQRCode {
 	c := temporary()
 	c.Name, c.UID = "perm", "uid-perm"
@@ -74,11 +80,7 @@ func TestNeeded(t *testing.T) {
 		now    time.Time
 		expect Trigger
 	}{
-		{"new code", func() *v1alpha1.WeChatQRCode {
-			c := temporary()
-			c.Status = v1alpha1.WeChatQRCodeStatus{}
-			return c
-		}, appID, t0, First},
+		{"new code", unissued, appID, t0, First},
 		{"ticket without issuedFor (written by someone else)", func() *v1alpha1.WeChatQRCode {
 			c := temporary()
 			c.Status.IssuedFor = nil
@@ -151,11 +153,7 @@ func TestDecideBackoff(t *testing.T) {
 		expect        Decision
 	}{
 		{"nothing to do", temporary, "7", t0, Decision{}},
-		{"first issuance", func() *v1alpha1.WeChatQRCode {
-			c := temporary()
-			c.Status = v1alpha1.WeChatQRCodeStatus{}
-			return c
-		}, "7", t0, Decision{First, true}},
+		{"first issuance", unissued, "7", t0, Decision{First, true}},
 		{"within backoff", failed, "7", t0.Add(9 * time.Second), Decision{First, false}},
 		{"backoff over", failed, "7", t0.Add(10 * time.Second), Decision{First, true}},
 		{"Secret changed during backoff", failed, "8", t0.Add(time.Second), Decision{First, true}},
