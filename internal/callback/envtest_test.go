@@ -86,21 +86,22 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	e := apiServer(t)
-	ns := strings.ToLower(strings.NewReplacer("/", "-", "_", "-").Replace(t.Name()))
-	if len(ns) > 50 {
-		ns = ns[:50]
-	}
-	f := &fixture{t: t, c: e.Client, ns: strings.Trim(ns, "-"), ctx: context.Background()}
-	if err := f.c.Create(f.ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: f.ns}}); err != nil {
+	prefix := strings.ToLower(strings.NewReplacer("/", "-", "_", "-").Replace(t.Name()))
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: strings.Trim(prefix[:min(len(prefix), 40)], "-") + "-"}}
+	f := &fixture{t: t, c: e.Client, ctx: context.Background()}
+	if err := f.c.Create(f.ctx, ns); err != nil {
 		t.Fatal(err)
 	}
+	f.ns = ns.Name
 	return f
 }
 
-// account creates an account Secret and returns its reference and a pusher for it (mode from
-// the keys: plaintext without a key, else safe, encrypting with pushKey or key).
+// account creates an account Secret and returns its reference and a pusher for it (plaintext
+// mode without a key, else safe mode with key). The AppID gets the namespace's random suffix:
+// attribution is cluster-wide, and a test run twice (-count) must not see its earlier codes.
 func (f *fixture) account(name, appID, token, key, previousKey string) (types.NamespacedName, *pusher) {
 	f.t.Helper()
+	appID += f.ns[strings.LastIndex(f.ns, "-"):]
 	data := map[string][]byte{keyAppID: []byte(appID), keyToken: []byte(token), "appSecret": []byte("not-read-by-the-callback-server")}
 	p := &pusher{appID: appID, token: token, mode: plaintext}
 	if key != "" {
@@ -217,8 +218,8 @@ func (f *fixture) threeReplicasOneCode(appID, ticket string, scene int64, reply 
 	f.t.Helper()
 	ref, p := f.account("a", appID, "tok-"+appID, testKey, "")
 	rs := f.replicas(3, ref)
-	code := f.code(newCode("", "code", appID, ticket, scene, reply))
-	waitIndexed(f.t, rs, appID, ticket)
+	code := f.code(newCode("", "code", p.appID, ticket, scene, reply))
+	waitIndexed(f.t, rs, p.appID, ticket)
 	return ref, p, rs, code
 }
 
