@@ -96,9 +96,10 @@ type Server struct {
 	// URL is the base URL to give a client as both API and image base URL.
 	URL string
 
-	ts     *httptest.Server
-	clock  clock.PassiveClock
-	closed chan struct{}
+	ts        *httptest.Server
+	clock     clock.PassiveClock
+	closed    chan struct{}
+	closeOnce sync.Once
 
 	mu          sync.Mutex
 	rng         *rand.Rand
@@ -167,16 +168,23 @@ func newServer(opts Options) *Server {
 	}
 }
 
-// Close stops the server, releasing hung requests first.
+// Close stops the server, releasing hung requests first. It may be called more than once.
 func (s *Server) Close() {
-	close(s.closed)
-	s.ts.Close()
+	s.closeOnce.Do(func() {
+		close(s.closed)
+		s.ts.Close()
+	})
 }
 
-// AddAccount registers an Official Account (a verified service account).
+// AddAccount registers an Official Account (a verified service account), or resets the secret
+// of a known one as the admin console does: issued tokens and codes stay valid.
 func (s *Server) AddAccount(appID, secret string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if a, ok := s.accounts[appID]; ok {
+		a.secret = secret
+		return
+	}
 	s.accounts[appID] = &account{appID: appID, secret: secret, permanent: map[string]*Code{}}
 }
 

@@ -85,6 +85,19 @@ func (s *Server) InvalidateTokens(appID string) {
 	}
 }
 
+// IssuedTokens lists every token ever issued for appID, so that tests can check that none leaks.
+func (s *Server) IssuedTokens(appID string) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for v, t := range s.tokens {
+		if t.appID == appID {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
 // checkTokenLocked returns the account of a usable token, or the errcode WeChat answers.
 func (s *Server) checkTokenLocked(value string) (*account, int) {
 	if value == "" {
