@@ -402,3 +402,19 @@ func atoi(s string) int {
 	n, _ := strconv.Atoi(s)
 	return n
 }
+
+// BenchmarkPush is the CPU cost of one push up to attribution (signatures, body, decryption,
+// XML), per mode; the scan matches no code, so nothing is written.
+func BenchmarkPush(b *testing.B) {
+	s, _, pushers := unitServer(b, nil)
+	for _, mode := range []string{plaintext, safe} {
+		req := pushers[mode].build(b, scanXML("o1", 1, "SCAN", "1", "T-NONE"))
+		b.Run(mode, func(b *testing.B) {
+			for b.Loop() {
+				if code, _ := req.serve(s); code != http.StatusOK {
+					b.Fatal(code)
+				}
+			}
+		})
+	}
+}
