@@ -134,8 +134,8 @@ func Setup(mgr ctrl.Manager, opts Options) (*Server, error) {
 	})
 }
 
-// newServer wires a Server: secrets reads the account Secrets, cache serves the index lookups,
-// writer patches the codes and api re-reads them after a conflict.
+// newServer wires a Server: api reads, uncached, the account Secrets and the codes after a
+// conflict; cache serves the index lookups; writer patches the codes.
 func newServer(opts Options, api, cache client.Reader, writer client.Writer, log logr.Logger) *Server {
 	return &Server{
 		opts:     opts,
