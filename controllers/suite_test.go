@@ -71,16 +71,23 @@ type harness struct {
 	secretReads atomic.Int64
 	stop        func()
 	collector   *CodeCollector
+	workers     int
 }
 
+// newHarness runs one worker, so that counts of reads and calls are exact; newHarnessWorkers
+// runs several, as the manager does by default.
 func newHarness(t *testing.T, namespaces int) *harness {
+	return newHarnessWorkers(t, namespaces, 1)
+}
+
+func newHarnessWorkers(t *testing.T, namespaces, workers int) *harness {
 	t.Helper()
 	fake, err := wechattest.NewServer(wechattest.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(fake.Close)
-	h := &harness{t: t, fake: fake, c: env.Client}
+	h := &harness{t: t, fake: fake, c: env.Client, workers: workers}
 	for range namespaces {
 		ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "qr-"}}
 		h.must(h.c.Create(context.Background(), ns))
@@ -114,7 +121,7 @@ func (h *harness) start() {
 		Clock:     clock.RealClock{},
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	h.must(r.SetupWithManager(ctx, mgr, controller.Options{}))
+	h.must(r.SetupWithManager(ctx, mgr, controller.Options{MaxConcurrentReconciles: h.workers}))
 	h.collector = NewCodeCollector(mgr.GetCache(), mgr.Elected())
 	done := make(chan error, 1)
 	go func() { done <- mgr.Start(ctx) }()

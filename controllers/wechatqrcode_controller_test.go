@@ -402,6 +402,55 @@ func TestSceneConflict(t *testing.T) {
 	}
 }
 
+// TestSceneConflictSettlesUnderConcurrency: codes claiming one permanent scene, created in a burst
+// and reconciled by four workers, end with exactly one holder, named by all the others.
+func TestSceneConflictSettlesUnderConcurrency(t *testing.T) {
+	h := newHarnessWorkers(t, 1, 4)
+	ns := h.ns[0]
+	h.accountSecret(ns, "acct")
+	names := []string{"f", "b", "e", "a", "d", "c"}
+	for _, n := range names {
+		h.create(ns, n, permanentSpec("acct", strScene("contested")))
+	}
+	// Settled: one code holds the scene and every other one names it.
+	settled := func(context.Context) (bool, error) {
+		var holders, conflicted []*v1alpha1.WeChatQRCode
+		for _, n := range names {
+			c := &v1alpha1.WeChatQRCode{}
+			if err := h.c.Get(context.Background(), key(ns, n), c); err != nil {
+				return false, err
+			}
+			switch {
+			case readyIs(metav1.ConditionTrue, issuance.ReasonIssued)(c):
+				holders = append(holders, c)
+			case readyIs(metav1.ConditionFalse, issuance.ReasonSceneConflict)(c) && c.Status.Ticket == "":
+				conflicted = append(conflicted, c)
+			}
+		}
+		if len(holders) != 1 || len(conflicted) != len(names)-1 {
+			return false, nil
+		}
+		for _, c := range conflicted {
+			if !strings.Contains(readyCondition(c).Message, ns+"/"+holders[0].Name) {
+				return false, nil
+			}
+		}
+		return true, nil
+	}
+	if err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, 30*time.Second, true, settled); err != nil {
+		t.Fatalf("the conflict never settled on one holder: %v", err)
+	}
+	creates := h.fake.Calls(wechattest.EndpointCreate)
+	t.Logf("%d create calls for %d codes claiming one scene", creates, len(names))
+	if creates < 1 || creates > len(names) {
+		t.Errorf("%d create calls", creates)
+	}
+	time.Sleep(2 * time.Second)
+	if ok, _ := settled(context.Background()); !ok || h.fake.Calls(wechattest.EndpointCreate) != creates {
+		t.Errorf("the settlement did not hold")
+	}
+}
+
 func TestAccountSecretProblemsAndRepair(t *testing.T) {
 	h := newHarness(t, 1)
 	ns := h.ns[0]
