@@ -561,3 +561,27 @@ func TestSecretRotation(t *testing.T) {
 		t.Errorf("the secret leaked: %v", err)
 	}
 }
+
+// BenchmarkCreateQRCode measures a client round trip against the fake on loopback, token cached.
+func BenchmarkCreateQRCode(b *testing.B) {
+	clk := clocktesting.NewFakePassiveClock(testStart)
+	srv, err := wechattest.NewServer(wechattest.Options{Clock: clk, CreateDailyQuota: 1 << 30})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer srv.Close()
+	srv.AddAccount(testAppID, testSecret)
+	c := New(Options{APIBaseURL: srv.URL, Clock: clk, QPS: 1e9, Burst: 1 << 30})
+	creds := Credentials{testAppID, testSecret}
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := c.CreateQRCode(context.Background(), creds, temp); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	if n := srv.Calls(wechattest.EndpointStableToken); n != 1 {
+		b.Errorf("%d token fetches, want 1", n)
+	}
+}

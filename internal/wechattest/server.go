@@ -16,9 +16,19 @@ limitations under the License.
 
 // Package wechattest is a fake WeChat that behaves as WeChat documents (see
 // shared/wechat-platform.md): access tokens with their overlap and force-refresh rules, QR code
-// creation with its validation, quotas and permanent cap, the image endpoint, and knobs to
-// inject latency, errcodes, HTTP failures and hangs. Everything time-based follows an injectable
-// clock, so tests move time instead of sleeping.
+// creation with its validation, quotas and permanent cap, the image endpoint (a JPEG, as
+// WeChat's), knobs to inject latency, errcodes, HTTP failures and hangs, and a Pusher that sends
+// event pushes to a callback as WeChat does. Everything time-based follows an injectable clock,
+// so tests move time instead of sleeping.
+//
+// Where WeChat's documentation is silent the fake picks, and the tests pin:
+//   - an empty access_token answers 41001, one that cannot be a token 40014, an unknown or
+//     replaced one 40001, an expired one 42001;
+//   - a body that is not a JSON object answers 47001 (data format error);
+//   - expire_seconds above 2592000 is clamped to it; omitted or not positive, it is 60;
+//   - every call with a valid token counts against the daily qrcode/create quota, rejected
+//     ones included; the quota day starts at midnight Beijing time;
+//   - force_refresh sooner than 30 s after the previous one answers 45011.
 package wechattest
 
 import (

@@ -43,12 +43,12 @@ const (
 var start = time.Date(2026, 3, 2, 10, 0, 0, 0, time.FixedZone("CST", 8*3600))
 
 type env struct {
-	t   *testing.T
+	t   testing.TB
 	srv *wechattest.Server
 	clk *clocktesting.FakePassiveClock
 }
 
-func newEnv(t *testing.T, opts wechattest.Options) *env {
+func newEnv(t testing.TB, opts wechattest.Options) *env {
 	t.Helper()
 	clk := clocktesting.NewFakePassiveClock(start)
 	opts.Clock = clk
@@ -524,5 +524,17 @@ func TestLatency(t *testing.T) {
 	e.stable(false)
 	if d := time.Since(began); d < 150*time.Millisecond {
 		t.Errorf("answer after %v, want at least the 150ms latency", d)
+	}
+}
+
+// BenchmarkShowQRCode measures rendering a code's JPEG, the fake's most expensive answer.
+func BenchmarkShowQRCode(b *testing.B) {
+	e := newEnv(b, wechattest.Options{})
+	ticket := e.issue(tempBody)
+	b.ResetTimer()
+	for range b.N {
+		if status, _ := e.image(ticket); status != http.StatusOK {
+			b.Fatal(status)
+		}
 	}
 }
