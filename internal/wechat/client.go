@@ -123,7 +123,8 @@ type Options struct {
 	// force a refresh; when WeChat rejects a token, the client asks the service again once, so
 	// the service must hand out a refreshed token as soon as it has one. Tokens should have at
 	// least 300 s left, as stable_token guarantees; the client refreshes when less than
-	// min(5 min, half the lifetime it was given) remains.
+	// min(5 min, half the lifetime it was given) remains. Put the service's own credentials in
+	// ExternalTokenHeader, never in the URL: a failed request's error shows the URL.
 	ExternalTokenURL    string
 	ExternalTokenHeader http.Header
 
