@@ -17,7 +17,7 @@ limitations under the License.
 // Command dev runs the operator on an embedded local stack (`make dev`) and simulates scans of
 // its codes (`make scan`). See internal/devstack.
 //
-//	dev up   [--dir .dev] [--any-ports]
+//	dev up   [--dir .dev] [--any-ports] [--no-samples]
 //	dev scan [--dir .dev] [--count N] [--plaintext] NAME
 package main
 
@@ -30,6 +30,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"syscall"
+	"time"
 
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/devstack"
 )
@@ -54,7 +55,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: dev up [--dir DIR] [--any-ports] | dev scan [--dir DIR] [--count N] [--plaintext] NAME")
+	fmt.Fprintln(os.Stderr, "usage: dev up [--dir DIR] [--any-ports] [--no-samples] | dev scan [--dir DIR] [--count N] [--plaintext] NAME")
 	os.Exit(2)
 }
 
@@ -62,13 +63,14 @@ func up(args []string) error {
 	fs := flag.NewFlagSet("up", flag.ExitOnError)
 	dir := fs.String("dir", ".dev", "directory of the stack's kubeconfigs, binaries, logs and state")
 	anyPorts := fs.Bool("any-ports", false, "pick free ports instead of the fixed ones (6443, 8080-8081, 8089-8092)")
+	noSamples := fs.Bool("no-samples", false, "do not apply the codes of config/samples")
 	_ = fs.Parse(args)
 
 	root, err := os.Getwd()
 	if err != nil {
 		return err
 	}
-	opts := devstack.Options{Root: root, Out: os.Stdout, Go: os.Getenv("GO"), Ports: devstack.DevPorts}
+	opts := devstack.Options{Root: root, Out: os.Stdout, Go: os.Getenv("GO"), Ports: devstack.DevPorts, NoSamples: *noSamples}
 	if opts.Dir, err = filepath.Abs(*dir); err != nil {
 		return err
 	}
@@ -90,9 +92,14 @@ func up(args []string) error {
 		<-signals
 		fmt.Println("\nstopping; Ctrl-C again kills at once")
 		cancel()
-		<-signals
-		devstack.KillChildren()
-		os.Exit(130)
+		// Tools such as timeout(1) signal the process and then its group: one request, twice.
+		first := time.Now()
+		for range signals {
+			if time.Since(first) > time.Second {
+				devstack.Kill(opts.Dir)
+				os.Exit(130)
+			}
+		}
 	}()
 	stack, err = devstack.Start(ctx, opts)
 	if err == nil {
@@ -110,9 +117,14 @@ func up(args []string) error {
 
 // printReady prints the codes and how to reach the stack from another terminal.
 func printReady(ctx context.Context, st *devstack.State) error {
-	table, err := st.Run(ctx, nil, "get", "wechatqrcodes", "-o", "wide")
+	table, err := st.Run(ctx, nil, "get", "wechatqrcodes")
 	if err != nil {
 		return err
+	}
+	wechat, scan := "WeChat's real API", ""
+	if st.ScanURL != "" {
+		wechat = "a fake WeChat at " + st.WeChatURL
+		scan = "    make scan NAME=spring-sale-poster COUNT=3    # simulated scans: SCANS moves\n"
 	}
 	fmt.Printf(`
 %s
@@ -120,21 +132,34 @@ The operator runs against a local API server and %s. In another terminal:
 
     export KUBECONFIG=%s
     export PATH=%s:$PATH    # the kubectl of the API server's version
-    kubectl get wechatqrcodes
-    make scan NAME=spring-sale-poster COUNT=3    # simulated scans: the SCANS column moves
-
+    kubectl get wechatqrcodes -o wide
+%s
 Logs of etcd and kube-apiserver: %s. Ctrl-C stops everything.
-`, table, wechatName(st), st.Kubeconfig, filepath.Dir(st.Kubectl), filepath.Join(filepath.Dir(st.Kubeconfig), "logs"))
+`, table, wechat, st.Kubeconfig, filepath.Dir(st.Kubectl), scan, filepath.Join(filepath.Dir(st.Kubeconfig), "logs"))
 	return nil
 }
 
-func wechatName(st *devstack.State) string {
-	if st.WeChatURL == "" {
-		return "WeChat's real API"
-	}
-	return "a fake WeChat at " + st.WeChatURL
-}
-
 func scan(args []string) error {
-	return errors.New("not yet")
+	fs := flag.NewFlagSet("scan", flag.ExitOnError)
+	dir := fs.String("dir", ".dev", "directory of the running stack")
+	r := devstack.ScanRequest{}
+	fs.StringVar(&r.Namespace, "namespace", devstack.SamplesNamespace, "namespace of the code")
+	fs.IntVar(&r.Count, "count", 1, "number of scans, alternately by a new user (subscribe) and by a follower (SCAN)")
+	fs.BoolVar(&r.Plaintext, "plaintext", false, "push in plaintext mode instead of safe mode (the sample account refuses it)")
+	_ = fs.Parse(args)
+	if fs.NArg() != 1 {
+		return errors.New("scan: name the code, e.g. make scan NAME=spring-sale-poster")
+	}
+	r.Name = fs.Arg(0)
+	st, err := devstack.LoadState(*dir)
+	if err != nil {
+		return err
+	}
+	ctx := context.Background()
+	if err := devstack.Scan(ctx, st, r, os.Stdout); err != nil {
+		return err
+	}
+	table, err := st.Run(ctx, nil, "get", "wechatqrcode", "-n", r.Namespace, r.Name)
+	fmt.Print(table)
+	return err
 }

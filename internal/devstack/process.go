@@ -233,12 +233,14 @@ func reapLeftovers(dir string, binDirs ...string) []int {
 	return killed
 }
 
-// KillChildren kills every child of this process, with its process group, at once: the way out
-// when an orderly stop takes too long for the user.
-func KillChildren() {
+// Kill kills every child of this process, with its process group, at once, and forgets the
+// stack in dir: the way out when an orderly stop takes too long for the user.
+func Kill(dir string) {
 	pids, _ := children()
 	for _, pid := range pids {
 		_ = syscall.Kill(-pid, syscall.SIGKILL)
 		_ = syscall.Kill(pid, syscall.SIGKILL)
 	}
+	_ = os.Remove(stateFile(dir))
+	_ = os.Remove(pidsFile(dir))
 }

@@ -103,6 +103,8 @@ type Options struct {
 	// Account is a real Official Account to use against WeChat's real API; nil for the fake
 	// WeChat with the account of config/samples/account-secret.yaml.
 	Account *Account
+	// NoSamples leaves the codes of config/samples out, for a caller that applies them itself.
+	NoSamples bool
 }
 
 // Stack is a running dev stack.
@@ -115,6 +117,7 @@ type Stack struct {
 	env    *envtest.Environment
 	admin  client.Client
 	fake   *wechattest.Server
+	scans  *http.Server
 	procs  []*process
 	exited chan *process
 }
@@ -174,11 +177,18 @@ func Start(ctx context.Context, opts Options) (s *Stack, err error) {
 	if err := s.startOperator(ctx, bins, account, secret); err != nil {
 		return s, err
 	}
-	if err := s.applySamples(ctx, account, codes); err != nil {
-		return s, err
+	if s.fake != nil {
+		if err := s.serveScans(account); err != nil {
+			return s, err
+		}
 	}
-	if err := s.waitReady(ctx); err != nil {
-		return s, err
+	if !opts.NoSamples {
+		if err := s.applySamples(ctx, account, codes); err != nil {
+			return s, err
+		}
+		if err := s.waitReady(ctx); err != nil {
+			return s, err
+		}
 	}
 	if err := s.State.write(opts.Dir); err != nil {
 		return s, err
@@ -278,7 +288,8 @@ func (s *Stack) startOperator(ctx context.Context, bins Binaries, a Account, sec
 		"--health-probe-bind-address=" + hostPort(p.ManagerHealth),
 	}
 	if s.fake != nil {
-		managerArgs = append(managerArgs, "--wechat-api-url="+s.fake.URL)
+		// The fake serves the images too, so status.imageURL opens on this machine.
+		managerArgs = append(managerArgs, "--wechat-api-url="+s.fake.URL, "--wechat-image-url="+s.fake.URL)
 	}
 	callbackArgs := []string{
 		"--kubeconfig=" + callbackKC,
@@ -328,7 +339,7 @@ func (s *Stack) waitHealthy(ctx context.Context, p *process, port int) error {
 			return p.exitError()
 		case <-ctx.Done():
 			return fmt.Errorf("%s not ready at %s: %w", p.name, url, ctx.Err())
-		case <-time.After(100 * time.Millisecond):
+		case <-time.After(250 * time.Millisecond):
 		}
 	}
 }
@@ -442,6 +453,9 @@ const processGrace = 10 * time.Second
 // removes the state file, so that `scan` does not talk to a stack that is gone.
 func (s *Stack) Stop() {
 	_ = os.Remove(stateFile(s.opts.Dir))
+	if s.scans != nil {
+		_ = s.scans.Close()
+	}
 	for i := len(s.procs) - 1; i >= 0; i-- {
 		if err := s.procs[i].stop(processGrace); err != nil {
 			s.log.Printf("%v", err)

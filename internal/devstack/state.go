@@ -41,6 +41,8 @@ type State struct {
 	CallbackURL string `json:"callbackURL"`
 	// WeChatURL is the fake WeChat's base URL; empty with a real account.
 	WeChatURL string `json:"wechatURL,omitempty"`
+	// ScanURL is where Scan asks the fake WeChat to push scans; empty with a real account.
+	ScanURL string `json:"scanURL,omitempty"`
 	// AccountSecret is the name of the account Secret in SamplesNamespace.
 	AccountSecret string `json:"accountSecret"`
 	// PIDs of every process the stack started itself, so that a test can check that none

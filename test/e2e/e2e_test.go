@@ -1,0 +1,294 @@
+/*
+Copyright 2026 The WeChat QR Code Operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+// Package e2e drives the operator with kubectl, as a user would, on the stack of `make dev`:
+// a real kube-apiserver and etcd, the manager and the callback server as processes running as
+// their ServiceAccounts with the RBAC of config/default, and the fake WeChat.
+package e2e
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/devstack"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/testenv"
+)
+
+// stack is a `dev up` process and what it reported.
+type stack struct {
+	*devstack.State
+	cmd  *exec.Cmd
+	bin  string
+	dir  string
+	done chan error
+}
+
+// startStack builds hack/dev and runs `dev up` as `make dev` does, on free ports in a scratch
+// directory, without the samples (the test applies them with kubectl).
+func startStack(t *testing.T) *stack {
+	t.Helper()
+	root := testenv.RepoRoot()
+	s := &stack{bin: filepath.Join(t.TempDir(), "dev"), dir: t.TempDir(), done: make(chan error, 1)}
+	build := exec.Command("go", "build", "-o", s.bin, "./hack/dev")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build ./hack/dev: %v\n%s", err, out)
+	}
+	s.cmd = exec.Command(s.bin, "up", "--dir", s.dir, "--any-ports", "--no-samples")
+	s.cmd.Dir = root
+	// The stack's output goes to the test's: go test shows it when the test fails.
+	s.cmd.Stdout, s.cmd.Stderr = os.Stdout, os.Stderr
+	s.cmd.SysProcAttr = &syscall.SysProcAttr{
+		// Its own group, as in a terminal, so that the test's SIGINT reaches it as a Ctrl-C would.
+		Setpgid: true,
+		// A test binary that dies (timeout) still gets the stack stopped in order.
+		Pdeathsig: syscall.SIGINT,
+	}
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { s.done <- s.cmd.Wait() }()
+	t.Cleanup(func() { s.interrupt(t) })
+
+	deadline := time.After(3 * time.Minute) // a first build of the binaries included
+	for {
+		st, err := devstack.LoadState(s.dir)
+		if err == nil {
+			s.State = st
+			return s
+		}
+		if !errors.Is(err, devstack.ErrNotRunning) {
+			t.Fatal(err)
+		}
+		select {
+		case err := <-s.done:
+			s.done <- err
+			t.Fatalf("dev up exited before the stack was ready: %v", err)
+		case <-deadline:
+			t.Fatal("the stack was not ready within 3 minutes")
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// interrupt sends the Ctrl-C of a terminal and waits for the stack to stop.
+func (s *stack) interrupt(t *testing.T) error {
+	select {
+	case err := <-s.done:
+		s.done <- err
+		return err
+	default:
+	}
+	_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGINT)
+	select {
+	case err := <-s.done:
+		s.done <- err
+		return err
+	case <-time.After(45 * time.Second):
+		_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
+		return errors.New("dev up did not stop within 45s of SIGINT")
+	}
+}
+
+// kubectl runs kubectl as the admin and fails the test if it fails.
+func (s *stack) kubectl(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := s.Run(context.Background(), nil, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// table parses the output of `kubectl get` into rows keyed by column header. Columns are cut at
+// the header's positions because cells may be empty (EXPIRES of a Permanent code).
+func table(out string) []map[string]string {
+	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
+	if len(lines) < 2 {
+		return nil
+	}
+	header := lines[0]
+	var starts []int
+	var names []string
+	for i := 0; i < len(header); i++ {
+		if header[i] != ' ' && (i == 0 || header[i-1] == ' ') {
+			starts = append(starts, i)
+			end := strings.IndexByte(header[i:], ' ')
+			if end < 0 {
+				end = len(header) - i
+			}
+			names = append(names, header[i:i+end])
+		}
+	}
+	var rows []map[string]string
+	for _, line := range lines[1:] {
+		row := map[string]string{}
+		for j, start := range starts {
+			end := len(line)
+			if j+1 < len(starts) && starts[j+1] < end {
+				end = starts[j+1]
+			}
+			if start < len(line) {
+				row[names[j]] = strings.TrimSpace(line[start:end])
+			}
+		}
+		rows = append(rows, row)
+	}
+	return rows
+}
+
+func TestKubectlEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("e2e: runs the dev stack of `make dev` and kubectl against it (about 30 s); skipped under -short")
+	}
+	start := time.Now()
+	s := startStack(t)
+	t.Logf("stack ready in %s", time.Since(start).Round(100*time.Millisecond))
+	root := testenv.RepoRoot()
+
+	steps := []struct {
+		name string
+		run  func(t *testing.T)
+	}{
+		{"samples are issued", func(t *testing.T) {
+			s.kubectl(t, "apply", "-k", filepath.Join(root, "config", "samples"))
+			s.kubectl(t, "wait", "--for=condition=Ready", "wechatqrcodes", "--all", "--timeout=30s")
+			rows := table(s.kubectl(t, "get", "wechatqrcodes", "-o", "wide"))
+			if len(rows) != 4 {
+				t.Fatalf("want the 4 samples, got %d rows", len(rows))
+			}
+			for _, r := range rows {
+				if r["READY"] != "True" || !strings.HasPrefix(r["IMAGE"], "http") || !strings.Contains(r["IMAGE"], "/cgi-bin/showqrcode?ticket=") {
+					t.Errorf("%s: READY %q IMAGE %q, want True and a showqrcode URL", r["NAME"], r["READY"], r["IMAGE"])
+				}
+			}
+		}},
+		{"config/default passes a server-side dry run", func(t *testing.T) {
+			// The dry run creates nothing, so the namespace its objects go into must exist first;
+			// the dev stack has created it with the RBAC.
+			out := s.kubectl(t, "apply", "--dry-run=server", "-k", filepath.Join(root, "config", "default"))
+			if !strings.Contains(out, "deployment.apps/wechat-qrcode-operator-controller created (server dry run)") {
+				t.Errorf("dry run did not get to the Deployment:\n%s", out)
+			}
+		}},
+		{"each ServiceAccount has exactly the rights it needs", func(t *testing.T) {
+			checkRights(t, s)
+		}},
+		{"a simulated scan raises SCANS", func(t *testing.T) {
+			scan := exec.Command(s.bin, "scan", "--dir", s.dir, "--count", "3", "spring-sale-poster")
+			if out, err := scan.CombinedOutput(); err != nil {
+				t.Fatalf("dev scan: %v\n%s", err, out)
+			}
+			rows := table(s.kubectl(t, "get", "wechatqrcode", "spring-sale-poster"))
+			if len(rows) != 1 || rows[0]["SCANS"] != "3" {
+				t.Fatalf("SCANS after 3 scans: %v", rows)
+			}
+		}},
+		{"an invalid manifest is refused with its message", func(t *testing.T) {
+			bad := []byte(`apiVersion: wechat.qrcode-operator.io/v1alpha1
+kind: WeChatQRCode
+metadata: {name: e2e-invalid}
+spec: {accountRef: {name: official-account}, type: Permanent, scene: {id: 7}, ttl: 24h}
+`)
+			_, err := s.Run(context.Background(), bad, "apply", "-f", "-")
+			const want = "spec.ttl: Forbidden: ttl must not be set on a Permanent code: it never expires"
+			if err == nil || !strings.Contains(err.Error(), want) {
+				t.Fatalf("want the refusal %q, got %v", want, err)
+			}
+		}},
+		{"delete removes the codes", func(t *testing.T) {
+			s.kubectl(t, "delete", "wechatqrcodes", "--all", "--wait", "--timeout=30s")
+			out, err := s.Run(context.Background(), nil, "get", "wechatqrcodes", "-o", "name")
+			if err != nil || out != "" {
+				t.Fatalf("codes left after delete: %q %v", out, err)
+			}
+		}},
+	}
+	for _, step := range steps {
+		if !t.Run(step.name, step.run) {
+			return
+		}
+	}
+
+	t.Run("Ctrl-C leaves nothing running", func(t *testing.T) {
+		begin := time.Now()
+		if err := s.interrupt(t); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("stopped in %s", time.Since(begin).Round(100*time.Millisecond))
+		for _, pid := range s.PIDs {
+			if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err == nil {
+				t.Errorf("process %d still runs after the stack stopped", pid)
+			}
+		}
+	})
+	t.Logf("end to end in %s", time.Since(start).Round(100*time.Millisecond))
+}
+
+// checkRights asks the API server what each ServiceAccount may do. That the processes, running
+// as these ServiceAccounts, issued and counted shows that the rights suffice; this shows that
+// they go no further.
+func checkRights(t *testing.T, s *stack) {
+	const opNS = devstack.OperatorNamespace
+	sample := devstack.SamplesNamespace
+	for _, c := range []struct {
+		sa      string
+		allowed bool
+		args    []string
+	}{
+		// The manager: watch the codes and write their status, read Secrets, record events, lead.
+		{devstack.ManagerServiceAccount, true, []string{"watch", "wechatqrcodes", "-A"}},
+		{devstack.ManagerServiceAccount, true, []string{"patch", "wechatqrcodes", "--subresource=status", "-n", sample}},
+		{devstack.ManagerServiceAccount, true, []string{"get", "secrets", "-n", sample}},
+		{devstack.ManagerServiceAccount, true, []string{"create", "events.events.k8s.io", "-n", sample}},
+		{devstack.ManagerServiceAccount, true, []string{"update", "leases", "-n", opNS}},
+		{devstack.ManagerServiceAccount, false, []string{"patch", "wechatqrcodes", "-n", sample}},
+		{devstack.ManagerServiceAccount, false, []string{"delete", "wechatqrcodes", "-n", sample}},
+		{devstack.ManagerServiceAccount, false, []string{"update", "secrets", "-n", sample}},
+		{devstack.ManagerServiceAccount, false, []string{"patch", "deployments", "-n", opNS}},
+		{devstack.ManagerServiceAccount, false, []string{"create", "pods", "-n", sample}},
+		{devstack.ManagerServiceAccount, false, []string{"update", "leases", "-n", sample}},
+		{devstack.ManagerServiceAccount, false, []string{"delete", "leases", "-n", opNS}},
+		// The callback server: read the codes, patch their annotations, read its account Secret.
+		{devstack.CallbackServiceAccount, true, []string{"watch", "wechatqrcodes", "-A"}},
+		{devstack.CallbackServiceAccount, true, []string{"patch", "wechatqrcodes", "-n", sample}},
+		{devstack.CallbackServiceAccount, true, []string{"get", "secrets/official-account", "-n", sample}},
+		{devstack.CallbackServiceAccount, false, []string{"get", "secrets/another-secret", "-n", sample}},
+		{devstack.CallbackServiceAccount, false, []string{"list", "secrets", "-n", sample}},
+		{devstack.CallbackServiceAccount, false, []string{"get", "secrets/official-account", "-n", "kube-system"}},
+		{devstack.CallbackServiceAccount, false, []string{"update", "secrets/official-account", "-n", sample}},
+		{devstack.CallbackServiceAccount, false, []string{"patch", "wechatqrcodes", "--subresource=status", "-n", sample}},
+		{devstack.CallbackServiceAccount, false, []string{"delete", "wechatqrcodes", "-n", sample}},
+		{devstack.CallbackServiceAccount, false, []string{"create", "events.events.k8s.io", "-n", sample}},
+		{devstack.CallbackServiceAccount, false, []string{"get", "leases", "-n", opNS}},
+	} {
+		args := append([]string{"auth", "can-i", "--as=system:serviceaccount:" + opNS + ":" + c.sa}, c.args...)
+		// can-i answers yes or no on stdout, and exits 1 for no.
+		out, err := s.Run(context.Background(), nil, args...)
+		got := strings.TrimSpace(out) == "yes"
+		if got != c.allowed || (err != nil) == c.allowed {
+			t.Errorf("%s: kubectl auth can-i %s: %q (%v), want allowed=%v", c.sa, strings.Join(c.args, " "), out, err, c.allowed)
+		}
+	}
+}
