@@ -533,7 +533,10 @@ func TestListeners(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(b)
 	}
-	waitFor(t, "/readyz", func() bool { status, _ := get("http://" + cfg.HealthProbeBindAddress + "/readyz"); return status == http.StatusOK })
+	waitFor(t, "/readyz", func() bool {
+		status, _ := get("http://" + cfg.HealthProbeBindAddress + "/readyz")
+		return status == http.StatusOK
+	})
 	mustSend(t, p.build(t, scanXML("o1", 1, "unsubscribe", "-", "")), &replica{url: "http://" + cfg.BindAddress})
 	if status, _ := get("http://" + cfg.BindAddress + "/metrics"); status != http.StatusNotFound {
 		t.Errorf("the push port serves /metrics: %d", status)
