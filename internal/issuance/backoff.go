@@ -19,6 +19,8 @@ package issuance
 import (
 	"strconv"
 	"time"
+
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/wechat"
 )
 
 // FailureKind is what a failure means for the next attempt.
@@ -47,10 +49,6 @@ const (
 	QuotaSpread = 15 * time.Minute
 )
 
-// beijing is where WeChat's daily quotas reset at midnight. China has no daylight saving time,
-// so a fixed zone is exact and needs no tzdata.
-var beijing = time.FixedZone("CST", 8*60*60)
-
 // RetryAt is when to try again after the attempt-th consecutive failure (attempt >= 1) at now.
 // Exponential delays lose up to a fifth to a jitter (a hash of seed and attempt) so that codes
 // that failed together do not retry together, and never exceed their maximum. A spent quota is
@@ -59,8 +57,7 @@ func RetryAt(kind FailureKind, attempt int32, seed string, now time.Time) time.T
 	f := fraction(seed + "/" + strconv.Itoa(int(attempt)))
 	switch kind {
 	case Quota:
-		y, m, d := now.In(beijing).Date()
-		return time.Date(y, m, d+1, 0, 0, 0, 0, beijing).Add(time.Duration(f * float64(QuotaSpread)))
+		return wechat.QuotaResetAfter(now).Add(time.Duration(f * float64(QuotaSpread)))
 	case Terminal:
 		return now.Add(exponential(TerminalBase, TerminalMax, attempt, f))
 	default:

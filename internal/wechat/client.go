@@ -156,6 +156,16 @@ type account struct {
 	limiter *rate.Limiter
 }
 
+// beijing is where WeChat's daily quotas reset at midnight. China has no daylight saving time,
+// so a fixed zone is exact and needs no tzdata.
+var beijing = time.FixedZone("CST", 8*60*60)
+
+// QuotaResetAfter is when WeChat's daily API quotas next reset after now: midnight Beijing time.
+func QuotaResetAfter(now time.Time) time.Time {
+	y, m, d := now.In(beijing).Date()
+	return time.Date(y, m, d+1, 0, 0, 0, 0, beijing)
+}
+
 // New returns a Client. Invalid options (an external mode without URL) surface as terminal
 // errors of the first call rather than a panic, so that a manager still starts and reports them.
 func New(opts Options) *Client {
