@@ -178,7 +178,7 @@ func TestRenewsOnTimeAndKeepsThePreviousTicket(t *testing.T) {
 	if late := st.IssuedAt.Sub(first.Status.RenewalTime.Time); late > 3*time.Second {
 		t.Errorf("renewed %s after the renewal time", late)
 	}
-	wantPrev := []v1alpha1.PreviousTicket{{Ticket: first.Status.Ticket, ExpiresAt: *first.Status.ExpiresAt}}
+	wantPrev := []v1alpha1.PreviousTicket{{Ticket: first.Status.Ticket, AppID: first.Status.IssuedFor.AppID, ExpiresAt: *first.Status.ExpiresAt}}
 	if !equality.Semantic.DeepEqual(st.PreviousTickets, wantPrev) {
 		t.Errorf("previousTickets = %+v, want %+v", st.PreviousTickets, wantPrev)
 	}

@@ -169,6 +169,9 @@ type IssuedFor struct {
 type PreviousTicket struct {
 	// Ticket as WeChat issued it.
 	Ticket string `json:"ticket"`
+	// AppID of the account that issued it: after a change of spec.accountRef, pushes for the old
+	// account's tickets still reach the callback server under that account.
+	AppID string `json:"appID"`
 	// ExpiresAt is when WeChat stops honouring it.
 	ExpiresAt metav1.Time `json:"expiresAt"`
 }

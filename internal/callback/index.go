@@ -33,22 +33,18 @@ const (
 
 func indexKey(appID, value string) string { return appID + "/" + value }
 
-// ticketValues indexes the current ticket and the previous tickets that are still alive. They
-// are keyed with the current issuedFor.appID: PreviousTicket does not record its own account, so
-// after a change of spec.accountRef the old account's tickets are no longer attributed.
+// ticketValues indexes the current ticket and the previous tickets that are still alive, each
+// under the account that issued it: after a change of spec.accountRef the old account's tickets
+// still count, and so do previous tickets while a failed re-issue leaves no current one.
 func ticketValues(o client.Object) []string {
 	c := o.(*qrv1alpha1.WeChatQRCode)
-	if c.Status.IssuedFor == nil || c.Status.IssuedFor.AppID == "" {
-		return nil
-	}
-	appID := c.Status.IssuedFor.AppID
 	var v []string
-	if c.Status.Ticket != "" {
-		v = append(v, indexKey(appID, c.Status.Ticket))
+	if c.Status.Ticket != "" && c.Status.IssuedFor != nil && c.Status.IssuedFor.AppID != "" {
+		v = append(v, indexKey(c.Status.IssuedFor.AppID, c.Status.Ticket))
 	}
 	for _, p := range c.Status.PreviousTickets {
-		if p.Ticket != "" {
-			v = append(v, indexKey(appID, p.Ticket))
+		if p.Ticket != "" && p.AppID != "" {
+			v = append(v, indexKey(p.AppID, p.Ticket))
 		}
 	}
 	return v

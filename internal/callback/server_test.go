@@ -365,21 +365,27 @@ func TestAttribution(t *testing.T) {
 	ref, p := f.account("a", "wxattr01", "tok-attr", "", "")
 	r := f.replica(Options{Accounts: []types.NamespacedName{ref}})
 	renewed := newCode("", "renewed", p.appID, "T-NEW", 11, "")
-	renewed.Status.PreviousTickets = []qrv1alpha1.PreviousTicket{{Ticket: "T-OLD", ExpiresAt: metav1.NewTime(time.Now().Add(time.Hour))}}
+	renewed.Status.PreviousTickets = []qrv1alpha1.PreviousTicket{{Ticket: "T-OLD", AppID: p.appID, ExpiresAt: metav1.NewTime(time.Now().Add(time.Hour))}}
 	renewed = f.code(renewed)
+	// Moved to another account: its ticket from this account still counts here.
+	moved := newCode("", "moved", "wxelsewhere", "T-ELSEWHERE", 13, "")
+	moved.Status.PreviousTickets = []qrv1alpha1.PreviousTicket{{Ticket: "T-MOVED", AppID: p.appID, ExpiresAt: metav1.NewTime(time.Now().Add(time.Hour))}}
+	moved = f.code(moved)
 	strScene := newCode("", "str-scene", p.appID, "T-STR", 0, "")
 	strScene.Spec.Scene = qrv1alpha1.Scene{Str: ptr.To("spring-sale")}
 	strScene.Status.IssuedFor.Scene = strScene.Spec.Scene
 	strScene = f.code(strScene)
 	f.code(newCode("", "twin-a", p.appID, "T-TWIN-A", 12, ""))
 	f.code(newCode("", "twin-b", p.appID, "T-TWIN-B", 12, ""))
-	for _, tk := range []string{"T-OLD", "T-STR", "T-TWIN-B"} {
+	for _, tk := range []string{"T-OLD", "T-MOVED", "T-STR", "T-TWIN-B"} {
 		waitIndexed(t, []*replica{r}, p.appID, tk)
 	}
 
 	mustSend(t, p.build(t, scanXML("o1", 1, "SCAN", "11", "T-OLD")), r)
 	mustSend(t, p.build(t, scanXML("o2", 1, "SCAN", "11", "")), r)
 	f.wantCounts(renewed, "2", "0")
+	mustSend(t, p.build(t, scanXML("o1", 1, "SCAN", "13", "T-MOVED")), r)
+	f.wantCounts(moved, "1", "0")
 	mustSend(t, p.build(t, scanXML("o1", 1, "subscribe", "qrscene_spring-sale", "")), r)
 	f.wantCounts(strScene, "1", "1")
 	before := eventCount(kindQRScan, resultAmbiguous)

@@ -230,8 +230,9 @@ func base(code *v1alpha1.WeChatQRCode, now time.Time) v1alpha1.WeChatQRCodeStatu
 // scene is released to whichever code claims it next, and WeChat would hand that code the same
 // ticket.
 func retire(st *v1alpha1.WeChatQRCodeStatus, now time.Time) {
-	if st.Ticket != "" && st.ExpiresAt != nil && now.Before(st.ExpiresAt.Time) {
-		st.PreviousTickets = append(st.PreviousTickets, v1alpha1.PreviousTicket{Ticket: st.Ticket, ExpiresAt: *st.ExpiresAt})
+	if st.Ticket != "" && st.IssuedFor != nil && st.ExpiresAt != nil && now.Before(st.ExpiresAt.Time) {
+		st.PreviousTickets = append(st.PreviousTickets, v1alpha1.PreviousTicket{
+			Ticket: st.Ticket, AppID: st.IssuedFor.AppID, ExpiresAt: *st.ExpiresAt})
 	}
 	st.Ticket, st.URL, st.ImageURL = "", "", ""
 	st.IssuedFor, st.IssuedAt, st.ExpiresAt, st.RenewalTime = nil, nil, nil, nil

@@ -92,14 +92,14 @@ func TestIssuedUsesTheLifetimeWeChatAnswered(t *testing.T) {
 func TestIssuedKeepsLiveTemporaryTickets(t *testing.T) {
 	c := temporary()
 	c.Status.PreviousTickets = []v1alpha1.PreviousTicket{
-		{Ticket: "expired", ExpiresAt: metav1.Time{Time: t0.Add(time.Hour)}},
-		{Ticket: "alive", ExpiresAt: metav1.Time{Time: t0.Add(4 * time.Hour)}},
+		{Ticket: "expired", AppID: "wxold", ExpiresAt: metav1.Time{Time: t0.Add(time.Hour)}},
+		{Ticket: "alive", AppID: "wxold", ExpiresAt: metav1.Time{Time: t0.Add(4 * time.Hour)}},
 	}
 	now := t0.Add(2*time.Hour + 30*time.Minute)
 	st := Issued(c, appID, fresh, now)
 	want := []v1alpha1.PreviousTicket{
-		{Ticket: "alive", ExpiresAt: metav1.Time{Time: t0.Add(4 * time.Hour)}},
-		{Ticket: c.Status.Ticket, ExpiresAt: *c.Status.ExpiresAt},
+		{Ticket: "alive", AppID: "wxold", ExpiresAt: metav1.Time{Time: t0.Add(4 * time.Hour)}},
+		{Ticket: c.Status.Ticket, AppID: c.Status.IssuedFor.AppID, ExpiresAt: *c.Status.ExpiresAt},
 	}
 	if !equality.Semantic.DeepEqual(st.PreviousTickets, want) {
 		t.Errorf("previousTickets = %+v, want %+v", st.PreviousTickets, want)
