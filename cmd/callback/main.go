@@ -24,8 +24,9 @@ import (
 	"os"
 
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/klog/v2/textlogger"
+	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/callback"
 )
@@ -57,11 +58,14 @@ func main() {
 	flag.DurationVar(&cfg.ReplyDeadline, "reply-deadline", cfg.ReplyDeadline, "longest wait for a scan to be persisted before answering 503 (WeChat gives up at 5s)")
 	flag.DurationVar(&cfg.CommitWindow, "commit-window", cfg.CommitWindow, "scans of one code within this window share one API write")
 	flag.IntVar(&cfg.RecentEvents, "recent-events", cfg.RecentEvents, "N: event keys kept per code to recognise WeChat's retries; exact up to about N/15 scans per second per code")
-	logCfg := textlogger.NewConfig()
-	logCfg.AddFlags(flag.CommandLine)
+	// The same --zap-* flags and log format as the manager, so both containers' logs read alike.
+	zapOpts := zap.Options{}
+	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
 	cfg.Accounts = accounts
-	ctrl.SetLogger(textlogger.NewLogger(logCfg))
+	log := zap.New(zap.UseFlagOptions(&zapOpts))
+	ctrl.SetLogger(log)
+	klog.SetLogger(log)
 
 	rc, err := ctrl.GetConfig()
 	if err == nil {
