@@ -172,7 +172,7 @@ func TestKubectlEndToEnd(t *testing.T) {
 		run  func(t *testing.T)
 	}{
 		{"samples are issued", func(t *testing.T) {
-			s.kubectl(t, "apply", "-k", filepath.Join(root, "config", "samples"))
+			s.kubectl(t, "apply", "-f", filepath.Join(root, "config", "samples")+"/")
 			s.kubectl(t, "wait", "--for=condition=Ready", "wechatqrcodes", "--all", "--timeout=30s")
 			rows := table(s.kubectl(t, "get", "wechatqrcodes", "-o", "wide"))
 			if len(rows) != 4 {
@@ -185,11 +185,18 @@ func TestKubectlEndToEnd(t *testing.T) {
 			}
 		}},
 		{"config/default passes a server-side dry run", func(t *testing.T) {
-			// The dry run creates nothing, so the namespace its objects go into must exist first;
-			// the dev stack has created it with the RBAC.
-			out := s.kubectl(t, "apply", "--dry-run=server", "-k", filepath.Join(root, "config", "default"))
-			if !strings.Contains(out, "deployment.apps/wechat-qrcode-operator-controller created (server dry run)") {
-				t.Errorf("dry run did not get to the Deployment:\n%s", out)
+			// A dry run creates nothing, so the namespace its objects go into must exist first;
+			// the dev stack has created it, with the RBAC and the Pod Security label of
+			// config/default, so that the Deployment is checked against "restricted" too.
+			for _, dir := range []string{"default", "ingress"} {
+				cmd := exec.Command(s.Kubectl, "--kubeconfig="+s.Kubeconfig, "apply", "--dry-run=server", "-k", filepath.Join(root, "config", dir))
+				out, err := cmd.CombinedOutput()
+				if err != nil {
+					t.Fatalf("dry run of config/%s: %v\n%s", dir, err, out)
+				}
+				if strings.Contains(string(out), "PodSecurity") {
+					t.Errorf("config/%s breaks the namespace's Pod Security level:\n%s", dir, out)
+				}
 			}
 		}},
 		{"each ServiceAccount has exactly the rights it needs", func(t *testing.T) {
