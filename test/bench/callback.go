@@ -1,0 +1,360 @@
+/*
+Copyright 2026 The WeChat QR Code Operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"maps"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
+	"github.com/qrcode-operator/wechat-qrcode-operator/test/bench/harness"
+)
+
+type callbackConfig struct {
+	Events, NaiveEvents, Spread, Senders int
+	HotShare                             float64
+	LoadTime                             time.Duration
+}
+
+func (c callbackConfig) String() string {
+	return fmt.Sprintf("1 hot code and %d spread codes, safe mode, %d concurrent senders retrying like WeChat (3 tries); load \"hot\": every event scans the hot code, load \"mixed\": %.0f%% do, the rest spread evenly; each load at most %s of sending, at most %d events to the callback server (default flags), %d to the naive handler",
+		c.Spread, c.Senders, c.HotShare*100, c.LoadTime, c.Events, c.NaiveEvents)
+}
+
+// load is the outcome of one load on one handler.
+type load struct {
+	harness.Summary
+	elapsed time.Duration
+	// counted is what the annotations gained; wrong counts the codes whose gain differs from the
+	// events acknowledged for them.
+	counted, subscribes int64
+	wrong               int
+	// cpu is the CPU time each process used during the load.
+	cpu map[string]float64
+}
+
+func (l load) rate() float64 { return float64(l.Acked) / l.elapsed.Seconds() }
+
+// fewWriters is the concurrency of the second patch floor: as many as the manager's workers in
+// the issuance benchmark, to show what fewer concurrent writes get out of the same API server.
+const fewWriters = 16
+
+// handler is a push handler under test: where it listens and how many events it gets per load.
+type handler struct {
+	name    string
+	url     string
+	events  int
+	commits func() (float64, error)
+}
+
+// run pushes the same loads to the callback server and then to the naive handler, both as
+// processes against the same API server and the same codes.
+func (c callbackConfig) run(ctx context.Context, r *run) ([]Figure, error) {
+	s, err := r.stage(ctx, "callback", -1)
+	if err != nil {
+		return nil, err
+	}
+	defer s.close()
+	codes, err := issuedCodes(ctx, s, c.Spread+1)
+	if err != nil {
+		return nil, err
+	}
+	pusher, err := harness.NewPusher(s.acct)
+	if err != nil {
+		return nil, err
+	}
+	mixes := []struct {
+		name     string
+		hotShare float64
+	}{{"hot", 1}, {"mixed", c.HotShare}}
+	results := map[string]load{}
+	commits := map[string]float64{}
+	measure := func(h handler) error {
+		for _, m := range mixes {
+			r.logf("callback: load %s on the %s handler", m.name, h.name)
+			var before float64
+			if h.commits != nil {
+				before, _ = h.commits()
+			}
+			l, err := c.load(ctx, s, pusher, codes, m.hotShare, h.url, h.events, h.name+m.name)
+			if err != nil {
+				return err
+			}
+			results[h.name+"/"+m.name] = l
+			if h.commits != nil {
+				after, err := h.commits()
+				if err != nil {
+					return err
+				}
+				commits[m.name] = after - before
+			}
+		}
+		return nil
+	}
+
+	cb, err := harness.StartCallback(ctx, r.bins, "callback", s.cp.Kubeconfig, harness.SecretRef(s.ns), s.dir)
+	if err != nil {
+		return nil, err
+	}
+	err = measure(handler{name: "callback", url: cb.URL, events: c.Events, commits: func() (float64, error) {
+		return harness.Metric(cb.Metrics, "wechat_qrcode_operator_callback_commits_total", `result="ok"`)
+	}})
+	cb.Stop(10 * time.Second)
+	if err != nil {
+		return nil, err
+	}
+	nv, url, err := startNaive(ctx, s)
+	if err != nil {
+		return nil, err
+	}
+	err = measure(handler{name: "naive", url: url, events: c.NaiveEvents})
+	nv.Stop(10 * time.Second)
+	if err != nil {
+		return nil, err
+	}
+	r.logf("callback: floor: annotation patches straight to the API server")
+	patches, err := c.patchFloor(ctx, s, codes[1:], c.Senders)
+	if err != nil {
+		return nil, err
+	}
+	fewerPatches, err := c.patchFloor(ctx, s, codes[1:], fewWriters)
+	if err != nil {
+		return nil, err
+	}
+
+	const b = "callback"
+	var figs []Figure
+	for _, m := range mixes {
+		fast, slow := results["callback/"+m.name], results["naive/"+m.name]
+		figs = append(figs,
+			figure(b, m.name+"_events_per_second", fast.rate(), "events/s",
+				fmt.Sprintf("%d events acknowledged (persisted) in %s", fast.Acked, fast.elapsed.Round(time.Millisecond))).goal(">= 10,000", fast.rate() >= 10000),
+			figure(b, m.name+"_naive_events_per_second", slow.rate(), "events/s",
+				fmt.Sprintf("naive handler: %d events acknowledged in %s", slow.Acked, slow.elapsed.Round(time.Millisecond))),
+			figure(b, m.name+"_vs_naive", fast.rate()/slow.rate(), "x", "same load, same run").goal(">= 20", fast.rate()/slow.rate() >= 20),
+			figure(b, m.name+"_p50_latency", ms(fast.P50), "ms", fmt.Sprintf("push sent to acknowledged, retries included; naive %.0f ms", ms(slow.P50))),
+			figure(b, m.name+"_p99_latency", ms(fast.P99), "ms", fmt.Sprintf("naive %.0f ms", ms(slow.P99))).goal("< 500 ms", fast.P99 < 500*time.Millisecond),
+			exactness(b, m.name+"_counted", fast),
+			figure(b, m.name+"_naive_counted", float64(slow.counted), "scans", exactnessDetail(slow)),
+			figure(b, m.name+"_events_per_commit", float64(fast.Acked)/commits[m.name], "events",
+				fmt.Sprintf("%.0f annotation patches for %d events (group commit)", commits[m.name], fast.Acked)),
+			figure(b, m.name+"_cores_busy", busy(fast), "cores", cpuDetail(fast)),
+		)
+	}
+	figs = append(figs,
+		figure(b, "api_patches_per_second", patches, "patches/s",
+			fmt.Sprintf("floor: annotation merge patches of the spread codes straight to the API server, %d concurrent", c.Senders)),
+		figure(b, "api_patches_per_second_few", fewerPatches, "patches/s",
+			fmt.Sprintf("the same, %d concurrent", fewWriters)))
+	return figs, nil
+}
+
+func startNaive(ctx context.Context, s *stage) (*harness.Process, string, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, "", err
+	}
+	addr, err := harness.FreeAddr()
+	if err != nil {
+		return nil, "", err
+	}
+	nv, err := harness.StartProcess("naive", self, []string{naiveCommand, "--kubeconfig=" + s.cp.Kubeconfig, "--account=" + harness.SecretRef(s.ns), "--listen=" + addr}, s.dir)
+	if err != nil {
+		return nil, "", err
+	}
+	readyCtx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if err := nv.WaitReady(readyCtx, "http://"+addr+"/readyz"); err != nil {
+		nv.Kill()
+		return nil, "", err
+	}
+	return nv, "http://" + addr, nil
+}
+
+// patchFloor is how many annotation patches per second the API server takes from a client with
+// workers concurrent requests, for as long as a load lasts: the ceiling of any handler that
+// writes once per event.
+func (c callbackConfig) patchFloor(ctx context.Context, s *stage, codes []*qrv1alpha1.WeChatQRCode, workers int) (float64, error) {
+	deadline := time.Now().Add(c.LoadTime)
+	var done atomic.Int64
+	start := time.Now()
+	// Requests under way at the deadline finish: a cancelled one would only make noise.
+	err := harness.Parallel(c.Events, workers, func(i int) error {
+		if time.Now().After(deadline) {
+			return nil
+		}
+		patch := fmt.Appendf(nil, `{"metadata":{"annotations":{"bench/floor":"%d"}}}`, i)
+		if err := s.admin.Patch(ctx, codes[i%len(codes)].DeepCopy(), client.RawPatch(types.MergePatchType, patch)); err != nil {
+			return err
+		}
+		done.Add(1)
+		return nil
+	})
+	return float64(done.Load()) / time.Since(start).Seconds(), err
+}
+
+func exactness(bench, name string, l load) Figure {
+	exact := l.Acked == l.Sent && l.counted == int64(l.Acked) && l.wrong == 0
+	return figure(bench, name, float64(l.counted), "scans", exactnessDetail(l)).goal("= events sent", exact)
+}
+
+func exactnessDetail(l load) string {
+	return fmt.Sprintf("annotations gained %d scans (%d subscribes) for %d events sent, %d acknowledged, %d retried, %d failed; %d codes off",
+		l.counted, l.subscribes, l.Sent, l.Acked, l.Retried, l.Failed, l.wrong)
+}
+
+// busy is how many cores the load kept busy, all processes together.
+func busy(l load) float64 {
+	var sum float64
+	for _, v := range l.cpu {
+		sum += v
+	}
+	return sum / l.elapsed.Seconds()
+}
+
+func cpuDetail(l load) string {
+	names := slices.Sorted(maps.Keys(l.cpu))
+	parts := make([]string, 0, len(names))
+	for _, n := range names {
+		if v := l.cpu[n]; v >= 0.05 {
+			parts = append(parts, fmt.Sprintf("%s %.1f", n, v/l.elapsed.Seconds()))
+		}
+	}
+	return "cores busy by process (self: the senders): " + strings.Join(parts, ", ")
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// issuedCodes creates n codes (the first is the hot one) with tickets, as if the manager had
+// issued them.
+func issuedCodes(ctx context.Context, s *stage, n int) ([]*qrv1alpha1.WeChatQRCode, error) {
+	codes := make([]*qrv1alpha1.WeChatQRCode, n)
+	for i := range codes {
+		codes[i] = harness.Temporary(s.ns, harness.CodeName(i), int64(i+1), 720*time.Hour, 0)
+	}
+	if err := harness.CreateAll(ctx, s.admin, codes, createWorkers); err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	err := harness.Parallel(n, createWorkers, func(i int) error {
+		return harness.WriteStatus(ctx, s.admin, codes[i], harness.IssuedStatus(s.acct.AppID, codes[i], rand.Text(), now))
+	})
+	if err != nil {
+		return nil, err
+	}
+	// WriteStatus leaves the objects as they were; the tickets are what the pushes need.
+	for i := range codes {
+		if err := s.admin.Get(ctx, harness.Key(codes[i]), codes[i]); err != nil {
+			return nil, err
+		}
+	}
+	return codes, nil
+}
+
+// events is n distinct scans: a share hotShare of the hot code (codes[0]), the rest spread evenly
+// over the others, half of them subscribes; tag keeps the users of two loads apart.
+func events(n int, hotShare float64, tag string, codes []*qrv1alpha1.WeChatQRCode) ([]harness.Event, []int) {
+	evs := make([]harness.Event, n)
+	target := make([]int, n)
+	now := time.Now().Unix()
+	for i := range evs {
+		t := 0
+		if float64(i%100) >= hotShare*100 {
+			t = 1 + i%(len(codes)-1)
+		}
+		target[i] = t
+		code := codes[t]
+		evs[i] = harness.Event{
+			OpenID: fmt.Sprintf("o-%s-%d", tag, i), CreateTime: now, Subscribe: i%2 == 0,
+			Scene: fmt.Sprint(*code.Spec.Scene.ID), Ticket: code.Status.Ticket,
+		}
+	}
+	return evs, target
+}
+
+// load sends at most n events for at most c.LoadTime to the handler at url, and reads what the
+// annotations gained.
+func (c callbackConfig) load(ctx context.Context, s *stage, p *harness.Pusher, codes []*qrv1alpha1.WeChatQRCode, hotShare float64, url string, n int, tag string) (load, error) {
+	evs, target := events(n, hotShare, tag, codes)
+	pushes := make([]*harness.Push, n)
+	for i, ev := range evs {
+		var err error
+		if pushes[i], err = p.Push(ev.XML(), time.Now()); err != nil {
+			return load{}, err
+		}
+	}
+	before, err := counts(ctx, s)
+	if err != nil {
+		return load{}, err
+	}
+	sender := &harness.Sender{Targets: []string{url}, Workers: c.Senders, Tries: 3, Timeout: 5 * time.Second}
+	sendCtx, cancel := context.WithTimeout(ctx, c.LoadTime)
+	defer cancel()
+	cpu := harness.CPUByName()
+	start := time.Now()
+	outcomes := sender.Send(sendCtx, pushes)
+	l := load{Summary: harness.Summarize(outcomes), elapsed: time.Since(start), cpu: harness.CPUByName()}
+	for name, v := range cpu {
+		l.cpu[name] -= v
+	}
+	after, err := counts(ctx, s)
+	if err != nil {
+		return load{}, err
+	}
+	want := map[types.NamespacedName]int64{}
+	for i, o := range outcomes {
+		if o.Status == http.StatusOK {
+			want[harness.Key(codes[target[i]])]++
+		}
+	}
+	for _, code := range codes {
+		k := harness.Key(code)
+		gained := after[k].scans - before[k].scans
+		l.counted += gained
+		l.subscribes += after[k].subscribes - before[k].subscribes
+		if gained != want[k] {
+			l.wrong++
+		}
+	}
+	return l, nil
+}
+
+type count struct{ scans, subscribes int64 }
+
+func counts(ctx context.Context, s *stage) (map[types.NamespacedName]count, error) {
+	var list qrv1alpha1.WeChatQRCodeList
+	if err := s.admin.List(ctx, &list); err != nil {
+		return nil, err
+	}
+	out := map[types.NamespacedName]count{}
+	for i := range list.Items {
+		scans, subscribes := harness.Scans(&list.Items[i])
+		out[harness.Key(&list.Items[i])] = count{scans, subscribes}
+	}
+	return out, nil
+}

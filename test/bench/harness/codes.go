@@ -1,0 +1,191 @@
+/*
+Copyright 2026 The WeChat QR Code Operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package harness
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
+	"github.com/qrcode-operator/wechat-qrcode-operator/controllers"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/issuance"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/wxcrypto"
+)
+
+// SecretName is the account Secret every code of a run refers to.
+const SecretName = "official-account"
+
+// Account is an Official Account's credentials, random for every run so that no two runs (or
+// tests) can authenticate each other's pushes or share tokens at a fake.
+type Account struct {
+	AppID, AppSecret, Token, EncodingAESKey string
+}
+
+// NewAccount returns random credentials shaped like WeChat's.
+func NewAccount() Account {
+	key := make([]byte, 32)
+	_, _ = rand.Read(key)
+	return Account{
+		AppID:          "wx" + rand.Text()[:16],
+		AppSecret:      rand.Text(),
+		Token:          rand.Text(),
+		EncodingAESKey: base64.StdEncoding.EncodeToString(key)[:wxcrypto.EncodingAESKeyLength],
+	}
+}
+
+// Secret is the account Secret in namespace ns, with the keys of both the manager and the
+// callback server; the EncodingAESKey puts the account in safe mode.
+func (a Account) Secret(ns string) *corev1.Secret {
+	return &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: SecretName},
+		StringData: map[string]string{
+			controllers.SecretKeyAppID:     a.AppID,
+			controllers.SecretKeyAppSecret: a.AppSecret,
+			"token":                        a.Token,
+			"encodingAESKey":               a.EncodingAESKey,
+		},
+	}
+}
+
+// SecretRef is the --account flag of the callback server for the Secret in ns.
+func SecretRef(ns string) string { return ns + "/" + SecretName }
+
+// NewNamespace creates a namespace (named from prefix) with the account Secret in it.
+func NewNamespace(ctx context.Context, c client.Client, prefix string, acct Account) (string, error) {
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: prefix + "-"}}
+	if err := c.Create(ctx, ns); err != nil {
+		return "", err
+	}
+	return ns.Name, c.Create(ctx, acct.Secret(ns.Name))
+}
+
+// Temporary is a Temporary code with an integer scene.
+func Temporary(ns, name string, scene int64, ttl, renewBefore time.Duration) *qrv1alpha1.WeChatQRCode {
+	c := code(ns, name, qrv1alpha1.Temporary, scene)
+	c.Spec.TTL = &metav1.Duration{Duration: ttl}
+	if renewBefore > 0 {
+		c.Spec.RenewBefore = &metav1.Duration{Duration: renewBefore}
+	}
+	return c
+}
+
+// Permanent is a Permanent code with an integer scene (1..100000).
+func Permanent(ns, name string, scene int64) *qrv1alpha1.WeChatQRCode {
+	return code(ns, name, qrv1alpha1.Permanent, scene)
+}
+
+func code(ns, name string, typ qrv1alpha1.QRCodeType, scene int64) *qrv1alpha1.WeChatQRCode {
+	return &qrv1alpha1.WeChatQRCode{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: qrv1alpha1.WeChatQRCodeSpec{
+			AccountRef: qrv1alpha1.AccountReference{Name: SecretName},
+			Type:       typ,
+			Scene:      qrv1alpha1.Scene{ID: ptr.To(scene)},
+		},
+	}
+}
+
+// CodeName names the i-th code of a run.
+func CodeName(i int) string { return "code-" + strconv.Itoa(i) }
+
+// Parallel runs do(i) for i in [0, n) on workers goroutines and returns the first error.
+func Parallel(n, workers int, do func(i int) error) error {
+	var (
+		wg    sync.WaitGroup
+		once  sync.Once
+		first error
+		next  = make(chan int)
+	)
+	for range workers {
+		wg.Go(func() {
+			for i := range next {
+				if err := do(i); err != nil {
+					once.Do(func() { first = err })
+				}
+			}
+		})
+	}
+	for i := range n {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	return first
+}
+
+// CreateAll creates codes on workers goroutines.
+func CreateAll(ctx context.Context, c client.Client, codes []*qrv1alpha1.WeChatQRCode, workers int) error {
+	return Parallel(len(codes), workers, func(i int) error {
+		if err := c.Create(ctx, codes[i]); err != nil {
+			return fmt.Errorf("creating %s: %w", codes[i].Name, err)
+		}
+		return nil
+	})
+}
+
+// IssuedStatus is the status the manager writes when WeChat answers ticket for code, asked for
+// at requestedAt (internal/issuance.Issued, which the reconciler calls). Benchmarks that need
+// codes with tickets but no manager (the callback server's), or a manager that finds nothing to
+// do, write it themselves.
+func IssuedStatus(appID string, code *qrv1alpha1.WeChatQRCode, ticket string, requestedAt time.Time) qrv1alpha1.WeChatQRCodeStatus {
+	return issuance.Issued(code, appID, issuance.Ticket{
+		Ticket:        ticket,
+		URL:           "http://weixin.qq.com/q/" + ticket,
+		ImageURL:      "https://mp.weixin.qq.com/cgi-bin/showqrcode?ticket=" + ticket,
+		ExpireSeconds: issuance.ExpireSeconds(&code.Spec),
+	}, requestedAt)
+}
+
+// WriteStatus merge-patches code's status to st, as the manager does (no resourceVersion).
+func WriteStatus(ctx context.Context, c client.Client, code *qrv1alpha1.WeChatQRCode, st qrv1alpha1.WeChatQRCodeStatus) error {
+	patched := code.DeepCopy()
+	patched.Status = st
+	return c.Status().Patch(ctx, patched, client.MergeFrom(code))
+}
+
+// ReadyReason is the reason of code's Ready condition if its status is True, and "" otherwise;
+// reason is the condition's reason either way ("" without the condition).
+func ReadyReason(code *qrv1alpha1.WeChatQRCode) (ready bool, reason string) {
+	cond := meta.FindStatusCondition(code.Status.Conditions, qrv1alpha1.ConditionReady)
+	if cond == nil {
+		return false, ""
+	}
+	return cond.Status == metav1.ConditionTrue && cond.ObservedGeneration == code.Generation, cond.Reason
+}
+
+// Key is a code's namespace/name.
+func Key(code *qrv1alpha1.WeChatQRCode) types.NamespacedName { return client.ObjectKeyFromObject(code) }
+
+// Scans reads the scans and subscribes annotations the callback server wrote.
+func Scans(code *qrv1alpha1.WeChatQRCode) (scans, subscribes int64) {
+	ann := code.GetAnnotations()
+	scans, _ = strconv.ParseInt(ann[qrv1alpha1.AnnotationScans], 10, 64)
+	subscribes, _ = strconv.ParseInt(ann[qrv1alpha1.AnnotationSubscribes], 10, 64)
+	return scans, subscribes
+}

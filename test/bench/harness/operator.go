@@ -1,0 +1,157 @@
+/*
+Copyright 2026 The WeChat QR Code Operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package harness
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+)
+
+// ManagerConfig is the command line of a manager process, in the flags' terms.
+type ManagerConfig struct {
+	Kubeconfig string
+	WeChatURL  string
+	// WeChatQPS and WeChatBurst: --wechat-qps and --wechat-burst, the per-AppID rate limit.
+	WeChatQPS   float64
+	WeChatBurst int
+	// KubeQPS and KubeBurst: --kube-api-qps and --kube-api-burst.
+	KubeQPS   float64
+	KubeBurst int
+	// Workers: --max-concurrent-reconciles.
+	Workers int
+	// WeChatTimeout: --wechat-timeout; zero keeps the default.
+	WeChatTimeout time.Duration
+}
+
+// controllerName is the name controller-runtime gives the reconciler (the kind, lower case), the
+// label of its metrics.
+const controllerName = `controller="wechatqrcode"`
+
+// Manager is a running manager process.
+type Manager struct {
+	*Process
+	// Metrics is the URL of its Prometheus metrics.
+	Metrics string
+}
+
+// StartManager starts a manager without leader election (one process, and a restart after
+// kill -9 need not wait out a Lease) and waits until it serves its probes.
+func StartManager(ctx context.Context, bins Binaries, cfg ManagerConfig, logDir string) (*Manager, error) {
+	metrics, err := FreeAddr()
+	if err != nil {
+		return nil, err
+	}
+	probe, err := FreeAddr()
+	if err != nil {
+		return nil, err
+	}
+	args := []string{
+		"--kubeconfig=" + cfg.Kubeconfig,
+		"--leader-elect=false",
+		"--metrics-bind-address=" + metrics,
+		"--health-probe-bind-address=" + probe,
+		"--wechat-api-url=" + cfg.WeChatURL,
+		"--wechat-image-url=" + cfg.WeChatURL,
+		"--wechat-qps=" + strconv.FormatFloat(cfg.WeChatQPS, 'f', -1, 64),
+		"--wechat-burst=" + strconv.Itoa(cfg.WeChatBurst),
+		"--kube-api-qps=" + strconv.FormatFloat(cfg.KubeQPS, 'f', -1, 64),
+		"--kube-api-burst=" + strconv.Itoa(cfg.KubeBurst),
+		"--max-concurrent-reconciles=" + strconv.Itoa(cfg.Workers),
+	}
+	if cfg.WeChatTimeout > 0 {
+		args = append(args, "--wechat-timeout="+cfg.WeChatTimeout.String())
+	}
+	p, err := StartProcess("manager", bins.Manager, args, logDir)
+	if err != nil {
+		return nil, err
+	}
+	m := &Manager{Process: p, Metrics: "http://" + metrics + "/metrics"}
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if err := p.WaitReady(ctx, "http://"+probe+"/readyz"); err != nil {
+		p.Kill()
+		return nil, err
+	}
+	return m, nil
+}
+
+// Reconciles is how many reconciles the manager finished, whatever their result.
+func (m *Manager) Reconciles() (float64, error) {
+	return Metric(m.Metrics, "controller_runtime_reconcile_total", controllerName)
+}
+
+// WaitIdle waits until the manager has finished at least n reconciles and its work queue is
+// empty: after a restart, it has looked at every one of n codes and has nothing left to do.
+func (m *Manager) WaitIdle(ctx context.Context, n int) error {
+	for {
+		done, err := m.Reconciles()
+		if err == nil && done >= float64(n) {
+			depth, err := Metric(m.Metrics, "workqueue_depth", `name="wechatqrcode"`)
+			if err == nil && depth == 0 {
+				return nil
+			}
+		}
+		select {
+		case <-m.Done():
+			return m.exitError()
+		case <-ctx.Done():
+			return fmt.Errorf("manager not idle after %v reconciles (want %d): %w", done, n, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// Callback is a running callback server process.
+type Callback struct {
+	*Process
+	// URL is where pushes go: URL + "/wechat/<appID>".
+	URL     string
+	Metrics string
+}
+
+// StartCallback starts a callback server for the account Secret ref (namespace/name) with extra
+// flags, and waits until it is ready (Secrets read, cache synced), as a kubelet would before
+// sending it traffic.
+func StartCallback(ctx context.Context, bins Binaries, name, kubeconfig, ref, logDir string, extra ...string) (*Callback, error) {
+	var addrs [3]string
+	for i := range addrs {
+		var err error
+		if addrs[i], err = FreeAddr(); err != nil {
+			return nil, err
+		}
+	}
+	args := append([]string{
+		"--kubeconfig=" + kubeconfig,
+		"--account=" + ref,
+		"--bind-address=" + addrs[0],
+		"--health-probe-bind-address=" + addrs[1],
+		"--metrics-bind-address=" + addrs[2],
+	}, extra...)
+	p, err := StartProcess(name, bins.Callback, args, logDir)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if err := p.WaitReady(ctx, "http://"+addrs[1]+"/readyz"); err != nil {
+		p.Kill()
+		return nil, err
+	}
+	return &Callback{Process: p, URL: "http://" + addrs[0], Metrics: "http://" + addrs[2] + "/metrics"}, nil
+}

@@ -1,0 +1,245 @@
+/*
+Copyright 2026 The WeChat QR Code Operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package harness
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/wxcrypto"
+)
+
+// Event is a scan of a parametric QR code as WeChat reports it (wechat-platform.md, section 5).
+type Event struct {
+	OpenID     string
+	CreateTime int64
+	// Subscribe: a scan by someone who then followed the account (EventKey qrscene_<scene>);
+	// otherwise a follower's SCAN (EventKey <scene>).
+	Subscribe bool
+	Scene     string
+	Ticket    string
+}
+
+// XML is the event's plaintext push body.
+func (e Event) XML() []byte {
+	event, key := "SCAN", e.Scene
+	if e.Subscribe {
+		event, key = "subscribe", "qrscene_"+e.Scene
+	}
+	return fmt.Appendf(nil, "<xml><ToUserName><![CDATA[gh_bench]]></ToUserName><FromUserName><![CDATA[%s]]></FromUserName>"+
+		"<CreateTime>%d</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[%s]]></Event>"+
+		"<EventKey><![CDATA[%s]]></EventKey><Ticket><![CDATA[%s]]></Ticket></xml>", e.OpenID, e.CreateTime, event, key, e.Ticket)
+}
+
+// Push is one request as WeChat sends it. Its retries are the same request again, so a Push is
+// built once and sent as often as needed; tests spoil its fields to make hostile variants.
+type Push struct {
+	Path  string
+	Query url.Values
+	Body  []byte
+}
+
+// Pusher plays WeChat pushing to one safe-mode account.
+type Pusher struct {
+	acct   Account
+	cipher *wxcrypto.Cipher
+}
+
+// NewPusher returns the Pusher of acct.
+func NewPusher(acct Account) (*Pusher, error) {
+	c, err := wxcrypto.NewCipher(acct.EncodingAESKey, acct.AppID)
+	if err != nil {
+		return nil, err
+	}
+	return &Pusher{acct: acct, cipher: c}, nil
+}
+
+// Path is the account's push path on a callback server.
+func (p *Pusher) Path() string { return "/wechat/" + p.acct.AppID }
+
+// Push encrypts msg and signs it, timestamped at, as WeChat does in safe mode.
+func (p *Pusher) Push(msg []byte, at time.Time) (*Push, error) {
+	enc, err := p.cipher.Encrypt(msg)
+	if err != nil {
+		return nil, err
+	}
+	push := &Push{
+		Path: p.Path(),
+		Query: url.Values{
+			"timestamp":    {strconv.FormatInt(at.Unix(), 10)},
+			"nonce":        {rand.Text()[:10]},
+			"openid":       {"o-bench"},
+			"encrypt_type": {"aes"},
+		},
+		Body: []byte("<xml><ToUserName><![CDATA[gh_bench]]></ToUserName><Encrypt><![CDATA[" + enc + "]]></Encrypt></xml>"),
+	}
+	p.Sign(push, enc)
+	return push, nil
+}
+
+// Sign (re)computes push's signature over its timestamp and nonce, and msg_signature over
+// encrypt when it is not empty, with the account's token.
+func (p *Pusher) Sign(push *Push, encrypt string) {
+	ts, nonce := push.Query.Get("timestamp"), push.Query.Get("nonce")
+	push.Query.Set("signature", wxcrypto.Signature(p.acct.Token, ts, nonce))
+	if encrypt != "" {
+		push.Query.Set("msg_signature", wxcrypto.Signature(p.acct.Token, ts, nonce, encrypt))
+	}
+}
+
+// Outcome is what became of one push.
+type Outcome struct {
+	// Status is the HTTP status of the last try; 0 if no try got an answer (or none was made).
+	Status int
+	Tries  int
+	// Latency is from the first try to the last answer.
+	Latency time.Duration
+}
+
+// Sender sends pushes from many concurrent connections, as WeChat's push fleet does, and retries
+// a push that got no 200 the way WeChat does (3 tries in all), each try to the next target: a
+// load balancer in front of several replicas.
+type Sender struct {
+	// Targets are the base URLs of the replicas.
+	Targets []string
+	// Workers is the number of concurrent senders.
+	Workers int
+	// Tries per push; WeChat makes 3.
+	Tries int
+	// Timeout of one try; WeChat waits 5 s.
+	Timeout time.Duration
+	// RetryAfter is the pause before a retry. WeChat waits out its timeout; a benchmark need not.
+	RetryAfter time.Duration
+
+	answered atomic.Int64
+}
+
+// Answered counts the pushes that have got their final answer so far.
+func (s *Sender) Answered() int64 { return s.answered.Load() }
+
+// Send sends pushes and returns their outcomes, in the same order. Once ctx ends no push is
+// started (those have Tries 0), but the ones under way finish, retries included: a push cut
+// short would leave unknown whether it was counted.
+func (s *Sender) Send(ctx context.Context, pushes []*Push) []Outcome {
+	hc := &http.Client{
+		Timeout: s.Timeout,
+		Transport: &http.Transport{
+			MaxIdleConns:        s.Workers * len(s.Targets),
+			MaxIdleConnsPerHost: s.Workers,
+			DisableCompression:  true,
+		},
+	}
+	defer hc.CloseIdleConnections()
+	out := make([]Outcome, len(pushes))
+	_ = Parallel(len(pushes), s.Workers, func(i int) error {
+		if ctx.Err() == nil {
+			out[i] = s.send(hc, i, pushes[i])
+			s.answered.Add(1)
+		}
+		return nil
+	})
+	return out
+}
+
+func (s *Sender) send(hc *http.Client, i int, p *Push) Outcome {
+	start := time.Now()
+	var o Outcome
+	query := p.Query.Encode()
+	for o.Tries < s.Tries {
+		if o.Tries > 0 && s.RetryAfter > 0 {
+			time.Sleep(s.RetryAfter)
+		}
+		target := s.Targets[(i+o.Tries)%len(s.Targets)]
+		o.Tries++
+		o.Status = post(hc, target+p.Path+"?"+query, p.Body)
+		if o.Status == http.StatusOK {
+			break
+		}
+	}
+	o.Latency = time.Since(start)
+	return o
+}
+
+// post returns the HTTP status of one try, 0 for a transport error or timeout.
+func post(hc *http.Client, u string, body []byte) int {
+	req, err := http.NewRequest(http.MethodPost, u, bytes.NewReader(body))
+	if err != nil {
+		return 0
+	}
+	req.Header.Set("Content-Type", "text/xml")
+	resp, err := hc.Do(req)
+	if err != nil {
+		return 0
+	}
+	// Drained, so that the connection is reused.
+	_, _ = io.Copy(io.Discard, resp.Body)
+	_ = resp.Body.Close()
+	return resp.StatusCode
+}
+
+// Percentile is the q-quantile (0..1) of ds by the nearest-rank method; ds is sorted in place.
+func Percentile(ds []time.Duration, q float64) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	slices.Sort(ds)
+	i := int(q*float64(len(ds))+0.5) - 1
+	return ds[min(max(i, 0), len(ds)-1)]
+}
+
+// Summary is the aggregate of a Send.
+type Summary struct {
+	Sent, Acked, Failed int
+	// Retried counts the pushes that needed more than one try.
+	Retried  int
+	P50, P99 time.Duration
+	// ByStatus counts final statuses.
+	ByStatus map[int]int
+}
+
+// Summarize aggregates outcomes; latencies are those of acknowledged pushes.
+func Summarize(outcomes []Outcome) Summary {
+	s := Summary{ByStatus: map[int]int{}}
+	var lat []time.Duration
+	for _, o := range outcomes {
+		if o.Tries == 0 {
+			continue
+		}
+		s.Sent++
+		s.ByStatus[o.Status]++
+		if o.Tries > 1 {
+			s.Retried++
+		}
+		if o.Status == http.StatusOK {
+			s.Acked++
+			lat = append(lat, o.Latency)
+		} else {
+			s.Failed++
+		}
+	}
+	s.P50, s.P99 = Percentile(lat, 0.50), Percentile(lat, 0.99)
+	return s
+}

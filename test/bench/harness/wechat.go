@@ -1,0 +1,122 @@
+/*
+Copyright 2026 The WeChat QR Code Operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package harness
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"time"
+
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/wechattest"
+)
+
+// WeChat is the fake WeChat of internal/wechattest mounted behind a recorder. The fake counts
+// calls; the recorder adds what the fake does not keep: when each qrcode/create arrived (the
+// renewal histogram is built from these, at the fake, not from the manager's claims) and which
+// stable_token calls forced a refresh (a force-refresh loop is the classic way an operator locks
+// every other user of an AppID out).
+type WeChat struct {
+	*wechattest.Server
+	// URL is the recorder's address: give it to the manager, not Server.URL.
+	URL string
+
+	srv *httptest.Server
+
+	mu             sync.Mutex
+	creates        []time.Time
+	stableTokens   int
+	forceRefreshes int
+	hook           func(endpoint string, nth int)
+}
+
+// NewWeChat starts a fake WeChat with opts and one account.
+func NewWeChat(opts wechattest.Options, acct Account) (*WeChat, error) {
+	fake, err := wechattest.NewServer(opts)
+	if err != nil {
+		return nil, err
+	}
+	fake.AddAccount(acct.AppID, acct.AppSecret)
+	w := &WeChat{Server: fake}
+	w.srv = httptest.NewServer(http.HandlerFunc(w.serve))
+	w.URL = w.srv.URL
+	return w, nil
+}
+
+// Close stops the recorder and the fake.
+func (w *WeChat) Close() {
+	// The fake first: it releases requests it holds hanging, which the recorder's Close waits for.
+	w.Server.Close()
+	w.srv.Close()
+}
+
+// OnCall sets a function called before the fake serves each request, with the endpoint and how
+// many requests to it arrived so far, this one included. Fault tests use it to act every nth call.
+func (w *WeChat) OnCall(hook func(endpoint string, nth int)) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.hook = hook
+}
+
+func (w *WeChat) serve(rw http.ResponseWriter, r *http.Request) {
+	now := time.Now()
+	var force bool
+	if r.URL.Path == wechattest.EndpointStableToken && r.Body != nil {
+		body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		var req struct {
+			ForceRefresh bool `json:"force_refresh"`
+		}
+		force = json.Unmarshal(body, &req) == nil && req.ForceRefresh
+	}
+	w.mu.Lock()
+	nth := 0
+	switch r.URL.Path {
+	case wechattest.EndpointCreate:
+		w.creates = append(w.creates, now)
+		nth = len(w.creates)
+	case wechattest.EndpointStableToken:
+		w.stableTokens++
+		nth = w.stableTokens
+		if force {
+			w.forceRefreshes++
+		}
+	}
+	hook := w.hook
+	w.mu.Unlock()
+	if hook != nil {
+		hook(r.URL.Path, nth)
+	}
+	w.Server.ServeHTTP(rw, r)
+}
+
+// CreateTimes returns the arrival time of every qrcode/create call so far, in arrival order.
+func (w *WeChat) CreateTimes() []time.Time {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]time.Time(nil), w.creates...)
+}
+
+// ForceRefreshes counts the stable_token calls that asked for force_refresh.
+func (w *WeChat) ForceRefreshes() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.forceRefreshes
+}

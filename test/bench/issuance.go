@@ -1,0 +1,156 @@
+/*
+Copyright 2026 The WeChat QR Code Operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/wechattest"
+	"github.com/qrcode-operator/wechat-qrcode-operator/test/bench/harness"
+)
+
+type issuanceConfig struct {
+	N, Workers int
+	Latency    time.Duration
+	WeChatQPS  float64
+	KubeQPS    float64
+	KubeBurst  int
+}
+
+func (c issuanceConfig) String() string {
+	return fmt.Sprintf("N=%d temporary codes, fake WeChat latency %s; manager --max-concurrent-reconciles=%d --wechat-qps=%g --kube-api-qps=%g --kube-api-burst=%d",
+		c.N, c.Latency, c.Workers, c.WeChatQPS, c.KubeQPS, c.KubeBurst)
+}
+
+// createWorkers create the codes "at once": a GitOps sync or a script applying many manifests.
+const createWorkers = 16
+
+// rssGoalAt is the number of codes the peak RSS goal is stated for.
+const rssGoalAt = 10000
+
+func (c issuanceConfig) manager(s *stage) harness.ManagerConfig {
+	return harness.ManagerConfig{
+		Kubeconfig: s.cp.Kubeconfig, WeChatURL: s.wechat.URL,
+		WeChatQPS: c.WeChatQPS, WeChatBurst: int(c.WeChatQPS),
+		KubeQPS: c.KubeQPS, KubeBurst: c.KubeBurst, Workers: c.Workers,
+	}
+}
+
+// run: N codes created at once with the manager running; the time until all are Ready, beside
+// the floor, which is the same number of status writes by a client with the manager's QPS, burst
+// and concurrency, straight to the same API server: the least any manager could do.
+func (c issuanceConfig) run(ctx context.Context, r *run) ([]Figure, error) {
+	s, err := r.stage(ctx, "issuance", c.Latency)
+	if err != nil {
+		return nil, err
+	}
+	defer s.close()
+	mgr, err := harness.StartManager(ctx, r.bins, c.manager(s), s.dir)
+	if err != nil {
+		return nil, err
+	}
+	defer mgr.Kill()
+	kube, err := s.cp.LimitedClient(c.KubeQPS, c.KubeBurst)
+	if err != nil {
+		return nil, err
+	}
+	codes := make([]*qrv1alpha1.WeChatQRCode, c.N)
+	for i := range codes {
+		codes[i] = harness.Temporary(s.ns, harness.CodeName(i), int64(i+1), 24*time.Hour, 0)
+	}
+
+	r.logf("issuance: creating %d codes with the manager running", c.N)
+	start := time.Now()
+	if err := harness.CreateAll(ctx, kube, codes, createWorkers); err != nil {
+		return nil, err
+	}
+	created := time.Since(start)
+	waitCtx, cancel := context.WithTimeout(ctx, 15*time.Minute)
+	defer cancel()
+	done, explain := harness.AllReady(c.N)
+	if _, err := s.tracker.WaitFor(waitCtx, done, explain); err != nil {
+		return nil, err
+	}
+	last, _ := s.tracker.LastFirstReady()
+	ready := last.Sub(start)
+	calls := s.wechat.Calls(wechattest.EndpointCreate)
+	apiRequests, err := harness.Metric(mgr.Metrics, "rest_client_requests_total")
+	if err != nil {
+		return nil, err
+	}
+	rss, err := mgr.PeakRSS()
+	if err != nil {
+		return nil, err
+	}
+	r.logf("issuance: all %d Ready after %s; restarting the manager", c.N, ready.Round(time.Millisecond))
+
+	mgr.Stop(10 * time.Second)
+	before := s.wechat.Calls(wechattest.EndpointCreate)
+	mgr, err = harness.StartManager(ctx, r.bins, c.manager(s), s.dir)
+	if err != nil {
+		return nil, err
+	}
+	defer mgr.Kill()
+	if err := mgr.WaitIdle(waitCtx, c.N); err != nil {
+		return nil, err
+	}
+	restartCalls := s.wechat.Calls(wechattest.EndpointCreate) - before
+	restartRSS, err := mgr.PeakRSS()
+	if err != nil {
+		return nil, err
+	}
+	mgr.Stop(10 * time.Second)
+
+	r.logf("issuance: floor: %d status writes, %d concurrent", c.N, c.Workers)
+	list, err := s.tracker.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	start = time.Now()
+	err = harness.Parallel(len(list), c.Workers, func(i int) error {
+		code := &list[i]
+		return harness.WriteStatus(ctx, kube, code, harness.IssuedStatus(s.acct.AppID, code, fmt.Sprintf("floor-%d", i), time.Now()))
+	})
+	if err != nil {
+		return nil, err
+	}
+	floor := time.Since(start)
+
+	const b = "issuance"
+	perCode := float64(calls) / float64(c.N)
+	rssFig := figure(b, "manager_peak_rss", mib(rss), "MiB", fmt.Sprintf("VmHWM of the manager process at N=%d", c.N))
+	if c.N >= rssGoalAt {
+		rssFig = rssFig.goal("<= 100 MiB at 10,000", mib(rss) <= 100)
+	}
+	return []Figure{
+		figure(b, "all_ready", ready.Seconds(), "s", fmt.Sprintf("from the first create of %d codes to the last one Ready", c.N)),
+		figure(b, "floor", floor.Seconds(), "s", fmt.Sprintf("%d status writes, same client QPS/burst, %d concurrent, no manager", c.N, c.Workers)),
+		figure(b, "all_ready_vs_floor", ready.Seconds()/floor.Seconds(), "x", "ratio of the two above, measured on the same API server"),
+		figure(b, "create", created.Seconds(), "s", fmt.Sprintf("creating the %d objects (%d concurrent), included in all_ready", c.N, createWorkers)),
+		figure(b, "codes_per_second", float64(c.N)/ready.Seconds(), "codes/s", "N / all_ready"),
+		figure(b, "wechat_calls_per_code", perCode, "calls", fmt.Sprintf("%d qrcode/create at the fake for %d codes", calls, c.N)).goal("exactly 1", calls == c.N),
+		figure(b, "api_requests_per_code", apiRequests/float64(c.N), "requests", "the manager's requests to the API server (rest_client_requests_total, list and watch included) / N"),
+		figure(b, "calls_after_restart", float64(restartCalls), "calls", fmt.Sprintf("qrcode/create after a restart with nothing due, once %d codes were reconciled", c.N)).goal("0", restartCalls == 0),
+		rssFig,
+		figure(b, "manager_peak_rss_restart", mib(restartRSS), "MiB", fmt.Sprintf("VmHWM after a restart that reconciled %d codes", c.N)),
+	}, nil
+}
+
+func mib(bytes int64) float64 { return float64(bytes) / (1 << 20) }

@@ -1,0 +1,182 @@
+/*
+Copyright 2026 The WeChat QR Code Operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+// Command bench measures the operator on a real API server with the fake WeChat (`make bench`):
+//
+//   - issuance: N codes created at once, time until all are Ready beside the floor of the same
+//     client writing N statuses; WeChat calls per code, calls after a restart, the manager's
+//     peak RSS;
+//   - renewal: a storm of temporary codes renewing together, qrcode/create calls per second at
+//     the fake beside the configured per-account rate;
+//   - callback: signed, encrypted pushes from many senders to one hot and many spread codes,
+//     events per second acknowledged durably and latency, beside a naive one-patch-per-event
+//     handler measured in the same run, and the final counts beside the events sent.
+//
+// The manager and the callback server run as processes built from the tree; each benchmark gets
+// a fresh control plane, so that one's objects do not weigh on the next. It prints a table and
+// one JSON line per figure, and writes both into -out with the date and the machine.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"github.com/qrcode-operator/wechat-qrcode-operator/test/bench/harness"
+)
+
+// run is what every benchmark gets: the binaries, a scratch directory and where to say how far
+// it has got.
+type run struct {
+	bins harness.Binaries
+	dir  string
+}
+
+func (r *run) logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "bench %s | %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
+}
+
+// controlPlane starts a fresh control plane for one benchmark, its kubeconfig in a directory of
+// its own.
+func (r *run) controlPlane(name string) (*harness.ControlPlane, string, error) {
+	dir := filepath.Join(r.dir, name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, "", err
+	}
+	cp, err := harness.StartControlPlane(dir)
+	return cp, dir, err
+}
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == naiveCommand {
+		if err := naiveMain(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "naive callback:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	var (
+		iss     issuanceConfig
+		storm   stormConfig
+		cb      callbackConfig
+		only    = flag.String("only", "issuance,renewal,callback", "benchmarks to run, comma-separated")
+		out     = flag.String("out", "", "results file to write (table, JSON lines, date and machine); empty: none")
+		keep    = flag.Bool("keep", false, "keep the scratch directory (process logs) after the run")
+		timeout = flag.Duration("timeout", 30*time.Minute, "give up after this long")
+	)
+	flag.IntVar(&iss.N, "n", 2000, "issuance: codes created at once (10000 for the RSS goal)")
+	flag.IntVar(&iss.Workers, "workers", 4, "issuance: --max-concurrent-reconciles, and the concurrency of the floor's status writes")
+	flag.DurationVar(&iss.Latency, "latency", 20*time.Millisecond, "latency of the fake WeChat's answers")
+	flag.Float64Var(&iss.WeChatQPS, "wechat-qps", 10000, "issuance: --wechat-qps (raised from the default 5 so that WeChat's rate limit is not what is measured)")
+	flag.Float64Var(&iss.KubeQPS, "kube-api-qps", 1000, "--kube-api-qps of the manager and the QPS of the floor's client (raised from the default 20, which would be the bottleneck)")
+	flag.IntVar(&iss.KubeBurst, "kube-api-burst", 2000, "--kube-api-burst of the manager and the burst of the floor's client")
+	flag.IntVar(&storm.N, "storm-n", 10000, "renewal: temporary codes renewing together")
+	// The first tickets are back-dated, so the ttl does not lengthen the run; ttl - renewBefore
+	// must outlast the storm (N/rate), or the first renewed tickets come due again within it, and
+	// renewBefore too, or tickets expire before their turn. A tenth of ttl - renewBefore is the
+	// jitter that spreads the renewals.
+	flag.DurationVar(&storm.TTL, "storm-ttl", 10*time.Minute, "renewal: spec.ttl of the codes")
+	flag.DurationVar(&storm.RenewBefore, "storm-renew-before", 3*time.Minute, "renewal: spec.renewBefore of the codes")
+	flag.Float64Var(&storm.QPS, "storm-qps", 100, "renewal: --wechat-qps, the per-account rate the storm must respect")
+	flag.IntVar(&storm.Burst, "storm-burst", 20, "renewal: --wechat-burst")
+	flag.IntVar(&storm.Workers, "storm-workers", 16, "renewal: --max-concurrent-reconciles (enough that the rate limit, not the workers, paces the storm)")
+	flag.IntVar(&cb.Events, "events", 40000, "callback: most events pushed to the callback server per load")
+	flag.IntVar(&cb.NaiveEvents, "naive-events", 4000, "callback: most events pushed to the naive handler per load")
+	flag.DurationVar(&cb.LoadTime, "load-time", 20*time.Second, "callback: longest time a load keeps sending")
+	flag.IntVar(&cb.Spread, "spread", 1000, "callback: codes besides the hot one")
+	flag.Float64Var(&cb.HotShare, "hot-share", 0.5, "callback: share of the mixed load's events that scan the hot code")
+	// Every push waits for its commit (a window of 25 ms and a patch), so a sender makes at most
+	// about 30 pushes a second: 10,000 a second take hundreds of concurrent senders, as WeChat's
+	// fleet provides when that many people scan.
+	flag.IntVar(&cb.Senders, "senders", 512, "callback: concurrent senders")
+	flag.Parse()
+	storm.Latency, storm.KubeQPS, storm.KubeBurst = iss.Latency, iss.KubeQPS, iss.KubeBurst
+	// The trackers' watches log their errors through controller-runtime.
+	ctrl.SetLogger(zap.New(zap.WriteTo(os.Stderr)))
+
+	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer cancel()
+	ctx, cancelTimeout := context.WithTimeout(ctx, *timeout)
+	defer cancelTimeout()
+	if err := benchMain(ctx, strings.Split(*only, ","), *out, *keep, iss, storm, cb); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func benchMain(ctx context.Context, only []string, out string, keep bool, iss issuanceConfig, storm stormConfig, cb callbackConfig) error {
+	started := time.Now()
+	mach := machine()
+	dir, err := os.MkdirTemp("", "wechat-qrcode-bench-")
+	if err != nil {
+		return err
+	}
+	if keep {
+		defer fmt.Fprintln(os.Stderr, "bench: logs kept in", dir)
+	} else {
+		defer func() { _ = os.RemoveAll(dir) }()
+	}
+	r := &run{dir: dir}
+	r.logf("machine: %s", mach)
+	r.logf("building cmd/manager and cmd/callback")
+	if r.bins, err = harness.Build(ctx, filepath.Join(dir, "bin")); err != nil {
+		return err
+	}
+	benches := []struct {
+		name     string
+		settings string
+		run      func(context.Context, *run) ([]Figure, error)
+	}{
+		{"issuance", iss.String(), iss.run},
+		{"renewal", storm.String(), storm.run},
+		{"callback", cb.String(), cb.run},
+	}
+	var figures []Figure
+	var settings []string
+	for _, b := range benches {
+		if !slices.Contains(only, b.name) {
+			continue
+		}
+		r.logf("%s: %s", b.name, b.settings)
+		f, err := b.run(ctx, r)
+		if err != nil {
+			return fmt.Errorf("%s: %w", b.name, err)
+		}
+		figures = append(figures, f...)
+		settings = append(settings, b.name+" ("+b.settings+")")
+	}
+	fmt.Println()
+	writeTable(os.Stdout, figures)
+	fmt.Println()
+	writeJSON(os.Stdout, figures)
+	if out != "" {
+		if err := writeResults(out, started, mach, strings.Join(settings, "; "), figures); err != nil {
+			return err
+		}
+		r.logf("results written to %s", out)
+	}
+	return nil
+}

@@ -1,0 +1,204 @@
+/*
+Copyright 2026 The WeChat QR Code Operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"time"
+
+	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
+	"github.com/qrcode-operator/wechat-qrcode-operator/test/bench/harness"
+)
+
+type stormConfig struct {
+	N                int
+	TTL, RenewBefore time.Duration
+	QPS              float64
+	Burst, Workers   int
+	Latency          time.Duration
+	KubeQPS          float64
+	KubeBurst        int
+}
+
+func (c stormConfig) String() string {
+	return fmt.Sprintf("N=%d temporary codes, ttl %s, renewBefore %s, fake WeChat latency %s; manager --wechat-qps=%g --wechat-burst=%d --max-concurrent-reconciles=%d --kube-api-qps=%g",
+		c.N, c.TTL, c.RenewBefore, c.Latency, c.QPS, c.Burst, c.Workers, c.KubeQPS)
+}
+
+// syntheticPrefix marks the tickets the benchmark writes itself; a renewed code has another.
+const syntheticPrefix = "storm-"
+
+// run: N temporary codes whose tickets all come due within the jitter window, and the manager
+// renewing them at its per-account rate. Their first tickets are written as the manager would
+// have written them (harness.IssuedStatus), dated so that they come due shortly after the
+// manager has started: the first issuance is the issuance benchmark's subject, and issuing
+// 10,000 codes through the rate limit first would spread their renewals over as long as it took.
+func (c stormConfig) run(ctx context.Context, r *run) ([]Figure, error) {
+	s, err := r.stage(ctx, "renewal", c.Latency)
+	if err != nil {
+		return nil, err
+	}
+	defer s.close()
+	kube, err := s.cp.LimitedClient(c.KubeQPS, c.KubeBurst)
+	if err != nil {
+		return nil, err
+	}
+	codes := make([]*qrv1alpha1.WeChatQRCode, c.N)
+	for i := range codes {
+		codes[i] = harness.Temporary(s.ns, harness.CodeName(i), int64(i+1), c.TTL, c.RenewBefore)
+	}
+	r.logf("renewal: creating %d codes", c.N)
+	begin := time.Now()
+	if err := harness.CreateAll(ctx, kube, codes, createWorkers); err != nil {
+		return nil, err
+	}
+	// The tickets are written with as many requests as the creates took, then the manager
+	// starts and reads them all: the storm is planned for after that.
+	setup := time.Since(begin)
+	stormAt := time.Now().Add(setup*3/2 + 20*time.Second)
+	issuedAt := stormAt.Add(c.RenewBefore - c.TTL)
+	r.logf("renewal: writing the first tickets, due from %s", stormAt.Format(time.TimeOnly))
+	due := make([]time.Time, c.N)
+	err = harness.Parallel(c.N, createWorkers, func(i int) error {
+		st := harness.IssuedStatus(s.acct.AppID, codes[i], fmt.Sprintf("%s%d", syntheticPrefix, i), issuedAt)
+		due[i] = st.RenewalTime.Time
+		return harness.WriteStatus(ctx, kube, codes[i], st)
+	})
+	if err != nil {
+		return nil, err
+	}
+	expiresAt := issuedAt.Truncate(time.Second).Add(c.TTL)
+	slices.SortFunc(due, func(a, b time.Time) int { return a.Compare(b) })
+
+	mgr, err := harness.StartManager(ctx, r.bins, harness.ManagerConfig{
+		Kubeconfig: s.cp.Kubeconfig, WeChatURL: s.wechat.URL,
+		WeChatQPS: c.QPS, WeChatBurst: c.Burst,
+		KubeQPS: c.KubeQPS, KubeBurst: c.KubeBurst, Workers: c.Workers,
+	}, s.dir)
+	if err != nil {
+		return nil, err
+	}
+	defer mgr.Kill()
+	beforeDue := -1
+	idleCtx, cancel := context.WithDeadline(ctx, due[0])
+	err = mgr.WaitIdle(idleCtx, c.N)
+	cancel()
+	switch {
+	case err == nil:
+		beforeDue = s.wechat.Calls("/cgi-bin/qrcode/create")
+		r.logf("renewal: manager idle with %d codes, %d calls before the first is due", c.N, beforeDue)
+	case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
+		r.logf("renewal: the manager was not done reading the codes when the first came due")
+	default:
+		return nil, err
+	}
+
+	waitCtx, cancel := context.WithTimeout(ctx, time.Until(expiresAt)+5*time.Minute)
+	defer cancel()
+	renewed := func(codes []qrv1alpha1.WeChatQRCode) int {
+		n := 0
+		for i := range codes {
+			if ready, _ := harness.ReadyReason(&codes[i]); ready && !strings.HasPrefix(codes[i].Status.Ticket, syntheticPrefix) {
+				n++
+			}
+		}
+		return n
+	}
+	if _, err := s.tracker.WaitFor(waitCtx,
+		func(codes []qrv1alpha1.WeChatQRCode) bool { return renewed(codes) == c.N },
+		func(codes []qrv1alpha1.WeChatQRCode) string {
+			return fmt.Sprintf("%d of %d codes renewed", renewed(codes), c.N)
+		}); err != nil {
+		return nil, err
+	}
+	rss, err := mgr.PeakRSS()
+	if err != nil {
+		return nil, err
+	}
+	mgr.Stop(10 * time.Second)
+
+	times := s.wechat.CreateTimes()
+	var late int
+	for _, code := range s.wechat.Codes(s.acct.AppID) {
+		if code.IssuedAt.After(expiresAt) {
+			late++
+		}
+	}
+	h := histogram(times)
+	limit := int(math.Ceil(c.QPS))
+	const b = "renewal"
+	rssFig := figure(b, "manager_peak_rss", mib(rss), "MiB", fmt.Sprintf("VmHWM of the manager with %d codes, through the storm", c.N))
+	if c.N >= rssGoalAt {
+		rssFig = rssFig.goal("<= 100 MiB at 10,000", mib(rss) <= 100)
+	}
+	figs := []Figure{
+		figure(b, "due_window", due[len(due)-1].Sub(due[0]).Seconds(), "s",
+			fmt.Sprintf("%d renewals come due within this window (the jitter), %.0f/s on average", c.N, float64(c.N)/max(due[len(due)-1].Sub(due[0]).Seconds(), 1))),
+		figure(b, "max_calls_per_second", float64(h.max), "calls/s",
+			fmt.Sprintf("qrcode/create per second at the fake, busiest second; configured rate %g, burst %d", c.QPS, c.Burst)).
+			goal(fmt.Sprintf("<= rate+burst = %d (+1 for the edges of a second)", limit+c.Burst), h.max <= limit+c.Burst+1),
+		figure(b, "max_calls_per_second_after_first", float64(h.maxAfterFirst), "calls/s",
+			"busiest second after the first (when the burst is spent)").goal(fmt.Sprintf("<= rate = %d (+1 for the edges of a second)", limit), h.maxAfterFirst <= limit+1),
+		figure(b, "p50_calls_per_second", float64(h.p50), "calls/s", fmt.Sprintf("median over the %d seconds from the first call to the last", len(h.bins))),
+		figure(b, "first_second", float64(h.first), "calls", "calls in the first second of the storm"),
+		figure(b, "storm_duration", h.span.Seconds(), "s", fmt.Sprintf("first to last call; N/rate = %.0f s", float64(c.N)/c.QPS)),
+		figure(b, "wechat_calls_per_renewal", float64(len(times))/float64(c.N), "calls", fmt.Sprintf("%d qrcode/create for %d renewals", len(times), c.N)).goal("exactly 1", len(times) == c.N),
+		figure(b, "renewed_after_expiry", float64(late), "codes", "renewals that reached WeChat after the ticket they replace had expired").goal("0", late == 0),
+		rssFig,
+	}
+	if beforeDue >= 0 {
+		figs = append(figs, figure(b, "calls_before_due", float64(beforeDue), "calls",
+			fmt.Sprintf("qrcode/create after the manager started and read %d codes, none due yet", c.N)).goal("0", beforeDue == 0))
+	}
+	return figs, nil
+}
+
+// callHistogram is the number of calls in each second from the first call on.
+type callHistogram struct {
+	bins            []int
+	first, max, p50 int
+	maxAfterFirst   int
+	span            time.Duration
+}
+
+func histogram(times []time.Time) callHistogram {
+	var h callHistogram
+	if len(times) == 0 {
+		return h
+	}
+	slices.SortFunc(times, func(a, b time.Time) int { return a.Compare(b) })
+	h.span = times[len(times)-1].Sub(times[0])
+	h.bins = make([]int, int(h.span/time.Second)+1)
+	for _, t := range times {
+		h.bins[int(t.Sub(times[0])/time.Second)]++
+	}
+	h.first = h.bins[0]
+	for i, n := range h.bins {
+		h.max = max(h.max, n)
+		if i > 0 {
+			h.maxAfterFirst = max(h.maxAfterFirst, n)
+		}
+	}
+	sorted := slices.Sorted(slices.Values(h.bins))
+	h.p50 = sorted[len(sorted)/2]
+	return h
+}
