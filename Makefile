@@ -85,6 +85,16 @@ test: verify-generated vet ## Run every test against a real kube-apiserver + etc
 fuzz: ## Run every fuzz target for longer (FUZZTIME=10m make fuzz).
 	FUZZTIME=$(FUZZTIME) hack/fuzz-short.sh
 
+# `make bench`: the results file, and extra flags of test/bench (`go run ./test/bench -help`),
+# e.g. BENCHFLAGS='-n 10000' for the issuance benchmark at 10,000 codes.
+BENCH_OUT ?= bench/results/latest.md
+BENCHFLAGS ?=
+
+.PHONY: bench
+bench: ## Benchmarks (issuance, renewal storm, callback) on a real API server with the fake WeChat; table and JSON lines into BENCH_OUT.
+	mkdir -p $(dir $(BENCH_OUT))
+	KUBEBUILDER_ASSETS="$$(hack/controlplane.sh)" $(GO) run ./test/bench -out $(BENCH_OUT) $(BENCHFLAGS)
+
 ##@ Build
 
 .PHONY: build

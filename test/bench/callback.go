@@ -18,7 +18,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
 	"fmt"
 	"maps"
 	"net/http"
@@ -66,10 +65,11 @@ const fewWriters = 16
 
 // handler is a push handler under test: where it listens and how many events it gets per load.
 type handler struct {
-	name    string
-	url     string
-	events  int
-	commits func() (float64, error)
+	name   string
+	url    string
+	events int
+	// commits reads the handler's successful and conflicting annotation patches so far.
+	commits func() (ok, conflict float64, err error)
 }
 
 // run pushes the same loads to the callback server and then to the naive handler, both as
@@ -93,13 +93,13 @@ func (c callbackConfig) run(ctx context.Context, r *run) ([]Figure, error) {
 		hotShare float64
 	}{{"hot", 1}, {"mixed", c.HotShare}}
 	results := map[string]load{}
-	commits := map[string]float64{}
+	commits, conflicts := map[string]float64{}, map[string]float64{}
 	measure := func(h handler) error {
 		for _, m := range mixes {
 			r.logf("callback: load %s on the %s handler", m.name, h.name)
-			var before float64
+			var before, conflictsBefore float64
 			if h.commits != nil {
-				before, _ = h.commits()
+				before, conflictsBefore, _ = h.commits()
 			}
 			l, err := c.load(ctx, s, pusher, codes, m.hotShare, h.url, h.events, h.name+m.name)
 			if err != nil {
@@ -107,11 +107,11 @@ func (c callbackConfig) run(ctx context.Context, r *run) ([]Figure, error) {
 			}
 			results[h.name+"/"+m.name] = l
 			if h.commits != nil {
-				after, err := h.commits()
+				after, conflictsAfter, err := h.commits()
 				if err != nil {
 					return err
 				}
-				commits[m.name] = after - before
+				commits[m.name], conflicts[m.name] = after-before, conflictsAfter-conflictsBefore
 			}
 		}
 		return nil
@@ -121,8 +121,12 @@ func (c callbackConfig) run(ctx context.Context, r *run) ([]Figure, error) {
 	if err != nil {
 		return nil, err
 	}
-	err = measure(handler{name: "callback", url: cb.URL, events: c.Events, commits: func() (float64, error) {
-		return harness.Metric(cb.Metrics, "wechat_qrcode_operator_callback_commits_total", `result="ok"`)
+	err = measure(handler{name: "callback", url: cb.URL, events: c.Events, commits: func() (ok, conflict float64, err error) {
+		const commits = "wechat_qrcode_operator_callback_commits_total"
+		if ok, err = harness.Metric(cb.Metrics, commits, `result="ok"`); err == nil {
+			conflict, err = harness.Metric(cb.Metrics, commits, `result="conflict"`)
+		}
+		return ok, conflict, err
 	}})
 	cb.Stop(10 * time.Second)
 	if err != nil {
@@ -162,7 +166,7 @@ func (c callbackConfig) run(ctx context.Context, r *run) ([]Figure, error) {
 			exactness(b, m.name+"_counted", fast),
 			figure(b, m.name+"_naive_counted", float64(slow.counted), "scans", exactnessDetail(slow)),
 			figure(b, m.name+"_events_per_commit", float64(fast.Acked)/commits[m.name], "events",
-				fmt.Sprintf("%.0f annotation patches for %d events (group commit)", commits[m.name], fast.Acked)),
+				fmt.Sprintf("%.0f annotation patches for %d events (group commit), %.0f conflicts", commits[m.name], fast.Acked, conflicts[m.name])),
 			figure(b, m.name+"_cores_busy", busy(fast), "cores", cpuDetail(fast)),
 		)
 	}
@@ -257,23 +261,7 @@ func issuedCodes(ctx context.Context, s *stage, n int) ([]*qrv1alpha1.WeChatQRCo
 	for i := range codes {
 		codes[i] = harness.Temporary(s.ns, harness.CodeName(i), int64(i+1), 720*time.Hour, 0)
 	}
-	if err := harness.CreateAll(ctx, s.admin, codes, createWorkers); err != nil {
-		return nil, err
-	}
-	now := time.Now()
-	err := harness.Parallel(n, createWorkers, func(i int) error {
-		return harness.WriteStatus(ctx, s.admin, codes[i], harness.IssuedStatus(s.acct.AppID, codes[i], rand.Text(), now))
-	})
-	if err != nil {
-		return nil, err
-	}
-	// WriteStatus leaves the objects as they were; the tickets are what the pushes need.
-	for i := range codes {
-		if err := s.admin.Get(ctx, harness.Key(codes[i]), codes[i]); err != nil {
-			return nil, err
-		}
-	}
-	return codes, nil
+	return codes, harness.CreateIssued(ctx, s.admin, s.acct.AppID, codes, createWorkers)
 }
 
 // events is n distinct scans: a share hotShare of the hot code (codes[0]), the rest spread evenly

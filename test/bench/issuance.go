@@ -84,8 +84,7 @@ func (c issuanceConfig) run(ctx context.Context, r *run) ([]Figure, error) {
 	created := time.Since(start)
 	waitCtx, cancel := context.WithTimeout(ctx, 15*time.Minute)
 	defer cancel()
-	done, explain := harness.AllReady(c.N)
-	if _, err := s.tracker.WaitFor(waitCtx, done, explain); err != nil {
+	if _, err := s.tracker.WaitFor(waitCtx, harness.AllReady(c.N)); err != nil {
 		return nil, err
 	}
 	last, _ := s.tracker.LastFirstReady()
@@ -96,6 +95,10 @@ func (c issuanceConfig) run(ctx context.Context, r *run) ([]Figure, error) {
 		return nil, err
 	}
 	rss, err := mgr.PeakRSS()
+	if err != nil {
+		return nil, err
+	}
+	heap, err := harness.Metric(mgr.Metrics, "go_memstats_heap_inuse_bytes")
 	if err != nil {
 		return nil, err
 	}
@@ -149,6 +152,7 @@ func (c issuanceConfig) run(ctx context.Context, r *run) ([]Figure, error) {
 		figure(b, "api_requests_per_code", apiRequests/float64(c.N), "requests", "the manager's requests to the API server (rest_client_requests_total, list and watch included) / N"),
 		figure(b, "calls_after_restart", float64(restartCalls), "calls", fmt.Sprintf("qrcode/create after a restart with nothing due, once %d codes were reconciled", c.N)).goal("0", restartCalls == 0),
 		rssFig,
+		figure(b, "manager_heap_in_use", mib(int64(heap)), "MiB", "go_memstats_heap_inuse_bytes once all were Ready"),
 		figure(b, "manager_peak_rss_restart", mib(restartRSS), "MiB", fmt.Sprintf("VmHWM after a restart that reconciled %d codes", c.N)),
 	}, nil
 }

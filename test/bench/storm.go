@@ -75,7 +75,9 @@ func (c stormConfig) run(ctx context.Context, r *run) ([]Figure, error) {
 	// starts and reads them all: the storm is planned for after that.
 	setup := time.Since(begin)
 	stormAt := time.Now().Add(setup*3/2 + 20*time.Second)
-	issuedAt := stormAt.Add(c.RenewBefore - c.TTL)
+	// The jitter moves a renewal up to a tenth of ttl - renewBefore earlier: the first is due
+	// at stormAt, the last a jitter later.
+	issuedAt := stormAt.Add(c.RenewBefore - c.TTL + (c.TTL-c.RenewBefore)/10)
 	r.logf("renewal: writing the first tickets, due from %s", stormAt.Format(time.TimeOnly))
 	due := make([]time.Time, c.N)
 	err = harness.Parallel(c.N, createWorkers, func(i int) error {
@@ -123,14 +125,19 @@ func (c stormConfig) run(ctx context.Context, r *run) ([]Figure, error) {
 		}
 		return n
 	}
-	if _, err := s.tracker.WaitFor(waitCtx,
-		func(codes []qrv1alpha1.WeChatQRCode) bool { return renewed(codes) == c.N },
-		func(codes []qrv1alpha1.WeChatQRCode) string {
+	if _, err := s.tracker.WaitFor(waitCtx, harness.Condition{
+		Done: func(codes []qrv1alpha1.WeChatQRCode) bool { return renewed(codes) == c.N },
+		Explain: func(codes []qrv1alpha1.WeChatQRCode) string {
 			return fmt.Sprintf("%d of %d codes renewed", renewed(codes), c.N)
-		}); err != nil {
+		},
+	}); err != nil {
 		return nil, err
 	}
 	rss, err := mgr.PeakRSS()
+	if err != nil {
+		return nil, err
+	}
+	heap, err := harness.Metric(mgr.Metrics, "go_memstats_heap_inuse_bytes")
 	if err != nil {
 		return nil, err
 	}
@@ -145,6 +152,10 @@ func (c stormConfig) run(ctx context.Context, r *run) ([]Figure, error) {
 	}
 	h := histogram(times)
 	limit := int(math.Ceil(c.QPS))
+	// Calls are timed as they arrive at the fake, not as the limiter releases them: a few
+	// milliseconds of jitter (a new connection, the scheduler) move a call or two across the
+	// edge of a second.
+	edge := 1 + int(0.02*c.QPS)
 	const b = "renewal"
 	rssFig := figure(b, "manager_peak_rss", mib(rss), "MiB", fmt.Sprintf("VmHWM of the manager with %d codes, through the storm", c.N))
 	if c.N >= rssGoalAt {
@@ -155,15 +166,16 @@ func (c stormConfig) run(ctx context.Context, r *run) ([]Figure, error) {
 			fmt.Sprintf("%d renewals come due within this window (the jitter), %.0f/s on average", c.N, float64(c.N)/max(due[len(due)-1].Sub(due[0]).Seconds(), 1))),
 		figure(b, "max_calls_per_second", float64(h.max), "calls/s",
 			fmt.Sprintf("qrcode/create per second at the fake, busiest second; configured rate %g, burst %d", c.QPS, c.Burst)).
-			goal(fmt.Sprintf("<= rate+burst = %d (+1 for the edges of a second)", limit+c.Burst), h.max <= limit+c.Burst+1),
+			goal(fmt.Sprintf("<= rate+burst = %d (+%d at the edges)", limit+c.Burst, edge), h.max <= limit+c.Burst+edge),
 		figure(b, "max_calls_per_second_after_first", float64(h.maxAfterFirst), "calls/s",
-			"busiest second after the first (when the burst is spent)").goal(fmt.Sprintf("<= rate = %d (+1 for the edges of a second)", limit), h.maxAfterFirst <= limit+1),
+			"busiest second after the first (when the burst is spent)").goal(fmt.Sprintf("<= rate = %d (+%d at the edges)", limit, edge), h.maxAfterFirst <= limit+edge),
 		figure(b, "p50_calls_per_second", float64(h.p50), "calls/s", fmt.Sprintf("median over the %d seconds from the first call to the last", len(h.bins))),
 		figure(b, "first_second", float64(h.first), "calls", "calls in the first second of the storm"),
 		figure(b, "storm_duration", h.span.Seconds(), "s", fmt.Sprintf("first to last call; N/rate = %.0f s", float64(c.N)/c.QPS)),
 		figure(b, "wechat_calls_per_renewal", float64(len(times))/float64(c.N), "calls", fmt.Sprintf("%d qrcode/create for %d renewals", len(times), c.N)).goal("exactly 1", len(times) == c.N),
 		figure(b, "renewed_after_expiry", float64(late), "codes", "renewals that reached WeChat after the ticket they replace had expired").goal("0", late == 0),
 		rssFig,
+		figure(b, "manager_heap_in_use", mib(int64(heap)), "MiB", "go_memstats_heap_inuse_bytes at the end: the rest of the peak RSS is garbage not yet collected, stacks and the runtime"),
 	}
 	if beforeDue >= 0 {
 		figs = append(figs, figure(b, "calls_before_due", float64(beforeDue), "calls",

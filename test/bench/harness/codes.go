@@ -162,6 +162,22 @@ func IssuedStatus(appID string, code *qrv1alpha1.WeChatQRCode, ticket string, re
 	}, requestedAt)
 }
 
+// CreateIssued creates codes and gives each a ticket as if the manager had issued it at once, for
+// the callback server, which needs codes with tickets and no manager. The codes are read back,
+// so that they hold their tickets.
+func CreateIssued(ctx context.Context, c client.Client, appID string, codes []*qrv1alpha1.WeChatQRCode, workers int) error {
+	if err := CreateAll(ctx, c, codes, workers); err != nil {
+		return err
+	}
+	now := time.Now()
+	return Parallel(len(codes), workers, func(i int) error {
+		if err := WriteStatus(ctx, c, codes[i], IssuedStatus(appID, codes[i], rand.Text(), now)); err != nil {
+			return err
+		}
+		return c.Get(ctx, Key(codes[i]), codes[i])
+	})
+}
+
 // WriteStatus merge-patches code's status to st, as the manager does (no resourceVersion).
 func WriteStatus(ctx context.Context, c client.Client, code *qrv1alpha1.WeChatQRCode, st qrv1alpha1.WeChatQRCodeStatus) error {
 	patched := code.DeepCopy()

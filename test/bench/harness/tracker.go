@@ -107,27 +107,34 @@ func (t *Tracker) List(ctx context.Context) ([]qrv1alpha1.WeChatQRCode, error) {
 	return list.Items, nil
 }
 
-// WaitFor returns the codes once done says they are what the caller waits for, or the error of
-// ctx with the last verdict of explain (what is still missing) when ctx ends first.
-func (t *Tracker) WaitFor(ctx context.Context, done func([]qrv1alpha1.WeChatQRCode) bool, explain func([]qrv1alpha1.WeChatQRCode) string) ([]qrv1alpha1.WeChatQRCode, error) {
+// Condition is what a caller waits for: Done says whether the codes are there yet, Explain what
+// is still missing.
+type Condition struct {
+	Done    func([]qrv1alpha1.WeChatQRCode) bool
+	Explain func([]qrv1alpha1.WeChatQRCode) string
+}
+
+// WaitFor returns the codes once cond is done, or the error of ctx with cond's explanation when
+// ctx ends first.
+func (t *Tracker) WaitFor(ctx context.Context, cond Condition) ([]qrv1alpha1.WeChatQRCode, error) {
 	for {
 		codes, err := t.List(ctx)
 		if err != nil {
 			return nil, err
 		}
-		if done(codes) {
+		if cond.Done(codes) {
 			return codes, nil
 		}
 		select {
 		case <-ctx.Done():
-			return codes, fmt.Errorf("%w: %s", ctx.Err(), explain(codes))
+			return codes, fmt.Errorf("%w: %s", ctx.Err(), cond.Explain(codes))
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
 }
 
-// AllReady is a WaitFor condition: n codes, every one Ready.
-func AllReady(n int) (done func([]qrv1alpha1.WeChatQRCode) bool, explain func([]qrv1alpha1.WeChatQRCode) string) {
+// AllReady is the condition of n codes, every one Ready.
+func AllReady(n int) Condition {
 	count := func(codes []qrv1alpha1.WeChatQRCode) (ready int, reasons map[string]int) {
 		reasons = map[string]int{}
 		for i := range codes {
@@ -140,13 +147,14 @@ func AllReady(n int) (done func([]qrv1alpha1.WeChatQRCode) bool, explain func([]
 		}
 		return ready, reasons
 	}
-	done = func(codes []qrv1alpha1.WeChatQRCode) bool {
-		ready, _ := count(codes)
-		return len(codes) == n && ready == n
+	return Condition{
+		Done: func(codes []qrv1alpha1.WeChatQRCode) bool {
+			ready, _ := count(codes)
+			return len(codes) == n && ready == n
+		},
+		Explain: func(codes []qrv1alpha1.WeChatQRCode) string {
+			ready, reasons := count(codes)
+			return fmt.Sprintf("%d of %d codes Ready (want %d); not Ready by reason: %v", ready, len(codes), n, reasons)
+		},
 	}
-	explain = func(codes []qrv1alpha1.WeChatQRCode) string {
-		ready, reasons := count(codes)
-		return fmt.Sprintf("%d of %d codes Ready (want %d); not Ready by reason: %v", ready, len(codes), n, reasons)
-	}
-	return done, explain
 }

@@ -22,6 +22,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"sync"
 	"time"
 
@@ -30,9 +31,9 @@ import (
 
 // WeChat is the fake WeChat of internal/wechattest mounted behind a recorder. The fake counts
 // calls; the recorder adds what the fake does not keep: when each qrcode/create arrived (the
-// renewal histogram is built from these, at the fake, not from the manager's claims) and which
-// stable_token calls forced a refresh (a force-refresh loop is the classic way an operator locks
-// every other user of an AppID out).
+// renewal histogram is built from these, at the fake, not from the manager's claims), for which
+// scene, and which stable_token calls forced a refresh (a force-refresh loop is the classic way
+// an operator locks every other user of an AppID out).
 type WeChat struct {
 	*wechattest.Server
 	// URL is the recorder's address: give it to the manager, not Server.URL.
@@ -42,6 +43,7 @@ type WeChat struct {
 
 	mu             sync.Mutex
 	creates        []time.Time
+	byScene        map[string]int
 	stableTokens   int
 	forceRefreshes int
 	hook           func(endpoint string, nth int)
@@ -54,7 +56,7 @@ func NewWeChat(opts wechattest.Options, acct Account) (*WeChat, error) {
 		return nil, err
 	}
 	fake.AddAccount(acct.AppID, acct.AppSecret)
-	w := &WeChat{Server: fake}
+	w := &WeChat{Server: fake, byScene: map[string]int{}}
 	w.srv = httptest.NewServer(http.HandlerFunc(w.serve))
 	w.URL = w.srv.URL
 	return w, nil
@@ -77,14 +79,20 @@ func (w *WeChat) OnCall(hook func(endpoint string, nth int)) {
 
 func (w *WeChat) serve(rw http.ResponseWriter, r *http.Request) {
 	now := time.Now()
-	var force bool
-	if r.URL.Path == wechattest.EndpointStableToken && r.Body != nil {
-		body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
-		r.Body = io.NopCloser(bytes.NewReader(body))
-		var req struct {
-			ForceRefresh bool `json:"force_refresh"`
-		}
-		force = json.Unmarshal(body, &req) == nil && req.ForceRefresh
+	var body struct {
+		ForceRefresh bool   `json:"force_refresh"`
+		ActionName   string `json:"action_name"`
+		ActionInfo   struct {
+			Scene struct {
+				ID  *int64 `json:"scene_id"`
+				Str string `json:"scene_str"`
+			} `json:"scene"`
+		} `json:"action_info"`
+	}
+	if r.Body != nil && (r.URL.Path == wechattest.EndpointStableToken || r.URL.Path == wechattest.EndpointCreate) {
+		b, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+		r.Body = io.NopCloser(bytes.NewReader(b))
+		_ = json.Unmarshal(b, &body)
 	}
 	w.mu.Lock()
 	nth := 0
@@ -92,10 +100,15 @@ func (w *WeChat) serve(rw http.ResponseWriter, r *http.Request) {
 	case wechattest.EndpointCreate:
 		w.creates = append(w.creates, now)
 		nth = len(w.creates)
+		scene := body.ActionInfo.Scene.Str
+		if id := body.ActionInfo.Scene.ID; id != nil {
+			scene = strconv.FormatInt(*id, 10)
+		}
+		w.byScene[body.ActionName+":"+scene]++
 	case wechattest.EndpointStableToken:
 		w.stableTokens++
 		nth = w.stableTokens
-		if force {
+		if body.ForceRefresh {
 			w.forceRefreshes++
 		}
 	}
@@ -112,6 +125,15 @@ func (w *WeChat) CreateTimes() []time.Time {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return append([]time.Time(nil), w.creates...)
+}
+
+// CreatesOf counts the qrcode/create calls for action ("QR_LIMIT_SCENE", ...) and scene (the id
+// in decimal, or the string), whatever their answer: the fake itself answers a permanent scene
+// issued before with the same ticket, so only the calls say whether the manager asked twice.
+func (w *WeChat) CreatesOf(action, scene string) int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.byScene[action+":"+scene]
 }
 
 // ForceRefreshes counts the stable_token calls that asked for force_refresh.
