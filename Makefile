@@ -57,10 +57,10 @@ DEV_DIR ?= .dev
 NAME ?=
 COUNT ?= 1
 
-# Builds hack/dev into bin/, saying every 25 packages how far a first build (which compiles the
+# Builds hack/dev into bin/, saying every 100 packages how far a first build (which compiles the
 # Kubernetes client libraries) has got; compiler errors pass through whole.
 define build-dev
-@$(GO) build -v -o $(LOCALBIN)/dev ./hack/dev 2>&1 | awk '/[ :]/ {print; next} {n++} n % 25 == 0 {print "build    | hack/dev: " n " packages compiled"; fflush()}'
+@$(GO) build -v -o $(LOCALBIN)/dev ./hack/dev 2>&1 | awk '/[ :]/ {print; next} {n++} n % 100 == 0 {print "build    | hack/dev: " n " packages compiled"; fflush()}'
 endef
 
 .PHONY: dev

@@ -28,12 +28,14 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/go-logr/logr/funcr"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/testenv"
@@ -132,6 +134,9 @@ func Start(ctx context.Context, opts Options) (s *Stack, err error) {
 	}
 	con := &console{w: opts.Out}
 	s = &Stack{opts: opts, con: con, log: con.prefixed("dev"), exited: make(chan *process, 8)}
+	// envtest reports through controller-runtime's logger, which otherwise complains that it was
+	// never set, with a stack trace.
+	ctrllog.SetLogger(funcr.New(func(prefix, args string) { s.log.Printf("%s %s", prefix, args) }, funcr.Options{}))
 	defer func() {
 		if err != nil {
 			s.Stop()
@@ -207,6 +212,16 @@ func (s *Stack) startControlPlane(bins Binaries) error {
 	if err != nil {
 		return err
 	}
+	// The control plane's data and certificates live in the stack's directory, not in envtest's
+	// temporary ones, so that what a killed stack leaves behind is cleared by the next one.
+	for _, d := range s.controlPlaneDirs() {
+		if err := os.RemoveAll(d); err != nil {
+			return err
+		}
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return err
+		}
+	}
 	s.env = &envtest.Environment{
 		BinaryAssetsDirectory: bins.ControlPlane,
 		CRDDirectoryPaths:     []string{filepath.Join(s.opts.Root, "config", "crd", "bases")},
@@ -215,10 +230,11 @@ func (s *Stack) startControlPlane(bins Binaries) error {
 		ControlPlane: envtest.ControlPlane{
 			APIServer: &envtest.APIServer{
 				SecureServing: envtest.SecureServing{ListenAddr: envtest.ListenAddr{Address: "127.0.0.1", Port: strconv.Itoa(s.opts.Ports.APIServer)}},
+				CertDir:       s.controlPlaneDirs()[1],
 				Out:           apiLog,
 				Err:           apiLog,
 			},
-			Etcd: &envtest.Etcd{Out: etcdLog, Err: etcdLog},
+			Etcd: &envtest.Etcd{DataDir: s.controlPlaneDirs()[0], Out: etcdLog, Err: etcdLog},
 		},
 	}
 	s.log.Printf("starting etcd and kube-apiserver on https://%s (logs in %s)", hostPort(s.opts.Ports.APIServer), logs)
@@ -243,6 +259,11 @@ func (s *Stack) startControlPlane(bins Binaries) error {
 	return err
 }
 
+// controlPlaneDirs are etcd's data directory and kube-apiserver's certificate directory.
+func (s *Stack) controlPlaneDirs() []string {
+	return []string{filepath.Join(s.opts.Dir, "etcd"), filepath.Join(s.opts.Dir, "apiserver")}
+}
+
 func (s *Stack) startWeChat(a Account) error {
 	if a.Real {
 		s.log.Printf("real WeChat API, account %s (WECHAT_APP_ID)", a.AppID)
@@ -257,6 +278,9 @@ func (s *Stack) startWeChat(a Account) error {
 	s.log.Printf("fake WeChat on %s with account %s", fake.URL, a.AppID)
 	return nil
 }
+
+// logFormat makes both processes log lines for a person at a terminal, not JSON for a pipeline.
+const logFormat = "--zap-encoder=console"
 
 // startOperator applies the RBAC of config/default and the account Secret, and starts the
 // manager and the callback server as their ServiceAccounts.
@@ -286,6 +310,7 @@ func (s *Stack) startOperator(ctx context.Context, bins Binaries, a Account, sec
 		"--leader-election-namespace=" + OperatorNamespace,
 		"--metrics-bind-address=" + hostPort(p.ManagerMetrics),
 		"--health-probe-bind-address=" + hostPort(p.ManagerHealth),
+		logFormat,
 	}
 	if s.fake != nil {
 		// The fake serves the images too, so status.imageURL opens on this machine.
@@ -297,6 +322,7 @@ func (s *Stack) startOperator(ctx context.Context, bins Binaries, a Account, sec
 		"--health-probe-bind-address=" + hostPort(p.CallbackHealth),
 		"--metrics-bind-address=" + hostPort(p.CallbackMetrics),
 		"--account=" + SamplesNamespace + "/" + secret.Name,
+		logFormat,
 	}
 	s.CallbackURL = "http://" + hostPort(p.Callback)
 	for _, c := range []struct {
@@ -471,4 +497,7 @@ func (s *Stack) Stop() {
 		}
 	}
 	_ = os.Remove(pidsFile(s.opts.Dir))
+	for _, d := range s.controlPlaneDirs() {
+		_ = os.RemoveAll(d)
+	}
 }
