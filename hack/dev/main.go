@@ -87,7 +87,6 @@ func up(args []string) error {
 	signals := make(chan os.Signal, 2)
 	signal.Notify(signals, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	ctx, cancel := context.WithCancel(context.Background())
-	var stack *devstack.Stack
 	go func() {
 		<-signals
 		fmt.Println("\nstopping; Ctrl-C again kills at once")
@@ -101,16 +100,24 @@ func up(args []string) error {
 			}
 		}
 	}()
-	stack, err = devstack.Start(ctx, opts)
-	if err == nil {
-		if err = printReady(ctx, &stack.State); err == nil {
-			err = stack.Wait(ctx)
+	stack, err := devstack.Start(ctx, opts)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil // interrupted while starting: Start has stopped what it had started
 		}
-		stack.Stop()
+		return err
+	}
+	if err = printReady(ctx, &stack.State); err == nil {
+		err = stack.Wait(ctx)
 	}
 	if ctx.Err() != nil {
+		err = nil // what failed was cut short by the interruption
+	}
+	if stopErr := stack.Stop(); stopErr != nil {
+		return errors.Join(err, stopErr)
+	}
+	if err == nil {
 		fmt.Println("stopped: nothing of the dev stack is left running")
-		return nil
 	}
 	return err
 }

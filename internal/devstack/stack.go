@@ -138,8 +138,11 @@ func Start(ctx context.Context, opts Options) (s *Stack, err error) {
 	// never set, with a stack trace.
 	ctrllog.SetLogger(funcr.New(func(prefix, args string) { s.log.Printf("%s %s", prefix, args) }, funcr.Options{}))
 	defer func() {
-		if err != nil {
-			s.Stop()
+		if err == nil {
+			return
+		}
+		if stopErr := s.Stop(); stopErr != nil {
+			s.log.Printf("%v", stopErr)
 		}
 	}()
 	start := time.Now()
@@ -476,8 +479,9 @@ const processGrace = 10 * time.Second
 
 // Stop stops everything in the reverse order of Start: the operator's processes first, while the
 // API server they talk to is still up, then the fake WeChat, then kube-apiserver and etcd. It
-// removes the state file, so that `scan` does not talk to a stack that is gone.
-func (s *Stack) Stop() {
+// removes the state file, so that `scan` does not talk to a stack that is gone. It fails when
+// kube-apiserver or etcd may still run.
+func (s *Stack) Stop() error {
 	_ = os.Remove(stateFile(s.opts.Dir))
 	if s.scans != nil {
 		_ = s.scans.Close()
@@ -492,12 +496,13 @@ func (s *Stack) Stop() {
 	}
 	if s.env != nil {
 		if err := s.env.Stop(); err != nil {
-			s.log.Printf("stopping the control plane: %v", err)
-			return // its processes may still run: keep their record for the next stack to reap
+			// Their record stays, for the next stack in this directory to reap.
+			return fmt.Errorf("stopping the control plane: %w (the next stack in %s kills what is left)", err, s.opts.Dir)
 		}
 	}
 	_ = os.Remove(pidsFile(s.opts.Dir))
 	for _, d := range s.controlPlaneDirs() {
 		_ = os.RemoveAll(d)
 	}
+	return nil
 }
