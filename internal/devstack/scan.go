@@ -17,6 +17,7 @@ limitations under the License.
 package devstack
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"encoding/xml"
@@ -60,7 +61,7 @@ func Scan(ctx context.Context, st *State, r ScanRequest, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, st.ScanURL, strings.NewReader(string(body)))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, st.ScanURL, bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
