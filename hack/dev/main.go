@@ -83,6 +83,9 @@ func up(args []string) error {
 		opts.Account = &account
 	}
 
+	// `make dev | tee log` loses tee to the same Ctrl-C: the stop must go on with nowhere to
+	// write, not die of SIGPIPE at its first line and leave etcd and kube-apiserver running.
+	signal.Ignore(syscall.SIGPIPE)
 	// SIGHUP: the terminal was closed.
 	signals := make(chan os.Signal, 2)
 	signal.Notify(signals, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)

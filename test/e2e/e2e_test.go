@@ -23,6 +23,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -38,10 +39,12 @@ import (
 // stack is a `dev up` process and what it reported.
 type stack struct {
 	*devstack.State
-	cmd  *exec.Cmd
-	bin  string
-	dir  string
-	done chan error
+	cmd *exec.Cmd
+	// output is the reading end of the pipe the stack writes its output to.
+	output *os.File
+	bin    string
+	dir    string
+	done   chan error
 }
 
 // startStack builds hack/dev and runs `dev up` as `make dev` does, on free ports in a scratch
@@ -57,15 +60,23 @@ func startStack(t *testing.T) *stack {
 	}
 	s.cmd = exec.Command(s.bin, "up", "--dir", s.dir, "--any-ports", "--no-samples")
 	s.cmd.Dir = root
-	// The stack's output goes to the test's: go test shows it when the test fails.
-	s.cmd.Stdout, s.cmd.Stderr = os.Stdout, os.Stderr
+	// The stack's output goes to the test's (go test shows it when the test fails) through a
+	// pipe, as in `make dev | tee log`.
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.cmd.Stdout, s.cmd.Stderr, s.output = pw, pw, pr
+	go func() { _, _ = io.Copy(os.Stdout, pr) }()
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{
 		// Its own group, as in a terminal, so that the test's SIGINT reaches it as a Ctrl-C would.
 		Setpgid: true,
 		// A test binary that dies (timeout) still gets the stack stopped in order.
 		Pdeathsig: syscall.SIGINT,
 	}
-	if err := s.cmd.Start(); err != nil {
+	err = s.cmd.Start()
+	_ = pw.Close()
+	if err != nil {
 		t.Fatal(err)
 	}
 	go func() { s.done <- s.cmd.Wait() }()
@@ -239,6 +250,9 @@ spec: {accountRef: {name: official-account}, type: Permanent, scene: {id: 7}, tt
 	}
 
 	t.Run("Ctrl-C leaves nothing running", func(t *testing.T) {
+		// The same Ctrl-C ends a `tee` the output is piped to: the stack must stop in order with
+		// nowhere to write.
+		_ = s.output.Close()
 		begin := time.Now()
 		if err := s.interrupt(t); err != nil {
 			t.Fatal(err)
