@@ -187,7 +187,7 @@ func startNaive(ctx context.Context, s *stage) (*harness.Process, string, error)
 	if err != nil {
 		return nil, "", err
 	}
-	nv, err := harness.StartProcess("naive", self, []string{naiveCommand, "--kubeconfig=" + s.cp.Kubeconfig, "--account=" + harness.SecretRef(s.ns), "--listen=" + addr}, s.dir)
+	nv, err := harness.StartProcess("naive", self, []string{naiveCommand, "--kubeconfig=" + s.cp.Kubeconfig, "--account=" + harness.SecretRef(s.ns), "--listen=" + addr}, nil, s.dir)
 	if err != nil {
 		return nil, "", err
 	}

@@ -19,6 +19,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
@@ -32,11 +33,20 @@ type issuanceConfig struct {
 	WeChatQPS  float64
 	KubeQPS    float64
 	KubeBurst  int
+	// Env is the manager's extra environment (GOMEMLIMIT, GOGC), in both benchmarks that run it.
+	Env []string
 }
 
 func (c issuanceConfig) String() string {
-	return fmt.Sprintf("N=%d temporary codes, fake WeChat latency %s; manager --max-concurrent-reconciles=%d --wechat-qps=%g --kube-api-qps=%g --kube-api-burst=%d",
-		c.N, c.Latency, c.Workers, c.WeChatQPS, c.KubeQPS, c.KubeBurst)
+	return fmt.Sprintf("N=%d temporary codes, fake WeChat latency %s; manager --max-concurrent-reconciles=%d --wechat-qps=%g --kube-api-qps=%g --kube-api-burst=%d%s",
+		c.N, c.Latency, c.Workers, c.WeChatQPS, c.KubeQPS, c.KubeBurst, envText(c.Env))
+}
+
+func envText(env []string) string {
+	if len(env) == 0 {
+		return ""
+	}
+	return ", environment " + strings.Join(env, " ")
 }
 
 // createWorkers create the codes "at once": a GitOps sync or a script applying many manifests.
@@ -49,7 +59,7 @@ func (c issuanceConfig) manager(s *stage) harness.ManagerConfig {
 	return harness.ManagerConfig{
 		Kubeconfig: s.cp.Kubeconfig, WeChatURL: s.wechat.URL,
 		WeChatQPS: c.WeChatQPS, WeChatBurst: int(c.WeChatQPS),
-		KubeQPS: c.KubeQPS, KubeBurst: c.KubeBurst, Workers: c.Workers,
+		KubeQPS: c.KubeQPS, KubeBurst: c.KubeBurst, Workers: c.Workers, Env: c.Env,
 	}
 }
 

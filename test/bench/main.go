@@ -102,6 +102,7 @@ func main() {
 	flag.DurationVar(&storm.RenewBefore, "storm-renew-before", 3*time.Minute, "renewal: spec.renewBefore of the codes")
 	flag.Float64Var(&storm.QPS, "storm-qps", 100, "renewal: --wechat-qps, the per-account rate the storm must respect")
 	flag.IntVar(&storm.Burst, "storm-burst", 20, "renewal: --wechat-burst")
+	flag.IntVar(&storm.RingKeys, "storm-ring-keys", 0, "renewal: start every code with a recent-events annotation of this many keys (the callback server keeps up to --recent-events=1024)")
 	flag.IntVar(&storm.Workers, "storm-workers", 16, "renewal: --max-concurrent-reconciles (enough that the rate limit, not the workers, paces the storm)")
 	flag.IntVar(&cb.Events, "events", 40000, "callback: most events pushed to the callback server per load")
 	flag.IntVar(&cb.NaiveEvents, "naive-events", 4000, "callback: most events pushed to the naive handler per load")
@@ -112,8 +113,12 @@ func main() {
 	// about 30 pushes a second: 10,000 a second take hundreds of concurrent senders, as WeChat's
 	// fleet provides when that many people scan.
 	flag.IntVar(&cb.Senders, "senders", 512, "callback: concurrent senders")
+	managerEnv := flag.String("manager-env", "", "extra environment of the manager, comma-separated KEY=VALUE (e.g. GOMEMLIMIT=90MiB)")
 	flag.Parse()
-	storm.Latency, storm.KubeQPS, storm.KubeBurst = iss.Latency, iss.KubeQPS, iss.KubeBurst
+	if *managerEnv != "" {
+		iss.Env = strings.Split(*managerEnv, ",")
+	}
+	storm.Latency, storm.KubeQPS, storm.KubeBurst, storm.Env = iss.Latency, iss.KubeQPS, iss.KubeBurst, iss.Env
 	// The trackers' watches log their errors through controller-runtime.
 	ctrl.SetLogger(zap.New(zap.WriteTo(os.Stderr)))
 

@@ -26,6 +26,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -44,16 +45,33 @@ import (
 // process of its own, like the callback server it is compared with.
 const naiveCommand = "naive-callback"
 
-// naive is the push handler anyone would write first: verify, decrypt, then one optimistic
-// read-modify-write of the code's annotations per event, retried on conflict, without batching
-// and without deduplication. Attribution is a map built at startup, cheaper than the real
-// server's cache index: the comparison errs in the baseline's favour.
+// naive is the push handler anyone would write first: verify, decrypt, then one read-modify-write
+// of the code's annotations per event (a read, and a patch carrying the resourceVersion it was
+// computed from, retried on conflict), without batching and without deduplication. It errs in
+// the baseline's favour twice: the writes of one code are serialized within the process, so that
+// concurrent pushes of a hot code queue instead of failing each other with conflicts, and
+// attribution is a map built at startup, cheaper than the real server's cache index.
 type naive struct {
 	c      client.Client
 	appID  string
 	token  string
 	cipher *wxcrypto.Cipher
 	codes  map[string]types.NamespacedName
+
+	mu    sync.Mutex
+	turns map[types.NamespacedName]chan struct{}
+}
+
+// turn is code's write token: whoever holds it may read-modify-write the code.
+func (n *naive) turn(code types.NamespacedName) chan struct{} {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	t, ok := n.turns[code]
+	if !ok {
+		t = make(chan struct{}, 1)
+		n.turns[code] = t
+	}
+	return t
 }
 
 func naiveMain(args []string) error {
@@ -94,7 +112,10 @@ func newNaive(ctx context.Context, c client.Client, account string) (*naive, err
 	if err := c.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, secret); err != nil {
 		return nil, err
 	}
-	n := &naive{c: c, appID: string(secret.Data["appID"]), token: string(secret.Data["token"]), codes: map[string]types.NamespacedName{}}
+	n := &naive{
+		c: c, appID: string(secret.Data["appID"]), token: string(secret.Data["token"]),
+		codes: map[string]types.NamespacedName{}, turns: map[types.NamespacedName]chan struct{}{},
+	}
 	var err error
 	if n.cipher, err = wxcrypto.NewCipher(string(secret.Data["encodingAESKey"]), n.appID); err != nil {
 		return nil, err
@@ -151,6 +172,13 @@ func (n *naive) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // count adds one scan with a merge patch that carries the resourceVersion it was computed from,
 // re-reading and retrying after a conflict.
 func (n *naive) count(ctx context.Context, key types.NamespacedName, subscribe bool) error {
+	turn := n.turn(key)
+	select {
+	case turn <- struct{}{}:
+		defer func() { <-turn }()
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 	for {
 		code := &qrv1alpha1.WeChatQRCode{}
 		if err := n.c.Get(ctx, key, code); err != nil {

@@ -37,6 +37,8 @@ type ManagerConfig struct {
 	Workers int
 	// WeChatTimeout: --wechat-timeout; zero keeps the default.
 	WeChatTimeout time.Duration
+	// Env is added to the process's environment, e.g. GOMEMLIMIT=90MiB, as a Deployment's env.
+	Env []string
 }
 
 // controllerName is the name controller-runtime gives the reconciler (the kind, lower case), the
@@ -77,7 +79,7 @@ func StartManager(ctx context.Context, bins Binaries, cfg ManagerConfig, logDir 
 	if cfg.WeChatTimeout > 0 {
 		args = append(args, "--wechat-timeout="+cfg.WeChatTimeout.String())
 	}
-	p, err := StartProcess("manager", bins.Manager, args, logDir)
+	p, err := StartProcess("manager", bins.Manager, args, cfg.Env, logDir)
 	if err != nil {
 		return nil, err
 	}
@@ -143,7 +145,7 @@ func StartCallback(ctx context.Context, bins Binaries, name, kubeconfig, ref, lo
 		"--health-probe-bind-address=" + addrs[1],
 		"--metrics-bind-address=" + addrs[2],
 	}, extra...)
-	p, err := StartProcess(name, bins.Callback, args, logDir)
+	p, err := StartProcess(name, bins.Callback, args, nil, logDir)
 	if err != nil {
 		return nil, err
 	}

@@ -63,14 +63,16 @@ type Process struct {
 	err  error
 }
 
-// StartProcess starts bin with args, its output appended to <logDir>/<name>.log.
-func StartProcess(name, bin string, args []string, logDir string) (*Process, error) {
+// StartProcess starts bin with args and, besides this process's environment, env (KEY=VALUE),
+// its output appended to <logDir>/<name>.log.
+func StartProcess(name, bin string, args, env []string, logDir string) (*Process, error) {
 	p := &Process{Name: name, Log: filepath.Join(logDir, name+".log"), done: make(chan struct{})}
 	f, err := os.OpenFile(p.Log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
 	}
 	p.cmd = exec.Command(bin, args...)
+	p.cmd.Env = append(os.Environ(), env...)
 	p.cmd.Stdout, p.cmd.Stderr = f, f
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{
 		// Its own group: a kill reaches it and nothing else of ours.
