@@ -257,10 +257,7 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 // issuedCodes creates n codes (the first is the hot one) with tickets, as if the manager had
 // issued them.
 func issuedCodes(ctx context.Context, s *stage, n int) ([]*qrv1alpha1.WeChatQRCode, error) {
-	codes := make([]*qrv1alpha1.WeChatQRCode, n)
-	for i := range codes {
-		codes[i] = harness.Temporary(s.ns, harness.CodeName(i), int64(i+1), 720*time.Hour, 0)
-	}
+	codes := harness.TemporaryCodes(s.ns, n, 720*time.Hour, 0)
 	return codes, harness.CreateIssued(ctx, s.admin, s.acct.AppID, codes, createWorkers)
 }
 

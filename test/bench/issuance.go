@@ -22,7 +22,6 @@ import (
 	"strings"
 	"time"
 
-	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/wechattest"
 	"github.com/qrcode-operator/wechat-qrcode-operator/test/bench/harness"
 )
@@ -81,10 +80,7 @@ func (c issuanceConfig) run(ctx context.Context, r *run) ([]Figure, error) {
 	if err != nil {
 		return nil, err
 	}
-	codes := make([]*qrv1alpha1.WeChatQRCode, c.N)
-	for i := range codes {
-		codes[i] = harness.Temporary(s.ns, harness.CodeName(i), int64(i+1), 24*time.Hour, 0)
-	}
+	codes := harness.TemporaryCodes(s.ns, c.N, 24*time.Hour, 0)
 
 	r.logf("issuance: creating %d codes with the manager running", c.N)
 	start := time.Now()
@@ -104,11 +100,7 @@ func (c issuanceConfig) run(ctx context.Context, r *run) ([]Figure, error) {
 	if err != nil {
 		return nil, err
 	}
-	rss, err := mgr.PeakRSS()
-	if err != nil {
-		return nil, err
-	}
-	heap, err := harness.Metric(mgr.Metrics, "go_memstats_heap_inuse_bytes")
+	rss, heap, err := mgr.Memory()
 	if err != nil {
 		return nil, err
 	}

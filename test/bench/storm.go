@@ -72,11 +72,10 @@ func (c stormConfig) run(ctx context.Context, r *run) ([]Figure, error) {
 	if err != nil {
 		return nil, err
 	}
-	codes := make([]*qrv1alpha1.WeChatQRCode, c.N)
-	for i := range codes {
-		codes[i] = harness.Temporary(s.ns, harness.CodeName(i), int64(i+1), c.TTL, c.RenewBefore)
+	codes := harness.TemporaryCodes(s.ns, c.N, c.TTL, c.RenewBefore)
+	for _, code := range codes {
 		if c.RingKeys > 0 {
-			codes[i].Annotations = ring(c.RingKeys)
+			code.Annotations = ring(c.RingKeys)
 		}
 	}
 	r.logf("renewal: creating %d codes", c.N)
@@ -146,11 +145,7 @@ func (c stormConfig) run(ctx context.Context, r *run) ([]Figure, error) {
 	}); err != nil {
 		return nil, err
 	}
-	rss, err := mgr.PeakRSS()
-	if err != nil {
-		return nil, err
-	}
-	heap, err := harness.Metric(mgr.Metrics, "go_memstats_heap_inuse_bytes")
+	rss, heap, err := mgr.Memory()
 	if err != nil {
 		return nil, err
 	}

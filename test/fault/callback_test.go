@@ -44,10 +44,7 @@ type scans struct {
 
 func (w *world) scans(codes int) *scans {
 	w.t.Helper()
-	s := &scans{w: w, codes: make([]*qrv1alpha1.WeChatQRCode, codes), want: map[types.NamespacedName]int64{}}
-	for i := range s.codes {
-		s.codes[i] = harness.Temporary(w.ns, fmt.Sprintf("code-%d", i), int64(i+1), 720*time.Hour, 0)
-	}
+	s := &scans{w: w, codes: harness.TemporaryCodes(w.ns, codes, 720*time.Hour, 0), want: map[types.NamespacedName]int64{}}
 	if err := harness.CreateIssued(w.ctx, cp.Client, w.acct.AppID, s.codes, 16); err != nil {
 		w.t.Fatal(err)
 	}

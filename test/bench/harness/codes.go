@@ -114,6 +114,16 @@ func code(ns, name string, typ qrv1alpha1.QRCodeType, scene int64) *qrv1alpha1.W
 // CodeName names the i-th code of a run.
 func CodeName(i int) string { return "code-" + strconv.Itoa(i) }
 
+// TemporaryCodes are n Temporary codes of namespace ns, the i-th named CodeName(i) with scene id
+// i+1.
+func TemporaryCodes(ns string, n int, ttl, renewBefore time.Duration) []*qrv1alpha1.WeChatQRCode {
+	codes := make([]*qrv1alpha1.WeChatQRCode, n)
+	for i := range codes {
+		codes[i] = Temporary(ns, CodeName(i), int64(i+1), ttl, renewBefore)
+	}
+	return codes
+}
+
 // Parallel runs do(i) for i in [0, n) on workers goroutines and returns the first error.
 func Parallel(n, workers int, do func(i int) error) error {
 	var (

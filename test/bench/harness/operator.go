@@ -98,6 +98,16 @@ func (m *Manager) Reconciles() (float64, error) {
 	return Metric(m.Metrics, "controller_runtime_reconcile_total", controllerName)
 }
 
+// Memory is the manager's peak resident set size so far (bytes) and the heap its Go runtime has
+// in use now (go_memstats_heap_inuse_bytes): what the peak holds beyond the second is collectable
+// garbage, stacks and the runtime.
+func (m *Manager) Memory() (peakRSS int64, heapInUse float64, err error) {
+	if peakRSS, err = m.PeakRSS(); err == nil {
+		heapInUse, err = Metric(m.Metrics, "go_memstats_heap_inuse_bytes")
+	}
+	return peakRSS, heapInUse, err
+}
+
 // WaitIdle waits until the manager has finished at least n reconciles and its work queue is
 // empty: after a restart, it has looked at every one of n codes and has nothing left to do.
 func (m *Manager) WaitIdle(ctx context.Context, n int) error {
