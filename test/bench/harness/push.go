@@ -62,7 +62,10 @@ type Push struct {
 	Body  []byte
 }
 
-// Pusher plays WeChat pushing to one safe-mode account.
+// Pusher plays WeChat pushing to one safe-mode account. wechattest.Pusher, the fake's simulator,
+// encrypts and sends one push at a time to one URL; here pushes are built before the clock starts
+// (so that the senders' crypto does not compete with the server for the machine's two cores),
+// sent by a Sender to a pool of replicas, and open to spoiling by the tests of hostile input.
 type Pusher struct {
 	acct   Account
 	cipher *wxcrypto.Cipher
