@@ -387,6 +387,24 @@ func TestCompareAndExpire(t *testing.T) {
 	}
 }
 
+// TestNoForceRefreshWhenAnotherSystemRevokes: a token that worked and was then revoked by another
+// user of the AppID (their force_refresh) is replaced by a plain fetch, which returns their new
+// token. Forcing here would revoke theirs in turn: the token war stable_token exists to end. This
+// holds too for a token that was itself fetched after a rejection.
+func TestNoForceRefreshWhenAnotherSystemRevokes(t *testing.T) {
+	f := newFixture(t, nil)
+	f.mustCreate()
+	forced := forceFetches()
+	for round := range 3 {
+		f.advance(forceRefreshInterval) // force_refresh would be allowed: the rule, not the limit, must hold
+		f.srv.InvalidateTokens(testAppID)
+		f.mustCreate()
+		if got := forceFetches() - forced; got != 0 {
+			t.Fatalf("round %d: %v force refreshes after another system revoked a working token, want 0", round, got)
+		}
+	}
+}
+
 func TestForceRefreshOnlyWhenAFreshTokenIsRejected(t *testing.T) {
 	f := newFixture(t, nil)
 	f.mustCreate()

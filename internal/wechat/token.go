@@ -45,9 +45,6 @@ type fetchFunc func(ctx context.Context, force bool) (value string, lifetime tim
 type token struct {
 	value                string
 	refreshAt, expiresAt time.Time
-	// replacement: fetched because its predecessor was rejected. If it is rejected too, the
-	// token WeChat hands to every stable_token caller is itself bad and only force_refresh helps.
-	replacement bool
 }
 
 type fetchCall struct {
@@ -69,7 +66,6 @@ type tokenCache struct {
 	cur       *token
 	inflight  *fetchCall
 	rejected  string // the last token dropped by invalidate, until a fetch replaces it
-	forceNext bool
 	lastForce time.Time
 }
 
@@ -89,11 +85,9 @@ func (tc *tokenCache) get(ctx context.Context) (string, error) {
 	if call == nil {
 		call = &fetchCall{done: make(chan struct{})}
 		tc.inflight = call
-		force := tc.forceNext && tc.mayForceLocked()
-		tc.forceNext = false
 		// Detached from the caller: other callers wait for the same fetch, and one caller giving
 		// up must not fail them all. The values (logger, trace) are kept.
-		go tc.run(context.WithoutCancel(ctx), call, force, tc.rejected)
+		go tc.run(context.WithoutCancel(ctx), call, tc.rejected)
 	}
 	tc.mu.Unlock()
 	select {
@@ -114,22 +108,24 @@ func (tc *tokenCache) mayForceLocked() bool {
 	return true
 }
 
-func (tc *tokenCache) run(ctx context.Context, call *fetchCall, force bool, rejected string) {
+// run fetches a token without force_refresh. Only when stable_token hands back the very token
+// WeChat just rejected is the token WeChat gives every caller itself bad, and only then does a
+// forced refresh (which revokes the token of every other user of the AppID) help. A token that
+// worked and was later revoked by someone else is simply fetched again: forcing then would knock
+// out the other users in turn.
+func (tc *tokenCache) run(ctx context.Context, call *fetchCall, rejected string) {
 	ctx, cancel := context.WithTimeout(ctx, tc.timeout)
 	defer cancel()
-	tok, err := tc.fetchOnce(ctx, force)
-	if err == nil && !force && rejected != "" && tok.value == rejected {
-		// stable_token handed back the very token WeChat just rejected (someone else's
-		// force_refresh or a reset secret invalidated it): only a forced refresh replaces it.
+	tok, err := tc.fetchOnce(ctx, false)
+	if err == nil && rejected != "" && tok.value == rejected {
 		tc.mu.Lock()
-		force = tc.mayForceLocked()
+		force := tc.mayForceLocked()
 		tc.mu.Unlock()
 		if force {
 			tok, err = tc.fetchOnce(ctx, true)
 		}
 	}
 	tc.mu.Lock()
-	tok.replacement = rejected != ""
 	switch {
 	case err == nil:
 		tc.cur = &tok
@@ -170,8 +166,7 @@ func (tc *tokenCache) invalidate(value string, errcode int) {
 	if tc.cur == nil || tc.cur.value != value {
 		return
 	}
-	tc.log.Info("access token rejected, dropping it", "errcode", errcode, "replacement", tc.cur.replacement)
-	tc.forceNext = tc.cur.replacement
+	tc.log.Info("access token rejected, dropping it", "errcode", errcode)
 	tc.rejected = value
 	tc.cur = nil
 }
