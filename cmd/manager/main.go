@@ -146,8 +146,9 @@ func run(f flags) error {
 		// The process exits as soon as the manager stops, so the successor need not wait out the
 		// Lease during a rolling update.
 		LeaderElectionReleaseOnCancel: true,
-		// Managed fields are most of the metadata the Secret informer would hold, and unused.
-		Cache: cache.Options{DefaultTransform: cache.TransformStripManagedFields()},
+		// Managed fields and the callback server's dedupe record are most of what the informers
+		// would hold, and unused.
+		Cache: cache.Options{DefaultTransform: controllers.CacheTransform()},
 	})
 	if err != nil {
 		return err

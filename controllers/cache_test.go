@@ -1,0 +1,44 @@
+package controllers
+
+import (
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
+)
+
+func TestCacheTransform(t *testing.T) {
+	managed := []metav1.ManagedFieldsEntry{{Manager: "kubectl"}}
+	code := &v1alpha1.WeChatQRCode{ObjectMeta: metav1.ObjectMeta{
+		ManagedFields: managed,
+		Annotations: map[string]string{
+			v1alpha1.AnnotationRecentEvents: "k1 k2 k3",
+			v1alpha1.AnnotationScans:        "3",
+			"team":                          "marketing",
+		},
+	}}
+	out, err := CacheTransform()(code)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := out.(*v1alpha1.WeChatQRCode)
+	if _, ok := got.Annotations[v1alpha1.AnnotationRecentEvents]; ok || got.ManagedFields != nil {
+		t.Errorf("recent-events or managed fields kept: %+v", got.ObjectMeta)
+	}
+	if got.Annotations[v1alpha1.AnnotationScans] != "3" || got.Annotations["team"] != "marketing" {
+		t.Errorf("other annotations lost: %v", got.Annotations)
+	}
+
+	// Other kinds keep their annotations, whatever they are called.
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{ManagedFields: managed,
+		Annotations: map[string]string{v1alpha1.AnnotationRecentEvents: "x"}}}
+	out, err = CacheTransform()(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := out.(*corev1.Secret); s.ManagedFields != nil || s.Annotations[v1alpha1.AnnotationRecentEvents] != "x" {
+		t.Errorf("secret transformed wrongly: %+v", s.ObjectMeta)
+	}
+}
