@@ -48,7 +48,15 @@ type counter struct {
 
 	mu    sync.Mutex
 	codes map[types.NamespacedName]*codeState
+	// written keeps, after a code's commit loop ends, the object as our last patch returned it,
+	// for the next loop of that code to start from. The cache usually lags our own last write, and
+	// starting from it would cost a conflict, a live read and a second patch for every scan of a
+	// code scanned less than once a window. Bounded by maxWritten; guarded by mu.
+	written map[types.NamespacedName]*qrv1alpha1.WeChatQRCode
 }
+
+// maxWritten bounds counter.written: about 20 MiB even for codes with full recent-events rings.
+const maxWritten = 4096
 
 // codeState is one code's commit loop; it exists while scans of the code keep arriving.
 type codeState struct {
@@ -79,8 +87,9 @@ type outcome struct {
 func newCounter(writer client.Writer, cache, api client.Reader, window time.Duration, ringSize int) *counter {
 	return &counter{
 		writer: writer, cache: cache, api: api, window: window, ringSize: ringSize,
-		seen:  newSeenSet(time.Minute, 1<<16),
-		codes: map[types.NamespacedName]*codeState{},
+		seen:    newSeenSet(time.Minute, 1<<16),
+		codes:   map[types.NamespacedName]*codeState{},
+		written: map[types.NamespacedName]*qrv1alpha1.WeChatQRCode{},
 	}
 }
 
@@ -97,7 +106,8 @@ func (c *counter) count(ctx context.Context, code types.NamespacedName, s *scan,
 	c.mu.Lock()
 	st := c.codes[code]
 	if st == nil {
-		st = &codeState{inFlight: map[string]*outcome{}}
+		st = &codeState{inFlight: map[string]*outcome{}, base: c.written[code]}
+		delete(c.written, code)
 		c.codes[code] = st
 		go c.loop(code, st)
 	}
@@ -127,6 +137,7 @@ func (c *counter) loop(code types.NamespacedName, st *codeState) {
 		st.next = nil
 		if len(batch) == 0 {
 			delete(c.codes, code)
+			c.keepWritten(code, st.base)
 			c.mu.Unlock()
 			return
 		}
@@ -150,6 +161,21 @@ func (c *counter) loop(code types.NamespacedName, st *codeState) {
 			close(p.out.done)
 		}
 	}
+}
+
+// keepWritten stashes base for code's next commit loop; called with mu held. When full it drops
+// an arbitrary entry: a code that loses its entry only pays the conflict it would have anyway.
+func (c *counter) keepWritten(code types.NamespacedName, base *qrv1alpha1.WeChatQRCode) {
+	if base == nil {
+		return
+	}
+	if len(c.written) >= maxWritten {
+		for k := range c.written {
+			delete(c.written, k)
+			break
+		}
+	}
+	c.written[code] = base
 }
 
 // commit writes batch into code's annotations and marks the events already counted.
