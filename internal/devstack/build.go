@@ -26,14 +26,15 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/proc"
 )
 
 // Binaries are the programs a stack runs.
 type Binaries struct {
 	// ControlPlane is the directory of etcd, kube-apiserver and kubectl.
 	ControlPlane string
-	Manager      string
-	Callback     string
+	proc.Binaries
 }
 
 // Kubectl is the kubectl built with the control plane, of the same version as the API server.
@@ -44,17 +45,15 @@ const heartbeat = 15 * time.Second
 
 // Build builds what is missing: the control plane (hack/controlplane.sh, minutes the first
 // time, cached afterwards; KUBEBUILDER_ASSETS short-cuts it as it does for the tests) and the
-// manager and callback binaries into binDir. go build runs every time: it takes a second when
-// nothing changed, and a dev stack must run the code as it is in the tree.
+// manager and callback binaries into binDir.
 func Build(ctx context.Context, root, goTool, binDir string, log *prefixWriter) (Binaries, error) {
 	var b Binaries
 	var err error
 	if b.ControlPlane, err = controlPlane(ctx, root, log); err != nil {
 		return b, err
 	}
-	b.Manager, b.Callback = filepath.Join(binDir, "manager"), filepath.Join(binDir, "callback")
-	cmd := exec.CommandContext(ctx, goTool, "build", "-v", "-o", binDir+string(filepath.Separator), "./cmd/manager", "./cmd/callback")
-	cmd.Dir = root
+	var cmd *exec.Cmd
+	cmd, b.Binaries = proc.BuildCommand(ctx, goTool, root, binDir, "-v")
 	// -v names each package as it is compiled, nothing when the build cache has it all: the
 	// count is the progress of a first build.
 	var compiled atomic.Int64

@@ -27,10 +27,11 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/proc"
 )
 
 // The operator's namespace and ServiceAccounts, as config/default names them.
@@ -81,16 +82,11 @@ func writeServiceAccountKubeconfig(ctx context.Context, admin *rest.Config, name
 	if err != nil {
 		return fmt.Errorf("token for ServiceAccount %s/%s: %w", OperatorNamespace, name, err)
 	}
-	return writeKubeconfig(path, admin, &clientcmdapi.AuthInfo{Token: tr.Status.Token}, name)
+	return kubeconfig(name, &clientcmdapi.AuthInfo{Token: tr.Status.Token}).Write(path, admin)
 }
 
-// writeKubeconfig writes a kubeconfig for the API server of cfg with one user.
-func writeKubeconfig(path string, cfg *rest.Config, user *clientcmdapi.AuthInfo, userName string) error {
-	const cluster = "wechat-qrcode-dev"
-	kc := clientcmdapi.NewConfig()
-	kc.Clusters[cluster] = &clientcmdapi.Cluster{Server: cfg.Host, CertificateAuthorityData: cfg.CAData}
-	kc.AuthInfos[userName] = user
-	kc.Contexts[cluster] = &clientcmdapi.Context{Cluster: cluster, AuthInfo: userName, Namespace: SamplesNamespace}
-	kc.CurrentContext = cluster
-	return clientcmd.WriteToFile(*kc, path)
+// kubeconfig is a kubeconfig of the dev stack for user, whose context is the samples' namespace,
+// as kubectl's and the operator's default.
+func kubeconfig(user string, auth *clientcmdapi.AuthInfo) proc.Kubeconfig {
+	return proc.Kubeconfig{Cluster: "wechat-qrcode-dev", User: user, Auth: auth, Namespace: SamplesNamespace}
 }

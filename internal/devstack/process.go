@@ -21,76 +21,22 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
-	"time"
+
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/proc"
 )
 
-// process is a child started in its own process group. The terminal's Ctrl-C then reaches only
-// the dev program, which stops the children in order (the operator before the API server it
-// talks to) instead of every process dying at once and logging the others' deaths; and stopping
-// a group also ends whatever the child started itself.
-type process struct {
-	name string
-	cmd  *exec.Cmd
-	done chan struct{}
-	err  error // the Wait result, valid once done is closed
-}
-
-func startProcess(name, path string, args []string, env []string, out *console) (*process, error) {
-	cmd := exec.Command(path, args...)
-	cmd.Env = append(os.Environ(), env...)
+// startProcess starts a child whose output goes to the console under its name. The children
+// stop in order when the dev program stops them (the operator before the API server it talks to);
+// if the dev program itself is killed (SIGKILL, OOM), nothing is left to do that, and the kernel
+// ends them.
+func startProcess(name, path string, args []string, env []string, out *console) (*proc.Process, error) {
 	w := out.prefixed(name)
-	cmd.Stdout, cmd.Stderr = w, w
-	cmd.SysProcAttr = &syscall.SysProcAttr{
-		Setpgid: true,
-		// If the dev program itself is killed (SIGKILL, OOM), nothing is left to stop the
-		// children in order: the kernel ends them.
-		Pdeathsig: syscall.SIGTERM,
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("starting %s: %w", name, err)
-	}
-	p := &process{name: name, cmd: cmd, done: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		w.Flush()
-		close(p.done)
-	}()
-	return p, nil
-}
-
-// stop sends SIGTERM to the process group and SIGKILL after grace.
-func (p *process) stop(grace time.Duration) error {
-	pgid := p.cmd.Process.Pid
-	select {
-	case <-p.done:
-		return nil
-	default:
-	}
-	_ = syscall.Kill(-pgid, syscall.SIGTERM)
-	select {
-	case <-p.done:
-		// A child of the child may still hold the group.
-		_ = syscall.Kill(-pgid, syscall.SIGKILL)
-		return nil
-	case <-time.After(grace):
-		_ = syscall.Kill(-pgid, syscall.SIGKILL)
-		<-p.done
-		return fmt.Errorf("%s did not stop within %s and was killed", p.name, grace)
-	}
-}
-
-// exitError says how a process ended on its own.
-func (p *process) exitError() error {
-	if p.err == nil {
-		return fmt.Errorf("%s exited", p.name)
-	}
-	return fmt.Errorf("%s exited: %w", p.name, p.err)
+	return proc.Start(proc.Spec{Name: name, Path: path, Args: args, Env: env, Out: w, Pdeathsig: syscall.SIGTERM, Exited: w.Flush})
 }
 
 // console is the terminal that the dev program and its children share. Each writer it hands out
@@ -146,33 +92,6 @@ func (w *prefixWriter) Printf(format string, args ...any) {
 	w.emit(fmt.Appendf(nil, format+"\n", args...))
 }
 
-// children lists the processes whose parent is this one: with envtest's etcd and kube-apiserver
-// among them, whose process handles envtest keeps to itself.
-func children() ([]int, error) {
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		return nil, err
-	}
-	self := os.Getpid()
-	var pids []int
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue // gone meanwhile
-		}
-		// pid (comm) state ppid ...: comm may hold spaces and parentheses, so parse after the last ')'.
-		fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
-		if len(fields) > 1 && fields[1] == strconv.Itoa(self) {
-			pids = append(pids, pid)
-		}
-	}
-	return pids, nil
-}
-
 // lockDir takes an exclusive lock on dir for as long as this process lives, so that two stacks
 // never share a directory. The kernel drops the lock when the process dies, however it dies.
 func lockDir(dir string) error {
@@ -192,7 +111,7 @@ func pidsFile(dir string) string { return filepath.Join(dir, "pids") }
 
 // recordChildren writes the pids of this process's children into dir, for reapLeftovers.
 func recordChildren(dir string) ([]int, error) {
-	pids, err := children()
+	pids, err := proc.Children()
 	if err != nil {
 		return nil, err
 	}
@@ -236,7 +155,7 @@ func reapLeftovers(dir string, binDirs ...string) []int {
 // Kill kills every child of this process, with its process group, at once, and forgets the
 // stack in dir: the way out when an orderly stop takes too long for the user.
 func Kill(dir string) {
-	pids, _ := children()
+	pids, _ := proc.Children()
 	for _, pid := range pids {
 		_ = syscall.Kill(-pid, syscall.SIGKILL)
 		_ = syscall.Kill(pid, syscall.SIGKILL)

@@ -32,12 +32,12 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/proc"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/testenv"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/wechattest"
 )
@@ -120,8 +120,8 @@ type Stack struct {
 	admin  client.Client
 	fake   *wechattest.Server
 	scans  *http.Server
-	procs  []*process
-	exited chan *process
+	procs  []*proc.Process
+	exited chan *proc.Process
 }
 
 // Start builds what is missing and starts the stack: etcd and kube-apiserver with the CRD, the
@@ -133,7 +133,7 @@ func Start(ctx context.Context, opts Options) (s *Stack, err error) {
 		opts.Go = "go"
 	}
 	con := &console{w: opts.Out}
-	s = &Stack{opts: opts, con: con, log: con.prefixed("dev"), exited: make(chan *process, 8)}
+	s = &Stack{opts: opts, con: con, log: con.prefixed("dev"), exited: make(chan *proc.Process, 8)}
 	// envtest reports through controller-runtime's logger, which otherwise complains that it was
 	// never set, with a stack trace.
 	ctrllog.SetLogger(funcr.New(func(prefix, args string) { s.log.Printf("%s %s", prefix, args) }, funcr.Options{}))
@@ -251,7 +251,7 @@ func (s *Stack) startControlPlane(bins Binaries) error {
 	}
 	cfg := admin.Config()
 	s.Kubeconfig = filepath.Join(s.opts.Dir, "kubeconfig")
-	if err := writeKubeconfig(s.Kubeconfig, cfg, &clientcmdapi.AuthInfo{ClientCertificateData: cfg.CertData, ClientKeyData: cfg.KeyData}, "dev-admin"); err != nil {
+	if err := kubeconfig("dev-admin", nil).Write(s.Kubeconfig, cfg); err != nil {
 		return err
 	}
 	if s.admin, err = client.New(cfg, client.Options{Scheme: s.env.Scheme}); err != nil {
@@ -336,13 +336,13 @@ func (s *Stack) startOperator(ctx context.Context, bins Binaries, a Account, sec
 		{"manager", bins.Manager, managerArgs, p.ManagerHealth},
 		{"callback", bins.Callback, callbackArgs, p.CallbackHealth},
 	} {
-		proc, err := startProcess(c.name, c.path, c.args, nil, s.con)
+		child, err := startProcess(c.name, c.path, c.args, nil, s.con)
 		if err != nil {
 			return err
 		}
-		s.procs = append(s.procs, proc)
-		go func() { <-proc.done; s.exited <- proc }()
-		if err := s.waitHealthy(ctx, proc, c.health); err != nil {
+		s.procs = append(s.procs, child)
+		go func() { <-child.Done(); s.exited <- child }()
+		if err := s.waitHealthy(ctx, child, c.health); err != nil {
 			return err
 		}
 	}
@@ -352,25 +352,10 @@ func (s *Stack) startOperator(ctx context.Context, bins Binaries, a Account, sec
 }
 
 // waitHealthy waits for a process's readiness probe, as a kubelet would before sending traffic.
-func (s *Stack) waitHealthy(ctx context.Context, p *process, port int) error {
-	url := "http://" + hostPort(port) + "/readyz"
+func (s *Stack) waitHealthy(ctx context.Context, p *proc.Process, port int) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	for {
-		if resp, err := http.Get(url); err == nil {
-			_ = resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		select {
-		case <-p.done:
-			return p.exitError()
-		case <-ctx.Done():
-			return fmt.Errorf("%s not ready at %s: %w", p.name, url, ctx.Err())
-		case <-time.After(250 * time.Millisecond):
-		}
-	}
+	return p.WaitReady(ctx, "http://"+hostPort(port)+"/readyz", 250*time.Millisecond)
 }
 
 // splitSamples finds the account Secret and the codes among the objects of config/samples, and
@@ -436,7 +421,7 @@ func (s *Stack) waitReady(ctx context.Context) error {
 		}
 		select {
 		case p := <-s.exited:
-			return p.exitError()
+			return p.ExitError()
 		case <-ctx.Done():
 			return fmt.Errorf("codes not Ready: %v", notReady)
 		case <-time.After(200 * time.Millisecond):
@@ -469,7 +454,7 @@ func (s *Stack) Wait(ctx context.Context) error {
 	case <-ctx.Done():
 		return nil
 	case p := <-s.exited:
-		return p.exitError()
+		return p.ExitError()
 	}
 }
 
@@ -487,7 +472,7 @@ func (s *Stack) Stop() error {
 		_ = s.scans.Close()
 	}
 	for i := len(s.procs) - 1; i >= 0; i-- {
-		if err := s.procs[i].stop(processGrace); err != nil {
+		if err := s.procs[i].Stop(processGrace); err != nil {
 			s.log.Printf("%v", err)
 		}
 	}

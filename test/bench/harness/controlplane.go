@@ -20,10 +20,9 @@ import (
 	"path/filepath"
 
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/proc"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/testenv"
 )
 
@@ -35,6 +34,9 @@ type ControlPlane struct {
 	Kubeconfig string
 }
 
+// adminKubeconfig authenticates with the credentials of the control plane's rest.Config.
+var adminKubeconfig = proc.Kubeconfig{Cluster: "local", User: "admin"}
+
 // StartControlPlane starts a control plane and writes its kubeconfig into dir.
 func StartControlPlane(dir string) (*ControlPlane, error) {
 	env, err := testenv.Start()
@@ -42,20 +44,11 @@ func StartControlPlane(dir string) (*ControlPlane, error) {
 		return nil, err
 	}
 	cp := &ControlPlane{Env: env, Kubeconfig: filepath.Join(dir, "kubeconfig")}
-	if err := writeKubeconfig(cp.Kubeconfig, env.Config); err != nil {
+	if err := adminKubeconfig.Write(cp.Kubeconfig, env.Config); err != nil {
 		_ = env.Stop()
 		return nil, err
 	}
 	return cp, nil
-}
-
-func writeKubeconfig(path string, cfg *rest.Config) error {
-	kc := clientcmdapi.NewConfig()
-	kc.Clusters["local"] = &clientcmdapi.Cluster{Server: cfg.Host, CertificateAuthorityData: cfg.CAData}
-	kc.AuthInfos["admin"] = &clientcmdapi.AuthInfo{ClientCertificateData: cfg.CertData, ClientKeyData: cfg.KeyData, Token: cfg.BearerToken}
-	kc.Contexts["local"] = &clientcmdapi.Context{Cluster: "local", AuthInfo: "admin"}
-	kc.CurrentContext = "local"
-	return clientcmd.WriteToFile(*kc, path)
 }
 
 // LimitedClient is a client of the control plane limited to qps requests per second with burst, as

@@ -17,27 +17,15 @@ limitations under the License.
 package harness
 
 import (
-	"bytes"
 	"os"
-	"path/filepath"
 	"strconv"
-	"strings"
+
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/proc"
 )
 
 // clockTicks is USER_HZ, the unit of the CPU times in /proc/<pid>/stat: 100 on every Linux
 // architecture Go supports.
 const clockTicks = 100
-
-// stat returns the fields of /proc/<pid>/stat after the command name (which may hold spaces and
-// parentheses), and the command name.
-func stat(pid string) (fields []string, comm string, err error) {
-	b, err := os.ReadFile(filepath.Join("/proc", pid, "stat"))
-	if err != nil {
-		return nil, "", err
-	}
-	open, end := bytes.IndexByte(b, '('), bytes.LastIndexByte(b, ')')
-	return strings.Fields(string(b[end+1:])), string(b[open+1 : end]), nil
-}
 
 // CPUByName is the CPU time (user + system, in seconds) used so far by this process ("self")
 // and by each of its children, summed by command name: the control plane's etcd and
@@ -48,7 +36,7 @@ func CPUByName() map[string]float64 {
 	self := strconv.Itoa(os.Getpid())
 	entries, _ := os.ReadDir("/proc")
 	for _, e := range entries {
-		fields, comm, err := stat(e.Name())
+		fields, comm, err := proc.Stat(e.Name())
 		// Fields after the name: state, ppid, ... utime is the 12th, stime the 13th.
 		if err != nil || len(fields) < 13 {
 			continue

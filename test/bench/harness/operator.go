@@ -121,7 +121,7 @@ func (m *Manager) WaitIdle(ctx context.Context, n int) error {
 		}
 		select {
 		case <-m.Done():
-			return m.exitError()
+			return m.ExitError()
 		case <-ctx.Done():
 			return fmt.Errorf("manager not idle after %v reconciles (want %d): %w", done, n, ctx.Err())
 		case <-time.After(100 * time.Millisecond):

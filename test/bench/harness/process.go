@@ -26,104 +26,56 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/proc"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/testenv"
 )
 
 // Binaries are the operator's programs, built from this tree.
-type Binaries struct {
-	Manager, Callback string
-}
+type Binaries = proc.Binaries
 
 // Build compiles cmd/manager and cmd/callback into dir. It takes seconds with a warm build cache,
 // and guarantees that what is measured is the code in the tree.
 func Build(ctx context.Context, dir string) (Binaries, error) {
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", dir+string(filepath.Separator), "./cmd/manager", "./cmd/callback")
-	cmd.Dir = testenv.RepoRoot()
+	cmd, bins := proc.BuildCommand(ctx, "go", testenv.RepoRoot(), dir)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return Binaries{}, fmt.Errorf("go build ./cmd/manager ./cmd/callback: %w\n%s", err, out)
 	}
-	return Binaries{Manager: filepath.Join(dir, "manager"), Callback: filepath.Join(dir, "callback")}, nil
+	return bins, nil
 }
 
 // Process is a program started in its own process group, its output in a log file.
 type Process struct {
-	Name string
-	// Log is the file its standard output and error go to.
-	Log string
-
-	cmd  *exec.Cmd
-	done chan struct{}
-	err  error
+	*proc.Process
 }
 
 // StartProcess starts bin with args and, besides this process's environment, env (KEY=VALUE),
 // its output appended to <logDir>/<name>.log.
 func StartProcess(name, bin string, args, env []string, logDir string) (*Process, error) {
-	p := &Process{Name: name, Log: filepath.Join(logDir, name+".log"), done: make(chan struct{})}
-	f, err := os.OpenFile(p.Log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	p, err := proc.Start(proc.Spec{
+		Name: name, Path: bin, Args: args, Env: env,
+		Log: filepath.Join(logDir, name+".log"),
+		// A benchmark or test that dies (timeout, Ctrl-C) takes its processes along at once: a
+		// benchmark's processes have nothing to finish.
+		Pdeathsig: syscall.SIGKILL,
+	})
 	if err != nil {
 		return nil, err
 	}
-	p.cmd = exec.Command(bin, args...)
-	p.cmd.Env = append(os.Environ(), env...)
-	p.cmd.Stdout, p.cmd.Stderr = f, f
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{
-		// Its own group: a kill reaches it and nothing else of ours.
-		Setpgid: true,
-		// A benchmark or test that dies (timeout, Ctrl-C) takes its processes along.
-		Pdeathsig: syscall.SIGKILL,
-	}
-	if err := p.cmd.Start(); err != nil {
-		_ = f.Close()
-		return nil, fmt.Errorf("starting %s: %w", name, err)
-	}
-	go func() {
-		p.err = p.cmd.Wait()
-		_ = f.Close()
-		close(p.done)
-	}()
-	return p, nil
+	return &Process{p}, nil
 }
 
-// Pid is the process's id.
-func (p *Process) Pid() int { return p.cmd.Process.Pid }
+// readyPoll is short: the time to readiness is part of what a restart costs in a measurement.
+const readyPoll = 50 * time.Millisecond
 
-// Done is closed when the process has exited.
-func (p *Process) Done() <-chan struct{} { return p.done }
-
-// Kill sends SIGKILL to the process group, the kill -9 of a node failure or an OOM kill, and
-// waits until the process is gone, so that nothing it had in flight can still arrive anywhere.
-func (p *Process) Kill() {
-	select {
-	case <-p.done:
-		// Reaped: its pid may already belong to someone else.
-		return
-	default:
-	}
-	_ = syscall.Kill(-p.Pid(), syscall.SIGKILL)
-	<-p.done
-}
-
-// Stop sends SIGTERM, as a kubelet does, and SIGKILL if the process has not exited after grace.
-func (p *Process) Stop(grace time.Duration) {
-	select {
-	case <-p.done:
-		return
-	default:
-	}
-	_ = syscall.Kill(-p.Pid(), syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(grace):
-		p.Kill()
-	}
+// WaitReady polls url until it answers 200, the process exits or ctx ends.
+func (p *Process) WaitReady(ctx context.Context, url string) error {
+	return p.Process.WaitReady(ctx, url, readyPoll)
 }
 
 // PeakRSS is the process's peak resident set size so far (VmHWM of /proc/<pid>/status), in bytes.
@@ -144,15 +96,6 @@ func (p *Process) PeakRSS() (int64, error) {
 	return 0, errors.New("no VmHWM in /proc status")
 }
 
-// exitError says how the process ended on its own, with the end of its log.
-func (p *Process) exitError() error {
-	b, _ := os.ReadFile(p.Log)
-	if len(b) > 4096 {
-		b = b[len(b)-4096:]
-	}
-	return fmt.Errorf("%s exited (%v); end of %s:\n%s", p.Name, p.err, p.Log, b)
-}
-
 // FreeAddr returns a loopback address with a port free at the time of the call.
 func FreeAddr() (string, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -161,25 +104,6 @@ func FreeAddr() (string, error) {
 	}
 	defer func() { _ = l.Close() }()
 	return l.Addr().String(), nil
-}
-
-// WaitReady polls url until it answers 200, the process exits or ctx ends.
-func (p *Process) WaitReady(ctx context.Context, url string) error {
-	for {
-		if resp, err := http.Get(url); err == nil {
-			_ = resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		select {
-		case <-p.done:
-			return p.exitError()
-		case <-ctx.Done():
-			return fmt.Errorf("%s not ready at %s: %w", p.Name, url, ctx.Err())
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
 }
 
 // Metric sums the samples of a Prometheus text exposition at url whose name is name and whose
