@@ -30,13 +30,8 @@ import (
 
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/issuance"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/wechat"
-)
 
-// Keys of the account Secret the reconciler reads. The callback server reads others (token,
-// encodingAESKey) from the same Secret.
-const (
-	SecretKeyAppID     = "appID"
-	SecretKeyAppSecret = "appSecret"
+	"github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
 )
 
 // account is what the reconciler knows of one account Secret.
@@ -107,7 +102,7 @@ func (a *accounts) missing(key types.NamespacedName, err error) (account, error)
 	a.mu.Unlock()
 	return account{}, &accountProblem{issuance.ReasonAccountSecretMissing, fmt.Sprintf(
 		"Secret %q (spec.accountRef) does not exist in namespace %s; it needs the keys %s and %s of the Official Account",
-		key.Name, key.Namespace, SecretKeyAppID, SecretKeyAppSecret)}
+		key.Name, key.Namespace, v1alpha1.AccountKeyAppID, v1alpha1.AccountKeyAppSecret)}
 }
 
 // parse trims the values: a Secret made with `kubectl create secret --from-file` from a file that
@@ -115,15 +110,15 @@ func (a *accounts) missing(key types.NamespacedName, err error) (account, error)
 // Messages name the missing keys, never a value.
 func (a *accounts) parse(s *corev1.Secret) account {
 	creds := wechat.Credentials{
-		AppID:     strings.TrimSpace(string(s.Data[SecretKeyAppID])),
-		AppSecret: strings.TrimSpace(string(s.Data[SecretKeyAppSecret])),
+		AppID:     strings.TrimSpace(string(s.Data[v1alpha1.AccountKeyAppID])),
+		AppSecret: strings.TrimSpace(string(s.Data[v1alpha1.AccountKeyAppSecret])),
 	}
 	var missing []string
 	if creds.AppID == "" {
-		missing = append(missing, SecretKeyAppID)
+		missing = append(missing, v1alpha1.AccountKeyAppID)
 	}
 	if creds.AppSecret == "" && !a.externalTokens {
-		missing = append(missing, SecretKeyAppSecret)
+		missing = append(missing, v1alpha1.AccountKeyAppSecret)
 	}
 	acct := account{version: s.ResourceVersion, creds: creds}
 	if len(missing) > 0 {

@@ -169,7 +169,7 @@ func (h *harness) account() (appID, secret string) {
 func (h *harness) accountSecret(ns, name string) (appID, secret string) {
 	h.t.Helper()
 	appID, secret = h.account()
-	h.secret(ns, name, map[string]string{SecretKeyAppID: appID, SecretKeyAppSecret: secret})
+	h.secret(ns, name, map[string]string{v1alpha1.AccountKeyAppID: appID, v1alpha1.AccountKeyAppSecret: secret})
 	return appID, secret
 }
 

@@ -47,6 +47,16 @@ const (
 	MaxSceneStrLength = 64
 )
 
+// Keys of the account Secret. The manager reads appID and appSecret; the callback server reads
+// appID, token, encodingAESKey and previousEncodingAESKey.
+const (
+	AccountKeyAppID                  = "appID"
+	AccountKeyAppSecret              = "appSecret"
+	AccountKeyToken                  = "token"
+	AccountKeyEncodingAESKey         = "encodingAESKey"
+	AccountKeyPreviousEncodingAESKey = "previousEncodingAESKey"
+)
+
 // AccountReference names the Secret, in the WeChatQRCode's namespace, that holds the
 // Official Account's credentials under the keys appID and appSecret (for the API), and token,
 // encodingAESKey and optionally previousEncodingAESKey (for event pushes).

@@ -31,15 +31,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/wxcrypto"
-)
 
-// Keys of an account Secret that the callback server reads. appSecret, also in the Secret, is the
-// manager's business: the callback server never needs an access token.
-const (
-	keyAppID                  = "appID"
-	keyToken                  = "token"
-	keyEncodingAESKey         = "encodingAESKey"
-	keyPreviousEncodingAESKey = "previousEncodingAESKey"
+	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
 )
 
 // account is what one Secret tells about pushing to one Official Account.
@@ -75,19 +68,19 @@ func ParseSecretRef(s string) (types.NamespacedName, error) {
 
 // accountFromSecret validates a Secret. Its errors name keys, never values.
 func accountFromSecret(s *corev1.Secret) (*account, error) {
-	a := &account{appID: string(s.Data[keyAppID]), token: string(s.Data[keyToken])}
+	a := &account{appID: string(s.Data[qrv1alpha1.AccountKeyAppID]), token: string(s.Data[qrv1alpha1.AccountKeyToken])}
 	// The appID becomes a path segment and a cache index key.
 	if a.appID == "" || strings.ContainsAny(a.appID, "/?#% ") {
-		return nil, fmt.Errorf("key %s is missing or not an AppID", keyAppID)
+		return nil, fmt.Errorf("key %s is missing or not an AppID", qrv1alpha1.AccountKeyAppID)
 	}
 	if a.token == "" {
-		return nil, fmt.Errorf("key %s is missing", keyToken)
+		return nil, fmt.Errorf("key %s is missing", qrv1alpha1.AccountKeyToken)
 	}
-	current, previous := string(s.Data[keyEncodingAESKey]), string(s.Data[keyPreviousEncodingAESKey])
+	current, previous := string(s.Data[qrv1alpha1.AccountKeyEncodingAESKey]), string(s.Data[qrv1alpha1.AccountKeyPreviousEncodingAESKey])
 	if current == "" && previous != "" {
-		return nil, fmt.Errorf("key %s is set without %s", keyPreviousEncodingAESKey, keyEncodingAESKey)
+		return nil, fmt.Errorf("key %s is set without %s", qrv1alpha1.AccountKeyPreviousEncodingAESKey, qrv1alpha1.AccountKeyEncodingAESKey)
 	}
-	for _, k := range []struct{ name, value string }{{keyEncodingAESKey, current}, {keyPreviousEncodingAESKey, previous}} {
+	for _, k := range []struct{ name, value string }{{qrv1alpha1.AccountKeyEncodingAESKey, current}, {qrv1alpha1.AccountKeyPreviousEncodingAESKey, previous}} {
 		if k.value == "" {
 			continue
 		}

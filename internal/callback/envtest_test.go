@@ -102,14 +102,14 @@ func newFixture(t *testing.T) *fixture {
 func (f *fixture) account(name, appID, token, key, previousKey string) (types.NamespacedName, *pusher) {
 	f.t.Helper()
 	appID += f.ns[strings.LastIndex(f.ns, "-"):]
-	data := map[string][]byte{keyAppID: []byte(appID), keyToken: []byte(token), "appSecret": []byte("not-read-by-the-callback-server")}
+	data := map[string][]byte{qrv1alpha1.AccountKeyAppID: []byte(appID), qrv1alpha1.AccountKeyToken: []byte(token), "appSecret": []byte("not-read-by-the-callback-server")}
 	p := &pusher{appID: appID, token: token, mode: plaintext}
 	if key != "" {
-		data[keyEncodingAESKey] = []byte(key)
+		data[qrv1alpha1.AccountKeyEncodingAESKey] = []byte(key)
 		p.mode, p.cipher = safe, f.cipher(key, appID)
 	}
 	if previousKey != "" {
-		data[keyPreviousEncodingAESKey] = []byte(previousKey)
+		data[qrv1alpha1.AccountKeyPreviousEncodingAESKey] = []byte(previousKey)
 	}
 	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: name}, Data: data}
 	if err := f.c.Create(f.ctx, s); err != nil {

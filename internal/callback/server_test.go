@@ -412,7 +412,7 @@ func TestSecretRefresh(t *testing.T) {
 	if err := f.c.Get(f.ctx, ref, &s); err != nil {
 		t.Fatal(err)
 	}
-	s.Data[keyToken] = []byte("tok-after")
+	s.Data[qrv1alpha1.AccountKeyToken] = []byte("tok-after")
 	if err := f.c.Update(f.ctx, &s); err != nil {
 		t.Fatal(err)
 	}

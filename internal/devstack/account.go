@@ -21,14 +21,8 @@ import (
 	"os"
 
 	corev1 "k8s.io/api/core/v1"
-)
 
-// Keys of the account Secret (see the README's table).
-const (
-	keyAppID          = "appID"
-	keyAppSecret      = "appSecret"
-	keyToken          = "token"
-	keyEncodingAESKey = "encodingAESKey"
+	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
 )
 
 // Account is an Official Account's credentials as the account Secret holds them.
@@ -45,16 +39,16 @@ func accountFromSecret(s *corev1.Secret) Account {
 		}
 		return string(s.Data[k])
 	}
-	return Account{AppID: get(keyAppID), AppSecret: get(keyAppSecret), Token: get(keyToken), EncodingAESKey: get(keyEncodingAESKey)}
+	return Account{AppID: get(qrv1alpha1.AccountKeyAppID), AppSecret: get(qrv1alpha1.AccountKeyAppSecret), Token: get(qrv1alpha1.AccountKeyToken), EncodingAESKey: get(qrv1alpha1.AccountKeyEncodingAESKey)}
 }
 
 func (a Account) apply(s *corev1.Secret) {
 	s.StringData = nil
-	s.Data = map[string][]byte{keyAppID: []byte(a.AppID), keyAppSecret: []byte(a.AppSecret), keyToken: []byte(a.Token)}
+	s.Data = map[string][]byte{qrv1alpha1.AccountKeyAppID: []byte(a.AppID), qrv1alpha1.AccountKeyAppSecret: []byte(a.AppSecret), qrv1alpha1.AccountKeyToken: []byte(a.Token)}
 	// Without a key the account is in plaintext mode, and the callback server accepts only
 	// plaintext pushes for it.
 	if a.EncodingAESKey != "" {
-		s.Data[keyEncodingAESKey] = []byte(a.EncodingAESKey)
+		s.Data[qrv1alpha1.AccountKeyEncodingAESKey] = []byte(a.EncodingAESKey)
 	}
 }
 

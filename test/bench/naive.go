@@ -113,11 +113,11 @@ func newNaive(ctx context.Context, c client.Client, account string) (*naive, err
 		return nil, err
 	}
 	n := &naive{
-		c: c, appID: string(secret.Data["appID"]), token: string(secret.Data["token"]),
+		c: c, appID: string(secret.Data[qrv1alpha1.AccountKeyAppID]), token: string(secret.Data[qrv1alpha1.AccountKeyToken]),
 		codes: map[string]types.NamespacedName{}, turns: map[types.NamespacedName]chan struct{}{},
 	}
 	var err error
-	if n.cipher, err = wxcrypto.NewCipher(string(secret.Data["encodingAESKey"]), n.appID); err != nil {
+	if n.cipher, err = wxcrypto.NewCipher(string(secret.Data[qrv1alpha1.AccountKeyEncodingAESKey]), n.appID); err != nil {
 		return nil, err
 	}
 	var list qrv1alpha1.WeChatQRCodeList

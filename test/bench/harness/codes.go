@@ -33,7 +33,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
-	"github.com/qrcode-operator/wechat-qrcode-operator/controllers"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/issuance"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/wxcrypto"
 )
@@ -65,10 +64,10 @@ func (a Account) Secret(ns string) *corev1.Secret {
 	return &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: SecretName},
 		StringData: map[string]string{
-			controllers.SecretKeyAppID:     a.AppID,
-			controllers.SecretKeyAppSecret: a.AppSecret,
-			"token":                        a.Token,
-			"encodingAESKey":               a.EncodingAESKey,
+			qrv1alpha1.AccountKeyAppID:          a.AppID,
+			qrv1alpha1.AccountKeyAppSecret:      a.AppSecret,
+			qrv1alpha1.AccountKeyToken:          a.Token,
+			qrv1alpha1.AccountKeyEncodingAESKey: a.EncodingAESKey,
 		},
 	}
 }
