@@ -271,6 +271,11 @@ const (
 	AnnotationRecentEvents = "wechat.qrcode-operator.io/recent-events"
 )
 
+// AnnotationRenewRequestedAt asks for an early re-issue of a Temporary code (`kubectl wechat
+// renew` writes it). Its value is the RFC 3339 time of the request; the controller re-issues once
+// when that time is later than status.issuedAt, so the annotation may stay where it is.
+const AnnotationRenewRequestedAt = "wechat.qrcode-operator.io/renew-requested-at"
+
 // WeChatQRCode is a WeChat Official Account parametric QR code (带参数二维码).
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
