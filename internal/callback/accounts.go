@@ -30,6 +30,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/credentials"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/wxcrypto"
 
 	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
@@ -66,31 +67,23 @@ func ParseSecretRef(s string) (types.NamespacedName, error) {
 	return types.NamespacedName{Namespace: ns, Name: name}, nil
 }
 
-// accountFromSecret validates a Secret. Its errors name keys, never values.
+// accountFromSecret reads what the callback server needs of an account Secret through the
+// project's one parser, which trims the values as the manager does: a Secret made with
+// `kubectl create secret --from-file` keeps each file's trailing newline, and an untrimmed AppID
+// would never match the push path. Its errors name keys, never values.
 func accountFromSecret(s *corev1.Secret) (*account, error) {
-	a := &account{appID: string(s.Data[qrv1alpha1.AccountKeyAppID]), token: string(s.Data[qrv1alpha1.AccountKeyToken])}
-	// The appID becomes a path segment and a cache index key.
-	if a.appID == "" || strings.ContainsAny(a.appID, "/?#% ") {
-		return nil, fmt.Errorf("key %s is missing or not an AppID", qrv1alpha1.AccountKeyAppID)
+	creds, err := credentials.FromSecret(s)
+	if err != nil {
+		return nil, err
 	}
-	if a.token == "" {
-		return nil, fmt.Errorf("key %s is missing", qrv1alpha1.AccountKeyToken)
+	if err := creds.Require(qrv1alpha1.AccountKeyAppID, qrv1alpha1.AccountKeyToken); err != nil {
+		return nil, err
 	}
-	current, previous := string(s.Data[qrv1alpha1.AccountKeyEncodingAESKey]), string(s.Data[qrv1alpha1.AccountKeyPreviousEncodingAESKey])
-	if current == "" && previous != "" {
-		return nil, fmt.Errorf("key %s is set without %s", qrv1alpha1.AccountKeyPreviousEncodingAESKey, qrv1alpha1.AccountKeyEncodingAESKey)
+	ciphers, err := creds.Ciphers()
+	if err != nil {
+		return nil, err
 	}
-	for _, k := range []struct{ name, value string }{{qrv1alpha1.AccountKeyEncodingAESKey, current}, {qrv1alpha1.AccountKeyPreviousEncodingAESKey, previous}} {
-		if k.value == "" {
-			continue
-		}
-		c, err := wxcrypto.NewCipher(k.value, a.appID)
-		if err != nil {
-			return nil, fmt.Errorf("key %s: %w", k.name, err)
-		}
-		a.ciphers = append(a.ciphers, c)
-	}
-	return a, nil
+	return &account{appID: creds.AppID, token: creds.Token, ciphers: ciphers}, nil
 }
 
 // accounts holds the accounts read from the configured Secrets and re-reads them periodically.
