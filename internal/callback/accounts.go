@@ -28,6 +28,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/credentials"
@@ -91,6 +92,7 @@ type accounts struct {
 	reader   client.Reader
 	refs     []types.NamespacedName
 	interval time.Duration
+	clock    clock.Clock
 	log      logr.Logger
 
 	// byAppID is replaced whole on every refresh, so a request sees one consistent set.
@@ -109,15 +111,13 @@ func (a *accounts) get(appID string) *account {
 
 // Start reads the Secrets now and then every interval until ctx ends. It is a manager Runnable.
 func (a *accounts) Start(ctx context.Context) error {
-	t := time.NewTicker(a.interval)
-	defer t.Stop()
 	for {
 		a.refresh(ctx)
 		a.loaded.Store(true)
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-t.C:
+		case <-a.clock.After(a.interval):
 		}
 	}
 }

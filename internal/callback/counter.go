@@ -27,6 +27,7 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
@@ -39,6 +40,7 @@ var errGone = errors.New("the code was deleted")
 // counter persists scans in the codes' annotations, one commit per code per window (group
 // commit), exactly once within the bound of the recent-events ring (see the package comment).
 type counter struct {
+	clock    clock.WithDelayedExecution
 	writer   client.Writer
 	cache    client.Reader
 	api      client.Reader
@@ -84,24 +86,21 @@ type outcome struct {
 	err       error
 }
 
-func newCounter(writer client.Writer, cache, api client.Reader, window time.Duration, ringSize int) *counter {
+func newCounter(clk clock.WithDelayedExecution, writer client.Writer, cache, api client.Reader, window time.Duration, ringSize int) *counter {
 	return &counter{
-		writer: writer, cache: cache, api: api, window: window, ringSize: ringSize,
-		seen:    newSeenSet(time.Minute, 1<<16),
+		clock: clk, writer: writer, cache: cache, api: api, window: window, ringSize: ringSize,
+		seen:    newSeenSet(clk, time.Minute, 1<<16),
 		codes:   map[types.NamespacedName]*codeState{},
 		written: map[types.NamespacedName]*qrv1alpha1.WeChatQRCode{},
 	}
 }
 
-// count returns once the scan is persisted in code's annotations, or was already, or ctx ends
-// (with ctx's error: the scan may or may not be persisted then, and a retry will tell).
-func (c *counter) count(ctx context.Context, code types.NamespacedName, s *scan, at time.Time) (duplicate bool, err error) {
+// count returns once the scan (made at at) is persisted in code's annotations, or was already,
+// or ctx ends (with ctx's cause: the scan may or may not be persisted then, and a retry will
+// tell). The commit that carries it gives up at deadline.
+func (c *counter) count(ctx context.Context, code types.NamespacedName, s *scan, at, deadline time.Time) (duplicate bool, err error) {
 	if c.seen.has(code, s.key) {
 		return true, nil
-	}
-	deadline, ok := ctx.Deadline()
-	if !ok {
-		deadline = at.Add(c.window + 5*time.Second)
 	}
 	c.mu.Lock()
 	st := c.codes[code]
@@ -122,16 +121,16 @@ func (c *counter) count(ctx context.Context, code types.NamespacedName, s *scan,
 	case <-out.done:
 		return out.duplicate || joined, out.err
 	case <-ctx.Done():
-		return false, ctx.Err()
+		return false, context.Cause(ctx)
 	}
 }
 
 // loop commits what arrived for code at most once per window, and ends when a window passes
 // without a scan.
 func (c *counter) loop(code types.NamespacedName, st *codeState) {
-	next := time.Now().Add(c.window)
+	window := c.clock.After(c.window)
 	for {
-		time.Sleep(time.Until(next))
+		<-window
 		c.mu.Lock()
 		batch := st.next
 		st.next = nil
@@ -142,7 +141,8 @@ func (c *counter) loop(code types.NamespacedName, st *codeState) {
 			return
 		}
 		c.mu.Unlock()
-		next = time.Now().Add(c.window)
+		// The next window starts with this commit, not after it.
+		window = c.clock.After(c.window)
 
 		err := c.commit(code, st, batch)
 		if err == nil {
@@ -182,7 +182,7 @@ func (c *counter) keepWritten(code types.NamespacedName, base *qrv1alpha1.WeChat
 func (c *counter) commit(code types.NamespacedName, st *codeState, batch []*pending) error {
 	// The earliest deadline: the first in the batch waits longest. Later waiters may still have
 	// time after a failure, but WeChat retries them anyway.
-	ctx, cancel := context.WithDeadline(context.Background(), batch[0].deadline)
+	ctx, cancel := withDeadline(context.Background(), c.clock, batch[0].deadline)
 	defer cancel()
 	batchSize.Observe(float64(len(batch)))
 
@@ -283,24 +283,25 @@ func (c *counter) merge(obj *qrv1alpha1.WeChatQRCode, batch []*pending) []byte {
 // 2*max of them, so that a retry is answered without a write. It is only a shortcut: the ring in
 // the annotation is what makes counting exactly once.
 type seenSet struct {
-	ttl time.Duration
-	max int
+	clock clock.PassiveClock
+	ttl   time.Duration
+	max   int
 
 	mu       sync.Mutex
 	cur, old map[string]struct{}
 	rotated  time.Time
 }
 
-func newSeenSet(ttl time.Duration, max int) *seenSet {
-	return &seenSet{ttl: ttl, max: max, cur: map[string]struct{}{}, old: map[string]struct{}{}, rotated: time.Now()}
+func newSeenSet(clk clock.PassiveClock, ttl time.Duration, max int) *seenSet {
+	return &seenSet{clock: clk, ttl: ttl, max: max, cur: map[string]struct{}{}, old: map[string]struct{}{}, rotated: clk.Now()}
 }
 
 func seenKey(code types.NamespacedName, key string) string { return code.String() + "\x00" + key }
 
 // rotate drops the older generation; called with mu held.
 func (s *seenSet) rotate() {
-	if time.Since(s.rotated) > s.ttl || len(s.cur) >= s.max {
-		s.old, s.cur, s.rotated = s.cur, make(map[string]struct{}, len(s.cur)), time.Now()
+	if s.clock.Since(s.rotated) > s.ttl || len(s.cur) >= s.max {
+		s.old, s.cur, s.rotated = s.cur, make(map[string]struct{}, len(s.cur)), s.clock.Now()
 	}
 }
 

@@ -118,4 +118,3 @@ func (f *fixture) runReconciler(fw *wechattest.Server) {
 		}
 	})
 }
-

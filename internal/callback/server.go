@@ -32,6 +32,7 @@ import (
 
 	"github.com/go-logr/logr"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -99,10 +100,13 @@ func (o Options) validate() error {
 type Server struct {
 	opts     Options
 	accounts *accounts
-	counter  *counter
+	counter  scanCounter
 	cache    client.Reader
 	log      logr.Logger
 	sampler  sampler
+	// clock times everything of a push: the timestamp check, the reply deadline, the reply's
+	// CreateTime, the log sampler and the push duration.
+	clock clock.WithDelayedExecution
 }
 
 // Setup adds the server's cache indexes and Secret reader to mgr, whose cache must not have
@@ -117,7 +121,7 @@ func Setup(mgr ctrl.Manager, opts Options) (*Server, error) {
 		return nil, err
 	}
 	// Secrets are read uncached, by name: a cached read would list and watch every Secret.
-	s := newServer(opts, mgr.GetAPIReader(), mgr.GetCache(), mgr.GetClient(), log)
+	s := newServer(opts, clock.RealClock{}, mgr.GetAPIReader(), mgr.GetCache(), mgr.GetClient(), log)
 	if err := mgr.Add(s.accounts); err != nil {
 		return nil, err
 	}
@@ -134,15 +138,26 @@ func Setup(mgr ctrl.Manager, opts Options) (*Server, error) {
 	})
 }
 
+// scanCounter persists scans. The server answers WeChat only once count has returned: the HTTP
+// tests drive the server with a stand-in, and the counter's own tests run against an API server.
+type scanCounter interface {
+	// count returns once the scan s, made at at, is persisted in code's annotations (duplicate
+	// when it already was), or with an error: then the scan may or may not be persisted, and
+	// WeChat's retry will tell. It gives up when ctx ends, and its write at deadline.
+	count(ctx context.Context, code types.NamespacedName, s *scan, at, deadline time.Time) (duplicate bool, err error)
+}
+
 // newServer wires a Server: api reads, uncached, the account Secrets and the codes after a
-// conflict; cache serves the index lookups; writer patches the codes.
-func newServer(opts Options, api, cache client.Reader, writer client.Writer, log logr.Logger) *Server {
+// conflict; cache serves the index lookups; writer patches the codes; clk times everything.
+func newServer(opts Options, clk clock.WithDelayedExecution, api, cache client.Reader, writer client.Writer, log logr.Logger) *Server {
 	return &Server{
 		opts:     opts,
-		accounts: &accounts{reader: api, refs: dedupe(opts.Accounts), interval: opts.SecretRefreshInterval, log: log},
-		counter:  newCounter(writer, cache, api, opts.CommitWindow, opts.RecentEvents),
+		accounts: &accounts{reader: api, refs: dedupe(opts.Accounts), interval: opts.SecretRefreshInterval, clock: clk, log: log},
+		counter:  newCounter(clk, writer, cache, api, opts.CommitWindow, opts.RecentEvents),
 		cache:    cache,
 		log:      log,
+		sampler:  sampler{clock: clk},
+		clock:    clk,
 	}
 }
 
@@ -171,7 +186,7 @@ func refuse(status int, reason string, err error) *refusal {
 
 // ServeHTTP answers WeChat: GET is the URL verification, POST an event push.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	start := time.Now()
+	start := s.clock.Now()
 	q := r.URL.Query()
 	acct, rf := s.authenticate(r, q)
 	if rf != nil {
@@ -195,7 +210,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.handle(w, r, acct, m, c, start)
-	pushDuration.Observe(time.Since(start).Seconds())
+	pushDuration.Observe(s.clock.Since(start).Seconds())
 }
 
 // authenticate finds the account of the path and checks the URL signature and timestamp, which
@@ -231,7 +246,7 @@ func (s *Server) checkTimestamp(ts string) *refusal {
 		return refuse(http.StatusBadRequest, "bad_timestamp", nil)
 	}
 	sec, _ := strconv.ParseInt(ts, 10, 64)
-	skew := time.Since(time.Unix(sec, 0))
+	skew := s.clock.Since(time.Unix(sec, 0))
 	if skew > s.opts.MaxClockSkew || -skew > s.opts.MaxClockSkew {
 		return refuse(http.StatusForbidden, "stale_timestamp", nil)
 	}
@@ -299,7 +314,8 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request, acct *account, m
 		s.answer(w, acct, m, c, "")
 		return
 	}
-	ctx, cancel := context.WithDeadline(r.Context(), start.Add(s.opts.ReplyDeadline))
+	deadline := start.Add(s.opts.ReplyDeadline)
+	ctx, cancel := withDeadline(r.Context(), s.clock, deadline)
 	defer cancel()
 	code, why, err := attribute(ctx, s.cache, acct.appID, sc)
 	if err != nil {
@@ -311,7 +327,7 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request, acct *account, m
 		s.answer(w, acct, m, c, "")
 		return
 	}
-	dup, err := s.counter.count(ctx, client.ObjectKeyFromObject(code), sc, start)
+	dup, err := s.counter.count(ctx, client.ObjectKeyFromObject(code), sc, start, deadline)
 	switch {
 	case errors.Is(err, errGone):
 		events.WithLabelValues(kind, "gone").Inc()
@@ -347,7 +363,7 @@ func (s *Server) answer(w http.ResponseWriter, acct *account, m *message, c *wxc
 		_, _ = io.WriteString(w, "success")
 		return
 	}
-	now := time.Now().Unix()
+	now := s.clock.Now().Unix()
 	body, err := newTextReply(m, text, now)
 	if err == nil && c != nil {
 		body, err = seal(acct.token, c, body, now)
@@ -399,6 +415,8 @@ func (s *Server) refuse(w http.ResponseWriter, r *http.Request, acct *account, r
 // sampler lets one log line per refusal reason through per second, so that a flood of hostile
 // requests does not become a flood of logs; the refusals metric still counts every one.
 type sampler struct {
+	clock clock.PassiveClock
+
 	mu   sync.Mutex
 	last map[string]time.Time
 }
@@ -406,7 +424,7 @@ type sampler struct {
 func (s *sampler) allow(reason string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	now := time.Now()
+	now := s.clock.Now()
 	if now.Sub(s.last[reason]) < time.Second {
 		return false
 	}
@@ -415,4 +433,21 @@ func (s *sampler) allow(reason string) bool {
 	}
 	s.last[reason] = now
 	return true
+}
+
+// withDeadline is context.WithDeadline on clk, so that a test steps a deadline instead of waiting
+// for it. The context ends with cause context.DeadlineExceeded. It does not report the deadline
+// through Deadline(): a dialer or a client would compare that with the real time.
+func withDeadline(parent context.Context, clk clock.WithDelayedExecution, deadline time.Time) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancelCause(parent)
+	left := deadline.Sub(clk.Now())
+	if left <= 0 {
+		cancel(context.DeadlineExceeded)
+		return ctx, func() {}
+	}
+	t := clk.AfterFunc(left, func() { cancel(context.DeadlineExceeded) })
+	return ctx, func() {
+		t.Stop()
+		cancel(context.Canceled)
+	}
 }

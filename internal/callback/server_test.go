@@ -34,6 +34,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	clocktesting "k8s.io/utils/clock/testing"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -259,7 +260,7 @@ func TestRetries(t *testing.T) {
 	second := scanXML("o-2", 1700000200, "SCAN", "5", "T-RETRY")
 	m, _ := parseMessage([]byte(second))
 	sc, _ := classify(m)
-	if _, err := doomed.counter.count(context.Background(), client.ObjectKeyFromObject(code), sc, time.Now()); err != nil {
+	if _, err := doomed.counter.count(context.Background(), client.ObjectKeyFromObject(code), sc, time.Now(), time.Now().Add(time.Minute)); err != nil {
 		t.Fatal(err)
 	}
 	doomed.stop()
@@ -602,24 +603,32 @@ func TestQuietCodeCostsOneWritePerScan(t *testing.T) {
 	f := newFixture(t)
 	code := f.code(newCode("", "quiet", "wxquiet", "T-QUIET", 1, ""))
 	api := &countingClient{Client: f.c}
-	c := newCounter(api, frozenCache{code.DeepCopy()}, api, 5*time.Millisecond, 64)
+	clk := clocktesting.NewFakeClock(time.Now())
+	const window = 25 * time.Millisecond
+	c := newCounter(clk, api, frozenCache{code.DeepCopy()}, api, window, 64)
 	key := client.ObjectKeyFromObject(code)
+	nextWindow := func() {
+		waitFor(t, "the commit loop to wait for its window", clk.HasWaiters)
+		clk.Step(window)
+	}
 	for i := range 3 {
-		if _, err := c.count(f.ctx, key, &scan{kind: kindQRScan, key: fmt.Sprintf("event-%d", i)}, time.Now()); err != nil {
+		counted := make(chan error, 1)
+		go func() {
+			_, err := c.count(f.ctx, key, &scan{kind: kindQRScan, key: fmt.Sprintf("event-%d", i)}, clk.Now(), clk.Now().Add(time.Minute))
+			counted <- err
+		}()
+		nextWindow()
+		if err := <-counted; err != nil {
 			t.Fatal(err)
 		}
-		// The next scan comes after this one's commit loop has ended.
-		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		// The next scan comes after this one's commit loop has ended: a window without scans.
+		nextWindow()
+		waitFor(t, "the commit loop to end", func() bool {
 			c.mu.Lock()
+			defer c.mu.Unlock()
 			_, running := c.codes[key]
-			c.mu.Unlock()
-			if !running {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatal("the commit loop did not end")
-			}
-		}
+			return !running
+		})
 	}
 	f.wantCounts(code, "3", "0")
 	if p, g := api.patches.Load(), api.gets.Load(); p != 3 || g != 0 {

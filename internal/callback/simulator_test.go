@@ -130,7 +130,7 @@ func TestPushSimulatorRetry(t *testing.T) {
 		rec := httptest.NewRecorder()
 		r.ServeHTTP(rec, req)
 		if calls.Add(1) == 1 {
-			time.Sleep(timeout + 200*time.Millisecond) // WeChat has stopped waiting
+			<-req.Context().Done() // WeChat has stopped waiting and closed the connection
 		}
 		w.WriteHeader(rec.Code)
 		_, _ = w.Write(rec.Body.Bytes())

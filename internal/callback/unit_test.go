@@ -23,18 +23,17 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
-	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/go-logr/logr"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	clocktesting "k8s.io/utils/clock/testing"
 	"k8s.io/utils/ptr"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
-	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/testenv"
@@ -66,24 +65,22 @@ func newCode(ns, name, appID, ticket string, sceneID int64, reply string) *qrv1a
 	return c
 }
 
-// unitServer is a Server over a fake client, with a plaintext account "wxplain" and a safe-mode
-// account "wxsafe", and one code of each. It needs no API server, for unit and fuzz tests.
-func unitServer(t testing.TB, funcs *interceptor.Funcs) (*Server, client.Client, map[string]*pusher) {
+// unitServer is a Server with a plaintext account "wxplain" and a safe-mode account "wxsafe" and
+// one code of each in a fake client's cache, on a fake clock, that counts with counter. It needs
+// no API server, for the HTTP unit and fuzz tests.
+func unitServer(t testing.TB, counter scanCounter) (*Server, *clocktesting.FakeClock, map[string]*pusher) {
 	t.Helper()
 	plainCode := newCode("ns", "plain", "wxplain", "TICKET-P", 1, "")
 	safeCode := newCode("ns", "safe", "wxsafe", "TICKET-S", 2, "thanks ]]> <b>&amp;</b>")
-	b := fake.NewClientBuilder().WithScheme(testenv.Scheme()).
+	c := fake.NewClientBuilder().WithScheme(testenv.Scheme()).
 		WithIndex(&qrv1alpha1.WeChatQRCode{}, ticketIndex, ticketValues).
 		WithIndex(&qrv1alpha1.WeChatQRCode{}, sceneIndex, sceneValues).
-		WithObjects(plainCode, safeCode).WithStatusSubresource(plainCode, safeCode)
-	if funcs != nil {
-		b = b.WithInterceptorFuncs(*funcs)
-	}
-	c := b.Build()
+		WithObjects(plainCode, safeCode).Build()
 	opts := DefaultOptions()
 	opts.Accounts = []types.NamespacedName{{Namespace: "ns", Name: "a"}}
-	opts.CommitWindow = 0
-	s := newServer(opts, c, c, c, logr.Discard())
+	clk := clocktesting.NewFakeClock(time.Now())
+	s := newServer(opts, clk, c, c, c, logr.Discard())
+	s.counter = counter
 	cipher, err := wxcrypto.NewCipher(testKey, "wxsafe")
 	if err != nil {
 		t.Fatal(err)
@@ -92,19 +89,46 @@ func unitServer(t testing.TB, funcs *interceptor.Funcs) (*Server, client.Client,
 		"wxplain": {appID: "wxplain", token: "tok-plain"},
 		"wxsafe":  {appID: "wxsafe", token: "tok-safe", ciphers: []*wxcrypto.Cipher{cipher}},
 	})
-	return s, c, map[string]*pusher{
+	return s, clk, map[string]*pusher{
 		plaintext: {appID: "wxplain", token: "tok-plain", mode: plaintext},
 		safe:      {appID: "wxsafe", token: "tok-safe", mode: safe, cipher: cipher},
 	}
 }
 
-func annotation(t testing.TB, c client.Reader, name, key string) string {
-	t.Helper()
-	var code qrv1alpha1.WeChatQRCode
-	if err := c.Get(context.Background(), types.NamespacedName{Namespace: "ns", Name: name}, &code); err != nil {
-		t.Fatal(err)
+// stubCounter stands for the counter in the HTTP unit tests: it counts every event once per
+// code, in memory, unless fail (when set) returns an error first.
+type stubCounter struct {
+	fail func(ctx context.Context) error
+
+	mu    sync.Mutex
+	keys  map[string]bool
+	scans map[string]int
+}
+
+func newStubCounter() *stubCounter {
+	return &stubCounter{keys: map[string]bool{}, scans: map[string]int{}}
+}
+
+func (c *stubCounter) count(ctx context.Context, code types.NamespacedName, s *scan, _, _ time.Time) (bool, error) {
+	if c.fail != nil {
+		if err := c.fail(ctx); err != nil {
+			return false, err
+		}
 	}
-	return code.Annotations[key]
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if k := seenKey(code, s.key); !c.keys[k] {
+		c.keys[k] = true
+		c.scans[code.Name]++
+		return false, nil
+	}
+	return true, nil
+}
+
+func (c *stubCounter) scansOf(name string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.scans[name]
 }
 
 func TestClassify(t *testing.T) {
@@ -215,7 +239,8 @@ func TestMergeRing(t *testing.T) {
 }
 
 func TestSeenSet(t *testing.T) {
-	s := newSeenSet(time.Hour, 2)
+	clk := clocktesting.NewFakeClock(time.Now())
+	s := newSeenSet(clk, time.Hour, 2)
 	code := types.NamespacedName{Namespace: "ns", Name: "x"}
 	s.add(code, "a")
 	s.add(code, "b")
@@ -227,6 +252,15 @@ func TestSeenSet(t *testing.T) {
 	s.add(code, "e") // rotates again: a and b are forgotten
 	if s.has(code, "a") || !s.has(code, "c") || !s.has(code, "e") {
 		t.Fatal("bounded generations wrong")
+	}
+	// Each ttl, the older generation goes.
+	clk.Step(time.Hour + time.Second)
+	if !s.has(code, "e") {
+		t.Fatal("forgotten after one ttl, want kept one to two ttl")
+	}
+	clk.Step(time.Hour + time.Second)
+	if s.has(code, "e") {
+		t.Fatal("remembered after two ttl")
 	}
 }
 
@@ -267,14 +301,12 @@ func TestParseSecretRef(t *testing.T) {
 	}
 }
 
-// TestUnpersistedIsNotSuccess: when the API server refuses the write, WeChat gets a 5xx (and
-// retries), never "success", and nothing is counted.
+// TestUnpersistedIsNotSuccess: when the scan could not be persisted, WeChat gets a 5xx (and
+// retries), never "success".
 func TestUnpersistedIsNotSuccess(t *testing.T) {
-	s, c, pushers := unitServer(t, &interceptor.Funcs{
-		Patch: func(context.Context, client.WithWatch, client.Object, client.Patch, ...client.PatchOption) error {
-			return errors.New("etcd is on fire")
-		},
-	})
+	counter := newStubCounter()
+	counter.fail = func(context.Context) error { return errors.New("etcd is on fire") }
+	s, _, pushers := unitServer(t, counter)
 	before := eventCount(kindQRScan, "failed")
 	code, body := pushers[plaintext].build(t, scanXML("o1", 1, "SCAN", "1", "TICKET-P")).serve(s)
 	if code != http.StatusServiceUnavailable || body == "success" {
@@ -283,30 +315,42 @@ func TestUnpersistedIsNotSuccess(t *testing.T) {
 	if eventCount(kindQRScan, "failed") != before+1 {
 		t.Error("failure not counted in the metric")
 	}
-	if got := annotation(t, c, "plain", qrv1alpha1.AnnotationScans); got != "" {
-		t.Fatalf("scans = %q after a failed write", got)
-	}
 }
 
-// TestDeadline: a write that outlasts the reply deadline is answered 503 in time.
+// TestDeadline: a write that outlasts the reply deadline is given up at the deadline, not before,
+// and answered 503 then.
 func TestDeadline(t *testing.T) {
-	s, _, pushers := unitServer(t, &interceptor.Funcs{
-		Patch: func(ctx context.Context, _ client.WithWatch, _ client.Object, _ client.Patch, _ ...client.PatchOption) error {
-			<-ctx.Done()
-			return ctx.Err()
-		},
-	})
-	s.opts.ReplyDeadline = 200 * time.Millisecond
-	start := time.Now()
-	code, _ := pushers[safe].build(t, scanXML("o1", 1, "SCAN", "2", "TICKET-S")).serve(s)
-	if code != http.StatusServiceUnavailable || time.Since(start) > time.Second {
-		t.Fatalf("got %d after %v, want 503 after about 200ms", code, time.Since(start))
+	writing := make(chan context.Context, 1)
+	counter := newStubCounter()
+	counter.fail = func(ctx context.Context) error {
+		writing <- ctx
+		<-ctx.Done()
+		return context.Cause(ctx)
+	}
+	s, clk, pushers := unitServer(t, counter)
+	req := pushers[safe].build(t, scanXML("o1", 1, "SCAN", "2", "TICKET-S"))
+	answered := make(chan int, 1)
+	go func() {
+		code, _ := req.serve(s)
+		answered <- code
+	}()
+	ctx := <-writing
+	clk.Step(s.opts.ReplyDeadline - time.Millisecond)
+	if ctx.Err() != nil {
+		t.Fatal("the write was given up before the reply deadline")
+	}
+	clk.Step(time.Millisecond)
+	if code := <-answered; code != http.StatusServiceUnavailable {
+		t.Fatalf("got %d, want 503", code)
+	}
+	if !errors.Is(context.Cause(ctx), context.DeadlineExceeded) {
+		t.Errorf("the write ended with %v, want the deadline", context.Cause(ctx))
 	}
 }
 
 // TestReplyEscaping: the reply text is the user's, but it cannot break out of its CDATA.
 func TestReplyEscaping(t *testing.T) {
-	s, _, pushers := unitServer(t, nil)
+	s, _, pushers := unitServer(t, newStubCounter())
 	p := pushers[safe]
 	code, body := p.build(t, scanXML("o-1<x>&amp;", 1, "subscribe", "qrscene_2", "TICKET-S")).serve(s)
 	if code != http.StatusOK {
@@ -330,16 +374,14 @@ func FuzzPush(f *testing.F) {
 	f.Add([]byte("<xml><Encrypt>AAAA</Encrypt></xml>"), false)
 	f.Add([]byte("<!DOCTYPE xml [<!ENTITY a \"aaaa\">]><xml><Event>&a;</Event></xml>"), false)
 	f.Add([]byte{}, true)
-	s, c, pushers := unitServer(f, nil)
+	counter := newStubCounter()
+	s, _, pushers := unitServer(f, counter)
 	f.Fuzz(func(t *testing.T, body []byte, encrypted bool) {
 		p := pushers[plaintext]
 		if encrypted {
 			p = pushers[safe]
 		}
-		before := map[string]string{
-			"plain": annotation(t, c, "plain", qrv1alpha1.AnnotationScans),
-			"safe":  annotation(t, c, "safe", qrv1alpha1.AnnotationScans),
-		}
+		before := map[string]int{"plain": counter.scansOf("plain"), "safe": counter.scansOf("safe")}
 		code, reply := p.build(t, string(body)).serve(s)
 		switch {
 		case code == http.StatusOK:
@@ -351,9 +393,9 @@ func FuzzPush(f *testing.F) {
 			t.Fatalf("status %d for %q", code, body)
 		}
 		for name, was := range before {
-			now := annotation(t, c, name, qrv1alpha1.AnnotationScans)
-			if now != was && (code != http.StatusOK || atoi(now) != atoi(was)+1) {
-				t.Fatalf("%s scans went from %q to %q (status %d)", name, was, now, code)
+			now := counter.scansOf(name)
+			if now != was && (code != http.StatusOK || now != was+1) {
+				t.Fatalf("%s scans went from %d to %d (status %d)", name, was, now, code)
 			}
 		}
 	})
@@ -366,7 +408,8 @@ func FuzzRequest(f *testing.F) {
 	f.Add("POST", "/wechat/wxplain", "encrypt_type=aes&msg_signature=0", []byte(scanXML("o1", 1, "SCAN", "1", "TICKET-P")))
 	f.Add("DELETE", "/wechat/../wechat/wxplain", "", []byte(nil))
 	f.Add("POST", "/", "", []byte(nil))
-	s, c, _ := unitServer(f, nil)
+	counter := newStubCounter()
+	s, _, _ := unitServer(f, counter)
 	f.Fuzz(func(t *testing.T, method, path, query string, body []byte) {
 		if !validMethod(method) || !strings.HasPrefix(path, "/") || strings.ContainsAny(path+query, " \t\r\n#") {
 			return // not something net/http would hand to a handler
@@ -380,7 +423,7 @@ func FuzzRequest(f *testing.F) {
 		if code := rec.Code; code < 400 || code >= 500 {
 			t.Fatalf("%s %s?%s: status %d", method, path, query, rec.Code)
 		}
-		if annotation(t, c, "plain", qrv1alpha1.AnnotationScans) != "" || annotation(t, c, "safe", qrv1alpha1.AnnotationScans) != "" {
+		if counter.scansOf("plain") != 0 || counter.scansOf("safe") != 0 {
 			t.Fatal("an unsigned request was counted")
 		}
 	})
@@ -398,15 +441,10 @@ func validMethod(m string) bool {
 	return true
 }
 
-func atoi(s string) int {
-	n, _ := strconv.Atoi(s)
-	return n
-}
-
 // BenchmarkPush is the CPU cost of one push up to attribution (signatures, body, decryption,
 // XML), per mode; the scan matches no code, so nothing is written.
 func BenchmarkPush(b *testing.B) {
-	s, _, pushers := unitServer(b, nil)
+	s, _, pushers := unitServer(b, newStubCounter())
 	for _, mode := range []string{plaintext, safe} {
 		req := pushers[mode].build(b, scanXML("o1", 1, "SCAN", "1", "T-NONE"))
 		b.Run(mode, func(b *testing.B) {
