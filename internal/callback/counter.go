@@ -33,12 +33,21 @@ import (
 	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
 )
 
+// scanCounter persists scans. The server answers WeChat only once count has returned: the HTTP
+// tests drive the server with a stand-in, and the counter's own tests run against an API server.
+type scanCounter interface {
+	// count returns once the scan s, made at at, is persisted in code's annotations (duplicate
+	// when it already was), or with an error: then the scan may or may not be persisted, and
+	// WeChat's retry will tell. It gives up when ctx ends, and its write at deadline.
+	count(ctx context.Context, code types.NamespacedName, s *scan, at, deadline time.Time) (duplicate bool, err error)
+}
+
 // errGone is returned for scans of a code deleted before they could be counted: no retry can
 // count them, so they are acknowledged.
 var errGone = errors.New("the code was deleted")
 
-// counter persists scans in the codes' annotations, one commit per code per window (group
-// commit), exactly once within the bound of the recent-events ring (see the package comment).
+// counter is the scanCounter of the server: it persists scans in the codes' annotations, one
+// commit per code per window (group commit), exactly once within the bound of the recent-events ring (see the package comment).
 type counter struct {
 	clock    clock.WithDelayedExecution
 	writer   client.Writer
@@ -62,9 +71,9 @@ const maxWritten = 4096
 
 // codeState is one code's commit loop; it exists while scans of the code keep arriving.
 type codeState struct {
-	// next waits for the next commit. Guarded by counter.mu.
-	next []*pending
-	// inFlight has the outcome of every event in next or in the commit under way, so that a retry
+	// queued waits for the next commit. Guarded by counter.mu.
+	queued []*pending
+	// inFlight has the outcome of every event in queued or in the commit under way, so that a retry
 	// arriving meanwhile waits for the original instead of racing it. Guarded by counter.mu.
 	inFlight map[string]*outcome
 	// base is the object as our last successful patch returned it: usually newer than the cache,
@@ -114,7 +123,7 @@ func (c *counter) count(ctx context.Context, code types.NamespacedName, s *scan,
 	if !joined {
 		out = &outcome{done: make(chan struct{})}
 		st.inFlight[s.key] = out
-		st.next = append(st.next, &pending{key: s.key, subscribe: s.kind == kindQRSubscribe, at: at, deadline: deadline, out: out})
+		st.queued = append(st.queued, &pending{key: s.key, subscribe: s.kind == kindQRSubscribe, at: at, deadline: deadline, out: out})
 	}
 	c.mu.Unlock()
 	select {
@@ -132,8 +141,8 @@ func (c *counter) loop(code types.NamespacedName, st *codeState) {
 	for {
 		<-window
 		c.mu.Lock()
-		batch := st.next
-		st.next = nil
+		batch := st.queued
+		st.queued = nil
 		if len(batch) == 0 {
 			delete(c.codes, code)
 			c.keepWritten(code, st.base)
@@ -320,4 +329,21 @@ func (s *seenSet) has(code types.NamespacedName, key string) bool {
 	_, inCur := s.cur[k]
 	_, inOld := s.old[k]
 	return inCur || inOld
+}
+
+// withDeadline is context.WithDeadline on clk, so that a test steps a deadline instead of waiting
+// for it. The context ends with cause context.DeadlineExceeded. It does not report the deadline
+// through Deadline(): a dialer or a client would compare that with the real time.
+func withDeadline(parent context.Context, clk clock.WithDelayedExecution, deadline time.Time) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancelCause(parent)
+	left := deadline.Sub(clk.Now())
+	if left <= 0 {
+		cancel(context.DeadlineExceeded)
+		return ctx, func() {}
+	}
+	t := clk.AfterFunc(left, func() { cancel(context.DeadlineExceeded) })
+	return ctx, func() {
+		t.Stop()
+		cancel(context.Canceled)
+	}
 }

@@ -198,7 +198,7 @@ func (f *fixture) replica(opts Options) *replica {
 	waitFor(f.t, "the replica to be ready", func() bool {
 		sync, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
 		defer cancel()
-		return s.accounts.loaded.Load() && mgr.GetCache().WaitForCacheSync(sync)
+		return s.keyring.loaded.Load() && mgr.GetCache().WaitForCacheSync(sync)
 	})
 	return r
 }

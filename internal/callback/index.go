@@ -70,12 +70,6 @@ func addIndexes(ctx context.Context, indexer client.FieldIndexer) error {
 	return indexer.IndexField(ctx, &qrv1alpha1.WeChatQRCode{}, sceneIndex, sceneValues)
 }
 
-// Attribution results besides a match, the result label of the events metric.
-const (
-	resultUnmatched = "unmatched"
-	resultAmbiguous = "ambiguous"
-)
-
 // attribute finds the code a scan belongs to: by ticket, or by scene when the push has no
 // ticket. It returns the code (nil when there is none) or why there is none.
 func attribute(ctx context.Context, cache client.Reader, appID string, s *scan) (*qrv1alpha1.WeChatQRCode, string, error) {

@@ -17,12 +17,17 @@ limitations under the License.
 package callback
 
 import (
+	"context"
+	"errors"
 	"net/http"
 	"time"
+
+	"github.com/go-logr/logr"
 
 	corev1 "k8s.io/api/core/v1"
 	k8sruntime "k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/rest"
+	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -32,6 +37,12 @@ import (
 
 	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
 )
+
+// The callback server writes only annotations (metadata), never status, and reads Secrets by
+// name through a Role limited with resourceNames that the deployment writes, not through these
+// markers.
+//
+// +kubebuilder:rbac:groups=wechat.qrcode-operator.io,resources=wechatqrcodes,verbs=get;list;watch;patch
 
 // Config is a callback server process: Options plus its three listeners, each "0" to disable.
 // Pushes come from the internet through an Ingress; probes and metrics stay inside the cluster,
@@ -95,4 +106,47 @@ func NewManager(rc *rest.Config, cfg Config) (manager.Manager, *Server, error) {
 		}
 	}
 	return mgr, s, nil
+}
+
+// Setup adds the server's cache indexes and Secret reader to mgr, whose cache must not have
+// started yet, and its readiness check: ready once the cache has synced and the Secrets have been
+// read once. Serving it is the caller's business (see NewManager).
+func Setup(mgr ctrl.Manager, opts Options) (*Server, error) {
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
+	log := mgr.GetLogger().WithName("callback")
+	if err := addIndexes(context.Background(), mgr.GetFieldIndexer()); err != nil {
+		return nil, err
+	}
+	// Secrets are read uncached, by name: a cached read would list and watch every Secret.
+	s := newServer(opts, clock.RealClock{}, mgr.GetAPIReader(), mgr.GetCache(), mgr.GetClient(), log)
+	if err := mgr.Add(s.keyring); err != nil {
+		return nil, err
+	}
+	return s, mgr.AddReadyzCheck("callback", func(r *http.Request) error {
+		if !s.keyring.loaded.Load() {
+			return errors.New("account Secrets not read yet")
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), 100*time.Millisecond)
+		defer cancel()
+		if !mgr.GetCache().WaitForCacheSync(ctx) {
+			return errors.New("cache not synced")
+		}
+		return nil
+	})
+}
+
+// newServer wires a Server: api reads, uncached, the account Secrets and the codes after a
+// conflict; cache serves the index lookups; writer patches the codes; clk times everything.
+func newServer(opts Options, clk clock.WithDelayedExecution, api, cache client.Reader, writer client.Writer, log logr.Logger) *Server {
+	return &Server{
+		opts:    opts,
+		keyring: &keyring{reader: api, refs: dedupe(opts.Accounts), interval: opts.SecretRefreshInterval, clock: clk, log: log},
+		counter: newCounter(clk, writer, cache, api, opts.CommitWindow, opts.RecentEvents),
+		cache:   cache,
+		log:     log,
+		sampler: sampler{clock: clk},
+		clock:   clk,
+	}
 }

@@ -17,12 +17,15 @@ limitations under the License.
 package callback
 
 import (
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/xml"
 	"errors"
 	"strconv"
 	"strings"
+
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/wxcrypto"
 )
 
 // message is a push body, or the plaintext inside an encrypted one. Compatible mode sends the
@@ -144,5 +147,20 @@ func newTextReply(m *message, text string, now int64) ([]byte, error) {
 		CreateTime:   now,
 		MsgType:      cdata{"text"},
 		Content:      cdata{text},
+	})
+}
+
+// seal encrypts and signs a passive reply (safe and compatible mode).
+func seal(token string, c *wxcrypto.Cipher, reply []byte, now int64) ([]byte, error) {
+	enc, err := c.Encrypt(reply)
+	if err != nil {
+		return nil, err
+	}
+	ts, nonce := strconv.FormatInt(now, 10), rand.Text()
+	return xml.Marshal(encryptedReply{
+		Encrypt:      cdata{enc},
+		MsgSignature: cdata{wxcrypto.Signature(token, ts, nonce, enc)},
+		TimeStamp:    ts,
+		Nonce:        cdata{nonce},
 	})
 }

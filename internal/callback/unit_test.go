@@ -85,7 +85,7 @@ func unitServer(t testing.TB, counter scanCounter) (*Server, *clocktesting.FakeC
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.accounts.byAppID.Store(&map[string]*account{
+	s.keyring.byAppID.Store(&map[string]*pushKeys{
 		"wxplain": {appID: "wxplain", token: "tok-plain"},
 		"wxsafe":  {appID: "wxsafe", token: "tok-safe", ciphers: []*wxcrypto.Cipher{cipher}},
 	})

@@ -20,7 +20,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -37,8 +36,9 @@ import (
 	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
 )
 
-// account is what one Secret tells about pushing to one Official Account.
-type account struct {
+// pushKeys is what the callback server needs to authenticate and open one Official Account's
+// pushes: the AppID of its path, the token that signs them and the ciphers of its keys.
+type pushKeys struct {
 	appID string
 	token string
 	// ciphers holds the current key's cipher then the previous one's; empty for a plaintext-mode
@@ -48,9 +48,9 @@ type account struct {
 
 // decrypt tries the current key, then the previous one, and returns the cipher that worked so
 // that the reply is encrypted with the key WeChat is using.
-func (a *account) decrypt(b64 string) ([]byte, *wxcrypto.Cipher, error) {
+func (k *pushKeys) decrypt(b64 string) ([]byte, *wxcrypto.Cipher, error) {
 	var err error
-	for _, c := range a.ciphers {
+	for _, c := range k.ciphers {
 		var msg []byte
 		if msg, err = c.Decrypt(b64); err == nil {
 			return msg, c, nil
@@ -59,20 +59,11 @@ func (a *account) decrypt(b64 string) ([]byte, *wxcrypto.Cipher, error) {
 	return nil, nil, err
 }
 
-// ParseSecretRef parses the <namespace>/<name> of an --account flag.
-func ParseSecretRef(s string) (types.NamespacedName, error) {
-	ns, name, ok := strings.Cut(s, "/")
-	if !ok || ns == "" || name == "" || strings.Contains(name, "/") {
-		return types.NamespacedName{}, fmt.Errorf("account %q: want <namespace>/<secretName>", s)
-	}
-	return types.NamespacedName{Namespace: ns, Name: name}, nil
-}
-
-// accountFromSecret reads what the callback server needs of an account Secret through the
+// pushKeysFromSecret reads what the callback server needs of an account Secret through the
 // project's one parser, which trims the values as the manager does: a Secret made with
 // `kubectl create secret --from-file` keeps each file's trailing newline, and an untrimmed AppID
 // would never match the push path. Its errors name keys, never values.
-func accountFromSecret(s *corev1.Secret) (*account, error) {
+func pushKeysFromSecret(s *corev1.Secret) (*pushKeys, error) {
 	creds, err := credentials.FromSecret(s)
 	if err != nil {
 		return nil, err
@@ -84,11 +75,12 @@ func accountFromSecret(s *corev1.Secret) (*account, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &account{appID: creds.AppID, token: creds.Token, ciphers: ciphers}, nil
+	return &pushKeys{appID: creds.AppID, token: creds.Token, ciphers: ciphers}, nil
 }
 
-// accounts holds the accounts read from the configured Secrets and re-reads them periodically.
-type accounts struct {
+// keyring holds the push keys read from the configured account Secrets and reads the Secrets
+// again every interval.
+type keyring struct {
 	reader   client.Reader
 	refs     []types.NamespacedName
 	interval time.Duration
@@ -96,78 +88,79 @@ type accounts struct {
 	log      logr.Logger
 
 	// byAppID is replaced whole on every refresh, so a request sees one consistent set.
-	byAppID atomic.Pointer[map[string]*account]
+	byAppID atomic.Pointer[map[string]*pushKeys]
 	// byRef is only touched by the refresh loop.
-	byRef  map[types.NamespacedName]*account
+	byRef  map[types.NamespacedName]*pushKeys
 	loaded atomic.Bool
 }
 
-func (a *accounts) get(appID string) *account {
-	if m := a.byAppID.Load(); m != nil {
+// lookup returns the keys of the account served at /wechat/<appID>, nil for none.
+func (k *keyring) lookup(appID string) *pushKeys {
+	if m := k.byAppID.Load(); m != nil {
 		return (*m)[appID]
 	}
 	return nil
 }
 
 // Start reads the Secrets now and then every interval until ctx ends. It is a manager Runnable.
-func (a *accounts) Start(ctx context.Context) error {
+func (k *keyring) Start(ctx context.Context) error {
 	for {
-		a.refresh(ctx)
-		a.loaded.Store(true)
+		k.refresh(ctx)
+		k.loaded.Store(true)
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-a.clock.After(a.interval):
+		case <-k.clock.After(k.interval):
 		}
 	}
 }
 
 // NeedLeaderElection is false: every replica serves pushes.
-func (a *accounts) NeedLeaderElection() bool { return false }
+func (k *keyring) NeedLeaderElection() bool { return false }
 
 // refresh re-reads every Secret. A Secret that cannot be read for a reason other than its
 // absence keeps its last good version, so an API server hiccup does not turn pushes away; a
 // deleted or invalid Secret stops being served.
-func (a *accounts) refresh(ctx context.Context) {
-	if a.byRef == nil {
-		a.byRef = map[types.NamespacedName]*account{}
+func (k *keyring) refresh(ctx context.Context) {
+	if k.byRef == nil {
+		k.byRef = map[types.NamespacedName]*pushKeys{}
 	}
-	byAppID := map[string]*account{}
-	for _, ref := range a.refs {
-		acct, err := a.read(ctx, ref)
+	byAppID := map[string]*pushKeys{}
+	for _, ref := range k.refs {
+		keys, err := k.read(ctx, ref)
 		switch {
 		case err == nil:
-			a.byRef[ref] = acct
+			k.byRef[ref] = keys
 		case apierrors.IsNotFound(err) || errors.Is(err, errInvalidSecret):
-			delete(a.byRef, ref)
-			a.log.Error(err, "account Secret not served", "secret", ref.String())
+			delete(k.byRef, ref)
+			k.log.Error(err, "account Secret not served", "secret", ref.String())
 		default:
-			a.log.Error(err, "reading account Secret; serving its last good version if any", "secret", ref.String())
+			k.log.Error(err, "reading account Secret; serving its last good version if any", "secret", ref.String())
 		}
 		loaded := 0.0
-		if acct, ok := a.byRef[ref]; ok {
-			if _, dup := byAppID[acct.appID]; dup {
-				a.log.Error(nil, "two account Secrets have the same appID; serving the first one given", "secret", ref.String())
+		if keys, ok := k.byRef[ref]; ok {
+			if _, dup := byAppID[keys.appID]; dup {
+				k.log.Error(nil, "two account Secrets have the same appID; serving the first one given", "secret", ref.String())
 			} else {
-				byAppID[acct.appID] = acct
+				byAppID[keys.appID] = keys
 				loaded = 1
 			}
 		}
 		accountLoaded.WithLabelValues(ref.String()).Set(loaded)
 	}
-	a.byAppID.Store(&byAppID)
+	k.byAppID.Store(&byAppID)
 }
 
 var errInvalidSecret = errors.New("invalid account Secret")
 
-func (a *accounts) read(ctx context.Context, ref types.NamespacedName) (*account, error) {
+func (k *keyring) read(ctx context.Context, ref types.NamespacedName) (*pushKeys, error) {
 	var s corev1.Secret
-	if err := a.reader.Get(ctx, ref, &s); err != nil {
+	if err := k.reader.Get(ctx, ref, &s); err != nil {
 		return nil, err
 	}
-	acct, err := accountFromSecret(&s)
+	keys, err := pushKeysFromSecret(&s)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", errInvalidSecret, err)
 	}
-	return acct, nil
+	return keys, nil
 }

@@ -1,0 +1,97 @@
+/*
+Copyright 2026 The WeChat QR Code Operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package callback
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"k8s.io/apimachinery/pkg/types"
+)
+
+// Options is how the server treats pushes; see the package comment for what each one bounds.
+type Options struct {
+	// Accounts are the Secrets (namespace/name) of the accounts served.
+	Accounts []types.NamespacedName
+	// SecretRefreshInterval is how often the Secrets are read again.
+	SecretRefreshInterval time.Duration
+	// MaxClockSkew is how far a push's timestamp may be from our clock, either way.
+	MaxClockSkew time.Duration
+	// MaxBodyBytes caps a push's body.
+	MaxBodyBytes int64
+	// ReplyDeadline is how long a push may wait for its count to be persisted.
+	ReplyDeadline time.Duration
+	// CommitWindow is the group-commit window: at most one patch per code per window.
+	CommitWindow time.Duration
+	// RecentEvents is N, the length of each code's ring of recently counted event keys.
+	RecentEvents int
+}
+
+// DefaultOptions are the flags' defaults.
+func DefaultOptions() Options {
+	return Options{
+		SecretRefreshInterval: time.Minute,
+		MaxClockSkew:          5 * time.Minute,
+		MaxBodyBytes:          64 << 10,
+		ReplyDeadline:         3 * time.Second,
+		CommitWindow:          25 * time.Millisecond,
+		RecentEvents:          1024,
+	}
+}
+
+// maxRecentEvents keeps the ring (13 bytes a key) well inside the API server's 256 KiB limit on
+// an object's annotations.
+const maxRecentEvents = 8192
+
+func (o Options) validate() error {
+	switch {
+	case len(o.Accounts) == 0:
+		return errors.New("no account Secret given (--account=<namespace>/<name>)")
+	case o.SecretRefreshInterval <= 0, o.MaxClockSkew <= 0, o.MaxBodyBytes <= 0, o.CommitWindow < 0:
+		return errors.New("durations and sizes must be positive")
+	case o.ReplyDeadline <= o.CommitWindow || o.ReplyDeadline >= 5*time.Second:
+		return errors.New("the reply deadline must be longer than the commit window and shorter than WeChat's 5 s")
+	case o.RecentEvents < 1 || o.RecentEvents > maxRecentEvents:
+		return fmt.Errorf("recent events must be between 1 and %d", maxRecentEvents)
+	}
+	return nil
+}
+
+// ParseSecretRef parses the <namespace>/<name> of an --account flag.
+func ParseSecretRef(s string) (types.NamespacedName, error) {
+	ns, name, ok := strings.Cut(s, "/")
+	if !ok || ns == "" || name == "" || strings.Contains(name, "/") {
+		return types.NamespacedName{}, fmt.Errorf("account %q: want <namespace>/<secretName>", s)
+	}
+	return types.NamespacedName{Namespace: ns, Name: name}, nil
+}
+
+// dedupe drops repeated --account flags: the same Secret read twice would look like two accounts
+// with one AppID.
+func dedupe(refs []types.NamespacedName) []types.NamespacedName {
+	var out []types.NamespacedName
+	seen := map[types.NamespacedName]bool{}
+	for _, r := range refs {
+		if !seen[r] {
+			seen[r] = true
+			out = append(out, r)
+		}
+	}
+	return out
+}

@@ -1,0 +1,252 @@
+/*
+Copyright 2026 The WeChat QR Code Operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package callback
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-logr/logr"
+	"k8s.io/utils/clock"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/wxcrypto"
+)
+
+// PathPrefix starts every account's path: /wechat/<appID>.
+const PathPrefix = "/wechat/"
+
+// What became of a verified scan: the result label of the events metric.
+const (
+	resultCounted   = "counted"
+	resultDuplicate = "duplicate" // counted before: a retry
+	resultUnmatched = "unmatched" // no code has the ticket (or the scene)
+	resultAmbiguous = "ambiguous" // several codes have the scene
+	resultGone      = "gone"      // the code was deleted before the scan was counted
+)
+
+// Server is the push endpoint of every configured account (an http.Handler).
+type Server struct {
+	opts    Options
+	keyring *keyring
+	counter scanCounter
+	cache   client.Reader
+	log     logr.Logger
+	sampler sampler
+	// clock times everything of a push: the timestamp check, the reply deadline, the reply's
+	// CreateTime, the log sampler and the push duration.
+	clock clock.WithDelayedExecution
+}
+
+// ServeHTTP answers WeChat: GET is the URL verification; a POST, an event push, is
+// authenticated, opened, classified, attributed to a code, counted and answered, in that order.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := s.clock.Now()
+	q := r.URL.Query()
+	keys, rf := s.authenticate(r, q)
+	if rf != nil {
+		s.refuse(w, r, keys, rf)
+		return
+	}
+	if r.Method == http.MethodGet {
+		s.echo(w, r, keys, q)
+		return
+	}
+	m, c, rf := s.open(w, r, keys, q)
+	if rf != nil {
+		s.refuse(w, r, keys, rf)
+		return
+	}
+	defer func() { pushDuration.Observe(s.clock.Since(start).Seconds()) }()
+
+	sc, kind := classify(m)
+	if sc == nil {
+		events.WithLabelValues(kind, "acknowledged").Inc()
+		s.answer(w, keys, m, c, "")
+		return
+	}
+	deadline := start.Add(s.opts.ReplyDeadline)
+	ctx, cancel := withDeadline(r.Context(), s.clock, deadline)
+	defer cancel()
+	code, result, err := attribute(ctx, s.cache, keys.appID, sc)
+	if err == nil && code != nil {
+		result, err = s.count(ctx, code, sc, start, deadline)
+	}
+	if err != nil {
+		// Not "success": WeChat retries.
+		events.WithLabelValues(kind, "failed").Inc()
+		s.log.Error(err, "scan not counted; WeChat will retry", "appID", keys.appID)
+		http.Error(w, http.StatusText(http.StatusServiceUnavailable), http.StatusServiceUnavailable)
+		return
+	}
+	events.WithLabelValues(kind, result).Inc()
+	var reply string
+	if (result == resultCounted || result == resultDuplicate) && code.Spec.Reply != nil {
+		reply = code.Spec.Reply.Text
+	}
+	s.answer(w, keys, m, c, reply)
+}
+
+// authenticate finds the push keys of the path and checks the URL signature and timestamp, which
+// every request carries.
+func (s *Server) authenticate(r *http.Request, q url.Values) (*pushKeys, *refusal) {
+	appID, ok := strings.CutPrefix(r.URL.Path, PathPrefix)
+	var keys *pushKeys
+	if ok {
+		keys = s.keyring.lookup(appID)
+	}
+	if keys == nil {
+		return nil, newRefusal(http.StatusNotFound, "unknown_account", nil)
+	}
+	if r.Method != http.MethodGet && r.Method != http.MethodPost {
+		return keys, newRefusal(http.StatusMethodNotAllowed, "method", nil)
+	}
+	timestamp, nonce, signature := q.Get("timestamp"), q.Get("nonce"), q.Get("signature")
+	if timestamp == "" || nonce == "" || signature == "" {
+		return keys, newRefusal(http.StatusBadRequest, "missing_parameter", nil)
+	}
+	if rf := s.checkTimestamp(timestamp); rf != nil {
+		return keys, rf
+	}
+	if !wxcrypto.VerifySignature(signature, keys.token, timestamp, nonce) {
+		return keys, newRefusal(http.StatusForbidden, "bad_signature", nil)
+	}
+	return keys, nil
+}
+
+// checkTimestamp bounds how long a captured request can be replayed.
+func (s *Server) checkTimestamp(ts string) *refusal {
+	if len(ts) > 12 || strings.Trim(ts, "0123456789") != "" {
+		return newRefusal(http.StatusBadRequest, "bad_timestamp", nil)
+	}
+	sec, _ := strconv.ParseInt(ts, 10, 64)
+	skew := s.clock.Since(time.Unix(sec, 0))
+	if skew > s.opts.MaxClockSkew || -skew > s.opts.MaxClockSkew {
+		return newRefusal(http.StatusForbidden, "stale_timestamp", nil)
+	}
+	return nil
+}
+
+// echo answers the URL verification WeChat sends when the server URL is configured.
+func (s *Server) echo(w http.ResponseWriter, r *http.Request, keys *pushKeys, q url.Values) {
+	echo := q.Get("echostr")
+	if echo == "" {
+		s.refuse(w, r, keys, newRefusal(http.StatusBadRequest, "missing_parameter", nil))
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	_, _ = io.WriteString(w, echo)
+}
+
+// open reads, authenticates and decrypts the body of a push. It returns the cipher that decrypted
+// it, nil for a plaintext push.
+func (s *Server) open(w http.ResponseWriter, r *http.Request, keys *pushKeys, q url.Values) (*message, *wxcrypto.Cipher, *refusal) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes))
+	if err != nil {
+		if _, tooLarge := errors.AsType[*http.MaxBytesError](err); tooLarge {
+			return nil, nil, newRefusal(http.StatusRequestEntityTooLarge, "body_too_large", nil)
+		}
+		return nil, nil, newRefusal(http.StatusBadRequest, "read_error", nil)
+	}
+	var encrypted bool
+	switch q.Get("encrypt_type") {
+	case "", "raw":
+	case "aes":
+		encrypted = true
+	default:
+		return nil, nil, newRefusal(http.StatusBadRequest, "bad_encrypt_type", nil)
+	}
+	switch {
+	case !encrypted && len(keys.ciphers) > 0:
+		return nil, nil, newRefusal(http.StatusForbidden, "encryption_required",
+			errors.New("the account Secret has an encodingAESKey, so only encrypted pushes are accepted: set the account to safe or compatible mode, or remove encodingAESKey"))
+	case encrypted && len(keys.ciphers) == 0:
+		return nil, nil, newRefusal(http.StatusForbidden, "no_encoding_aes_key",
+			errors.New("encrypted push for an account whose Secret has no encodingAESKey"))
+	}
+	m, err := parseMessage(body)
+	if err != nil {
+		return nil, nil, newRefusal(http.StatusBadRequest, "malformed_body", err)
+	}
+	if !encrypted {
+		return m, nil, nil
+	}
+	if m.Encrypt == "" || q.Get("msg_signature") == "" {
+		return nil, nil, newRefusal(http.StatusBadRequest, "missing_parameter", nil)
+	}
+	if !wxcrypto.VerifySignature(q.Get("msg_signature"), keys.token, q.Get("timestamp"), q.Get("nonce"), m.Encrypt) {
+		return nil, nil, newRefusal(http.StatusForbidden, "bad_msg_signature", nil)
+	}
+	plain, c, err := keys.decrypt(m.Encrypt)
+	if err != nil {
+		reason := "decrypt_failed"
+		if errors.Is(err, wxcrypto.ErrAppIDMismatch) {
+			reason = "appid_mismatch"
+		}
+		return nil, nil, newRefusal(http.StatusBadRequest, reason, err)
+	}
+	if m, err = parseMessage(plain); err != nil {
+		return nil, nil, newRefusal(http.StatusBadRequest, "malformed_body", err)
+	}
+	return m, c, nil
+}
+
+// count persists a scan attributed to code and returns the result label of the events metric.
+func (s *Server) count(ctx context.Context, code *qrv1alpha1.WeChatQRCode, sc *scan, at, deadline time.Time) (string, error) {
+	duplicate, err := s.counter.count(ctx, client.ObjectKeyFromObject(code), sc, at, deadline)
+	switch {
+	case errors.Is(err, errGone):
+		// No retry could count it either.
+		return resultGone, nil
+	case err != nil:
+		return "", err
+	case duplicate:
+		return resultDuplicate, nil
+	}
+	return resultCounted, nil
+}
+
+// answer acknowledges a push with "success", or with the passive reply text, encrypted like the
+// push was.
+func (s *Server) answer(w http.ResponseWriter, keys *pushKeys, m *message, c *wxcrypto.Cipher, text string) {
+	if text == "" {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = io.WriteString(w, "success")
+		return
+	}
+	now := s.clock.Now().Unix()
+	body, err := newTextReply(m, text, now)
+	if err == nil && c != nil {
+		body, err = seal(keys.token, c, body, now)
+	}
+	if err != nil {
+		// The scan is persisted: acknowledging it without the reply beats a retry.
+		s.log.Error(err, "building the passive reply; answering success", "appID", keys.appID)
+		s.answer(w, keys, m, nil, "")
+		return
+	}
+	w.Header().Set("Content-Type", "application/xml; charset=utf-8")
+	_, _ = w.Write(body)
+}
