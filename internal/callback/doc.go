@@ -51,8 +51,10 @@ limitations under the License.
 // are scans. They carry the ticket of the scanned code, looked up in a cache field index over
 // status.ticket and status.previousTickets[].ticket keyed with status.issuedFor.appID, across all
 // namespaces; without a ticket the scene (issuedFor.appID + Scene.Key()) is looked up instead.
-// Anything else (unsubscribe, a subscribe without EventKey, messages, scans matching no code or
-// several) is acknowledged with "success" and only counted in
+// A ticket that is one code's current ticket and another's previous one (a permanent scene that
+// moved from one code to the other: WeChat answers the same ticket for it) is the current
+// holder's. Anything else (unsubscribe, a subscribe without EventKey, messages, scans matching no
+// code, or several alike) is acknowledged with "success" and only counted in
 // wechat_qrcode_operator_callback_events_total.
 //
 // # Counting, durably and exactly once

@@ -39,7 +39,7 @@ func indexKey(appID, value string) string { return appID + "/" + value }
 func ticketValues(o client.Object) []string {
 	c := o.(*qrv1alpha1.WeChatQRCode)
 	var v []string
-	if c.Status.Ticket != "" && c.Status.IssuedFor != nil && c.Status.IssuedFor.AppID != "" {
+	if c.Status.IssuedFor != nil && currentTicket(c, c.Status.IssuedFor.AppID) != "" {
 		v = append(v, indexKey(c.Status.IssuedFor.AppID, c.Status.Ticket))
 	}
 	for _, p := range c.Status.PreviousTickets {
@@ -48,6 +48,14 @@ func ticketValues(o client.Object) []string {
 		}
 	}
 	return v
+}
+
+// currentTicket is c's current ticket if it was issued for appID, else "".
+func currentTicket(c *qrv1alpha1.WeChatQRCode, appID string) string {
+	if appID == "" || c.Status.IssuedFor == nil || c.Status.IssuedFor.AppID != appID {
+		return ""
+	}
+	return c.Status.Ticket
 }
 
 // sceneValues indexes the scene a ticket was issued for, for pushes without a Ticket.
@@ -71,7 +79,8 @@ func addIndexes(ctx context.Context, indexer client.FieldIndexer) error {
 }
 
 // attribute finds the code a scan belongs to: by ticket, or by scene when the push has no
-// ticket. It returns the code (nil when there is none) or why there is none.
+// ticket. It returns the code (nil when there is none) or why there is none: no code, or several
+// with none preferred.
 func attribute(ctx context.Context, cache client.Reader, appID string, s *scan) (*qrv1alpha1.WeChatQRCode, string, error) {
 	index, value := ticketIndex, s.ticket
 	if value == "" {
@@ -87,7 +96,22 @@ func attribute(ctx context.Context, cache client.Reader, appID string, s *scan) 
 		return nil, resultUnmatched, nil
 	case 1:
 		return &list.Items[0], "", nil
-	default:
+	}
+	// A permanent ticket is one code's current ticket and, for a while, another's previous one:
+	// WeChat answers the same ticket for the same permanent scene, and the code that gave the
+	// scene up keeps its ticket until the controller sees that another code claimed it. The scan
+	// is the current holder's.
+	var current *qrv1alpha1.WeChatQRCode
+	for i := range list.Items {
+		if c := &list.Items[i]; s.ticket != "" && currentTicket(c, appID) == s.ticket {
+			if current != nil {
+				return nil, resultAmbiguous, nil
+			}
+			current = c
+		}
+	}
+	if current == nil {
 		return nil, resultAmbiguous, nil
 	}
+	return current, "", nil
 }

@@ -238,6 +238,43 @@ func TestMergeRing(t *testing.T) {
 	}
 }
 
+// TestAttributeSharedTicket: while a permanent scene moves from one code to another, its ticket is
+// the current ticket of the new holder and a previous ticket of the old one; the scan is the new
+// holder's, whichever code the cache lists first. Two codes holding a ticket the same way still
+// count for neither.
+func TestAttributeSharedTicket(t *testing.T) {
+	const appID = "wxshared"
+	previousHolder := func(name string) *qrv1alpha1.WeChatQRCode {
+		c := newCode("ns", name, appID, "T-MOVED-ON-"+name, 8, "")
+		p := qrv1alpha1.PreviousTicket{}
+		p.Ticket, p.AppID = "T-SHARED", appID
+		c.Status.PreviousTickets = append(c.Status.PreviousTickets, p)
+		return c
+	}
+	for _, names := range [][2]string{{"a-old", "b-new"}, {"b-old", "a-new"}} {
+		codes := fake.NewClientBuilder().WithScheme(testenv.Scheme()).
+			WithIndex(&qrv1alpha1.WeChatQRCode{}, ticketIndex, ticketValues).
+			WithObjects(previousHolder(names[0]), newCode("ns", names[1], appID, "T-SHARED", 7, "")).Build()
+		got, why, err := attribute(context.Background(), codes, appID, &scan{ticket: "T-SHARED"})
+		if err != nil || got == nil || got.Name != names[1] {
+			t.Errorf("%v: attributed to %v (%q, %v), want the current holder %s", names, got, why, err, names[1])
+		}
+	}
+
+	codes := fake.NewClientBuilder().WithScheme(testenv.Scheme()).
+		WithIndex(&qrv1alpha1.WeChatQRCode{}, ticketIndex, ticketValues).
+		WithObjects(previousHolder("x"), previousHolder("y"), newCode("ns", "z", appID, "T-TWIN", 1, ""), newCode("ns", "w", appID, "T-TWIN", 1, "")).Build()
+	for _, ticket := range []string{"T-SHARED", "T-TWIN"} {
+		if got, why, err := attribute(context.Background(), codes, appID, &scan{ticket: ticket}); err != nil || got != nil || why != resultAmbiguous {
+			t.Errorf("%s, held alike by two codes: attributed to %v (%q, %v), want ambiguous", ticket, got, why, err)
+		}
+	}
+	// The current ticket of another account is not this account's.
+	if got, _, _ := attribute(context.Background(), codes, "wxother", &scan{ticket: "T-TWIN"}); got != nil {
+		t.Errorf("another account's ticket attributed to %s", got.Name)
+	}
+}
+
 func TestSeenSet(t *testing.T) {
 	clk := clocktesting.NewFakeClock(time.Now())
 	s := newSeenSet(clk, time.Hour, 2)
