@@ -39,6 +39,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/wxcrypto"
 )
 
 // TestModes counts a new follower's scan and a follower's scan in each of WeChat's three modes,
@@ -97,17 +98,15 @@ func mustSend(t *testing.T, p *push, r *replica) {
 
 // TestVerification is the GET WeChat sends when the server URL is configured.
 func TestVerification(t *testing.T) {
-	f := newFixture(t)
-	ref, p := f.account("a", "wxverify01", "tok-verify", testKey, "")
-	r := f.replica(Options{Accounts: []types.NamespacedName{ref}})
-	get := p.build(t, "")
+	s, _, pushers := unitServer(t, newStubCounter())
+	get := pushers[safe].build(t, "")
 	get.method, get.body = http.MethodGet, nil
 	get.query.Set("echostr", "8203487562034")
-	status, body := get.send(t, r.url)
+	status, body := get.serve(s)
 	wantOK(t, status, body, "8203487562034")
 
 	get.query.Set("signature", strings.Repeat("0", 40))
-	if status, body := get.send(t, r.url); status != http.StatusForbidden || strings.Contains(body, "8203487562034") {
+	if status, body := get.serve(s); status != http.StatusForbidden || strings.Contains(body, "8203487562034") {
 		t.Fatalf("forged verification: %d %q", status, body)
 	}
 }
@@ -115,19 +114,18 @@ func TestVerification(t *testing.T) {
 // TestRefusals sends hostile and broken requests: each is refused with the expected 4xx and
 // reason, nothing is counted, and nothing secret is logged.
 func TestRefusals(t *testing.T) {
-	f := newFixture(t)
-	plainRef, plain := f.account("plain", "wxrefplain", "tok-ref-plain", "", "")
-	safeRef, safeP := f.account("safe", "wxrefsafe", "tok-ref-safe", testKey, "")
-	r := f.replica(Options{Accounts: []types.NamespacedName{plainRef, safeRef}})
-	plainCode := f.code(newCode("", "plain", plain.appID, "T-PLAIN", 1, ""))
-	safeCode := f.code(newCode("", "safe", safeP.appID, "T-SAFE", 1, ""))
-	waitIndexed(t, []*replica{r}, plain.appID, "T-PLAIN")
-	waitIndexed(t, []*replica{r}, safeP.appID, "T-SAFE")
+	counter := newStubCounter()
+	s, clk, pushers := unitServer(t, counter)
+	plain, safeP := pushers[plaintext], pushers[safe]
 
-	plainScan := func() *push { return plain.build(t, scanXML("o1", 1, "SCAN", "1", "T-PLAIN")) }
-	safeScan := func() *push { return safeP.build(t, scanXML("o1", 1, "SCAN", "1", "T-SAFE")) }
+	plainScan := func() *push { return plain.build(t, scanXML("o1", 1, "SCAN", "1", "TICKET-P")) }
+	safeScan := func() *push { return safeP.build(t, scanXML("o1", 1, "SCAN", "1", "TICKET-S")) }
 	encryptFor := func(key, appID string, msg string) string {
-		enc, err := f.cipher(key, appID).Encrypt([]byte(msg))
+		c, err := wxcrypto.NewCipher(key, appID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		enc, err := c.Encrypt([]byte(msg))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -141,7 +139,7 @@ func TestRefusals(t *testing.T) {
 	}
 	ago := func(d time.Duration) *push {
 		p := plainScan()
-		p.query.Set("timestamp", strconv.FormatInt(time.Now().Add(-d).Unix(), 10))
+		p.query.Set("timestamp", strconv.FormatInt(clk.Now().Add(-d).Unix(), 10))
 		plain.resign(p, "")
 		return p
 	}
@@ -179,7 +177,7 @@ func TestRefusals(t *testing.T) {
 		{"no nonce", func() *push { p := plainScan(); p.query.Del("nonce"); return p }(), 400, "missing_parameter"},
 		{"oversized body", func() *push {
 			p := plainScan()
-			p.body = []byte(scanXML(strings.Repeat("o", 70<<10), 1, "SCAN", "1", "T-PLAIN"))
+			p.body = []byte(scanXML(strings.Repeat("o", 70<<10), 1, "SCAN", "1", "TICKET-P"))
 			return p
 		}(), 413, "body_too_large"},
 		{"garbage body", func() *push { p := plainScan(); p.body = []byte("\x00\xff{not xml"); return p }(), 400, "malformed_body"},
@@ -195,8 +193,8 @@ func TestRefusals(t *testing.T) {
 			p.body = []byte(strings.Replace(string(p.body), "CDATA[", "CDATA[A", 2))
 			return p
 		}(), 403, "bad_msg_signature"},
-		{"signed, another key", withEncrypt(encryptFor(testOtherKey, safeP.appID, scanXML("o1", 1, "SCAN", "1", "T-SAFE"))), 400, "decrypt_failed"},
-		{"signed, another appid", withEncrypt(encryptFor(testKey, "wxsomeoneelse", scanXML("o1", 1, "SCAN", "1", "T-SAFE"))), 400, "appid_mismatch"},
+		{"signed, another key", withEncrypt(encryptFor(testOtherKey, safeP.appID, scanXML("o1", 1, "SCAN", "1", "TICKET-S"))), 400, "decrypt_failed"},
+		{"signed, another appid", withEncrypt(encryptFor(testKey, "wxsomeoneelse", scanXML("o1", 1, "SCAN", "1", "TICKET-S"))), 400, "appid_mismatch"},
 		{"signed, not base64", withEncrypt("!!!!"), 400, "decrypt_failed"},
 		{"signed, decrypts to garbage", withEncrypt(encryptFor(testKey, safeP.appID, "not xml")), 400, "malformed_body"},
 	}
@@ -204,7 +202,7 @@ func TestRefusals(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			signatures = append(signatures, tc.req.query.Get("signature"), tc.req.query.Get("msg_signature"))
 			before := refusalCount(tc.reason)
-			status, body := tc.req.send(t, r.url)
+			status, body := tc.req.serve(s)
 			if status != tc.status {
 				t.Fatalf("status %d %q, want %d", status, body, tc.status)
 			}
@@ -213,8 +211,9 @@ func TestRefusals(t *testing.T) {
 			}
 		})
 	}
-	f.wantCounts(plainCode, "", "")
-	f.wantCounts(safeCode, "", "")
+	if counter.scansOf("plain") != 0 || counter.scansOf("safe") != 0 {
+		t.Error("a refused push was counted")
+	}
 
 	logsMu.Lock()
 	logged := logs.String()

@@ -28,11 +28,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-logr/logr"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	clocktesting "k8s.io/utils/clock/testing"
 	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
@@ -79,7 +79,8 @@ func unitServer(t testing.TB, counter scanCounter) (*Server, *clocktesting.FakeC
 	opts := DefaultOptions()
 	opts.Accounts = []types.NamespacedName{{Namespace: "ns", Name: "a"}}
 	clk := clocktesting.NewFakeClock(time.Now())
-	s := newServer(opts, clk, c, c, c, logr.Discard())
+	// The package's logger, which the tests read for secrets.
+	s := newServer(opts, clk, c, c, c, ctrl.Log.WithName("callback"))
 	s.counter = counter
 	cipher, err := wxcrypto.NewCipher(testKey, "wxsafe")
 	if err != nil {
