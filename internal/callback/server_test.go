@@ -32,7 +32,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	clocktesting "k8s.io/utils/clock/testing"
 	"k8s.io/utils/ptr"
@@ -328,71 +327,68 @@ func TestPassiveReply(t *testing.T) {
 	}
 }
 
-// TestNotCounted: pushes that are not scans of a known code are acknowledged and only metered.
+// TestNotCounted: pushes that are not scans of a known code are acknowledged and only metered;
+// the reply of a code that was not scanned is not sent.
 func TestNotCounted(t *testing.T) {
-	f := newFixture(t)
-	ref, p := f.account("a", "wxother01", "tok-other", testKey, "")
-	otherRef, other := f.account("b", "wxother02", "tok-other2", "", "")
-	r := f.replica(Options{Accounts: []types.NamespacedName{ref, otherRef}})
-	code := f.code(newCode("", "code", p.appID, "T-MINE", 4, "reply that must not be sent"))
-	foreign := f.code(newCode("", "foreign", other.appID, "T-FOREIGN", 4, ""))
-	waitIndexed(t, []*replica{r}, p.appID, "T-MINE")
-	waitIndexed(t, []*replica{r}, other.appID, "T-FOREIGN")
+	counter := newStubCounter()
+	s, _, pushers := unitServer(t, counter)
 	cases := []struct {
 		msg, kind, result string
 	}{
 		{scanXML("o1", 1, "unsubscribe", "-", ""), kindUnsubscribe, "acknowledged"},
 		{scanXML("o1", 2, "subscribe", "", ""), kindSubscribe, "acknowledged"},
 		{"<xml><ToUserName>gh</ToUserName><FromUserName>o1</FromUserName><CreateTime>3</CreateTime><MsgType>text</MsgType><Content>hi</Content><MsgId>1</MsgId></xml>", kindMessage, "acknowledged"},
-		{scanXML("o1", 4, "SCAN", "4", "T-UNKNOWN"), kindQRScan, resultUnmatched},
+		{scanXML("o1", 4, "SCAN", "2", "T-UNKNOWN"), kindQRScan, resultUnmatched},
 		// Another account's ticket: attribution is per account.
-		{scanXML("o1", 5, "SCAN", "4", "T-FOREIGN"), kindQRScan, resultUnmatched},
+		{scanXML("o1", 5, "SCAN", "1", "TICKET-P"), kindQRScan, resultUnmatched},
 		{scanXML("o1", 6, "subscribe", "qrscene_999", ""), kindQRSubscribe, resultUnmatched},
 	}
 	for _, tc := range cases {
 		before := eventCount(tc.kind, tc.result)
-		mustSend(t, p.build(t, tc.msg), r)
+		status, body := pushers[safe].build(t, tc.msg).serve(s)
+		wantOK(t, status, body, "success")
 		if got := eventCount(tc.kind, tc.result); got != before+1 {
 			t.Errorf("%s: events{%s,%s} went from %v to %v", tc.msg, tc.kind, tc.result, before, got)
 		}
 	}
-	f.wantCounts(code, "", "")
-	f.wantCounts(foreign, "", "")
+	if counter.scansOf("plain") != 0 || counter.scansOf("safe") != 0 {
+		t.Error("a push that is no scan of a known code was counted")
+	}
 }
 
-// TestAttribution: previous tickets still count, a push without Ticket is attributed by scene,
-// and a scene shared by two codes of one account counts for neither.
+// TestAttribution: previous tickets still count, also after the code moved to another account, a
+// push without Ticket is attributed by scene, and a scene shared by two codes of one account
+// counts for neither.
 func TestAttribution(t *testing.T) {
-	f := newFixture(t)
-	ref, p := f.account("a", "wxattr01", "tok-attr", "", "")
-	r := f.replica(Options{Accounts: []types.NamespacedName{ref}})
-	renewed := newCode("", "renewed", p.appID, "T-NEW", 11, "")
-	renewed.Status.PreviousTickets = []qrv1alpha1.PreviousTicket{{Ticket: "T-OLD", AppID: p.appID, ExpiresAt: metav1.NewTime(time.Now().Add(time.Hour))}}
-	renewed = f.code(renewed)
-	// Moved to another account: its ticket from this account still counts here.
-	moved := newCode("", "moved", "wxelsewhere", "T-ELSEWHERE", 13, "")
-	moved.Status.PreviousTickets = []qrv1alpha1.PreviousTicket{{Ticket: "T-MOVED", AppID: p.appID, ExpiresAt: metav1.NewTime(time.Now().Add(time.Hour))}}
-	moved = f.code(moved)
-	strScene := newCode("", "str-scene", p.appID, "T-STR", 0, "")
+	const appID = "wxplain"
+	renewed := newCode("ns", "renewed", appID, "T-NEW", 11, "")
+	renewed.Status.PreviousTickets = []qrv1alpha1.PreviousTicket{previousTicket(appID, "T-OLD")}
+	moved := newCode("ns", "moved", "wxelsewhere", "T-ELSEWHERE", 13, "")
+	moved.Status.PreviousTickets = []qrv1alpha1.PreviousTicket{previousTicket(appID, "T-MOVED")}
+	strScene := newCode("ns", "str-scene", appID, "T-STR", 0, "")
 	strScene.Spec.Scene = qrv1alpha1.Scene{Str: ptr.To("spring-sale")}
 	strScene.Status.IssuedFor.Scene = strScene.Spec.Scene
-	strScene = f.code(strScene)
-	f.code(newCode("", "twin-a", p.appID, "T-TWIN-A", 12, ""))
-	f.code(newCode("", "twin-b", p.appID, "T-TWIN-B", 12, ""))
-	for _, tk := range []string{"T-OLD", "T-MOVED", "T-STR", "T-TWIN-B"} {
-		waitIndexed(t, []*replica{r}, p.appID, tk)
+	counter := newStubCounter()
+	s, _, pushers := unitServer(t, counter, renewed, moved, strScene,
+		newCode("ns", "twin-a", appID, "T-TWIN-A", 12, ""), newCode("ns", "twin-b", appID, "T-TWIN-B", 12, ""))
+	send := func(msg string) {
+		t.Helper()
+		status, body := pushers[plaintext].build(t, msg).serve(s)
+		wantOK(t, status, body, "success")
 	}
 
-	mustSend(t, p.build(t, scanXML("o1", 1, "SCAN", "11", "T-OLD")), r)
-	mustSend(t, p.build(t, scanXML("o2", 1, "SCAN", "11", "")), r)
-	f.wantCounts(renewed, "2", "0")
-	mustSend(t, p.build(t, scanXML("o1", 1, "SCAN", "13", "T-MOVED")), r)
-	f.wantCounts(moved, "1", "0")
-	mustSend(t, p.build(t, scanXML("o1", 1, "subscribe", "qrscene_spring-sale", "")), r)
-	f.wantCounts(strScene, "1", "1")
+	send(scanXML("o1", 1, "SCAN", "11", "T-OLD"))
+	send(scanXML("o2", 1, "SCAN", "11", ""))
+	send(scanXML("o1", 1, "SCAN", "13", "T-MOVED"))
+	send(scanXML("o1", 1, "subscribe", "qrscene_spring-sale", ""))
+	for name, want := range map[string]int{"renewed": 2, "moved": 1, "str-scene": 1} {
+		if got := counter.scansOf(name); got != want {
+			t.Errorf("%s: %d scans, want %d", name, got, want)
+		}
+	}
 	before := eventCount(kindQRScan, resultAmbiguous)
-	mustSend(t, p.build(t, scanXML("o1", 1, "SCAN", "12", "")), r)
-	if eventCount(kindQRScan, resultAmbiguous) != before+1 {
+	send(scanXML("o1", 1, "SCAN", "12", ""))
+	if eventCount(kindQRScan, resultAmbiguous) != before+1 || counter.scansOf("twin-a")+counter.scansOf("twin-b") != 0 {
 		t.Error("an ambiguous scene was not reported as such")
 	}
 }

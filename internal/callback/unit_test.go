@@ -33,6 +33,7 @@ import (
 	clocktesting "k8s.io/utils/clock/testing"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
@@ -65,17 +66,24 @@ func newCode(ns, name, appID, ticket string, sceneID int64, reply string) *qrv1a
 	return c
 }
 
+// previousTicket sets only the ticket and its AppID, whatever else PreviousTicket holds.
+func previousTicket(appID, ticket string) qrv1alpha1.PreviousTicket {
+	var p qrv1alpha1.PreviousTicket
+	p.Ticket, p.AppID = ticket, appID
+	return p
+}
+
 // unitServer is a Server with a plaintext account "wxplain" and a safe-mode account "wxsafe" and
-// one code of each in a fake client's cache, on a fake clock, that counts with counter. It needs
+// one code of each, and codes, in a fake client's cache, on a fake clock, that counts with counter. It needs
 // no API server, for the HTTP unit and fuzz tests.
-func unitServer(t testing.TB, counter scanCounter) (*Server, *clocktesting.FakeClock, map[string]*pusher) {
+func unitServer(t testing.TB, counter scanCounter, codes ...client.Object) (*Server, *clocktesting.FakeClock, map[string]*pusher) {
 	t.Helper()
 	plainCode := newCode("ns", "plain", "wxplain", "TICKET-P", 1, "")
 	safeCode := newCode("ns", "safe", "wxsafe", "TICKET-S", 2, "thanks ]]> <b>&amp;</b>")
 	c := fake.NewClientBuilder().WithScheme(testenv.Scheme()).
 		WithIndex(&qrv1alpha1.WeChatQRCode{}, ticketIndex, ticketValues).
 		WithIndex(&qrv1alpha1.WeChatQRCode{}, sceneIndex, sceneValues).
-		WithObjects(plainCode, safeCode).Build()
+		WithObjects(append(codes, plainCode, safeCode)...).Build()
 	opts := DefaultOptions()
 	opts.Accounts = []types.NamespacedName{{Namespace: "ns", Name: "a"}}
 	clk := clocktesting.NewFakeClock(time.Now())
@@ -247,9 +255,7 @@ func TestAttributeSharedTicket(t *testing.T) {
 	const appID = "wxshared"
 	previousHolder := func(name string) *qrv1alpha1.WeChatQRCode {
 		c := newCode("ns", name, appID, "T-MOVED-ON-"+name, 8, "")
-		p := qrv1alpha1.PreviousTicket{}
-		p.Ticket, p.AppID = "T-SHARED", appID
-		c.Status.PreviousTickets = append(c.Status.PreviousTickets, p)
+		c.Status.PreviousTickets = []qrv1alpha1.PreviousTicket{previousTicket(appID, "T-SHARED")}
 		return c
 	}
 	for _, names := range [][2]string{{"a-old", "b-new"}, {"b-old", "a-new"}} {
