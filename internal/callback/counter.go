@@ -46,8 +46,9 @@ type scanCounter interface {
 // count them, so they are acknowledged.
 var errGone = errors.New("the code was deleted")
 
-// counter is the scanCounter of the server: it persists scans in the codes' annotations, one
-// commit per code per window (group commit), exactly once within the bound of the recent-events ring (see the package comment).
+// counter is the server's scanCounter: it persists scans in the codes' annotations, one commit
+// per code per window (group commit), exactly once within the bound of the recent-events ring
+// (see the package comment).
 type counter struct {
 	clock    clock.WithDelayedExecution
 	writer   client.Writer
