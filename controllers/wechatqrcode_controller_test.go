@@ -464,10 +464,19 @@ func TestAccountSecretProblemsAndRepair(t *testing.T) {
 	}
 	h.waitEvent(k, corev1.EventTypeWarning, issuance.ReasonAccountSecretMissing)
 
-	h.secret(ns, "acct", map[string]string{"appID": appID})
-	invalid := h.waitReady(k, metav1.ConditionFalse, issuance.ReasonAccountSecretInvalid)
-	if msg := readyCondition(invalid).Message; !strings.Contains(msg, "appSecret") {
-		t.Errorf("message %q does not name the missing key", msg)
+	// Not an AppID: refused by the one parser of account Secrets, before WeChat is asked.
+	h.secret(ns, "acct", map[string]string{"appID": "wx/../" + appID, "appSecret": secret})
+	malformed := h.waitReady(k, metav1.ConditionFalse, issuance.ReasonAccountSecretInvalid)
+	if msg := readyCondition(malformed).Message; !containsAll(msg, `"acct"`, "appID") || strings.Contains(msg, appID) {
+		t.Errorf("message %q does not name the key, or prints its value", msg)
+	}
+
+	h.updateSecret(ns, "acct", func(s *corev1.Secret) { s.Data = map[string][]byte{"appID": []byte(appID)} })
+	invalid := h.waitFor(k, 30*time.Second, "reports the missing appSecret", func(c *v1alpha1.WeChatQRCode) bool {
+		return readyIs(metav1.ConditionFalse, issuance.ReasonAccountSecretInvalid)(c) && strings.Contains(readyCondition(c).Message, "appSecret")
+	})
+	if msg := readyCondition(invalid).Message; strings.Contains(msg, appID) {
+		t.Errorf("message %q prints the AppID's value", msg)
 	}
 	if n := h.wechatCalls(); n != 0 {
 		t.Errorf("%d WeChat calls without usable credentials", n)
