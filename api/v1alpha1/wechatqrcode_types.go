@@ -43,8 +43,8 @@ const (
 	// as "32-bit non-zero integers" without saying whether negative values are accepted, so the
 	// schema admits only the range that is valid under both readings.
 	MaxTemporarySceneID = 2147483647
-	// MaxSceneStrLength is WeChat's limit for scene_str.
-	MaxSceneStrLength = 64
+	// MaxSceneStrBytes is WeChat's limit for scene_str, in bytes of UTF-8.
+	MaxSceneStrBytes = 64
 )
 
 // Keys of the account Secret. The manager reads appID and appSecret; the callback server reads
@@ -79,10 +79,13 @@ type Scene struct {
 	// +kubebuilder:validation:Maximum=2147483647
 	ID *int64 `json:"id,omitempty"`
 
-	// Str is a string scene (QR_STR_SCENE / QR_LIMIT_STR_SCENE) of 1 to 64 characters.
+	// Str is a string scene (QR_STR_SCENE / QR_LIMIT_STR_SCENE) of 1 to 64 bytes of UTF-8:
+	// WeChat's "1 to 64" counts bytes, so a CJK character takes 3 of them. MaxLength (characters)
+	// is implied by the byte limit; it bounds the cost of the rule for the API server.
 	// +optional
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:XValidation:rule="bytes(self).size() <= 64",message="scene.str must be at most 64 bytes of UTF-8 (WeChat's limit; a CJK character takes 3 bytes, so at most 21 of them)"
 	Str *string `json:"str,omitempty"`
 }
 
