@@ -29,7 +29,6 @@ import (
 
 	"github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/credentials"
-	"github.com/qrcode-operator/wechat-qrcode-operator/internal/issuance"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/wechat"
 )
 
@@ -99,7 +98,7 @@ func (a *accounts) missing(key types.NamespacedName, err error) (account, error)
 	a.mu.Lock()
 	delete(a.read, key)
 	a.mu.Unlock()
-	return account{}, &accountProblem{issuance.ReasonAccountSecretMissing, fmt.Sprintf(
+	return account{}, &accountProblem{v1alpha1.ReasonAccountSecretMissing, fmt.Sprintf(
 		"Secret %q (spec.accountRef) does not exist in namespace %s; it needs the keys %s and %s of the Official Account",
 		key.Name, key.Namespace, v1alpha1.AccountKeyAppID, v1alpha1.AccountKeyAppSecret)}
 }
@@ -118,7 +117,7 @@ func (a *accounts) parse(s *corev1.Secret) account {
 		err = parsed.Require(required...)
 	}
 	if err != nil {
-		acct.problem = &accountProblem{issuance.ReasonAccountSecretInvalid, fmt.Sprintf("Secret %q (spec.accountRef): %v", s.Name, err)}
+		acct.problem = &accountProblem{v1alpha1.ReasonAccountSecretInvalid, fmt.Sprintf("Secret %q (spec.accountRef): %v", s.Name, err)}
 		return acct
 	}
 	acct.creds = wechat.Credentials{AppID: parsed.AppID, AppSecret: parsed.AppSecret}

@@ -367,11 +367,11 @@ func TestAttribution(t *testing.T) {
 	ref, p := f.account("a", "wxattr01", "tok-attr", "", "")
 	r := f.replica(Options{Accounts: []types.NamespacedName{ref}})
 	renewed := newCode("", "renewed", p.appID, "T-NEW", 11, "")
-	renewed.Status.PreviousTickets = []qrv1alpha1.PreviousTicket{{Ticket: "T-OLD", AppID: p.appID, ExpiresAt: metav1.NewTime(time.Now().Add(time.Hour))}}
+	renewed.Status.PreviousTickets = []qrv1alpha1.PreviousTicket{{Ticket: "T-OLD", AppID: p.appID, ExpiresAt: &metav1.Time{Time: time.Now().Add(time.Hour)}}}
 	renewed = f.code(renewed)
 	// Moved to another account: its ticket from this account still counts here.
 	moved := newCode("", "moved", "wxelsewhere", "T-ELSEWHERE", 13, "")
-	moved.Status.PreviousTickets = []qrv1alpha1.PreviousTicket{{Ticket: "T-MOVED", AppID: p.appID, ExpiresAt: metav1.NewTime(time.Now().Add(time.Hour))}}
+	moved.Status.PreviousTickets = []qrv1alpha1.PreviousTicket{{Ticket: "T-MOVED", AppID: p.appID, ExpiresAt: &metav1.Time{Time: time.Now().Add(time.Hour)}}}
 	moved = f.code(moved)
 	strScene := newCode("", "str-scene", p.appID, "T-STR", 0, "")
 	strScene.Spec.Scene = qrv1alpha1.Scene{Str: ptr.To("spring-sale")}

@@ -20,20 +20,52 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/wechat"
 )
 
-// FailureKind is what a failure means for the next attempt.
-type FailureKind int
+// failureKind is what a failure means for the next attempt.
+type failureKind int
 
 const (
-	// Transient: WeChat busy or unreachable, or a token rejected even after the client's retry.
-	Transient FailureKind = iota
-	// Quota: the account's daily qrcode/create quota is spent.
-	Quota
-	// Terminal: only a human can fix it (account, allowlist, spec); retrying soon is pointless.
-	Terminal
+	// transient: WeChat busy or unreachable, or a token rejected even after the client's retry.
+	transient failureKind = iota
+	// quota: the account's daily qrcode/create quota is spent.
+	quota
+	// terminal: only a human can fix it (account, allowlist, spec); retrying soon is pointless.
+	terminal
 )
+
+// failure is a failed attempt in the conditions' terms.
+type failure struct {
+	kind   failureKind
+	reason string
+	// message carries WeChat's errcode, errmsg and advice, as the client wrote it scrubbed of
+	// credentials.
+	message string
+}
+
+// failureOf reads an error of the WeChat client.
+func failureOf(err error) failure {
+	f := failure{kind: terminal, message: err.Error()}
+	errcode := wechat.ErrCode(err)
+	switch wechat.ClassOf(err) {
+	case wechat.ClassQuota:
+		f.kind, f.reason = quota, v1alpha1.ReasonQuotaExhausted
+		return f
+	case wechat.ClassRetryable, wechat.ClassToken:
+		f.kind = transient
+	}
+	switch {
+	case errcode != 0:
+		f.reason = v1alpha1.ReasonWeChatError(errcode)
+	case f.kind == transient:
+		f.reason = v1alpha1.ReasonWeChatUnreachable
+	default:
+		f.reason = v1alpha1.ReasonIssueFailed
+	}
+	return f
+}
 
 // Backoff bounds. Transient failures start at 5 s, well inside the shortest renewal window (a
 // 1m ticket renews with 20 s left by default), and stop doubling at 5 min. Terminal ones start
@@ -41,27 +73,27 @@ const (
 // at once anyway; an account that is not allowlisted must not burn its quota on thousands of
 // codes retrying every few minutes.
 const (
-	TransientBase = 5 * time.Second
-	TransientMax  = 5 * time.Minute
-	TerminalBase  = time.Hour
-	TerminalMax   = 24 * time.Hour
+	transientBase = 5 * time.Second
+	transientMax  = 5 * time.Minute
+	terminalBase  = time.Hour
+	terminalMax   = 24 * time.Hour
 	// QuotaSpread spreads the codes of an account over the first minutes after the quota resets.
 	QuotaSpread = 15 * time.Minute
 )
 
-// RetryAt is when to try again after the attempt-th consecutive failure (attempt >= 1) at now.
+// retryAt is when to try again after the attempt-th consecutive failure (attempt >= 1) at now.
 // Exponential delays lose up to a fifth to a jitter (a hash of seed and attempt) so that codes
 // that failed together do not retry together, and never exceed their maximum. A spent quota is
 // retried after it resets, at midnight Beijing time.
-func RetryAt(kind FailureKind, attempt int32, seed string, now time.Time) time.Time {
+func retryAt(kind failureKind, attempt int32, seed string, now time.Time) time.Time {
 	f := fraction(seed + "/" + strconv.Itoa(int(attempt)))
 	switch kind {
-	case Quota:
+	case quota:
 		return wechat.QuotaResetAfter(now).Add(time.Duration(f * float64(QuotaSpread)))
-	case Terminal:
-		return now.Add(exponential(TerminalBase, TerminalMax, attempt, f))
+	case terminal:
+		return now.Add(exponential(terminalBase, terminalMax, attempt, f))
 	default:
-		return now.Add(exponential(TransientBase, TransientMax, attempt, f))
+		return now.Add(exponential(transientBase, transientMax, attempt, f))
 	}
 }
 
