@@ -336,8 +336,8 @@ func TestRetryAtQuotaWaitsForMidnightBeijing(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			got := retryAt(quota, 1, "uid", tc.now)
-			if got.Before(tc.reset) || !got.Before(tc.reset.Add(QuotaSpread)) {
-				t.Errorf("retry at %s, want within %s after %s", got, QuotaSpread, tc.reset)
+			if got.Before(tc.reset) || !got.Before(tc.reset.Add(quotaSpread)) {
+				t.Errorf("retry at %s, want within %s after %s", got, quotaSpread, tc.reset)
 			}
 		})
 	}

@@ -77,8 +77,8 @@ const (
 	transientMax  = 5 * time.Minute
 	terminalBase  = time.Hour
 	terminalMax   = 24 * time.Hour
-	// QuotaSpread spreads the codes of an account over the first minutes after the quota resets.
-	QuotaSpread = 15 * time.Minute
+	// quotaSpread spreads the codes of an account over the first minutes after the quota resets.
+	quotaSpread = 15 * time.Minute
 )
 
 // retryAt is when to try again after the attempt-th consecutive failure (attempt >= 1) at now.
@@ -89,7 +89,7 @@ func retryAt(kind failureKind, attempt int32, seed string, now time.Time) time.T
 	f := fraction(seed + "/" + strconv.Itoa(int(attempt)))
 	switch kind {
 	case quota:
-		return wechat.QuotaResetAfter(now).Add(time.Duration(f * float64(QuotaSpread)))
+		return wechat.QuotaResetAfter(now).Add(time.Duration(f * float64(quotaSpread)))
 	case terminal:
 		return now.Add(exponential(terminalBase, terminalMax, attempt, f))
 	default:
