@@ -166,37 +166,34 @@ func (h *harness) reconcile(k types.NamespacedName) (ctrl.Result, *v1alpha1.WeCh
 	if !h.direct {
 		h.t.Fatal("reconcile by hand while a controller runs")
 	}
-	for _, obj := range []client.Object{&v1alpha1.WeChatQRCode{}, &corev1.Secret{}} {
-		h.cached(k, obj)
-	}
+	code := &v1alpha1.WeChatQRCode{}
+	h.cached(k, code)
+	// The account Secret, as the reconciler sees it: by metadata.
+	secret := &metav1.PartialObjectMetadata{}
+	secret.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
+	h.cached(types.NamespacedName{Namespace: k.Namespace, Name: code.Spec.AccountRef.Name}, secret)
 	res, err := h.r.Reconcile(context.Background(), ctrl.Request{NamespacedName: k})
 	h.must(err)
-	code := &v1alpha1.WeChatQRCode{}
 	h.must(h.c.Get(context.Background(), k, code))
 	return res, code
 }
 
-// cached waits until the cache holds the API server's version of the object k names (the code,
-// or the account Secret of the code named k), or until it is gone from both.
+// cached waits until the cache holds the API server's version of the object k names, or until
+// it is gone from both.
 func (h *harness) cached(k types.NamespacedName, obj client.Object) {
 	h.t.Helper()
-	if _, ok := obj.(*corev1.Secret); ok {
-		code := &v1alpha1.WeChatQRCode{}
-		if err := h.c.Get(context.Background(), k, code); err != nil {
-			return
-		}
-		k.Name = code.Spec.AccountRef.Name
-	}
 	live := obj.DeepCopyObject().(client.Object)
 	liveErr := h.c.Get(context.Background(), k, live)
 	err := wait.PollUntilContextTimeout(context.Background(), 10*time.Millisecond, 10*time.Second, true, func(ctx context.Context) (bool, error) {
 		cachedErr := h.cache.Get(ctx, k, obj)
 		if liveErr != nil || cachedErr != nil {
-			return apierrors.IsNotFound(liveErr) == apierrors.IsNotFound(cachedErr), nil
+			return apierrors.IsNotFound(liveErr) && apierrors.IsNotFound(cachedErr), nil
 		}
 		return obj.GetResourceVersion() == live.GetResourceVersion(), nil
 	})
-	h.must(err)
+	if err != nil {
+		h.t.Fatalf("the cache never caught up with %s: %v (API server: %v)", k, err, liveErr)
+	}
 }
 
 // step moves every clock of the test forward.
