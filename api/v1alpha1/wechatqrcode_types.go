@@ -45,6 +45,11 @@ const (
 	MaxTemporarySceneID = 2147483647
 	// MaxSceneStrBytes is WeChat's limit for scene_str, in bytes of UTF-8.
 	MaxSceneStrBytes = 64
+	// MaxPreviousTickets bounds status.previousTickets: the API server prices the scene rules of
+	// every item, and an unbounded list exceeds its budget. A temporary code keeps at most about
+	// ten live tickets (each serves at least a tenth of its lifetime); only a hundred changes of
+	// a permanent code's scene reach the bound.
+	MaxPreviousTickets = 100
 )
 
 // Keys of the account Secret. The manager reads appID and appSecret; the callback server reads
@@ -240,9 +245,11 @@ type WeChatQRCodeStatus struct {
 	RenewalTime *metav1.Time `json:"renewalTime,omitempty"`
 
 	// PreviousTickets are earlier tickets of this code that still work: temporary ones until
-	// they expire, permanent ones until another code of the same AppID claims their scene.
+	// they expire, permanent ones until another code of the same AppID claims their scene. At most
+	// MaxPreviousTickets, the oldest dropped first.
 	// +optional
 	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=100
 	PreviousTickets []PreviousTicket `json:"previousTickets,omitempty"`
 
 	// FailedAttempts counts consecutive failed issuance attempts; reset by a success.

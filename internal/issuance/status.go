@@ -272,7 +272,7 @@ func nonEmpty(p []v1alpha1.PreviousTicket) []v1alpha1.PreviousTicket {
 
 // retire moves the current ticket out of the way, into previousTickets while it works: a
 // temporary one until it expires, a permanent one until another code claims its scene (posters
-// printed with either still work).
+// printed with either still work). Beyond the list's bound the oldest goes.
 func retire(st *v1alpha1.WeChatQRCodeStatus, now time.Time) {
 	f := st.IssuedFor
 	switch {
@@ -282,6 +282,9 @@ func retire(st *v1alpha1.WeChatQRCodeStatus, now time.Time) {
 	case st.ExpiresAt != nil && now.Before(st.ExpiresAt.Time):
 		st.PreviousTickets = append(st.PreviousTickets, v1alpha1.PreviousTicket{
 			Ticket: st.Ticket, AppID: f.AppID, Scene: f.Scene, ExpiresAt: st.ExpiresAt.DeepCopy()})
+	}
+	if n := len(st.PreviousTickets) - v1alpha1.MaxPreviousTickets; n > 0 {
+		st.PreviousTickets = st.PreviousTickets[n:]
 	}
 	clearTicket(st)
 }

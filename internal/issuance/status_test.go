@@ -18,6 +18,7 @@ package issuance
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -176,6 +177,20 @@ func TestPermanentTicketsAreKeptUntilClaimed(t *testing.T) {
 		})
 	}
 
+	t.Run("bounded: the oldest goes", func(t *testing.T) {
+		many := c.DeepCopy()
+		for i := range v1alpha1.MaxPreviousTickets {
+			many.Status.PreviousTickets = append(many.Status.PreviousTickets, v1alpha1.PreviousTicket{
+				Ticket: fmt.Sprint("t", i), AppID: appID, Scene: v1alpha1.Scene{ID: ptr.To(int64(100 + i))}})
+		}
+		many.Spec.Scene = v1alpha1.Scene{ID: ptr.To[int64](8)}
+		// 102 with the spring ticket and the scene-7 one: the spring ticket and t0 go.
+		st := Decide(in(many, t0)).Succeeded(Ticket{Ticket: "scene-8"}, t0).Status
+		if n := len(st.PreviousTickets); n != v1alpha1.MaxPreviousTickets || st.PreviousTickets[0].Ticket != "t1" ||
+			st.PreviousTickets[n-1].Ticket != c.Status.Ticket {
+			t.Errorf("%d previous tickets, first %q, last %q", n, st.PreviousTickets[0].Ticket, st.PreviousTickets[n-1].Ticket)
+		}
+	})
 	t.Run("claimed again by the code itself", func(t *testing.T) {
 		back := c.DeepCopy()
 		back.Spec.Scene = spring
