@@ -114,9 +114,12 @@ func TestIssuesEveryKind(t *testing.T) {
 				if issued.ExpireSeconds != int64(code.Spec.TTL.Seconds()) {
 					t.Errorf("requested %d s for ttl %s", issued.ExpireSeconds, code.Spec.TTL.Duration)
 				}
-				if lifetime := st.ExpiresAt.Sub(st.IssuedAt.Time); st.RenewalTime.Before(&metav1.Time{Time: st.IssuedAt.Add(lifetime / 10)}) ||
-					st.RenewalTime.After(st.ExpiresAt.Add(-lifetime/3)) {
-					t.Errorf("renewalTime %s outside [issuedAt + a tenth, expiresAt - a third] of %s", st.RenewalTime.Time, lifetime)
+				lifetime, renewBefore := st.ExpiresAt.Sub(st.IssuedAt.Time), st.ExpiresAt.Sub(st.IssuedAt.Time)/3
+				if code.Spec.RenewBefore != nil {
+					renewBefore = code.Spec.RenewBefore.Duration
+				}
+				if st.RenewalTime.Before(&metav1.Time{Time: st.IssuedAt.Add(lifetime / 10)}) || st.RenewalTime.After(st.ExpiresAt.Add(-renewBefore)) {
+					t.Errorf("renewalTime %s outside [issuedAt + a tenth of %s, expiresAt - %s]", st.RenewalTime.Time, lifetime, renewBefore)
 				}
 			}
 			if st.ObservedGeneration != code.Generation || st.FailedAttempts != 0 {
@@ -238,11 +241,11 @@ func TestRenewalFailingUntilExpiry(t *testing.T) {
 		t.Fatalf("after expiry: %+v", expired.Status.Conditions)
 	}
 	msg := readyCondition(expired).Message
-	want := "The ticket expired at " + issued.Status.ExpiresAt.UTC().Format(time.RFC3339) + "; its renewal is failing: wechat errcode 40164"
-	if !strings.HasPrefix(msg, want) || !strings.Contains(msg, "next attempt at "+expired.Status.RenewalTime.UTC().Format(time.RFC3339)) || strings.Contains(msg, "valid until") {
+	want := "The ticket expired at " + issued.Status.ExpiresAt.UTC().Format(time.RFC3339) + "; its renewal is failing: "
+	if !strings.HasPrefix(msg, want) || !containsAll(msg, "errcode 40164", "next attempt at "+expired.Status.RenewalTime.UTC().Format(time.RFC3339)) || strings.Contains(msg, "valid until") {
 		t.Errorf("Expired message %q, want it to start %q, name the next attempt and not say the ticket is valid", msg, want)
 	}
-	h.waitEvent(k, corev1.EventTypeWarning, v1alpha1.ReasonExpired, want)
+	h.waitEvent(k, corev1.EventTypeWarning, v1alpha1.ReasonExpired, want, "errcode 40164")
 	if n := h.fake.Calls(wechattest.EndpointCreate); n != 2 {
 		t.Errorf("%d create calls, want 2 (none during the backoff)", n)
 	}
