@@ -19,7 +19,6 @@ package controllers
 import (
 	"context"
 	"fmt"
-	"strings"
 	"sync"
 
 	corev1 "k8s.io/api/core/v1"
@@ -28,10 +27,9 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/qrcode-operator/wechat-qrcode-operator/internal/issuance"
-	"github.com/qrcode-operator/wechat-qrcode-operator/internal/wechat"
-
 	"github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/credentials"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/wechat"
 )
 
 // account is what the reconciler knows of one account Secret.
@@ -100,30 +98,28 @@ func (a *accounts) missing(key types.NamespacedName, err error) (account, error)
 	a.mu.Lock()
 	delete(a.read, key)
 	a.mu.Unlock()
-	return account{}, &accountProblem{issuance.ReasonAccountSecretMissing, fmt.Sprintf(
+	return account{}, &accountProblem{v1alpha1.ReasonAccountSecretMissing, fmt.Sprintf(
 		"Secret %q (spec.accountRef) does not exist in namespace %s; it needs the keys %s and %s of the Official Account",
 		key.Name, key.Namespace, v1alpha1.AccountKeyAppID, v1alpha1.AccountKeyAppSecret)}
 }
 
-// parse trims the values: a Secret made with `kubectl create secret --from-file` from a file that
-// ends in a newline is the common mistake, and WeChat credentials never contain whitespace.
-// Messages name the missing keys, never a value.
+// parse reads the credentials through the one parser of account Secrets. The manager needs the
+// AppID and, unless a central service hands out the tokens, the AppSecret. Messages name keys,
+// never values.
 func (a *accounts) parse(s *corev1.Secret) account {
-	creds := wechat.Credentials{
-		AppID:     strings.TrimSpace(string(s.Data[v1alpha1.AccountKeyAppID])),
-		AppSecret: strings.TrimSpace(string(s.Data[v1alpha1.AccountKeyAppSecret])),
+	acct := account{version: s.ResourceVersion}
+	parsed, err := credentials.FromSecret(s)
+	if err == nil {
+		required := []string{v1alpha1.AccountKeyAppID, v1alpha1.AccountKeyAppSecret}
+		if a.externalTokens {
+			required = required[:1]
+		}
+		err = parsed.Require(required...)
 	}
-	var missing []string
-	if creds.AppID == "" {
-		missing = append(missing, v1alpha1.AccountKeyAppID)
+	if err != nil {
+		acct.problem = &accountProblem{v1alpha1.ReasonAccountSecretInvalid, fmt.Sprintf("Secret %q (spec.accountRef): %v", s.Name, err)}
+		return acct
 	}
-	if creds.AppSecret == "" && !a.externalTokens {
-		missing = append(missing, v1alpha1.AccountKeyAppSecret)
-	}
-	acct := account{version: s.ResourceVersion, creds: creds}
-	if len(missing) > 0 {
-		acct.problem = &accountProblem{issuance.ReasonAccountSecretInvalid, fmt.Sprintf(
-			"Secret %q (spec.accountRef) has no value for %s", s.Name, strings.Join(missing, " and "))}
-	}
+	acct.creds = wechat.Credentials{AppID: parsed.AppID, AppSecret: parsed.AppSecret}
 	return acct
 }

@@ -22,7 +22,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"k8s.io/apimachinery/pkg/api/meta"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
@@ -116,7 +115,7 @@ func (c *CodeCollector) Collect(ch chan<- prometheus.Metric) {
 	for i := range codes.Items {
 		code := &codes.Items[i]
 		s := state{"Unknown", ""}
-		if cond := meta.FindStatusCondition(code.Status.Conditions, v1alpha1.ConditionReady); cond != nil {
+		if cond := code.ReadyCondition(); cond != nil {
 			s = state{string(cond.Status), cond.Reason}
 		}
 		counts[s]++

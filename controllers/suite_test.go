@@ -30,11 +30,11 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
-	"k8s.io/apimachinery/pkg/api/meta"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/utils/clock"
+	clocktesting "k8s.io/utils/clock/testing"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -60,18 +60,26 @@ func TestMain(m *testing.M) {
 	testenv.Run(m, func(e *testenv.Env) { env = e })
 }
 
-// harness runs the reconciler in a manager against the API server and a fake WeChat over HTTP,
-// confined to its own namespaces.
+// harness runs the reconciler against the API server and a fake WeChat over HTTP, confined to
+// its own namespaces. Every clock of the operator and of the fake WeChat is h.clock, which only
+// the test moves: a manager's timers (RequeueAfter) run on real time, so nothing is ever due by
+// itself. Tests of watches run the reconciler in a manager; tests of time run it by hand
+// (newDirectHarness, h.reconcile) after stepping the clock, as cert-manager's tests do.
 type harness struct {
-	t    *testing.T
-	ns   []string
-	fake *wechattest.Server
-	c    client.Client
+	t     *testing.T
+	ns    []string
+	fake  *wechattest.Server
+	c     client.Client
+	clock *clocktesting.FakeClock
 	// secretReads counts the reconciler's reads of Secret data from the API server.
 	secretReads atomic.Int64
 	stop        func()
 	collector   *CodeCollector
 	workers     int
+	// direct: no controller; the test calls r.Reconcile through h.reconcile.
+	direct bool
+	r      *WeChatQRCodeReconciler
+	cache  client.Reader
 }
 
 // newHarness runs one worker, so that counts of reads and calls are exact; newHarnessWorkers
@@ -80,14 +88,24 @@ func newHarness(t *testing.T, namespaces int) *harness {
 	return newHarnessWorkers(t, namespaces, 1)
 }
 
+// newDirectHarness runs the manager's cache and indexes but no controller: the test reconciles.
+func newDirectHarness(t *testing.T, namespaces int) *harness {
+	return newHarnessMode(t, namespaces, 1, true)
+}
+
 func newHarnessWorkers(t *testing.T, namespaces, workers int) *harness {
+	return newHarnessMode(t, namespaces, workers, false)
+}
+
+func newHarnessMode(t *testing.T, namespaces, workers int, direct bool) *harness {
 	t.Helper()
-	fake, err := wechattest.NewServer(wechattest.Options{})
+	clk := clocktesting.NewFakeClock(time.Now().Truncate(time.Second))
+	fake, err := wechattest.NewServer(wechattest.Options{Clock: clk})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(fake.Close)
-	h := &harness{t: t, fake: fake, c: env.Client, workers: workers}
+	h := &harness{t: t, fake: fake, c: env.Client, workers: workers, clock: clk, direct: direct}
 	for range namespaces {
 		ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "qr-"}}
 		h.must(h.c.Create(context.Background(), ns))
@@ -116,15 +134,23 @@ func (h *harness) start() {
 	r := &WeChatQRCodeReconciler{
 		Client:    mgr.GetClient(),
 		APIReader: &countingReader{Reader: mgr.GetAPIReader(), secretReads: &h.secretReads},
-		Issuer:    wechat.New(wechat.Options{APIBaseURL: h.fake.URL, ImageBaseURL: h.fake.URL}),
+		Issuer:    wechat.New(wechat.Options{APIBaseURL: h.fake.URL, ImageBaseURL: h.fake.URL, Clock: h.clock}),
 		Recorder:  mgr.GetEventRecorder("wechatqrcode-controller"),
-		Clock:     clock.RealClock{},
+		Clock:     h.clock,
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	h.must(r.SetupWithManager(ctx, mgr, controller.Options{MaxConcurrentReconciles: h.workers}))
+	if h.direct {
+		h.must(r.setup(ctx, mgr))
+	} else {
+		h.must(r.SetupWithManager(ctx, mgr, controller.Options{MaxConcurrentReconciles: h.workers}))
+	}
+	h.r, h.cache = r, mgr.GetCache()
 	h.collector = NewCodeCollector(mgr.GetCache(), mgr.Elected())
 	done := make(chan error, 1)
 	go func() { done <- mgr.Start(ctx) }()
+	if !mgr.GetCache().WaitForCacheSync(ctx) {
+		h.t.Fatal("cache never synced")
+	}
 	h.stop = func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -132,6 +158,46 @@ func (h *harness) start() {
 		}
 	}
 }
+
+// reconcile runs one reconcile of k, as the workqueue would, once the cache holds what the API
+// server holds (the reconciler reads the cache, and the test just wrote through the API server).
+func (h *harness) reconcile(k types.NamespacedName) (ctrl.Result, *v1alpha1.WeChatQRCode) {
+	h.t.Helper()
+	if !h.direct {
+		h.t.Fatal("reconcile by hand while a controller runs")
+	}
+	code := &v1alpha1.WeChatQRCode{}
+	h.cached(k, code)
+	// The account Secret, as the reconciler sees it: by metadata.
+	secret := &metav1.PartialObjectMetadata{}
+	secret.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
+	h.cached(types.NamespacedName{Namespace: k.Namespace, Name: code.Spec.AccountRef.Name}, secret)
+	res, err := h.r.Reconcile(context.Background(), ctrl.Request{NamespacedName: k})
+	h.must(err)
+	h.must(h.c.Get(context.Background(), k, code))
+	return res, code
+}
+
+// cached waits until the cache holds the API server's version of the object k names, or until
+// it is gone from both.
+func (h *harness) cached(k types.NamespacedName, obj client.Object) {
+	h.t.Helper()
+	live := obj.DeepCopyObject().(client.Object)
+	liveErr := h.c.Get(context.Background(), k, live)
+	err := wait.PollUntilContextTimeout(context.Background(), 10*time.Millisecond, 10*time.Second, true, func(ctx context.Context) (bool, error) {
+		cachedErr := h.cache.Get(ctx, k, obj)
+		if liveErr != nil || cachedErr != nil {
+			return apierrors.IsNotFound(liveErr) && apierrors.IsNotFound(cachedErr), nil
+		}
+		return obj.GetResourceVersion() == live.GetResourceVersion(), nil
+	})
+	if err != nil {
+		h.t.Fatalf("the cache never caught up with %s: %v (API server: %v)", k, err, liveErr)
+	}
+}
+
+// step moves every clock of the test forward.
+func (h *harness) step(d time.Duration) { h.clock.Step(d) }
 
 type countingReader struct {
 	client.Reader
@@ -233,7 +299,7 @@ func (h *harness) waitFor(k types.NamespacedName, timeout time.Duration, what st
 
 func readyIs(status metav1.ConditionStatus, reason string) func(*v1alpha1.WeChatQRCode) bool {
 	return func(c *v1alpha1.WeChatQRCode) bool {
-		r := meta.FindStatusCondition(c.Status.Conditions, v1alpha1.ConditionReady)
+		r := c.ReadyCondition()
 		return r != nil && r.Status == status && r.Reason == reason && r.ObservedGeneration == c.Generation
 	}
 }
@@ -244,7 +310,7 @@ func (h *harness) waitReady(k types.NamespacedName, status metav1.ConditionStatu
 }
 
 func readyCondition(c *v1alpha1.WeChatQRCode) metav1.Condition {
-	if r := meta.FindStatusCondition(c.Status.Conditions, v1alpha1.ConditionReady); r != nil {
+	if r := c.ReadyCondition(); r != nil {
 		return *r
 	}
 	return metav1.Condition{}

@@ -20,6 +20,7 @@ import (
 	"context"
 
 	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
@@ -38,6 +39,9 @@ const (
 	// IndexPermanentScene maps issuance.PermanentSceneKey to the Permanent codes claiming that
 	// scene, in any namespace: the AppID, not the namespace, is what WeChat's scenes belong to.
 	IndexPermanentScene = "spec.permanentScene"
+	// IndexPreviousPermanentScene maps issuance.PermanentSceneKey to the codes that keep a
+	// previous ticket of that permanent scene, until another code claims it.
+	IndexPreviousPermanentScene = "status.previousPermanentScene"
 )
 
 func addIndexes(ctx context.Context, mgr manager.Manager) error {
@@ -47,11 +51,17 @@ func addIndexes(ctx context.Context, mgr manager.Manager) error {
 	}); err != nil {
 		return err
 	}
-	return idx.IndexField(ctx, &v1alpha1.WeChatQRCode{}, IndexPermanentScene, func(o client.Object) []string {
-		if key := issuance.PermanentSceneKey(&o.(*v1alpha1.WeChatQRCode).Spec); key != "" {
+	if err := idx.IndexField(ctx, &v1alpha1.WeChatQRCode{}, IndexPermanentScene, func(o client.Object) []string {
+		spec := &o.(*v1alpha1.WeChatQRCode).Spec
+		if key := issuance.PermanentSceneKey(spec.Type, spec.Scene); key != "" {
 			return []string{key}
 		}
 		return nil
+	}); err != nil {
+		return err
+	}
+	return idx.IndexField(ctx, &v1alpha1.WeChatQRCode{}, IndexPreviousPermanentScene, func(o client.Object) []string {
+		return issuance.PreviousPermanentSceneKeys(&o.(*v1alpha1.WeChatQRCode).Status)
 	})
 }
 
@@ -72,38 +82,53 @@ func (r *WeChatQRCodeReconciler) codesUsing(ctx context.Context, secret client.O
 	return reqs
 }
 
-// rivalsOf maps a code to the other codes claiming its permanent scene: its creation, deletion,
-// move to another scene or loss of the ticket may settle their conflict.
+// rivalsOf maps a code to the other codes its permanent scene concerns: those claiming it (its
+// creation, deletion, move to another scene or loss of the ticket may settle their conflict) and
+// those keeping a previous ticket of it (its claim makes them let the ticket go).
 func (r *WeChatQRCodeReconciler) rivalsOf(ctx context.Context, obj client.Object) []reconcile.Request {
-	rivals, err := r.rivals(ctx, obj.(*v1alpha1.WeChatQRCode))
-	if err != nil {
-		logf.FromContext(ctx).Error(err, "listing the codes that claim the same scene", "code", client.ObjectKeyFromObject(obj))
-		return nil
-	}
-	reqs := make([]reconcile.Request, 0, len(rivals))
-	for i := range rivals {
-		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&rivals[i])})
+	code := obj.(*v1alpha1.WeChatQRCode)
+	key := issuance.PermanentSceneKey(code.Spec.Type, code.Spec.Scene)
+	var reqs []reconcile.Request
+	for _, index := range []string{IndexPermanentScene, IndexPreviousPermanentScene} {
+		others, err := r.codesOf(ctx, code, index, []string{key})
+		if err != nil {
+			logf.FromContext(ctx).Error(err, "listing the codes that concern the same scene", "code", client.ObjectKeyFromObject(obj))
+			return nil
+		}
+		for i := range others {
+			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&others[i])})
+		}
 	}
 	return reqs
 }
 
-// rivals lists the other codes that claim code's permanent scene, whatever their account.
-func (r *WeChatQRCodeReconciler) rivals(ctx context.Context, code *v1alpha1.WeChatQRCode) ([]v1alpha1.WeChatQRCode, error) {
-	key := issuance.PermanentSceneKey(&code.Spec)
-	if key == "" {
-		return nil, nil
-	}
-	var claims v1alpha1.WeChatQRCodeList
-	if err := r.Client.List(ctx, &claims, client.MatchingFields{IndexPermanentScene: key}); err != nil {
-		return nil, err
-	}
-	others := claims.Items[:0]
-	for _, c := range claims.Items {
-		if c.Namespace != code.Namespace || c.Name != code.Name {
-			others = append(others, c)
+// neighbours lists the other codes that claim, whatever their account, the permanent scene code
+// claims or one it keeps a previous ticket of.
+func (r *WeChatQRCodeReconciler) neighbours(ctx context.Context, code *v1alpha1.WeChatQRCode) ([]v1alpha1.WeChatQRCode, error) {
+	keys := append([]string{issuance.PermanentSceneKey(code.Spec.Type, code.Spec.Scene)}, issuance.PreviousPermanentSceneKeys(&code.Status)...)
+	return r.codesOf(ctx, code, IndexPermanentScene, keys)
+}
+
+// codesOf lists the codes other than code found under any of keys in index.
+func (r *WeChatQRCodeReconciler) codesOf(ctx context.Context, code *v1alpha1.WeChatQRCode, index string, keys []string) ([]v1alpha1.WeChatQRCode, error) {
+	var out []v1alpha1.WeChatQRCode
+	seen := map[types.NamespacedName]bool{client.ObjectKeyFromObject(code): true}
+	for _, key := range keys {
+		if key == "" {
+			continue
+		}
+		var list v1alpha1.WeChatQRCodeList
+		if err := r.Client.List(ctx, &list, client.MatchingFields{index: key}); err != nil {
+			return nil, err
+		}
+		for _, c := range list.Items {
+			if k := client.ObjectKeyFromObject(&c); !seen[k] {
+				seen[k] = true
+				out = append(out, c)
+			}
 		}
 	}
-	return others, nil
+	return out, nil
 }
 
 // claimChanged lets through the code events that can start or settle a scene conflict: creation,
@@ -114,5 +139,16 @@ var claimChanged = predicate.Funcs{
 		o, n := e.ObjectOld.(*v1alpha1.WeChatQRCode), e.ObjectNew.(*v1alpha1.WeChatQRCode)
 		return o.Generation != n.Generation || o.Status.Ticket != n.Status.Ticket ||
 			!equality.Semantic.DeepEqual(o.Status.IssuedFor, n.Status.IssuedFor)
+	},
+}
+
+// renewRequested lets through a change of the renew-requested-at annotation, which leaves the
+// generation alone.
+var renewRequested = predicate.Funcs{
+	CreateFunc:  func(event.CreateEvent) bool { return false },
+	DeleteFunc:  func(event.DeleteEvent) bool { return false },
+	GenericFunc: func(event.GenericEvent) bool { return false },
+	UpdateFunc: func(e event.UpdateEvent) bool {
+		return e.ObjectOld.GetAnnotations()[v1alpha1.AnnotationRenewRequestedAt] != e.ObjectNew.GetAnnotations()[v1alpha1.AnnotationRenewRequestedAt]
 	},
 }

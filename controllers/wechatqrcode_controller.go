@@ -22,13 +22,10 @@ package controllers
 import (
 	"context"
 	"errors"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/client-go/util/retry"
@@ -62,14 +59,6 @@ type QRCodeIssuer interface {
 	ImageURL(ticket string) string
 }
 
-// Event reasons of attempts at WeChat. Other Events carry the Ready condition's reason.
-const (
-	EventIssued      = "Issued"
-	EventRenewed     = "Renewed"
-	EventReissued    = "Reissued"
-	EventIssueFailed = "IssueFailed"
-)
-
 // WeChatQRCodeReconciler issues, records and renews WeChat tickets for WeChatQRCodes.
 type WeChatQRCodeReconciler struct {
 	// Client reads from the informer cache and writes status.
@@ -88,27 +77,24 @@ type WeChatQRCodeReconciler struct {
 }
 
 // SetupWithManager registers the field indexes and the watches. The primary watch ignores
-// updates that leave the generation alone (status writes, the callback server's scan counts);
-// Secrets are watched by metadata only.
+// updates that leave the generation and the renew request alone (status writes, the callback
+// server's scan counts); Secrets are watched by metadata only.
 func (r *WeChatQRCodeReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager, opts controller.Options) error {
-	if err := addIndexes(ctx, mgr); err != nil {
+	if err := r.setup(ctx, mgr); err != nil {
 		return err
 	}
-	r.accounts = newAccounts(r.Client, r.APIReader, r.ExternalTokens)
 	return ctrl.NewControllerManagedBy(mgr).
-		For(&v1alpha1.WeChatQRCode{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		For(&v1alpha1.WeChatQRCode{}, builder.WithPredicates(predicate.Or[client.Object](predicate.GenerationChangedPredicate{}, renewRequested))).
 		Watches(&v1alpha1.WeChatQRCode{}, handler.EnqueueRequestsFromMapFunc(r.rivalsOf), builder.WithPredicates(claimChanged)).
 		WatchesMetadata(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.codesUsing)).
 		WithOptions(opts).
 		Complete(r)
 }
 
-// outcome is what one reconcile did: the status to write over code's, and the reason of the Event
-// of an attempt at WeChat, if one was made.
-type outcome struct {
-	code    *v1alpha1.WeChatQRCode
-	status  v1alpha1.WeChatQRCodeStatus
-	attempt string
+// setup prepares what Reconcile reads through: the field indexes and the account reader.
+func (r *WeChatQRCodeReconciler) setup(ctx context.Context, mgr ctrl.Manager) error {
+	r.accounts = newAccounts(r.Client, r.APIReader, r.ExternalTokens)
+	return addIndexes(ctx, mgr)
 }
 
 // Reconcile observes, decides, acts and reports. WeChat is called only when issuance.Decide says
@@ -118,115 +104,99 @@ func (r *WeChatQRCodeReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	if err := r.Client.Get(ctx, req.NamespacedName, code); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	out, err := r.next(ctx, code, false)
+	obs, err := r.observe(ctx, code)
 	if err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	if err := r.writeStatus(ctx, out); err != nil {
-		if out.attempt != "" {
-			logf.FromContext(ctx).Error(err, "WeChat answered but the status could not be written; the answer is lost and the next reconcile asks again", "outcome", out.attempt)
-		}
-		return ctrl.Result{}, client.IgnoreNotFound(err)
-	}
-	r.report(out)
-	return ctrl.Result{RequeueAfter: issuance.NextReconcile(&out.status, r.Clock.Now())}, nil
-}
-
-// next observes and decides on code, and acts if told to. confirmed says that code was read
-// from the API server rather than the cache.
-func (r *WeChatQRCodeReconciler) next(ctx context.Context, code *v1alpha1.WeChatQRCode, confirmed bool) (outcome, error) {
-	now := r.Clock.Now()
-	acct, err := r.accounts.get(ctx, types.NamespacedName{Namespace: code.Namespace, Name: code.Spec.AccountRef.Name})
-	if problem := (*accountProblem)(nil); errors.As(err, &problem) {
-		return outcome{code: code, status: issuance.AccountUnusable(code, problem.reason, problem.message, now)}, nil
-	} else if err != nil {
-		return outcome{}, err
-	}
-	holder, err := r.sceneHolder(ctx, code, acct.creds.AppID, now)
-	if err != nil {
-		return outcome{}, err
-	}
-	if holder != (types.NamespacedName{Namespace: code.Namespace, Name: code.Name}) {
-		return outcome{code: code, status: issuance.SceneTaken(code, acct.creds.AppID, holder.String(), now)}, nil
-	}
-
-	d := issuance.Decide(code, acct.creds.AppID, acct.version, now)
-	switch {
-	case d.Trigger == issuance.Current:
-		return outcome{code: code, status: issuance.UpToDate(code, now)}, nil
-	case !d.Issue:
-		return outcome{code: code, status: issuance.Waiting(code, now)}, nil
-	case !confirmed:
+	act := issuance.Decide(obs.Input)
+	if act.Trigger != "" {
 		// The cache may not hold yet the status written by the previous reconcile of this code
 		// (a Secret event can come first); acting on it would ask WeChat for a second ticket.
-		live := &v1alpha1.WeChatQRCode{}
-		if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(code), live); err != nil {
-			return outcome{}, err
+		// One live read settles it: nothing is fresher.
+		if obs, err = r.confirm(ctx, obs); err != nil {
+			return ctrl.Result{}, client.IgnoreNotFound(err)
 		}
-		if live.ResourceVersion != code.ResourceVersion {
-			return r.next(ctx, live, true)
+		if act = issuance.Decide(obs.Input); act.Trigger != "" {
+			act = r.issue(ctx, obs, act)
 		}
 	}
-	return r.issue(ctx, code, acct, d.Trigger), nil
+	if err := r.writeStatus(ctx, obs.Code, act.Status); err != nil {
+		if len(act.Events) > 0 && act.Events[len(act.Events)-1].Action == "IssueTicket" {
+			logf.FromContext(ctx).Error(err, "WeChat answered but the status could not be written; the answer is lost and the next reconcile asks again")
+		}
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	for _, e := range act.Events {
+		r.Recorder.Eventf(obs.Code, nil, e.Type, e.Reason, e.Action, "%s", e.Note)
+	}
+	return ctrl.Result{RequeueAfter: act.RequeueAfter(r.Clock.Now())}, nil
 }
 
-// sceneHolder returns the code that may hold code's permanent scene under appID: code itself
-// unless another code with the same AppID claims the scene and comes first (issuance.SceneHolder).
-func (r *WeChatQRCodeReconciler) sceneHolder(ctx context.Context, code *v1alpha1.WeChatQRCode, appID string, now time.Time) (types.NamespacedName, error) {
-	rivals, err := r.rivals(ctx, code)
-	if err != nil {
-		return types.NamespacedName{}, err
+// observed is one observation of a code: the decision's input, and the credentials to act with.
+type observed struct {
+	issuance.Input
+	creds wechat.Credentials
+}
+
+// observe gathers what the decision needs: the code's account, and the other codes that claim a
+// permanent scene the code claims or held, with their accounts' AppIDs.
+func (r *WeChatQRCodeReconciler) observe(ctx context.Context, code *v1alpha1.WeChatQRCode) (observed, error) {
+	obs := observed{Input: issuance.Input{Code: code, Now: r.Clock.Now()}}
+	acct, err := r.accounts.get(ctx, types.NamespacedName{Namespace: code.Namespace, Name: code.Spec.AccountRef.Name})
+	if problem := (*accountProblem)(nil); errors.As(err, &problem) {
+		obs.Account.Problem = &issuance.Problem{Reason: problem.reason, Message: problem.message}
+	} else if err != nil {
+		return observed{}, err
 	}
-	claims := []issuance.Claim{claimOf(code, appID, now)}
-	for i := range rivals {
-		rival := &rivals[i]
-		acct, err := r.accounts.get(ctx, types.NamespacedName{Namespace: rival.Namespace, Name: rival.Spec.AccountRef.Name})
+	obs.Account.AppID, obs.Account.Version, obs.creds = acct.creds.AppID, acct.version, acct.creds
+	others, err := r.neighbours(ctx, code)
+	if err != nil {
+		return observed{}, err
+	}
+	for i := range others {
+		other := &others[i]
+		acct, err := r.accounts.get(ctx, types.NamespacedName{Namespace: other.Namespace, Name: other.Spec.AccountRef.Name})
 		var problem *accountProblem
 		switch {
 		case errors.As(err, &problem):
 			continue // without a usable account it can issue nothing
 		case err != nil:
-			return types.NamespacedName{}, err
-		case acct.creds.AppID == appID:
-			claims = append(claims, claimOf(rival, appID, now))
+			return observed{}, err
 		}
+		obs.Neighbours = append(obs.Neighbours, issuance.Neighbour{Code: other, AppID: acct.creds.AppID})
 	}
-	h := issuance.SceneHolder(claims)
-	return types.NamespacedName{Namespace: h.Namespace, Name: h.Name}, nil
+	return obs, nil
 }
 
-func claimOf(code *v1alpha1.WeChatQRCode, appID string, now time.Time) issuance.Claim {
-	return issuance.Claim{
-		Namespace: code.Namespace, Name: code.Name, Created: code.CreationTimestamp.Time,
-		Holds: issuance.Needed(code, appID, now) == issuance.Current,
+// confirm observes the code again as the API server has it, if the cache's copy is not that.
+func (r *WeChatQRCodeReconciler) confirm(ctx context.Context, obs observed) (observed, error) {
+	live := &v1alpha1.WeChatQRCode{}
+	if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(obs.Code), live); err != nil {
+		return observed{}, err
 	}
+	if live.ResourceVersion == obs.Code.ResourceVersion {
+		return obs, nil
+	}
+	return r.observe(ctx, live)
 }
 
-// issue asks WeChat for a ticket. The expiry counts from before the call (which may first wait
-// for the AppID's rate limiter): early rather than late.
-func (r *WeChatQRCodeReconciler) issue(ctx context.Context, code *v1alpha1.WeChatQRCode, acct account, trigger issuance.Trigger) outcome {
-	log := logf.FromContext(ctx).WithValues("trigger", trigger, "appID", acct.creds.AppID)
+// issue asks WeChat for the ticket act calls for. The expiry counts from before the call (which
+// may first wait for the AppID's rate limiter): early rather than late.
+func (r *WeChatQRCodeReconciler) issue(ctx context.Context, obs observed, act issuance.Action) issuance.Action {
+	log := logf.FromContext(ctx).WithValues("trigger", act.Trigger, "appID", obs.Account.AppID)
 	requestedAt := r.Clock.Now()
-	qr, err := r.Issuer.CreateQRCode(ctx, acct.creds, createRequest(&code.Spec))
+	qr, err := r.Issuer.CreateQRCode(ctx, obs.creds, createRequest(&obs.Code.Spec))
 	if err != nil {
 		countFailure(err)
-		f := failureOf(err)
-		log.Info("WeChat issued no ticket", "reason", f.Reason, "error", f.Message)
-		return outcome{code: code, status: issuance.Failed(code, trigger, f, acct.version, r.Clock.Now()), attempt: EventIssueFailed}
+		log.Info("WeChat issued no ticket", "error", err.Error())
+		return act.Failed(err, r.Clock.Now())
 	}
-	countIssuance(code, trigger)
-	st := issuance.Issued(code, acct.creds.AppID, issuance.Ticket{
+	countIssuance(obs.Code, act.Trigger)
+	out := act.Succeeded(issuance.Ticket{
 		Ticket: qr.Ticket, URL: qr.URL, ImageURL: r.Issuer.ImageURL(qr.Ticket), ExpireSeconds: qr.ExpireSeconds,
 	}, requestedAt)
-	log.Info("WeChat issued a ticket", "expiresAt", st.ExpiresAt)
-	ev := EventReissued
-	switch trigger {
-	case issuance.First:
-		ev = EventIssued
-	case issuance.Renewal:
-		ev = EventRenewed
-	}
-	return outcome{code: code, status: st, attempt: ev}
+	log.Info("WeChat issued a ticket", "expiresAt", out.Status.ExpiresAt)
+	return out
 }
 
 func createRequest(spec *v1alpha1.WeChatQRCodeSpec) wechat.CreateQRCodeRequest {
@@ -247,61 +217,16 @@ func createRequest(spec *v1alpha1.WeChatQRCodeSpec) wechat.CreateQRCodeRequest {
 	return req
 }
 
-// failureOf turns the client's error into the condition's terms. The client's message already
-// carries the errcode, WeChat's errmsg and the advice, scrubbed of credentials.
-func failureOf(err error) issuance.Failure {
-	f := issuance.Failure{Kind: issuance.Terminal, Message: err.Error()}
-	errcode := wechat.ErrCode(err)
-	switch wechat.ClassOf(err) {
-	case wechat.ClassQuota:
-		f.Kind, f.Reason = issuance.Quota, issuance.ReasonQuotaExhausted
-		return f
-	case wechat.ClassRetryable, wechat.ClassToken:
-		f.Kind = issuance.Transient
-	}
-	switch {
-	case errcode != 0:
-		f.Reason = issuance.ReasonWeChatError(errcode)
-	case f.Kind == issuance.Transient:
-		f.Reason = issuance.ReasonWeChatUnreachable
-	default:
-		f.Reason = issuance.ReasonIssueFailed
-	}
-	return f
-}
-
 // writeStatus patches status if it changed. A merge patch without resourceVersion: this
 // reconciler is the only writer of status, and the callback server's concurrent annotation
 // patches must not make a ticket WeChat just issued fail to be recorded.
-func (r *WeChatQRCodeReconciler) writeStatus(ctx context.Context, out outcome) error {
-	if equality.Semantic.DeepEqual(out.code.Status, out.status) {
+func (r *WeChatQRCodeReconciler) writeStatus(ctx context.Context, code *v1alpha1.WeChatQRCode, st v1alpha1.WeChatQRCodeStatus) error {
+	if equality.Semantic.DeepEqual(code.Status, st) {
 		return nil
 	}
-	patched := out.code.DeepCopy()
-	patched.Status = out.status
+	patched := code.DeepCopy()
+	patched.Status = st
 	return retry.OnError(retry.DefaultBackoff, func(err error) bool { return !apierrors.IsNotFound(err) }, func() error {
-		return r.Client.Status().Patch(ctx, patched, client.MergeFrom(out.code))
+		return r.Client.Status().Patch(ctx, patched, client.MergeFrom(code))
 	})
-}
-
-// report records an Event for every attempt at WeChat, and for every change of Ready to a new
-// problem; a return to Ready without an attempt (a Secret restored) shows in the condition only.
-func (r *WeChatQRCodeReconciler) report(out outcome) {
-	cur := meta.FindStatusCondition(out.status.Conditions, v1alpha1.ConditionReady)
-	if cur == nil {
-		return
-	}
-	reason, action := out.attempt, "IssueTicket"
-	if reason == "" {
-		old := meta.FindStatusCondition(out.code.Status.Conditions, v1alpha1.ConditionReady)
-		if cur.Status == metav1.ConditionTrue || (old != nil && old.Status == cur.Status && old.Reason == cur.Reason) {
-			return
-		}
-		reason, action = cur.Reason, "Reconcile"
-	}
-	eventType := corev1.EventTypeNormal
-	if cur.Status != metav1.ConditionTrue || reason == EventIssueFailed {
-		eventType = corev1.EventTypeWarning
-	}
-	r.Recorder.Eventf(out.code, nil, eventType, reason, action, "%s", cur.Message)
 }

@@ -35,7 +35,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
-	"github.com/qrcode-operator/wechat-qrcode-operator/internal/issuance"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/wechattest"
 )
 
@@ -65,7 +64,7 @@ func (h *harness) createFourKinds(ns, account string) []*v1alpha1.WeChatQRCode {
 	}
 	var codes []*v1alpha1.WeChatQRCode
 	for _, k := range fourKinds {
-		codes = append(codes, h.waitReady(key(ns, k.name), metav1.ConditionTrue, issuance.ReasonIssued))
+		codes = append(codes, h.waitReady(key(ns, k.name), metav1.ConditionTrue, v1alpha1.ReasonIssued))
 	}
 	return codes
 }
@@ -115,14 +114,18 @@ func TestIssuesEveryKind(t *testing.T) {
 				if issued.ExpireSeconds != int64(code.Spec.TTL.Seconds()) {
 					t.Errorf("requested %d s for ttl %s", issued.ExpireSeconds, code.Spec.TTL.Duration)
 				}
-				if want, _ := issuance.ScheduledRenewal(code); !st.RenewalTime.Time.Equal(want) {
-					t.Errorf("renewalTime %s, want %s", st.RenewalTime.Time, want)
+				lifetime, renewBefore := st.ExpiresAt.Sub(st.IssuedAt.Time), st.ExpiresAt.Sub(st.IssuedAt.Time)/3
+				if code.Spec.RenewBefore != nil {
+					renewBefore = code.Spec.RenewBefore.Duration
+				}
+				if st.RenewalTime.Before(&metav1.Time{Time: st.IssuedAt.Add(lifetime / 10)}) || st.RenewalTime.After(st.ExpiresAt.Add(-renewBefore)) {
+					t.Errorf("renewalTime %s outside [issuedAt + a tenth of %s, expiresAt - %s]", st.RenewalTime.Time, lifetime, renewBefore)
 				}
 			}
 			if st.ObservedGeneration != code.Generation || st.FailedAttempts != 0 {
 				t.Errorf("observedGeneration %d (generation %d), failedAttempts %d", st.ObservedGeneration, code.Generation, st.FailedAttempts)
 			}
-			h.waitEvent(key(ns, k.name), corev1.EventTypeNormal, EventIssued, "issued")
+			h.waitEvent(key(ns, k.name), corev1.EventTypeNormal, v1alpha1.EventIssued, "issued")
 		})
 	}
 
@@ -156,38 +159,112 @@ wechat_qrcode_operator_codes{ready="True",reason="Issued"} 4
 	}
 }
 
+// TestRenewsOnTimeAndKeepsThePreviousTicket: a 30-day ticket (WeChat's longest) is renewed at
+// its renewal time, not a second before, and the ticket it replaces is kept until it expires.
 func TestRenewsOnTimeAndKeepsThePreviousTicket(t *testing.T) {
-	h := newHarness(t, 1)
+	h := newDirectHarness(t, 1)
 	ns := h.ns[0]
 	h.accountSecret(ns, "acct")
-	// Renewal 10 s after issuance (less up to 1 s of jitter).
-	h.create(ns, "short", temporarySpec("acct", idScene(42), time.Minute, 50*time.Second))
-	k := key(ns, "short")
-	first := h.waitReady(k, metav1.ConditionTrue, issuance.ReasonIssued)
-	if d := first.Status.RenewalTime.Sub(first.Status.IssuedAt.Time); d < 8*time.Second || d > 10*time.Second {
-		t.Fatalf("renewal %s after issuance, want 9-10 s", d)
+	h.create(ns, "month", temporarySpec("acct", idScene(42), 720*time.Hour, 24*time.Hour))
+	k := key(ns, "month")
+	res, first := h.reconcile(k)
+	if !readyIs(metav1.ConditionTrue, v1alpha1.ReasonIssued)(first) {
+		t.Fatalf("not issued: %+v", first.Status)
+	}
+	st := first.Status
+	if d := st.ExpiresAt.Sub(st.IssuedAt.Time); d != 720*time.Hour {
+		t.Fatalf("ticket lives %s, want 720h", d)
+	}
+	// Renewal 24h before expiry, less up to a tenth of the 696h the ticket is current.
+	untilRenewal := st.RenewalTime.Sub(h.clock.Now())
+	if untilRenewal > 696*time.Hour || untilRenewal < 696*time.Hour-70*time.Hour {
+		t.Fatalf("renewal in %s", untilRenewal)
+	}
+	if res.RequeueAfter != untilRenewal {
+		t.Errorf("RequeueAfter %s, want the renewal in %s", res.RequeueAfter, untilRenewal)
 	}
 
-	second := h.waitFor(k, 30*time.Second, "renewed", func(c *v1alpha1.WeChatQRCode) bool {
-		return c.Status.Ticket != "" && c.Status.Ticket != first.Status.Ticket
-	})
-	st := second.Status
-	if st.IssuedAt.Before(first.Status.RenewalTime) {
-		t.Errorf("renewed at %s, before the renewal time %s", st.IssuedAt, first.Status.RenewalTime)
+	h.step(untilRenewal - time.Second)
+	if _, c := h.reconcile(k); c.Status.Ticket != st.Ticket || h.fake.Calls(wechattest.EndpointCreate) != 1 {
+		t.Fatalf("renewed a second early")
 	}
-	if late := st.IssuedAt.Sub(first.Status.RenewalTime.Time); late > 3*time.Second {
-		t.Errorf("renewed %s after the renewal time", late)
+	h.step(time.Second)
+	res, second := h.reconcile(k)
+	if second.Status.Ticket == st.Ticket || !second.Status.IssuedAt.Equal(st.RenewalTime) {
+		t.Fatalf("not renewed at the renewal time: %+v", second.Status)
 	}
-	wantPrev := []v1alpha1.PreviousTicket{{Ticket: first.Status.Ticket, AppID: first.Status.IssuedFor.AppID, ExpiresAt: *first.Status.ExpiresAt}}
-	if !equality.Semantic.DeepEqual(st.PreviousTickets, wantPrev) {
-		t.Errorf("previousTickets = %+v, want %+v", st.PreviousTickets, wantPrev)
+	wantPrev := []v1alpha1.PreviousTicket{{Ticket: st.Ticket, AppID: st.IssuedFor.AppID, Scene: idScene(42), ExpiresAt: st.ExpiresAt}}
+	if !equality.Semantic.DeepEqual(second.Status.PreviousTickets, wantPrev) {
+		t.Errorf("previousTickets = %+v, want %+v", second.Status.PreviousTickets, wantPrev)
 	}
-	if old, _ := h.fake.Code(first.Status.Ticket); !time.Now().Before(old.ExpiresAt) {
+	if old, _ := h.fake.Code(st.Ticket); !h.clock.Now().Before(old.ExpiresAt) {
 		t.Errorf("the previous ticket is kept although WeChat expired it at %s", old.ExpiresAt)
 	}
-	h.waitEvent(k, corev1.EventTypeNormal, EventRenewed)
+	h.waitEvent(k, corev1.EventTypeNormal, v1alpha1.EventRenewed)
+	if res.RequeueAfter != st.ExpiresAt.Sub(h.clock.Now()) {
+		t.Errorf("RequeueAfter %s, want the previous ticket's expiry in %s", res.RequeueAfter, st.ExpiresAt.Sub(h.clock.Now()))
+	}
+
+	h.step(res.RequeueAfter)
+	if _, c := h.reconcile(k); len(c.Status.PreviousTickets) != 0 {
+		t.Errorf("expired previous ticket kept: %+v", c.Status.PreviousTickets)
+	}
 	if n := h.fake.Calls(wechattest.EndpointCreate); n != 2 {
 		t.Errorf("%d create calls, want 2", n)
+	}
+}
+
+// TestRenewalFailingUntilExpiry: a renewal refused until the ticket expires leaves one clear
+// message: expired at T, the errcode, the next attempt.
+func TestRenewalFailingUntilExpiry(t *testing.T) {
+	h := newDirectHarness(t, 1)
+	ns := h.ns[0]
+	h.accountSecret(ns, "acct")
+	h.create(ns, "code", temporarySpec("acct", idScene(7), time.Hour, 20*time.Minute))
+	k := key(ns, "code")
+	_, issued := h.reconcile(k)
+	h.step(issued.Status.RenewalTime.Sub(h.clock.Now()))
+
+	h.fake.FailNext(wechattest.EndpointCreate, 1, wechattest.Fault{Errcode: 40164})
+	_, renewing := h.reconcile(k)
+	if !readyIs(metav1.ConditionTrue, v1alpha1.ReasonRenewing)(renewing) {
+		t.Fatalf("after a failed renewal: %+v", renewing.Status.Conditions)
+	}
+	if msg := readyCondition(renewing).Message; !containsAll(msg, "valid until "+issued.Status.ExpiresAt.UTC().Format(time.RFC3339), "errcode 40164", "next attempt at") {
+		t.Errorf("Renewing message %q", msg)
+	}
+	expectConditions(t, renewing, "", v1alpha1.ReasonWeChatError(40164))
+
+	h.step(issued.Status.ExpiresAt.Sub(h.clock.Now()))
+	_, expired := h.reconcile(k)
+	if !readyIs(metav1.ConditionFalse, v1alpha1.ReasonExpired)(expired) {
+		t.Fatalf("after expiry: %+v", expired.Status.Conditions)
+	}
+	msg := readyCondition(expired).Message
+	want := "The ticket expired at " + issued.Status.ExpiresAt.UTC().Format(time.RFC3339) + "; its renewal is failing: "
+	if !strings.HasPrefix(msg, want) || !containsAll(msg, "errcode 40164", "next attempt at "+expired.Status.RenewalTime.UTC().Format(time.RFC3339)) || strings.Contains(msg, "valid until") {
+		t.Errorf("Expired message %q, want it to start %q, name the next attempt and not say the ticket is valid", msg, want)
+	}
+	h.waitEvent(k, corev1.EventTypeWarning, v1alpha1.ReasonExpired, want, "errcode 40164")
+	if n := h.fake.Calls(wechattest.EndpointCreate); n != 2 {
+		t.Errorf("%d create calls, want 2 (none during the backoff)", n)
+	}
+}
+
+// expectConditions checks kstatus's abnormal-true conditions: Reconciling or Stalled True with
+// that reason, or ("") absent.
+func expectConditions(t *testing.T, c *v1alpha1.WeChatQRCode, reconciling, stalled string) {
+	t.Helper()
+	for _, want := range []struct{ typ, reason string }{
+		{v1alpha1.ConditionReconciling, reconciling}, {v1alpha1.ConditionStalled, stalled},
+	} {
+		got := c.Status.Condition(want.typ)
+		switch {
+		case want.reason == "" && got != nil:
+			t.Errorf("%s present: %+v", want.typ, *got)
+		case want.reason != "" && (got == nil || got.Status != metav1.ConditionTrue || got.Reason != want.reason):
+			t.Errorf("%s = %+v, want True/%s", want.typ, got, want.reason)
+		}
 	}
 }
 
@@ -247,8 +324,10 @@ func TestAnnotationUpdatesAreIgnored(t *testing.T) {
 	}
 }
 
+// TestFailures: each class of WeChat failure backs off for its time on the clock, makes no call
+// before, and recovers after (transient, quota) or at a change of the Secret (terminal).
 func TestFailures(t *testing.T) {
-	h := newHarness(t, 1)
+	h := newDirectHarness(t, 1)
 	ns := h.ns[0]
 	h.accountSecret(ns, "acct")
 
@@ -261,24 +340,26 @@ func TestFailures(t *testing.T) {
 		note      []string
 		// The backoff until the next attempt, within these bounds.
 		minDelay, maxDelay time.Duration
-		// transient failures recover by themselves; the others wait for a change of the Secret.
-		transient bool
-		class     string
+		// recovery: "clock" (the backoff runs out), "secret" (a change of the Secret).
+		recovery string
+		class    string
+		// kstatus: which abnormal-true condition the failure sets.
+		reconciling, stalled bool
 	}{
 		{name: "system busy", fault: wechattest.Fault{Errcode: -1}, times: 1, reason: "WeChatErrorMinus1",
-			note: []string{"errcode -1", "system error"}, minDelay: 3 * time.Second, maxDelay: 5 * time.Second, transient: true, class: "Retryable"},
-		{name: "proxy failure", fault: wechattest.Fault{HTTPStatus: http.StatusBadGateway}, times: 1, reason: issuance.ReasonWeChatUnreachable,
-			note: []string{"502"}, minDelay: 3 * time.Second, maxDelay: 5 * time.Second, transient: true, class: "Retryable"},
+			note: []string{"errcode -1", "system error"}, minDelay: 4 * time.Second, maxDelay: 5 * time.Second, recovery: "clock", class: "Retryable", reconciling: true},
+		{name: "proxy failure", fault: wechattest.Fault{HTTPStatus: http.StatusBadGateway}, times: 1, reason: v1alpha1.ReasonWeChatUnreachable,
+			note: []string{"502"}, minDelay: 4 * time.Second, maxDelay: 5 * time.Second, recovery: "clock", class: "Retryable", reconciling: true},
 		{name: "token rejected twice", fault: wechattest.Fault{Errcode: 40001}, times: 2, reason: "WeChatError40001",
-			note: []string{"errcode 40001", "retried once"}, minDelay: 3 * time.Second, maxDelay: 5 * time.Second, transient: true, class: "Token"},
+			note: []string{"errcode 40001", "retried once"}, minDelay: 4 * time.Second, maxDelay: 5 * time.Second, recovery: "clock", class: "Token", reconciling: true},
 		{name: "IP not allowlisted", fault: wechattest.Fault{Errcode: 40164}, times: 1, reason: "WeChatError40164",
-			note: []string{"errcode 40164", "whitelist", "allowlist"}, minDelay: 47 * time.Minute, maxDelay: time.Hour, class: "Terminal"},
+			note: []string{"errcode 40164", "whitelist", "allowlist"}, minDelay: 48 * time.Minute, maxDelay: time.Hour, recovery: "secret", class: "Terminal", stalled: true},
 		{name: "unauthorized account", fault: wechattest.Fault{Errcode: 48001}, times: 1, reason: "WeChatError48001",
-			note: []string{"errcode 48001", "verified service account"}, minDelay: 47 * time.Minute, maxDelay: time.Hour, class: "Terminal"},
+			note: []string{"errcode 48001", "verified service account"}, minDelay: 48 * time.Minute, maxDelay: time.Hour, recovery: "secret", class: "Terminal", stalled: true},
 		{name: "permanent cap", fault: wechattest.Fault{Errcode: 45029}, times: 1, permanent: true, reason: "WeChatError45029",
-			note: []string{"errcode 45029", "100,000 permanent"}, minDelay: 47 * time.Minute, maxDelay: time.Hour, class: "Terminal"},
-		{name: "daily quota", fault: wechattest.Fault{Errcode: 45009}, times: 1, reason: issuance.ReasonQuotaExhausted,
-			note: []string{"errcode 45009", "quota", "next attempt at"}, minDelay: 0, maxDelay: 24*time.Hour + issuance.QuotaSpread, class: "Quota"},
+			note: []string{"errcode 45029", "100,000 permanent"}, minDelay: 48 * time.Minute, maxDelay: time.Hour, recovery: "secret", class: "Terminal", stalled: true},
+		{name: "daily quota", fault: wechattest.Fault{Errcode: 45009}, times: 1, reason: v1alpha1.ReasonQuotaExhausted,
+			note: []string{"errcode 45009", "quota", "next attempt at"}, minDelay: 0, maxDelay: 24*time.Hour + 15*time.Minute, recovery: "clock", class: "Quota", reconciling: true},
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -293,40 +374,84 @@ func TestFailures(t *testing.T) {
 			h.fake.FailNext(wechattest.EndpointCreate, tc.times, tc.fault)
 			h.create(ns, name, spec)
 
-			failed := h.waitReady(k, metav1.ConditionFalse, tc.reason)
+			res, failed := h.reconcile(k)
+			if !readyIs(metav1.ConditionFalse, tc.reason)(failed) {
+				t.Fatalf("Ready = %+v, want False/%s", readyCondition(failed), tc.reason)
+			}
 			st := failed.Status
 			if !containsAll(readyCondition(failed).Message, tc.note...) {
 				t.Errorf("condition message %q lacks %q", readyCondition(failed).Message, tc.note)
 			}
+			reconciling, stalled := "", ""
+			if tc.reconciling {
+				reconciling = tc.reason
+			}
+			if tc.stalled {
+				stalled = tc.reason
+			}
+			expectConditions(t, failed, reconciling, stalled)
 			if st.FailedAttempts != 1 || st.LastFailureTime == nil || st.RenewalTime == nil {
 				t.Fatalf("failedAttempts %d, lastFailureTime %v, renewalTime %v", st.FailedAttempts, st.LastFailureTime, st.RenewalTime)
 			}
-			if d := st.RenewalTime.Sub(st.LastFailureTime.Time); d < tc.minDelay || d > tc.maxDelay {
-				t.Errorf("next attempt %s after the failure, want %s to %s", d, tc.minDelay, tc.maxDelay)
+			backoff := st.RenewalTime.Sub(h.clock.Now())
+			if backoff < tc.minDelay || backoff > tc.maxDelay || res.RequeueAfter != backoff {
+				t.Errorf("next attempt in %s (RequeueAfter %s), want %s to %s", backoff, res.RequeueAfter, tc.minDelay, tc.maxDelay)
 			}
-			h.waitEvent(k, corev1.EventTypeWarning, EventIssueFailed, tc.note...)
+			h.waitEvent(k, corev1.EventTypeWarning, v1alpha1.EventIssueFailed, tc.note...)
 			if d := testutil.ToFloat64(issuanceFailures.WithLabelValues(strconv.Itoa(tc.fault.Errcode), tc.class)) - failures; d != 1 {
 				t.Errorf("issuance_failures_total grew by %v", d)
 			}
 
-			if !tc.transient {
-				// No retry during the backoff, then a change of the Secret retries at once.
-				time.Sleep(time.Second)
-				if n := h.fake.Calls(wechattest.EndpointCreate) - creates; n != tc.times {
-					t.Fatalf("%d create calls during the backoff, want %d", n, tc.times)
-				}
-				h.updateSecret(ns, "acct", func(s *corev1.Secret) {
-					s.Labels = map[string]string{"fixed": name}
-				})
+			// No call during the backoff, then one when it runs out or the Secret changes.
+			h.step(backoff - time.Second)
+			if h.reconcile(k); h.fake.Calls(wechattest.EndpointCreate)-creates != tc.times {
+				t.Fatalf("%d create calls during the backoff, want %d", h.fake.Calls(wechattest.EndpointCreate)-creates, tc.times)
 			}
-			fixed := h.waitReady(k, metav1.ConditionTrue, issuance.ReasonIssued)
+			if tc.recovery == "clock" {
+				h.step(time.Second)
+			} else {
+				h.updateSecret(ns, "acct", func(s *corev1.Secret) { s.Labels = map[string]string{"fixed": name} })
+			}
+			_, fixed := h.reconcile(k)
+			if !readyIs(metav1.ConditionTrue, v1alpha1.ReasonIssued)(fixed) {
+				t.Fatalf("not recovered: %+v", readyCondition(fixed))
+			}
 			if fixed.Status.FailedAttempts != 0 || fixed.Status.LastFailureTime != nil || fixed.Status.LastFailureSecretVersion != "" {
 				t.Errorf("failure not cleared: %+v", fixed.Status)
 			}
-			if tc.transient && fixed.Status.IssuedAt.Before(st.RenewalTime) {
-				t.Errorf("retried at %s, before the backoff ended at %s", fixed.Status.IssuedAt, st.RenewalTime)
-			}
+			expectConditions(t, fixed, "", "")
 		})
+	}
+}
+
+// TestQuotaResetsAtBeijingMidnight: codes that found the day's quota spent make no call until
+// midnight Beijing time (16:00 UTC), when WeChat resets it, and then succeed.
+func TestQuotaResetsAtBeijingMidnight(t *testing.T) {
+	h := newDirectHarness(t, 1)
+	ns := h.ns[0]
+	h.accountSecret(ns, "acct")
+	// 15:00 UTC is 23:00 in Beijing: an hour before the reset.
+	now := h.clock.Now()
+	h.clock.SetTime(time.Date(now.Year(), now.Month(), now.Day()+1, 15, 0, 0, 0, time.UTC))
+	h.fake.FailNext(wechattest.EndpointCreate, 1, wechattest.Fault{Errcode: 45009})
+	h.create(ns, "code", temporarySpec("acct", idScene(1), time.Hour, 0))
+	k := key(ns, "code")
+	_, spent := h.reconcile(k)
+	if !readyIs(metav1.ConditionFalse, v1alpha1.ReasonQuotaExhausted)(spent) {
+		t.Fatalf("Ready = %+v", readyCondition(spent))
+	}
+	reset := h.clock.Now().Add(time.Hour)
+	if at := spent.Status.RenewalTime.Time; at.Before(reset) || !at.Before(reset.Add(15*time.Minute)) {
+		t.Fatalf("next attempt at %s, want within 15 min after %s", at, reset)
+	}
+	h.step(time.Hour - time.Second) // 23:59:59 in Beijing
+	h.reconcile(k)
+	if n := h.fake.Calls(wechattest.EndpointCreate); n != 1 {
+		t.Fatalf("%d create calls before the reset", n)
+	}
+	h.clock.SetTime(spent.Status.RenewalTime.Time)
+	if _, c := h.reconcile(k); !readyIs(metav1.ConditionTrue, v1alpha1.ReasonIssued)(c) {
+		t.Fatalf("not issued after the reset: %+v", readyCondition(c))
 	}
 }
 
@@ -335,12 +460,12 @@ func TestTokenInvalidatedMidRunRecoversWithOneRetry(t *testing.T) {
 	ns := h.ns[0]
 	appID, _ := h.accountSecret(ns, "acct")
 	h.create(ns, "before", temporarySpec("acct", idScene(1), time.Hour, 0))
-	h.waitReady(key(ns, "before"), metav1.ConditionTrue, issuance.ReasonIssued)
+	h.waitReady(key(ns, "before"), metav1.ConditionTrue, v1alpha1.ReasonIssued)
 	tokens := h.fake.Calls(wechattest.EndpointStableToken)
 
 	h.fake.InvalidateTokens(appID) // another system forced a refresh
 	h.create(ns, "after", temporarySpec("acct", idScene(2), time.Hour, 0))
-	after := h.waitReady(key(ns, "after"), metav1.ConditionTrue, issuance.ReasonIssued)
+	after := h.waitReady(key(ns, "after"), metav1.ConditionTrue, v1alpha1.ReasonIssued)
 
 	if after.Status.FailedAttempts != 0 {
 		t.Errorf("recovery took %d failed attempts", after.Status.FailedAttempts)
@@ -355,7 +480,7 @@ func TestTokenInvalidatedMidRunRecoversWithOneRetry(t *testing.T) {
 		t.Errorf("%d token fetches to recover", n)
 	}
 	for _, e := range h.events(key(ns, "after")) {
-		if e.Reason == EventIssueFailed {
+		if e.Reason == v1alpha1.EventIssueFailed {
 			t.Errorf("recovered token error reported as a failure: %s", e.Note)
 		}
 	}
@@ -372,23 +497,23 @@ func TestSceneConflict(t *testing.T) {
 	h.secret(ns2, "other-account", map[string]string{"appID": otherAppID, "appSecret": otherSecret})
 
 	h.create(ns1, "holder", permanentSpec("acct", idScene(500)))
-	holder := h.waitReady(key(ns1, "holder"), metav1.ConditionTrue, issuance.ReasonIssued)
+	holder := h.waitReady(key(ns1, "holder"), metav1.ConditionTrue, v1alpha1.ReasonIssued)
 	creates := h.fake.Calls(wechattest.EndpointCreate)
 
 	h.create(ns2, "latecomer", permanentSpec("same-account", idScene(500)))
-	late := h.waitReady(key(ns2, "latecomer"), metav1.ConditionFalse, issuance.ReasonSceneConflict)
+	late := h.waitReady(key(ns2, "latecomer"), metav1.ConditionFalse, v1alpha1.ReasonSceneConflict)
 	if msg := readyCondition(late).Message; !containsAll(msg, ns1+"/holder", appID, "scene id 500") {
 		t.Errorf("conflict message %q does not name the holder, AppID and scene", msg)
 	}
 	if late.Status.Ticket != "" {
 		t.Errorf("the latecomer carries ticket %q", late.Status.Ticket)
 	}
-	h.waitEvent(key(ns2, "latecomer"), corev1.EventTypeWarning, issuance.ReasonSceneConflict)
+	h.waitEvent(key(ns2, "latecomer"), corev1.EventTypeWarning, v1alpha1.ReasonSceneConflict)
 	// Not conflicts: the same scene of another account, and a temporary code of the same scene.
 	h.create(ns2, "other-account", permanentSpec("other-account", idScene(500)))
 	h.create(ns2, "temporary", temporarySpec("same-account", idScene(500), time.Hour, 0))
-	h.waitReady(key(ns2, "other-account"), metav1.ConditionTrue, issuance.ReasonIssued)
-	h.waitReady(key(ns2, "temporary"), metav1.ConditionTrue, issuance.ReasonIssued)
+	h.waitReady(key(ns2, "other-account"), metav1.ConditionTrue, v1alpha1.ReasonIssued)
+	h.waitReady(key(ns2, "temporary"), metav1.ConditionTrue, v1alpha1.ReasonIssued)
 	if n := h.fake.Calls(wechattest.EndpointCreate) - creates; n != 2 {
 		t.Errorf("%d create calls, want 2 (none for the latecomer)", n)
 	}
@@ -396,7 +521,7 @@ func TestSceneConflict(t *testing.T) {
 	// The holder leaves: the latecomer gets the scene, and WeChat answers the same ticket,
 	// which is why two codes must never hold it at once.
 	h.must(h.c.Delete(context.Background(), holder))
-	late = h.waitReady(key(ns2, "latecomer"), metav1.ConditionTrue, issuance.ReasonIssued)
+	late = h.waitReady(key(ns2, "latecomer"), metav1.ConditionTrue, v1alpha1.ReasonIssued)
 	if late.Status.Ticket != holder.Status.Ticket {
 		t.Errorf("WeChat answered %q for the scene, the holder had %q", late.Status.Ticket, holder.Status.Ticket)
 	}
@@ -421,9 +546,9 @@ func TestSceneConflictSettlesUnderConcurrency(t *testing.T) {
 				return false, err
 			}
 			switch {
-			case readyIs(metav1.ConditionTrue, issuance.ReasonIssued)(c):
+			case readyIs(metav1.ConditionTrue, v1alpha1.ReasonIssued)(c):
 				holders = append(holders, c)
-			case readyIs(metav1.ConditionFalse, issuance.ReasonSceneConflict)(c) && c.Status.Ticket == "":
+			case readyIs(metav1.ConditionFalse, v1alpha1.ReasonSceneConflict)(c) && c.Status.Ticket == "":
 				conflicted = append(conflicted, c)
 			}
 		}
@@ -458,16 +583,25 @@ func TestAccountSecretProblemsAndRepair(t *testing.T) {
 	k := key(ns, "code")
 	h.create(ns, "code", temporarySpec("acct", strScene("welcome"), time.Hour, 0))
 
-	missing := h.waitReady(k, metav1.ConditionFalse, issuance.ReasonAccountSecretMissing)
+	missing := h.waitReady(k, metav1.ConditionFalse, v1alpha1.ReasonAccountSecretMissing)
 	if msg := readyCondition(missing).Message; !containsAll(msg, `"acct"`, ns) {
 		t.Errorf("message %q does not name the Secret", msg)
 	}
-	h.waitEvent(k, corev1.EventTypeWarning, issuance.ReasonAccountSecretMissing)
+	h.waitEvent(k, corev1.EventTypeWarning, v1alpha1.ReasonAccountSecretMissing)
 
-	h.secret(ns, "acct", map[string]string{"appID": appID})
-	invalid := h.waitReady(k, metav1.ConditionFalse, issuance.ReasonAccountSecretInvalid)
-	if msg := readyCondition(invalid).Message; !strings.Contains(msg, "appSecret") {
-		t.Errorf("message %q does not name the missing key", msg)
+	// Not an AppID: refused by the one parser of account Secrets, before WeChat is asked.
+	h.secret(ns, "acct", map[string]string{"appID": "wx/../" + appID, "appSecret": secret})
+	malformed := h.waitReady(k, metav1.ConditionFalse, v1alpha1.ReasonAccountSecretInvalid)
+	if msg := readyCondition(malformed).Message; !containsAll(msg, `"acct"`, "appID") || strings.Contains(msg, appID) {
+		t.Errorf("message %q does not name the key, or prints its value", msg)
+	}
+
+	h.updateSecret(ns, "acct", func(s *corev1.Secret) { s.Data = map[string][]byte{"appID": []byte(appID)} })
+	invalid := h.waitFor(k, 30*time.Second, "reports the missing appSecret", func(c *v1alpha1.WeChatQRCode) bool {
+		return readyIs(metav1.ConditionFalse, v1alpha1.ReasonAccountSecretInvalid)(c) && strings.Contains(readyCondition(c).Message, "appSecret")
+	})
+	if msg := readyCondition(invalid).Message; strings.Contains(msg, appID) {
+		t.Errorf("message %q prints the AppID's value", msg)
 	}
 	if n := h.wechatCalls(); n != 0 {
 		t.Errorf("%d WeChat calls without usable credentials", n)
@@ -482,7 +616,7 @@ func TestAccountSecretProblemsAndRepair(t *testing.T) {
 
 	// A trailing newline, as `kubectl create secret --from-file` leaves it, is not a mistake.
 	h.updateSecret(ns, "acct", func(s *corev1.Secret) { s.StringData = map[string]string{"appSecret": secret + "\n"} })
-	fixed := h.waitReady(k, metav1.ConditionTrue, issuance.ReasonIssued)
+	fixed := h.waitReady(k, metav1.ConditionTrue, v1alpha1.ReasonIssued)
 	if fixed.Status.FailedAttempts != 0 {
 		t.Errorf("failedAttempts %d after the repair", fixed.Status.FailedAttempts)
 	}
@@ -509,12 +643,12 @@ func TestSpecChangesReissue(t *testing.T) {
 	h.secret(ns, "acct", map[string]string{"appID": appID, "appSecret": secret})
 	k := key(ns, "code")
 	h.create(ns, "code", temporarySpec("acct", idScene(10), time.Hour, 0))
-	first := h.waitReady(k, metav1.ConditionTrue, issuance.ReasonIssued)
+	first := h.waitReady(k, metav1.ConditionTrue, v1alpha1.ReasonIssued)
 
 	first.Spec.Scene = idScene(11)
 	h.must(h.c.Update(context.Background(), first))
 	moved := h.waitFor(k, 30*time.Second, "reissued for scene 11", func(c *v1alpha1.WeChatQRCode) bool {
-		return c.Status.IssuedFor != nil && c.Status.IssuedFor.Scene.Equal(idScene(11)) && readyIs(metav1.ConditionTrue, issuance.ReasonIssued)(c)
+		return c.Status.IssuedFor != nil && c.Status.IssuedFor.Scene.Equal(idScene(11)) && readyIs(metav1.ConditionTrue, v1alpha1.ReasonIssued)(c)
 	})
 	if issued, _ := h.fake.Code(moved.Status.Ticket); issued.SceneID != 11 {
 		t.Errorf("WeChat issued scene %d", issued.SceneID)
@@ -522,7 +656,7 @@ func TestSpecChangesReissue(t *testing.T) {
 	if len(moved.Status.PreviousTickets) != 1 || moved.Status.PreviousTickets[0].Ticket != first.Status.Ticket {
 		t.Errorf("previousTickets = %+v, want the scene-10 ticket", moved.Status.PreviousTickets)
 	}
-	h.waitEvent(k, corev1.EventTypeNormal, EventReissued)
+	h.waitEvent(k, corev1.EventTypeNormal, v1alpha1.EventReissued)
 
 	// The Secret now holds another account: a ticket of that account.
 	h.updateSecret(ns, "acct", func(s *corev1.Secret) {
@@ -544,5 +678,92 @@ func TestSpecChangesReissue(t *testing.T) {
 	})
 	if n := h.fake.Calls(wechattest.EndpointCreate) - calls; n != 0 {
 		t.Errorf("%d create calls for a new reply", n)
+	}
+}
+
+// TestPermanentSceneChangeKeepsTheOldTicket: a permanent code moved to another scene keeps its
+// old ticket (posters printed with it still count for it) until another code of the same AppID
+// claims that scene and gets the same ticket from WeChat.
+func TestPermanentSceneChangeKeepsTheOldTicket(t *testing.T) {
+	h := newHarness(t, 1)
+	ns := h.ns[0]
+	appID, _ := h.accountSecret(ns, "acct")
+	h.create(ns, "x", permanentSpec("acct", idScene(1)))
+	x := h.waitReady(key(ns, "x"), metav1.ConditionTrue, v1alpha1.ReasonIssued)
+	t1 := x.Status.Ticket
+
+	x.Spec.Scene = idScene(2)
+	h.must(h.c.Update(context.Background(), x))
+	x = h.waitFor(key(ns, "x"), 30*time.Second, "reissued for scene 2", func(c *v1alpha1.WeChatQRCode) bool {
+		return c.Status.IssuedFor != nil && c.Status.IssuedFor.Scene.Equal(idScene(2)) && c.IsReady()
+	})
+	want := []v1alpha1.PreviousTicket{{Ticket: t1, AppID: appID, Scene: idScene(1)}}
+	if !equality.Semantic.DeepEqual(x.Status.PreviousTickets, want) {
+		t.Fatalf("previousTickets = %+v, want %+v (no expiry)", x.Status.PreviousTickets, want)
+	}
+
+	h.create(ns, "y", permanentSpec("acct", idScene(1)))
+	y := h.waitReady(key(ns, "y"), metav1.ConditionTrue, v1alpha1.ReasonIssued)
+	if y.Status.Ticket != t1 {
+		t.Errorf("WeChat answered %q for scene 1, x had %q", y.Status.Ticket, t1)
+	}
+	h.waitFor(key(ns, "x"), 30*time.Second, "dropped the ticket y claimed", func(c *v1alpha1.WeChatQRCode) bool {
+		return len(c.Status.PreviousTickets) == 0 && c.Status.Ticket == x.Status.Ticket
+	})
+}
+
+// TestRenewRequested: the renew-requested-at annotation re-issues a Temporary code once; a
+// Permanent code refuses it with one Event.
+func TestRenewRequested(t *testing.T) {
+	h := newHarness(t, 1)
+	ns := h.ns[0]
+	h.accountSecret(ns, "acct")
+	codes := h.createFourKinds(ns, "acct")
+	temporary, permanent := codes[0], codes[2]
+	creates := h.fake.Calls(wechattest.EndpointCreate)
+
+	h.step(time.Minute)
+	requested := h.clock.Now().UTC().Format(time.RFC3339)
+	annotate := func(c *v1alpha1.WeChatQRCode) {
+		patch := []byte(`{"metadata":{"annotations":{"` + v1alpha1.AnnotationRenewRequestedAt + `":"` + requested + `"}}}`)
+		h.must(h.c.Patch(context.Background(), c, client.RawPatch("application/merge-patch+json", patch)))
+	}
+	annotate(temporary)
+	renewed := h.waitFor(client.ObjectKeyFromObject(temporary), 30*time.Second, "re-issued on request", func(c *v1alpha1.WeChatQRCode) bool {
+		return c.Status.Ticket != temporary.Status.Ticket && c.IsReady()
+	})
+	if renewed.Status.ObservedRenewRequest != requested || len(renewed.Status.PreviousTickets) != 1 {
+		t.Errorf("observedRenewRequest %q, previousTickets %+v", renewed.Status.ObservedRenewRequest, renewed.Status.PreviousTickets)
+	}
+	h.waitEvent(client.ObjectKeyFromObject(temporary), corev1.EventTypeNormal, v1alpha1.EventRenewed, "Renewal requested at "+requested)
+
+	annotate(permanent)
+	refused := h.waitFor(client.ObjectKeyFromObject(permanent), 30*time.Second, "refused the request", func(c *v1alpha1.WeChatQRCode) bool {
+		return c.Status.ObservedRenewRequest == requested
+	})
+	if refused.Status.Ticket != permanent.Status.Ticket {
+		t.Errorf("a permanent code was re-issued")
+	}
+	h.waitEvent(client.ObjectKeyFromObject(permanent), corev1.EventTypeWarning, v1alpha1.EventRenewRequestIgnored, "Permanent")
+	if n := h.fake.Calls(wechattest.EndpointCreate) - creates; n != 1 {
+		t.Errorf("%d create calls, want 1 (the temporary code's)", n)
+	}
+	// The annotation stays; the next reconcile (a new reply) says nothing more about it.
+	refused.Spec.Reply = &v1alpha1.Reply{Text: "hi"}
+	h.must(h.c.Update(context.Background(), refused))
+	h.waitFor(client.ObjectKeyFromObject(permanent), 30*time.Second, "observed the reply", func(c *v1alpha1.WeChatQRCode) bool {
+		return c.Status.ObservedGeneration == refused.Generation
+	})
+	ignored := 0
+	for _, e := range h.events(client.ObjectKeyFromObject(permanent)) {
+		if e.Reason == v1alpha1.EventRenewRequestIgnored {
+			ignored++
+			if e.Series != nil {
+				ignored += int(e.Series.Count)
+			}
+		}
+	}
+	if ignored != 1 {
+		t.Errorf("%d RenewRequestIgnored Events, want 1", ignored)
 	}
 }

@@ -43,8 +43,13 @@ const (
 	// as "32-bit non-zero integers" without saying whether negative values are accepted, so the
 	// schema admits only the range that is valid under both readings.
 	MaxTemporarySceneID = 2147483647
-	// MaxSceneStrLength is WeChat's limit for scene_str.
-	MaxSceneStrLength = 64
+	// MaxSceneStrBytes is WeChat's limit for scene_str, in bytes of UTF-8.
+	MaxSceneStrBytes = 64
+	// MaxPreviousTickets bounds status.previousTickets: the API server prices the scene rules of
+	// every item, and an unbounded list exceeds its budget. A temporary code keeps at most about
+	// ten live tickets (each serves at least a tenth of its lifetime); only a hundred changes of
+	// a permanent code's scene reach the bound.
+	MaxPreviousTickets = 100
 )
 
 // Keys of the account Secret. The manager reads appID and appSecret; the callback server reads
@@ -79,10 +84,13 @@ type Scene struct {
 	// +kubebuilder:validation:Maximum=2147483647
 	ID *int64 `json:"id,omitempty"`
 
-	// Str is a string scene (QR_STR_SCENE / QR_LIMIT_STR_SCENE) of 1 to 64 characters.
+	// Str is a string scene (QR_STR_SCENE / QR_LIMIT_STR_SCENE) of 1 to 64 bytes of UTF-8:
+	// WeChat's "1 to 64" counts bytes, so a CJK character takes 3 of them. MaxLength (characters)
+	// is implied by the byte limit; it bounds the cost of the rule for the API server.
 	// +optional
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:XValidation:rule="bytes(self).size() <= 64",message="scene.str must be at most 64 bytes of UTF-8 (WeChat's limit; a CJK character takes 3 bytes, so at most 21 of them)"
 	Str *string `json:"str,omitempty"`
 }
 
@@ -174,23 +182,23 @@ type IssuedFor struct {
 	Scene Scene `json:"scene"`
 }
 
-// PreviousTicket is an earlier ticket of a Temporary code that has not expired yet: posters
-// printed with it still work and their scans still count.
+// PreviousTicket is an earlier ticket of this code that still works: posters printed with it
+// still work and their scans still count for this code. A temporary one is kept until it expires.
+// A permanent one never expires: it is kept until another code of the same AppID claims its
+// scene, because WeChat would answer that code with this very ticket.
 type PreviousTicket struct {
 	// Ticket as WeChat issued it.
 	Ticket string `json:"ticket"`
 	// AppID of the account that issued it: after a change of spec.accountRef, pushes for the old
 	// account's tickets still reach the callback server under that account.
 	AppID string `json:"appID"`
-	// ExpiresAt is when WeChat stops honouring it.
-	ExpiresAt metav1.Time `json:"expiresAt"`
+	// Scene the ticket carries.
+	Scene Scene `json:"scene"`
+	// ExpiresAt is when WeChat stops honouring it; unset for a permanent ticket, which never
+	// expires.
+	// +optional
+	ExpiresAt *metav1.Time `json:"expiresAt,omitempty"`
 }
-
-// Condition types and reasons.
-const (
-	// ConditionReady is True when status.ticket is a live ticket for the current spec.
-	ConditionReady = "Ready"
-)
 
 // WeChatQRCodeStatus is what the operator observed and did.
 type WeChatQRCodeStatus struct {
@@ -199,7 +207,8 @@ type WeChatQRCodeStatus struct {
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
 	// Conditions: Ready, with reasons such as Issued, Renewing, AccountSecretMissing,
-	// WeChatError<errcode>, QuotaExhausted, SceneConflict.
+	// WeChatError<errcode>, QuotaExhausted, SceneConflict; Reconciling and Stalled (kstatus) while
+	// they hold.
 	// +optional
 	// +listType=map
 	// +listMapKey=type
@@ -235,10 +244,12 @@ type WeChatQRCodeStatus struct {
 	// +optional
 	RenewalTime *metav1.Time `json:"renewalTime,omitempty"`
 
-	// PreviousTickets are earlier tickets of this code that are still alive. Expired ones are
-	// pruned.
+	// PreviousTickets are earlier tickets of this code that still work: temporary ones until
+	// they expire, permanent ones until another code of the same AppID claims their scene. At most
+	// MaxPreviousTickets, the oldest dropped first.
 	// +optional
 	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=100
 	PreviousTickets []PreviousTicket `json:"previousTickets,omitempty"`
 
 	// FailedAttempts counts consecutive failed issuance attempts; reset by a success.
@@ -254,6 +265,11 @@ type WeChatQRCodeStatus struct {
 	// end of the backoff.
 	// +optional
 	LastFailureSecretVersion string `json:"lastFailureSecretVersion,omitempty"`
+
+	// ObservedRenewRequest is the value of the renew-requested-at annotation last acted on
+	// (re-issued, or refused with an Event), so that each request is handled once.
+	// +optional
+	ObservedRenewRequest string `json:"observedRenewRequest,omitempty"`
 }
 
 // Annotations the callback server writes on a WeChatQRCode. They live in metadata, not status,
@@ -273,7 +289,8 @@ const (
 
 // AnnotationRenewRequestedAt asks for an early re-issue of a Temporary code (`kubectl wechat
 // renew` writes it). Its value is the RFC 3339 time of the request; the controller re-issues once
-// when that time is later than status.issuedAt, so the annotation may stay where it is.
+// when that time is later than status.issuedAt, so the annotation may stay where it is. Permanent
+// codes are never re-issued: the request is refused with an Event.
 const AnnotationRenewRequestedAt = "wechat.qrcode-operator.io/renew-requested-at"
 
 // WeChatQRCode is a WeChat Official Account parametric QR code (带参数二维码).

@@ -14,16 +14,16 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-// Package issuance holds the decisions of the WeChatQRCode controller as pure functions of the
-// object (spec and status), the account's AppID and the time: whether WeChat must be asked for a
-// ticket, when the next renewal is due, how long to back off after a failure, which earlier
-// tickets are still worth keeping, and what status records each outcome. Nothing here does I/O,
-// so every rule is table-tested without an API server or a WeChat.
+// Package issuance holds the decisions of the WeChatQRCode controller as pure functions of one
+// observed Input (the code, its account, the codes that claim the same permanent scenes, the
+// time): whether WeChat must be asked for a ticket, when the next renewal is due, how long to
+// back off after a failure and what a failure means, which earlier tickets are still worth
+// keeping, and the status, conditions and Events that record each outcome. Nothing here does
+// I/O, so every rule and the order of the rules are table-tested without an API server or a
+// WeChat.
 package issuance
 
 import (
-	"crypto/sha256"
-	"encoding/binary"
 	"time"
 
 	"github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
@@ -33,109 +33,140 @@ import (
 type Trigger string
 
 const (
-	// Current means the ticket in status fits the spec and the account and is not due for renewal.
-	Current        Trigger = ""
+	// current means the ticket in status fits the spec and the account and is not due.
+	current        Trigger = ""
 	First          Trigger = "First"
 	AccountChanged Trigger = "AccountChanged"
 	TypeChanged    Trigger = "TypeChanged"
 	SceneChanged   Trigger = "SceneChanged"
 	// Renewal: a Temporary code reached its renewal time (or expired unrenewed).
 	Renewal Trigger = "Renewal"
+	// Requested: the renew-requested-at annotation asks for a new ticket of a Temporary code.
+	Requested Trigger = "Requested"
 )
 
-// Needed says why the code needs a new ticket at now, given the AppID of its account Secret.
-// Only what WeChat's ticket depends on counts: annotations, reply, ttl and renewBefore never make
-// a ticket stale by themselves (ttl and renewBefore take effect at the next renewal).
-func Needed(code *v1alpha1.WeChatQRCode, appID string, now time.Time) Trigger {
-	st, spec := &code.Status, &code.Spec
+// Input is everything one decision needs, observed by the controller in one go.
+type Input struct {
+	Code *v1alpha1.WeChatQRCode
+	// Account is the state of the Secret named by spec.accountRef.
+	Account Account
+	// Neighbours are the other codes that claim, in their spec, a permanent scene this code
+	// claims or holds a previous ticket of, with the AppID of their account (codes whose account
+	// is unusable are left out: they can issue nothing).
+	Neighbours []Neighbour
+	Now        time.Time
+}
+
+// Account is what the controller read of an account Secret.
+type Account struct {
+	AppID string
+	// Version is the Secret's resourceVersion: a failure made with other credentials says
+	// nothing about the next attempt.
+	Version string
+	// Problem, when set, says why the Secret cannot be used.
+	Problem *Problem
+}
+
+// Problem is an account Secret that cannot be used, in the Ready condition's terms.
+type Problem struct{ Reason, Message string }
+
+// Neighbour is another code and the AppID of its account.
+type Neighbour struct {
+	Code  *v1alpha1.WeChatQRCode
+	AppID string
+}
+
+// Decide is the one decision of a reconcile. The order of the rules is the order below, each
+// one final: an unusable account (nothing can be done, whatever else is wrong), a permanent
+// scene held by another code (no call may be made for it), a ticket that fits, a backoff that
+// has not run out, and only then a call to WeChat.
+func Decide(in Input) Action {
+	d := &decision{Input: in, st: base(in)}
+	trigger := d.needed()
+	d.observeRenewRequest(trigger)
+	switch holder := d.sceneHolder(trigger == current); {
+	case in.Account.Problem != nil:
+		return d.accountUnusable()
+	case holder != nil:
+		return d.sceneTaken(holder, trigger == current)
+	case trigger == current:
+		return d.upToDate()
+	case d.backingOff():
+		return d.waiting()
+	default:
+		return d.issue(trigger)
+	}
+}
+
+// decision is the status being computed for one Input.
+type decision struct {
+	Input
+	st     v1alpha1.WeChatQRCodeStatus
+	events []Event
+}
+
+// needed says why the code needs a new ticket. Only what WeChat's ticket depends on counts:
+// annotations (but the renew request), reply, ttl and renewBefore never make a ticket stale by
+// themselves (ttl and renewBefore take effect at the next renewal).
+func (d *decision) needed() Trigger {
+	st, spec := &d.Code.Status, &d.Code.Spec
 	switch {
 	case st.Ticket == "" || st.IssuedFor == nil || st.IssuedAt == nil:
 		return First
-	case st.IssuedFor.AppID != appID:
+	case st.IssuedFor.AppID != d.Account.AppID:
 		return AccountChanged
 	case st.IssuedFor.Type != spec.Type:
 		return TypeChanged
 	case !st.IssuedFor.Scene.Equal(spec.Scene):
 		return SceneChanged
-	case spec.Type == v1alpha1.Temporary:
-		if at, ok := ScheduledRenewal(code); !ok || !now.Before(at) {
-			return Renewal
-		}
+	case spec.Type != v1alpha1.Temporary:
+		return current
 	}
-	return Current
+	if at, ok := scheduledRenewal(d.Code); !ok || !d.Now.Before(at) {
+		return Renewal
+	}
+	if requested, ok := d.renewRequest(); ok && requested.After(st.IssuedAt.Time) {
+		return Requested
+	}
+	return current
 }
 
-// Decision is what one reconcile does about WeChat.
-type Decision struct {
-	Trigger Trigger
-	// Issue asks WeChat for a ticket now. A Trigger without Issue means an earlier attempt failed
-	// and its backoff has not run out.
-	Issue bool
-}
-
-// Decide combines Needed with the backoff of the last failure. secretVersion is the account
-// Secret's resourceVersion: a failure made with other credentials, or for another generation of
-// the spec, says nothing about the next attempt, which is then made at once.
-func Decide(code *v1alpha1.WeChatQRCode, appID, secretVersion string, now time.Time) Decision {
-	t := Needed(code, appID, now)
-	return Decision{Trigger: t, Issue: t != Current && !backingOff(code, secretVersion, now)}
-}
-
-func backingOff(code *v1alpha1.WeChatQRCode, secretVersion string, now time.Time) bool {
-	st := &code.Status
-	return st.FailedAttempts > 0 &&
-		st.ObservedGeneration == code.Generation &&
-		st.LastFailureSecretVersion == secretVersion &&
-		st.RenewalTime != nil && now.Before(st.RenewalTime.Time)
-}
-
-// ScheduledRenewal is when the current ticket of a Temporary code is due for renewal, recomputed
-// from what status recorded at issuance and the spec's current renewBefore; false when status
-// lacks the times to compute it.
-func ScheduledRenewal(code *v1alpha1.WeChatQRCode) (time.Time, bool) {
-	st := &code.Status
-	if st.IssuedAt == nil || st.ExpiresAt == nil || !st.ExpiresAt.After(st.IssuedAt.Time) {
+// renewRequest is the time of a renew request not acted on yet.
+func (d *decision) renewRequest() (time.Time, bool) {
+	v, ok := d.Code.Annotations[v1alpha1.AnnotationRenewRequestedAt]
+	if !ok || v == d.Code.Status.ObservedRenewRequest {
 		return time.Time{}, false
 	}
-	var renewBefore time.Duration
-	if code.Spec.RenewBefore != nil {
-		renewBefore = code.Spec.RenewBefore.Duration
-	}
-	return RenewalTime(st.IssuedAt.Time, st.ExpiresAt.Time, renewBefore, jitterSeed(code, st.Ticket)), true
+	t, err := time.Parse(time.RFC3339, v)
+	return t, err == nil
 }
 
-// RenewalTime places the renewal of a ticket that lives from issuedAt to expiresAt.
-//
-// renewBefore defaults to a third of the lifetime WeChat granted (not of spec.ttl: WeChat may
-// grant less), and falls back to that default when it is not shorter than the lifetime.
-// A jitter of up to a tenth of the time the ticket is current (lifetime - renewBefore) moves the
-// renewal earlier, never later, so that codes applied together do not renew in the same second.
-// The jitter is a hash of seed (the object's UID and the ticket): deterministic, so it is "chosen
-// once" without storing it and recomputed identically after a restart or a renewBefore change,
-// yet different for every ticket, so codes do not stay in lockstep across renewals.
-// Whatever renewBefore says, a ticket serves at least a tenth of its lifetime, so a renewBefore
-// almost equal to ttl cannot turn into a stream of create calls.
-// The result is truncated to the second, as status stores it.
-func RenewalTime(issuedAt, expiresAt time.Time, renewBefore time.Duration, seed string) time.Time {
-	lifetime := expiresAt.Sub(issuedAt)
-	if renewBefore <= 0 || renewBefore >= lifetime {
-		renewBefore = lifetime / 3
+// observeRenewRequest refuses, once per value, a renew request that cannot be honoured.
+func (d *decision) observeRenewRequest(trigger Trigger) {
+	v, ok := d.Code.Annotations[v1alpha1.AnnotationRenewRequestedAt]
+	if !ok || v == d.st.ObservedRenewRequest || trigger == Requested {
+		return
 	}
-	jitter := time.Duration(fraction(seed) * float64(lifetime-renewBefore) / 10)
-	at := expiresAt.Add(-renewBefore - jitter)
-	if floor := issuedAt.Add(lifetime / 10); at.Before(floor) {
-		at = floor
+	why := ""
+	if _, err := time.Parse(time.RFC3339, v); err != nil {
+		why = "its value is not an RFC 3339 time"
+	} else if d.Code.Spec.Type == v1alpha1.Permanent {
+		why = "a Permanent code is never re-issued (WeChat would answer the same ticket)"
 	}
-	return at.Truncate(time.Second)
+	if why == "" {
+		return // a Temporary code with nothing issued yet, or a request older than the ticket
+	}
+	d.st.ObservedRenewRequest = v
+	d.events = append(d.events, warning(v1alpha1.EventRenewRequestIgnored, "Reconcile",
+		"Renewal requested at "+v+" ignored: "+why))
 }
 
-func jitterSeed(code *v1alpha1.WeChatQRCode, salt string) string {
-	return string(code.UID) + "/" + salt
-}
-
-// fraction maps seed to [0, 1) uniformly. SHA-256 rather than a faster non-cryptographic hash:
-// FNV barely moves its high bits when only the last byte differs, and seeds differ exactly there.
-func fraction(seed string) float64 {
-	sum := sha256.Sum256([]byte(seed))
-	return float64(binary.BigEndian.Uint64(sum[:8])>>11) / (1 << 53)
+// backingOff: the last attempt failed with the same spec and Secret, and its backoff has not
+// run out. A change of either ends it at once.
+func (d *decision) backingOff() bool {
+	st := &d.Code.Status
+	return st.FailedAttempts > 0 &&
+		st.ObservedGeneration == d.Code.Generation &&
+		st.LastFailureSecretVersion == d.Account.Version &&
+		st.RenewalTime != nil && d.Now.Before(st.RenewalTime.Time)
 }

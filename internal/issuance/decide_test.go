@@ -17,6 +17,8 @@ limitations under the License.
 package issuance
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -25,6 +27,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/wechat"
 )
 
 var t0 = time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
@@ -71,8 +74,13 @@ func permanent() *v1alpha1.WeChatQRCode {
 	return c
 }
 
-func TestNeeded(t *testing.T) {
-	renewal, _ := ScheduledRenewal(temporary())
+// in is the Input of a reconcile of code at now with the account at version "7".
+func in(code *v1alpha1.WeChatQRCode, now time.Time) Input {
+	return Input{Code: code, Account: Account{AppID: appID, Version: "7"}, Now: now}
+}
+
+func TestTriggers(t *testing.T) {
+	renewal, _ := scheduledRenewal(temporary())
 	cases := []struct {
 		name   string
 		code   func() *v1alpha1.WeChatQRCode
@@ -86,7 +94,7 @@ func TestNeeded(t *testing.T) {
 			c.Status.IssuedFor = nil
 			return c
 		}, appID, t0, First},
-		{"temporary, before renewal", temporary, appID, renewal.Add(-time.Second), Current},
+		{"temporary, before renewal", temporary, appID, renewal.Add(-time.Second), current},
 		{"temporary, at renewal", temporary, appID, renewal, Renewal},
 		{"temporary, expired unrenewed", temporary, appID, t0.Add(5 * time.Hour), Renewal},
 		{"temporary without expiry in status", func() *v1alpha1.WeChatQRCode {
@@ -110,7 +118,7 @@ func TestNeeded(t *testing.T) {
 			c.Spec.Scene = v1alpha1.Scene{Str: ptr.To("123")}
 			return c
 		}, appID, t0, SceneChanged},
-		{"permanent, a century later", permanent, appID, t0.AddDate(100, 0, 0), Current},
+		{"permanent, a century later", permanent, appID, t0.AddDate(100, 0, 0), current},
 		{"only reply, ttl, renewBefore and annotations changed", func() *v1alpha1.WeChatQRCode {
 			c := temporary()
 			c.Generation = 7
@@ -119,183 +127,218 @@ func TestNeeded(t *testing.T) {
 			c.Spec.TTL = dur(720 * time.Hour)
 			c.Spec.RenewBefore = dur(time.Hour)
 			return c
-		}, appID, t0.Add(time.Hour), Current},
+		}, appID, t0.Add(time.Hour), current},
 		{"renewBefore lengthened past now", func() *v1alpha1.WeChatQRCode {
 			c := temporary()
 			c.Spec.RenewBefore = dur(2*time.Hour + 30*time.Minute)
 			return c
 		}, appID, t0.Add(time.Hour), Renewal},
+		{"renew requested after issuance", requested(t0.Add(time.Minute), ""), appID, t0.Add(time.Hour), Requested},
+		{"renew requested before issuance", requested(t0.Add(-time.Minute), ""), appID, t0.Add(time.Hour), current},
+		{"renew request already acted on", requested(t0.Add(time.Minute), t0.Add(time.Minute).Format(time.RFC3339)), appID, t0.Add(time.Hour), current},
+		{"renew request not a time", func() *v1alpha1.WeChatQRCode {
+			c := temporary()
+			c.Annotations = map[string]string{v1alpha1.AnnotationRenewRequestedAt: "now please"}
+			return c
+		}, appID, t0.Add(time.Hour), current},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := Needed(tc.code(), tc.appID, tc.now); got != tc.expect {
-				t.Errorf("Needed = %q, want %q", got, tc.expect)
+			d := decision{Input: Input{Code: tc.code(), Account: Account{AppID: tc.appID}, Now: tc.now}}
+			if got := d.needed(); got != tc.expect {
+				t.Errorf("needed = %q, want %q", got, tc.expect)
 			}
 		})
 	}
 }
 
-func TestDecideBackoff(t *testing.T) {
-	// A first issuance that failed at t0 with the Secret at version "7"; retry at t0+10s.
-	failed := func() *v1alpha1.WeChatQRCode {
+// requested is a temporary code with a renew request at the time given, and observed the value
+// of the last request acted on.
+func requested(at time.Time, observed string) func() *v1alpha1.WeChatQRCode {
+	return func() *v1alpha1.WeChatQRCode {
 		c := temporary()
-		c.Status = v1alpha1.WeChatQRCodeStatus{
-			ObservedGeneration: 1, FailedAttempts: 2, LastFailureTime: at(t0),
-			LastFailureSecretVersion: "7", RenewalTime: at(t0.Add(10 * time.Second)),
-		}
+		c.Annotations = map[string]string{v1alpha1.AnnotationRenewRequestedAt: at.Format(time.RFC3339)}
+		c.Status.ObservedRenewRequest = observed
 		return c
 	}
+}
+
+// TestDecideOrder: when several rules apply, the first in Decide's order wins, and its outcome
+// (reason, kstatus conditions, call or not) is the whole answer.
+func TestDecideOrder(t *testing.T) {
+	// A first issuance that failed at t0 with the Secret at version "7"; retry at t0+10s.
+	failed := func(reason string, stalled bool) func() *v1alpha1.WeChatQRCode {
+		return func() *v1alpha1.WeChatQRCode {
+			c := unissued()
+			c.Status = v1alpha1.WeChatQRCodeStatus{ObservedGeneration: 1}
+			act := Decide(in(c, t0))
+			err := error(&wechat.Error{Code: 45009, Message: "quota", Class: wechat.ClassQuota})
+			if stalled {
+				err = &wechat.Error{Code: 40164, Message: "ip", Class: wechat.ClassTerminal}
+			}
+			c.Status = act.Failed(err, t0).Status
+			return c
+		}
+	}
+	quotaWait := failed(v1alpha1.ReasonQuotaExhausted, false)
+	badSecret := &Problem{Reason: v1alpha1.ReasonAccountSecretInvalid, Message: "Secret \"acct\": no value for appSecret"}
+	// other is an older code of the same AppID claiming (and holding) the permanent scene.
+	other := func(holds bool) Neighbour {
+		c := permanent()
+		c.Name, c.UID, c.CreationTimestamp = "other", "uid-other", metav1.Time{Time: t0.Add(-time.Hour)}
+		if !holds {
+			c.Status = v1alpha1.WeChatQRCodeStatus{}
+		}
+		return Neighbour{Code: c, AppID: appID}
+	}
+	dueForRenewal := t0.Add(2*time.Hour + 50*time.Minute)
 	cases := []struct {
-		name          string
-		code          func() *v1alpha1.WeChatQRCode
-		secretVersion string
-		now           time.Time
-		expect        Decision
+		name       string
+		code       func() *v1alpha1.WeChatQRCode
+		account    *Problem
+		neighbours []Neighbour
+		now        time.Time
+		version    string
+		// what Decide answers
+		trigger              Trigger
+		ready                metav1.ConditionStatus
+		reason               string
+		reconciling, stalled string
 	}{
-		{"nothing to do", temporary, "7", t0, Decision{}},
-		{"first issuance", unissued, "7", t0, Decision{First, true}},
-		{"within backoff", failed, "7", t0.Add(9 * time.Second), Decision{First, false}},
-		{"backoff over", failed, "7", t0.Add(10 * time.Second), Decision{First, true}},
-		{"Secret changed during backoff", failed, "8", t0.Add(time.Second), Decision{First, true}},
-		{"spec changed during backoff", func() *v1alpha1.WeChatQRCode {
-			c := failed()
-			c.Generation = 2
+		{name: "nothing to do", code: temporary, now: t0, ready: metav1.ConditionTrue, reason: v1alpha1.ReasonIssued},
+		{name: "first issuance", code: unissued, now: t0, trigger: First, ready: "", reconciling: string(First)},
+		{name: "renewal due", code: temporary, now: dueForRenewal, trigger: Renewal, reconciling: string(Renewal)},
+		{name: "quota backoff", code: quotaWait, now: t0.Add(time.Hour), ready: metav1.ConditionFalse, reason: v1alpha1.ReasonQuotaExhausted, reconciling: v1alpha1.ReasonQuotaExhausted},
+		{name: "quota backoff, Secret changed: call at once", code: quotaWait, now: t0.Add(time.Hour), version: "8", trigger: First, ready: metav1.ConditionFalse, reason: v1alpha1.ReasonQuotaExhausted, reconciling: string(First)},
+		{name: "terminal backoff", code: failed("", true), now: t0.Add(time.Minute), ready: metav1.ConditionFalse, reason: v1alpha1.ReasonWeChatError(40164), stalled: v1alpha1.ReasonWeChatError(40164)},
+		{name: "a bad Secret during a quota backoff: the Secret", code: quotaWait, account: badSecret, now: t0.Add(time.Hour),
+			ready: metav1.ConditionFalse, reason: v1alpha1.ReasonAccountSecretInvalid, stalled: v1alpha1.ReasonAccountSecretInvalid},
+		{name: "a bad Secret and a scene conflict: the Secret", code: permanent, account: badSecret, neighbours: []Neighbour{other(true)}, now: t0,
+			ready: metav1.ConditionFalse, reason: v1alpha1.ReasonAccountSecretInvalid, stalled: v1alpha1.ReasonAccountSecretInvalid},
+		{name: "a scene conflict on a code whose first ticket is due: no call", code: func() *v1alpha1.WeChatQRCode {
+			c := permanent()
+			c.Status = v1alpha1.WeChatQRCodeStatus{}
 			return c
-		}, "7", t0.Add(time.Second), Decision{First, true}},
-		{"stale failure of a ticket that fits again", func() *v1alpha1.WeChatQRCode {
-			c := temporary()
-			c.Status.FailedAttempts, c.Status.LastFailureSecretVersion = 3, "7"
-			c.Status.RenewalTime = at(t0.Add(time.Hour))
+		}, neighbours: []Neighbour{other(true)}, now: t0, ready: metav1.ConditionFalse, reason: v1alpha1.ReasonSceneConflict, stalled: v1alpha1.ReasonSceneConflict},
+		{name: "a holder keeps its scene against an older claimant", code: permanent, neighbours: []Neighbour{other(false)}, now: t0,
+			ready: metav1.ConditionTrue, reason: v1alpha1.ReasonIssued},
+		{name: "the same scene of another AppID is no conflict", code: permanent, neighbours: []Neighbour{{Code: other(true).Code, AppID: "wxother"}}, now: t0,
+			ready: metav1.ConditionTrue, reason: v1alpha1.ReasonIssued},
+		{name: "renew requested during a terminal backoff: the backoff", code: func() *v1alpha1.WeChatQRCode {
+			c := failed("", true)()
+			c.Annotations = map[string]string{v1alpha1.AnnotationRenewRequestedAt: t0.Format(time.RFC3339)}
 			return c
-		}, "7", t0.Add(time.Minute), Decision{}},
+		}, now: t0.Add(time.Minute), ready: metav1.ConditionFalse, reason: v1alpha1.ReasonWeChatError(40164), stalled: v1alpha1.ReasonWeChatError(40164)},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := Decide(tc.code(), appID, tc.secretVersion, tc.now); got != tc.expect {
-				t.Errorf("Decide = %+v, want %+v", got, tc.expect)
+			input := in(tc.code(), tc.now)
+			input.Account.Problem, input.Neighbours = tc.account, tc.neighbours
+			if tc.version != "" {
+				input.Account.Version = tc.version
 			}
+			act := Decide(input)
+			if act.Trigger != tc.trigger {
+				t.Errorf("trigger %q, want %q", act.Trigger, tc.trigger)
+			}
+			if r := act.Status.Condition(v1alpha1.ConditionReady); tc.ready == "" && r != nil || tc.ready != "" && (r == nil || r.Status != tc.ready || r.Reason != tc.reason) {
+				t.Errorf("Ready = %+v, want %s/%s", r, tc.ready, tc.reason)
+			}
+			expectCondition(t, act.Status, v1alpha1.ConditionReconciling, tc.reconciling)
+			expectCondition(t, act.Status, v1alpha1.ConditionStalled, tc.stalled)
 		})
 	}
 }
 
-func TestRenewalTime(t *testing.T) {
-	const seed = "uid/ticket"
-	cases := []struct {
-		name        string
-		lifetime    time.Duration
-		renewBefore time.Duration
-		// The renewal lies in [expiry-renewBefore-maxJitter, expiry-renewBefore], floored.
-		wantRenewBefore, wantMaxJitter time.Duration
-	}{
-		{"default: a third of the lifetime", 168 * time.Hour, 0, 56 * time.Hour, 112 * time.Hour / 10},
-		{"explicit renewBefore", 168 * time.Hour, 24 * time.Hour, 24 * time.Hour, 144 * time.Hour / 10},
-		{"renewBefore not shorter than what WeChat granted: default", time.Hour, 2 * time.Hour, 20 * time.Minute, 4 * time.Minute},
-		{"short ttl, renewBefore close to it", time.Minute, 50 * time.Second, 50 * time.Second, time.Second},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			expiry := t0.Add(tc.lifetime)
-			got := RenewalTime(t0, expiry, tc.renewBefore, seed)
-			latest := expiry.Add(-tc.wantRenewBefore)
-			earliest := latest.Add(-tc.wantMaxJitter - time.Second) // truncation to the second
-			if got.After(latest) || got.Before(earliest) {
-				t.Errorf("renewal at %s, want within [%s, %s]", got, earliest, latest)
-			}
-			if got != got.Truncate(time.Second) {
-				t.Errorf("renewal %s is not truncated to the second", got)
-			}
-			if again := RenewalTime(t0, expiry, tc.renewBefore, seed); !again.Equal(got) {
-				t.Errorf("not deterministic: %s then %s", got, again)
-			}
-		})
-	}
-	t.Run("a ticket serves at least a tenth of its lifetime", func(t *testing.T) {
-		got := RenewalTime(t0, t0.Add(100*time.Second), 99*time.Second+500*time.Millisecond, seed)
-		if want := t0.Add(10 * time.Second); !got.Equal(want) {
-			t.Errorf("renewal at %s, want the floor %s", got, want)
-		}
-	})
-}
-
-// TestRenewalSpread applies 10,000 week-long codes in the same second and counts how many renew
-// in the busiest second.
-func TestRenewalSpread(t *testing.T) {
-	perSecond := map[time.Time]int{}
-	busiest := 0
-	var first, last time.Time
-	for i := range 10000 {
-		r := RenewalTime(t0, t0.Add(168*time.Hour), 0, fmt.Sprintf("uid-%d/ticket-%d", i, i))
-		perSecond[r]++
-		busiest = max(busiest, perSecond[r])
-		if first.IsZero() || r.Before(first) {
-			first = r
-		}
-		if r.After(last) {
-			last = r
-		}
-	}
-	if spread := last.Sub(first); spread < 10*time.Hour {
-		t.Errorf("renewals spread over %s only", spread)
-	}
-	// 10,000 over ~40,000 s: a busiest second above 5 would mean the hash clusters.
-	if busiest > 5 {
-		t.Errorf("%d codes renew in the same second", busiest)
-	}
-	// Different tickets of one object get different jitters: no lockstep across renewals.
-	a := RenewalTime(t0, t0.Add(168*time.Hour), 0, "uid-1/ticket-a")
-	b := RenewalTime(t0, t0.Add(168*time.Hour), 0, "uid-1/ticket-b")
-	if a.Equal(b) {
-		t.Errorf("two tickets of the same object renew at the same time %s", a)
+func expectCondition(t *testing.T, st v1alpha1.WeChatQRCodeStatus, typ, reason string) {
+	t.Helper()
+	c := st.Condition(typ)
+	switch {
+	case reason == "" && c != nil:
+		t.Errorf("%s present: %s/%s", typ, c.Status, c.Reason)
+	case reason != "" && (c == nil || c.Status != metav1.ConditionTrue || c.Reason != reason):
+		t.Errorf("%s = %+v, want True/%s", typ, c, reason)
 	}
 }
 
-func TestScheduledRenewalFollowsRenewBefore(t *testing.T) {
-	c := temporary()
-	def, ok := ScheduledRenewal(c)
-	if !ok {
-		t.Fatal("no renewal computed")
-	}
-	c.Spec.RenewBefore = dur(2 * time.Hour)
-	moved, _ := ScheduledRenewal(c)
-	if !moved.Before(def) || moved.After(t0.Add(time.Hour)) {
-		t.Errorf("renewBefore 2h moved the renewal from %s to %s, want at or before %s", def, moved, t0.Add(time.Hour))
-	}
-}
-
-func TestSceneHolder(t *testing.T) {
-	old, young := Claim{"b", "old", t0, false}, Claim{"a", "young", t0.Add(time.Minute), false}
+func TestFailureMeaning(t *testing.T) {
 	cases := []struct {
 		name   string
-		claims []Claim
-		expect Claim
+		err    error
+		kind   failureKind
+		reason string
 	}{
-		{"alone", []Claim{young}, young},
-		{"the oldest wins", []Claim{young, old}, old},
-		{"same second: namespace then name", []Claim{{"b", "x", t0, false}, {"a", "z", t0, false}, {"a", "y", t0, false}}, Claim{"a", "y", t0, false}},
-		{"a holder keeps its ticket against an older newcomer", []Claim{old, {"a", "young", t0.Add(time.Minute), true}}, Claim{"a", "young", t0.Add(time.Minute), true}},
-		{"two holders: the oldest", []Claim{{"a", "young", t0.Add(time.Minute), true}, {"b", "old", t0, true}}, Claim{"b", "old", t0, true}},
+		{"system busy", &wechat.Error{Code: -1, Class: wechat.ClassRetryable}, transient, "WeChatErrorMinus1"},
+		{"token rejected after the retry", &wechat.Error{Code: 40001, Class: wechat.ClassToken}, transient, "WeChatError40001"},
+		{"quota", &wechat.Error{Code: 45009, Class: wechat.ClassQuota}, quota, v1alpha1.ReasonQuotaExhausted},
+		{"IP allowlist", &wechat.Error{Code: 40164, Class: wechat.ClassTerminal}, terminal, "WeChatError40164"},
+		{"HTTP 502", &wechat.HTTPError{Endpoint: "qrcode/create", StatusCode: 502}, transient, v1alpha1.ReasonWeChatUnreachable},
+		{"HTTP 403", &wechat.HTTPError{Endpoint: "qrcode/create", StatusCode: 403}, terminal, v1alpha1.ReasonIssueFailed},
+		{"deadline", context.DeadlineExceeded, transient, v1alpha1.ReasonWeChatUnreachable},
+		{"a request refused before sending", wechat.ErrInvalidRequest, terminal, v1alpha1.ReasonIssueFailed},
+		{"wrapped", fmt.Errorf("create: %w", errors.Join(&wechat.Error{Code: 48001, Class: wechat.ClassTerminal})), terminal, "WeChatError48001"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := SceneHolder(tc.claims); got != tc.expect {
-				t.Errorf("SceneHolder = %+v, want %+v", got, tc.expect)
+			f := failureOf(tc.err)
+			if f.kind != tc.kind || f.reason != tc.reason || f.message != tc.err.Error() {
+				t.Errorf("failureOf = %+v, want kind %d reason %s", f, tc.kind, tc.reason)
 			}
 		})
 	}
 }
 
-func TestPermanentSceneKey(t *testing.T) {
+func TestRetryAtExponential(t *testing.T) {
 	cases := []struct {
-		spec   v1alpha1.WeChatQRCodeSpec
-		expect string
+		kind    failureKind
+		attempt int32
+		nominal time.Duration // the delay before jitter takes up to a fifth off
 	}{
-		{v1alpha1.WeChatQRCodeSpec{Type: v1alpha1.Permanent, Scene: v1alpha1.Scene{ID: ptr.To[int64](123)}}, "id:123"},
-		{v1alpha1.WeChatQRCodeSpec{Type: v1alpha1.Permanent, Scene: v1alpha1.Scene{Str: ptr.To("123")}}, "str:123"},
-		{v1alpha1.WeChatQRCodeSpec{Type: v1alpha1.Temporary, Scene: v1alpha1.Scene{ID: ptr.To[int64](123)}}, ""},
+		{transient, 1, 5 * time.Second},
+		{transient, 2, 10 * time.Second},
+		{transient, 4, 40 * time.Second},
+		{transient, 6, 160 * time.Second},
+		{transient, 7, 5 * time.Minute},
+		{transient, 1000, 5 * time.Minute},
+		{terminal, 1, time.Hour},
+		{terminal, 2, 2 * time.Hour},
+		{terminal, 5, 16 * time.Hour},
+		{terminal, 6, 24 * time.Hour},
+		{terminal, 1 << 30, 24 * time.Hour},
 	}
 	for _, tc := range cases {
-		if got := PermanentSceneKey(&tc.spec); got != tc.expect {
-			t.Errorf("PermanentSceneKey(%s %s) = %q, want %q", tc.spec.Type, SceneText(tc.spec.Scene), got, tc.expect)
-		}
+		t.Run(fmt.Sprintf("%d/%d", tc.kind, tc.attempt), func(t *testing.T) {
+			for i := range 50 {
+				seed := fmt.Sprintf("uid-%d", i)
+				d := retryAt(tc.kind, tc.attempt, seed, t0).Sub(t0)
+				if d > tc.nominal || d < tc.nominal-tc.nominal/5 {
+					t.Fatalf("seed %s: delay %s, want within [%s, %s]", seed, d, tc.nominal-tc.nominal/5, tc.nominal)
+				}
+				if again := retryAt(tc.kind, tc.attempt, seed, t0).Sub(t0); again != d {
+					t.Fatalf("not deterministic: %s then %s", d, again)
+				}
+			}
+		})
+	}
+}
+
+func TestRetryAtQuotaWaitsForMidnightBeijing(t *testing.T) {
+	cases := []struct {
+		name string
+		now  time.Time
+		// Midnight Beijing is 16:00 UTC.
+		reset time.Time
+	}{
+		{"Beijing afternoon", time.Date(2026, 3, 1, 7, 0, 0, 0, time.UTC), time.Date(2026, 3, 1, 16, 0, 0, 0, time.UTC)},
+		{"a second before the reset", time.Date(2026, 3, 1, 15, 59, 59, 0, time.UTC), time.Date(2026, 3, 1, 16, 0, 0, 0, time.UTC)},
+		{"just after the reset: the next one", time.Date(2026, 3, 1, 16, 0, 1, 0, time.UTC), time.Date(2026, 3, 2, 16, 0, 0, 0, time.UTC)},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got := retryAt(quota, 1, "uid", tc.now)
+			if got.Before(tc.reset) || !got.Before(tc.reset.Add(quotaSpread)) {
+				t.Errorf("retry at %s, want within %s after %s", got, quotaSpread, tc.reset)
+			}
+		})
 	}
 }

@@ -20,46 +20,90 @@ import (
 	"cmp"
 	"slices"
 	"strconv"
-	"time"
 
 	"github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
 )
 
-// PermanentSceneKey names the permanent scene a spec claims ("id:123" or "str:abc", so that id
+// PermanentSceneKey names the permanent scene of that type ("id:123" or "str:abc", so that id
 // 123 and string "123" stay apart), or "" for a Temporary code: WeChat gives every temporary
 // request its own ticket, so only permanent scenes can be contested.
-func PermanentSceneKey(spec *v1alpha1.WeChatQRCodeSpec) string {
+func PermanentSceneKey(t v1alpha1.QRCodeType, s v1alpha1.Scene) string {
 	switch {
-	case spec.Type != v1alpha1.Permanent:
+	case t != v1alpha1.Permanent:
 		return ""
-	case spec.Scene.ID != nil:
-		return "id:" + strconv.FormatInt(*spec.Scene.ID, 10)
-	case spec.Scene.Str != nil:
-		return "str:" + *spec.Scene.Str
+	case s.ID != nil:
+		return "id:" + strconv.FormatInt(*s.ID, 10)
+	case s.Str != nil:
+		return "str:" + *s.Str
 	}
 	return ""
 }
 
-// Claim is one WeChatQRCode claiming a permanent scene of an AppID.
-type Claim struct {
-	Namespace, Name string
-	Created         time.Time
-	// Holds: the code's status already carries the scene's ticket.
-	Holds bool
+// PreviousPermanentSceneKeys are the permanent scenes of the code's previous tickets.
+func PreviousPermanentSceneKeys(st *v1alpha1.WeChatQRCodeStatus) []string {
+	var keys []string
+	for _, p := range st.PreviousTickets {
+		if p.ExpiresAt == nil {
+			keys = append(keys, PermanentSceneKey(v1alpha1.Permanent, p.Scene))
+		}
+	}
+	return keys
 }
 
-// SceneHolder picks the claim that may hold the scene. A code that already holds it keeps it, so
-// that editing an older code onto a scene in use does not take a working code's ticket away; among
-// the others the oldest wins, then namespace/name, an order every replica and every reconcile
-// computes alike.
-func SceneHolder(claims []Claim) Claim {
-	return slices.MinFunc(claims, func(a, b Claim) int {
-		if a.Holds != b.Holds {
-			if a.Holds {
+// sceneHolder returns the neighbour that may hold the permanent scene the code claims, or nil
+// when the code may hold it itself (or claims none). A code that already holds the scene keeps
+// it, so that editing an older code onto a scene in use does not take a working code's ticket
+// away; among the others the oldest wins, then namespace/name, an order every replica and every
+// reconcile computes alike.
+func (d *decision) sceneHolder(holds bool) *v1alpha1.WeChatQRCode {
+	key := PermanentSceneKey(d.Code.Spec.Type, d.Code.Spec.Scene)
+	if key == "" {
+		return nil
+	}
+	type claim struct {
+		code  *v1alpha1.WeChatQRCode
+		holds bool
+	}
+	claims := []claim{{d.Code, holds}}
+	for _, n := range d.Neighbours {
+		if n.AppID == d.Account.AppID && PermanentSceneKey(n.Code.Spec.Type, n.Code.Spec.Scene) == key {
+			f := n.Code.Status.IssuedFor
+			claims = append(claims, claim{n.Code, n.Code.Status.Ticket != "" && f != nil &&
+				f.AppID == n.AppID && f.Type == v1alpha1.Permanent && f.Scene.Equal(n.Code.Spec.Scene)})
+		}
+	}
+	first := slices.MinFunc(claims, func(a, b claim) int {
+		if a.holds != b.holds {
+			if a.holds {
 				return -1
 			}
 			return 1
 		}
-		return cmp.Or(a.Created.Compare(b.Created), cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
+		return cmp.Or(a.code.CreationTimestamp.Compare(b.code.CreationTimestamp.Time),
+			cmp.Compare(a.code.Namespace, b.code.Namespace), cmp.Compare(a.code.Name, b.code.Name))
 	})
+	if first.code == d.Code {
+		return nil
+	}
+	return first.code
+}
+
+// claimedByNeighbour: another code of the ticket's AppID claims the permanent scene of p, so
+// WeChat will answer it with p's ticket, which then counts for that code only.
+func (d *decision) claimedByNeighbour(p v1alpha1.PreviousTicket) bool {
+	key := PermanentSceneKey(v1alpha1.Permanent, p.Scene)
+	for _, n := range d.Neighbours {
+		if n.AppID == p.AppID && PermanentSceneKey(n.Code.Spec.Type, n.Code.Spec.Scene) == key {
+			return true
+		}
+	}
+	return false
+}
+
+// sceneText names a scene in messages.
+func sceneText(s v1alpha1.Scene) string {
+	if s.ID != nil {
+		return "scene id " + strconv.FormatInt(*s.ID, 10)
+	}
+	return "scene str " + strconv.Quote(s.Key())
 }

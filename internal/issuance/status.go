@@ -18,47 +18,30 @@ package issuance
 
 import (
 	"fmt"
-	"strconv"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
 )
 
-// Reasons of the Ready condition. A failed call to WeChat uses ReasonWeChatError(errcode).
-const (
-	ReasonIssued = "Issued"
-	// ReasonRenewing: a renewal failed but the current ticket is still valid (Ready stays True).
-	ReasonRenewing = "Renewing"
-	// ReasonExpired: the ticket expired while the renewal was backing off.
-	ReasonExpired              = "Expired"
-	ReasonAccountSecretMissing = "AccountSecretMissing"
-	ReasonAccountSecretInvalid = "AccountSecretInvalid"
-	ReasonSceneConflict        = "SceneConflict"
-	ReasonQuotaExhausted       = "QuotaExhausted"
-	// ReasonWeChatUnreachable: no answer from WeChat (network, timeout, HTTP error).
-	ReasonWeChatUnreachable = "WeChatUnreachable"
-	// ReasonIssueFailed: a failure that is neither WeChat's errcode nor the network's.
-	ReasonIssueFailed = "IssueFailed"
-)
-
-// ReasonWeChatError is the reason for an errcode answer. Reasons may not contain '-', so WeChat's
-// -1 ("system busy") becomes WeChatErrorMinus1.
-func ReasonWeChatError(errcode int) string {
-	if errcode < 0 {
-		return "WeChatErrorMinus" + strconv.Itoa(-errcode)
-	}
-	return "WeChatError" + strconv.Itoa(errcode)
+// Action is what Decide tells the controller to do: record Status and Events and, when Trigger
+// is set, first ask WeChat for a ticket, whose answer Succeeded or Failed turns into the Action
+// to record instead.
+type Action struct {
+	// Trigger, when set, asks for a call to WeChat; Status then says the call is pending.
+	Trigger Trigger
+	Status  v1alpha1.WeChatQRCodeStatus
+	Events  []Event
+	d       *decision
 }
 
-// Failure is a failed attempt as the Ready condition reports it.
-type Failure struct {
-	Kind   FailureKind
-	Reason string
-	// Message carries WeChat's errcode, errmsg and advice; never a credential.
-	Message string
+// Event is an Event to record about the code.
+type Event struct {
+	// Type is corev1.EventTypeNormal or EventTypeWarning.
+	Type, Reason, Action, Note string
 }
 
 // Ticket is a successful answer of WeChat.
@@ -76,41 +59,97 @@ func ExpireSeconds(spec *v1alpha1.WeChatQRCodeSpec) int64 {
 	return int64(spec.TTL.Duration / time.Second)
 }
 
-// The functions below return the status that records one outcome of a reconcile. They never
-// modify code; each starts from base.
-
-// UpToDate records that the current ticket fits and is not due: failures are forgotten and the
-// renewal time follows the current renewBefore.
-func UpToDate(code *v1alpha1.WeChatQRCode, now time.Time) v1alpha1.WeChatQRCodeStatus {
-	st := base(code, now)
-	clearFailure(&st)
-	st.RenewalTime = nil
-	if at, ok := ScheduledRenewal(code); ok && code.Spec.Type == v1alpha1.Temporary {
-		st.RenewalTime = stamp(at)
+// RequeueAfter is how long until status needs another look without any event: the renewal (or
+// retry) time, the current ticket's expiry (Ready turns False if it was not renewed) or the
+// expiry of a previous ticket (to prune it). Zero when nothing is scheduled.
+func (a Action) RequeueAfter(now time.Time) time.Duration {
+	st := &a.Status
+	var next time.Duration
+	consider := func(t *metav1.Time) {
+		if t != nil && t.After(now) && (next == 0 || t.Sub(now) < next) {
+			next = t.Sub(now)
+		}
 	}
-	setReady(&st, code, metav1.ConditionTrue, ReasonIssued, issuedMessage(&st), now)
-	return st
+	consider(st.RenewalTime)
+	consider(st.ExpiresAt)
+	for i := range st.PreviousTickets {
+		consider(st.PreviousTickets[i].ExpiresAt)
+	}
+	return next
 }
 
-// Waiting records a reconcile during the backoff of a failure: the failure's condition stands,
-// except that a ticket that expired meanwhile no longer makes the code Ready.
-func Waiting(code *v1alpha1.WeChatQRCode, now time.Time) v1alpha1.WeChatQRCodeStatus {
-	st := base(code, now)
-	ready := meta.FindStatusCondition(st.Conditions, v1alpha1.ConditionReady)
-	if ready != nil && ready.Status == metav1.ConditionTrue && st.ExpiresAt != nil && !now.Before(st.ExpiresAt.Time) {
-		setReady(&st, code, metav1.ConditionFalse, ReasonExpired,
-			fmt.Sprintf("The ticket expired at %s. %s", format(st.ExpiresAt.Time), ready.Message), now)
+// Succeeded records the ticket WeChat issued for the call a asked for, made at requestedAt.
+func (a Action) Succeeded(t Ticket, requestedAt time.Time) Action {
+	d := a.d
+	st := d.issued(t, requestedAt)
+	if a.Trigger == Requested {
+		st.ObservedRenewRequest = d.Code.Annotations[v1alpha1.AnnotationRenewRequestedAt]
 	}
-	return st
+	reason, note := v1alpha1.EventReissued, st.Condition(v1alpha1.ConditionReady).Message
+	switch a.Trigger {
+	case First:
+		reason = v1alpha1.EventIssued
+	case Renewal:
+		reason = v1alpha1.EventRenewed
+	case Requested:
+		reason, note = v1alpha1.EventRenewed, "Renewal requested at "+st.ObservedRenewRequest+". "+note
+	}
+	return Action{Status: st, Events: append(d.events, Event{corev1.EventTypeNormal, reason, "IssueTicket", note}), d: d}
 }
 
-// Issued records a new ticket issued for appID, asked for at requestedAt. The expiry counts from
-// requestedAt, which is before WeChat started counting, with the lifetime WeChat answered, which
-// may be shorter than the one requested. The ticket it replaces stays in previousTickets while it
-// lives.
+// Failed records the failure of the call a asked for, at now: what the error means, when to try
+// again, and which conditions say so. A failed renewal of a ticket that is still valid keeps the
+// code Ready, with reason Renewing.
+func (a Action) Failed(err error, now time.Time) Action {
+	d := a.d
+	f := failureOf(err)
+	st := *d.st.DeepCopy()
+	st.FailedAttempts++
+	st.LastFailureTime = stamp(now)
+	st.LastFailureSecretVersion = d.Account.Version
+	st.RenewalTime = stamp(retryAt(f.kind, st.FailedAttempts, jitterSeed(d.Code, "retry"), now))
+	detail := fmt.Sprintf("%s. Attempt %d failed; next attempt at %s.", f.message, st.FailedAttempts, format(st.RenewalTime.Time))
+	if f.kind != transient {
+		detail += " A change of the spec or of the account Secret retries at once."
+	}
+	if f.kind == terminal {
+		d.stalled(&st, f.reason, detail, now)
+	} else {
+		d.reconciling(&st, f.reason, detail, now)
+	}
+	renewing := (a.Trigger == Renewal || a.Trigger == Requested) && st.ExpiresAt != nil && now.Before(st.ExpiresAt.Time)
+	if renewing {
+		d.ready(&st, metav1.ConditionTrue, v1alpha1.ReasonRenewing, renewingMessage("is valid until", st.ExpiresAt, detail), now)
+	} else {
+		d.ready(&st, metav1.ConditionFalse, f.reason, detail, now)
+	}
+	note := st.Condition(v1alpha1.ConditionReady).Message
+	return Action{Status: st, Events: append(d.events, warning(v1alpha1.EventIssueFailed, "IssueTicket", note)), d: d}
+}
+
+// Issued is the status recorded when WeChat answers t to a request for code under appID made at
+// requestedAt (what Succeeded records; the benchmarks write it directly).
 func Issued(code *v1alpha1.WeChatQRCode, appID string, t Ticket, requestedAt time.Time) v1alpha1.WeChatQRCodeStatus {
-	st := base(code, requestedAt)
+	in := Input{Code: code, Account: Account{AppID: appID}, Now: requestedAt}
+	return (&decision{Input: in, st: base(in)}).issued(t, requestedAt)
+}
+
+// issued: the expiry counts from requestedAt, which is before WeChat started counting, with the
+// lifetime WeChat answered, which may be shorter than the one requested. The ticket it replaces
+// stays in previousTickets while it works.
+func (d *decision) issued(t Ticket, requestedAt time.Time) v1alpha1.WeChatQRCodeStatus {
+	st := *d.st.DeepCopy()
+	code, appID := d.Code, d.Account.AppID
 	retire(&st, requestedAt)
+	// WeChat answers a permanent scene it issued before with the same ticket: it is current now.
+	kept := st.PreviousTickets[:0]
+	for _, p := range st.PreviousTickets {
+		reclaimed := p.ExpiresAt == nil && p.AppID == appID && code.Spec.Type == v1alpha1.Permanent && p.Scene.Equal(code.Spec.Scene)
+		if p.Ticket != t.Ticket && !reclaimed {
+			kept = append(kept, p)
+		}
+	}
+	st.PreviousTickets = nonEmpty(kept)
 	clearFailure(&st)
 	issuedAt := requestedAt.Truncate(time.Second)
 	st.Ticket, st.URL, st.ImageURL = t.Ticket, t.URL, t.ImageURL
@@ -129,111 +168,128 @@ func Issued(code *v1alpha1.WeChatQRCode, appID string, t Ticket, requestedAt tim
 			renewBefore = code.Spec.RenewBefore.Duration
 		}
 		st.ExpiresAt = stamp(expiresAt)
-		st.RenewalTime = stamp(RenewalTime(issuedAt, expiresAt, renewBefore, jitterSeed(code, t.Ticket)))
+		st.RenewalTime = stamp(renewalTime(issuedAt, expiresAt, renewBefore, jitterSeed(code, t.Ticket)))
 	}
-	setReady(&st, code, metav1.ConditionTrue, ReasonIssued, issuedMessage(&st), requestedAt)
+	d.ready(&st, metav1.ConditionTrue, v1alpha1.ReasonIssued, issuedMessage(&st), requestedAt)
+	d.healthy(&st)
 	return st
 }
 
-// Failed records a failed attempt made for trigger with the Secret at secretVersion. The next
-// attempt goes into renewalTime. A failed renewal of a ticket that is still valid keeps the code
-// Ready, with reason Renewing.
-func Failed(code *v1alpha1.WeChatQRCode, trigger Trigger, f Failure, secretVersion string, now time.Time) v1alpha1.WeChatQRCodeStatus {
-	st := base(code, now)
-	st.FailedAttempts++
-	st.LastFailureTime = stamp(now)
-	st.LastFailureSecretVersion = secretVersion
-	retry := RetryAt(f.Kind, st.FailedAttempts, jitterSeed(code, "retry"), now)
-	st.RenewalTime = stamp(retry)
-	msg := fmt.Sprintf("%s. Attempt %d failed; next attempt at %s.", f.Message, st.FailedAttempts, format(st.RenewalTime.Time))
-	if f.Kind != Transient {
-		msg += " A change of the spec or of the account Secret retries at once."
-	}
-	if trigger == Renewal && st.ExpiresAt != nil && now.Before(st.ExpiresAt.Time) {
-		setReady(&st, code, metav1.ConditionTrue, ReasonRenewing,
-			fmt.Sprintf("The ticket is valid until %s but its renewal failed: %s", format(st.ExpiresAt.Time), msg), now)
-	} else {
-		setReady(&st, code, metav1.ConditionFalse, f.Reason, msg, now)
-	}
-	return st
+// The outcomes of Decide that make no call. Each starts from d.st.
+
+// accountUnusable: nothing else changes; the Secret's return re-triggers the code, and its new
+// resourceVersion ends any backoff.
+func (d *decision) accountUnusable() Action {
+	p := d.Account.Problem
+	d.ready(&d.st, metav1.ConditionFalse, p.Reason, p.Message, d.Now)
+	d.stalled(&d.st, p.Reason, p.Message, d.Now)
+	return d.done()
 }
 
-// AccountUnusable records that the account Secret is missing or unusable. Nothing else changes:
-// the Secret's return re-triggers the code, and its new resourceVersion ends any backoff.
-func AccountUnusable(code *v1alpha1.WeChatQRCode, reason, message string, now time.Time) v1alpha1.WeChatQRCodeStatus {
-	st := base(code, now)
-	setReady(&st, code, metav1.ConditionFalse, reason, message, now)
-	return st
+// sceneTaken: holder, another code of the same AppID, holds the permanent scene this code asks
+// for. WeChat answers a permanent scene with the ticket it issued first, so the two would share
+// one ticket and one code's scans would count for the other. If this code's own ticket is that
+// scene's (holds), it gives it up; earlier failures no longer matter.
+func (d *decision) sceneTaken(holder *v1alpha1.WeChatQRCode, holds bool) Action {
+	if holds {
+		clearTicket(&d.st)
+	}
+	clearFailure(&d.st)
+	msg := fmt.Sprintf("The permanent %s of AppID %s is held by WeChatQRCode %s/%s, and WeChat would give both codes the same ticket: change the scene or the account of one of them",
+		sceneText(d.Code.Spec.Scene), d.Account.AppID, holder.Namespace, holder.Name)
+	d.ready(&d.st, metav1.ConditionFalse, v1alpha1.ReasonSceneConflict, msg, d.Now)
+	d.stalled(&d.st, v1alpha1.ReasonSceneConflict, msg, d.Now)
+	return d.done()
 }
 
-// SceneTaken records that holder, another WeChatQRCode, holds the permanent scene this code asks
-// for under the same AppID. WeChat answers a permanent scene with the ticket it issued first, so
-// the two would share one ticket and one code's scans would count for the other. If this code's
-// own ticket is that scene's, it gives it up; earlier failures no longer matter.
-func SceneTaken(code *v1alpha1.WeChatQRCode, appID, holder string, now time.Time) v1alpha1.WeChatQRCodeStatus {
-	st := base(code, now)
-	if Needed(code, appID, now) == Current {
-		retire(&st, now)
+// upToDate: failures are forgotten and the renewal time follows the current renewBefore.
+func (d *decision) upToDate() Action {
+	clearFailure(&d.st)
+	d.st.RenewalTime = nil
+	if at, ok := scheduledRenewal(d.Code); ok && d.Code.Spec.Type == v1alpha1.Temporary {
+		d.st.RenewalTime = stamp(at)
 	}
-	clearFailure(&st)
-	setReady(&st, code, metav1.ConditionFalse, ReasonSceneConflict, fmt.Sprintf(
-		"The permanent %s of AppID %s is held by WeChatQRCode %s, and WeChat would give both codes the same ticket: change the scene or the account of one of them",
-		SceneText(code.Spec.Scene), appID, holder), now)
-	return st
+	d.ready(&d.st, metav1.ConditionTrue, v1alpha1.ReasonIssued, issuedMessage(&d.st), d.Now)
+	d.healthy(&d.st)
+	return d.done()
 }
 
-// NextReconcile is how long until status needs another look without any event: the renewal (or
-// retry) time, the current ticket's expiry (Ready turns False if it was not renewed) or the
-// expiry of a previous ticket (to prune it). Zero when nothing is scheduled.
-func NextReconcile(st *v1alpha1.WeChatQRCodeStatus, now time.Time) time.Duration {
-	var next time.Duration
-	consider := func(t *metav1.Time) {
-		if t != nil && t.After(now) && (next == 0 || t.Sub(now) < next) {
-			next = t.Sub(now)
-		}
+// waiting: the failure's conditions stand, except that a ticket that expired meanwhile no longer
+// makes the code Ready.
+func (d *decision) waiting() Action {
+	st := &d.st
+	if r := st.Condition(v1alpha1.ConditionReady); r != nil && r.Status == metav1.ConditionTrue &&
+		st.ExpiresAt != nil && !d.Now.Before(st.ExpiresAt.Time) {
+		d.ready(st, metav1.ConditionFalse, v1alpha1.ReasonExpired, renewingMessage("expired at", st.ExpiresAt, failureDetail(st)), d.Now)
 	}
-	consider(st.RenewalTime)
-	consider(st.ExpiresAt)
-	for i := range st.PreviousTickets {
-		consider(&st.PreviousTickets[i].ExpiresAt)
-	}
-	return next
+	return d.done()
 }
 
-// SceneText names a scene in messages.
-func SceneText(s v1alpha1.Scene) string {
-	if s.ID != nil {
-		return "scene id " + strconv.FormatInt(*s.ID, 10)
-	}
-	return "scene str " + strconv.Quote(s.Key())
+// issue asks for a call; until its answer, the code is Reconciling.
+func (d *decision) issue(trigger Trigger) Action {
+	st := *d.st.DeepCopy()
+	d.reconciling(&st, string(trigger), "Asking WeChat for a ticket ("+string(trigger)+")", d.Now)
+	return Action{Trigger: trigger, Status: st, Events: d.events, d: d}
 }
 
-// base is the status every outcome starts from: this generation, expired previous tickets gone.
-func base(code *v1alpha1.WeChatQRCode, now time.Time) v1alpha1.WeChatQRCodeStatus {
-	st := *code.Status.DeepCopy()
-	st.ObservedGeneration = code.Generation
+// done adds an Event for a change of Ready to a new problem; a return to Ready without an
+// attempt (a Secret restored) shows in the condition only.
+func (d *decision) done() Action {
+	cur, old := d.st.Condition(v1alpha1.ConditionReady), d.Code.ReadyCondition()
+	if cur.Status != metav1.ConditionTrue && (old == nil || old.Status != cur.Status || old.Reason != cur.Reason) {
+		d.events = append(d.events, warning(cur.Reason, "Reconcile", cur.Message))
+	}
+	return Action{Status: d.st, Events: d.events, d: d}
+}
+
+func warning(reason, action, note string) Event {
+	return Event{corev1.EventTypeWarning, reason, action, note}
+}
+
+// base is the status every outcome starts from: this generation, expired previous tickets gone,
+// and permanent previous tickets gone once another code claims their scene.
+func base(in Input) v1alpha1.WeChatQRCodeStatus {
+	st := *in.Code.Status.DeepCopy()
+	st.ObservedGeneration = in.Code.Generation
+	d := decision{Input: in}
 	live := st.PreviousTickets[:0]
 	for _, p := range st.PreviousTickets {
-		if now.Before(p.ExpiresAt.Time) {
+		expired := p.ExpiresAt != nil && !in.Now.Before(p.ExpiresAt.Time)
+		if !expired && (p.ExpiresAt != nil || !d.claimedByNeighbour(p)) {
 			live = append(live, p)
 		}
 	}
-	st.PreviousTickets = nil
-	if len(live) > 0 {
-		st.PreviousTickets = live
-	}
+	st.PreviousTickets = nonEmpty(live)
 	return st
 }
 
-// retire moves the current ticket out of the way. A Temporary one that still lives goes to
-// previousTickets, because posters printed with it still work. A Permanent one is dropped: the
-// scene is released to whichever code claims it next, and WeChat would hand that code the same
-// ticket.
-func retire(st *v1alpha1.WeChatQRCodeStatus, now time.Time) {
-	if st.Ticket != "" && st.IssuedFor != nil && st.ExpiresAt != nil && now.Before(st.ExpiresAt.Time) {
-		st.PreviousTickets = append(st.PreviousTickets, v1alpha1.PreviousTicket{
-			Ticket: st.Ticket, AppID: st.IssuedFor.AppID, ExpiresAt: *st.ExpiresAt})
+func nonEmpty(p []v1alpha1.PreviousTicket) []v1alpha1.PreviousTicket {
+	if len(p) == 0 {
+		return nil
 	}
+	return p
+}
+
+// retire moves the current ticket out of the way, into previousTickets while it works: a
+// temporary one until it expires, a permanent one until another code claims its scene (posters
+// printed with either still work). Beyond the list's bound the oldest goes.
+func retire(st *v1alpha1.WeChatQRCodeStatus, now time.Time) {
+	f := st.IssuedFor
+	switch {
+	case st.Ticket == "" || f == nil:
+	case f.Type == v1alpha1.Permanent && st.ExpiresAt == nil:
+		st.PreviousTickets = append(st.PreviousTickets, v1alpha1.PreviousTicket{Ticket: st.Ticket, AppID: f.AppID, Scene: f.Scene})
+	case st.ExpiresAt != nil && now.Before(st.ExpiresAt.Time):
+		st.PreviousTickets = append(st.PreviousTickets, v1alpha1.PreviousTicket{
+			Ticket: st.Ticket, AppID: f.AppID, Scene: f.Scene, ExpiresAt: st.ExpiresAt.DeepCopy()})
+	}
+	if n := len(st.PreviousTickets) - v1alpha1.MaxPreviousTickets; n > 0 {
+		st.PreviousTickets = st.PreviousTickets[n:]
+	}
+	clearTicket(st)
+}
+
+func clearTicket(st *v1alpha1.WeChatQRCodeStatus) {
 	st.Ticket, st.URL, st.ImageURL = "", "", ""
 	st.IssuedFor, st.IssuedAt, st.ExpiresAt, st.RenewalTime = nil, nil, nil, nil
 }
@@ -242,15 +298,53 @@ func clearFailure(st *v1alpha1.WeChatQRCodeStatus) {
 	st.FailedAttempts, st.LastFailureTime, st.LastFailureSecretVersion = 0, nil, ""
 }
 
-func setReady(st *v1alpha1.WeChatQRCodeStatus, code *v1alpha1.WeChatQRCode, status metav1.ConditionStatus, reason, message string, now time.Time) {
+func (d *decision) ready(st *v1alpha1.WeChatQRCodeStatus, status metav1.ConditionStatus, reason, message string, now time.Time) {
+	d.set(st, v1alpha1.ConditionReady, status, reason, message, now)
+}
+
+// reconciling and stalled set one abnormal-true condition and remove the other; healthy removes
+// both. kstatus reads a True Stalled as Failed and a True Reconciling as InProgress.
+func (d *decision) reconciling(st *v1alpha1.WeChatQRCodeStatus, reason, message string, now time.Time) {
+	meta.RemoveStatusCondition(&st.Conditions, v1alpha1.ConditionStalled)
+	d.set(st, v1alpha1.ConditionReconciling, metav1.ConditionTrue, reason, message, now)
+}
+
+func (d *decision) stalled(st *v1alpha1.WeChatQRCodeStatus, reason, message string, now time.Time) {
+	meta.RemoveStatusCondition(&st.Conditions, v1alpha1.ConditionReconciling)
+	d.set(st, v1alpha1.ConditionStalled, metav1.ConditionTrue, reason, message, now)
+}
+
+func (d *decision) healthy(st *v1alpha1.WeChatQRCodeStatus) {
+	meta.RemoveStatusCondition(&st.Conditions, v1alpha1.ConditionReconciling)
+	meta.RemoveStatusCondition(&st.Conditions, v1alpha1.ConditionStalled)
+}
+
+func (d *decision) set(st *v1alpha1.WeChatQRCodeStatus, conditionType string, status metav1.ConditionStatus, reason, message string, now time.Time) {
 	meta.SetStatusCondition(&st.Conditions, metav1.Condition{
-		Type:               v1alpha1.ConditionReady,
+		Type:               conditionType,
 		Status:             status,
 		Reason:             reason,
 		Message:            message,
-		ObservedGeneration: code.Generation,
+		ObservedGeneration: d.Code.Generation,
 		LastTransitionTime: *stamp(now),
 	})
+}
+
+// failureDetail is what the last failure said (errcode, advice, next attempt): the message of
+// the abnormal-true condition it set.
+func failureDetail(st *v1alpha1.WeChatQRCodeStatus) string {
+	for _, t := range []string{v1alpha1.ConditionStalled, v1alpha1.ConditionReconciling} {
+		if c := st.Condition(t); c != nil && c.Status == metav1.ConditionTrue {
+			return c.Message
+		}
+	}
+	return "see the last IssueFailed Event."
+}
+
+// renewingMessage is the Ready message of a ticket whose renewal is failing: one sentence about
+// the ticket, then the failure.
+func renewingMessage(state string, expiresAt *metav1.Time, detail string) string {
+	return fmt.Sprintf("The ticket %s %s; its renewal is failing: %s", state, format(expiresAt.Time), detail)
 }
 
 func issuedMessage(st *v1alpha1.WeChatQRCodeStatus) string {

@@ -25,7 +25,6 @@ import (
 	"time"
 
 	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
-	"github.com/qrcode-operator/wechat-qrcode-operator/internal/issuance"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/wechattest"
 	"github.com/qrcode-operator/wechat-qrcode-operator/test/bench/harness"
 )
@@ -229,7 +228,7 @@ func TestWeChatFaults(t *testing.T) {
 			switch {
 			case ok:
 				ready++
-			case reason == issuance.ReasonQuotaExhausted:
+			case reason == qrv1alpha1.ReasonQuotaExhausted:
 				quota++
 			default:
 				other++
