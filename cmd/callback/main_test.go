@@ -29,7 +29,6 @@ import (
 	"github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/callback"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/securemetrics/securemetricstest"
-	"github.com/qrcode-operator/wechat-qrcode-operator/internal/testenv"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/wechattest"
 )
 
@@ -37,25 +36,16 @@ import (
 // real API server: /metrics answers only a ServiceAccount bound to metrics-reader, and serves
 // every callback metric the Grafana dashboard queries once scans were pushed and a push refused.
 func TestMetrics(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts an API server")
-	}
-	env, err := testenv.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = env.Stop() })
+	env, ns := securemetricstest.Start(t)
 	ctx := context.Background()
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "codes-"}}
-	must(t, env.Client.Create(ctx, ns))
 	const appID, token, ticket = "wxmetrics", "push-token", "TICKET-METRICS"
 	must(t, env.Client.Create(ctx, &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "account"},
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "account"},
 		Data:       map[string][]byte{v1alpha1.AccountKeyAppID: []byte(appID), v1alpha1.AccountKeyToken: []byte(token)},
 	}))
 	scene := v1alpha1.Scene{ID: ptr.To[int64](7)}
 	code := &v1alpha1.WeChatQRCode{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "code"},
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "code"},
 		Spec:       v1alpha1.WeChatQRCodeSpec{AccountRef: v1alpha1.AccountReference{Name: "account"}, Type: v1alpha1.Permanent, Scene: scene},
 	}
 	must(t, env.Client.Create(ctx, code))
@@ -68,19 +58,11 @@ func TestMetrics(t *testing.T) {
 	cfg, _ := bindFlags(fs)
 	must(t, fs.Parse([]string{
 		"--metrics-bind-address=" + addr, "--bind-address=" + pushAddr, "--health-probe-bind-address=0",
-		"--account=" + ns.Name + "/account",
+		"--account=" + ns + "/account",
 	}))
 	mgr, _, err := callback.NewManager(env.Config, *cfg)
 	must(t, err)
-	runCtx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(runCtx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("callback server: %v", err)
-		}
-	})
+	securemetricstest.Run(t, "callback server", mgr.Start)
 
 	scrapers := securemetricstest.NewScrapers(t, env.Config)
 	account := &wechattest.Pusher{URL: "http://" + pushAddr + "/wechat/" + appID, Token: token, Mode: wechattest.PushPlaintext, Tries: 1}

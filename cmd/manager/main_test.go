@@ -28,7 +28,6 @@ import (
 
 	"github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/securemetrics/securemetricstest"
-	"github.com/qrcode-operator/wechat-qrcode-operator/internal/testenv"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/wechattest"
 )
 
@@ -37,14 +36,7 @@ import (
 // serves every manager metric the Grafana dashboard queries once a code is issued and another
 // fails.
 func TestMetrics(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts an API server")
-	}
-	env, err := testenv.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = env.Stop() })
+	env, ns := securemetricstest.Start(t)
 	fake, err := wechattest.NewServer(wechattest.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -53,18 +45,16 @@ func TestMetrics(t *testing.T) {
 	fake.AddAccount("wxmetrics", "app-secret")
 
 	ctx := context.Background()
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "codes-"}}
-	must(t, env.Client.Create(ctx, ns))
 	// One account WeChat knows, one it does not (errcode 40013): a ticket issued, a failure.
 	for name, appID := range map[string]string{"known": "wxmetrics", "unknown": "wxnobody"} {
 		must(t, env.Client.Create(ctx, &corev1.Secret{
-			ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: name},
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
 			Data:       map[string][]byte{v1alpha1.AccountKeyAppID: []byte(appID), v1alpha1.AccountKeyAppSecret: []byte("app-secret")},
 		}))
 	}
 	for name, account := range map[string]string{"issued": "known", "failing": "unknown"} {
 		must(t, env.Client.Create(ctx, &v1alpha1.WeChatQRCode{
-			ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: name},
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
 			Spec: v1alpha1.WeChatQRCodeSpec{
 				AccountRef: v1alpha1.AccountReference{Name: account},
 				Type:       v1alpha1.Temporary,
@@ -81,15 +71,7 @@ func TestMetrics(t *testing.T) {
 		"--metrics-bind-address=" + addr, "--health-probe-bind-address=0", "--leader-elect=false",
 		"--wechat-api-url=" + fake.URL, "--wechat-image-url=" + fake.URL,
 	}))
-	runCtx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- run(runCtx, env.Config, *f) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("manager: %v", err)
-		}
-	})
+	securemetricstest.Run(t, "manager", func(ctx context.Context) error { return run(ctx, env.Config, *f) })
 
 	scrapers := securemetricstest.NewScrapers(t, env.Config)
 	scrapers.RequireServed(t, addr, securemetricstest.DashboardMetrics(t, false), nil)

@@ -49,6 +49,35 @@ import (
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/testenv"
 )
 
+// Start starts an API server for one test, stopped when it ends, with a new namespace for the
+// test's objects.
+func Start(t *testing.T) (*testenv.Env, string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("starts an API server")
+	}
+	env, err := testenv.Start()
+	must(t, err)
+	t.Cleanup(func() { _ = env.Stop() })
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "codes-"}}
+	must(t, env.Client.Create(context.Background(), ns))
+	return env, ns.Name
+}
+
+// Run runs a manager's Start (or main's run) until the test ends, and fails the test if it
+// returns an error.
+func Run(t *testing.T, what string, run func(context.Context) error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("%s: %v", what, err)
+		}
+	})
+}
+
 // FreeAddr returns a loopback address with a free port.
 func FreeAddr(t *testing.T) string {
 	t.Helper()
