@@ -44,6 +44,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/yaml"
 
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/testenv"
@@ -56,6 +58,8 @@ func Start(t *testing.T) (*testenv.Env, string) {
 	if testing.Short() {
 		t.Skip("starts an API server")
 	}
+	// Shown by `go test` only when a test fails (or with -v).
+	ctrllog.SetLogger(zap.New(zap.WriteTo(os.Stderr)))
 	env, err := testenv.Start()
 	must(t, err)
 	t.Cleanup(func() { _ = env.Stop() })
