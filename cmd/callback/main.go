@@ -43,34 +43,40 @@ func (a *accountsFlag) Set(v string) error {
 	return err
 }
 
-func main() {
-	cfg := callback.Config{Options: callback.DefaultOptions()}
+// bindFlags registers the command line on fs; the Config is complete once fs is parsed.
+func bindFlags(fs *flag.FlagSet) (*callback.Config, *zap.Options) {
+	cfg := &callback.Config{Options: callback.DefaultOptions()}
 	// The ports differ from the manager's conventional 8080/8081: both containers share the Pod's
 	// network namespace.
-	var accounts accountsFlag
-	flag.Var(&accounts, "account", "account Secret as <namespace>/<name> (repeatable); served at /wechat/<appID>")
-	flag.StringVar(&cfg.BindAddress, "bind-address", ":8090", "address WeChat's pushes are served on (plain HTTP behind the Ingress)")
-	flag.StringVar(&cfg.HealthProbeBindAddress, "health-probe-bind-address", ":8091", "address of /healthz and /readyz (0 disables)")
-	flag.StringVar(&cfg.MetricsBindAddress, "metrics-bind-address", ":8092", "address of /metrics (0 disables)")
-	flag.DurationVar(&cfg.SecretRefreshInterval, "secret-refresh-interval", cfg.SecretRefreshInterval, "how often the account Secrets are read again")
-	flag.DurationVar(&cfg.MaxClockSkew, "max-clock-skew", cfg.MaxClockSkew, "largest accepted difference, either way, between a push's timestamp and our clock")
-	flag.Int64Var(&cfg.MaxBodyBytes, "max-body-bytes", cfg.MaxBodyBytes, "largest accepted push body")
-	flag.DurationVar(&cfg.ReplyDeadline, "reply-deadline", cfg.ReplyDeadline, "longest wait for a scan to be persisted before answering 503 (WeChat gives up at 5s)")
-	flag.DurationVar(&cfg.CommitWindow, "commit-window", cfg.CommitWindow, "scans of one code within this window share one API write")
-	flag.IntVar(&cfg.RecentEvents, "recent-events", cfg.RecentEvents, "N: event keys kept per code to recognise WeChat's retries; exact up to about N/15 scans per second per code")
+	fs.Var((*accountsFlag)(&cfg.Accounts), "account", "account Secret as <namespace>/<name> (repeatable); served at /wechat/<appID>")
+	fs.StringVar(&cfg.BindAddress, "bind-address", ":8090", "address WeChat's pushes are served on (plain HTTP behind the Ingress)")
+	fs.StringVar(&cfg.HealthProbeBindAddress, "health-probe-bind-address", ":8091", "address of /healthz and /readyz (0 disables)")
+	fs.StringVar(&cfg.MetricsBindAddress, "metrics-bind-address", ":8092", "address of /metrics (0 disables)")
+	cfg.MetricsServing.BindFlags(fs)
+	fs.DurationVar(&cfg.SecretRefreshInterval, "secret-refresh-interval", cfg.SecretRefreshInterval, "how often the account Secrets are read again")
+	fs.DurationVar(&cfg.MaxClockSkew, "max-clock-skew", cfg.MaxClockSkew, "largest accepted difference, either way, between a push's timestamp and our clock")
+	fs.Int64Var(&cfg.MaxBodyBytes, "max-body-bytes", cfg.MaxBodyBytes, "largest accepted push body")
+	fs.DurationVar(&cfg.ReplyDeadline, "reply-deadline", cfg.ReplyDeadline, "longest wait for a scan to be persisted before answering 503 (WeChat gives up at 5s)")
+	fs.DurationVar(&cfg.CommitWindow, "commit-window", cfg.CommitWindow, "scans of one code within this window share one API write")
+	fs.IntVar(&cfg.RecentEvents, "recent-events", cfg.RecentEvents, "N: event keys kept per code to recognise WeChat's retries; exact up to about N/15 scans per second per code")
 	// The same --zap-* flags and log format as the manager, so both containers' logs read alike.
-	zapOpts := zap.Options{}
-	zapOpts.BindFlags(flag.CommandLine)
+	zapOpts := &zap.Options{}
+	zapOpts.BindFlags(fs)
+	return cfg, zapOpts
+}
+
+func main() {
+	// flag.CommandLine, because controller-runtime registers --kubeconfig there.
+	cfg, zapOpts := bindFlags(flag.CommandLine)
 	flag.Parse()
-	cfg.Accounts = accounts
-	log := zap.New(zap.UseFlagOptions(&zapOpts))
+	log := zap.New(zap.UseFlagOptions(zapOpts))
 	ctrl.SetLogger(log)
 	klog.SetLogger(log)
 
 	rc, err := ctrl.GetConfig()
 	if err == nil {
 		var mgr ctrl.Manager
-		if mgr, _, err = callback.NewManager(rc, cfg); err == nil {
+		if mgr, _, err = callback.NewManager(rc, *cfg); err == nil {
 			err = mgr.Start(ctrl.SetupSignalHandler())
 		}
 	}

@@ -19,6 +19,7 @@ limitations under the License.
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -28,6 +29,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -36,10 +38,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
 	"github.com/qrcode-operator/wechat-qrcode-operator/controllers"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/securemetrics"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/wechat"
 )
 
@@ -48,6 +50,7 @@ const leaderElectionID = "wechat-qrcode-operator.qrcode-operator.io"
 
 type flags struct {
 	metricsAddr, probeAddr  string
+	metrics                 securemetrics.Serving
 	leaderElect             bool
 	leaderElectionNamespace string
 	maxConcurrentReconciles int
@@ -58,10 +61,11 @@ type flags struct {
 	externalTokenAuthFile   string
 }
 
-func parseFlags() (flags, zap.Options) {
-	var f flags
-	fs := flag.CommandLine
+// bindFlags registers the command line on fs; the flags are complete once fs is parsed.
+func bindFlags(fs *flag.FlagSet) (*flags, *zap.Options) {
+	f := &flags{}
 	fs.StringVar(&f.metricsAddr, "metrics-bind-address", ":8080", "address of /metrics (0 disables)")
+	f.metrics.BindFlags(fs)
 	fs.StringVar(&f.probeAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
 	// On by default: two replicas that both led would both call WeChat and fight over the
 	// accounts' tokens. Turn it off only for a single local process.
@@ -87,26 +91,32 @@ func parseFlags() (flags, zap.Options) {
 	fs.IntVar(&f.wechat.Burst, "wechat-burst", wechat.DefaultBurst, "burst of qrcode/create calls per AppID")
 	fs.DurationVar(&f.wechat.Timeout, "wechat-timeout", wechat.DefaultTimeout, "timeout of each WeChat request, token fetches included")
 
-	zapOpts := zap.Options{}
+	zapOpts := &zap.Options{}
 	zapOpts.BindFlags(fs)
-	flag.Parse()
-	f.wechat.TokenMode = wechat.TokenMode(f.tokenMode)
 	return f, zapOpts
 }
 
 func main() {
-	f, zapOpts := parseFlags()
-	log := zap.New(zap.UseFlagOptions(&zapOpts))
+	// flag.CommandLine, because controller-runtime registers --kubeconfig there.
+	f, zapOpts := bindFlags(flag.CommandLine)
+	flag.Parse()
+	log := zap.New(zap.UseFlagOptions(zapOpts))
 	ctrl.SetLogger(log)
 	// client-go's leader election and informers log through klog: same format, same sink.
 	klog.SetLogger(log)
-	if err := run(f); err != nil {
+	cfg, err := ctrl.GetConfig()
+	if err == nil {
+		err = run(ctrl.SetupSignalHandler(), cfg, *f)
+	}
+	if err != nil {
 		ctrl.Log.WithName("setup").Error(err, "manager failed")
 		os.Exit(1)
 	}
 }
 
-func run(f flags) error {
+// run runs the manager on the API server of cfg until ctx ends.
+func run(ctx context.Context, cfg *rest.Config, f flags) error {
+	f.wechat.TokenMode = wechat.TokenMode(f.tokenMode)
 	switch f.wechat.TokenMode {
 	case wechat.TokenModeStable, wechat.TokenModeClassic:
 	case wechat.TokenModeExternal:
@@ -131,14 +141,11 @@ func run(f flags) error {
 	if err := v1alpha1.AddToScheme(scheme); err != nil {
 		return err
 	}
-	cfg, err := ctrl.GetConfig()
-	if err != nil {
-		return err
-	}
+	cfg = rest.CopyConfig(cfg)
 	cfg.QPS, cfg.Burst = float32(f.kubeQPS), f.kubeBurst
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                  scheme,
-		Metrics:                 metricsserver.Options{BindAddress: f.metricsAddr},
+		Metrics:                 f.metrics.Options(f.metricsAddr),
 		HealthProbeBindAddress:  f.probeAddr,
 		LeaderElection:          f.leaderElect,
 		LeaderElectionID:        leaderElectionID,
@@ -154,7 +161,6 @@ func run(f flags) error {
 		return err
 	}
 
-	ctx := ctrl.SetupSignalHandler()
 	r := &controllers.WeChatQRCodeReconciler{
 		Client:         mgr.GetClient(),
 		APIReader:      mgr.GetAPIReader(),

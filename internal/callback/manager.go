@@ -33,9 +33,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/securemetrics"
 )
 
 // The callback server writes only annotations (metadata), never status, and reads Secrets by
@@ -52,6 +52,9 @@ type Config struct {
 	BindAddress            string
 	HealthProbeBindAddress string
 	MetricsBindAddress     string
+	// MetricsServing secures /metrics; its zero value is plain HTTP (tests), the flags' default
+	// HTTPS with authentication and authorization.
+	MetricsServing securemetrics.Serving
 }
 
 // NewManager returns a manager that serves pushes on cfg.BindAddress, and the Server itself for
@@ -66,7 +69,7 @@ func NewManager(rc *rest.Config, cfg Config) (manager.Manager, *Server, error) {
 	}
 	mgr, err := ctrl.NewManager(rc, ctrl.Options{
 		Scheme:                 scheme,
-		Metrics:                metricsserver.Options{BindAddress: cfg.MetricsBindAddress},
+		Metrics:                cfg.MetricsServing.Options(cfg.MetricsBindAddress),
 		HealthProbeBindAddress: cfg.HealthProbeBindAddress,
 		// Every replica serves; there is nothing to lead.
 		LeaderElection: false,

@@ -312,7 +312,7 @@ func (s *Stack) startOperator(ctx context.Context, bins Binaries, a Account, sec
 		"--kubeconfig=" + managerKC,
 		"--leader-elect",
 		"--leader-election-namespace=" + OperatorNamespace,
-		"--metrics-bind-address=" + hostPort(p.ManagerMetrics),
+		"--metrics-bind-address=" + hostPort(p.ManagerMetrics), "--metrics-secure=false",
 		"--health-probe-bind-address=" + hostPort(p.ManagerHealth),
 		logFormat,
 	}
@@ -324,7 +324,7 @@ func (s *Stack) startOperator(ctx context.Context, bins Binaries, a Account, sec
 		"--kubeconfig=" + callbackKC,
 		"--bind-address=" + hostPort(p.Callback),
 		"--health-probe-bind-address=" + hostPort(p.CallbackHealth),
-		"--metrics-bind-address=" + hostPort(p.CallbackMetrics),
+		"--metrics-bind-address=" + hostPort(p.CallbackMetrics), "--metrics-secure=false",
 		"--account=" + SamplesNamespace + "/" + secret.Name,
 		logFormat,
 	}

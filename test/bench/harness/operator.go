@@ -66,7 +66,7 @@ func StartManager(ctx context.Context, bins Binaries, cfg ManagerConfig, logDir 
 	args := []string{
 		"--kubeconfig=" + cfg.Kubeconfig,
 		"--leader-elect=false",
-		"--metrics-bind-address=" + metrics,
+		"--metrics-bind-address=" + metrics, "--metrics-secure=false",
 		"--health-probe-bind-address=" + probe,
 		"--wechat-api-url=" + cfg.WeChatURL,
 		"--wechat-image-url=" + cfg.WeChatURL,
@@ -153,7 +153,7 @@ func StartCallback(ctx context.Context, bins Binaries, name, kubeconfig, ref, lo
 		"--account=" + ref,
 		"--bind-address=" + addrs[0],
 		"--health-probe-bind-address=" + addrs[1],
-		"--metrics-bind-address=" + addrs[2],
+		"--metrics-bind-address=" + addrs[2], "--metrics-secure=false",
 	}, extra...)
 	p, err := StartProcess(name, bins.Callback, args, nil, logDir)
 	if err != nil {
