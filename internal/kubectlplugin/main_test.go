@@ -155,7 +155,7 @@ func (c *cluster) setReady(code *v1alpha1.WeChatQRCode, status metav1.ConditionS
 func (c *cluster) event(code *v1alpha1.WeChatQRCode, when time.Time, typ, reason, note string) {
 	c.t.Helper()
 	c.create(&eventsv1.Event{
-		ObjectMeta:          metav1.ObjectMeta{GenerateName: code.Name + "."},
+		ObjectMeta:          metav1.ObjectMeta{GenerateName: code.Name + "-"},
 		EventTime:           metav1.NewMicroTime(when),
 		ReportingController: "wechat.qrcode-operator.io/manager",
 		ReportingInstance:   "manager-0",

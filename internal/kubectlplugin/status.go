@@ -204,7 +204,7 @@ func (s screen) events(cmd *cobra.Command, c client.Client, code *v1alpha1.WeCha
 	}
 	slices.SortStableFunc(list.Items, func(a, b eventsv1.Event) int { return cmp.Compare(lastSeen(a).UnixNano(), lastSeen(b).UnixNano()) })
 	items := list.Items[max(0, len(list.Items)-statusEvents):]
-	s.line("Events", "")
+	fmt.Fprintln(s.w, "Events:")
 	tw := tabwriter.NewWriter(s.w, 0, 0, 3, ' ', 0)
 	fmt.Fprintln(tw, "  LAST SEEN\tTYPE\tREASON\tCOUNT\tMESSAGE")
 	for _, e := range items {

@@ -62,19 +62,19 @@ func TestStatusOfAReadyCode(t *testing.T) {
 Type:      Temporary, scene id 123
 Ready:     True, Issued: Ticket issued at 2026-11-22T10:00:00Z, valid until 2026-11-29T10:00:00Z; renewal at 2026-11-27T02:00:00Z
 Ticket:    gQFG8DwAAAAAAAAAAS5odHRw…
-           issued 2026-11-22T10:00:00Z (2h0m ago)
+           issued 2026-11-22T10:00:00Z (120m ago)
 URL:       http://weixin.qq.com/q/02spring-sale-poster
 Expires:   2026-11-29T10:00:00Z (in 6d22h)
 Renewal:   2026-11-27T02:00:00Z (in 4d14h)
 Previous:  1 earlier ticket still valid, scans of them still count
-           gQHx7zwAAAAAAAAAAS5odHRw… expires 2026-11-22T15:00:00Z (in 3h0m)
-Scans:     1520, 311 of them by new followers; last 2026-11-22T11:55:00Z (5m0s ago)
+           gQHx7zwAAAAAAAAAAS5odHRw… expires 2026-11-22T15:00:00Z (in 3h)
+Scans:     1520, 311 of them by new followers; last 2026-11-22T11:55:00Z (5m ago)
 Account:   Secret official-account, keys: appID, appSecret, encodingAESKey, token
            AppID wx0000000000test01
-Events:    
+Events:
   LAST SEEN   TYPE     REASON   COUNT   MESSAGE
   7d2h ago    Normal   Issued   1       Ticket issued at an earlier time
-  2h0m ago    Normal   Issued   1       Ticket issued at 2026-11-22T10:00:00Z, valid until 2026-11-29T10:00:00Z; renewal at 2026-11-27T02:00:00Z
+  120m ago    Normal   Issued   1       Ticket issued at 2026-11-22T10:00:00Z, valid until 2026-11-29T10:00:00Z; renewal at 2026-11-27T02:00:00Z
 `
 	if out != want {
 		t.Errorf("status screen:\n%s\nwant:\n%s", out, want)
@@ -153,4 +153,3 @@ func TestStatusNamesMissingSecretKeys(t *testing.T) {
 		t.Errorf("a Permanent code with a token shows a renewal or a callback problem:\n%s", out)
 	}
 }
-
