@@ -17,6 +17,7 @@ limitations under the License.
 package kubectlplugin_test
 
 import (
+	"bytes"
 	"encoding/csv"
 	"os"
 	"path/filepath"
@@ -87,13 +88,20 @@ func TestQRDrawsStatusURL(t *testing.T) {
 		t.Error("the SVG has no caption text")
 	}
 
-	path := filepath.Join(dir, "cjk.png")
-	_, errOut, exit = c.run("qr", "spring-sale-poster", "-o", path, "--caption", "欢迎")
+	// A refused caption leaves the earlier poster.png as it was and no other file.
+	before, err := os.ReadFile(filepath.Join(dir, "poster.png"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, errOut, exit = c.run("qr", "spring-sale-poster", "-o", filepath.Join(dir, "poster.png"), "--caption", "欢迎")
 	if exit != kubectlplugin.ExitFailure || !strings.Contains(errOut, "write an SVG") {
 		t.Errorf("CJK caption in a PNG: exit %d, stderr %q; want a refusal that points to SVG", exit, errOut)
 	}
-	if _, err := os.Stat(path); !os.IsNotExist(err) {
-		t.Errorf("a refused PNG left a file behind (%v)", err)
+	if after, err := os.ReadFile(filepath.Join(dir, "poster.png")); err != nil || !bytes.Equal(after, before) {
+		t.Errorf("a refused PNG damaged the earlier file (%v)", err)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 2 {
+		t.Errorf("files after a refusal: %v, want poster.png and poster.svg", entries)
 	}
 }
 
