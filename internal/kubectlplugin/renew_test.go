@@ -42,6 +42,14 @@ func TestRenewAnnotatesATemporaryCode(t *testing.T) {
 	if got.Status.Ticket != code.Status.Ticket || got.Generation != code.Generation {
 		t.Error("renew changed the spec or the status: only the annotation is the operator's cue")
 	}
+	if out, _, _ := c.run("status", "spring-sale-poster"); !strings.Contains(out, "Renew:     requested at 2026-11-22T12:00:00Z (pending)\n") {
+		t.Errorf("status does not show the pending request:\n%s", out)
+	}
+	// The operator's re-issue: a ticket issued after the request.
+	c.issue(got, now.Add(time.Second))
+	if out, _, _ := c.run("status", "spring-sale-poster"); !strings.Contains(out, "(done: the current ticket was issued since)") {
+		t.Errorf("status does not show the request as done:\n%s", out)
+	}
 }
 
 func TestRenewRefusesAPermanentCode(t *testing.T) {

@@ -124,7 +124,12 @@ func (s screen) code(code *v1alpha1.WeChatQRCode) bool {
 	}
 	s.scans(code.Annotations)
 	if at, ok := code.Annotations[v1alpha1.AnnotationRenewRequestedAt]; ok {
-		s.line("Renew", "requested at %s", at)
+		// The operator honours a request made after the current ticket was issued.
+		state := "pending"
+		if t, err := time.Parse(time.RFC3339, at); err == nil && st.IssuedAt != nil && !t.After(st.IssuedAt.Time) {
+			state = "done: the current ticket was issued since"
+		}
+		s.line("Renew", "requested at %s (%s)", at, state)
 	}
 	return isReady
 }
