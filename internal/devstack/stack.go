@@ -30,7 +30,6 @@ import (
 
 	"github.com/go-logr/logr/funcr"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -431,7 +430,7 @@ func (s *Stack) waitReady(ctx context.Context) error {
 }
 
 func readyCondition(c *qrv1alpha1.WeChatQRCode) (status, reason string) {
-	if cond := meta.FindStatusCondition(c.Status.Conditions, qrv1alpha1.ConditionReady); cond != nil {
+	if cond := c.ReadyCondition(); cond != nil {
 		return string(cond.Status), cond.Reason
 	}
 	return "", "no Ready condition yet"

@@ -26,7 +26,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
@@ -197,7 +196,7 @@ func WriteStatus(ctx context.Context, c client.Client, code *qrv1alpha1.WeChatQR
 // ReadyReason is the reason of code's Ready condition if its status is True, and "" otherwise;
 // reason is the condition's reason either way ("" without the condition).
 func ReadyReason(code *qrv1alpha1.WeChatQRCode) (ready bool, reason string) {
-	cond := meta.FindStatusCondition(code.Status.Conditions, qrv1alpha1.ConditionReady)
+	cond := code.ReadyCondition()
 	if cond == nil {
 		return false, ""
 	}
