@@ -21,7 +21,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	k8sruntime "k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -30,7 +29,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
-	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/scheme"
 )
 
 // Config is a callback server process: Options plus its three listeners, each "0" to disable.
@@ -46,15 +45,8 @@ type Config struct {
 // NewManager returns a manager that serves pushes on cfg.BindAddress, and the Server itself for
 // callers (tests) that serve it some other way.
 func NewManager(rc *rest.Config, cfg Config) (manager.Manager, *Server, error) {
-	scheme := k8sruntime.NewScheme()
-	if err := corev1.AddToScheme(scheme); err != nil {
-		return nil, nil, err
-	}
-	if err := qrv1alpha1.AddToScheme(scheme); err != nil {
-		return nil, nil, err
-	}
 	mgr, err := ctrl.NewManager(rc, ctrl.Options{
-		Scheme:                 scheme,
+		Scheme:                 scheme.New(),
 		Metrics:                metricsserver.Options{BindAddress: cfg.MetricsBindAddress},
 		HealthProbeBindAddress: cfg.HealthProbeBindAddress,
 		// Every replica serves; there is nothing to lead.

@@ -37,7 +37,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
-	"github.com/qrcode-operator/wechat-qrcode-operator/internal/testenv"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/scheme"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/wxcrypto"
 )
 
@@ -72,7 +72,7 @@ func unitServer(t testing.TB, funcs *interceptor.Funcs) (*Server, client.Client,
 	t.Helper()
 	plainCode := newCode("ns", "plain", "wxplain", "TICKET-P", 1, "")
 	safeCode := newCode("ns", "safe", "wxsafe", "TICKET-S", 2, "thanks ]]> <b>&amp;</b>")
-	b := fake.NewClientBuilder().WithScheme(testenv.Scheme()).
+	b := fake.NewClientBuilder().WithScheme(scheme.New()).
 		WithIndex(&qrv1alpha1.WeChatQRCode{}, ticketIndex, ticketValues).
 		WithIndex(&qrv1alpha1.WeChatQRCode{}, sceneIndex, sceneValues).
 		WithObjects(plainCode, safeCode).WithStatusSubresource(plainCode, safeCode)

@@ -39,7 +39,7 @@ import (
 
 	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/proc"
-	"github.com/qrcode-operator/wechat-qrcode-operator/internal/testenv"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/scheme"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/wechattest"
 )
 
@@ -230,7 +230,7 @@ func (s *Stack) startControlPlane(bins Binaries) error {
 		BinaryAssetsDirectory: bins.ControlPlane,
 		CRDDirectoryPaths:     []string{filepath.Join(s.opts.Root, "config", "crd", "bases")},
 		ErrorIfCRDPathMissing: true,
-		Scheme:                testenv.Scheme(),
+		Scheme:                scheme.New(),
 		ControlPlane: envtest.ControlPlane{
 			APIServer: &envtest.APIServer{
 				SecureServing: envtest.SecureServing{ListenAddr: envtest.ListenAddr{Address: "127.0.0.1", Port: strconv.Itoa(s.opts.Ports.APIServer)}},
