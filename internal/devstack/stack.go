@@ -283,9 +283,6 @@ func (s *Stack) startWeChat(a Account) error {
 	return nil
 }
 
-// logFormat makes both processes log lines for a person at a terminal, not JSON for a pipeline.
-const logFormat = "--zap-encoder=console"
-
 // startOperator applies the RBAC of config/default and the account Secret, and starts the
 // manager and the callback server as their ServiceAccounts.
 func (s *Stack) startOperator(ctx context.Context, bins Binaries, a Account, secret *corev1.Secret) error {
@@ -308,25 +305,25 @@ func (s *Stack) startOperator(ctx context.Context, bins Binaries, a Account, sec
 	s.log.Printf("RBAC of config/default applied; Secret %s/%s holds account %s", secret.Namespace, secret.Name, a.AppID)
 
 	p := s.opts.Ports
-	managerArgs := []string{
-		"--kubeconfig=" + managerKC,
-		"--leader-elect",
-		"--leader-election-namespace=" + OperatorNamespace,
-		"--metrics-bind-address=" + hostPort(p.ManagerMetrics),
-		"--health-probe-bind-address=" + hostPort(p.ManagerHealth),
-		logFormat,
+	managerArgs := proc.ManagerArgs{
+		Kubeconfig:              managerKC,
+		LeaderElect:             true,
+		LeaderElectionNamespace: OperatorNamespace,
+		MetricsAddr:             hostPort(p.ManagerMetrics),
+		ProbeAddr:               hostPort(p.ManagerHealth),
+		Console:                 true,
 	}
 	if s.fake != nil {
 		// The fake serves the images too, so status.imageURL opens on this machine.
-		managerArgs = append(managerArgs, "--wechat-api-url="+s.fake.URL, "--wechat-image-url="+s.fake.URL)
+		managerArgs.WeChatURL = s.fake.URL
 	}
-	callbackArgs := []string{
-		"--kubeconfig=" + callbackKC,
-		"--bind-address=" + hostPort(p.Callback),
-		"--health-probe-bind-address=" + hostPort(p.CallbackHealth),
-		"--metrics-bind-address=" + hostPort(p.CallbackMetrics),
-		"--account=" + SamplesNamespace + "/" + secret.Name,
-		logFormat,
+	callbackArgs := proc.CallbackArgs{
+		Kubeconfig:  callbackKC,
+		Accounts:    []string{SamplesNamespace + "/" + secret.Name},
+		BindAddr:    hostPort(p.Callback),
+		ProbeAddr:   hostPort(p.CallbackHealth),
+		MetricsAddr: hostPort(p.CallbackMetrics),
+		Console:     true,
 	}
 	s.CallbackURL = "http://" + hostPort(p.Callback)
 	for _, c := range []struct {
@@ -334,8 +331,8 @@ func (s *Stack) startOperator(ctx context.Context, bins Binaries, a Account, sec
 		args       []string
 		health     int
 	}{
-		{"manager", bins.Manager, managerArgs, p.ManagerHealth},
-		{"callback", bins.Callback, callbackArgs, p.CallbackHealth},
+		{"manager", bins.Manager, managerArgs.Args(), p.ManagerHealth},
+		{"callback", bins.Callback, callbackArgs.Args(), p.CallbackHealth},
 	} {
 		child, err := startProcess(c.name, c.path, c.args, nil, s.con)
 		if err != nil {

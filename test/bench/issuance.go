@@ -22,6 +22,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/proc"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/wechattest"
 	"github.com/qrcode-operator/wechat-qrcode-operator/test/bench/harness"
 )
@@ -55,11 +56,11 @@ const createWorkers = 16
 const rssGoalAt = 10000
 
 func (c issuanceConfig) manager(s *stage) harness.ManagerConfig {
-	return harness.ManagerConfig{
+	return harness.ManagerConfig{ManagerArgs: proc.ManagerArgs{
 		Kubeconfig: s.cp.Kubeconfig, WeChatURL: s.wechat.URL,
 		WeChatQPS: c.WeChatQPS, WeChatBurst: int(c.WeChatQPS),
-		KubeQPS: c.KubeQPS, KubeBurst: c.KubeBurst, Workers: c.Workers, Env: c.Env,
-	}
+		KubeQPS: c.KubeQPS, KubeBurst: c.KubeBurst, Workers: c.Workers,
+	}, Env: c.Env}
 }
 
 // run: N codes created at once with the manager running; the time until all are Ready, beside
