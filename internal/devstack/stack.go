@@ -38,6 +38,7 @@ import (
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/credentials"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/proc"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/scheme"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/wechattest"
@@ -173,7 +174,11 @@ func Start(ctx context.Context, opts Options) (s *Stack, err error) {
 	if err != nil {
 		return s, err
 	}
-	account := accountFromSecret(secret)
+	sample, err := credentials.FromSecret(secret)
+	if err != nil {
+		return s, fmt.Errorf("config/samples: account Secret: %w", err)
+	}
+	account := Account{Account: sample}
 	if opts.Account != nil {
 		account = *opts.Account
 	}

@@ -29,6 +29,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/credentials"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/wxcrypto"
 )
 
@@ -67,12 +68,12 @@ type Push struct {
 // (so that the senders' crypto does not compete with the server for the machine's two cores),
 // sent by a Sender to a pool of replicas, and open to spoiling by the tests of hostile input.
 type Pusher struct {
-	acct   Account
+	acct   credentials.Account
 	cipher *wxcrypto.Cipher
 }
 
 // NewPusher returns the Pusher of acct.
-func NewPusher(acct Account) (*Pusher, error) {
+func NewPusher(acct credentials.Account) (*Pusher, error) {
 	c, err := wxcrypto.NewCipher(acct.EncodingAESKey, acct.AppID)
 	if err != nil {
 		return nil, err
