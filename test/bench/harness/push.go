@@ -33,7 +33,7 @@ import (
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/wxcrypto"
 )
 
-// Event is a scan of a parametric QR code as WeChat reports it (wechat-platform.md, section 5).
+// Event is a scan of a parametric QR code as WeChat reports it (docs/wechat-platform.md §5).
 type Event struct {
 	OpenID     string
 	CreateTime int64
