@@ -6,6 +6,8 @@ LOCALBIN ?= $(CURDIR)/bin
 GO ?= go
 CONTROLLER_GEN ?= $(GO) tool controller-gen
 KUSTOMIZE ?= $(GO) tool kustomize
+# The linter, pinned in a module of its own so that its dependencies stay out of go.mod.
+GOLANGCI_LINT ?= $(GO) tool -modfile=hack/tools/go.mod golangci-lint
 # Extra flags for `go test`, e.g. TESTFLAGS='-run TestCRD -v'.
 TESTFLAGS ?=
 # Packages `make test` runs.
@@ -47,6 +49,10 @@ fmt: ## Run go fmt.
 vet: ## Run go vet.
 	$(GO) vet ./...
 
+.PHONY: lint
+lint: ## Run the pinned linter (golangci-lint, hack/tools/go.mod) with the checks of .golangci.yml.
+	$(GOLANGCI_LINT) run ./...
+
 .PHONY: controlplane
 controlplane: ## Build (first time only) etcd, kube-apiserver and kubectl from source and print their directory.
 	@hack/controlplane.sh
@@ -77,7 +83,7 @@ scan: ## Simulate scans of a code of the running `make dev`: make scan NAME=spri
 FUZZTIME ?= 5s
 
 .PHONY: test
-test: verify-generated vet ## Run every test against a real kube-apiserver + etcd built from source, then a short fuzz run.
+test: verify-generated vet lint ## Lint, then run every test against a real kube-apiserver + etcd built from source, then a short fuzz run.
 	KUBEBUILDER_ASSETS="$$(hack/controlplane.sh)" $(GO) test $(TESTFLAGS) $(TESTPKGS)
 	FUZZTIME=$(FUZZTIME) hack/fuzz-short.sh
 
