@@ -6,8 +6,12 @@ LOCALBIN ?= $(CURDIR)/bin
 GO ?= go
 CONTROLLER_GEN ?= $(GO) tool controller-gen
 KUSTOMIZE ?= $(GO) tool kustomize
-# The linter, pinned in a module of its own so that its dependencies stay out of go.mod.
-GOLANGCI_LINT ?= $(GO) tool -modfile=hack/tools/go.mod golangci-lint
+# The linters, pinned in hack/tools/go.mod, a module of its own so that their dependencies stay out
+# of go.mod. Not golangci-lint: its cold build costs 8.7 CPU-minutes, over 4 minutes of a 2-core CI
+# run; these five together 3.4 CPU-minutes (measured with an empty build cache).
+LINT_TOOL ?= $(GO) tool -modfile=$(CURDIR)/hack/tools/go.mod
+# The Go files and documents lint reads: what git tracks, not caches, builds or node_modules.
+LINT_GO_FILES = $(shell git ls-files '*.go' | grep -v zz_generated)
 # Extra flags for `go test`, e.g. TESTFLAGS='-run TestCRD -v'.
 TESTFLAGS ?=
 # Packages `make test` runs.
@@ -50,8 +54,13 @@ vet: ## Run go vet.
 	$(GO) vet ./...
 
 .PHONY: lint
-lint: ## Run the pinned linter (golangci-lint, hack/tools/go.mod) with the checks of .golangci.yml.
-	$(GOLANGCI_LINT) run ./...
+lint: ## Run the pinned linters (hack/tools/go.mod): staticcheck (staticcheck.conf), errcheck, ineffassign, goimports, misspell.
+	$(LINT_TOOL) staticcheck ./...
+	$(LINT_TOOL) errcheck -exclude hack/errcheck-exclude.txt ./...
+	$(LINT_TOOL) ineffassign ./...
+	@unformatted="$$($(LINT_TOOL) goimports -l -local github.com/qrcode-operator/wechat-qrcode-operator $(LINT_GO_FILES))"; \
+	  if [ -n "$$unformatted" ]; then echo "not goimports-formatted (goimports -w -local github.com/qrcode-operator/wechat-qrcode-operator):"; echo "$$unformatted"; exit 1; fi
+	$(LINT_TOOL) misspell -error $(LINT_GO_FILES) $(shell git ls-files '*.md')
 
 .PHONY: controlplane
 controlplane: ## Build (first time only) etcd, kube-apiserver and kubectl from source and print their directory.

@@ -129,7 +129,7 @@ func (c callbackConfig) run(ctx context.Context, r *run) ([]Figure, error) {
 		}
 		return ok, conflict, err
 	}})
-	cb.Stop(10 * time.Second)
+	_ = cb.Stop(10 * time.Second) // a forced kill after the measurement changes no figure
 	if err != nil {
 		return nil, err
 	}
@@ -138,7 +138,7 @@ func (c callbackConfig) run(ctx context.Context, r *run) ([]Figure, error) {
 		return nil, err
 	}
 	err = measure(handler{name: "naive", url: url, events: c.NaiveEvents})
-	nv.Stop(10 * time.Second)
+	_ = nv.Stop(10 * time.Second) // a forced kill after the measurement changes no figure
 	if err != nil {
 		return nil, err
 	}

@@ -150,7 +150,7 @@ func (c stormConfig) run(ctx context.Context, r *run) ([]Figure, error) {
 	if err != nil {
 		return nil, err
 	}
-	mgr.Stop(10 * time.Second)
+	_ = mgr.Stop(10 * time.Second) // a forced kill after the measurement changes no figure
 
 	times := s.wechat.CreateTimes()
 	var late int
