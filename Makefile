@@ -10,7 +10,7 @@ KUSTOMIZE ?= $(GO) tool kustomize
 # of go.mod. Not golangci-lint: its cold build costs 8.7 CPU-minutes, over 4 minutes of a 2-core CI
 # run; these five together 3.4 CPU-minutes (measured with an empty build cache).
 LINT_TOOL ?= $(GO) tool -modfile=$(CURDIR)/hack/tools/go.mod
-# The Go files and documents lint reads: what git tracks, not caches, builds or node_modules.
+# The Go files lint reads: what git tracks (not caches, builds or node_modules), but generated code.
 LINT_GO_FILES = $(shell git ls-files '*.go' | grep -v zz_generated)
 # Extra flags for `go test`, e.g. TESTFLAGS='-run TestCRD -v'.
 TESTFLAGS ?=
