@@ -6,6 +6,12 @@ LOCALBIN ?= $(CURDIR)/bin
 GO ?= go
 CONTROLLER_GEN ?= $(GO) tool controller-gen
 KUSTOMIZE ?= $(GO) tool kustomize
+# The linters, pinned in hack/tools/go.mod, a module of its own so that their dependencies stay out
+# of go.mod. Not golangci-lint: its cold build costs 8.7 CPU-minutes, over 4 minutes of a 2-core CI
+# run; these five together 3.4 CPU-minutes (measured with an empty build cache).
+LINT_TOOL ?= $(GO) tool -modfile=$(CURDIR)/hack/tools/go.mod
+# The Go files lint reads: what git tracks (not caches, builds or node_modules), but generated code.
+LINT_GO_FILES = $(shell git ls-files '*.go' | grep -v zz_generated)
 # Extra flags for `go test`, e.g. TESTFLAGS='-run TestCRD -v'.
 TESTFLAGS ?=
 # Packages `make test` runs.
@@ -47,6 +53,15 @@ fmt: ## Run go fmt.
 vet: ## Run go vet.
 	$(GO) vet ./...
 
+.PHONY: lint
+lint: ## Run the pinned linters (hack/tools/go.mod): staticcheck (staticcheck.conf), errcheck, ineffassign, goimports, misspell.
+	$(LINT_TOOL) staticcheck ./...
+	$(LINT_TOOL) errcheck -exclude hack/errcheck-exclude.txt ./...
+	$(LINT_TOOL) ineffassign ./...
+	@unformatted="$$($(LINT_TOOL) goimports -l -local github.com/qrcode-operator/wechat-qrcode-operator $(LINT_GO_FILES))"; \
+	  if [ -n "$$unformatted" ]; then echo "not goimports-formatted (goimports -w -local github.com/qrcode-operator/wechat-qrcode-operator):"; echo "$$unformatted"; exit 1; fi
+	$(LINT_TOOL) misspell -error $(LINT_GO_FILES) $(shell git ls-files '*.md')
+
 .PHONY: controlplane
 controlplane: ## Build (first time only) etcd, kube-apiserver and kubectl from source and print their directory.
 	@hack/controlplane.sh
@@ -77,7 +92,7 @@ scan: ## Simulate scans of a code of the running `make dev`: make scan NAME=spri
 FUZZTIME ?= 5s
 
 .PHONY: test
-test: verify-generated vet ## Run every test against a real kube-apiserver + etcd built from source, then a short fuzz run.
+test: verify-generated vet lint ## Lint, then run every test against a real kube-apiserver + etcd built from source, then a short fuzz run.
 	KUBEBUILDER_ASSETS="$$(hack/controlplane.sh)" $(GO) test $(TESTFLAGS) $(TESTPKGS)
 	FUZZTIME=$(FUZZTIME) hack/fuzz-short.sh
 

@@ -28,21 +28,20 @@ import (
 
 	"github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/issuance"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/metricnames"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/wechat"
 )
-
-const metricsNamespace = "wechat_qrcode_operator"
 
 // Counters of what the reconciler did. errcode is bounded by WeChat's error list; 0 stands for
 // failures without one (network, timeout, HTTP status), which class tells apart.
 var (
 	issuances = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: metricsNamespace,
+		Namespace: metricnames.Namespace,
 		Name:      "issuances_total",
 		Help:      "Tickets issued, by code type and trigger (First, Renewal, AccountChanged, TypeChanged, SceneChanged).",
 	}, []string{"type", "trigger"})
 	issuanceFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: metricsNamespace,
+		Namespace: metricnames.Namespace,
 		Name:      "issuance_failures_total",
 		Help:      "Failed attempts to issue a ticket, by WeChat errcode (0: none, e.g. network) and class (Retryable, Token, Quota, Terminal).",
 	}, []string{"errcode", "class"})
@@ -61,13 +60,13 @@ func countFailure(err error) {
 }
 
 var (
-	codesDesc = prometheus.NewDesc(metricsNamespace+"_codes",
+	codesDesc = prometheus.NewDesc(metricnames.Namespace+"_codes",
 		"WeChatQRCodes by status and reason of their Ready condition (Unknown with an empty reason: not reconciled yet).",
 		[]string{"ready", "reason"}, nil)
-	expiryDesc = prometheus.NewDesc(metricsNamespace+"_ticket_expiration_timestamp_seconds",
+	expiryDesc = prometheus.NewDesc(metricnames.Namespace+"_ticket_expiration_timestamp_seconds",
 		"When the current ticket of each Temporary code expires, in Unix seconds.",
 		[]string{"namespace", "name"}, nil)
-	renewalDesc = prometheus.NewDesc(metricsNamespace+"_ticket_renewal_timestamp_seconds",
+	renewalDesc = prometheus.NewDesc(metricnames.Namespace+"_ticket_renewal_timestamp_seconds",
 		"When the operator will next ask WeChat for a ticket for each code (renewal or retry), in Unix seconds.",
 		[]string{"namespace", "name"}, nil)
 )

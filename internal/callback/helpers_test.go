@@ -41,7 +41,7 @@ const (
 	safe       = "safe"
 )
 
-// pusher plays WeChat pushing to one account, as section 5 and 6 of wechat-platform.md describe.
+// pusher plays WeChat pushing to one account, as docs/wechat-platform.md §5 and §6 describe.
 type pusher struct {
 	base   string // the server's URL
 	appID  string

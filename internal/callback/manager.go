@@ -25,7 +25,6 @@ import (
 	"github.com/go-logr/logr"
 
 	corev1 "k8s.io/api/core/v1"
-	k8sruntime "k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -34,7 +33,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 
-	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/scheme"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/securemetrics"
 )
 
@@ -60,15 +59,8 @@ type Config struct {
 // NewManager returns a manager that serves pushes on cfg.BindAddress, and the Server itself for
 // callers (tests) that serve it some other way.
 func NewManager(rc *rest.Config, cfg Config) (manager.Manager, *Server, error) {
-	scheme := k8sruntime.NewScheme()
-	if err := corev1.AddToScheme(scheme); err != nil {
-		return nil, nil, err
-	}
-	if err := qrv1alpha1.AddToScheme(scheme); err != nil {
-		return nil, nil, err
-	}
 	mgr, err := ctrl.NewManager(rc, ctrl.Options{
-		Scheme:                 scheme,
+		Scheme:                 scheme.New(),
 		Metrics:                cfg.MetricsServing.Options(cfg.MetricsBindAddress),
 		HealthProbeBindAddress: cfg.HealthProbeBindAddress,
 		// Every replica serves; there is nothing to lead.

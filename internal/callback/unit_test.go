@@ -37,7 +37,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
-	"github.com/qrcode-operator/wechat-qrcode-operator/internal/testenv"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/scheme"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/wxcrypto"
 )
 
@@ -80,7 +80,7 @@ func unitServer(t testing.TB, counter scanCounter, codes ...client.Object) (*Ser
 	t.Helper()
 	plainCode := newCode("ns", "plain", "wxplain", "TICKET-P", 1, "")
 	safeCode := newCode("ns", "safe", "wxsafe", "TICKET-S", 2, "thanks ]]> <b>&amp;</b>")
-	c := fake.NewClientBuilder().WithScheme(testenv.Scheme()).
+	c := fake.NewClientBuilder().WithScheme(scheme.New()).
 		WithIndex(&qrv1alpha1.WeChatQRCode{}, ticketIndex, ticketValues).
 		WithIndex(&qrv1alpha1.WeChatQRCode{}, sceneIndex, sceneValues).
 		WithObjects(append(codes, plainCode, safeCode)...).Build()
@@ -259,7 +259,7 @@ func TestAttributeSharedTicket(t *testing.T) {
 		return c
 	}
 	for _, names := range [][2]string{{"a-old", "b-new"}, {"b-old", "a-new"}} {
-		codes := fake.NewClientBuilder().WithScheme(testenv.Scheme()).
+		codes := fake.NewClientBuilder().WithScheme(scheme.New()).
 			WithIndex(&qrv1alpha1.WeChatQRCode{}, ticketIndex, ticketValues).
 			WithObjects(previousHolder(names[0]), newCode("ns", names[1], appID, "T-SHARED", 7, "")).Build()
 		got, why, err := attribute(context.Background(), codes, appID, &scan{ticket: "T-SHARED"})
@@ -268,7 +268,7 @@ func TestAttributeSharedTicket(t *testing.T) {
 		}
 	}
 
-	codes := fake.NewClientBuilder().WithScheme(testenv.Scheme()).
+	codes := fake.NewClientBuilder().WithScheme(scheme.New()).
 		WithIndex(&qrv1alpha1.WeChatQRCode{}, ticketIndex, ticketValues).
 		WithObjects(previousHolder("x"), previousHolder("y"), newCode("ns", "z", appID, "T-TWIN", 1, ""), newCode("ns", "w", appID, "T-TWIN", 1, "")).Build()
 	for _, ticket := range []string{"T-SHARED", "T-TWIN"} {

@@ -23,54 +23,43 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/credentials"
 )
 
-// Account is an Official Account's credentials as the account Secret holds them.
+// Account is the stack's Official Account: the sample Secret's, or a real one.
 type Account struct {
-	AppID, AppSecret, Token, EncodingAESKey string
+	credentials.Account
 	// Real is true for credentials of a real account, used against WeChat's real API.
 	Real bool
 }
 
-func accountFromSecret(s *corev1.Secret) Account {
-	get := func(k string) string {
-		if v, ok := s.StringData[k]; ok {
-			return v
-		}
-		return string(s.Data[k])
-	}
-	return Account{AppID: get(qrv1alpha1.AccountKeyAppID), AppSecret: get(qrv1alpha1.AccountKeyAppSecret), Token: get(qrv1alpha1.AccountKeyToken), EncodingAESKey: get(qrv1alpha1.AccountKeyEncodingAESKey)}
-}
-
+// apply makes s hold a. Without an encodingAESKey the account is in plaintext mode, and the
+// callback server accepts only plaintext pushes for it.
 func (a Account) apply(s *corev1.Secret) {
-	s.StringData = nil
-	s.Data = map[string][]byte{qrv1alpha1.AccountKeyAppID: []byte(a.AppID), qrv1alpha1.AccountKeyAppSecret: []byte(a.AppSecret), qrv1alpha1.AccountKeyToken: []byte(a.Token)}
-	// Without a key the account is in plaintext mode, and the callback server accepts only
-	// plaintext pushes for it.
-	if a.EncodingAESKey != "" {
-		s.Data[qrv1alpha1.AccountKeyEncodingAESKey] = []byte(a.EncodingAESKey)
-	}
+	s.StringData, s.Data = nil, a.Data()
 }
 
 // AccountFromEnv returns the real account named by WECHAT_APP_ID and WECHAT_APP_SECRET, with
 // WECHAT_TOKEN and WECHAT_ENCODING_AES_KEY for the pushes; ok is false when the first two are
-// unset, which means the fake WeChat.
+// unset, which means the fake WeChat. The values go through the parser of the Secret they end up
+// in, so they are trimmed and checked as the operator will.
 func AccountFromEnv() (a Account, ok bool, err error) {
-	a = Account{
-		AppID:          os.Getenv("WECHAT_APP_ID"),
-		AppSecret:      os.Getenv("WECHAT_APP_SECRET"),
-		Token:          os.Getenv("WECHAT_TOKEN"),
-		EncodingAESKey: os.Getenv("WECHAT_ENCODING_AES_KEY"),
-		Real:           true,
-	}
+	c, err := credentials.FromSecret(&corev1.Secret{StringData: map[string]string{
+		qrv1alpha1.AccountKeyAppID:          os.Getenv("WECHAT_APP_ID"),
+		qrv1alpha1.AccountKeyAppSecret:      os.Getenv("WECHAT_APP_SECRET"),
+		qrv1alpha1.AccountKeyToken:          os.Getenv("WECHAT_TOKEN"),
+		qrv1alpha1.AccountKeyEncodingAESKey: os.Getenv("WECHAT_ENCODING_AES_KEY"),
+	}})
 	switch {
-	case a.AppID == "" && a.AppSecret == "":
+	case err != nil:
+		return Account{}, false, fmt.Errorf("WECHAT_* variables: %w", err)
+	case c.AppID == "" && c.AppSecret == "":
 		return Account{}, false, nil
-	case a.AppID == "" || a.AppSecret == "":
+	case c.AppID == "" || c.AppSecret == "":
 		return Account{}, false, fmt.Errorf("set both WECHAT_APP_ID and WECHAT_APP_SECRET, or neither for the fake WeChat")
-	case a.Token == "":
+	case c.Token == "":
 		// The callback server refuses an account Secret without a token.
 		return Account{}, false, fmt.Errorf("WECHAT_TOKEN is required with a real account: it is the Token of the account's server configuration")
 	}
-	return a, true, nil
+	return Account{Account: c, Real: true}, true, nil
 }

@@ -37,8 +37,9 @@ import (
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/credentials"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/proc"
-	"github.com/qrcode-operator/wechat-qrcode-operator/internal/testenv"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/scheme"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/wechattest"
 )
 
@@ -172,7 +173,11 @@ func Start(ctx context.Context, opts Options) (s *Stack, err error) {
 	if err != nil {
 		return s, err
 	}
-	account := accountFromSecret(secret)
+	sample, err := credentials.FromSecret(secret)
+	if err != nil {
+		return s, fmt.Errorf("config/samples: account Secret: %w", err)
+	}
+	account := Account{Account: sample}
 	if opts.Account != nil {
 		account = *opts.Account
 	}
@@ -229,7 +234,7 @@ func (s *Stack) startControlPlane(bins Binaries) error {
 		BinaryAssetsDirectory: bins.ControlPlane,
 		CRDDirectoryPaths:     []string{filepath.Join(s.opts.Root, "config", "crd", "bases")},
 		ErrorIfCRDPathMissing: true,
-		Scheme:                testenv.Scheme(),
+		Scheme:                scheme.New(),
 		ControlPlane: envtest.ControlPlane{
 			APIServer: &envtest.APIServer{
 				SecureServing: envtest.SecureServing{ListenAddr: envtest.ListenAddr{Address: "127.0.0.1", Port: strconv.Itoa(s.opts.Ports.APIServer)}},
@@ -282,9 +287,6 @@ func (s *Stack) startWeChat(a Account) error {
 	return nil
 }
 
-// logFormat makes both processes log lines for a person at a terminal, not JSON for a pipeline.
-const logFormat = "--zap-encoder=console"
-
 // startOperator applies the RBAC of config/default and the account Secret, and starts the
 // manager and the callback server as their ServiceAccounts.
 func (s *Stack) startOperator(ctx context.Context, bins Binaries, a Account, secret *corev1.Secret) error {
@@ -307,25 +309,27 @@ func (s *Stack) startOperator(ctx context.Context, bins Binaries, a Account, sec
 	s.log.Printf("RBAC of config/default applied; Secret %s/%s holds account %s", secret.Namespace, secret.Name, a.AppID)
 
 	p := s.opts.Ports
-	managerArgs := []string{
-		"--kubeconfig=" + managerKC,
-		"--leader-elect",
-		"--leader-election-namespace=" + OperatorNamespace,
-		"--metrics-bind-address=" + hostPort(p.ManagerMetrics), "--metrics-secure=false",
-		"--health-probe-bind-address=" + hostPort(p.ManagerHealth),
-		logFormat,
+	managerArgs := proc.ManagerArgs{
+		Kubeconfig:              managerKC,
+		LeaderElect:             true,
+		LeaderElectionNamespace: OperatorNamespace,
+		MetricsAddr:             hostPort(p.ManagerMetrics),
+		PlainMetrics:            true,
+		ProbeAddr:               hostPort(p.ManagerHealth),
+		Console:                 true,
 	}
 	if s.fake != nil {
 		// The fake serves the images too, so status.imageURL opens on this machine.
-		managerArgs = append(managerArgs, "--wechat-api-url="+s.fake.URL, "--wechat-image-url="+s.fake.URL)
+		managerArgs.WeChatURL = s.fake.URL
 	}
-	callbackArgs := []string{
-		"--kubeconfig=" + callbackKC,
-		"--bind-address=" + hostPort(p.Callback),
-		"--health-probe-bind-address=" + hostPort(p.CallbackHealth),
-		"--metrics-bind-address=" + hostPort(p.CallbackMetrics), "--metrics-secure=false",
-		"--account=" + SamplesNamespace + "/" + secret.Name,
-		logFormat,
+	callbackArgs := proc.CallbackArgs{
+		Kubeconfig:   callbackKC,
+		Accounts:     []string{SamplesNamespace + "/" + secret.Name},
+		BindAddr:     hostPort(p.Callback),
+		ProbeAddr:    hostPort(p.CallbackHealth),
+		MetricsAddr:  hostPort(p.CallbackMetrics),
+		PlainMetrics: true,
+		Console:      true,
 	}
 	s.CallbackURL = "http://" + hostPort(p.Callback)
 	for _, c := range []struct {
@@ -333,8 +337,8 @@ func (s *Stack) startOperator(ctx context.Context, bins Binaries, a Account, sec
 		args       []string
 		health     int
 	}{
-		{"manager", bins.Manager, managerArgs, p.ManagerHealth},
-		{"callback", bins.Callback, callbackArgs, p.CallbackHealth},
+		{"manager", bins.Manager, managerArgs.Args(), p.ManagerHealth},
+		{"callback", bins.Callback, callbackArgs.Args(), p.CallbackHealth},
 	} {
 		child, err := startProcess(c.name, c.path, c.args, nil, s.con)
 		if err != nil {

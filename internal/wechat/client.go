@@ -59,7 +59,7 @@ func (a ActionName) Temporary() bool { return a == QRScene || a == QRStrScene }
 
 func (a ActionName) stringScene() bool { return a == QRStrScene || a == QRLimitStrScene }
 
-// CreateQRCode's request. Ranges are not checked here: the CRD schema rejects bad scenes at
+// CreateQRCodeRequest is CreateQRCode's request. Ranges are not checked here: the CRD schema rejects bad scenes at
 // apply time and WeChat is the authority on the rest (40053).
 type CreateQRCodeRequest struct {
 	Action        ActionName

@@ -70,8 +70,8 @@ type errcodeInfo struct {
 	advice string
 }
 
-// errcodes holds the codes of wechat-platform.md section 3 plus the ones the token endpoints
-// answer (40125, 40002, 45011), so that a wrong secret is reported as such.
+// errcodes holds the codes of docs/wechat-platform.md §3, the token endpoints' among them, so
+// that a wrong secret is reported as such.
 var errcodes = map[int]errcodeInfo{
 	-1:    {ClassRetryable, "WeChat is busy; retrying with backoff"},
 	40001: {ClassToken, "the access token is invalid or not the latest (another system may have refreshed it); a fresh token was fetched and the call retried once; if this persists, make sure this operator is the only owner of the AppID's token or configure the external token service"},

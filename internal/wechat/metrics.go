@@ -24,6 +24,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/metricnames"
 )
 
 // Endpoint label values.
@@ -38,19 +40,19 @@ const (
 // reported on the WeChatQRCode resources (conditions, Events) rather than in time series.
 var (
 	apiCalls = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: "wechat_qrcode_operator",
+		Namespace: metricnames.Namespace,
 		Name:      "wechat_api_calls_total",
 		Help: "Calls to the WeChat API by endpoint and outcome: errcode (0 = success, other = " +
 			"an errcode outside the documented set), timeout, network or http_<status>.",
 	}, []string{"endpoint", "errcode"})
 	apiLatency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
-		Namespace: "wechat_qrcode_operator",
+		Namespace: metricnames.Namespace,
 		Name:      "wechat_api_request_duration_seconds",
 		Help:      "Latency of WeChat API calls by endpoint, failures included.",
 		Buckets:   []float64{0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10},
 	}, []string{"endpoint"})
 	tokenFetches = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: "wechat_qrcode_operator",
+		Namespace: metricnames.Namespace,
 		Name:      "wechat_token_fetches_total",
 		Help:      "Access token fetches by mode (stable, stable_force, classic, external) and result (ok, error).",
 	}, []string{"mode", "result"})

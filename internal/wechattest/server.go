@@ -15,7 +15,7 @@ limitations under the License.
 */
 
 // Package wechattest is a fake WeChat that behaves as WeChat documents (see
-// shared/wechat-platform.md): access tokens with their overlap and force-refresh rules, QR code
+// docs/wechat-platform.md): access tokens with their overlap and force-refresh rules, QR code
 // creation with its validation, quotas and permanent cap, the image endpoint (a JPEG, as
 // WeChat's), knobs to inject latency, errcodes, HTTP failures and hangs, and a Pusher that sends
 // event pushes to a callback as WeChat does. Everything time-based follows an injectable clock,

@@ -31,6 +31,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/metricnames"
 	"github.com/qrcode-operator/wechat-qrcode-operator/test/bench/harness"
 )
 
@@ -122,13 +123,13 @@ func (c callbackConfig) run(ctx context.Context, r *run) ([]Figure, error) {
 		return nil, err
 	}
 	err = measure(handler{name: "callback", url: cb.URL, events: c.Events, commits: func() (ok, conflict float64, err error) {
-		const commits = "wechat_qrcode_operator_callback_commits_total"
+		const commits = metricnames.Namespace + "_callback_commits_total"
 		if ok, err = harness.Metric(cb.Metrics, commits, `result="ok"`); err == nil {
 			conflict, err = harness.Metric(cb.Metrics, commits, `result="conflict"`)
 		}
 		return ok, conflict, err
 	}})
-	cb.Stop(10 * time.Second)
+	_ = cb.Stop(10 * time.Second) // a forced kill after the measurement changes no figure
 	if err != nil {
 		return nil, err
 	}
@@ -137,7 +138,7 @@ func (c callbackConfig) run(ctx context.Context, r *run) ([]Figure, error) {
 		return nil, err
 	}
 	err = measure(handler{name: "naive", url: url, events: c.NaiveEvents})
-	nv.Stop(10 * time.Second)
+	_ = nv.Stop(10 * time.Second) // a forced kill after the measurement changes no figure
 	if err != nil {
 		return nil, err
 	}

@@ -36,7 +36,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
-	"github.com/qrcode-operator/wechat-qrcode-operator/internal/testenv"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/credentials"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/scheme"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/wxcrypto"
 	"github.com/qrcode-operator/wechat-qrcode-operator/test/bench/harness"
 )
@@ -88,7 +89,7 @@ func naiveMain(args []string) error {
 	}
 	// No client-side rate limit, as controller-runtime configures the callback server.
 	cfg.QPS = -1
-	c, err := client.New(cfg, client.Options{Scheme: testenv.Scheme()})
+	c, err := client.New(cfg, client.Options{Scheme: scheme.New()})
 	if err != nil {
 		return err
 	}
@@ -112,13 +113,20 @@ func newNaive(ctx context.Context, c client.Client, account string) (*naive, err
 	if err := c.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, secret); err != nil {
 		return nil, err
 	}
-	n := &naive{
-		c: c, appID: string(secret.Data[qrv1alpha1.AccountKeyAppID]), token: string(secret.Data[qrv1alpha1.AccountKeyToken]),
-		codes: map[string]types.NamespacedName{}, turns: map[types.NamespacedName]chan struct{}{},
-	}
-	var err error
-	if n.cipher, err = wxcrypto.NewCipher(string(secret.Data[qrv1alpha1.AccountKeyEncodingAESKey]), n.appID); err != nil {
+	acct, err := credentials.FromSecret(secret)
+	if err != nil {
 		return nil, err
+	}
+	ciphers, err := acct.Ciphers()
+	if err != nil {
+		return nil, err
+	}
+	if len(ciphers) == 0 {
+		return nil, fmt.Errorf("account Secret %s: no %s, and the benchmark pushes in safe mode", account, qrv1alpha1.AccountKeyEncodingAESKey)
+	}
+	n := &naive{
+		c: c, appID: acct.AppID, token: acct.Token, cipher: ciphers[0],
+		codes: map[string]types.NamespacedName{}, turns: map[types.NamespacedName]chan struct{}{},
 	}
 	var list qrv1alpha1.WeChatQRCodeList
 	if err := c.List(ctx, &list); err != nil {

@@ -22,6 +22,7 @@ import (
 
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/credentials"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/wechattest"
 	"github.com/qrcode-operator/wechat-qrcode-operator/test/bench/harness"
 )
@@ -31,7 +32,7 @@ import (
 type stage struct {
 	cp      *harness.ControlPlane
 	dir     string
-	acct    harness.Account
+	acct    credentials.Account
 	ns      string
 	admin   client.Client
 	tracker *harness.Tracker

@@ -28,6 +28,7 @@ import (
 	"time"
 
 	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/proc"
 	"github.com/qrcode-operator/wechat-qrcode-operator/test/bench/harness"
 )
 
@@ -103,11 +104,11 @@ func (c stormConfig) run(ctx context.Context, r *run) ([]Figure, error) {
 	expiresAt := issuedAt.Truncate(time.Second).Add(c.TTL)
 	slices.SortFunc(due, func(a, b time.Time) int { return a.Compare(b) })
 
-	mgr, err := harness.StartManager(ctx, r.bins, harness.ManagerConfig{
+	mgr, err := harness.StartManager(ctx, r.bins, harness.ManagerConfig{ManagerArgs: proc.ManagerArgs{
 		Kubeconfig: s.cp.Kubeconfig, WeChatURL: s.wechat.URL,
 		WeChatQPS: c.QPS, WeChatBurst: c.Burst,
-		KubeQPS: c.KubeQPS, KubeBurst: c.KubeBurst, Workers: c.Workers, Env: c.Env,
-	}, s.dir)
+		KubeQPS: c.KubeQPS, KubeBurst: c.KubeBurst, Workers: c.Workers,
+	}, Env: c.Env}, s.dir)
 	if err != nil {
 		return nil, err
 	}
@@ -149,7 +150,7 @@ func (c stormConfig) run(ctx context.Context, r *run) ([]Figure, error) {
 	if err != nil {
 		return nil, err
 	}
-	mgr.Stop(10 * time.Second)
+	_ = mgr.Stop(10 * time.Second) // a forced kill after the measurement changes no figure
 
 	times := s.wechat.CreateTimes()
 	var late int

@@ -80,7 +80,7 @@ func startStack(t *testing.T) *stack {
 		t.Fatal(err)
 	}
 	go func() { s.done <- s.cmd.Wait() }()
-	t.Cleanup(func() { s.interrupt(t) })
+	t.Cleanup(func() { _ = s.interrupt(t) })
 
 	deadline := time.After(3 * time.Minute) // a first build of the binaries included
 	for {

@@ -29,6 +29,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/credentials"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/wxcrypto"
 	"github.com/qrcode-operator/wechat-qrcode-operator/test/bench/harness"
 )
@@ -142,7 +143,7 @@ func TestBadPushesAtVolume(t *testing.T) {
 	good := size(1000, 10000)
 	s := w.scans(10)
 	cb := w.callback("callback")
-	other, err := harness.NewPusher(harness.Account{AppID: "wx" + strings.Repeat("0", 16), Token: w.acct.Token, EncodingAESKey: w.acct.EncodingAESKey})
+	other, err := harness.NewPusher(credentials.Account{AppID: "wx" + strings.Repeat("0", 16), Token: w.acct.Token, EncodingAESKey: w.acct.EncodingAESKey})
 	if err != nil {
 		t.Fatal(err)
 	}

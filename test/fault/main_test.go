@@ -37,6 +37,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/credentials"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/wechattest"
 	"github.com/qrcode-operator/wechat-qrcode-operator/test/bench/harness"
 )
@@ -102,7 +103,7 @@ func run(m *testing.M) int {
 type world struct {
 	t       *testing.T
 	ctx     context.Context
-	acct    harness.Account
+	acct    credentials.Account
 	ns      string
 	tracker *harness.Tracker
 	wechat  *harness.WeChat

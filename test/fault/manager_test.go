@@ -25,13 +25,14 @@ import (
 	"time"
 
 	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/proc"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/wechattest"
 	"github.com/qrcode-operator/wechat-qrcode-operator/test/bench/harness"
 )
 
 // managerConfig lets WeChat's latency and the workers, not the rate limits, pace the manager.
 func managerConfig() harness.ManagerConfig {
-	return harness.ManagerConfig{WeChatQPS: 1000, WeChatBurst: 1000, KubeQPS: 1000, KubeBurst: 2000, Workers: 4}
+	return harness.ManagerConfig{ManagerArgs: proc.ManagerArgs{WeChatQPS: 1000, WeChatBurst: 1000, KubeQPS: 1000, KubeBurst: 2000, Workers: 4}}
 }
 
 // action is the qrcode/create action_name of code.

@@ -32,6 +32,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/credentials"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/issuance"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/wxcrypto"
 )
@@ -39,17 +40,12 @@ import (
 // SecretName is the account Secret every code of a run refers to.
 const SecretName = "official-account"
 
-// Account is an Official Account's credentials, random for every run so that no two runs (or
-// tests) can authenticate each other's pushes or share tokens at a fake.
-type Account struct {
-	AppID, AppSecret, Token, EncodingAESKey string
-}
-
-// NewAccount returns random credentials shaped like WeChat's.
-func NewAccount() Account {
+// NewAccount returns random credentials shaped like WeChat's, new for every run so that no two
+// runs (or tests) can authenticate each other's pushes or share tokens at a fake.
+func NewAccount() credentials.Account {
 	key := make([]byte, 32)
 	_, _ = rand.Read(key)
-	return Account{
+	return credentials.Account{
 		AppID:          "wx" + rand.Text()[:16],
 		AppSecret:      rand.Text(),
 		Token:          rand.Text(),
@@ -57,30 +53,22 @@ func NewAccount() Account {
 	}
 }
 
-// Secret is the account Secret in namespace ns, with the keys of both the manager and the
-// callback server; the EncodingAESKey puts the account in safe mode.
-func (a Account) Secret(ns string) *corev1.Secret {
-	return &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: SecretName},
-		StringData: map[string]string{
-			qrv1alpha1.AccountKeyAppID:          a.AppID,
-			qrv1alpha1.AccountKeyAppSecret:      a.AppSecret,
-			qrv1alpha1.AccountKeyToken:          a.Token,
-			qrv1alpha1.AccountKeyEncodingAESKey: a.EncodingAESKey,
-		},
-	}
+// accountSecret is the account Secret of a in namespace ns, with the keys of both the manager
+// and the callback server; the EncodingAESKey puts the account in safe mode.
+func accountSecret(ns string, a credentials.Account) *corev1.Secret {
+	return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: SecretName}, Data: a.Data()}
 }
 
 // SecretRef is the --account flag of the callback server for the Secret in ns.
 func SecretRef(ns string) string { return ns + "/" + SecretName }
 
 // NewNamespace creates a namespace (named from prefix) with the account Secret in it.
-func NewNamespace(ctx context.Context, c client.Client, prefix string, acct Account) (string, error) {
+func NewNamespace(ctx context.Context, c client.Client, prefix string, acct credentials.Account) (string, error) {
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: prefix + "-"}}
 	if err := c.Create(ctx, ns); err != nil {
 		return "", err
 	}
-	return ns.Name, c.Create(ctx, acct.Secret(ns.Name))
+	return ns.Name, c.Create(ctx, accountSecret(ns.Name, acct))
 }
 
 // Temporary is a Temporary code with an integer scene.

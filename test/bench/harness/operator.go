@@ -19,24 +19,15 @@ package harness
 import (
 	"context"
 	"fmt"
-	"strconv"
 	"time"
+
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/proc"
 )
 
-// ManagerConfig is the command line of a manager process, in the flags' terms.
+// ManagerConfig is a manager process: its command line, whose addresses StartManager chooses,
+// and its environment.
 type ManagerConfig struct {
-	Kubeconfig string
-	WeChatURL  string
-	// WeChatQPS and WeChatBurst: --wechat-qps and --wechat-burst, the per-AppID rate limit.
-	WeChatQPS   float64
-	WeChatBurst int
-	// KubeQPS and KubeBurst: --kube-api-qps and --kube-api-burst.
-	KubeQPS   float64
-	KubeBurst int
-	// Workers: --max-concurrent-reconciles.
-	Workers int
-	// WeChatTimeout: --wechat-timeout; zero keeps the default.
-	WeChatTimeout time.Duration
+	proc.ManagerArgs
 	// Env is added to the process's environment, e.g. GOMEMLIMIT=90MiB, as a Deployment's env.
 	Env []string
 }
@@ -63,23 +54,9 @@ func StartManager(ctx context.Context, bins Binaries, cfg ManagerConfig, logDir 
 	if err != nil {
 		return nil, err
 	}
-	args := []string{
-		"--kubeconfig=" + cfg.Kubeconfig,
-		"--leader-elect=false",
-		"--metrics-bind-address=" + metrics, "--metrics-secure=false",
-		"--health-probe-bind-address=" + probe,
-		"--wechat-api-url=" + cfg.WeChatURL,
-		"--wechat-image-url=" + cfg.WeChatURL,
-		"--wechat-qps=" + strconv.FormatFloat(cfg.WeChatQPS, 'f', -1, 64),
-		"--wechat-burst=" + strconv.Itoa(cfg.WeChatBurst),
-		"--kube-api-qps=" + strconv.FormatFloat(cfg.KubeQPS, 'f', -1, 64),
-		"--kube-api-burst=" + strconv.Itoa(cfg.KubeBurst),
-		"--max-concurrent-reconciles=" + strconv.Itoa(cfg.Workers),
-	}
-	if cfg.WeChatTimeout > 0 {
-		args = append(args, "--wechat-timeout="+cfg.WeChatTimeout.String())
-	}
-	p, err := StartProcess("manager", bins.Manager, args, cfg.Env, logDir)
+	args := cfg.ManagerArgs
+	args.LeaderElect, args.MetricsAddr, args.ProbeAddr, args.PlainMetrics = false, metrics, probe, true
+	p, err := StartProcess("manager", bins.Manager, args.Args(), cfg.Env, logDir)
 	if err != nil {
 		return nil, err
 	}
@@ -137,10 +114,9 @@ type Callback struct {
 	Metrics string
 }
 
-// StartCallback starts a callback server for the account Secret ref (namespace/name) with extra
-// flags, and waits until it is ready (Secrets read, cache synced), as a kubelet would before
-// sending it traffic.
-func StartCallback(ctx context.Context, bins Binaries, name, kubeconfig, ref, logDir string, extra ...string) (*Callback, error) {
+// StartCallback starts a callback server for the account Secret ref (namespace/name), and waits
+// until it is ready (Secrets read, cache synced), as a kubelet would before sending it traffic.
+func StartCallback(ctx context.Context, bins Binaries, name, kubeconfig, ref, logDir string) (*Callback, error) {
 	var addrs [3]string
 	for i := range addrs {
 		var err error
@@ -148,14 +124,8 @@ func StartCallback(ctx context.Context, bins Binaries, name, kubeconfig, ref, lo
 			return nil, err
 		}
 	}
-	args := append([]string{
-		"--kubeconfig=" + kubeconfig,
-		"--account=" + ref,
-		"--bind-address=" + addrs[0],
-		"--health-probe-bind-address=" + addrs[1],
-		"--metrics-bind-address=" + addrs[2], "--metrics-secure=false",
-	}, extra...)
-	p, err := StartProcess(name, bins.Callback, args, nil, logDir)
+	args := proc.CallbackArgs{Kubeconfig: kubeconfig, Accounts: []string{ref}, BindAddr: addrs[0], ProbeAddr: addrs[1], MetricsAddr: addrs[2], PlainMetrics: true}
+	p, err := StartProcess(name, bins.Callback, args.Args(), nil, logDir)
 	if err != nil {
 		return nil, err
 	}

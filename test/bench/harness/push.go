@@ -29,10 +29,11 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/credentials"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/wxcrypto"
 )
 
-// Event is a scan of a parametric QR code as WeChat reports it (wechat-platform.md, section 5).
+// Event is a scan of a parametric QR code as WeChat reports it (docs/wechat-platform.md §5).
 type Event struct {
 	OpenID     string
 	CreateTime int64
@@ -67,12 +68,12 @@ type Push struct {
 // (so that the senders' crypto does not compete with the server for the machine's two cores),
 // sent by a Sender to a pool of replicas, and open to spoiling by the tests of hostile input.
 type Pusher struct {
-	acct   Account
+	acct   credentials.Account
 	cipher *wxcrypto.Cipher
 }
 
 // NewPusher returns the Pusher of acct.
-func NewPusher(acct Account) (*Pusher, error) {
+func NewPusher(acct credentials.Account) (*Pusher, error) {
 	c, err := wxcrypto.NewCipher(acct.EncodingAESKey, acct.AppID)
 	if err != nil {
 		return nil, err

@@ -26,6 +26,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/credentials"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/wechattest"
 )
 
@@ -50,7 +51,7 @@ type WeChat struct {
 }
 
 // NewWeChat starts a fake WeChat with opts and one account.
-func NewWeChat(opts wechattest.Options, acct Account) (*WeChat, error) {
+func NewWeChat(opts wechattest.Options, acct credentials.Account) (*WeChat, error) {
 	fake, err := wechattest.NewServer(opts)
 	if err != nil {
 		return nil, err
