@@ -21,6 +21,7 @@ import (
 	"net/http"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
@@ -56,6 +57,14 @@ func codeStates() []state {
 		{name: "account-secret-missing", want: status.FailedStatus, drive: func(h *harness) *unstructured.Unstructured {
 			h.create("orphan", permanent("no-such-secret", 1))
 			return h.waitReady("orphan", metav1.ConditionFalse, v1alpha1.ReasonAccountSecretMissing)
+		}},
+		{name: "account-secret-invalid", want: status.FailedStatus, drive: func(h *harness) *unstructured.Unstructured {
+			h.must(h.c.Create(context.Background(), &corev1.Secret{
+				ObjectMeta: metav1.ObjectMeta{Namespace: h.ns, Name: "half"},
+				StringData: map[string]string{v1alpha1.AccountKeyAppID: "wxhalf"},
+			}))
+			h.create("half", permanent("half", 1))
+			return h.waitReady("half", metav1.ConditionFalse, v1alpha1.ReasonAccountSecretInvalid)
 		}},
 		failing("not-allowlisted-40164", "", wechattest.Fault{Errcode: 40164}, status.FailedStatus),
 		failing("invalid-appid-40013", "", wechattest.Fault{Errcode: 40013}, status.FailedStatus),
