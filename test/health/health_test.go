@@ -85,7 +85,7 @@ func TestHealth(t *testing.T) {
 				h.t = t
 				defer h.fake.ClearFaults()
 				obj := s.drive(h)
-				st, _ := obj.Object["status"]
+				st := obj.Object["status"]
 				res, err := status.Compute(obj)
 				if err != nil {
 					t.Fatal(err)
