@@ -202,8 +202,11 @@ type PreviousTicket struct {
 
 // WeChatQRCodeStatus is what the operator observed and did.
 type WeChatQRCodeStatus struct {
-	// ObservedGeneration is the spec generation the status describes.
+	// ObservedGeneration is the spec generation the status describes. It defaults to 0, so that
+	// a code the operator has not reconciled yet reads as InProgress to kstatus (Flux, Argo CD)
+	// rather than as Current, which is what an object without any status reads as.
 	// +optional
+	// +kubebuilder:default=0
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
 	// Conditions: Ready, with reasons such as Issued, Renewing, AccountSecretMissing,
@@ -310,6 +313,7 @@ type WeChatQRCode struct {
 	metav1.ObjectMeta `json:"metadata,omitempty"`
 
 	Spec   WeChatQRCodeSpec   `json:"spec"`
+	// +kubebuilder:default={}
 	Status WeChatQRCodeStatus `json:"status,omitempty"`
 }
 
@@ -322,5 +326,5 @@ type WeChatQRCodeList struct {
 }
 
 func init() {
-	SchemeBuilder.Register(&WeChatQRCode{}, &WeChatQRCodeList{})
+	register(&WeChatQRCode{}, &WeChatQRCodeList{})
 }

@@ -43,7 +43,6 @@ const (
 
 // pusher plays WeChat pushing to one account, as docs/wechat-platform.md §5 and §6 describe.
 type pusher struct {
-	base   string // the server's URL
 	appID  string
 	token  string
 	mode   string

@@ -46,7 +46,7 @@ func TestStatusOfAReadyCode(t *testing.T) {
 		v1alpha1.AnnotationLastScanTime: now.Add(-5 * time.Minute).Format(time.RFC3339),
 	}
 	c.create(code)
-	code.Status.PreviousTickets = []v1alpha1.PreviousTicket{{Ticket: "gQHx7zwAAAAAAAAAAS5odHRwOi8vd2Vp", AppID: "wx0000000000test01", ExpiresAt: ptr.To(metav1.NewTime(now.Add(3 * time.Hour)))}}
+	code.Status.PreviousTickets = []v1alpha1.PreviousTicket{{Ticket: "gQHx7zwAAAAAAAAAAS5odHRwOi8vd2Vp", AppID: "wx0000000000test01", Scene: code.Spec.Scene, ExpiresAt: ptr.To(metav1.NewTime(now.Add(3 * time.Hour)))}}
 	c.issue(code, now.Add(-2*time.Hour))
 	c.event(code, now.Add(-170*time.Hour), "Normal", "Issued", "Ticket issued at an earlier time")
 	c.event(code, now.Add(-2*time.Hour), "Normal", "Issued", code.Status.Conditions[0].Message)

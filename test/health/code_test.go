@@ -34,9 +34,9 @@ import (
 // codeStates are the states of a WeChatQRCode; each drives a code of its own name.
 func codeStates() []state {
 	return []state{
-		{name: "created", want: status.CurrentStatus, argo: "Progressing", drive: func(h *harness) *unstructured.Unstructured {
-			// kstatus reads an object with no conditions at all as Current: before the
-			// first reconcile, Flux would call the code healthy. The Lua says Progressing.
+		{name: "created", want: status.InProgressStatus, drive: func(h *harness) *unstructured.Unstructured {
+			// The schema defaults status.observedGeneration to 0: without it kstatus would read
+			// an object with no conditions at all as Current, before the first reconcile.
 			h.accountSecret("created")
 			return h.create("created", permanent("created", 1))
 		}},
