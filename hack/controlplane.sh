@@ -12,7 +12,17 @@ key="$(cat "$src/go.mod" "$src/go.sum" "$src"/*/main.go "${BASH_SOURCE[0]}" | sh
 cache="${CONTROLPLANE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/wechat-qrcode-operator/controlplane}"
 dir="$cache/$key"
 
-if [[ -x "$dir/etcd" && -x "$dir/kube-apiserver" && -x "$dir/kubectl" ]]; then
+built() { [[ -x "$dir/etcd" && -x "$dir/kube-apiserver" && -x "$dir/kubectl" ]]; }
+if built; then
+  echo "$dir"
+  exit 0
+fi
+# One build at a time: concurrent first builds (make dev beside make test, several checkouts)
+# would each compile kube-apiserver on the same cores. Whoever waited finds the result built.
+mkdir -p "$cache"
+exec 9>"$cache/.lock"
+flock 9
+if built; then
   echo "$dir"
   exit 0
 fi
@@ -32,7 +42,6 @@ for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
   ldflags+=" -X $pkg.gitCommit= -X $pkg.gitTreeState=clean -X $pkg.buildDate=$built"
 done
 
-mkdir -p "$cache"
 tmp="$(mktemp -d "$cache/.build-XXXXXX")"
 trap 'rm -rf "$tmp"' EXIT
 for bin in etcd kube-apiserver kubectl; do
@@ -41,6 +50,5 @@ for bin in etcd kube-apiserver kubectl; do
   (cd "$src" && CGO_ENABLED=0 go build -trimpath -ldflags="$ldflags" -o "$tmp/$bin" "./$bin")
   echo "controlplane: $bin built in $((SECONDS - start))s" >&2
 done
-# A concurrent build may have won the race; either result is the same pinned source.
-mv -T "$tmp" "$dir" 2>/dev/null || true
+mv -T "$tmp" "$dir"
 echo "$dir"
