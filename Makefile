@@ -25,11 +25,18 @@ help: ## Display this help.
 
 ##@ Development
 
+# The Helm chart; `make manifests` copies the CRDs and the generated RBAC rules into it.
+CHART ?= dist/chart
+
 .PHONY: manifests
-manifests: ## Generate the CRD and the RBAC roles from the controller-gen markers.
+manifests: ## Generate the CRD and the RBAC roles from the controller-gen markers (into config/ and the Helm chart).
 	$(CONTROLLER_GEN) crd paths=./api/... output:crd:artifacts:config=config/crd/bases
 	$(CONTROLLER_GEN) rbac:roleName=manager-role paths=./controllers/... output:rbac:artifacts:config=config/rbac/manager
 	$(CONTROLLER_GEN) rbac:roleName=callback-role paths=./internal/callback/... output:rbac:artifacts:config=config/rbac/callback
+	rm -f $(CHART)/crds/*.yaml
+	cp config/crd/bases/*.yaml $(CHART)/crds/
+	cp config/rbac/manager/role.yaml $(CHART)/files/manager-role.yaml
+	cp config/rbac/callback/role.yaml $(CHART)/files/callback-role.yaml
 
 .PHONY: generate
 generate: ## Generate the DeepCopy methods from the controller-gen markers.
