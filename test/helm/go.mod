@@ -1,3 +1,10 @@
+// The Helm chart's tests, in a module of their own so that Helm's requirements never move the
+// operator's: in the root module, any Helm newer than the pin below would raise k8s.io/* under the
+// operator. Helm is pinned at v4.2.0 because its requirements stay at or below the operator's
+// (k8s.io/* v0.36, controller-runtime v0.24, golang.org/x/*): the tests then build against the
+// very versions the operator's tests build, and reuse their compiled packages from the build
+// cache. Newer Helm (v4.2.1+, v3.21+) raises golang.org/x/sys or k8s.io/*, which would compile the
+// whole Kubernetes client stack a second time; move it along with the operator's k8s.io/* version.
 module github.com/qrcode-operator/wechat-qrcode-operator/test/helm
 
 go 1.26.0
