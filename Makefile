@@ -31,11 +31,20 @@ help: ## Display this help.
 
 ##@ Development
 
+# The Helm chart; `make manifests` copies the CRDs and the generated RBAC rules into it. Its tests
+# are a Go module of their own, since Helm pins newer Kubernetes libraries than the operator.
+CHART ?= dist/chart
+HELM_TEST = test/helm
+
 .PHONY: manifests
-manifests: ## Generate the CRD and the RBAC roles from the controller-gen markers.
+manifests: ## Generate the CRD and the RBAC roles from the controller-gen markers (into config/ and the Helm chart).
 	$(CONTROLLER_GEN) crd paths=./api/... output:crd:artifacts:config=config/crd/bases
 	$(CONTROLLER_GEN) rbac:roleName=manager-role paths=./controllers/... output:rbac:artifacts:config=config/rbac/manager
 	$(CONTROLLER_GEN) rbac:roleName=callback-role paths=./internal/callback/... output:rbac:artifacts:config=config/rbac/callback
+	rm -f $(CHART)/crds/*.yaml
+	cp config/crd/bases/*.yaml $(CHART)/crds/
+	cp config/rbac/manager/role.yaml $(CHART)/files/manager-role.yaml
+	cp config/rbac/callback/role.yaml $(CHART)/files/callback-role.yaml
 
 .PHONY: generate
 generate: ## Generate the DeepCopy methods from the controller-gen markers.
@@ -50,8 +59,9 @@ fmt: ## Run go fmt.
 	$(GO) fmt ./...
 
 .PHONY: vet
-vet: ## Run go vet.
+vet: ## Run go vet (the chart's test module included).
 	$(GO) vet ./...
+	cd $(HELM_TEST) && $(GO) vet ./...
 
 .PHONY: lint
 lint: ## Run the pinned linters (hack/tools/go.mod): staticcheck (staticcheck.conf), errcheck, ineffassign, goimports, misspell.
@@ -92,9 +102,18 @@ scan: ## Simulate scans of a code of the running `make dev`: make scan NAME=spri
 FUZZTIME ?= 5s
 
 .PHONY: test
-test: verify-generated vet lint ## Lint, then run every test against a real kube-apiserver + etcd built from source, then a short fuzz run.
+test: verify-generated vet lint ## Lint, then run every test against a real kube-apiserver + etcd built from source, the chart's tests, then a short fuzz run.
 	KUBEBUILDER_ASSETS="$$(hack/controlplane.sh)" $(GO) test $(TESTFLAGS) $(TESTPKGS)
+	$(MAKE) -s test-helm
 	FUZZTIME=$(FUZZTIME) hack/fuzz-short.sh
+
+.PHONY: test-helm
+test-helm: ## Test the Helm chart: helm lint, a server-side dry run of all it installs, and that it matches config/.
+	cd $(HELM_TEST) && KUBEBUILDER_ASSETS="$$(../../hack/controlplane.sh)" $(GO) test $(TESTFLAGS) ./...
+
+.PHONY: helm-lint
+helm-lint: ## Run helm lint on the chart (Helm's Go package; no helm binary needed).
+	cd $(HELM_TEST) && $(GO) test -run 'TestLint$$' -v ./...
 
 .PHONY: fuzz
 fuzz: ## Run every fuzz target for longer (FUZZTIME=10m make fuzz).

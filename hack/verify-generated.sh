@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Regenerates everything controller-gen writes into a scratch copy of the tree and fails when
-# the result differs from what is checked in, so a marker changed without `make manifests
-# generate` cannot pass the tests.
+# Regenerates everything controller-gen writes (and the copies of it in the Helm chart) into a
+# scratch copy of the tree and fails when the result differs from what is checked in, so a marker
+# changed without `make manifests generate` cannot pass the tests.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 scratch="$(mktemp -d)"
@@ -10,7 +10,7 @@ trap 'rm -rf "$scratch"' EXIT
 (cd "$root" && git ls-files -co --exclude-standard -z | xargs -0 cp --parents -t "$scratch")
 make -s -C "$scratch" manifests generate >/dev/null
 status=0
-for path in api config/crd/bases config/rbac/manager config/rbac/callback; do
+for path in api config/crd/bases config/rbac/manager config/rbac/callback dist/chart/crds dist/chart/files; do
   if ! diff -ru "$root/$path" "$scratch/$path"; then status=1; fi
 done
 if [[ $status -ne 0 ]]; then
