@@ -312,7 +312,7 @@ type WeChatQRCode struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
 
-	Spec   WeChatQRCodeSpec   `json:"spec"`
+	Spec WeChatQRCodeSpec `json:"spec"`
 	// +kubebuilder:default={}
 	Status WeChatQRCodeStatus `json:"status,omitempty"`
 }

@@ -162,7 +162,7 @@ func writeFile(path string, write func(io.Writer) error) error {
 		err = os.Rename(f.Name(), path)
 	}
 	if err != nil {
-		os.Remove(f.Name())
+		_ = os.Remove(f.Name()) // the temporary file; the error that matters is err
 		return fmt.Errorf("writing %s: %w", path, err)
 	}
 	return nil
@@ -230,9 +230,7 @@ func (p *plugin) exportAll(cmd *cobra.Command, o *qrOptions) error {
 		return err
 	}
 	if err := writeFile(filepath.Join(o.output, indexFile), func(w io.Writer) error {
-		cw := csv.NewWriter(w)
-		cw.WriteAll(rows)
-		return cw.Error()
+		return csv.NewWriter(w).WriteAll(rows)
 	}); err != nil {
 		return err
 	}

@@ -34,11 +34,11 @@ import (
 
 func decodeFile(t *testing.T, path string) string {
 	t.Helper()
-	f, err := os.Open(path)
+	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
+	f := bytes.NewReader(b)
 	decode := qrimagetest.DecodePNG
 	if filepath.Ext(path) == ".svg" {
 		decode = qrimagetest.DecodeSVG
@@ -119,12 +119,11 @@ func TestQRRefusesACodeWithoutURL(t *testing.T) {
 
 func readIndex(t *testing.T, dir string) [][]string {
 	t.Helper()
-	f, err := os.Open(filepath.Join(dir, "index.csv"))
+	b, err := os.ReadFile(filepath.Join(dir, "index.csv"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	rows, err := csv.NewReader(f).ReadAll()
+	rows, err := csv.NewReader(bytes.NewReader(b)).ReadAll()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -226,7 +226,8 @@ func (s screen) events(cmd *cobra.Command, c client.Client, code *v1alpha1.WeCha
 		}
 		fmt.Fprintf(tw, "  %s ago\t%s\t%s\t%d\t%s\n", duration.HumanDuration(s.now.Sub(lastSeen(e))), e.Type, e.Reason, count, e.Note)
 	}
-	tw.Flush()
+	// The screen's other lines go to the terminal unchecked too: if it is gone, no one reads an error.
+	_ = tw.Flush()
 }
 
 // lastSeen is when an Event last happened, whichever API wrote it.
