@@ -35,22 +35,39 @@ var (
 		Subsystem: "callback",
 		Name:      "events_total",
 		Help: "Verified pushes by kind (qr_subscribe, qr_scan, subscribe, unsubscribe, event, message) " +
-			"and result (counted, duplicate, unmatched, ambiguous, gone, failed, acknowledged).",
+			"and result (counted, duplicate, unmatched, ambiguous, failed, acknowledged).",
 	}, []string{"kind", "result"})
-	commits = prometheus.NewCounterVec(prometheus.CounterOpts{
+	appends = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "wechat_qrcode_operator",
 		Subsystem: "callback",
-		Name:      "commits_total",
-		Help: "Annotation patch attempts by result: ok, conflict (re-read and retried), unchanged " +
-			"(every event already counted), gone (the code was deleted), error.",
+		Name:      "ledger_appends_total",
+		Help:      "Writes of a commit window's scans to this replica's ledger segment, by result: ok, error.",
 	}, []string{"result"})
 	batchSize = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Namespace: "wechat_qrcode_operator",
 		Subsystem: "callback",
 		Name:      "commit_batch_events",
-		Help:      "Events merged into one commit of one code.",
-		Buckets:   []float64{1, 2, 5, 10, 20, 50, 100, 200, 500},
+		Help:      "Events appended to the ledger in one write.",
+		Buckets:   []float64{1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000},
 	})
+	folds = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "wechat_qrcode_operator",
+		Subsystem: "callback",
+		Name:      "folds_total",
+		Help:      "Fold rounds of the elected folder by result (ok, error), and tally shards written (shard_written).",
+	}, []string{"result"})
+	segmentsCollected = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "wechat_qrcode_operator",
+		Subsystem: "callback",
+		Name:      "ledger_segments_collected_total",
+		Help:      "Ledger segments deleted by the folder: fully folded and older than the dedupe window.",
+	})
+	viewPatches = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "wechat_qrcode_operator",
+		Subsystem: "callback",
+		Name:      "view_patches_total",
+		Help:      "Patches of a code's count annotations by the folder, by result: ok, gone (deleted or re-created), error.",
+	}, []string{"result"})
 	pushDuration = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Namespace: "wechat_qrcode_operator",
 		Subsystem: "callback",
@@ -67,5 +84,5 @@ var (
 )
 
 func init() {
-	metrics.Registry.MustRegister(refusals, events, commits, batchSize, pushDuration, accountLoaded)
+	metrics.Registry.MustRegister(refusals, events, appends, batchSize, folds, segmentsCollected, viewPatches, pushDuration, accountLoaded)
 }

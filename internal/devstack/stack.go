@@ -325,6 +325,7 @@ func (s *Stack) startOperator(ctx context.Context, bins Binaries, a Account, sec
 		"--health-probe-bind-address=" + hostPort(p.CallbackHealth),
 		"--metrics-bind-address=" + hostPort(p.CallbackMetrics), "--metrics-secure=false",
 		"--account=" + SamplesNamespace + "/" + secret.Name,
+		"--namespace=" + OperatorNamespace,
 		logFormat,
 	}
 	s.CallbackURL = "http://" + hostPort(p.Callback)

@@ -20,6 +20,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -151,6 +152,9 @@ func StartCallback(ctx context.Context, bins Binaries, name, kubeconfig, ref, lo
 	args := append([]string{
 		"--kubeconfig=" + kubeconfig,
 		"--account=" + ref,
+		// The ledger beside the account Secret; the process name keeps the replicas apart.
+		"--namespace=" + strings.SplitN(ref, "/", 2)[0],
+		"--identity=" + name,
 		"--bind-address=" + addrs[0],
 		"--health-probe-bind-address=" + addrs[1],
 		"--metrics-bind-address=" + addrs[2], "--metrics-secure=false",
