@@ -272,8 +272,10 @@ type WeChatQRCodeStatus struct {
 	ObservedRenewRequest string `json:"observedRenewRequest,omitempty"`
 }
 
-// Annotations the callback server writes on a WeChatQRCode. They live in metadata, not status,
-// because the callback server is a separate writer: it may patch metadata, never status.
+// Annotations the callback server writes on a WeChatQRCode: a view of the WeChatScanTally it
+// folds the scan ledger into, restored by the next fold when overwritten. They live in metadata,
+// not status, because the callback server is a separate writer: it may patch metadata, never
+// status.
 const (
 	// AnnotationScans is the total number of scans (subscribe and SCAN events) attributed to the code.
 	AnnotationScans = "wechat.qrcode-operator.io/scans"
@@ -281,9 +283,9 @@ const (
 	AnnotationSubscribes = "wechat.qrcode-operator.io/subscribes"
 	// AnnotationLastScanTime is the RFC 3339 time of the most recent counted scan.
 	AnnotationLastScanTime = "wechat.qrcode-operator.io/last-scan-time"
-	// AnnotationRecentEvents holds the keys of the most recently counted events, written in the
-	// same patch as the counts, so that a WeChat retry of an event already counted is recognised
-	// even when it reaches another replica.
+	// AnnotationRecentEvents is the ring of recently counted event keys that earlier versions
+	// kept on each code. No longer written: the ledger's fold recognises retries. Named so that
+	// the manager's cache still drops it from codes counted before.
 	AnnotationRecentEvents = "wechat.qrcode-operator.io/recent-events"
 )
 
