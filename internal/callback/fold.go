@@ -28,6 +28,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/axiomhq/hyperloglog"
 	"github.com/go-logr/logr"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -39,7 +40,9 @@ import (
 )
 
 // tallyShards spreads the codes' totals over this many WeChatScanTally objects. A code's totals
-// take about 120 bytes, so 16 shards hold about 100,000 codes at under 1 MiB each.
+// take about 150 bytes plus its unique-scanner sketch: a few bytes a scanner while sparse, 16 KiB
+// once dense. 16 shards under 1.5 MiB each hold about 100,000 codes scanned by few people, but
+// only about 1,400 codes with thousands of distinct scanners each.
 const tallyShards = 16
 
 // viewWorkers patch the codes' annotations in parallel: one round's patches are then bounded by
@@ -125,6 +128,7 @@ func (f *folder) fold(ctx context.Context) error {
 		}
 	}
 	changed := make([]bool, tallyShards)
+	sk := sketches{}
 	for _, seg := range segs {
 		for i, e := range seg.Spec.Entries {
 			sh := shards[shardOf(e.Code)]
@@ -137,8 +141,11 @@ func (f *folder) fold(ctx context.Context) error {
 				continue
 			}
 			known[k] = struct{}{}
-			add(sh, e)
+			add(sh, e, sk)
 		}
+	}
+	if err := sk.store(shards); err != nil {
+		return err
 	}
 	live := map[string]bool{}
 	for _, seg := range segs {
@@ -168,13 +175,46 @@ func (f *folder) fold(ctx context.Context) error {
 	return f.view(ctx, shards)
 }
 
+// sketches are the unique-scanner sketches of the codes a round adds to, decoded once a round.
+type sketches map[string]*hyperloglog.Sketch
+
+func (s sketches) of(code string, t qrv1alpha1.CodeTally) *hyperloglog.Sketch {
+	sk := s[code]
+	if sk == nil {
+		sk = hyperloglog.New14()
+		// An undecodable sketch (edited by hand) restarts rather than blocking the fold.
+		if len(t.Scanners) > 0 && sk.UnmarshalBinary(t.Scanners) != nil {
+			sk = hyperloglog.New14()
+		}
+		s[code] = sk
+	}
+	return sk
+}
+
+// store encodes the sketches back into their codes' totals.
+func (s sketches) store(shards []*qrv1alpha1.WeChatScanTally) error {
+	for code, sk := range s {
+		sh := shards[shardOf(code)]
+		t := sh.Spec.Codes[code]
+		b, err := sk.MarshalBinary()
+		if err != nil {
+			return err
+		}
+		t.Scanners, t.UniqueScanners = b, int64(sk.Estimate())
+		sh.Spec.Codes[code] = t
+	}
+	return nil
+}
+
 // add counts e into its code's totals in sh. A code deleted and created again under the same
 // name has a new UID and starts from zero.
-func add(sh *qrv1alpha1.WeChatScanTally, e qrv1alpha1.LedgerEntry) {
+func add(sh *qrv1alpha1.WeChatScanTally, e qrv1alpha1.LedgerEntry, sk sketches) {
 	t := sh.Spec.Codes[e.Code]
 	if t.UID != e.UID {
 		t = qrv1alpha1.CodeTally{UID: e.UID}
+		delete(sk, e.Code)
 	}
+	sk.of(e.Code, t).InsertHash(uint64(e.Scanner))
 	t.Scans++
 	if e.Subscribe {
 		t.Subscribes++
@@ -272,8 +312,10 @@ func (f *folder) collect(ctx context.Context, segs []*qrv1alpha1.WeChatScanLedge
 // viewOf is the annotations a code shows for its totals.
 func viewOf(t qrv1alpha1.CodeTally) map[string]string {
 	v := map[string]string{
-		qrv1alpha1.AnnotationScans:      strconv.FormatInt(t.Scans, 10),
-		qrv1alpha1.AnnotationSubscribes: strconv.FormatInt(t.Subscribes, 10),
+		qrv1alpha1.AnnotationScans:             strconv.FormatInt(t.Scans, 10),
+		qrv1alpha1.AnnotationSubscribes:        strconv.FormatInt(t.Subscribes, 10),
+		qrv1alpha1.AnnotationExistingFollowers: strconv.FormatInt(t.Scans-t.Subscribes, 10),
+		qrv1alpha1.AnnotationUniqueScanners:    strconv.FormatInt(t.UniqueScanners, 10),
 	}
 	if t.LastScanTime != 0 {
 		v[qrv1alpha1.AnnotationLastScanTime] = time.UnixMilli(t.LastScanTime).UTC().Format(time.RFC3339)
@@ -295,10 +337,12 @@ func (f *folder) view(ctx context.Context, shards []*qrv1alpha1.WeChatScanTally)
 			obj := &qrv1alpha1.WeChatQRCode{}
 			if err := f.cache.Get(ctx, types.NamespacedName{Namespace: ns, Name: n}, obj); err != nil {
 				if apierrors.IsNotFound(err) {
+					forgetCode(ns, n)
 					continue
 				}
 				return err
 			}
+			observeCode(ns, n, t)
 			want := viewOf(t)
 			if obj.UID != t.UID || f.patchedAt[name] == obj.ResourceVersion || shows(obj, want) {
 				continue

@@ -19,6 +19,8 @@ package callback
 import (
 	"github.com/prometheus/client_golang/prometheus"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
 )
 
 // No label carries a value from the request: the path's appID, the scene or the ticket would let
@@ -83,6 +85,39 @@ var (
 	}, []string{"secret"})
 )
 
+// Per code, from the elected folder's tally: the labels are codes' names, which their owners
+// choose, never anything from a request.
+var (
+	codeScans = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: "wechat_qrcode_operator",
+		Name:      "code_scans",
+		Help:      "Scans of a code, each event once (the elected folder reports it).",
+	}, []string{"namespace", "name"})
+	codeNewFollowers = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: "wechat_qrcode_operator",
+		Name:      "code_new_followers",
+		Help:      "Scans of a code that brought a new follower (subscribe).",
+	}, []string{"namespace", "name"})
+	codeUniqueScanners = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: "wechat_qrcode_operator",
+		Name:      "code_unique_scanners",
+		Help:      "Estimated distinct users who scanned a code (HyperLogLog, about 0.8% standard error).",
+	}, []string{"namespace", "name"})
+)
+
+func observeCode(ns, name string, t qrv1alpha1.CodeTally) {
+	codeScans.WithLabelValues(ns, name).Set(float64(t.Scans))
+	codeNewFollowers.WithLabelValues(ns, name).Set(float64(t.Subscribes))
+	codeUniqueScanners.WithLabelValues(ns, name).Set(float64(t.UniqueScanners))
+}
+
+func forgetCode(ns, name string) {
+	for _, g := range []*prometheus.GaugeVec{codeScans, codeNewFollowers, codeUniqueScanners} {
+		g.DeleteLabelValues(ns, name)
+	}
+}
+
 func init() {
-	metrics.Registry.MustRegister(refusals, events, appends, batchSize, folds, segmentsCollected, viewPatches, pushDuration, accountLoaded)
+	metrics.Registry.MustRegister(codeScans, codeNewFollowers, codeUniqueScanners,
+		refusals, events, appends, batchSize, folds, segmentsCollected, viewPatches, pushDuration, accountLoaded)
 }
