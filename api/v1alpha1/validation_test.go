@@ -191,7 +191,8 @@ func TestPrinterColumns(t *testing.T) {
 	} {
 		obj := object(t, o.name, o.spec)
 		if o.scans != "" {
-			obj.SetAnnotations(map[string]string{qrv1alpha1.AnnotationScans: o.scans})
+			obj.SetAnnotations(map[string]string{qrv1alpha1.AnnotationScans: o.scans,
+				qrv1alpha1.AnnotationSubscribes: "5", qrv1alpha1.AnnotationUniqueScanners: "12"})
 		}
 		if err := env.Client.Create(ctx, obj); err != nil {
 			t.Fatal(err)
@@ -215,7 +216,7 @@ func TestPrinterColumns(t *testing.T) {
 	for _, c := range table.ColumnDefinitions {
 		names = append(names, c.Name)
 	}
-	if got, want := strings.Join(names, ","), "Name,Type,Scene,Ready,Expires,Scans,Age,Reason,Image"; got != want {
+	if got, want := strings.Join(names, ","), "Name,Type,Scene,Ready,Expires,Scans,Followers,Unique,Age,Reason,Image"; got != want {
 		t.Fatalf("columns %s, want %s", got, want)
 	}
 	rows := map[string][]any{}
@@ -232,8 +233,10 @@ func TestPrinterColumns(t *testing.T) {
 	check("by-id", 2, "42")
 	check("by-id", 3, "True")
 	check("by-id", 5, "17")
-	check("by-id", 7, "Issued")
-	check("by-id", 8, code.Status.ImageURL)
+	check("by-id", 6, "5")
+	check("by-id", 7, "12")
+	check("by-id", 9, "Issued")
+	check("by-id", 10, code.Status.ImageURL)
 	check("by-str", 1, "Temporary")
 	check("by-str", 2, "spring")
 }

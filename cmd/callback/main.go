@@ -22,6 +22,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strings"
 
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/klog/v2"
@@ -57,12 +58,25 @@ func bindFlags(fs *flag.FlagSet) (*callback.Config, *zap.Options) {
 	fs.DurationVar(&cfg.MaxClockSkew, "max-clock-skew", cfg.MaxClockSkew, "largest accepted difference, either way, between a push's timestamp and our clock")
 	fs.Int64Var(&cfg.MaxBodyBytes, "max-body-bytes", cfg.MaxBodyBytes, "largest accepted push body")
 	fs.DurationVar(&cfg.ReplyDeadline, "reply-deadline", cfg.ReplyDeadline, "longest wait for a scan to be persisted before answering 503 (WeChat gives up at 5s)")
-	fs.DurationVar(&cfg.CommitWindow, "commit-window", cfg.CommitWindow, "scans of one code within this window share one API write")
-	fs.IntVar(&cfg.RecentEvents, "recent-events", cfg.RecentEvents, "N: event keys kept per code to recognise WeChat's retries; exact up to about N/15 scans per second per code")
+	fs.DurationVar(&cfg.CommitWindow, "commit-window", cfg.CommitWindow, "scans within this window share one ledger write")
+	fs.DurationVar(&cfg.DedupeWindow, "dedupe-window", cfg.DedupeWindow, "how long after an event its retries are still recognised (at least 1m)")
+	fs.DurationVar(&cfg.FoldInterval, "fold-interval", cfg.FoldInterval, "how often the elected replica folds the ledger into the codes' counts; the counts lag by about this (0: never fold on this replica)")
+	// In a Pod the Downward API sets both: the ledger and the tally live in the Pod's namespace,
+	// and the Pod's name keeps the replicas' ledger segments apart.
+	fs.StringVar(&cfg.Namespace, "namespace", os.Getenv("POD_NAMESPACE"), "the callback server's own namespace, where the scan ledger and tally live (default $POD_NAMESPACE)")
+	fs.StringVar(&cfg.Identity, "identity", defaultIdentity(), "this replica's name among the replicas, in its ledger segments' names (default $POD_NAME, else <hostname>-<pid>)")
 	// The same --zap-* flags and log format as the manager, so both containers' logs read alike.
 	zapOpts := &zap.Options{}
 	zapOpts.BindFlags(fs)
 	return cfg, zapOpts
+}
+
+func defaultIdentity() string {
+	if id := os.Getenv("POD_NAME"); id != "" {
+		return id
+	}
+	host, _ := os.Hostname()
+	return strings.ToLower(fmt.Sprintf("%s-%d", host, os.Getpid()))
 }
 
 func main() {

@@ -58,7 +58,7 @@ func TestMetrics(t *testing.T) {
 	cfg, _ := bindFlags(fs)
 	must(t, fs.Parse([]string{
 		"--metrics-bind-address=" + addr, "--bind-address=" + pushAddr, "--health-probe-bind-address=0",
-		"--account=" + ns + "/account",
+		"--account=" + ns + "/account", "--namespace=" + ns,
 	}))
 	mgr, _, err := callback.NewManager(env.Config, *cfg)
 	must(t, err)

@@ -15,8 +15,9 @@ limitations under the License.
 */
 
 // Package callback is the server WeChat pushes events to when someone scans a parametric QR code:
-// it verifies the push, attributes it to a WeChatQRCode, counts it exactly once in the code's
-// annotations and answers WeChat, with the code's passive reply when it has one.
+// it verifies the push, attributes it to a WeChatQRCode, records it in the scan ledger (whose
+// fold counts it exactly once in the code's annotations) and answers WeChat, with the code's
+// passive reply when it has one.
 //
 // # Accounts and paths
 //
@@ -59,29 +60,27 @@ limitations under the License.
 //
 // # Counting, durably and exactly once
 //
-// A scan is acknowledged only after its count is persisted in the API server; if that fails or
-// does not finish within --reply-deadline (default 3s, well inside WeChat's 5 s), the answer is a
-// 503 and WeChat retries. Scans of one code arriving within --commit-window are merged into one
-// merge patch of the annotations carrying metadata.resourceVersion, so any number of replicas
-// count together without losing updates: a conflict re-reads the object from the API server (not
-// the cache, which may lag) and recomputes.
+// A scan is acknowledged only after it is durable in the API server: appended to this replica's
+// current WeChatScanLedger segment in the server's own namespace, one write per --commit-window
+// for all the replica's scans (ledger.go). If that fails or does not finish within
+// --reply-deadline (default 3s, well inside WeChat's 5 s), the answer is a 503 and WeChat
+// retries. Appending a retry again is harmless: counting is the folder's business.
 //
-// The patch that adds the counts also appends the event's key (a short hash of FromUserName,
-// CreateTime, Event and EventKey, WeChat's own deduplication key) to a ring of the last
-// --recent-events keys counted for that code (annotation recent-events), and events whose key is
-// already in the ring are not counted again. Because the key and the count are written together,
-// a WeChat retry is recognised wherever it lands, even when the replica that counted the original
-// died before answering. The guarantee, precisely: an event is counted at most once provided
-// fewer than N = --recent-events other events of the same code are counted between the original
-// and its retry. WeChat retries within about 15 s, so this holds for any code receiving fewer than
-// N/15 scans per second (about 68/s with the default N=1024, which costs about 13 KiB of
-// annotation); a busier code may count a retry twice. It is counted at least once if WeChat's
-// retries reach us (a 5xx is never "success"). Two distinct scans that share the key (the same
-// user scanning the same code twice within one second) are one event to WeChat and to us.
+// The folder (fold.go), elected among the replicas by a Lease, reads the segments uncached,
+// counts each event (key: a short hash of FromUserName, CreateTime, Event and EventKey, WeChat's
+// own deduplication key) once per code across every replica's segments, and adds it to the
+// code's totals in a WeChatScanTally shard, writing in the same update how far it folded each
+// segment: a folder killed between any two writes double counts nothing. Then it patches the
+// count annotations of the codes whose annotations differ from their totals, so an overwritten
+// code is restored by the next fold. Segments are deleted once folded and their last entry is
+// older than --dedupe-window plus their 30 s growth bound: a retry within the window of its
+// original counts once, at any rate, wherever it lands, even when the replica that took the
+// original died before answering. Two distinct scans that share the key (the same user
+// scanning the same code twice within one second) are one event to WeChat and to us.
 //
-// Each replica also remembers the keys it has recently committed and the ones it is committing,
-// so a retry of an event it handled is answered without another write, and a retry arriving
-// while the original is still being written waits for that write.
+// Each replica also remembers the keys it recently made durable and the ones it is writing, so
+// a retry of an event it handled is answered without another write, and a retry arriving while
+// the original is being written waits for that write.
 //
 // # Replies
 //

@@ -33,15 +33,21 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 
+	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/scheme"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/securemetrics"
 )
 
-// The callback server writes only annotations (metadata), never status, and reads Secrets by
-// name through a Role limited with resourceNames that the deployment writes, not through these
-// markers.
+// The callback server writes only the codes' annotations (metadata), never status, and reads
+// Secrets by name through a Role limited with resourceNames that the deployment writes, not
+// through these markers. The ledger, the tally and the fold's Lease are in its own namespace
+// (kustomize sets it), written by no one else: the manager has no rights on them.
 //
 // +kubebuilder:rbac:groups=wechat.qrcode-operator.io,resources=wechatqrcodes,verbs=get;list;watch;patch
+// +kubebuilder:rbac:groups=wechat.qrcode-operator.io,resources=wechatscanledgers,verbs=get;list;create;patch;delete,namespace=system
+// +kubebuilder:rbac:groups=wechat.qrcode-operator.io,resources=wechatscantallies,verbs=get;create;update,namespace=system
+// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;create;update,namespace=system
+// +kubebuilder:rbac:groups="",resources=events,verbs=create;patch,namespace=system
 
 // Config is a callback server process: Options plus its three listeners, each "0" to disable.
 // Pushes come from the internet through an Ingress; probes and metrics stay inside the cluster,
@@ -59,15 +65,24 @@ type Config struct {
 // NewManager returns a manager that serves pushes on cfg.BindAddress, and the Server itself for
 // callers (tests) that serve it some other way.
 func NewManager(rc *rest.Config, cfg Config) (manager.Manager, *Server, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, nil, err
+	}
 	mgr, err := ctrl.NewManager(rc, ctrl.Options{
 		Scheme:                 scheme.New(),
 		Metrics:                cfg.MetricsServing.Options(cfg.MetricsBindAddress),
 		HealthProbeBindAddress: cfg.HealthProbeBindAddress,
-		// Every replica serves; there is nothing to lead.
-		LeaderElection: false,
-		Cache:          cache.Options{DefaultTransform: cache.TransformStripManagedFields()},
-		// Belt and braces: a cached Secret read would need list and watch on every Secret.
-		Client: client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.Secret{}}}},
+		// Every replica serves; only the fold is led.
+		LeaderElection:                cfg.FoldInterval > 0,
+		LeaderElectionID:              "wechat-qrcode-callback-fold",
+		LeaderElectionNamespace:       cfg.Namespace,
+		LeaderElectionReleaseOnCancel: true,
+		Cache:                         cache.Options{DefaultTransform: cache.TransformStripManagedFields()},
+		// Belt and braces: a cached Secret read would need list and watch on every Secret, and a
+		// cached ledger would grow with the scans.
+		Client: client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{
+			&corev1.Secret{}, &qrv1alpha1.WeChatScanLedger{}, &qrv1alpha1.WeChatScanTally{},
+		}}},
 	})
 	if err != nil {
 		return nil, nil, err
@@ -119,6 +134,12 @@ func Setup(mgr ctrl.Manager, opts Options) (*Server, error) {
 	if err := mgr.Add(s.keyring); err != nil {
 		return nil, err
 	}
+	if opts.FoldInterval > 0 {
+		f := newFolder(clock.RealClock{}, mgr.GetAPIReader(), mgr.GetCache(), mgr.GetClient(), opts.Namespace, opts.DedupeWindow, opts.FoldInterval, log)
+		if err := mgr.Add(f); err != nil {
+			return nil, err
+		}
+	}
 	return s, mgr.AddReadyzCheck("callback", func(r *http.Request) error {
 		if !s.keyring.loaded.Load() {
 			return errors.New("account Secrets not read yet")
@@ -132,13 +153,13 @@ func Setup(mgr ctrl.Manager, opts Options) (*Server, error) {
 	})
 }
 
-// newServer wires a Server: api reads, uncached, the account Secrets and the codes after a
-// conflict; cache serves the index lookups; writer patches the codes; clk times everything.
+// newServer wires a Server: api reads, uncached, the account Secrets; cache serves the index
+// lookups; writer appends to the ledger; clk times everything.
 func newServer(opts Options, clk clock.WithDelayedExecution, api, cache client.Reader, writer client.Writer, log logr.Logger) *Server {
 	return &Server{
 		opts:    opts,
 		keyring: &keyring{reader: api, refs: dedupe(opts.Accounts), interval: opts.SecretRefreshInterval, clock: clk, log: log},
-		counter: newCounter(clk, writer, cache, api, opts.CommitWindow, opts.RecentEvents),
+		counter: newLedger(clk, writer, opts.Namespace, opts.Identity, opts.CommitWindow),
 		cache:   cache,
 		log:     log,
 		sampler: sampler{clock: clk},

@@ -37,10 +37,17 @@ type Options struct {
 	MaxBodyBytes int64
 	// ReplyDeadline is how long a push may wait for its count to be persisted.
 	ReplyDeadline time.Duration
-	// CommitWindow is the group-commit window: at most one patch per code per window.
+	// CommitWindow is the group-commit window: at most one ledger write per replica per window.
 	CommitWindow time.Duration
-	// RecentEvents is N, the length of each code's ring of recently counted event keys.
-	RecentEvents int
+	// Namespace is the callback server's own namespace, where the ledger and the tally live.
+	Namespace string
+	// Identity names this replica's ledger segments (the Pod's name): unique among the replicas.
+	Identity string
+	// DedupeWindow is how long after an event its retries are still recognised.
+	DedupeWindow time.Duration
+	// FoldInterval is how often the elected replica folds the ledger into the codes' counts; 0
+	// keeps this replica out of the election.
+	FoldInterval time.Duration
 }
 
 // DefaultOptions are the flags' defaults.
@@ -51,13 +58,14 @@ func DefaultOptions() Options {
 		MaxBodyBytes:          64 << 10,
 		ReplyDeadline:         3 * time.Second,
 		CommitWindow:          25 * time.Millisecond,
-		RecentEvents:          1024,
+		DedupeWindow:          2 * time.Minute,
+		FoldInterval:          5 * time.Second,
 	}
 }
 
-// maxRecentEvents keeps the ring (13 bytes a key) well inside the API server's 256 KiB limit on
-// an object's annotations.
-const maxRecentEvents = 8192
+// minDedupeWindow covers WeChat's three tries about 5 s apart with a wide margin for the clock
+// skew between replicas.
+const minDedupeWindow = time.Minute
 
 func (o Options) validate() error {
 	switch {
@@ -67,8 +75,12 @@ func (o Options) validate() error {
 		return errors.New("durations and sizes must be positive")
 	case o.ReplyDeadline <= o.CommitWindow || o.ReplyDeadline >= 5*time.Second:
 		return errors.New("the reply deadline must be longer than the commit window and shorter than WeChat's 5 s")
-	case o.RecentEvents < 1 || o.RecentEvents > maxRecentEvents:
-		return fmt.Errorf("recent events must be between 1 and %d", maxRecentEvents)
+	case o.Namespace == "" || o.Identity == "":
+		return errors.New("the namespace and the identity of the replica are required (POD_NAMESPACE and POD_NAME)")
+	case o.DedupeWindow < minDedupeWindow:
+		return fmt.Errorf("the dedupe window must be at least %s", minDedupeWindow)
+	case o.FoldInterval < 0:
+		return errors.New("the fold interval must not be negative")
 	}
 	return nil
 }

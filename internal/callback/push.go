@@ -43,7 +43,6 @@ const (
 	resultDuplicate = "duplicate" // counted before: a retry
 	resultUnmatched = "unmatched" // no code has the ticket (or the scene)
 	resultAmbiguous = "ambiguous" // several codes have the scene
-	resultGone      = "gone"      // the code was deleted before the scan was counted
 )
 
 // Server is the push endpoint of every configured account (an http.Handler).
@@ -91,7 +90,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	code, result, err := attribute(ctx, s.cache, keys.appID, sc)
 	if err == nil && code != nil {
-		result, err = s.count(ctx, code, sc, start, deadline)
+		result, err = s.count(ctx, code, sc, m.FromUserName, start, deadline)
 	}
 	if err != nil {
 		// Not "success": WeChat retries.
@@ -213,13 +212,18 @@ func (s *Server) open(w http.ResponseWriter, r *http.Request, keys *pushKeys, q 
 	return m, c, nil
 }
 
-// count persists a scan attributed to code and returns the result label of the events metric.
-func (s *Server) count(ctx context.Context, code *qrv1alpha1.WeChatQRCode, sc *scan, at, deadline time.Time) (string, error) {
-	duplicate, err := s.counter.count(ctx, client.ObjectKeyFromObject(code), sc, at, deadline)
+// count makes a scan attributed to code durable in the ledger and returns the result label of
+// the events metric.
+func (s *Server) count(ctx context.Context, code *qrv1alpha1.WeChatQRCode, sc *scan, openID string, at, deadline time.Time) (string, error) {
+	duplicate, err := s.counter.count(ctx, qrv1alpha1.LedgerEntry{
+		Key:       sc.key,
+		Code:      client.ObjectKeyFromObject(code).String(),
+		UID:       code.UID,
+		Subscribe: sc.kind == kindQRSubscribe,
+		At:        at.UnixMilli(),
+		Scanner:   scannerHash(openID),
+	}, deadline)
 	switch {
-	case errors.Is(err, errGone):
-		// No retry could count it either.
-		return resultGone, nil
 	case err != nil:
 		return "", err
 	case duplicate:

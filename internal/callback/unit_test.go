@@ -19,7 +19,6 @@ package callback
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -118,7 +117,7 @@ func newStubCounter() *stubCounter {
 	return &stubCounter{keys: map[string]bool{}, scans: map[string]int{}}
 }
 
-func (c *stubCounter) count(ctx context.Context, code types.NamespacedName, s *scan, _, _ time.Time) (bool, error) {
+func (c *stubCounter) count(ctx context.Context, e qrv1alpha1.LedgerEntry, _ time.Time) (bool, error) {
 	if c.fail != nil {
 		if err := c.fail(ctx); err != nil {
 			return false, err
@@ -126,9 +125,10 @@ func (c *stubCounter) count(ctx context.Context, code types.NamespacedName, s *s
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if k := seenKey(code, s.key); !c.keys[k] {
+	if k := seenKey(e.Code, e.Key); !c.keys[k] {
 		c.keys[k] = true
-		c.scans[code.Name]++
+		_, name, _ := strings.Cut(e.Code, "/")
+		c.scans[name]++
 		return false, nil
 	}
 	return true, nil
@@ -194,59 +194,6 @@ func TestEventKey(t *testing.T) {
 	}
 }
 
-func TestMergeRing(t *testing.T) {
-	c := &counter{ringSize: 3}
-	obj := newCode("ns", "x", "wx", "T", 1, "")
-	obj.ResourceVersion = "42"
-	obj.Annotations = map[string]string{
-		qrv1alpha1.AnnotationScans:        "10",
-		qrv1alpha1.AnnotationSubscribes:   "4",
-		qrv1alpha1.AnnotationRecentEvents: "aaa bbb ccc",
-		qrv1alpha1.AnnotationLastScanTime: "2030-01-01T00:00:00Z",
-	}
-	at := time.Date(2029, 1, 1, 0, 0, 0, 0, time.UTC)
-	batch := []*pending{
-		{key: "bbb", at: at, out: &outcome{}},
-		{key: "ddd", subscribe: true, at: at, out: &outcome{}},
-		{key: "eee", at: at, out: &outcome{}},
-	}
-	var patch struct {
-		Metadata struct {
-			ResourceVersion string
-			Annotations     map[string]string
-		}
-	}
-	if err := json.Unmarshal(c.merge(obj, batch), &patch); err != nil {
-		t.Fatal(err)
-	}
-	a := patch.Metadata.Annotations
-	if patch.Metadata.ResourceVersion != "42" {
-		t.Errorf("patch without the resourceVersion precondition: %+v", patch)
-	}
-	if a[qrv1alpha1.AnnotationScans] != "12" || a[qrv1alpha1.AnnotationSubscribes] != "5" {
-		t.Errorf("counts %v", a)
-	}
-	// The ring keeps the newest 3; the oldest fell out.
-	if a[qrv1alpha1.AnnotationRecentEvents] != "ccc ddd eee" {
-		t.Errorf("ring %q", a[qrv1alpha1.AnnotationRecentEvents])
-	}
-	// A later time already recorded (another replica's clock) is kept.
-	if a[qrv1alpha1.AnnotationLastScanTime] != "2030-01-01T00:00:00Z" {
-		t.Errorf("last scan time %q", a[qrv1alpha1.AnnotationLastScanTime])
-	}
-	if !batch[0].out.duplicate || batch[1].out.duplicate || batch[2].out.duplicate {
-		t.Error("duplicate flags wrong")
-	}
-	if c.merge(obj, batch[:1]) != nil {
-		t.Error("a batch of duplicates still patches")
-	}
-	// The documented bound: once N other events were counted, a retry is no longer recognised.
-	obj.Annotations[qrv1alpha1.AnnotationRecentEvents] = "ccc ddd eee"
-	if c.merge(obj, []*pending{{key: "aaa", at: at, out: &outcome{}}}) == nil {
-		t.Error("an event that left the ring was recognised: the test of the bound is wrong")
-	}
-}
-
 // TestAttributeSharedTicket: while a permanent scene moves from one code to another, its ticket is
 // the current ticket of the new holder and a previous ticket of the old one; the scan is the new
 // holder's, whichever code the cache lists first. Two codes holding a ticket the same way still
@@ -285,25 +232,24 @@ func TestAttributeSharedTicket(t *testing.T) {
 func TestSeenSet(t *testing.T) {
 	clk := clocktesting.NewFakeClock(time.Now())
 	s := newSeenSet(clk, time.Hour, 2)
-	code := types.NamespacedName{Namespace: "ns", Name: "x"}
-	s.add(code, "a")
-	s.add(code, "b")
-	if !s.has(code, "a") || !s.has(code, "b") || s.has(types.NamespacedName{Namespace: "ns", Name: "y"}, "a") {
+	s.add("a")
+	s.add("b")
+	if !s.has("a") || !s.has("b") || s.has("y") {
 		t.Fatal("membership wrong")
 	}
-	s.add(code, "c") // rotates: a and b move to the old generation
-	s.add(code, "d")
-	s.add(code, "e") // rotates again: a and b are forgotten
-	if s.has(code, "a") || !s.has(code, "c") || !s.has(code, "e") {
+	s.add("c") // rotates: a and b move to the old generation
+	s.add("d")
+	s.add("e") // rotates again: a and b are forgotten
+	if s.has("a") || !s.has("c") || !s.has("e") {
 		t.Fatal("bounded generations wrong")
 	}
 	// Each ttl, the older generation goes.
 	clk.Step(time.Hour + time.Second)
-	if !s.has(code, "e") {
+	if !s.has("e") {
 		t.Fatal("forgotten after one ttl, want kept one to two ttl")
 	}
 	clk.Step(time.Hour + time.Second)
-	if s.has(code, "e") {
+	if s.has("e") {
 		t.Fatal("remembered after two ttl")
 	}
 }
@@ -311,20 +257,23 @@ func TestSeenSet(t *testing.T) {
 func TestOptionsValidate(t *testing.T) {
 	ok := DefaultOptions()
 	ok.Accounts = []types.NamespacedName{{Namespace: "a", Name: "b"}}
+	ok.Namespace, ok.Identity = "operator", "pod-0"
 	if err := ok.validate(); err != nil {
 		t.Fatal(err)
 	}
 	for name, spoil := range map[string]func(*Options){
-		"no account":         func(o *Options) { o.Accounts = nil },
-		"deadline over 5s":   func(o *Options) { o.ReplyDeadline = 5 * time.Second },
-		"window > deadline":  func(o *Options) { o.CommitWindow = 4 * time.Second },
-		"ring of 0":          func(o *Options) { o.RecentEvents = 0 },
-		"huge ring":          func(o *Options) { o.RecentEvents = maxRecentEvents + 1 },
-		"zero body":          func(o *Options) { o.MaxBodyBytes = 0 },
-		"zero skew":          func(o *Options) { o.MaxClockSkew = 0 },
-		"zero refresh":       func(o *Options) { o.SecretRefreshInterval = 0 },
-		"negative window":    func(o *Options) { o.CommitWindow = -time.Millisecond },
-		"deadline at window": func(o *Options) { o.CommitWindow = o.ReplyDeadline },
+		"no account":          func(o *Options) { o.Accounts = nil },
+		"deadline over 5s":    func(o *Options) { o.ReplyDeadline = 5 * time.Second },
+		"window > deadline":   func(o *Options) { o.CommitWindow = 4 * time.Second },
+		"short dedupe window": func(o *Options) { o.DedupeWindow = 59 * time.Second },
+		"no namespace":        func(o *Options) { o.Namespace = "" },
+		"no identity":         func(o *Options) { o.Identity = "" },
+		"negative fold":       func(o *Options) { o.FoldInterval = -time.Second },
+		"zero body":           func(o *Options) { o.MaxBodyBytes = 0 },
+		"zero skew":           func(o *Options) { o.MaxClockSkew = 0 },
+		"zero refresh":        func(o *Options) { o.SecretRefreshInterval = 0 },
+		"negative window":     func(o *Options) { o.CommitWindow = -time.Millisecond },
+		"deadline at window":  func(o *Options) { o.CommitWindow = o.ReplyDeadline },
 	} {
 		o := ok
 		spoil(&o)

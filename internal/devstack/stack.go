@@ -329,6 +329,7 @@ func (s *Stack) startOperator(ctx context.Context, bins Binaries, a Account, sec
 		ProbeAddr:    hostPort(p.CallbackHealth),
 		MetricsAddr:  hostPort(p.CallbackMetrics),
 		PlainMetrics: true,
+		Namespace:    OperatorNamespace,
 		Console:      true,
 	}
 	s.CallbackURL = "http://" + hostPort(p.Callback)

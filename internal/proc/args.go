@@ -72,7 +72,12 @@ func (a ManagerArgs) Args() []string {
 type CallbackArgs struct {
 	Kubeconfig string
 	// Accounts are the account Secrets, each as namespace/name.
-	Accounts                         []string
+	Accounts []string
+	// Namespace holds the ledger, the tallies and the fold's Lease; Identity names this replica's
+	// ledger segments.
+	Namespace, Identity string
+	// FoldInterval is how often the elected replica folds the ledger; zero keeps the default.
+	FoldInterval                     time.Duration
 	BindAddr, ProbeAddr, MetricsAddr string
 	// PlainMetrics: as ManagerArgs.PlainMetrics.
 	PlainMetrics bool
@@ -85,6 +90,11 @@ func (a CallbackArgs) Args() []string {
 	f.str("kubeconfig", a.Kubeconfig)
 	for _, ref := range a.Accounts {
 		f.add("account", ref)
+	}
+	f.str("namespace", a.Namespace)
+	f.str("identity", a.Identity)
+	if a.FoldInterval > 0 {
+		f.add("fold-interval", a.FoldInterval.String())
 	}
 	f.str("bind-address", a.BindAddr)
 	f.str("health-probe-bind-address", a.ProbeAddr)

@@ -118,14 +118,15 @@ func (c callbackConfig) run(ctx context.Context, r *run) ([]Figure, error) {
 		return nil
 	}
 
-	cb, err := harness.StartCallback(ctx, r.bins, "callback", s.cp.Kubeconfig, harness.SecretRef(s.ns), s.dir)
+	cb, err := harness.StartCallback(ctx, r.bins, "callback", s.cp.Kubeconfig, harness.SecretRef(s.ns), s.dir, 0)
 	if err != nil {
 		return nil, err
 	}
 	err = measure(handler{name: "callback", url: cb.URL, events: c.Events, commits: func() (ok, conflict float64, err error) {
-		const commits = metricnames.Namespace + "_callback_commits_total"
-		if ok, err = harness.Metric(cb.Metrics, commits, `result="ok"`); err == nil {
-			conflict, err = harness.Metric(cb.Metrics, commits, `result="conflict"`)
+		// Ledger writes: one per commit window; they never conflict, a failed one counts here.
+		const appends = metricnames.Namespace + "_callback_ledger_appends_total"
+		if ok, err = harness.Metric(cb.Metrics, appends, `result="ok"`); err == nil {
+			conflict, err = harness.Metric(cb.Metrics, appends, `result="error"`)
 		}
 		return ok, conflict, err
 	}})
@@ -308,14 +309,21 @@ func (c callbackConfig) load(ctx context.Context, s *stage, p *harness.Pusher, c
 	for name, v := range cpu {
 		l.cpu[name] -= v
 	}
-	after, err := counts(ctx, s)
-	if err != nil {
-		return load{}, err
-	}
 	want := map[types.NamespacedName]int64{}
 	for i, o := range outcomes {
 		if o.Status == http.StatusOK {
 			want[harness.Key(codes[target[i]])]++
+		}
+	}
+	// The annotations show the scans once folded: wait for them, a bounded time.
+	var after map[types.NamespacedName]count
+	for deadline := time.Now().Add(foldWait); ; time.Sleep(250 * time.Millisecond) {
+		var err error
+		if after, err = counts(ctx, s); err != nil {
+			return load{}, err
+		}
+		if time.Now().After(deadline) || gainedAll(codes, before, after, want) {
+			break
 		}
 	}
 	for _, code := range codes {
@@ -331,6 +339,20 @@ func (c callbackConfig) load(ctx context.Context, s *stage, p *harness.Pusher, c
 }
 
 type count struct{ scans, subscribes int64 }
+
+// foldWait bounds the wait for the fold (every --fold-interval, 5 s by default) to show a load's
+// scans in the annotations.
+const foldWait = 30 * time.Second
+
+func gainedAll(codes []*qrv1alpha1.WeChatQRCode, before, after map[types.NamespacedName]count, want map[types.NamespacedName]int64) bool {
+	for _, code := range codes {
+		k := harness.Key(code)
+		if after[k].scans-before[k].scans != want[k] {
+			return false
+		}
+	}
+	return true
+}
 
 func counts(ctx context.Context, s *stage) (map[types.NamespacedName]count, error) {
 	var list qrv1alpha1.WeChatQRCodeList

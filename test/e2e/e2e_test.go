@@ -302,7 +302,21 @@ func checkRights(t *testing.T, s *stack) {
 		{devstack.CallbackServiceAccount, false, []string{"patch", "wechatqrcodes", "--subresource=status", "-n", sample}},
 		{devstack.CallbackServiceAccount, false, []string{"delete", "wechatqrcodes", "-n", sample}},
 		{devstack.CallbackServiceAccount, false, []string{"create", "events.events.k8s.io", "-n", sample}},
-		{devstack.CallbackServiceAccount, false, []string{"get", "leases", "-n", opNS}},
+		// The ledger, the tally and the fold's Lease: the callback's alone, in its namespace.
+		{devstack.CallbackServiceAccount, true, []string{"create", "wechatscanledgers", "-n", opNS}},
+		{devstack.CallbackServiceAccount, true, []string{"patch", "wechatscanledgers", "-n", opNS}},
+		{devstack.CallbackServiceAccount, true, []string{"delete", "wechatscanledgers", "-n", opNS}},
+		{devstack.CallbackServiceAccount, true, []string{"update", "wechatscantallies", "-n", opNS}},
+		{devstack.CallbackServiceAccount, true, []string{"update", "leases", "-n", opNS}},
+		{devstack.CallbackServiceAccount, false, []string{"create", "wechatscanledgers", "-n", sample}},
+		{devstack.CallbackServiceAccount, false, []string{"update", "wechatscantallies", "-n", sample}},
+		{devstack.CallbackServiceAccount, false, []string{"delete", "wechatscantallies", "-n", opNS}},
+		{devstack.CallbackServiceAccount, false, []string{"watch", "wechatscanledgers", "-n", opNS}},
+		{devstack.CallbackServiceAccount, false, []string{"update", "leases", "-n", sample}},
+		{devstack.ManagerServiceAccount, false, []string{"get", "wechatscanledgers", "-n", opNS}},
+		{devstack.ManagerServiceAccount, false, []string{"list", "wechatscantallies", "-A"}},
+		{devstack.ManagerServiceAccount, false, []string{"update", "wechatscantallies", "-n", opNS}},
+		{devstack.ManagerServiceAccount, false, []string{"delete", "wechatscanledgers", "-n", opNS}},
 	} {
 		args := append([]string{"auth", "can-i", "--as=system:serviceaccount:" + opNS + ":" + c.sa}, c.args...)
 		// can-i answers yes or no on stdout, and exits 1 for no.

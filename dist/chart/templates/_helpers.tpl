@@ -51,6 +51,12 @@ The rules controller-gen writes from the RBAC markers (config/rbac/<who>/role.ya
 files/ by `make manifests`, so that a new marker reaches the chart without a hand edit.
 */}}
 {{- define "wqo.generatedRules" -}}
-{{- $role := .root.Files.Get (printf "files/%s-role.yaml" .who) | fromYaml }}
-{{- required (printf "files/%s-role.yaml has no rules: run make manifests" .who) $role.rules | toYaml }}
+{{- $kind := .kind | default "ClusterRole" }}
+{{- $rules := list }}
+{{- range splitList "\n---\n" (.root.Files.Get (printf "files/%s-role.yaml" .who)) }}
+{{- $doc := fromYaml . }}
+{{- if eq (get $doc "kind") $kind }}{{ $rules = $doc.rules }}{{ end }}
+{{- end }}
+{{- if not $rules }}{{ fail (printf "files/%s-role.yaml has no %s rules: run make manifests" .who $kind) }}{{ end }}
+{{- toYaml $rules }}
 {{- end }}

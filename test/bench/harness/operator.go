@@ -19,6 +19,7 @@ package harness
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/proc"
@@ -116,7 +117,8 @@ type Callback struct {
 
 // StartCallback starts a callback server for the account Secret ref (namespace/name), and waits
 // until it is ready (Secrets read, cache synced), as a kubelet would before sending it traffic.
-func StartCallback(ctx context.Context, bins Binaries, name, kubeconfig, ref, logDir string) (*Callback, error) {
+// foldInterval is its --fold-interval; zero keeps the default.
+func StartCallback(ctx context.Context, bins Binaries, name, kubeconfig, ref, logDir string, foldInterval time.Duration) (*Callback, error) {
 	var addrs [3]string
 	for i := range addrs {
 		var err error
@@ -124,7 +126,12 @@ func StartCallback(ctx context.Context, bins Binaries, name, kubeconfig, ref, lo
 			return nil, err
 		}
 	}
-	args := proc.CallbackArgs{Kubeconfig: kubeconfig, Accounts: []string{ref}, BindAddr: addrs[0], ProbeAddr: addrs[1], MetricsAddr: addrs[2], PlainMetrics: true}
+	args := proc.CallbackArgs{
+		Kubeconfig: kubeconfig, Accounts: []string{ref},
+		// The ledger beside the account Secret; the process name keeps the replicas apart.
+		Namespace: strings.SplitN(ref, "/", 2)[0], Identity: name, FoldInterval: foldInterval,
+		BindAddr: addrs[0], ProbeAddr: addrs[1], MetricsAddr: addrs[2], PlainMetrics: true,
+	}
 	p, err := StartProcess(name, bins.Callback, args.Args(), nil, logDir)
 	if err != nil {
 		return nil, err

@@ -1,0 +1,133 @@
+/*
+Copyright 2026 The WeChat QR Code Operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+)
+
+// WeChatScanLedger is one segment of a callback replica's append-only scan ledger, in the
+// callback server's own namespace. Only the replica named in spec.replica appends to it, so its
+// writes never conflict; the elected folder reads it, folds it into the WeChatScanTally objects
+// and deletes it once folded and older than the dedupe window. Internal to the operator: not in
+// the wechat or all categories, and never cached.
+// +kubebuilder:object:root=true
+// +kubebuilder:resource:shortName=wxledger
+// +kubebuilder:printcolumn:name="Replica",type=string,JSONPath=`.spec.replica`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type WeChatScanLedger struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec WeChatScanLedgerSpec `json:"spec"`
+}
+
+// WeChatScanLedgerSpec is what a segment holds.
+type WeChatScanLedgerSpec struct {
+	// Replica is the identity of the callback replica that appends to this segment.
+	Replica string `json:"replica"`
+	// Entries are the scans in the order they were made durable; only ever appended to.
+	// +optional
+	Entries []LedgerEntry `json:"entries,omitempty"`
+}
+
+// LedgerEntry is one scan as a replica received it. The short field names keep an entry at
+// about 160 bytes of JSON. It never holds an OpenID: only a 64-bit hash of it, for the
+// unique-scanner sketch.
+type LedgerEntry struct {
+	// Key is the event's dedupe key: a hash of FromUserName, CreateTime, Event and EventKey.
+	Key string `json:"k"`
+	// Code is the scanned WeChatQRCode as namespace/name.
+	Code string `json:"c"`
+	// UID is the scanned code's UID: a code deleted and created again starts from zero.
+	UID types.UID `json:"u"`
+	// Subscribe is true for a new follower (subscribe via the code), false for an existing one (SCAN).
+	// +optional
+	Subscribe bool `json:"s,omitempty"`
+	// At is when the replica received the scan, in Unix milliseconds.
+	At int64 `json:"t"`
+	// Scanner is a 64-bit hash of the scanner's OpenID.
+	Scanner int64 `json:"o"`
+}
+
+// WeChatScanLedgerList is a list of ledger segments.
+// +kubebuilder:object:root=true
+type WeChatScanLedgerList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []WeChatScanLedger `json:"items"`
+}
+
+// WeChatScanTally is one shard of the per-code totals folded from the ledger: the source of truth
+// the codes' count annotations are a view of. It lives in the callback server's namespace, so a
+// `kubectl replace` or GitOps sync of a code cannot touch it. Codes are spread over the shards
+// by a hash of namespace/name; the fold progress in the same object makes each shard's write
+// atomic with the totals it adds.
+// +kubebuilder:object:root=true
+// +kubebuilder:resource:shortName=wxtally
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type WeChatScanTally struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec WeChatScanTallySpec `json:"spec"`
+}
+
+// WeChatScanTallySpec is one shard's totals and fold progress.
+type WeChatScanTallySpec struct {
+	// Codes are the totals per code, keyed by namespace/name.
+	// +optional
+	Codes map[string]CodeTally `json:"codes,omitempty"`
+	// Folded is, per ledger segment name, how many of its entries this shard has folded.
+	// +optional
+	Folded map[string]int64 `json:"folded,omitempty"`
+}
+
+// CodeTally is the folded totals of one code.
+type CodeTally struct {
+	// UID is the code's UID the totals belong to.
+	UID types.UID `json:"uid"`
+	// Scans counts every scan, each event once.
+	Scans int64 `json:"scans"`
+	// Subscribes counts the scans that brought a new follower.
+	// +optional
+	Subscribes int64 `json:"subscribes,omitempty"`
+	// LastScanTime is the latest scan's time, in Unix milliseconds.
+	// +optional
+	LastScanTime int64 `json:"lastScanTime,omitempty"`
+	// Scanners is the HyperLogLog sketch (precision 14, github.com/axiomhq/hyperloglog binary
+	// form) of the scanners' OpenID hashes: sparse, a few bytes a scanner, while small; 16 KiB
+	// once dense (beyond a few thousand scanners). Its standard error is about 0.8%.
+	// +optional
+	Scanners []byte `json:"scanners,omitempty"`
+	// UniqueScanners is the sketch's estimate of the distinct scanners.
+	// +optional
+	UniqueScanners int64 `json:"uniqueScanners,omitempty"`
+}
+
+// WeChatScanTallyList is a list of tally shards.
+// +kubebuilder:object:root=true
+type WeChatScanTallyList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []WeChatScanTally `json:"items"`
+}
+
+func init() {
+	register(&WeChatScanLedger{}, &WeChatScanLedgerList{}, &WeChatScanTally{}, &WeChatScanTallyList{})
+}

@@ -1,0 +1,410 @@
+/*
+Copyright 2026 The WeChat QR Code Operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package callback
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/axiomhq/hyperloglog"
+	"github.com/go-logr/logr"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/clock"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
+)
+
+// tallyShards spreads the codes' totals over this many WeChatScanTally objects. A code's totals
+// take about 150 bytes plus its unique-scanner sketch: a few bytes a scanner while sparse, 16 KiB
+// once dense. 16 shards under 1.5 MiB each hold about 100,000 codes scanned by few people, but
+// only about 1,400 codes with thousands of distinct scanners each.
+const tallyShards = 16
+
+// viewWorkers patch the codes' annotations in parallel: one round's patches are then bounded by
+// the API server, not by one request's latency.
+const viewWorkers = 8
+
+// folder folds the ledger segments into the tally shards, then the tally into the codes'
+// annotations. One replica folds at a time (leader election); a folder that dies at any point is
+// replaced by one that double counts nothing, because each shard stores, in the same write as its
+// totals, how far it has folded each segment, and the dedupe memory is rebuilt from the entries
+// below those marks (segments are kept for the dedupe window).
+type folder struct {
+	clock     clock.Clock
+	api       client.Reader // uncached: segments and shards are never cached
+	cache     client.Reader // the codes, for the view
+	writer    client.Writer
+	namespace string
+	window    time.Duration
+	interval  time.Duration
+	log       logr.Logger
+
+	// segments holds the entries of the segments read so far, by name, with the resourceVersion
+	// they were read at: a segment is read again only when it changed. Bounded by what the
+	// segments retained for the dedupe window hold.
+	segments map[string]*qrv1alpha1.WeChatScanLedger
+	// patchedAt is, per code, the resourceVersion the cache showed when the view was last
+	// patched: while the cache still shows it, it lags our patch, and patching again would be a
+	// wasted write.
+	patchedAt map[string]string
+}
+
+func newFolder(clk clock.Clock, api, cache client.Reader, writer client.Writer, namespace string, window, interval time.Duration, log logr.Logger) *folder {
+	return &folder{
+		clock: clk, api: api, cache: cache, writer: writer, namespace: namespace, window: window, interval: interval,
+		log: log.WithName("fold"), segments: map[string]*qrv1alpha1.WeChatScanLedger{}, patchedAt: map[string]string{},
+	}
+}
+
+// Start folds every interval until ctx ends; only the elected replica runs it.
+func (f *folder) Start(ctx context.Context) error {
+	for {
+		if err := f.fold(ctx); err != nil && ctx.Err() == nil {
+			folds.WithLabelValues("error").Inc()
+			f.log.Error(err, "fold failed; retrying next interval")
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-f.clock.After(f.interval):
+		}
+	}
+}
+
+// NeedLeaderElection is true: two folders would only conflict.
+func (f *folder) NeedLeaderElection() bool { return true }
+
+func shardOf(code string) int {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(code))
+	return int(h.Sum32() % tallyShards)
+}
+
+func shardName(i int) string { return fmt.Sprintf("tally-%02d", i) }
+
+// fold runs one round: read the segments and shards, add the new entries, write the shards that
+// changed, delete the segments done with, and bring the codes' annotations up to date.
+func (f *folder) fold(ctx context.Context) error {
+	segs, err := f.readSegments(ctx)
+	if err != nil {
+		return err
+	}
+	shards, err := f.readShards(ctx)
+	if err != nil {
+		return err
+	}
+	// The dedupe memory: every event below its shard's mark.
+	known := map[string]struct{}{}
+	for _, seg := range segs {
+		for i, e := range seg.Spec.Entries {
+			if int64(i) < shards[shardOf(e.Code)].Spec.Folded[seg.Name] {
+				known[seenKey(e.Code, e.Key)] = struct{}{}
+			}
+		}
+	}
+	changed := make([]bool, tallyShards)
+	sk := sketches{}
+	for _, seg := range segs {
+		for i, e := range seg.Spec.Entries {
+			sh := shards[shardOf(e.Code)]
+			if int64(i) < sh.Spec.Folded[seg.Name] {
+				continue
+			}
+			changed[shardOf(e.Code)] = true
+			k := seenKey(e.Code, e.Key)
+			if _, dup := known[k]; dup {
+				continue
+			}
+			known[k] = struct{}{}
+			add(sh, e, sk)
+		}
+	}
+	if err := sk.store(shards); err != nil {
+		return err
+	}
+	live := map[string]bool{}
+	for _, seg := range segs {
+		live[seg.Name] = true
+	}
+	for i, sh := range shards {
+		if !changed[i] {
+			continue
+		}
+		for name := range sh.Spec.Folded {
+			if !live[name] {
+				delete(sh.Spec.Folded, name)
+			}
+		}
+		for _, seg := range segs {
+			sh.Spec.Folded[seg.Name] = int64(len(seg.Spec.Entries))
+		}
+		if err := f.writeShard(ctx, sh); err != nil {
+			return err
+		}
+		folds.WithLabelValues("shard_written").Inc()
+	}
+	if err := f.collect(ctx, segs, shards); err != nil {
+		return err
+	}
+	folds.WithLabelValues("ok").Inc()
+	return f.view(ctx, shards)
+}
+
+// sketches are the unique-scanner sketches of the codes a round adds to, decoded once a round.
+type sketches map[string]*hyperloglog.Sketch
+
+func (s sketches) of(code string, t qrv1alpha1.CodeTally) *hyperloglog.Sketch {
+	sk := s[code]
+	if sk == nil {
+		sk = hyperloglog.New14()
+		// An undecodable sketch (edited by hand) restarts rather than blocking the fold.
+		if len(t.Scanners) > 0 && sk.UnmarshalBinary(t.Scanners) != nil {
+			sk = hyperloglog.New14()
+		}
+		s[code] = sk
+	}
+	return sk
+}
+
+// store encodes the sketches back into their codes' totals.
+func (s sketches) store(shards []*qrv1alpha1.WeChatScanTally) error {
+	for code, sk := range s {
+		sh := shards[shardOf(code)]
+		t := sh.Spec.Codes[code]
+		b, err := sk.MarshalBinary()
+		if err != nil {
+			return err
+		}
+		t.Scanners, t.UniqueScanners = b, int64(sk.Estimate())
+		sh.Spec.Codes[code] = t
+	}
+	return nil
+}
+
+// add counts e into its code's totals in sh. A code deleted and created again under the same
+// name has a new UID and starts from zero.
+func add(sh *qrv1alpha1.WeChatScanTally, e qrv1alpha1.LedgerEntry, sk sketches) {
+	t := sh.Spec.Codes[e.Code]
+	if t.UID != e.UID {
+		t = qrv1alpha1.CodeTally{UID: e.UID}
+		delete(sk, e.Code)
+	}
+	sk.of(e.Code, t).InsertHash(uint64(e.Scanner))
+	t.Scans++
+	if e.Subscribe {
+		t.Subscribes++
+	}
+	t.LastScanTime = max(t.LastScanTime, e.At)
+	sh.Spec.Codes[e.Code] = t
+}
+
+// readSegments lists the segments' metadata and reads those that are new or changed since the
+// last round, in name order (any fixed order makes every folder pick the same original).
+func (f *folder) readSegments(ctx context.Context) ([]*qrv1alpha1.WeChatScanLedger, error) {
+	var list metav1.PartialObjectMetadataList
+	list.SetGroupVersionKind(qrv1alpha1.GroupVersion.WithKind("WeChatScanLedgerList"))
+	if err := f.api.List(ctx, &list, client.InNamespace(f.namespace)); err != nil {
+		return nil, err
+	}
+	next := make(map[string]*qrv1alpha1.WeChatScanLedger, len(list.Items))
+	for _, m := range list.Items {
+		seg := f.segments[m.Name]
+		if seg == nil || seg.ResourceVersion != m.ResourceVersion {
+			seg = &qrv1alpha1.WeChatScanLedger{}
+			if err := f.api.Get(ctx, types.NamespacedName{Namespace: f.namespace, Name: m.Name}, seg); err != nil {
+				if apierrors.IsNotFound(err) {
+					continue
+				}
+				return nil, err
+			}
+		}
+		next[m.Name] = seg
+	}
+	f.segments = next
+	segs := make([]*qrv1alpha1.WeChatScanLedger, 0, len(next))
+	for _, seg := range next {
+		segs = append(segs, seg)
+	}
+	slices.SortFunc(segs, func(a, b *qrv1alpha1.WeChatScanLedger) int { return strings.Compare(a.Name, b.Name) })
+	return segs, nil
+}
+
+// readShards reads every shard from the API server; a missing one is empty, to be created.
+func (f *folder) readShards(ctx context.Context) ([]*qrv1alpha1.WeChatScanTally, error) {
+	shards := make([]*qrv1alpha1.WeChatScanTally, tallyShards)
+	for i := range shards {
+		sh := &qrv1alpha1.WeChatScanTally{}
+		err := f.api.Get(ctx, types.NamespacedName{Namespace: f.namespace, Name: shardName(i)}, sh)
+		if apierrors.IsNotFound(err) {
+			sh.Namespace, sh.Name, err = f.namespace, shardName(i), nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if sh.Spec.Codes == nil {
+			sh.Spec.Codes = map[string]qrv1alpha1.CodeTally{}
+		}
+		if sh.Spec.Folded == nil {
+			sh.Spec.Folded = map[string]int64{}
+		}
+		shards[i] = sh
+	}
+	return shards, nil
+}
+
+// writeShard creates or updates sh, with its resourceVersion: a conflict means another folder
+// wrote meanwhile, and this round ends without counting anything twice.
+func (f *folder) writeShard(ctx context.Context, sh *qrv1alpha1.WeChatScanTally) error {
+	if sh.ResourceVersion == "" {
+		return f.writer.Create(ctx, sh)
+	}
+	return f.writer.Update(ctx, sh)
+}
+
+// collect deletes the segments whose every entry is folded and whose last entry is older than
+// the dedupe window plus the longest a segment keeps growing: no retry of their events can come
+// any more, and their writer has moved on to another segment.
+func (f *folder) collect(ctx context.Context, segs []*qrv1alpha1.WeChatScanLedger, shards []*qrv1alpha1.WeChatScanTally) error {
+	for _, seg := range segs {
+		n := len(seg.Spec.Entries)
+		if n > 0 && f.clock.Since(time.UnixMilli(seg.Spec.Entries[n-1].At)) <= f.window+maxSegmentAge {
+			continue
+		}
+		if slices.ContainsFunc(seg.Spec.Entries, func(e qrv1alpha1.LedgerEntry) bool {
+			return shards[shardOf(e.Code)].Spec.Folded[seg.Name] < int64(n)
+		}) {
+			continue
+		}
+		err := f.writer.Delete(ctx, seg, client.Preconditions{ResourceVersion: &seg.ResourceVersion})
+		if err != nil && !apierrors.IsNotFound(err) {
+			return err
+		}
+		segmentsCollected.Inc()
+	}
+	return nil
+}
+
+// viewOf is the annotations a code shows for its totals.
+func viewOf(t qrv1alpha1.CodeTally) map[string]string {
+	v := map[string]string{
+		qrv1alpha1.AnnotationScans:             strconv.FormatInt(t.Scans, 10),
+		qrv1alpha1.AnnotationSubscribes:        strconv.FormatInt(t.Subscribes, 10),
+		qrv1alpha1.AnnotationExistingFollowers: strconv.FormatInt(t.Scans-t.Subscribes, 10),
+		qrv1alpha1.AnnotationUniqueScanners:    strconv.FormatInt(t.UniqueScanners, 10),
+	}
+	if t.LastScanTime != 0 {
+		v[qrv1alpha1.AnnotationLastScanTime] = time.UnixMilli(t.LastScanTime).UTC().Format(time.RFC3339)
+	}
+	return v
+}
+
+// view patches the annotations of every code whose cached annotations differ from its totals:
+// the codes scanned since the last round, and the codes whose annotations someone overwrote.
+func (f *folder) view(ctx context.Context, shards []*qrv1alpha1.WeChatScanTally) error {
+	type job struct {
+		obj  *qrv1alpha1.WeChatQRCode
+		want map[string]string
+	}
+	var jobs []job
+	for _, sh := range shards {
+		for name, t := range sh.Spec.Codes {
+			ns, n, _ := strings.Cut(name, "/")
+			obj := &qrv1alpha1.WeChatQRCode{}
+			if err := f.cache.Get(ctx, types.NamespacedName{Namespace: ns, Name: n}, obj); err != nil {
+				if apierrors.IsNotFound(err) {
+					forgetCode(ns, n)
+					continue
+				}
+				return err
+			}
+			observeCode(ns, n, t)
+			want := viewOf(t)
+			if obj.UID != t.UID || f.patchedAt[name] == obj.ResourceVersion || shows(obj, want) {
+				continue
+			}
+			f.patchedAt[name] = obj.ResourceVersion
+			jobs = append(jobs, job{obj, want})
+		}
+	}
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+		next = make(chan job)
+	)
+	for range viewWorkers {
+		wg.Go(func() {
+			for j := range next {
+				err := f.patchView(ctx, j.obj, j.want)
+				mu.Lock()
+				if err != nil {
+					// Patched again next round.
+					delete(f.patchedAt, client.ObjectKeyFromObject(j.obj).String())
+					errs = append(errs, err)
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	for _, j := range jobs {
+		next <- j
+	}
+	close(next)
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+func shows(obj *qrv1alpha1.WeChatQRCode, want map[string]string) bool {
+	for k, v := range want {
+		if obj.Annotations[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// patchView merges want into obj's annotations, on condition of its UID: a code deleted and
+// created again meanwhile must not show the old code's totals.
+func (f *folder) patchView(ctx context.Context, obj *qrv1alpha1.WeChatQRCode, want map[string]string) error {
+	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"uid": obj.UID, "annotations": want}})
+	if err != nil {
+		panic(err) // maps of strings always marshal
+	}
+	err = f.writer.Patch(ctx, obj.DeepCopy(), client.RawPatch(types.MergePatchType, patch))
+	switch {
+	case err == nil:
+		viewPatches.WithLabelValues("ok").Inc()
+	case apierrors.IsNotFound(err) || apierrors.IsConflict(err):
+		viewPatches.WithLabelValues("gone").Inc()
+		return nil
+	default:
+		viewPatches.WithLabelValues("error").Inc()
+		return err
+	}
+	return nil
+}

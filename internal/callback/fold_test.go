@@ -1,0 +1,241 @@
+/*
+Copyright 2026 The WeChat QR Code Operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package callback
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/clock"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
+)
+
+// TestExactlyOnceAcrossReplicas: every event of a hot code reaches one replica and its retry
+// the other (as when WeChat's answer was late, or the first replica died before answering), at
+// full speed; both append it to their own segment. The fold counts each event once, and so does a
+// new folder that starts after the originals were folded and the retries were not (a folder
+// restart between the original and its retry). Past the dedupe window the segments go.
+func TestExactlyOnceAcrossReplicas(t *testing.T) {
+	f := newFixture(t)
+	ref, p := f.account("a", "wxonce01", "tok-once", testKey, "")
+	rs := f.replicas(2, ref)
+	code := f.code(newCode("", "hot", p.appID, "T-ONCE", 1, ""))
+	waitIndexed(t, rs, p.appID, "T-ONCE")
+
+	const events, workers = 400, 16
+	msg := func(i int) string {
+		if i%4 == 0 {
+			return scanXML("o-"+strconv.Itoa(i), 1700000000, "subscribe", "qrscene_1", "T-ONCE")
+		}
+		return scanXML("o-"+strconv.Itoa(i), 1700000000, "SCAN", "1", "T-ONCE")
+	}
+	send := func(first, last int, to func(i int) *replica) {
+		var next atomic.Int64
+		next.Store(int64(first))
+		var wg sync.WaitGroup
+		for range workers {
+			wg.Go(func() {
+				for i := int(next.Add(1)) - 1; i < last; i = int(next.Add(1)) - 1 {
+					sendRetrying(t, p.build(t, msg(i)), to(i))
+				}
+			})
+		}
+		wg.Wait()
+	}
+	// Half the events: original and retry both appended before any fold.
+	send(0, events/2, func(i int) *replica { return rs[i%2] })
+	send(0, events/2, func(i int) *replica { return rs[1-i%2] })
+	f.wantCounts(code, strconv.Itoa(events/2), strconv.Itoa(events/8))
+	// The other half: the originals are folded, then the folder is replaced, then the retries come.
+	send(events/2, events, func(i int) *replica { return rs[i%2] })
+	f.fold()
+	f.folds = nil
+	send(events/2, events, func(i int) *replica { return rs[1-i%2] })
+	f.wantCounts(code, strconv.Itoa(events), strconv.Itoa(events/4))
+
+	// Within the window the segments stay (a retry may still come); past it they go.
+	f.clock.Step(DefaultOptions().DedupeWindow)
+	f.fold()
+	if n := f.segments(); n == 0 {
+		t.Fatal("segments collected within the dedupe window")
+	}
+	f.clock.Step(maxSegmentAge + time.Minute)
+	f.wantCounts(code, strconv.Itoa(events), strconv.Itoa(events/4))
+	if n := f.segments(); n != 0 {
+		t.Fatalf("%d segments left after the dedupe window", n)
+	}
+	// The totals do not depend on the segments any more.
+	f.folds = nil
+	f.wantCounts(code, strconv.Itoa(events), strconv.Itoa(events/4))
+}
+
+func (f *fixture) segments() int {
+	f.t.Helper()
+	var segs qrv1alpha1.WeChatScanLedgerList
+	if err := f.c.List(f.ctx, &segs, client.InNamespace(f.ns)); err != nil {
+		f.t.Fatal(err)
+	}
+	return len(segs.Items)
+}
+
+// dyingWriter is a folder's writer that dies after allowed writes: every later write fails, as
+// if the process had been killed between two writes.
+type dyingWriter struct {
+	client.Writer
+	allowed atomic.Int32
+	// noPatch kills it at its first patch: after the tally, before the annotations.
+	noPatch bool
+}
+
+var errKilled = errors.New("killed")
+
+func (w *dyingWriter) live() bool { return w.allowed.Add(-1) >= 0 }
+
+func (w *dyingWriter) Create(ctx context.Context, obj client.Object, opts ...client.CreateOption) error {
+	if !w.live() {
+		return errKilled
+	}
+	return w.Writer.Create(ctx, obj, opts...)
+}
+
+func (w *dyingWriter) Update(ctx context.Context, obj client.Object, opts ...client.UpdateOption) error {
+	if !w.live() {
+		return errKilled
+	}
+	return w.Writer.Update(ctx, obj, opts...)
+}
+
+func (w *dyingWriter) Patch(ctx context.Context, obj client.Object, patch client.Patch, opts ...client.PatchOption) error {
+	if w.noPatch || !w.live() {
+		return errKilled
+	}
+	return w.Writer.Patch(ctx, obj, patch, opts...)
+}
+
+// createCodes creates n codes.
+func (f *fixture) createCodes(n int) []*qrv1alpha1.WeChatQRCode {
+	f.t.Helper()
+	var codes []*qrv1alpha1.WeChatQRCode
+	for i := range n {
+		codes = append(codes, f.code(newCode("", fmt.Sprintf("code-%d", i), "wxdirect", fmt.Sprintf("T-%d", i), int64(i+1), "")))
+	}
+	return codes
+}
+
+// scanCodes appends, through a replica's ledger, scans of codes: code i gets i+1 scans keyed
+// round/j, the first of each round a subscribe.
+func (f *fixture) scanCodes(codes []*qrv1alpha1.WeChatQRCode, round int) {
+	f.t.Helper()
+	l := newLedger(clock.RealClock{}, f.c, f.ns, "direct", 0)
+	var wg sync.WaitGroup
+	for i, code := range codes {
+		for j := range i + 1 {
+			e := qrv1alpha1.LedgerEntry{Key: fmt.Sprintf("k%d/%d", round, j), Code: client.ObjectKeyFromObject(code).String(), UID: code.UID, Subscribe: j == 0, At: f.clock.Now().UnixMilli()}
+			wg.Go(func() {
+				if _, err := l.count(f.ctx, e, time.Now().Add(time.Minute)); err != nil {
+					f.t.Error(err)
+				}
+			})
+		}
+	}
+	wg.Wait()
+}
+
+// TestFoldIdempotent kills the folder after each of its writes in turn (between two tally shard
+// writes, between two annotation patches), restarting it each time, then between the tally and
+// the annotations: the totals come out exact.
+func TestFoldIdempotent(t *testing.T) {
+	f := newFixture(t)
+	codes := f.createCodes(12)
+	shardsTouched := map[int]bool{}
+	for _, c := range codes {
+		shardsTouched[shardOf(client.ObjectKeyFromObject(c).String())] = true
+	}
+	if len(shardsTouched) < 2 {
+		t.Fatal("the codes fall in one shard: the test would not kill between two shard writes")
+	}
+	f.scanCodes(codes, 0)
+	kills := 0
+	for {
+		w := &dyingWriter{Writer: f.c}
+		w.allowed.Store(1)
+		err := f.folder(w).fold(f.ctx)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, errKilled) {
+			t.Fatal(err)
+		}
+		kills++
+	}
+	// One kill after each shard write (the last one: between the tally and the annotations), then
+	// after each annotation patch but the last.
+	if want := len(shardsTouched) + len(codes) - 1; kills != want {
+		t.Errorf("%d kills, want %d", kills, want)
+	}
+	for i, c := range codes {
+		f.wantCounts(c, strconv.Itoa(i+1), "1")
+	}
+
+	f.scanCodes(codes, 1)
+	tallyOnly := &dyingWriter{Writer: f.c, noPatch: true}
+	tallyOnly.allowed.Store(1 << 20)
+	if err := f.folder(tallyOnly).fold(f.ctx); !errors.Is(err, errKilled) {
+		t.Fatalf("fold: %v, want killed before the annotations", err)
+	}
+	if s, _ := f.counts(codes[1]); s != "2" {
+		t.Fatalf("scans %q: the view moved before the kill", s)
+	}
+	f.folds = nil
+	for i, c := range codes {
+		f.wantCounts(c, strconv.Itoa(2*(i+1)), "2")
+	}
+}
+
+// TestReplaceRestores: `kubectl replace -f code.yaml` (an update of the code without the
+// annotations) wipes the view; the next fold restores it from the tally. So does an apply that
+// carries stale counts.
+func TestReplaceRestores(t *testing.T) {
+	f := newFixture(t)
+	codes := f.createCodes(3)
+	f.scanCodes(codes, 0)
+	code := codes[2]
+	f.wantCounts(code, "3", "1")
+	for _, ann := range []map[string]string{nil, {qrv1alpha1.AnnotationScans: "1", qrv1alpha1.AnnotationSubscribes: "0"}} {
+		var got qrv1alpha1.WeChatQRCode
+		if err := f.c.Get(f.ctx, types.NamespacedName{Namespace: f.ns, Name: code.Name}, &got); err != nil {
+			t.Fatal(err)
+		}
+		got.Annotations = ann
+		if err := f.c.Update(f.ctx, &got); err != nil {
+			t.Fatal(err)
+		}
+		if s, _ := f.counts(code); s == "3" {
+			t.Fatal("the replace kept the counts: the test replaces nothing")
+		}
+		f.wantCounts(code, "3", "1")
+	}
+}

@@ -1,0 +1,282 @@
+/*
+Copyright 2026 The WeChat QR Code Operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package callback
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/clock"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
+)
+
+// scanCounter persists scans. The server answers WeChat only once count has returned: the HTTP
+// tests drive the server with a stand-in, and the ledger's own tests run against an API server.
+type scanCounter interface {
+	// count returns once e is durable (duplicate when this replica knows it already was), or with
+	// an error: then e may or may not be durable, and WeChat's retry will tell. It gives up when
+	// ctx ends, and its write at deadline.
+	count(ctx context.Context, e qrv1alpha1.LedgerEntry, deadline time.Time) (duplicate bool, err error)
+}
+
+// Segment bounds. An entry is about 160 bytes of JSON (a 60-character code name), so a full
+// segment is about 320 KiB: well under the API server's 1.5 MiB request limit, and small enough
+// that etcd rewriting it on every append stays cheap.
+const (
+	maxSegmentEntries = 2000
+	// maxSegmentAge also bounds how long a segment can still grow: the folder deletes a segment
+	// only when its last entry is older than the dedupe window plus this.
+	maxSegmentAge = 30 * time.Second
+)
+
+// ledger is the server's scanCounter: it appends the scans of each commit window to the current
+// segment this replica owns, with one write (a JSON patch that appends; nobody else writes the
+// segment, so there is nothing to conflict with). Whether a scan was already counted is the
+// folder's business: appending a retry again is harmless.
+type ledger struct {
+	clock     clock.WithDelayedExecution
+	writer    client.Writer
+	namespace string
+	identity  string
+	window    time.Duration
+	// incarnation keeps the segment names of a restarted replica apart from its previous life's.
+	incarnation int64
+	seen        *seenSet
+
+	mu       sync.Mutex
+	queued   []*pending
+	inFlight map[string]*outcome
+	running  bool
+
+	// The current segment, owned by the commit loop: "" when a new one must be created.
+	segment    string
+	seq        int
+	segEntries int
+	segStart   time.Time
+}
+
+type pending struct {
+	entry    qrv1alpha1.LedgerEntry
+	deadline time.Time
+	out      *outcome
+}
+
+type outcome struct {
+	done chan struct{}
+	err  error
+}
+
+func newLedger(clk clock.WithDelayedExecution, writer client.Writer, namespace, identity string, window time.Duration) *ledger {
+	return &ledger{
+		clock: clk, writer: writer, namespace: namespace, identity: identity, window: window,
+		incarnation: clk.Now().UnixMilli(),
+		seen:        newSeenSet(clk, time.Minute, 1<<16),
+		inFlight:    map[string]*outcome{},
+	}
+}
+
+// scannerHash is the 64-bit hash of an OpenID that the ledger keeps instead of the OpenID.
+func scannerHash(openID string) int64 {
+	h := sha256.Sum256([]byte(openID))
+	return int64(binary.BigEndian.Uint64(h[:8]))
+}
+
+func (l *ledger) count(ctx context.Context, e qrv1alpha1.LedgerEntry, deadline time.Time) (duplicate bool, err error) {
+	k := seenKey(e.Code, e.Key)
+	if l.seen.has(k) {
+		return true, nil
+	}
+	l.mu.Lock()
+	out, joined := l.inFlight[k]
+	if !joined {
+		out = &outcome{done: make(chan struct{})}
+		l.inFlight[k] = out
+		l.queued = append(l.queued, &pending{entry: e, deadline: deadline, out: out})
+		if !l.running {
+			l.running = true
+			go l.loop()
+		}
+	}
+	l.mu.Unlock()
+	select {
+	case <-out.done:
+		return joined, out.err
+	case <-ctx.Done():
+		return false, context.Cause(ctx)
+	}
+}
+
+// loop appends what arrived at most once per window, and ends when a window passes without a
+// scan.
+func (l *ledger) loop() {
+	window := l.clock.After(l.window)
+	for {
+		<-window
+		l.mu.Lock()
+		batch := l.queued
+		l.queued = nil
+		if len(batch) == 0 {
+			l.running = false
+			l.mu.Unlock()
+			return
+		}
+		l.mu.Unlock()
+		// The next window starts with this append, not after it.
+		window = l.clock.After(l.window)
+
+		err := l.append(batch)
+		if err == nil {
+			// Before the events leave inFlight, so that a retry finds them in one or the other.
+			for _, p := range batch {
+				l.seen.add(seenKey(p.entry.Code, p.entry.Key))
+			}
+		}
+		l.mu.Lock()
+		for _, p := range batch {
+			delete(l.inFlight, seenKey(p.entry.Code, p.entry.Key))
+		}
+		l.mu.Unlock()
+		for _, p := range batch {
+			p.out.err = err
+			close(p.out.done)
+		}
+	}
+}
+
+// append makes batch durable in the current segment, or in a new one when there is none or the
+// current one is full or old.
+func (l *ledger) append(batch []*pending) error {
+	// The earliest deadline: the first in the batch waits longest.
+	ctx, cancel := withDeadline(context.Background(), l.clock, batch[0].deadline)
+	defer cancel()
+	batchSize.Observe(float64(len(batch)))
+	entries := make([]qrv1alpha1.LedgerEntry, len(batch))
+	for i, p := range batch {
+		entries[i] = p.entry
+	}
+	var err error
+	if l.segment == "" || l.segEntries+len(entries) > maxSegmentEntries || l.clock.Since(l.segStart) >= maxSegmentAge {
+		err = l.create(ctx, entries)
+	} else {
+		err = l.writer.Patch(ctx, l.object(), client.RawPatch(types.JSONPatchType, appendPatch(entries)))
+	}
+	if err != nil {
+		// Whether the write happened is unknown: never append to that segment again, so the
+		// entry count stays a bound. Entries that did land are deduplicated by the fold.
+		appends.WithLabelValues("error").Inc()
+		l.segment = ""
+		return err
+	}
+	appends.WithLabelValues("ok").Inc()
+	l.segEntries += len(entries)
+	return nil
+}
+
+func (l *ledger) object() *qrv1alpha1.WeChatScanLedger {
+	return &qrv1alpha1.WeChatScanLedger{ObjectMeta: metav1.ObjectMeta{Namespace: l.namespace, Name: l.segment}}
+}
+
+// create starts a new segment holding entries.
+func (l *ledger) create(ctx context.Context, entries []qrv1alpha1.LedgerEntry) error {
+	l.seq++
+	l.segment, l.segEntries, l.segStart = fmt.Sprintf("%s-%d-%d", l.identity, l.incarnation, l.seq), 0, l.clock.Now()
+	seg := l.object()
+	seg.Spec = qrv1alpha1.WeChatScanLedgerSpec{Replica: l.identity, Entries: entries}
+	return l.writer.Create(ctx, seg)
+}
+
+// appendPatch is the JSON patch that appends entries to a segment's entries.
+func appendPatch(entries []qrv1alpha1.LedgerEntry) []byte {
+	ops := make([]map[string]any, len(entries))
+	for i, e := range entries {
+		ops[i] = map[string]any{"op": "add", "path": "/spec/entries/-", "value": e}
+	}
+	b, err := json.Marshal(ops)
+	if err != nil {
+		panic(err) // entries are strings and numbers: they always marshal
+	}
+	return b
+}
+
+// seenSet remembers the events this replica made durable in the last one to two ttl, at most
+// about 2*max of them, so that a retry is answered without a write. It is only a shortcut: the
+// fold is what counts each event once.
+type seenSet struct {
+	clock clock.PassiveClock
+	ttl   time.Duration
+	max   int
+
+	mu       sync.Mutex
+	cur, old map[string]struct{}
+	rotated  time.Time
+}
+
+func newSeenSet(clk clock.PassiveClock, ttl time.Duration, max int) *seenSet {
+	return &seenSet{clock: clk, ttl: ttl, max: max, cur: map[string]struct{}{}, old: map[string]struct{}{}, rotated: clk.Now()}
+}
+
+// seenKey is an event of a code (namespace/name): the scope of an event key.
+func seenKey(code, key string) string { return code + "\x00" + key }
+
+// rotate drops the older generation; called with mu held.
+func (s *seenSet) rotate() {
+	if s.clock.Since(s.rotated) > s.ttl || len(s.cur) >= s.max {
+		s.old, s.cur, s.rotated = s.cur, make(map[string]struct{}, len(s.cur)), s.clock.Now()
+	}
+}
+
+func (s *seenSet) add(k string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.rotate()
+	s.cur[k] = struct{}{}
+}
+
+func (s *seenSet) has(k string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.rotate()
+	_, inCur := s.cur[k]
+	_, inOld := s.old[k]
+	return inCur || inOld
+}
+
+// withDeadline is context.WithDeadline on clk, so that a test steps a deadline instead of waiting
+// for it. The context ends with cause context.DeadlineExceeded. It does not report the deadline
+// through Deadline(): a dialer or a client would compare that with the real time.
+func withDeadline(parent context.Context, clk clock.WithDelayedExecution, deadline time.Time) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancelCause(parent)
+	left := deadline.Sub(clk.Now())
+	if left <= 0 {
+		cancel(context.DeadlineExceeded)
+		return ctx, func() {}
+	}
+	t := clk.AfterFunc(left, func() { cancel(context.DeadlineExceeded) })
+	return ctx, func() {
+		t.Stop()
+		cancel(context.Canceled)
+	}
+}
