@@ -56,7 +56,9 @@ func main() {
 	}
 }
 
-type handler struct{ account *officialaccount.OfficialAccount }
+type handler struct {
+	account *officialaccount.OfficialAccount
+}
 
 func (h handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	srv := h.account.GetServer(r, w)
