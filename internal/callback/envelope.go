@@ -25,59 +25,84 @@ import (
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/wxcrypto"
 )
 
-// The envelope of a safe- or compatible-mode push is read by a byte scan rather than
-// encoding/xml, which cost about half of a push's CPU. Its one output, the text of <Encrypt>, is
-// trusted only once msg_signature and decryption have verified it, so the scan need not be a
-// full XML parser; it must only never yield a value that encoding/xml would not (the fuzz target
-// FuzzEnvelopeEncrypt holds it to that). It accepts a strict subset of XML and refuses the rest:
+// A push body, and the envelope of a safe- or compatible-mode push, are read by a byte scan
+// rather than encoding/xml, which cost about half of a push's CPU. The scan accepts a strict subset
+// of XML and reads from it exactly what encoding/xml would (FuzzEnvelopeEncrypt and FuzzMessage
+// hold it to that); what it does not accept, the envelope refuses and the message leaves to
+// encoding/xml. The subset:
 //
 //   - optional XML whitespace, then exactly <xml>, then children and whitespace, then </xml>;
 //     whatever follows </xml> is ignored, as encoding/xml ignores it;
 //   - a child is <Name>content</Name> or <Name/>, Name in [A-Za-z_][A-Za-z0-9_.-]*, with no
 //     attributes, namespace prefixes or whitespace inside the tags;
 //   - content is text, CDATA sections and nested children, at most maxEnvelopeDepth elements
-//     deep (<xml> is the first); text
-//     is valid UTF-8 of XML characters without "]]>", and & only in &amp; &lt; &gt; &quot; &apos;;
+//     deep (<xml> is the first); text is valid UTF-8 of XML characters without "]]>", and & only
+//     in &amp; &lt; &gt; &quot; &apos;;
 //   - comments, processing instructions, DOCTYPE and text directly inside <xml> are refused;
-//   - <Encrypt> counts only as a direct child of <xml>, at most once; its content is text and
-//     CDATA of printable ASCII (base64 is), no &, carriage return or nested element, and its
-//     value is the concatenation of those pieces, as encoding/xml's.
+//   - a field read (Encrypt; the message's fields) counts only as a direct child of <xml>, at
+//     most once; its content is text and CDATA without &, > in text, carriage return (which
+//     encoding/xml rewrites) or nested element, and its value is the concatenation of those
+//     pieces, as encoding/xml's.
 //
+// The envelope's <Encrypt> is trusted only once msg_signature and decryption have verified it.
 // The scan reads every byte at most a few times and recurses at most maxEnvelopeDepth deep, so
 // its cost is linear in the body, which --max-body-bytes bounds.
 const maxEnvelopeDepth = 8
 
 // envelopeEncrypt returns the <Encrypt> of a push body, "" when it has none, or errMalformed.
 func envelopeEncrypt(b []byte) (string, error) {
+	var enc string
+	ok := scanFields(b, func(name []byte) *string {
+		if string(name) == "Encrypt" {
+			return &enc
+		}
+		return nil
+	})
+	if !ok {
+		return "", errMalformed
+	}
+	return enc, nil
+}
+
+// maxFields is the most fields a scan reads.
+const maxFields = 8
+
+// scanFields scans b and stores the value of every child of <xml> for which field returns where
+// to store it (at most maxFields of them). It reports whether b is of the subset.
+func scanFields(b []byte, field func(name []byte) *string) bool {
 	s := envelopeScanner{b: b}
 	s.space()
 	if !s.literal("<xml>") {
-		return "", errMalformed
+		return false
 	}
-	var enc string
-	found := false
+	var seen [maxFields]*string
+	n := 0
 	for {
 		s.space()
 		if s.literal("</xml>") {
-			return enc, nil
+			return true
 		}
 		name, empty, ok := s.startTag()
 		if !ok {
-			return "", errMalformed
+			return false
 		}
-		if string(name) != "Encrypt" {
+		dst := field(name)
+		if dst == nil {
 			if !empty && !s.content(name, 2) {
-				return "", errMalformed
+				return false
 			}
 			continue
 		}
-		if found {
-			return "", errMalformed
+		for _, d := range seen[:n] {
+			if d == dst {
+				return false
+			}
 		}
-		found = true
+		seen[n] = dst
+		n++
 		if !empty {
-			if enc, ok = s.encrypt(); !ok {
-				return "", errMalformed
+			if *dst, ok = s.value(name); !ok {
+				return false
 			}
 		}
 	}
@@ -237,15 +262,15 @@ func xmlChars(b []byte) bool {
 	return true
 }
 
-// encrypt reads the content of <Encrypt> up to and including </Encrypt>.
-func (s *envelopeScanner) encrypt() (string, bool) {
+// value reads the content of a field up to and including </name>.
+func (s *envelopeScanner) value(name []byte) (string, bool) {
 	var first, joined []byte
 	pieces := 0
 	for {
 		var piece []byte
 		switch rest := s.b[s.i:]; {
 		case bytes.HasPrefix(rest, []byte("</")):
-			if !s.endTag([]byte("Encrypt")) {
+			if !s.endTag(name) {
 				return "", false
 			}
 			if pieces > 1 {
@@ -254,7 +279,7 @@ func (s *envelopeScanner) encrypt() (string, bool) {
 			return string(first), true
 		case bytes.HasPrefix(rest, []byte("<![CDATA[")):
 			var ok bool
-			if piece, ok = s.cdata(); !ok {
+			if piece, ok = s.cdata(); !ok || !xmlChars(piece) || bytes.IndexByte(piece, '\r') >= 0 {
 				return "", false
 			}
 		default:
@@ -265,12 +290,12 @@ func (s *envelopeScanner) encrypt() (string, bool) {
 			}
 			piece = rest[:end]
 			s.i += end
+			if !xmlChars(piece) || bytes.ContainsAny(piece, "&>\r") {
+				return "", false
+			}
 		}
-		if !encryptChars(piece) {
-			return "", false
-		}
-		// Most envelopes hold one CDATA section: its bytes become the value without a copy
-		// in between.
+		// Most fields are one CDATA section or one text: its bytes become the value without a
+		// copy in between.
 		if pieces++; pieces == 1 {
 			first = piece
 		} else {
@@ -280,17 +305,6 @@ func (s *envelopeScanner) encrypt() (string, bool) {
 			joined = append(joined, piece...)
 		}
 	}
-}
-
-// encryptChars reports whether b is printable ASCII or tab and newline: base64 is, and so no
-// entity, carriage return (which encoding/xml would rewrite) or "]]>" in text can hide in it.
-func encryptChars(b []byte) bool {
-	for _, c := range b {
-		if (c < 0x20 || c > 0x7e || c == '&' || c == '>') && c != '\t' && c != '\n' {
-			return false
-		}
-	}
-	return true
 }
 
 // appendEnvelope appends the envelope of an encrypted passive reply, byte for byte what

@@ -18,6 +18,7 @@ package callback
 
 import (
 	"encoding/xml"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -104,7 +105,7 @@ func TestEnvelopeEncrypt(t *testing.T) {
 		"mismatched end":         "<xml><Encrypt>a</Encrypted></xml>",
 		"entity in Encrypt":      "<xml><Encrypt>a&amp;b</Encrypt></xml>",
 		"carriage return":        "<xml><Encrypt>a\r\nb</Encrypt></xml>",
-		"non-ASCII in Encrypt":   "<xml><Encrypt>é</Encrypt></xml>",
+		"> in Encrypt text":      "<xml><Encrypt>a>b</Encrypt></xml>",
 		"element in Encrypt":     "<xml><Encrypt>a<b/></Encrypt></xml>",
 		"unknown entity":         "<xml><Content>&nbsp;</Content></xml>",
 		"numeric entity":         "<xml><Content>&#65;</Content></xml>",
@@ -142,4 +143,45 @@ func FuzzEnvelopeEncrypt(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) { checkEnvelope(t, body) })
+}
+
+// checkMessage holds parseMessage to encoding/xml: the same fields, or both refuse.
+func checkMessage(t *testing.T, body []byte) {
+	t.Helper()
+	var want message
+	xerr := xml.Unmarshal(body, &want)
+	got, err := parseMessage(body)
+	switch {
+	case (err != nil) != (xerr != nil):
+		t.Fatalf("%q: error %v, encoding/xml's %v", body, err, xerr)
+	case err != nil:
+		return
+	}
+	// Only encoding/xml fills XMLName (it checks the root's name with it); nothing reads it.
+	got.XMLName, want.XMLName = xml.Name{}, xml.Name{}
+	if !reflect.DeepEqual(*got, want) {
+		t.Fatalf("%q:\n got %+v\nwant %+v", body, *got, want)
+	}
+}
+
+func TestParseMessageMatchesEncodingXML(t *testing.T) {
+	for _, body := range []string{
+		scanXML("o1", 1700000000, "subscribe", "qrscene_7", "TICKET"),
+		scanXML("o1", 1, "SCAN", "-", ""),
+		// Outside the scanned subset, so encoding/xml reads them.
+		"<xml><FromUserName>a &amp; b</FromUserName><Event>x</Event><Event>y</Event></xml>",
+		"<xml><EventKey><![CDATA[a\r\nb]]></EventKey><!-- c --></xml>",
+		"<xml><ScanCodeInfo><ScanType>qrcode</ScanType></ScanCodeInfo><MsgType>event</MsgType><Content>a]]>b</Content></xml>",
+		"<xml><MsgType>text</MsgType>",
+		"<notxml/>",
+	} {
+		checkMessage(t, []byte(body))
+	}
+}
+
+func FuzzMessage(f *testing.F) {
+	f.Add([]byte(scanXML("o1", 1700000000, "subscribe", "qrscene_7", "TICKET")))
+	f.Add([]byte("<xml><FromUserName>a &amp; b</FromUserName><Event>x</Event><Event>y</Event><A><B/></A></xml>"))
+	f.Add([]byte("<xml>\n<Ticket><![CDATA[t]]> x <![CDATA[]]></Ticket><EventKey/></xml>"))
+	f.Fuzz(checkMessage)
 }

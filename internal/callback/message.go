@@ -42,11 +42,38 @@ type message struct {
 var errMalformed = errors.New("malformed push body")
 
 func parseMessage(b []byte) (*message, error) {
-	var m message
-	if err := xml.Unmarshal(b, &m); err != nil {
+	m := &message{}
+	if scanFields(b, m.field) {
+		return m, nil
+	}
+	// Outside the subset the scan reads (an entity or a carriage return in a field, a comment…):
+	// encoding/xml decides.
+	*m = message{}
+	if err := xml.Unmarshal(b, m); err != nil {
 		return nil, errMalformed
 	}
-	return &m, nil
+	return m, nil
+}
+
+// field is where scanFields stores the child of <xml> called name, nil for one not read.
+func (m *message) field(name []byte) *string {
+	switch string(name) {
+	case "ToUserName":
+		return &m.ToUserName
+	case "FromUserName":
+		return &m.FromUserName
+	case "CreateTime":
+		return &m.CreateTime
+	case "MsgType":
+		return &m.MsgType
+	case "Event":
+		return &m.Event
+	case "EventKey":
+		return &m.EventKey
+	case "Ticket":
+		return &m.Ticket
+	}
+	return nil
 }
 
 // Kinds of push, the kind label of the events metric.
