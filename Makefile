@@ -125,9 +125,17 @@ BENCH_OUT ?= bench/results/latest.md
 BENCHFLAGS ?=
 
 .PHONY: bench
-bench: ## Benchmarks (issuance, renewal storm, callback) on a real API server with the fake WeChat; table and JSON lines into BENCH_OUT.
+bench: ## Benchmarks (issuance, renewal storm, callback, peer) on a real API server with the fake WeChat; table and JSON lines into BENCH_OUT.
 	mkdir -p $(dir $(BENCH_OUT))
 	KUBEBUILDER_ASSETS="$$(hack/controlplane.sh)" $(GO) run ./test/bench -out $(BENCH_OUT) $(BENCHFLAGS)
+
+# `make bench-peer`: only the push CPU comparison with silenceper/wechat, into its own file.
+PEER_OUT ?= bench/results/peer.md
+
+.PHONY: bench-peer
+bench-peer: ## Only the push CPU per event of the callback server beside silenceper/wechat (test/bench/peer) into PEER_OUT.
+	mkdir -p $(dir $(PEER_OUT))
+	KUBEBUILDER_ASSETS="$$(hack/controlplane.sh)" $(GO) run ./test/bench -only peer -out $(PEER_OUT) $(BENCHFLAGS)
 
 ##@ Build
 

@@ -185,20 +185,24 @@ func (s *Server) open(w http.ResponseWriter, r *http.Request, keys *pushKeys, q 
 		return nil, nil, newRefusal(http.StatusForbidden, "no_encoding_aes_key",
 			errors.New("encrypted push for an account whose Secret has no encodingAESKey"))
 	}
-	m, err := parseMessage(body)
+	if !encrypted {
+		m, err := parseMessage(body)
+		if err != nil {
+			return nil, nil, newRefusal(http.StatusBadRequest, "malformed_body", err)
+		}
+		return m, nil, nil
+	}
+	enc, err := envelopeEncrypt(body)
 	if err != nil {
 		return nil, nil, newRefusal(http.StatusBadRequest, "malformed_body", err)
 	}
-	if !encrypted {
-		return m, nil, nil
-	}
-	if m.Encrypt == "" || q.Get("msg_signature") == "" {
+	if enc == "" || q.Get("msg_signature") == "" {
 		return nil, nil, newRefusal(http.StatusBadRequest, "missing_parameter", nil)
 	}
-	if !wxcrypto.VerifySignature(q.Get("msg_signature"), keys.token, q.Get("timestamp"), q.Get("nonce"), m.Encrypt) {
+	if !wxcrypto.VerifySignature(q.Get("msg_signature"), keys.token, q.Get("timestamp"), q.Get("nonce"), enc) {
 		return nil, nil, newRefusal(http.StatusForbidden, "bad_msg_signature", nil)
 	}
-	plain, c, err := keys.decrypt(m.Encrypt)
+	plain, c, err := keys.decrypt(enc)
 	if err != nil {
 		reason := "decrypt_failed"
 		if errors.Is(err, wxcrypto.ErrAppIDMismatch) {
@@ -206,7 +210,8 @@ func (s *Server) open(w http.ResponseWriter, r *http.Request, keys *pushKeys, q 
 		}
 		return nil, nil, newRefusal(http.StatusBadRequest, reason, err)
 	}
-	if m, err = parseMessage(plain); err != nil {
+	m, err := parseMessage(plain)
+	if err != nil {
 		return nil, nil, newRefusal(http.StatusBadRequest, "malformed_body", err)
 	}
 	return m, c, nil
@@ -241,15 +246,15 @@ func (s *Server) answer(w http.ResponseWriter, keys *pushKeys, m *message, c *wx
 		return
 	}
 	now := s.clock.Now().Unix()
-	body, err := newTextReply(m, text, now)
-	if err == nil && c != nil {
-		body, err = seal(keys.token, c, body, now)
-	}
-	if err != nil {
-		// The scan is persisted: acknowledging it without the reply beats a retry.
-		s.log.Error(err, "building the passive reply; answering success", "appID", keys.appID)
-		s.answer(w, keys, m, nil, "")
-		return
+	body := appendTextReply(nil, m, text, now)
+	if c != nil {
+		var err error
+		if body, err = seal(keys.token, c, body, now); err != nil {
+			// The scan is persisted: acknowledging it without the reply beats a retry.
+			s.log.Error(err, "sealing the passive reply; answering success", "appID", keys.appID)
+			s.answer(w, keys, m, nil, "")
+			return
+		}
 	}
 	w.Header().Set("Content-Type", "application/xml; charset=utf-8")
 	_, _ = w.Write(body)

@@ -23,7 +23,9 @@ limitations under the License.
 //     the fake beside the configured per-account rate;
 //   - callback: signed, encrypted pushes from many senders to one hot and many spread codes,
 //     events per second acknowledged durably and latency, beside a naive one-patch-per-event
-//     handler measured in the same run, and the final counts beside the events sent.
+//     handler measured in the same run, and the final counts beside the events sent;
+//   - peer: CPU per push of the callback server beside silenceper/wechat's handler
+//     (test/bench/peer, a module of its own) on the same signed safe-mode pushes.
 //
 // The manager and the callback server run as processes built from the tree; each benchmark gets
 // a fresh control plane, so that one's objects do not weigh on the next. It prints a table and
@@ -82,7 +84,8 @@ func main() {
 		iss     issuanceConfig
 		storm   stormConfig
 		cb      callbackConfig
-		only    = flag.String("only", "issuance,renewal,callback", "benchmarks to run, comma-separated")
+		pc      peerConfig
+		only    = flag.String("only", "issuance,renewal,callback,peer", "benchmarks to run, comma-separated")
 		out     = flag.String("out", "", "results file to write (table, JSON lines, date and machine); empty: none")
 		keep    = flag.Bool("keep", false, "keep the scratch directory (process logs) after the run")
 		timeout = flag.Duration("timeout", 30*time.Minute, "give up after this long")
@@ -113,6 +116,9 @@ func main() {
 	// about 30 pushes a second: 10,000 a second take hundreds of concurrent senders, as WeChat's
 	// fleet provides when that many people scan.
 	flag.IntVar(&cb.Senders, "senders", 512, "callback: concurrent senders")
+	flag.IntVar(&pc.Events, "peer-events", 20000, "peer: pushes to each server per round")
+	flag.IntVar(&pc.Rounds, "peer-rounds", 2, "peer: measured rounds (each server in turn), after a warm-up round of a tenth")
+	flag.IntVar(&pc.Senders, "peer-senders", 16, "peer: concurrent senders")
 	managerEnv := flag.String("manager-env", "", "extra environment of the manager, comma-separated KEY=VALUE (e.g. GOMEMLIMIT=90MiB)")
 	flag.Parse()
 	if *managerEnv != "" {
@@ -126,13 +132,13 @@ func main() {
 	defer cancel()
 	ctx, cancelTimeout := context.WithTimeout(ctx, *timeout)
 	defer cancelTimeout()
-	if err := benchMain(ctx, strings.Split(*only, ","), *out, *keep, iss, storm, cb); err != nil {
+	if err := benchMain(ctx, strings.Split(*only, ","), *out, *keep, iss, storm, cb, pc); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
 
-func benchMain(ctx context.Context, only []string, out string, keep bool, iss issuanceConfig, storm stormConfig, cb callbackConfig) error {
+func benchMain(ctx context.Context, only []string, out string, keep bool, iss issuanceConfig, storm stormConfig, cb callbackConfig, pc peerConfig) error {
 	started := time.Now()
 	mach := machine()
 	dir, err := os.MkdirTemp("", "wechat-qrcode-bench-")
@@ -158,6 +164,7 @@ func benchMain(ctx context.Context, only []string, out string, keep bool, iss is
 		{"issuance", iss.String(), iss.run},
 		{"renewal", storm.String(), storm.run},
 		{"callback", cb.String(), cb.run},
+		{"peer", pc.String(), pc.run},
 	}
 	var figures []Figure
 	var settings []string

@@ -1,0 +1,126 @@
+/*
+Copyright 2026 The WeChat QR Code Operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package callback
+
+import (
+	"encoding/xml"
+	"net/http"
+	"strconv"
+	"testing"
+)
+
+// The encoding/xml builders that made the replies before appendTextReply and appendEnvelope: the
+// oracle they must match byte for byte, and what the tests read replies with.
+
+// cdata marshals as a CDATA section; encoding/xml splits any "]]>" inside it.
+type cdata struct {
+	Value string `xml:",cdata"`
+}
+
+type textReply struct {
+	XMLName      xml.Name `xml:"xml"`
+	ToUserName   cdata    `xml:"ToUserName"`
+	FromUserName cdata    `xml:"FromUserName"`
+	CreateTime   int64    `xml:"CreateTime"`
+	MsgType      cdata    `xml:"MsgType"`
+	Content      cdata    `xml:"Content"`
+}
+
+type encryptedReply struct {
+	XMLName      xml.Name `xml:"xml"`
+	Encrypt      cdata    `xml:"Encrypt"`
+	MsgSignature cdata    `xml:"MsgSignature"`
+	TimeStamp    string   `xml:"TimeStamp"`
+	Nonce        cdata    `xml:"Nonce"`
+}
+
+func oracleTextReply(t testing.TB, to, from, text string, now int64) string {
+	t.Helper()
+	b, err := xml.Marshal(textReply{
+		ToUserName: cdata{to}, FromUserName: cdata{from}, CreateTime: now, MsgType: cdata{"text"}, Content: cdata{text},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func oracleEnvelope(t testing.TB, enc, sig string, now int64, nonce string) string {
+	t.Helper()
+	b, err := xml.Marshal(encryptedReply{
+		Encrypt: cdata{enc}, MsgSignature: cdata{sig}, TimeStamp: strconv.FormatInt(now, 10), Nonce: cdata{nonce},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// checkReplies compares both builders with the oracle on the same fields.
+func checkReplies(t *testing.T, to, from, text string, now int64) {
+	t.Helper()
+	m := &message{FromUserName: to, ToUserName: from}
+	if got, want := string(appendTextReply(nil, m, text, now)), oracleTextReply(t, to, from, text, now); got != want {
+		t.Fatalf("text reply\n got %q\nwant %q", got, want)
+	}
+	// The envelope's fields are base64, hex and rand.Text in production; any text must match.
+	ts := strconv.FormatInt(now, 10)
+	if got, want := string(appendEnvelope(nil, text, to, ts, from)), oracleEnvelope(t, text, to, now, from); got != want {
+		t.Fatalf("envelope\n got %q\nwant %q", got, want)
+	}
+}
+
+func TestRepliesMatchEncodingXML(t *testing.T) {
+	for name, tc := range map[string]struct {
+		to, from, text string
+		now            int64
+	}{
+		"plain":              {"oUser", "gh_account", "thanks", 1700000000},
+		"empty fields":       {"", "", "", 0},
+		"negative time":      {"o", "gh", "x", -5},
+		"end of CDATA":       {"o", "gh", "a]]>b", 1},
+		"only end of CDATA":  {"]]>", "]]>]]>", "]]>", 1},
+		"near ends":          {"]]", "]>", "]]]>>]]]]>>", 1},
+		"markup and entity":  {"o-1<x>&amp;", "gh", "thanks ]]> <b>&amp;</b>", 2},
+		"unicode":            {"o", "gh", "感谢您的关注! 场景值: 7 😀", 3},
+		"newlines and tabs":  {"o\r\n", "gh\t", "line1\nline2\r", 4},
+		"invalid UTF-8":      {"o\xff", "gh", "\xc3(", 5},
+		"control characters": {"o\x00", "gh", "\x01\x1f", 6},
+	} {
+		t.Run(name, func(t *testing.T) { checkReplies(t, tc.to, tc.from, tc.text, tc.now) })
+	}
+}
+
+func FuzzReplies(f *testing.F) {
+	f.Add("oUser", "gh_account", "thanks ]]> <b>&amp;</b>", int64(1700000000))
+	f.Add("]]>", "]]", "]]]>>", int64(-1))
+	f.Add("", "\xff", "\x00\r\n", int64(0))
+	f.Fuzz(checkReplies)
+}
+
+// BenchmarkPushReply is the CPU cost of a safe-mode push that is counted and answered with an
+// encrypted passive reply: the envelope and the message parsed, the reply and its envelope built.
+// The stub counter takes every push after the first for a retry, so nothing else is measured.
+func BenchmarkPushReply(b *testing.B) {
+	s, _, pushers := unitServer(b, newStubCounter())
+	req := pushers[safe].build(b, scanXML("o1", 1, "SCAN", "2", "TICKET-S"))
+	for b.Loop() {
+		if code, reply := req.serve(s); code != http.StatusOK || reply == "success" {
+			b.Fatal(code, reply)
+		}
+	}
+}
