@@ -58,11 +58,11 @@ func (c peerConfig) run(ctx context.Context, r *run) ([]Figure, error) {
 	if out, err := build.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("building test/bench/peer: %w\n%s", err, out)
 	}
-	cb, err := harness.StartCallback(ctx, r.bins, "callback", s.cp.Kubeconfig, harness.SecretRef(s.ns), s.dir)
+	cb, err := harness.StartCallback(ctx, r.bins, "callback", s.cp.Kubeconfig, harness.SecretRef(s.ns), s.dir, 0)
 	if err != nil {
 		return nil, err
 	}
-	defer cb.Stop(10 * time.Second)
+	defer func() { _ = cb.Stop(10 * time.Second) }() // a forced kill after the measurement changes no figure
 	addr, err := harness.FreeAddr()
 	if err != nil {
 		return nil, err
@@ -72,7 +72,7 @@ func (c peerConfig) run(ctx context.Context, r *run) ([]Figure, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer peer.Stop(10 * time.Second)
+	defer func() { _ = peer.Stop(10 * time.Second) }() // as above
 	readyCtx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	if err := peer.WaitReady(readyCtx, "http://"+addr+"/readyz"); err != nil {
