@@ -47,6 +47,12 @@ const (
 	ReasonExpired              = "Expired"
 	ReasonAccountSecretMissing = "AccountSecretMissing"
 	ReasonAccountSecretInvalid = "AccountSecretInvalid"
+	// ReasonAccountNotFound: the code's spec.accountRef names no account.
+	ReasonAccountNotFound = "AccountNotFound"
+	// ReasonAccountNotReady: the account exists but is not Ready; its own conditions say why.
+	ReasonAccountNotReady = "AccountNotReady"
+	// ReasonPermanentCodeLimit: a Permanent code would exceed the account's permanentCodeLimit.
+	ReasonPermanentCodeLimit = "PermanentCodeLimitReached"
 	ReasonSceneConflict        = "SceneConflict"
 	ReasonQuotaExhausted       = "QuotaExhausted"
 	// ReasonWeChatUnreachable: no answer from WeChat (network, timeout, HTTP error).
@@ -76,9 +82,22 @@ const (
 	EventRenewRequestIgnored = "RenewRequestIgnored"
 )
 
+// Reasons of an account's Ready condition, besides ReasonWeChatError, ReasonWeChatUnreachable
+// and the Secret's (ReasonAccountSecretMissing, ReasonAccountSecretInvalid).
+const (
+	// ReasonTokenObtained: the credentials work; WeChat handed out an access token.
+	ReasonTokenObtained = "TokenObtained"
+	// ReasonDuplicateAppID: an older account has the same AppID; this one is not used.
+	ReasonDuplicateAppID = "DuplicateAppID"
+)
+
+func findCondition(conditions []metav1.Condition, conditionType string) *metav1.Condition {
+	return meta.FindStatusCondition(conditions, conditionType)
+}
+
 // Condition returns the condition of that type, or nil.
 func (s *WeChatQRCodeStatus) Condition(conditionType string) *metav1.Condition {
-	return meta.FindStatusCondition(s.Conditions, conditionType)
+	return findCondition(s.Conditions, conditionType)
 }
 
 // ReadyCondition returns the Ready condition, or nil before the first reconcile.

@@ -52,8 +52,9 @@ const (
 	MaxPreviousTickets = 100
 )
 
-// Keys of the account Secret. The manager reads appID and appSecret; the callback server reads
-// appID, token, encodingAESKey and previousEncodingAESKey.
+// Keys of the account Secret (spec.secretRef of a WeChatAccount or ClusterWeChatAccount). The
+// manager reads appID and appSecret; the callback server gets token, encodingAESKey and
+// previousEncodingAESKey from the manager's projection, never the Secret itself.
 const (
 	AccountKeyAppID                  = "appID"
 	AccountKeyAppSecret              = "appSecret"
@@ -62,15 +63,27 @@ const (
 	AccountKeyPreviousEncodingAESKey = "previousEncodingAESKey"
 )
 
-// AccountReference names the Secret, in the WeChatQRCode's namespace, that holds the
-// Official Account's credentials under the keys appID and appSecret (for the API), and token,
-// encodingAESKey and optionally previousEncodingAESKey (for event pushes).
+// AccountReference names the Official Account a code is issued by: a WeChatAccount in the code's
+// namespace or a ClusterWeChatAccount.
 type AccountReference struct {
-	// Name of the Secret.
+	// Kind is WeChatAccount or ClusterWeChatAccount; unset means WeChatAccount (the default is
+	// applied by the operator, not written into the spec, so GitOps tools see no drift).
+	// +optional
+	// +kubebuilder:validation:Enum=WeChatAccount;ClusterWeChatAccount
+	Kind string `json:"kind,omitempty"`
+	// Name of the account.
 	// +required
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=253
 	Name string `json:"name"`
+}
+
+// KindOrDefault returns the kind, WeChatAccount when unset.
+func (r AccountReference) KindOrDefault() string {
+	if r.Kind == "" {
+		return KindWeChatAccount
+	}
+	return r.Kind
 }
 
 // Scene is the parameter WeChat hands back in the push when someone scans the code.
@@ -135,7 +148,7 @@ type Reply struct {
 // +kubebuilder:validation:XValidation:rule="self.type != 'Temporary' || has(self.ttl)",message="ttl is required for a Temporary code (1m to 720h)",fieldPath=".ttl",reason=FieldValueRequired
 // +kubebuilder:validation:XValidation:rule="!has(self.renewBefore) || !has(self.ttl) || duration(self.renewBefore) < duration(self.ttl)",message="renewBefore must be shorter than ttl",fieldPath=".renewBefore",reason=FieldValueInvalid
 type WeChatQRCodeSpec struct {
-	// AccountRef names the Secret with the Official Account's credentials.
+	// AccountRef names the Official Account that issues the code.
 	// +required
 	AccountRef AccountReference `json:"accountRef"`
 
@@ -165,9 +178,15 @@ type WeChatQRCodeSpec struct {
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s')",message="renewBefore must be at least 1s"
 	RenewBefore *metav1.Duration `json:"renewBefore,omitempty"`
 
-	// Reply, when set, is sent as a text message to whoever scans the code.
+	// Reply, when set, is sent as a text message to whoever scans the code. A code with a reply
+	// is answered by the operator alone: its scans are not forwarded to the account's
+	// spec.forward application.
 	// +optional
 	Reply *Reply `json:"reply,omitempty"`
+
+	// Sink receives this code's counted scans as CloudEvents, besides the account's sink.
+	// +optional
+	Sink *Destination `json:"sink,omitempty"`
 }
 
 // IssuedFor records what a ticket was issued for, so that a change of account, type or scene is
@@ -268,6 +287,10 @@ type WeChatQRCodeStatus struct {
 	// end of the backoff.
 	// +optional
 	LastFailureSecretVersion string `json:"lastFailureSecretVersion,omitempty"`
+
+	// SinkURI is spec.sink resolved to a URL.
+	// +optional
+	SinkURI string `json:"sinkURI,omitempty"`
 
 	// ObservedRenewRequest is the value of the renew-requested-at annotation last acted on
 	// (re-issued, or refused with an Event), so that each request is handled once.
