@@ -53,8 +53,8 @@ const (
 	ReasonAccountNotReady = "AccountNotReady"
 	// ReasonPermanentCodeLimit: a Permanent code would exceed the account's permanentCodeLimit.
 	ReasonPermanentCodeLimit = "PermanentCodeLimitReached"
-	ReasonSceneConflict        = "SceneConflict"
-	ReasonQuotaExhausted       = "QuotaExhausted"
+	ReasonSceneConflict      = "SceneConflict"
+	ReasonQuotaExhausted     = "QuotaExhausted"
 	// ReasonWeChatUnreachable: no answer from WeChat (network, timeout, HTTP error).
 	ReasonWeChatUnreachable = "WeChatUnreachable"
 	// ReasonIssueFailed: a failure that is neither WeChat's errcode nor the network's.
