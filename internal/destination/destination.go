@@ -14,7 +14,6 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-
 // Package destination resolves where the operator sends HTTP on an account's or a code's behalf
 // to URLs: spec.forward (the application behind the account's server URL) and spec.sink (where
 // scan events go, Knative's duckv1.Destination). The manager resolves them and writes the URLs
