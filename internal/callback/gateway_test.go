@@ -17,13 +17,18 @@ limitations under the License.
 package callback
 
 import (
+	"encoding/json"
 	"encoding/xml"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -260,5 +265,210 @@ func TestForwardModes(t *testing.T) {
 				})
 			}
 		})
+	}
+}
+
+// TestForwardWechatCryptoPush forwards a push encrypted and signed by the npm package
+// wechat-crypto (a vector of hack/wechat-crypto-vectors, an implementation independent of ours):
+// the application receives its ciphertext and signatures byte for byte, and decrypts the very
+// message wechat-crypto encrypted.
+func TestForwardWechatCryptoPush(t *testing.T) {
+	raw, err := os.ReadFile("../wxcrypto/testdata/wechat-crypto-vectors.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f struct {
+		Vectors []struct {
+			Token, EncodingAESKey, AppID, Timestamp, Nonce, Message, Encrypt, MsgSignature, Signature string
+		}
+	}
+	if err := json.Unmarshal(raw, &f); err != nil {
+		t.Fatal(err)
+	}
+	i := slices.IndexFunc(f.Vectors, func(v struct {
+		Token, EncodingAESKey, AppID, Timestamp, Nonce, Message, Encrypt, MsgSignature, Signature string
+	}) bool {
+		return strings.Contains(v.Message, "qrscene_") && strings.HasSuffix(v.Message, "</xml>")
+	})
+	if i < 0 {
+		t.Fatal("no QR scan among the vectors")
+	}
+	v := f.Vectors[i]
+	ticket := v.Message[strings.Index(v.Message, "<Ticket><![CDATA[")+len("<Ticket><![CDATA[") : strings.Index(v.Message, "]]></Ticket>")]
+	counter := newStubCounter()
+	s, clk, _ := unitServer(t, counter, newCode("ns", "vector", v.AppID, ticket, 123123, ""))
+	sec, _ := strconv.ParseInt(v.Timestamp, 10, 64)
+	clk.SetTime(time.Unix(sec, 0))
+	cipher, err := wxcrypto.NewCipher(v.EncodingAESKey, v.AppID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	app := newApplication(t, v.Token, cipher)
+	s.keyring.byAppID.Store(&map[string]*pushKeys{v.AppID: {appID: v.AppID, token: v.Token, ciphers: []*wxcrypto.Cipher{cipher},
+		account: pushconfig.Account{ForwardURL: app.srv.URL, ForwardTimeout: time.Second}}})
+
+	wechat := &pusher{appID: v.AppID, token: v.Token, mode: safe, cipher: cipher}
+	req := &push{method: http.MethodPost, path: PathPrefix + v.AppID,
+		query: url.Values{"timestamp": {v.Timestamp}, "nonce": {v.Nonce}, "signature": {v.Signature}, "openid": {"oia2Tj"},
+			"encrypt_type": {"aes"}, "msg_signature": {v.MsgSignature}},
+		body: []byte("<xml><ToUserName><![CDATA[gh_7f083739789a]]></ToUserName><Encrypt><![CDATA[" + v.Encrypt + "]]></Encrypt></xml>")}
+	status, body := req.serve(s)
+	if status != http.StatusOK {
+		t.Fatalf("got %d %q", status, body)
+	}
+	got := app.requests()
+	if len(got) != 1 || got[0].problem != "" || got[0].msg.Event != "subscribe" || got[0].msg.EventKey != "qrscene_123123" {
+		t.Fatalf("the application got %+v", got)
+	}
+	if r := wechat.openReply(t, body); r.Content.Value != "app saw event/subscribe/" {
+		t.Fatalf("reply %q", r.Content.Value)
+	}
+	if counter.scansOf("vector") != 1 {
+		t.Fatal("the scan was not counted")
+	}
+}
+
+// slowPush sends a scan of the plaintext code to an application that holds it, and returns the
+// answer once the fake clock has passed the forward's timeout.
+func (g *gateway) slowPush(t *testing.T, timeout time.Duration) (int, string) {
+	t.Helper()
+	app := g.apps[plaintext]
+	app.hold = make(chan struct{})
+	defer close(app.hold)
+	g.account("wxplain", func(a *pushconfig.Account) { a.ForwardTimeout = timeout })
+	answered := make(chan [2]any, 1)
+	go func() {
+		status, body := g.pushers[plaintext].build(t, scanXML("o-slow", 1700000200, "SCAN", "1", "TICKET-P")).serve(g.s)
+		answered <- [2]any{status, body}
+	}()
+	<-app.arrived
+	// The application holds the push (it would for 6 s): only the timeout can answer WeChat.
+	g.clock.Step(timeout)
+	a := <-answered
+	return a[0].(int), a[1].(string)
+}
+
+// TestForwardSlowApplication: an application that does not answer within the forward's timeout
+// gets WeChat "success", and the scan is counted all the same.
+func TestForwardSlowApplication(t *testing.T) {
+	g := newGateway(t)
+	before := forwardCount(forwardTimeout)
+	status, body := g.slowPush(t, 2*time.Second)
+	wantOK(t, status, body, "success")
+	if g.counter.scansOf("plain") != 1 {
+		t.Fatal("the scan was not counted")
+	}
+	waitFor(t, "the timeout metric", func() bool { return forwardCount(forwardTimeout) == before+1 })
+}
+
+// TestForwardApplicationDown: an application that cannot be reached is "success" at once, and
+// the scan counted.
+func TestForwardApplicationDown(t *testing.T) {
+	g := newGateway(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	down := "http://" + l.Addr().String() + "/wx"
+	_ = l.Close()
+	g.account("wxplain", func(a *pushconfig.Account) { a.ForwardURL = down })
+	before := forwardCount(forwardError)
+	status, body := g.pushers[plaintext].build(t, scanXML("o-down", 1700000300, "subscribe", "qrscene_1", "TICKET-P")).serve(g.s)
+	wantOK(t, status, body, "success")
+	if g.counter.scansOf("plain") != 1 {
+		t.Fatal("the scan was not counted")
+	}
+	if forwardCount(forwardError) != before+1 {
+		t.Fatal("the failed forward is not in the metric")
+	}
+}
+
+// TestNotForwarded: the operator's own answers never reach the application: the scan of a code
+// with a reply, the URL verification, and every refused push.
+func TestNotForwarded(t *testing.T) {
+	g := newGateway(t)
+	p, app := g.pushers[safe], g.apps[safe]
+
+	status, body := p.build(t, scanXML("o-reply", 1700000400, "SCAN", "2", "TICKET-S")).serve(g.s)
+	if status != http.StatusOK || p.openReply(t, body).Content.Value != "thanks ]]> <b>&amp;</b>" {
+		t.Fatalf("the code's own reply: %d %q", status, body)
+	}
+	get := p.build(t, "")
+	get.method, get.body = http.MethodGet, nil
+	get.query.Set("echostr", "4711")
+	if status, body := get.serve(g.s); status != http.StatusOK || body != "4711" {
+		t.Fatalf("verification: %d %q", status, body)
+	}
+	forged := p.build(t, textXML("o-forger", 1700000401, "hi"))
+	forged.query.Set("signature", strings.Repeat("0", 40))
+	badMsgSig := p.build(t, textXML("o-forger", 1700000403, "hi"))
+	badMsgSig.query.Set("msg_signature", strings.Repeat("0", 40))
+	big := p.build(t, textXML("o-forger", 1700000404, strings.Repeat("x", 70<<10)))
+	// A replay an hour later, last: it moves the clock.
+	stale := p.build(t, textXML("o-forger", 1700000402, "hi"))
+	for _, tc := range []struct {
+		r      *push
+		reason string
+	}{{forged, "bad_signature"}, {badMsgSig, "bad_msg_signature"}, {big, "body_too_large"}, {stale, "stale_timestamp"}} {
+		if tc.r == stale {
+			g.clock.Step(time.Hour)
+		}
+		before := refusalCount(tc.reason)
+		if status, _ := tc.r.serve(g.s); status < 400 || status >= 500 || refusalCount(tc.reason) != before+1 {
+			t.Errorf("%s: %d, want a refusal", tc.reason, status)
+		}
+	}
+	if n := len(app.requests()); n != 0 {
+		t.Fatalf("the application got %d requests", n)
+	}
+	if g.counter.scansOf("safe") != 1 {
+		t.Fatal("the scan of the code with a reply was not counted")
+	}
+}
+
+// TestForwardHeaders: hop-by-hop headers stop at the operator, the operator's own headers cannot
+// be forged by the sender, a retry is told as a duplicate, and the application's status and
+// headers reach WeChat.
+func TestForwardHeaders(t *testing.T) {
+	g := newGateway(t)
+	var got http.Header
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got = r.Header.Clone()
+		w.Header().Set("Connection", "X-Hop")
+		w.Header().Set("X-Hop", "1")
+		w.Header().Set("X-App", "kept")
+		w.WriteHeader(http.StatusInternalServerError)
+		_, _ = io.WriteString(w, "app failed")
+	}))
+	t.Cleanup(upstream.Close)
+	g.account("wxplain", func(a *pushconfig.Account) { a.ForwardURL = upstream.URL })
+	req := g.pushers[plaintext].build(t, scanXML("o-h", 1700000500, "SCAN", "1", "TICKET-P"))
+	send := func() *httptest.ResponseRecorder {
+		r := req.request()
+		r.Header.Set("Connection", "X-Secret-Hop")
+		r.Header.Set("X-Secret-Hop", "1")
+		r.Header.Set("Proxy-Authorization", "Basic eA==")
+		r.Header.Set(HeaderCodeName, "forged")
+		r.Header.Set("X-Forwarded-For", "198.51.100.1")
+		rec := httptest.NewRecorder()
+		g.s.ServeHTTP(rec, r)
+		return rec
+	}
+	rec := send()
+	if rec.Code != http.StatusInternalServerError || rec.Body.String() != "app failed" || rec.Header().Get("X-App") != "kept" || rec.Header().Get("X-Hop") != "" {
+		t.Fatalf("relayed %d %q %v", rec.Code, rec.Body.String(), rec.Header())
+	}
+	for _, h := range []string{"X-Secret-Hop", "Proxy-Authorization", "Connection"} {
+		if got.Get(h) != "" {
+			t.Errorf("hop-by-hop %s forwarded", h)
+		}
+	}
+	if got.Get(HeaderCodeName) != "plain" || got.Get(HeaderScan) != "new" || got.Get("X-Forwarded-For") != "198.51.100.1, 203.0.113.7" {
+		t.Errorf("headers %v", got)
+	}
+	// WeChat retries after the 500: the application learns it is the same scan.
+	send()
+	if got.Get(HeaderScan) != "duplicate" || g.counter.scansOf("plain") != 1 {
+		t.Errorf("retry: %s, scans %d", got.Get(HeaderScan), g.counter.scansOf("plain"))
 	}
 }
