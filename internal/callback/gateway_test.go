@@ -365,13 +365,7 @@ func TestForwardSlowApplication(t *testing.T) {
 // the scan counted.
 func TestForwardApplicationDown(t *testing.T) {
 	g := newGateway(t)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	down := "http://" + l.Addr().String() + "/wx"
-	_ = l.Close()
-	g.account("wxplain", func(a *pushconfig.Account) { a.ForwardURL = down })
+	g.account("wxplain", func(a *pushconfig.Account) { a.ForwardURL = unreachableURL(t) + "wx" })
 	before := forwardCount(forwardError)
 	status, body := g.pushers[plaintext].build(t, scanXML("o-down", 1700000300, "subscribe", "qrscene_1", "TICKET-P")).serve(g.s)
 	wantOK(t, status, body, "success")
@@ -471,4 +465,15 @@ func TestForwardHeaders(t *testing.T) {
 	if got.Get(HeaderScan) != "duplicate" || g.counter.scansOf("plain") != 1 {
 		t.Errorf("retry: %s, scans %d", got.Get(HeaderScan), g.counter.scansOf("plain"))
 	}
+}
+
+// unreachableURL is the URL of a port that was just closed: connections to it are refused.
+func unreachableURL(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = l.Close() }()
+	return "http://" + l.Addr().String() + "/"
 }

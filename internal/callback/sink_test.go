@@ -73,7 +73,9 @@ func (r *receiver) received() []cloudevents.Event {
 	return append([]cloudevents.Event(nil), r.events...)
 }
 
-func deliveries(result string) float64 { return testutil.ToFloat64(sinkDeliveries.WithLabelValues(result)) }
+func deliveries(result string) float64 {
+	return testutil.ToFloat64(sinkDeliveries.WithLabelValues(result))
+}
 
 // idle is true when no sink has an event queued or a worker running.
 func (s *sinks) idle() bool {
@@ -141,12 +143,7 @@ func mustServe(t *testing.T, s *Server, p *push) {
 // TestSinkDown: a sink that cannot be reached neither fails nor delays the push; the event is
 // tried sinkAttempts times with backoff on the clock, then counted as failed; the scan is counted.
 func TestSinkDown(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	down := "http://" + l.Addr().String() + "/"
-	_ = l.Close()
+	down := unreachableURL(t)
 	counter := newStubCounter()
 	s, clk, pushers := unitServer(t, counter)
 	keys := *s.keyring.lookup("wxplain")
