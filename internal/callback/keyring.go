@@ -31,6 +31,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/credentials"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/pushconfig"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/wxcrypto"
 
 	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
@@ -44,6 +45,8 @@ type pushKeys struct {
 	// ciphers holds the current key's cipher then the previous one's; empty for a plaintext-mode
 	// account.
 	ciphers []*wxcrypto.Cipher
+	// account is the account as the manager projected it: its forward and sink.
+	account pushconfig.Account
 }
 
 // decrypt tries the current key, then the previous one, and returns the cipher that worked so

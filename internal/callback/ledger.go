@@ -40,6 +40,9 @@ type scanCounter interface {
 	// an error: then e may or may not be durable, and WeChat's retry will tell. It gives up when
 	// ctx ends, and its write at deadline.
 	count(ctx context.Context, e qrv1alpha1.LedgerEntry, deadline time.Time) (duplicate bool, err error)
+	// known is whether count would now answer duplicate for the event key of code (namespace/name)
+	// without waiting: what the forwarded push tells the application.
+	known(code, key string) bool
 }
 
 // Segment bounds. An entry is about 160 bytes of JSON (a 60-character code name), so a full
@@ -128,6 +131,8 @@ func (l *ledger) count(ctx context.Context, e qrv1alpha1.LedgerEntry, deadline t
 		return false, context.Cause(ctx)
 	}
 }
+
+func (l *ledger) known(code, key string) bool { return l.seen.has(seenKey(code, key)) }
 
 // loop appends what arrived at most once per window, and ends when a window passes without a
 // scan.

@@ -156,13 +156,16 @@ func Setup(mgr ctrl.Manager, opts Options) (*Server, error) {
 // newServer wires a Server: api reads, uncached, the account Secrets; cache serves the index
 // lookups; writer appends to the ledger; clk times everything.
 func newServer(opts Options, clk clock.WithDelayedExecution, api, cache client.Reader, writer client.Writer, log logr.Logger) *Server {
+	transport := newTransport()
 	return &Server{
-		opts:    opts,
-		keyring: &keyring{reader: api, refs: dedupe(opts.Accounts), interval: opts.SecretRefreshInterval, clock: clk, log: log},
-		counter: newLedger(clk, writer, opts.Namespace, opts.Identity, opts.CommitWindow),
-		cache:   cache,
-		log:     log,
-		sampler: sampler{clock: clk},
-		clock:   clk,
+		opts:      opts,
+		forwarder: &forwarder{transport: transport, clock: clk, log: log, sampler: sampler{clock: clk}},
+		sinks:     newSinks(context.Background(), clk, transport, log),
+		keyring:   &keyring{reader: api, refs: dedupe(opts.Accounts), interval: opts.SecretRefreshInterval, clock: clk, log: log},
+		counter:   newLedger(clk, writer, opts.Namespace, opts.Identity, opts.CommitWindow),
+		cache:     cache,
+		log:       log,
+		sampler:   sampler{clock: clk},
+		clock:     clk,
 	}
 }

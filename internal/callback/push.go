@@ -53,6 +53,9 @@ type Server struct {
 	cache   client.Reader
 	log     logr.Logger
 	sampler sampler
+	// forwarder hands pushes on to the account's application; sinks get the counted scans.
+	forwarder *forwarder
+	sinks     *sinks
 	// clock times everything of a push: the timestamp check, the reply deadline, the reply's
 	// CreateTime, the log sampler and the push duration.
 	clock clock.WithDelayedExecution
@@ -72,7 +75,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.echo(w, r, keys, q)
 		return
 	}
-	m, c, rf := s.open(w, r, keys, q)
+	m, c, body, rf := s.open(w, r, keys, q)
 	if rf != nil {
 		s.refuse(w, r, keys, rf)
 		return
@@ -82,13 +85,18 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	sc, kind := classify(m)
 	if sc == nil {
 		events.WithLabelValues(kind, "acknowledged").Inc()
-		s.answer(w, keys, m, c, "")
+		s.relay(w, keys, m, c, s.forward(r, keys, body, nil))
 		return
 	}
 	deadline := start.Add(s.opts.ReplyDeadline)
 	ctx, cancel := withDeadline(r.Context(), s.clock, deadline)
 	defer cancel()
 	code, result, err := attribute(ctx, s.cache, keys.appID, sc)
+	var app <-chan *forwarded
+	// A code with a reply is answered by the operator alone: WeChat takes one reply.
+	if err == nil && (code == nil || code.Spec.Reply == nil) {
+		app = s.forward(r, keys, body, s.scanHeaders(code, sc))
+	}
 	if err == nil && code != nil {
 		result, err = s.count(ctx, code, sc, m.FromUserName, start, deadline)
 	}
@@ -100,6 +108,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	events.WithLabelValues(kind, result).Inc()
+	if result == resultCounted {
+		s.publish(keys, code, sc, m)
+	}
+	if app != nil {
+		s.relay(w, keys, m, c, app)
+		return
+	}
 	var reply string
 	if (result == resultCounted || result == resultDuplicate) && code.Spec.Reply != nil {
 		reply = code.Spec.Reply.Text
@@ -161,13 +176,14 @@ func (s *Server) echo(w http.ResponseWriter, r *http.Request, keys *pushKeys, q 
 
 // open reads, authenticates and decrypts the body of a push. It returns the cipher that decrypted
 // it, nil for a plaintext push.
-func (s *Server) open(w http.ResponseWriter, r *http.Request, keys *pushKeys, q url.Values) (*message, *wxcrypto.Cipher, *refusal) {
+// It returns the body as read, too, for the application behind the account.
+func (s *Server) open(w http.ResponseWriter, r *http.Request, keys *pushKeys, q url.Values) (*message, *wxcrypto.Cipher, []byte, *refusal) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes))
 	if err != nil {
 		if _, tooLarge := errors.AsType[*http.MaxBytesError](err); tooLarge {
-			return nil, nil, newRefusal(http.StatusRequestEntityTooLarge, "body_too_large", nil)
+			return nil, nil, nil, newRefusal(http.StatusRequestEntityTooLarge, "body_too_large", nil)
 		}
-		return nil, nil, newRefusal(http.StatusBadRequest, "read_error", nil)
+		return nil, nil, nil, newRefusal(http.StatusBadRequest, "read_error", nil)
 	}
 	var encrypted bool
 	switch q.Get("encrypt_type") {
@@ -175,32 +191,32 @@ func (s *Server) open(w http.ResponseWriter, r *http.Request, keys *pushKeys, q 
 	case "aes":
 		encrypted = true
 	default:
-		return nil, nil, newRefusal(http.StatusBadRequest, "bad_encrypt_type", nil)
+		return nil, nil, nil, newRefusal(http.StatusBadRequest, "bad_encrypt_type", nil)
 	}
 	switch {
 	case !encrypted && len(keys.ciphers) > 0:
-		return nil, nil, newRefusal(http.StatusForbidden, "encryption_required",
+		return nil, nil, nil, newRefusal(http.StatusForbidden, "encryption_required",
 			errors.New("the account Secret has an encodingAESKey, so only encrypted pushes are accepted: set the account to safe or compatible mode, or remove encodingAESKey"))
 	case encrypted && len(keys.ciphers) == 0:
-		return nil, nil, newRefusal(http.StatusForbidden, "no_encoding_aes_key",
+		return nil, nil, nil, newRefusal(http.StatusForbidden, "no_encoding_aes_key",
 			errors.New("encrypted push for an account whose Secret has no encodingAESKey"))
 	}
 	if !encrypted {
 		m, err := parseMessage(body)
 		if err != nil {
-			return nil, nil, newRefusal(http.StatusBadRequest, "malformed_body", err)
+			return nil, nil, nil, newRefusal(http.StatusBadRequest, "malformed_body", err)
 		}
-		return m, nil, nil
+		return m, nil, body, nil
 	}
 	enc, err := envelopeEncrypt(body)
 	if err != nil {
-		return nil, nil, newRefusal(http.StatusBadRequest, "malformed_body", err)
+		return nil, nil, nil, newRefusal(http.StatusBadRequest, "malformed_body", err)
 	}
 	if enc == "" || q.Get("msg_signature") == "" {
-		return nil, nil, newRefusal(http.StatusBadRequest, "missing_parameter", nil)
+		return nil, nil, nil, newRefusal(http.StatusBadRequest, "missing_parameter", nil)
 	}
 	if !wxcrypto.VerifySignature(q.Get("msg_signature"), keys.token, q.Get("timestamp"), q.Get("nonce"), enc) {
-		return nil, nil, newRefusal(http.StatusForbidden, "bad_msg_signature", nil)
+		return nil, nil, nil, newRefusal(http.StatusForbidden, "bad_msg_signature", nil)
 	}
 	plain, c, err := keys.decrypt(enc)
 	if err != nil {
@@ -208,13 +224,13 @@ func (s *Server) open(w http.ResponseWriter, r *http.Request, keys *pushKeys, q 
 		if errors.Is(err, wxcrypto.ErrAppIDMismatch) {
 			reason = "appid_mismatch"
 		}
-		return nil, nil, newRefusal(http.StatusBadRequest, reason, err)
+		return nil, nil, nil, newRefusal(http.StatusBadRequest, reason, err)
 	}
 	m, err := parseMessage(plain)
 	if err != nil {
-		return nil, nil, newRefusal(http.StatusBadRequest, "malformed_body", err)
+		return nil, nil, nil, newRefusal(http.StatusBadRequest, "malformed_body", err)
 	}
-	return m, c, nil
+	return m, c, body, nil
 }
 
 // count makes a scan attributed to code durable in the ledger and returns the result label of

@@ -134,6 +134,12 @@ func (c *stubCounter) count(ctx context.Context, e qrv1alpha1.LedgerEntry, _ tim
 	return true, nil
 }
 
+func (c *stubCounter) known(code, key string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.keys[seenKey(code, key)]
+}
+
 func (c *stubCounter) scansOf(name string) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -1,0 +1,257 @@
+/*
+Copyright 2026 The WeChat QR Code Operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package callback
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	cloudevents "github.com/cloudevents/sdk-go/v2"
+	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
+	"github.com/go-logr/logr"
+	"k8s.io/utils/clock"
+
+	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
+)
+
+// Scan events on the sinks (spec.sink of the account and of the code), as CloudEvents over HTTP
+// in binary mode.
+//
+// Delivery never fails nor delays the push: by the time an event is queued its scan is durable in
+// the ledger, so failing the push would only make WeChat retry into the dedupe, and a sink that
+// is down would turn into followers seeing "该公众号暂时无法提供服务". Each sink has its own bounded
+// queue, drained by a few workers that retry with backoff, so a dead sink holds up neither the
+// push path nor other sinks or accounts. Delivery is at least once while the replica lives: an
+// event is retried until the sink acknowledges it, answers a 4xx other than 408 and 429 (the
+// event is then dropped as rejected), or sinkAttempts tries fail; an event that finds its queue
+// full is dropped; events still queued when the replica stops are lost. Retries of the same scan
+// that reach another replica give a second event with the same id: sinks dedupe by source and id.
+
+// ScanEventType is the CloudEvents type of a counted scan.
+const ScanEventType = "io.qrcode-operator.wechat.qrcode.scanned"
+
+// ScanEvent is the data of a scan event.
+type ScanEvent struct {
+	// Namespace and Name of the WeChatQRCode scanned.
+	Namespace string `json:"namespace"`
+	Name      string `json:"name"`
+	// Scene of the code as WeChat reports it: the scene id in decimal, or the scene string.
+	Scene string `json:"scene"`
+	// Ticket scanned, when WeChat says.
+	Ticket string `json:"ticket,omitempty"`
+	// OpenID of the user who scanned, for this account.
+	OpenID string `json:"openID"`
+	// Event is "subscribe" (the user followed by scanning) or "SCAN" (a follower scanned).
+	Event string `json:"event"`
+}
+
+// Delivery bounds.
+const (
+	sinkQueueSize = 1024
+	sinkWorkers   = 4
+	sinkAttempts  = 6
+	sinkTimeout   = 5 * time.Second
+	sinkBackoff   = 500 * time.Millisecond // doubled after each failed try: 15.5 s in all
+)
+
+// Results of a delivery, the result label of the deliveries metric.
+const (
+	deliveryOK       = "ok"
+	deliveryRejected = "rejected" // a 4xx: retrying would not help
+	deliveryFailed   = "failed"   // every try failed
+)
+
+// sinks queues and delivers scan events, one queue per sink URI.
+type sinks struct {
+	client cloudevents.Client
+	clock  clock.WithDelayedExecution
+	log    logr.Logger
+	// ctx ends the deliveries when the process stops.
+	ctx context.Context
+	// drops lets one "dropped" line per sink through per second.
+	drops sampler
+
+	mu     sync.Mutex
+	queues map[string]*sinkQueue
+}
+
+type sinkQueue struct {
+	uri     string
+	events  chan cloudevents.Event
+	workers int // under sinks.mu
+}
+
+func newSinks(ctx context.Context, clk clock.WithDelayedExecution, transport http.RoundTripper, log logr.Logger) *sinks {
+	c, err := cloudevents.NewClientHTTP(cehttp.WithRoundTripper(transport))
+	if err != nil {
+		// Only an option can fail it, and these are constant.
+		panic(err)
+	}
+	return &sinks{client: c, clock: clk, log: log, ctx: ctx, drops: sampler{clock: clk}, queues: map[string]*sinkQueue{}}
+}
+
+// scanEvent is the CloudEvent of a counted scan of code, reported by m to account appID; its id
+// is the scan's dedupe key, which WeChat's retries keep.
+func scanEvent(appID string, code *qrv1alpha1.WeChatQRCode, sc *scan, m *message) (cloudevents.Event, error) {
+	e := cloudevents.NewEvent()
+	e.SetID(sc.key)
+	e.SetType(ScanEventType)
+	e.SetSource(PathPrefix + appID + "/namespaces/" + code.Namespace + "/wechatqrcodes/" + code.Name)
+	e.SetSubject(code.Namespace + "/" + code.Name)
+	if sec, err := strconv.ParseInt(m.CreateTime, 10, 64); err == nil {
+		e.SetTime(time.Unix(sec, 0).UTC())
+	}
+	event := "SCAN"
+	if sc.kind == kindQRSubscribe {
+		event = "subscribe"
+	}
+	err := e.SetData(cloudevents.ApplicationJSON, ScanEvent{
+		Namespace: code.Namespace, Name: code.Name, Scene: sc.scene, Ticket: sc.ticket, OpenID: m.FromUserName, Event: event,
+	})
+	return e, err
+}
+
+// publish queues e for each distinct non-empty URI and returns at once.
+func (s *sinks) publish(e cloudevents.Event, uris ...string) {
+	for i, uri := range uris {
+		if uri == "" || slices.Contains(uris[:i], uri) {
+			continue
+		}
+		s.enqueue(uri, e)
+	}
+}
+
+func (s *sinks) enqueue(uri string, e cloudevents.Event) {
+	s.mu.Lock()
+	q, ok := s.queues[uri]
+	if !ok {
+		q = &sinkQueue{uri: uri, events: make(chan cloudevents.Event, sinkQueueSize)}
+		s.queues[uri] = q
+	}
+	s.mu.Unlock()
+	select {
+	case q.events <- e:
+		sinkQueued.Inc()
+	default:
+		sinkDeliveries.WithLabelValues("dropped").Inc()
+		if s.drops.allow(uri) {
+			s.log.Info("scan event dropped: the sink's queue is full", "sink", sinkHost(uri), "id", e.ID())
+		}
+		return
+	}
+	s.mu.Lock()
+	if q.workers < sinkWorkers {
+		q.workers++
+		go s.work(q)
+	}
+	s.mu.Unlock()
+}
+
+// work delivers q's events until the queue is empty. The emptiness check and the exit happen
+// under the lock that enqueue takes after queueing, so no event is left without a worker.
+func (s *sinks) work(q *sinkQueue) {
+	for {
+		select {
+		case e := <-q.events:
+			sinkQueued.Dec()
+			s.deliver(q.uri, e)
+			continue
+		default:
+		}
+		s.mu.Lock()
+		if len(q.events) > 0 {
+			s.mu.Unlock()
+			continue
+		}
+		q.workers--
+		s.mu.Unlock()
+		return
+	}
+}
+
+// deliver sends e to uri until it is acknowledged, rejected, or sinkAttempts tries failed.
+func (s *sinks) deliver(uri string, e cloudevents.Event) {
+	backoff := sinkBackoff
+	for attempt := 1; ; attempt++ {
+		start := s.clock.Now()
+		ctx, cancel := withDeadline(s.ctx, s.clock, start.Add(sinkTimeout))
+		res := s.client.Send(cloudevents.ContextWithTarget(ctx, uri), e)
+		cancel()
+		sinkDuration.Observe(s.clock.Since(start).Seconds())
+		if cloudevents.IsACK(res) {
+			sinkDeliveries.WithLabelValues(deliveryOK).Inc()
+			return
+		}
+		status := 0
+		var hr *cehttp.Result
+		if cloudevents.ResultAs(res, &hr) {
+			status = hr.StatusCode
+		}
+		if status >= 400 && status < 500 && status != http.StatusRequestTimeout && status != http.StatusTooManyRequests {
+			sinkDeliveries.WithLabelValues(deliveryRejected).Inc()
+			s.log.Info("scan event rejected by the sink; not retried", "sink", sinkHost(uri), "id", e.ID(), "status", status)
+			return
+		}
+		if attempt == sinkAttempts || s.ctx.Err() != nil {
+			sinkDeliveries.WithLabelValues(deliveryFailed).Inc()
+			s.log.Info("scan event not delivered; giving up", "sink", sinkHost(uri), "id", e.ID(), "attempts", attempt, "status", status, "error", deliveryError(res))
+			return
+		}
+		sinkRetries.Inc()
+		select {
+		case <-s.clock.After(backoff):
+		case <-s.ctx.Done():
+		}
+		backoff *= 2
+	}
+}
+
+// sinkHost names a sink in logs: a URI may carry a token in its user info or query.
+func sinkHost(uri string) string {
+	u, err := url.Parse(uri)
+	if err != nil {
+		return "(unparsable)"
+	}
+	return u.Scheme + "://" + u.Host + u.Path
+}
+
+// deliveryError is a failed delivery's cause without the URL (which *url.Error repeats).
+func deliveryError(res error) string {
+	if ue, ok := errors.AsType[*url.Error](res); ok {
+		return ue.Err.Error()
+	}
+	return res.Error()
+}
+
+// publish queues the event of a counted scan for the account's sink and the code's.
+func (s *Server) publish(keys *pushKeys, code *qrv1alpha1.WeChatQRCode, sc *scan, m *message) {
+	if keys.account.SinkURI == "" && code.Status.SinkURI == "" {
+		return
+	}
+	e, err := scanEvent(keys.appID, code, sc, m)
+	if err != nil {
+		s.log.Error(err, "building the scan event", "appID", keys.appID)
+		return
+	}
+	s.sinks.publish(e, keys.account.SinkURI, code.Status.SinkURI)
+}

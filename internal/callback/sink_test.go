@@ -1,0 +1,214 @@
+/*
+Copyright 2026 The WeChat QR Code Operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package callback
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	cloudevents "github.com/cloudevents/sdk-go/v2"
+	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	clocktesting "k8s.io/utils/clock/testing"
+	ctrl "sigs.k8s.io/controller-runtime"
+
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/pushconfig"
+)
+
+// receiver is a sink built with the CloudEvents SDK, as an application would build it.
+type receiver struct {
+	url string
+
+	mu     sync.Mutex
+	events []cloudevents.Event
+}
+
+func newReceiver(t *testing.T) *receiver {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := cloudevents.NewClientHTTP(cehttp.WithListener(l))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &receiver{url: "http://" + l.Addr().String() + "/"}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = c.StartReceiver(ctx, func(e cloudevents.Event) {
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			r.events = append(r.events, e)
+		})
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	return r
+}
+
+func (r *receiver) received() []cloudevents.Event {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]cloudevents.Event(nil), r.events...)
+}
+
+func deliveries(result string) float64 {
+	return testutil.ToFloat64(sinkDeliveries.WithLabelValues(result))
+}
+
+// idle is true when no sink has an event queued or a worker running.
+func (s *sinks) idle() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, q := range s.queues {
+		if q.workers > 0 || len(q.events) > 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// TestSinks: each counted scan is one CloudEvent on the account's sink and on its code's own;
+// WeChat's retry of a scan makes none; the event's id is the scan's dedupe key, and its data says
+// who scanned which code.
+func TestSinks(t *testing.T) {
+	accountSink, codeSink := newReceiver(t), newReceiver(t)
+	plain := newCode("ns", "login-4711", "wxplain", "TICKET-L", 4711, "")
+	plain.Status.SinkURI = codeSink.url
+	counter := newStubCounter()
+	s, _, pushers := unitServer(t, counter, plain)
+	keys := *s.keyring.lookup("wxplain")
+	keys.account = pushconfig.Account{SinkURI: accountSink.url}
+	s.keyring.byAppID.Store(&map[string]*pushKeys{"wxplain": &keys, "wxsafe": s.keyring.lookup("wxsafe")})
+	p := pushers[plaintext]
+	okBefore := deliveries(deliveryOK)
+
+	subscribe := scanXML("o-login", 1700000600, "subscribe", "qrscene_4711", "TICKET-L")
+	for range 2 { // WeChat's retry: the same push again
+		mustServe(t, s, p.build(t, subscribe))
+	}
+	mustServe(t, s, p.build(t, scanXML("o-other", 1700000601, "SCAN", "1", "TICKET-P")))
+	mustServe(t, s, p.build(t, textXML("o-other", 1700000602, "not a scan")))
+	waitFor(t, "the deliveries", func() bool { return deliveries(deliveryOK) == okBefore+3 && s.sinks.idle() })
+
+	key := eventKey(&message{FromUserName: "o-login", CreateTime: "1700000600", Event: "subscribe", EventKey: "qrscene_4711"})
+	want := ScanEvent{Namespace: "ns", Name: "login-4711", Scene: "4711", Ticket: "TICKET-L", OpenID: "o-login", Event: "subscribe"}
+	acc, code := accountSink.received(), codeSink.received()
+	if len(acc) != 2 || len(code) != 1 {
+		t.Fatalf("the account's sink got %d events, the code's %d; want 2 and 1", len(acc), len(code))
+	}
+	// Workers deliver concurrently: the account's sink may get the two events in either order.
+	slices.SortFunc(acc, func(a, b cloudevents.Event) int { return strings.Compare(a.Subject(), b.Subject()) })
+	for _, e := range []cloudevents.Event{acc[0], code[0]} {
+		var got ScanEvent
+		if err := e.DataAs(&got); err != nil {
+			t.Fatal(err)
+		}
+		if e.ID() != key || e.Type() != ScanEventType || e.Source() != "/wechat/wxplain/namespaces/ns/wechatqrcodes/login-4711" ||
+			!e.Time().Equal(time.Unix(1700000600, 0)) || got != want {
+			t.Errorf("event %s, data %+v; want id %s and %+v", e, got, key, want)
+		}
+	}
+	var other ScanEvent
+	if err := acc[1].DataAs(&other); err != nil || other.Name != "plain" || other.Event != "SCAN" || other.OpenID != "o-other" {
+		t.Errorf("second event %+v (%v)", other, err)
+	}
+}
+
+func mustServe(t *testing.T, s *Server, p *push) {
+	t.Helper()
+	status, body := p.serve(s)
+	wantOK(t, status, body, "success")
+}
+
+// TestSinkDown: a sink that cannot be reached neither fails nor delays the push; the event is
+// tried sinkAttempts times with backoff on the clock, then counted as failed; the scan is counted.
+func TestSinkDown(t *testing.T) {
+	down := unreachableURL(t)
+	counter := newStubCounter()
+	s, clk, pushers := unitServer(t, counter)
+	keys := *s.keyring.lookup("wxplain")
+	keys.account = pushconfig.Account{SinkURI: down}
+	s.keyring.byAppID.Store(&map[string]*pushKeys{"wxplain": &keys})
+	failed, retries := deliveries(deliveryFailed), testutil.ToFloat64(sinkRetries)
+
+	mustServe(t, s, pushers[plaintext].build(t, scanXML("o-down", 1700000700, "SCAN", "1", "TICKET-P")))
+	if counter.scansOf("plain") != 1 {
+		t.Fatal("the scan was not counted")
+	}
+	waitFor(t, "the event to be given up", func() bool {
+		if clk.HasWaiters() {
+			clk.Step(time.Minute)
+		}
+		return deliveries(deliveryFailed) == failed+1
+	})
+	if got := testutil.ToFloat64(sinkRetries) - retries; got != sinkAttempts-1 {
+		t.Errorf("%v retries, want %d", got, sinkAttempts-1)
+	}
+}
+
+// TestSinkQueueBounded: a sink's queue holds sinkQueueSize events; more are dropped and counted,
+// and other sinks are unaffected.
+func TestSinkQueueBounded(t *testing.T) {
+	block := make(chan struct{})
+	stuck := newReceiverBlocking(t, block)
+	other := newReceiver(t)
+	s := newSinks(context.Background(), clocktesting.NewFakeClock(time.Now()), newTransport(), ctrl.Log)
+	code := newCode("ns", "c", "wxplain", "T", 1, "")
+	dropped, okBefore := deliveries("dropped"), deliveries(deliveryOK)
+	for i := range sinkQueueSize + sinkWorkers + 10 {
+		e, err := scanEvent("wxplain", code, &scan{kind: kindQRScan, scene: "1", key: strconv.Itoa(i)}, &message{CreateTime: "1700000800"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.publish(e, stuck)
+	}
+	waitFor(t, "the overflow to be dropped", func() bool { return deliveries("dropped") >= dropped+10 })
+	e, _ := scanEvent("wxplain", code, &scan{kind: kindQRScan, scene: "1", key: "other"}, &message{CreateTime: "1700000800"})
+	s.publish(e, other.url)
+	waitFor(t, "the other sink's event", func() bool { return len(other.received()) == 1 })
+	close(block)
+	waitFor(t, "the stuck sink to drain", func() bool { return s.idle() })
+	if got := deliveries(deliveryOK) - okBefore; got+deliveries("dropped")-dropped != sinkQueueSize+sinkWorkers+10+1 {
+		t.Errorf("%v delivered and %v dropped of %d", got, deliveries("dropped")-dropped, sinkQueueSize+sinkWorkers+11)
+	}
+}
+
+// newReceiverBlocking is a sink that answers nothing until block is closed.
+func newReceiverBlocking(t *testing.T, block chan struct{}) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		<-block
+		w.WriteHeader(http.StatusAccepted)
+	}), ReadHeaderTimeout: time.Second}
+	go func() { _ = srv.Serve(l) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	return "http://" + l.Addr().String() + "/"
+}
