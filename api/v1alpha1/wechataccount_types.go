@@ -212,8 +212,8 @@ type AccountCallbackStatus struct {
 	// LastVerifiedPushTime is when the last push whose signature verified arrived.
 	// +optional
 	LastVerifiedPushTime *metav1.Time `json:"lastVerifiedPushTime,omitempty"`
-	// Refused counts the pushes refused in the last hour, by reason. A wrong token or
-	// encodingAESKey in the Secret shows here as bad_signature or undecryptable: WeChat then tells
+	// Refused counts the pushes refused in the last hour, by reason. A wrong token in the Secret
+	// shows here as bad_signature, a wrong encodingAESKey as decrypt_failed: WeChat then tells
 	// every follower "该公众号暂时无法提供服务".
 	// +optional
 	// +listType=map
