@@ -19,6 +19,7 @@ package v1alpha1
 import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 )
 
 // Kinds of account a code may refer to.
@@ -390,6 +391,7 @@ type ClusterWeChatAccountList struct {
 // +kubebuilder:object:generate=false
 type Account interface {
 	metav1.Object
+	runtime.Object
 	AccountSpec() *WeChatAccountSpec
 	AccountStatus() *WeChatAccountStatus
 	// Ref is how a code refers to this account.

@@ -20,10 +20,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"net/http"
 	"os"
 	"strings"
+	"time"
 
 	"k8s.io/client-go/rest"
 	"k8s.io/klog/v2"
@@ -54,6 +56,8 @@ type flags struct {
 	kubeBurst               int
 	wechat                  wechat.Options
 	externalTokenAuthFile   string
+	clusterNamespace        string
+	quotaInterval           time.Duration
 }
 
 // bindFlags registers the command line on fs; the flags are complete once fs is parsed.
@@ -81,6 +85,10 @@ func bindFlags(fs *flag.FlagSet) (*flags, *zap.Options) {
 		"file holding the Authorization header value sent to the token services of accounts with tokenSource External (mount it from a Secret)")
 	fs.Float64Var(&f.wechat.QPS, "wechat-qps", wechat.DefaultQPS, "qrcode/create calls per second per AppID, unless the account's spec.rateLimit.qps says (WeChat allows 100,000 a day, 1.16/s sustained)")
 	fs.IntVar(&f.wechat.Burst, "wechat-burst", wechat.DefaultBurst, "burst of qrcode/create calls per AppID, unless the account's spec.rateLimit.burst says")
+	fs.StringVar(&f.clusterNamespace, "cluster-resource-namespace", "",
+		"namespace of the ClusterWeChatAccounts' Secrets and of the projected push config (default: the Pod's namespace, $POD_NAMESPACE, else --leader-election-namespace)")
+	// One read an hour is 24 calls a day of openapi/quota/get's own quota per account.
+	fs.DurationVar(&f.quotaInterval, "quota-interval", time.Hour, "how often each Ready account's qrcode/create quota is read with openapi/quota/get (0 never)")
 	fs.DurationVar(&f.wechat.Timeout, "wechat-timeout", wechat.DefaultTimeout, "timeout of each WeChat request, token fetches included")
 
 	zapOpts := &zap.Options{}
@@ -116,6 +124,16 @@ func run(ctx context.Context, cfg *rest.Config, f flags) error {
 		f.wechat.ExternalTokenHeader = http.Header{"Authorization": {strings.TrimSpace(string(auth))}}
 	}
 
+	clusterNamespace := f.clusterNamespace
+	for _, ns := range []string{os.Getenv("POD_NAMESPACE"), f.leaderElectionNamespace} {
+		if clusterNamespace == "" {
+			clusterNamespace = ns
+		}
+	}
+	if clusterNamespace == "" {
+		return errors.New("--cluster-resource-namespace is needed outside a Pod (no POD_NAMESPACE) without --leader-election-namespace")
+	}
+
 	cfg = rest.CopyConfig(cfg)
 	cfg.QPS, cfg.Burst = float32(f.kubeQPS), f.kubeBurst
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
@@ -136,14 +154,16 @@ func run(ctx context.Context, cfg *rest.Config, f flags) error {
 		return err
 	}
 
-	r := &controllers.WeChatQRCodeReconciler{
-		Client:    mgr.GetClient(),
-		APIReader: mgr.GetAPIReader(),
-		Issuer:    wechat.New(f.wechat),
-		Recorder:  mgr.GetEventRecorder("wechatqrcode-controller"),
-		Clock:     clock.RealClock{},
-	}
-	if err := r.SetupWithManager(ctx, mgr, controller.Options{MaxConcurrentReconciles: f.maxConcurrentReconciles}); err != nil {
+	rs := controllers.New(controllers.Options{
+		Client:                   mgr.GetClient(),
+		APIReader:                mgr.GetAPIReader(),
+		WeChat:                   wechat.New(f.wechat),
+		Recorder:                 mgr.GetEventRecorder("wechatqrcode-controller"),
+		Clock:                    clock.RealClock{},
+		ClusterResourceNamespace: clusterNamespace,
+		QuotaInterval:            f.quotaInterval,
+	})
+	if err := rs.SetupWithManager(ctx, mgr, controller.Options{MaxConcurrentReconciles: f.maxConcurrentReconciles}); err != nil {
 		return err
 	}
 	if err := metrics.Registry.Register(controllers.NewCodeCollector(mgr.GetCache(), mgr.Elected())); err != nil {
