@@ -588,6 +588,10 @@ func (in *WeChatAccountStatus) DeepCopyInto(out *WeChatAccountStatus) {
 			(*in)[i].DeepCopyInto(&(*out)[i])
 		}
 	}
+	if in.TokenCheckTime != nil {
+		in, out := &in.TokenCheckTime, &out.TokenCheckTime
+		*out = (*in).DeepCopy()
+	}
 	if in.Callback != nil {
 		in, out := &in.Callback, &out.Callback
 		*out = new(AccountCallbackStatus)
