@@ -97,13 +97,14 @@ func (f *fixture) runReconciler(fw *wechattest.Server) {
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	r := &controllers.WeChatQRCodeReconciler{
-		Client:    mgr.GetClient(),
-		APIReader: mgr.GetAPIReader(),
-		Issuer:    wechat.New(wechat.Options{APIBaseURL: fw.URL, ImageBaseURL: fw.URL}),
-		Recorder:  mgr.GetEventRecorder("wechatqrcode-controller"),
-		Clock:     clock.RealClock{},
-	}
+	r := controllers.New(controllers.Options{
+		Client:                   mgr.GetClient(),
+		APIReader:                mgr.GetAPIReader(),
+		WeChat:                   wechat.New(wechat.Options{APIBaseURL: fw.URL, ImageBaseURL: fw.URL}),
+		Recorder:                 mgr.GetEventRecorder("wechatqrcode-controller"),
+		Clock:                    clock.RealClock{},
+		ClusterResourceNamespace: f.ns,
+	})
 	ctx, cancel := context.WithCancel(context.Background())
 	if err := r.SetupWithManager(ctx, mgr, controller.Options{}); err != nil {
 		cancel()
