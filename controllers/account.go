@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"sync"
 
+	"golang.org/x/sync/singleflight"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -56,6 +57,8 @@ func (p *accountProblem) Error() string { return p.message }
 // and push-config reconcilers share one.
 type secrets struct {
 	meta, data client.Reader
+	// fetching makes the reconcilers that ask for the same new version at once share one GET.
+	fetching singleflight.Group
 
 	mu   sync.Mutex
 	read map[types.NamespacedName]secret
@@ -79,14 +82,21 @@ func (a *secrets) get(ctx context.Context, key types.NamespacedName) (secret, er
 	if known && s.version == m.ResourceVersion {
 		return s, s.problem
 	}
-	obj := &corev1.Secret{}
-	if err := a.data.Get(ctx, key, obj); err != nil {
+	v, err, _ := a.fetching.Do(key.String()+"@"+m.ResourceVersion, func() (any, error) {
+		obj := &corev1.Secret{}
+		if err := a.data.Get(ctx, key, obj); err != nil {
+			return nil, err
+		}
+		s := parse(obj)
+		a.mu.Lock()
+		a.read[key] = s
+		a.mu.Unlock()
+		return s, nil
+	})
+	if err != nil {
 		return a.missing(key, err)
 	}
-	s = parse(obj)
-	a.mu.Lock()
-	a.read[key] = s
-	a.mu.Unlock()
+	s = v.(secret)
 	return s, s.problem
 }
 
