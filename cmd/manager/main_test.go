@@ -43,22 +43,25 @@ func TestMetrics(t *testing.T) {
 	}
 	t.Cleanup(fake.Close)
 	fake.AddAccount("wxmetrics", "app-secret")
+	// One create call a day: one code issued, the other refused by WeChat (errcode 45009).
+	fake.SetCreateQuota(1)
 
 	ctx := context.Background()
-	// One account WeChat knows, one it does not (errcode 40013): a ticket issued, a failure.
-	for name, appID := range map[string]string{"known": "wxmetrics", "unknown": "wxnobody"} {
-		must(t, env.Client.Create(ctx, &corev1.Secret{
-			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
-			Data:       map[string][]byte{v1alpha1.AccountKeyAppID: []byte(appID), v1alpha1.AccountKeyAppSecret: []byte("app-secret")},
-		}))
-	}
-	for name, account := range map[string]string{"issued": "known", "failing": "unknown"} {
+	must(t, env.Client.Create(ctx, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "account"},
+		Data:       map[string][]byte{v1alpha1.AccountKeyAppID: []byte("wxmetrics"), v1alpha1.AccountKeyAppSecret: []byte("app-secret")},
+	}))
+	must(t, env.Client.Create(ctx, &v1alpha1.WeChatAccount{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "account"},
+		Spec:       v1alpha1.WeChatAccountSpec{SecretRef: v1alpha1.SecretReference{Name: "account"}},
+	}))
+	for scene, name := range []string{"issued", "failing"} {
 		must(t, env.Client.Create(ctx, &v1alpha1.WeChatQRCode{
 			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
 			Spec: v1alpha1.WeChatQRCodeSpec{
-				AccountRef: v1alpha1.AccountReference{Name: account},
+				AccountRef: v1alpha1.AccountReference{Name: "account"},
 				Type:       v1alpha1.Temporary,
-				Scene:      v1alpha1.Scene{ID: ptr.To[int64](1)},
+				Scene:      v1alpha1.Scene{ID: ptr.To(int64(scene + 1))},
 				TTL:        &metav1.Duration{Duration: time.Hour},
 			},
 		}))
@@ -68,7 +71,7 @@ func TestMetrics(t *testing.T) {
 	fs := flag.NewFlagSet("manager", flag.ContinueOnError)
 	f, _ := bindFlags(fs)
 	must(t, fs.Parse([]string{
-		"--metrics-bind-address=" + addr, "--health-probe-bind-address=0", "--leader-elect=false",
+		"--metrics-bind-address=" + addr, "--health-probe-bind-address=0", "--leader-elect=false", "--cluster-resource-namespace=default",
 		"--wechat-api-url=" + fake.URL, "--wechat-image-url=" + fake.URL,
 	}))
 	securemetricstest.Run(t, "manager", func(ctx context.Context) error { return run(ctx, env.Config, *f) })
