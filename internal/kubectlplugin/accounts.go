@@ -105,11 +105,11 @@ func (p *plugin) printAccounts(cmd *cobra.Command, accounts []v1alpha1.Account, 
 	}
 	now := p.clock.Now()
 	tw := tabwriter.NewWriter(w, 0, 0, 3, ' ', 0)
-	fmt.Fprint(tw, "KIND\t")
+	header := "KIND\t"
 	if all {
-		fmt.Fprint(tw, "NAMESPACE\t")
+		header += "NAMESPACE\t"
 	}
-	fmt.Fprintln(tw, "NAME\tAPPID\tREADY\tQUOTA\tPERMANENT\tLAST PUSH\tCODES")
+	fmt.Fprintln(tw, header+"NAME\tAPPID\tREADY\tQUOTA\tPERMANENT\tLAST PUSH\tCODES")
 	for _, a := range accounts {
 		st := a.AccountStatus()
 		fmt.Fprintf(tw, "%s\t", a.Ref().Kind)
