@@ -45,20 +45,24 @@ func TestMetrics(t *testing.T) {
 	fake.AddAccount("wxmetrics", "app-secret")
 
 	ctx := context.Background()
-	// One account WeChat knows, one it does not (errcode 40013): a ticket issued, a failure.
-	for name, appID := range map[string]string{"known": "wxmetrics", "unknown": "wxnobody"} {
-		must(t, env.Client.Create(ctx, &corev1.Secret{
-			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
-			Data:       map[string][]byte{v1alpha1.AccountKeyAppID: []byte(appID), v1alpha1.AccountKeyAppSecret: []byte("app-secret")},
-		}))
-	}
-	for name, account := range map[string]string{"issued": "known", "failing": "unknown"} {
+	// One account, whose daily qrcode/create quota WeChat has at one call: a ticket issued, then
+	// a failure (errcode 45009).
+	fake.SetCreateQuota(1)
+	must(t, env.Client.Create(ctx, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "account"},
+		Data:       map[string][]byte{v1alpha1.AccountKeyAppID: []byte("wxmetrics"), v1alpha1.AccountKeyAppSecret: []byte("app-secret")},
+	}))
+	must(t, env.Client.Create(ctx, &v1alpha1.WeChatAccount{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "account"},
+		Spec:       v1alpha1.WeChatAccountSpec{SecretRef: v1alpha1.SecretReference{Name: "account"}},
+	}))
+	for id := range int64(2) {
 		must(t, env.Client.Create(ctx, &v1alpha1.WeChatQRCode{
-			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, GenerateName: "code-"},
 			Spec: v1alpha1.WeChatQRCodeSpec{
-				AccountRef: v1alpha1.AccountReference{Name: account},
+				AccountRef: v1alpha1.AccountReference{Name: "account"},
 				Type:       v1alpha1.Temporary,
-				Scene:      v1alpha1.Scene{ID: ptr.To[int64](1)},
+				Scene:      v1alpha1.Scene{ID: ptr.To(id + 1)},
 				TTL:        &metav1.Duration{Duration: time.Hour},
 			},
 		}))
@@ -69,7 +73,7 @@ func TestMetrics(t *testing.T) {
 	f, _ := bindFlags(fs)
 	must(t, fs.Parse([]string{
 		"--metrics-bind-address=" + addr, "--health-probe-bind-address=0", "--leader-elect=false",
-		"--wechat-api-url=" + fake.URL, "--wechat-image-url=" + fake.URL,
+		"--wechat-api-url=" + fake.URL, "--wechat-image-url=" + fake.URL, "--cluster-resource-namespace=" + ns,
 	}))
 	securemetricstest.Run(t, "manager", func(ctx context.Context) error { return run(ctx, env.Config, *f) })
 
