@@ -43,10 +43,11 @@ func TestMetrics(t *testing.T) {
 	}
 	t.Cleanup(fake.Close)
 	fake.AddAccount("wxmetrics", "app-secret")
-	// One create call a day: one code issued, the other refused by WeChat (errcode 45009).
-	fake.SetCreateQuota(1)
 
 	ctx := context.Background()
+	// One account, whose daily qrcode/create quota WeChat has at one call: a ticket issued, then
+	// a failure (errcode 45009).
+	fake.SetCreateQuota(1)
 	must(t, env.Client.Create(ctx, &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "account"},
 		Data:       map[string][]byte{v1alpha1.AccountKeyAppID: []byte("wxmetrics"), v1alpha1.AccountKeyAppSecret: []byte("app-secret")},
@@ -55,13 +56,13 @@ func TestMetrics(t *testing.T) {
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "account"},
 		Spec:       v1alpha1.WeChatAccountSpec{SecretRef: v1alpha1.SecretReference{Name: "account"}},
 	}))
-	for scene, name := range []string{"issued", "failing"} {
+	for id := range int64(2) {
 		must(t, env.Client.Create(ctx, &v1alpha1.WeChatQRCode{
-			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, GenerateName: "code-"},
 			Spec: v1alpha1.WeChatQRCodeSpec{
 				AccountRef: v1alpha1.AccountReference{Name: "account"},
 				Type:       v1alpha1.Temporary,
-				Scene:      v1alpha1.Scene{ID: ptr.To(int64(scene + 1))},
+				Scene:      v1alpha1.Scene{ID: ptr.To(id + 1)},
 				TTL:        &metav1.Duration{Duration: time.Hour},
 			},
 		}))
@@ -71,8 +72,8 @@ func TestMetrics(t *testing.T) {
 	fs := flag.NewFlagSet("manager", flag.ContinueOnError)
 	f, _ := bindFlags(fs)
 	must(t, fs.Parse([]string{
-		"--metrics-bind-address=" + addr, "--health-probe-bind-address=0", "--leader-elect=false", "--cluster-resource-namespace=default",
-		"--wechat-api-url=" + fake.URL, "--wechat-image-url=" + fake.URL,
+		"--metrics-bind-address=" + addr, "--health-probe-bind-address=0", "--leader-elect=false",
+		"--wechat-api-url=" + fake.URL, "--wechat-image-url=" + fake.URL, "--cluster-resource-namespace=" + ns,
 	}))
 	securemetricstest.Run(t, "manager", func(ctx context.Context) error { return run(ctx, env.Config, *f) })
 

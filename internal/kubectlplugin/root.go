@@ -16,7 +16,7 @@ limitations under the License.
 
 // Package kubectlplugin is `kubectl wechat`, the kubectl plugin for WeChatQRCodes: a status
 // screen for one code, its image drawn locally (terminal, PNG, SVG, or every code of a namespace
-// for a printer), and an early re-issue. It reads what the operator wrote — status, the callback
+// for a printer), an early re-issue, and the list of accounts with their health. It reads what the operator wrote — status, the callback
 // server's annotations, Events — and writes only the renew annotation; it never calls WeChat.
 package kubectlplugin
 
@@ -78,9 +78,7 @@ func NewCommand(streams genericiooptions.IOStreams, clk clock.PassiveClock) *cob
 	root.SetOut(streams.Out)
 	root.SetErr(streams.ErrOut)
 	p.flags.AddFlags(root.PersistentFlags())
-	// TODO(WeChatAccount): `kubectl wechat accounts` (list the accounts, their token and quota
-	// state) joins here once the WeChatAccount resource exists.
-	root.AddCommand(p.statusCommand(), p.qrCommand(), p.renewCommand())
+	root.AddCommand(p.statusCommand(), p.qrCommand(), p.renewCommand(), p.accountsCommand())
 	return root
 }
 

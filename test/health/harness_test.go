@@ -24,6 +24,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -103,28 +104,50 @@ func (h *harness) must(err error) {
 	}
 }
 
-// accountSecret registers a new Official Account at the fake WeChat and stores it in a Secret of
-// that name, so that no state shares an access token with another.
+// accountSecret registers a new Official Account at the fake WeChat, stores it in a Secret of
+// that name and creates the WeChatAccount of that name.
 func (h *harness) accountSecret(name string) {
 	h.t.Helper()
+	h.secret(name, h.credentials())
+	h.account(name)
+}
+
+// credentials registers a new Official Account at the fake WeChat, so that no state shares an
+// access token with another, and returns its Secret's data.
+func (h *harness) credentials() map[string]string {
 	b := make([]byte, 8)
 	_, _ = rand.Read(b)
 	appID, secret := "wx"+hex.EncodeToString(b), hex.EncodeToString(append(b, b...))
 	h.fake.AddAccount(appID, secret)
-	h.must(h.c.Create(context.Background(), &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Namespace: h.ns, Name: name},
-		StringData: map[string]string{v1alpha1.AccountKeyAppID: appID, v1alpha1.AccountKeyAppSecret: secret},
-	}))
-	h.account(name)
+	return map[string]string{v1alpha1.AccountKeyAppID: appID, v1alpha1.AccountKeyAppSecret: secret}
+}
+
+// secret stores data in a Secret of the test's namespace, which is also the operator's.
+func (h *harness) secret(name string, data map[string]string) {
+	h.t.Helper()
+	h.must(h.c.Create(context.Background(), &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: h.ns, Name: name}, StringData: data}))
 }
 
 // account creates the WeChatAccount name of the Secret name.
 func (h *harness) account(name string) {
 	h.t.Helper()
-	h.must(h.c.Create(context.Background(), &v1alpha1.WeChatAccount{
-		ObjectMeta: metav1.ObjectMeta{Namespace: h.ns, Name: name},
-		Spec:       v1alpha1.WeChatAccountSpec{SecretRef: v1alpha1.SecretReference{Name: name}},
-	}))
+	h.createAccount(v1alpha1.KindWeChatAccount, name, name)
+}
+
+// createAccount creates an account of that kind using the Secret secretName, and returns it as
+// the API server answered the create. A ClusterWeChatAccount goes when the test ends: the API
+// server is shared by every test of the package.
+func (h *harness) createAccount(kind, name, secretName string) *unstructured.Unstructured {
+	h.t.Helper()
+	u := &unstructured.Unstructured{Object: map[string]any{"spec": map[string]any{"secretRef": map[string]any{"name": secretName}}}}
+	u.SetGroupVersionKind(v1alpha1.GroupVersion.WithKind(kind))
+	u.SetNamespace(namespaceOf(kind, h.ns))
+	u.SetName(name)
+	h.must(h.c.Create(context.Background(), u))
+	if kind == v1alpha1.KindClusterWeChatAccount {
+		h.t.Cleanup(func() { _ = h.c.Delete(context.Background(), u.DeepCopy()) })
+	}
+	return u
 }
 
 // create creates a code and returns it as the API server answered the create: before any
@@ -132,7 +155,7 @@ func (h *harness) account(name string) {
 func (h *harness) create(name string, spec v1alpha1.WeChatQRCodeSpec, finalizers ...string) *unstructured.Unstructured {
 	h.t.Helper()
 	code := &v1alpha1.WeChatQRCode{
-		TypeMeta:   metav1.TypeMeta{APIVersion: v1alpha1.GroupVersion.String(), Kind: "WeChatQRCode"},
+		TypeMeta:   metav1.TypeMeta{APIVersion: v1alpha1.GroupVersion.String(), Kind: kindCode},
 		ObjectMeta: metav1.ObjectMeta{Namespace: h.ns, Name: name, Finalizers: finalizers},
 		Spec:       spec,
 	}
@@ -145,29 +168,51 @@ func (h *harness) create(name string, spec v1alpha1.WeChatQRCodeSpec, finalizers
 
 // get reads the code as GitOps tools read it: the API server's JSON, unstructured.
 func (h *harness) get(name string) *unstructured.Unstructured {
+	return h.getKind(kindCode, name)
+}
+
+// getKind reads an object of the operator's kind: a cluster-scoped one by name alone.
+func (h *harness) getKind(kind, name string) *unstructured.Unstructured {
 	h.t.Helper()
 	u := &unstructured.Unstructured{}
-	u.SetGroupVersionKind(v1alpha1.GroupVersion.WithKind("WeChatQRCode"))
-	h.must(h.c.Get(context.Background(), client.ObjectKey{Namespace: h.ns, Name: name}, u))
+	u.SetGroupVersionKind(v1alpha1.GroupVersion.WithKind(kind))
+	h.must(h.c.Get(context.Background(), client.ObjectKey{Namespace: namespaceOf(kind, h.ns), Name: name}, u))
 	return u
+}
+
+func namespaceOf(kind, ns string) string {
+	if kind == v1alpha1.KindClusterWeChatAccount {
+		return ""
+	}
+	return ns
 }
 
 // waitReady polls the code until the controller has written Ready with that status and reason
 // for its current generation, and returns it as read then.
 func (h *harness) waitReady(name string, want metav1.ConditionStatus, reason string) *unstructured.Unstructured {
 	h.t.Helper()
+	return h.waitKind(kindCode, name, want, reason)
+}
+
+// waitKind is waitReady for an object of any of the operator's kinds.
+func (h *harness) waitKind(kind, name string, want metav1.ConditionStatus, reason string) *unstructured.Unstructured {
+	h.t.Helper()
 	var u *unstructured.Unstructured
-	var code v1alpha1.WeChatQRCode
 	err := wait.PollUntilContextTimeout(context.Background(), 50*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
-		u = h.get(name)
-		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &code); err != nil {
+		u = h.getKind(kind, name)
+		var obj struct {
+			Status struct {
+				Conditions []metav1.Condition `json:"conditions"`
+			} `json:"status"`
+		}
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &obj); err != nil {
 			return false, err
 		}
-		r := code.ReadyCondition()
-		return r != nil && r.Status == want && r.Reason == reason && r.ObservedGeneration == code.Generation, nil
+		r := meta.FindStatusCondition(obj.Status.Conditions, v1alpha1.ConditionReady)
+		return r != nil && r.Status == want && r.Reason == reason && r.ObservedGeneration == u.GetGeneration(), nil
 	})
 	if err != nil {
-		h.t.Fatalf("%s never Ready=%s/%s: %v; last status: %v", name, want, reason, err, u.Object["status"])
+		h.t.Fatalf("%s %s never Ready=%s/%s: %v; last status: %v", kind, name, want, reason, err, u.Object["status"])
 	}
 	return u
 }

@@ -16,7 +16,8 @@ limitations under the License.
 
 // Package health proves that GitOps tools read the operator's resources right: kstatus (what Flux
 // and Argo CD's built-in health follow) and the Argo CD health Lua the README gives, run on the
-// objects the real controller writes into a real API server, in every state a code can be in.
+// objects the real controller writes into a real API server, in every state a code or an account
+// can be in.
 package health
 
 import (
@@ -30,6 +31,7 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
+	"github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/testenv"
 )
 
@@ -69,8 +71,17 @@ var argoFor = map[status.Status]string{
 	status.TerminatingStatus: "Progressing",
 }
 
+const kindCode = "WeChatQRCode"
+
+// healthLua is the one health script of every kind: they all report kstatus conditions.
+const healthLua = "config/argocd/health.lua"
+
 func kinds() []kind {
-	return []kind{{name: "WeChatQRCode", lua: "config/argocd/wechatqrcode-health.lua", states: codeStates()}}
+	return []kind{
+		{name: kindCode, lua: healthLua, states: codeStates()},
+		{name: v1alpha1.KindWeChatAccount, lua: healthLua, states: accountStates(v1alpha1.KindWeChatAccount)},
+		{name: v1alpha1.KindClusterWeChatAccount, lua: healthLua, states: accountStates(v1alpha1.KindClusterWeChatAccount)},
+	}
 }
 
 func TestHealth(t *testing.T) {

@@ -1,4 +1,4 @@
--- Health of a WeChatQRCode, read as kstatus (and so Flux) reads it.
+-- Health of a WeChatQRCode, WeChatAccount or ClusterWeChatAccount, read as kstatus (and so Flux) reads it.
 local function said(c)
   if c.message ~= nil and c.message ~= "" then
     return c.reason .. ": " .. c.message
@@ -22,7 +22,7 @@ for _, c in ipairs(st.conditions or {}) do
   end
 end
 if ready == nil then
-  return { status = "Progressing", message = "Waiting for the operator to reconcile this code" }
+  return { status = "Progressing", message = "Waiting for the operator to reconcile this object" }
 end
 if ready.status == "True" then
   return { status = "Healthy", message = said(ready) }
