@@ -270,11 +270,16 @@ func getTable(t *testing.T, path string) *metav1.Table {
 	return table
 }
 
-// TestSamplesAreValid: every WeChatQRCode the README points users at is accepted as written.
+// TestSamplesAreValid: every object the README points users at is accepted as written, and the
+// samples show both account kinds and every kind of code.
 func TestSamplesAreValid(t *testing.T) {
-	files, err := filepath.Glob(filepath.Join(testenv.RepoRoot(), "config", "samples", "wechat_*.yaml"))
-	if err != nil || len(files) != 4 {
-		t.Fatalf("want the four samples (one per code kind), found %v (%v)", files, err)
+	var files []string
+	for _, dir := range []string{"", "namespaced"} {
+		found, err := filepath.Glob(filepath.Join(testenv.RepoRoot(), "config", "samples", dir, "wechat_*.yaml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, found...)
 	}
 	kinds := map[string]bool{}
 	for _, f := range files {
@@ -286,9 +291,15 @@ func TestSamplesAreValid(t *testing.T) {
 		if err := yaml.Unmarshal(data, &obj.Object); err != nil {
 			t.Fatalf("%s: %v", f, err)
 		}
-		obj.SetNamespace("default")
+		if obj.GetKind() != qrv1alpha1.KindClusterWeChatAccount {
+			obj.SetNamespace("default")
+		}
 		if err := env.Client.Create(context.Background(), obj, client.DryRunAll); err != nil {
 			t.Errorf("%s refused: %v", filepath.Base(f), err)
+		}
+		if obj.GetKind() != "WeChatQRCode" {
+			kinds[obj.GetKind()] = true
+			continue
 		}
 		typ, _, _ := unstructured.NestedString(obj.Object, "spec", "type")
 		scene, _, _ := unstructured.NestedMap(obj.Object, "spec", "scene")
@@ -296,7 +307,9 @@ func TestSamplesAreValid(t *testing.T) {
 			kinds[typ+"/"+field] = true
 		}
 	}
-	if len(kinds) != 4 {
-		t.Errorf("samples cover %v, want Temporary and Permanent each with id and str", kinds)
+	for _, want := range []string{qrv1alpha1.KindWeChatAccount, qrv1alpha1.KindClusterWeChatAccount, "Temporary/id", "Temporary/str", "Permanent/id", "Permanent/str"} {
+		if !kinds[want] {
+			t.Errorf("no sample of %s among %v (found %v)", want, files, kinds)
+		}
 	}
 }

@@ -18,6 +18,7 @@ package health
 
 import (
 	"context"
+	"strings"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -28,10 +29,10 @@ import (
 )
 
 // accountStates are the states of an account of kind (WeChatAccount or ClusterWeChatAccount);
-// each drives an account of its own, named after the test's namespace so that cluster-scoped
-// names never meet another test's.
+// each drives an account of its own, named after the test's namespace and the kind so that
+// cluster-scoped names never meet another test's, nor the Secrets of the other kind's states.
 func accountStates(kind string) []state {
-	name := func(h *harness, s string) string { return h.ns + "-" + s }
+	name := func(h *harness, s string) string { return h.ns + "-" + strings.ToLower(kind) + "-" + s }
 	// ready creates a Secret and an account of it, and waits for the token check to pass.
 	ready := func(h *harness, s string) *unstructured.Unstructured {
 		h.secret(name(h, s), h.credentials())

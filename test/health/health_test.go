@@ -85,12 +85,14 @@ func kinds() []kind {
 }
 
 func TestHealth(t *testing.T) {
+	// One manager for every kind: ClusterWeChatAccounts are cluster-scoped, so a second manager
+	// (with another cluster-resource namespace) would reconcile them too and fight the first.
+	h := newHarness(t)
 	for _, k := range kinds() {
 		script, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), k.lua))
 		if err != nil {
 			t.Fatal(err)
 		}
-		h := newHarness(t)
 		for _, s := range k.states {
 			t.Run(k.name+"/"+s.name, func(t *testing.T) {
 				h.t = t
