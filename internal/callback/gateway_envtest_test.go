@@ -107,4 +107,3 @@ func (f *fixture) project(r *replica, appID string, dest pushconfig.Account) {
 	}
 	r.keyring.byAppID.Store(&keys)
 }
-
