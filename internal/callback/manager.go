@@ -131,8 +131,10 @@ func Setup(mgr ctrl.Manager, opts Options) (*Server, error) {
 	}
 	// Secrets are read uncached, by name: a cached read would list and watch every Secret.
 	s := newServer(opts, clock.RealClock{}, mgr.GetAPIReader(), mgr.GetCache(), mgr.GetClient(), log)
-	if err := mgr.Add(s.keyring); err != nil {
-		return nil, err
+	for _, r := range []manager.Runnable{s.keyring, s.sinks} {
+		if err := mgr.Add(r); err != nil {
+			return nil, err
+		}
 	}
 	if opts.FoldInterval > 0 {
 		f := newFolder(clock.RealClock{}, mgr.GetAPIReader(), mgr.GetCache(), mgr.GetClient(), opts.Namespace, opts.DedupeWindow, opts.FoldInterval, log)
@@ -160,7 +162,7 @@ func newServer(opts Options, clk clock.WithDelayedExecution, api, cache client.R
 	return &Server{
 		opts:      opts,
 		forwarder: &forwarder{transport: transport, clock: clk, log: log, sampler: sampler{clock: clk}},
-		sinks:     newSinks(context.Background(), clk, transport, log),
+		sinks:     newSinks(clk, transport, log),
 		keyring:   &keyring{reader: api, refs: dedupe(opts.Accounts), interval: opts.SecretRefreshInterval, clock: clk, log: log},
 		counter:   newLedger(clk, writer, opts.Namespace, opts.Identity, opts.CommitWindow),
 		cache:     cache,
