@@ -47,6 +47,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/pushconfig"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/testenv"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/wechat"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/wechattest"
@@ -76,10 +77,13 @@ type harness struct {
 	stop        func()
 	collector   *CodeCollector
 	workers     int
-	// direct: no controller; the test calls r.Reconcile through h.reconcile.
+	// direct: no code controller (the account controllers run); the test calls r.Reconcile
+	// through h.reconcile.
 	direct bool
 	r      *WeChatQRCodeReconciler
 	cache  client.Reader
+	// operatorNS is the operator's namespace: ClusterWeChatAccounts' Secrets, the push config.
+	operatorNS string
 }
 
 // newHarness runs one worker, so that counts of reads and calls are exact; newHarnessWorkers
@@ -111,6 +115,7 @@ func newHarnessMode(t *testing.T, namespaces, workers int, direct bool) *harness
 		h.must(h.c.Create(context.Background(), ns))
 		h.ns = append(h.ns, ns.Name)
 	}
+	h.operatorNS = h.ns[0]
 	h.start()
 	t.Cleanup(func() { h.stop() })
 	return h
@@ -131,20 +136,25 @@ func (h *harness) start() {
 		Cache:                  cache.Options{DefaultNamespaces: namespaces},
 	})
 	h.must(err)
-	r := &WeChatQRCodeReconciler{
-		Client:    mgr.GetClient(),
-		APIReader: &countingReader{Reader: mgr.GetAPIReader(), secretReads: &h.secretReads},
-		Issuer:    wechat.New(wechat.Options{APIBaseURL: h.fake.URL, ImageBaseURL: h.fake.URL, Clock: h.clock}),
-		Recorder:  mgr.GetEventRecorder("wechatqrcode-controller"),
-		Clock:     h.clock,
-	}
+	rs := New(Options{
+		Client:                   mgr.GetClient(),
+		APIReader:                &countingReader{Reader: mgr.GetAPIReader(), secretReads: &h.secretReads},
+		WeChat:                   wechat.New(wechat.Options{APIBaseURL: h.fake.URL, ImageBaseURL: h.fake.URL, Clock: h.clock}),
+		Recorder:                 mgr.GetEventRecorder("wechatqrcode-controller"),
+		Clock:                    h.clock,
+		ClusterResourceNamespace: h.operatorNS,
+		QuotaInterval:            time.Hour,
+	})
 	ctx, cancel := context.WithCancel(context.Background())
+	opts := controller.Options{MaxConcurrentReconciles: h.workers}
 	if h.direct {
-		h.must(r.setup(ctx, mgr))
+		h.must(addIndexes(ctx, mgr))
+		h.must(rs.Accounts.SetupWithManager(mgr, opts))
+		h.must(rs.PushConfig.SetupWithManager(mgr))
 	} else {
-		h.must(r.SetupWithManager(ctx, mgr, controller.Options{MaxConcurrentReconciles: h.workers}))
+		h.must(rs.SetupWithManager(ctx, mgr, opts))
 	}
-	h.r, h.cache = r, mgr.GetCache()
+	h.r, h.cache = rs.Codes, mgr.GetCache()
 	h.collector = NewCodeCollector(mgr.GetCache(), mgr.Elected())
 	done := make(chan error, 1)
 	go func() { done <- mgr.Start(ctx) }()
@@ -168,10 +178,17 @@ func (h *harness) reconcile(k types.NamespacedName) (ctrl.Result, *v1alpha1.WeCh
 	}
 	code := &v1alpha1.WeChatQRCode{}
 	h.cached(k, code)
-	// The account Secret, as the reconciler sees it: by metadata.
-	secret := &metav1.PartialObjectMetadata{}
-	secret.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
-	h.cached(types.NamespacedName{Namespace: k.Namespace, Name: code.Spec.AccountRef.Name}, secret)
+	// The account, once its controller has checked it with its Secret as it is now.
+	acct := &v1alpha1.WeChatAccount{}
+	h.waitAccount(types.NamespacedName{Namespace: k.Namespace, Name: code.Spec.AccountRef.Name}, acct, "checked with its current Secret", func(v1alpha1.Account) bool {
+		secret := &corev1.Secret{}
+		if err := h.c.Get(context.Background(), types.NamespacedName{Namespace: k.Namespace, Name: acct.Spec.SecretRef.Name}, secret); err != nil {
+			return apierrors.IsNotFound(err)
+		}
+		r := acct.Status.Condition(v1alpha1.ConditionReady)
+		return r != nil && r.Reason != "" && acct.Status.ObservedSecretVersion == secret.ResourceVersion
+	})
+	h.cached(client.ObjectKeyFromObject(acct), acct)
 	res, err := h.r.Reconcile(context.Background(), ctrl.Request{NamespacedName: k})
 	h.must(err)
 	h.must(h.c.Get(context.Background(), k, code))
@@ -205,7 +222,7 @@ type countingReader struct {
 }
 
 func (r *countingReader) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
-	if _, ok := obj.(*corev1.Secret); ok {
+	if _, ok := obj.(*corev1.Secret); ok && key.Name != pushconfig.SecretName {
 		r.secretReads.Add(1)
 	}
 	return r.Reader.Get(ctx, key, obj, opts...)
@@ -231,12 +248,54 @@ func (h *harness) account() (appID, secret string) {
 	return appID, secret
 }
 
-// accountSecret registers an account at the fake WeChat and stores it in a Secret.
+// accountSecret registers an account at the fake WeChat, stores it in a Secret and creates the
+// WeChatAccount of that Secret, both named name.
 func (h *harness) accountSecret(ns, name string) (appID, secret string) {
 	h.t.Helper()
 	appID, secret = h.account()
 	h.secret(ns, name, map[string]string{v1alpha1.AccountKeyAppID: appID, v1alpha1.AccountKeyAppSecret: secret})
+	h.wechatAccount(ns, name, name)
 	return appID, secret
+}
+
+// wechatAccount creates a WeChatAccount (a ClusterWeChatAccount when ns is "") using the Secret
+// secretName; a ClusterWeChatAccount is deleted when the test ends (the API server is shared).
+func (h *harness) wechatAccount(ns, name, secretName string, mutate ...func(*v1alpha1.WeChatAccountSpec)) v1alpha1.Account {
+	h.t.Helper()
+	spec := v1alpha1.WeChatAccountSpec{SecretRef: v1alpha1.SecretReference{Name: secretName}}
+	for _, m := range mutate {
+		m(&spec)
+	}
+	var a v1alpha1.Account = &v1alpha1.WeChatAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Spec: spec}
+	if ns == "" {
+		a = &v1alpha1.ClusterWeChatAccount{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: spec}
+		h.t.Cleanup(func() { _ = h.c.Delete(context.Background(), a) })
+	}
+	h.must(h.c.Create(context.Background(), a))
+	return a
+}
+
+// waitAccount polls the account until cond holds, and fails with the last status seen.
+func (h *harness) waitAccount(k types.NamespacedName, acct v1alpha1.Account, what string, cond func(v1alpha1.Account) bool) {
+	h.t.Helper()
+	err := wait.PollUntilContextTimeout(context.Background(), 50*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		if err := h.c.Get(ctx, k, acct); err != nil {
+			return false, client.IgnoreNotFound(err)
+		}
+		return cond(acct), nil
+	})
+	if err != nil {
+		st, _ := json.MarshalIndent(acct.AccountStatus(), "", "  ")
+		h.t.Fatalf("%s: account %s never %s: %v\nlast status: %s", h.t.Name(), k, what, err, st)
+	}
+}
+
+// accountReadyIs is an account condition check for waitAccount.
+func accountReadyIs(status metav1.ConditionStatus, reason string) func(v1alpha1.Account) bool {
+	return func(a v1alpha1.Account) bool {
+		r := a.AccountStatus().Condition(v1alpha1.ConditionReady)
+		return r != nil && r.Status == status && r.Reason == reason && r.ObservedGeneration == a.GetGeneration()
+	}
 }
 
 func (h *harness) secret(ns, name string, data map[string]string) *corev1.Secret {
@@ -330,6 +389,20 @@ func (h *harness) events(k types.NamespacedName) []eventsv1.Event {
 	return out
 }
 
+// accountEvents lists the Events of that reason recorded about a WeChatAccount.
+func (h *harness) accountEvents(k types.NamespacedName, reason string) []eventsv1.Event {
+	h.t.Helper()
+	var list eventsv1.EventList
+	h.must(h.c.List(context.Background(), &list, client.InNamespace(k.Namespace)))
+	var out []eventsv1.Event
+	for _, e := range list.Items {
+		if e.Regarding.Name == k.Name && e.Regarding.Kind == v1alpha1.KindWeChatAccount && e.Reason == reason {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
 // waitEvent waits for an Event of that reason and type about the code whose note has every part.
 func (h *harness) waitEvent(k types.NamespacedName, eventType, reason string, noteParts ...string) eventsv1.Event {
 	h.t.Helper()
@@ -369,7 +442,7 @@ func containsAll(s string, parts ...string) bool {
 // wechatCalls counts every call the fake WeChat received.
 func (h *harness) wechatCalls() int {
 	n := 0
-	for _, e := range []string{wechattest.EndpointCreate, wechattest.EndpointStableToken, wechattest.EndpointToken} {
+	for _, e := range []string{wechattest.EndpointCreate, wechattest.EndpointStableToken, wechattest.EndpointToken, wechattest.EndpointQuotaGet} {
 		n += h.fake.Calls(e)
 	}
 	return n

@@ -34,8 +34,8 @@ import (
 
 // Field indexes on WeChatQRCode.
 const (
-	// IndexAccountRef maps an account Secret's name to the codes of its namespace that use it.
-	IndexAccountRef = "spec.accountRef.name"
+	// IndexAccountRef maps an account resource (pushconfig.Ref's string) to the codes using it.
+	IndexAccountRef = "spec.accountRef"
 	// IndexPermanentScene maps issuance.PermanentSceneKey to the Permanent codes claiming that
 	// scene, in any namespace: the AppID, not the namespace, is what WeChat's scenes belong to.
 	IndexPermanentScene = "spec.permanentScene"
@@ -44,10 +44,34 @@ const (
 	IndexPreviousPermanentScene = "status.previousPermanentScene"
 )
 
+// Field indexes on both kinds of account.
+const (
+	// IndexSecretRef maps a Secret's name to the accounts that use it.
+	IndexSecretRef = "spec.secretRef.name"
+	// IndexAppID maps an AppID to the accounts whose status shows it.
+	IndexAppID = "status.appID"
+)
+
 func addIndexes(ctx context.Context, mgr manager.Manager) error {
 	idx := mgr.GetFieldIndexer()
+	for _, kind := range accountKinds {
+		if err := idx.IndexField(ctx, newAccount(kind), IndexSecretRef, func(o client.Object) []string {
+			return []string{o.(v1alpha1.Account).AccountSpec().SecretRef.Name}
+		}); err != nil {
+			return err
+		}
+		if err := idx.IndexField(ctx, newAccount(kind), IndexAppID, func(o client.Object) []string {
+			if id := o.(v1alpha1.Account).AccountStatus().AppID; id != "" {
+				return []string{id}
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+	}
 	if err := idx.IndexField(ctx, &v1alpha1.WeChatQRCode{}, IndexAccountRef, func(o client.Object) []string {
-		return []string{o.(*v1alpha1.WeChatQRCode).Spec.AccountRef.Name}
+		c := o.(*v1alpha1.WeChatQRCode)
+		return []string{refOf(c.Namespace, c.Spec.AccountRef).String()}
 	}); err != nil {
 		return err
 	}
@@ -65,21 +89,61 @@ func addIndexes(ctx context.Context, mgr manager.Manager) error {
 	})
 }
 
-// codesUsing maps an account Secret to the codes that use it, and to the codes contesting their
-// permanent scenes: a Secret's AppID decides which codes compete for a scene.
-func (r *WeChatQRCodeReconciler) codesUsing(ctx context.Context, secret client.Object) []reconcile.Request {
-	var codes v1alpha1.WeChatQRCodeList
-	if err := r.Client.List(ctx, &codes, client.InNamespace(secret.GetNamespace()),
-		client.MatchingFields{IndexAccountRef: secret.GetName()}); err != nil {
-		logf.FromContext(ctx).Error(err, "listing the codes of a Secret", "secret", client.ObjectKeyFromObject(secret))
+// codesOfAccount maps an account to the codes that use it, and to the codes contesting their
+// permanent scenes: the account's AppID decides which codes compete for a scene.
+func (r *WeChatQRCodeReconciler) codesOfAccount(ctx context.Context, obj client.Object) []reconcile.Request {
+	codes, err := r.codesOf(ctx, IndexAccountRef, accountRef(obj.(v1alpha1.Account)).String())
+	if err != nil {
+		logf.FromContext(ctx).Error(err, "listing the codes of an account", "account", client.ObjectKeyFromObject(obj))
 		return nil
 	}
 	var reqs []reconcile.Request
-	for i := range codes.Items {
-		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&codes.Items[i])})
-		reqs = append(reqs, r.rivalsOf(ctx, &codes.Items[i])...)
+	for i := range codes {
+		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&codes[i])})
+		reqs = append(reqs, r.rivalsOf(ctx, &codes[i])...)
 	}
 	return reqs
+}
+
+// codesRefusedByBudget maps an account to its codes that its permanent budget refused: a freed
+// unit may let one through. The others have nothing to learn from the count.
+func (r *WeChatQRCodeReconciler) codesRefusedByBudget(ctx context.Context, obj client.Object) []reconcile.Request {
+	codes, err := r.codesOf(ctx, IndexAccountRef, accountRef(obj.(v1alpha1.Account)).String())
+	if err != nil {
+		logf.FromContext(ctx).Error(err, "listing the codes of an account", "account", client.ObjectKeyFromObject(obj))
+		return nil
+	}
+	var reqs []reconcile.Request
+	for i := range codes {
+		if r := codes[i].ReadyCondition(); r != nil && r.Reason == v1alpha1.ReasonPermanentCodeLimit {
+			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&codes[i])})
+		}
+	}
+	return reqs
+}
+
+// accountUsabilityChanged lets through the account events that change whether and how codes may
+// use it: creation, deletion, a spec change, its Ready condition, its Secret's version or AppID.
+// Not its counts, quota or the callback server's push statistics.
+var accountUsabilityChanged = predicate.Funcs{
+	UpdateFunc: func(e event.UpdateEvent) bool {
+		o, n := e.ObjectOld.(v1alpha1.Account), e.ObjectNew.(v1alpha1.Account)
+		os, ns := o.AccountStatus(), n.AccountStatus()
+		return o.GetGeneration() != n.GetGeneration() || os.AppID != ns.AppID ||
+			os.ObservedSecretVersion != ns.ObservedSecretVersion ||
+			!equality.Semantic.DeepEqual(os.Condition(v1alpha1.ConditionReady), ns.Condition(v1alpha1.ConditionReady))
+	},
+}
+
+// permanentCountChanged lets through a change of the account's permanent count.
+var permanentCountChanged = predicate.Funcs{
+	CreateFunc:  func(event.CreateEvent) bool { return false },
+	DeleteFunc:  func(event.DeleteEvent) bool { return false },
+	GenericFunc: func(event.GenericEvent) bool { return false },
+	UpdateFunc: func(e event.UpdateEvent) bool {
+		return !equality.Semantic.DeepEqual(e.ObjectOld.(v1alpha1.Account).AccountStatus().PermanentCodes,
+			e.ObjectNew.(v1alpha1.Account).AccountStatus().PermanentCodes)
+	},
 }
 
 // rivalsOf maps a code to the other codes its permanent scene concerns: those claiming it (its
@@ -90,7 +154,7 @@ func (r *WeChatQRCodeReconciler) rivalsOf(ctx context.Context, obj client.Object
 	key := issuance.PermanentSceneKey(code.Spec.Type, code.Spec.Scene)
 	var reqs []reconcile.Request
 	for _, index := range []string{IndexPermanentScene, IndexPreviousPermanentScene} {
-		others, err := r.codesOf(ctx, code, index, []string{key})
+		others, err := r.codesClaiming(ctx, code, index, []string{key})
 		if err != nil {
 			logf.FromContext(ctx).Error(err, "listing the codes that concern the same scene", "code", client.ObjectKeyFromObject(obj))
 			return nil
@@ -106,22 +170,31 @@ func (r *WeChatQRCodeReconciler) rivalsOf(ctx context.Context, obj client.Object
 // claims or one it keeps a previous ticket of.
 func (r *WeChatQRCodeReconciler) neighbours(ctx context.Context, code *v1alpha1.WeChatQRCode) ([]v1alpha1.WeChatQRCode, error) {
 	keys := append([]string{issuance.PermanentSceneKey(code.Spec.Type, code.Spec.Scene)}, issuance.PreviousPermanentSceneKeys(&code.Status)...)
-	return r.codesOf(ctx, code, IndexPermanentScene, keys)
+	return r.codesClaiming(ctx, code, IndexPermanentScene, keys)
 }
 
-// codesOf lists the codes other than code found under any of keys in index.
-func (r *WeChatQRCodeReconciler) codesOf(ctx context.Context, code *v1alpha1.WeChatQRCode, index string, keys []string) ([]v1alpha1.WeChatQRCode, error) {
+// codesOf lists the codes found under key in index.
+func (r *WeChatQRCodeReconciler) codesOf(ctx context.Context, index, key string) ([]v1alpha1.WeChatQRCode, error) {
+	var list v1alpha1.WeChatQRCodeList
+	if err := r.Client.List(ctx, &list, client.MatchingFields{index: key}); err != nil {
+		return nil, err
+	}
+	return list.Items, nil
+}
+
+// codesClaiming lists the codes other than code found under any of keys in index.
+func (r *WeChatQRCodeReconciler) codesClaiming(ctx context.Context, code *v1alpha1.WeChatQRCode, index string, keys []string) ([]v1alpha1.WeChatQRCode, error) {
 	var out []v1alpha1.WeChatQRCode
 	seen := map[types.NamespacedName]bool{client.ObjectKeyFromObject(code): true}
 	for _, key := range keys {
 		if key == "" {
 			continue
 		}
-		var list v1alpha1.WeChatQRCodeList
-		if err := r.Client.List(ctx, &list, client.MatchingFields{index: key}); err != nil {
+		list, err := r.codesOf(ctx, index, key)
+		if err != nil {
 			return nil, err
 		}
-		for _, c := range list.Items {
+		for _, c := range list {
 			if k := client.ObjectKeyFromObject(&c); !seen[k] {
 				seen[k] = true
 				out = append(out, c)

@@ -14,19 +14,20 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-// Package controllers holds the WeChatQRCode reconciler: it observes a code, its account Secret
-// and the codes contesting its scene, lets internal/issuance decide, asks WeChat for a ticket
-// when told to, and records the outcome in status, Events and metrics.
+// Package controllers holds the manager's reconcilers. The WeChatQRCode reconciler observes a
+// code, its account and the codes contesting its scene, lets internal/issuance decide, asks
+// WeChat for a ticket when told to, and records the outcome in status, Events and metrics. The
+// account reconciler (WeChatAccount and ClusterWeChatAccount, one code path) checks an account's
+// credentials with one token call per change, reads its quota and counts its codes, deciding
+// through internal/accountstate. The push-config reconciler projects the accounts' push material
+// into the one Secret the callback server may read (internal/pushconfig).
 package controllers
 
 import (
 	"context"
-	"errors"
 
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/clock"
@@ -45,12 +46,17 @@ import (
 
 // The manager's ClusterRole (config/rbac/manager/role.yaml, written by `make manifests`).
 // Secrets: list and watch feed the metadata-only informer, get reads the data of the Secrets
-// that codes refer to. Events go through events.k8s.io. Leader election's Lease and its core
-// Events live in the operator's namespace: config/rbac/manager/leader_election_role.yaml.
+// that accounts refer to. Events go through events.k8s.io. Leader election's Lease and its core
+// Events live in the operator's namespace: config/rbac/manager/leader_election_role.yaml. The
+// projected push config is the only Secret the manager writes, in the operator's namespace (a
+// Role there, not the ClusterRole).
 //
 // +kubebuilder:rbac:groups=wechat.qrcode-operator.io,resources=wechatqrcodes,verbs=get;list;watch
 // +kubebuilder:rbac:groups=wechat.qrcode-operator.io,resources=wechatqrcodes/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=wechat.qrcode-operator.io,resources=wechataccounts;clusterwechataccounts,verbs=get;list;watch
+// +kubebuilder:rbac:groups=wechat.qrcode-operator.io,resources=wechataccounts/status;clusterwechataccounts/status,verbs=get;patch
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=create;update;patch,namespace=system
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // QRCodeIssuer is what the reconciler needs of a WeChat client (*wechat.Client).
@@ -69,32 +75,24 @@ type WeChatQRCodeReconciler struct {
 	Issuer    QRCodeIssuer
 	Recorder  events.EventRecorder
 	Clock     clock.PassiveClock
-	// ExternalTokens: the WeChat client takes tokens from a central service, so account Secrets
-	// need no appSecret.
-	ExternalTokens bool
 
-	accounts *accounts
+	*accountsCommon
 }
 
-// SetupWithManager registers the field indexes and the watches. The primary watch ignores
-// updates that leave the generation and the renew request alone (status writes, the callback
-// server's scan counts); Secrets are watched by metadata only.
-func (r *WeChatQRCodeReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager, opts controller.Options) error {
-	if err := r.setup(ctx, mgr); err != nil {
-		return err
-	}
-	return ctrl.NewControllerManagedBy(mgr).
+// SetupWithManager registers the watches. The primary watch ignores updates that leave the
+// generation and the renew request alone (status writes, the callback server's scan counts).
+// An account's readiness or AppID changing reconciles its codes at once (and their rivals: the
+// AppID decides which codes compete for a scene); a change of its permanent count, only the
+// codes its budget refused.
+func (r *WeChatQRCodeReconciler) SetupWithManager(mgr ctrl.Manager, opts controller.Options) error {
+	b := ctrl.NewControllerManagedBy(mgr).
 		For(&v1alpha1.WeChatQRCode{}, builder.WithPredicates(predicate.Or[client.Object](predicate.GenerationChangedPredicate{}, renewRequested))).
-		Watches(&v1alpha1.WeChatQRCode{}, handler.EnqueueRequestsFromMapFunc(r.rivalsOf), builder.WithPredicates(claimChanged)).
-		WatchesMetadata(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.codesUsing)).
-		WithOptions(opts).
-		Complete(r)
-}
-
-// setup prepares what Reconcile reads through: the field indexes and the account reader.
-func (r *WeChatQRCodeReconciler) setup(ctx context.Context, mgr ctrl.Manager) error {
-	r.accounts = newAccounts(r.Client, r.APIReader, r.ExternalTokens)
-	return addIndexes(ctx, mgr)
+		Watches(&v1alpha1.WeChatQRCode{}, handler.EnqueueRequestsFromMapFunc(r.rivalsOf), builder.WithPredicates(claimChanged))
+	for _, kind := range accountKinds {
+		b = b.Watches(newAccount(kind), handler.EnqueueRequestsFromMapFunc(r.codesOfAccount), builder.WithPredicates(accountUsabilityChanged)).
+			Watches(newAccount(kind), handler.EnqueueRequestsFromMapFunc(r.codesRefusedByBudget), builder.WithPredicates(permanentCountChanged))
+	}
+	return b.WithOptions(opts).Complete(r)
 }
 
 // Reconcile observes, decides, acts and reports. WeChat is called only when issuance.Decide says
@@ -117,7 +115,7 @@ func (r *WeChatQRCodeReconciler) Reconcile(ctx context.Context, req ctrl.Request
 			return ctrl.Result{}, client.IgnoreNotFound(err)
 		}
 		if act = issuance.Decide(obs.Input); act.Trigger != "" {
-			act = r.issue(ctx, obs, act)
+			act = r.issueWithinBudget(ctx, obs, act)
 		}
 	}
 	if err := r.writeStatus(ctx, obs.Code, act.Status); err != nil {
@@ -135,37 +133,54 @@ func (r *WeChatQRCodeReconciler) Reconcile(ctx context.Context, req ctrl.Request
 // observed is one observation of a code: the decision's input, and the credentials to act with.
 type observed struct {
 	issuance.Input
-	creds wechat.Credentials
+	account resolved
+	// siblings are the codes of the same account, when the code is Permanent (its budget).
+	siblings []v1alpha1.WeChatQRCode
 }
 
-// observe gathers what the decision needs: the code's account, and the other codes that claim a
-// permanent scene the code claims or held, with their accounts' AppIDs.
+// observe gathers what the decision needs: the code's account, the account's permanent codes
+// for a Permanent code, and the other codes that claim a permanent scene the code claims or
+// held, with their accounts' AppIDs.
 func (r *WeChatQRCodeReconciler) observe(ctx context.Context, code *v1alpha1.WeChatQRCode) (observed, error) {
 	obs := observed{Input: issuance.Input{Code: code, Now: r.Clock.Now()}}
-	acct, err := r.accounts.get(ctx, types.NamespacedName{Namespace: code.Namespace, Name: code.Spec.AccountRef.Name})
-	if problem := (*accountProblem)(nil); errors.As(err, &problem) {
-		obs.Account.Problem = &issuance.Problem{Reason: problem.reason, Message: problem.message}
-	} else if err != nil {
+	acct, err := r.resolve(ctx, code.Namespace, code.Spec.AccountRef)
+	if err != nil {
 		return observed{}, err
 	}
-	obs.Account.AppID, obs.Account.Version, obs.creds = acct.creds.AppID, acct.version, acct.creds
+	obs.account = acct
+	obs.Account.Name = describe(acct.ref)
+	obs.Account.AppID, obs.Account.Version = acct.secret.creds.AppID, acct.secret.version
+	if p := acct.problem; p != nil {
+		obs.Account.Problem = &issuance.Problem{Reason: p.reason, Message: p.message}
+	}
+	if acct.account != nil && code.Spec.Type == v1alpha1.Permanent {
+		obs.Account.PermanentLimit = acct.account.AccountSpec().PermanentLimit()
+		if obs.siblings, err = r.codesOf(ctx, IndexAccountRef, acct.ref.String()); err != nil {
+			return observed{}, err
+		}
+		obs.Account.PermanentUsed = r.budget.used(acct.ref.String(), obs.Account.AppID, obs.siblings, client.ObjectKeyFromObject(code))
+	}
 	others, err := r.neighbours(ctx, code)
 	if err != nil {
 		return observed{}, err
 	}
 	for i := range others {
 		other := &others[i]
-		acct, err := r.accounts.get(ctx, types.NamespacedName{Namespace: other.Namespace, Name: other.Spec.AccountRef.Name})
-		var problem *accountProblem
-		switch {
-		case errors.As(err, &problem):
-			continue // without a usable account it can issue nothing
-		case err != nil:
+		theirs, err := r.resolve(ctx, other.Namespace, other.Spec.AccountRef)
+		if err != nil {
 			return observed{}, err
 		}
-		obs.Neighbours = append(obs.Neighbours, issuance.Neighbour{Code: other, AppID: acct.creds.AppID})
+		if theirs.account == nil || theirs.secret.problem != nil {
+			continue // without a usable account it can issue nothing
+		}
+		obs.Neighbours = append(obs.Neighbours, issuance.Neighbour{Code: other, AppID: theirs.secret.creds.AppID})
 	}
 	return obs, nil
+}
+
+// newPermanent: the call asked for may create a permanent code at WeChat, one of the budget's.
+func (obs *observed) newPermanent() bool {
+	return obs.Code.Spec.Type == v1alpha1.Permanent && !permanentHolder(obs.Code, obs.Account.AppID)
 }
 
 // confirm observes the code again as the API server has it, if the cache's copy is not that.
@@ -180,12 +195,32 @@ func (r *WeChatQRCodeReconciler) confirm(ctx context.Context, obs observed) (obs
 	return r.observe(ctx, live)
 }
 
+// issueWithinBudget reserves a unit of the account's permanent budget for a call that may
+// create a permanent code, counting again under the budget's lock: another worker may have
+// taken the last unit since the code was observed. A failed call gives the unit back.
+func (r *WeChatQRCodeReconciler) issueWithinBudget(ctx context.Context, obs observed, act issuance.Action) issuance.Action {
+	if !obs.newPermanent() {
+		return r.issue(ctx, obs, act)
+	}
+	account, self := obs.account.ref.String(), client.ObjectKeyFromObject(obs.Code)
+	used, ok := r.budget.reserve(account, obs.Account.AppID, obs.siblings, self, obs.Account.PermanentLimit)
+	if !ok {
+		obs.Account.PermanentUsed = used
+		return issuance.Decide(obs.Input)
+	}
+	out := r.issue(ctx, obs, act)
+	if out.Status.Ticket == "" || out.Status.IssuedFor == nil || out.Status.IssuedFor.Type != v1alpha1.Permanent {
+		r.budget.release(account, self)
+	}
+	return out
+}
+
 // issue asks WeChat for the ticket act calls for. The expiry counts from before the call (which
 // may first wait for the AppID's rate limiter): early rather than late.
 func (r *WeChatQRCodeReconciler) issue(ctx context.Context, obs observed, act issuance.Action) issuance.Action {
 	log := logf.FromContext(ctx).WithValues("trigger", act.Trigger, "appID", obs.Account.AppID)
 	requestedAt := r.Clock.Now()
-	qr, err := r.Issuer.CreateQRCode(ctx, obs.creds, createRequest(&obs.Code.Spec))
+	qr, err := r.Issuer.CreateQRCode(ctx, obs.account.creds, createRequest(&obs.Code.Spec))
 	if err != nil {
 		countFailure(err)
 		log.Info("WeChat issued no ticket", "error", err.Error())

@@ -19,6 +19,7 @@ package controllers
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -491,16 +492,23 @@ func TestSceneConflict(t *testing.T) {
 	ns1, ns2 := h.ns[0], h.ns[1]
 	appID, secret := h.account()
 	otherAppID, otherSecret := h.account()
-	h.secret(ns1, "acct", map[string]string{"appID": appID, "appSecret": secret})
-	// The same account under another Secret name in another namespace, and a second account.
-	h.secret(ns2, "same-account", map[string]string{"appID": appID, "appSecret": secret})
+	// The account shared by both namespaces (a ClusterWeChatAccount, its Secret in the operator's
+	// namespace), and a second account.
+	h.secret(h.operatorNS, "acct", map[string]string{"appID": appID, "appSecret": secret})
+	shared := "shared-" + randomHex(8)
+	h.wechatAccount("", shared, "acct")
+	sharedSpec := func(spec v1alpha1.WeChatQRCodeSpec) v1alpha1.WeChatQRCodeSpec {
+		spec.AccountRef = v1alpha1.AccountReference{Kind: v1alpha1.KindClusterWeChatAccount, Name: shared}
+		return spec
+	}
 	h.secret(ns2, "other-account", map[string]string{"appID": otherAppID, "appSecret": otherSecret})
+	h.wechatAccount(ns2, "other-account", "other-account")
 
-	h.create(ns1, "holder", permanentSpec("acct", idScene(500)))
+	h.create(ns1, "holder", sharedSpec(permanentSpec("", idScene(500))))
 	holder := h.waitReady(key(ns1, "holder"), metav1.ConditionTrue, v1alpha1.ReasonIssued)
 	creates := h.fake.Calls(wechattest.EndpointCreate)
 
-	h.create(ns2, "latecomer", permanentSpec("same-account", idScene(500)))
+	h.create(ns2, "latecomer", sharedSpec(permanentSpec("", idScene(500))))
 	late := h.waitReady(key(ns2, "latecomer"), metav1.ConditionFalse, v1alpha1.ReasonSceneConflict)
 	if msg := readyCondition(late).Message; !containsAll(msg, ns1+"/holder", appID, "scene id 500") {
 		t.Errorf("conflict message %q does not name the holder, AppID and scene", msg)
@@ -511,7 +519,7 @@ func TestSceneConflict(t *testing.T) {
 	h.waitEvent(key(ns2, "latecomer"), corev1.EventTypeWarning, v1alpha1.ReasonSceneConflict)
 	// Not conflicts: the same scene of another account, and a temporary code of the same scene.
 	h.create(ns2, "other-account", permanentSpec("other-account", idScene(500)))
-	h.create(ns2, "temporary", temporarySpec("same-account", idScene(500), time.Hour, 0))
+	h.create(ns2, "temporary", sharedSpec(temporarySpec("", idScene(500), time.Hour, 0)))
 	h.waitReady(key(ns2, "other-account"), metav1.ConditionTrue, v1alpha1.ReasonIssued)
 	h.waitReady(key(ns2, "temporary"), metav1.ConditionTrue, v1alpha1.ReasonIssued)
 	if n := h.fake.Calls(wechattest.EndpointCreate) - creates; n != 2 {
@@ -576,46 +584,71 @@ func TestSceneConflictSettlesUnderConcurrency(t *testing.T) {
 	}
 }
 
-func TestAccountSecretProblemsAndRepair(t *testing.T) {
+// TestAccountProblemsAndRepair: a code whose account is missing, then whose account's Secret is
+// missing, malformed, incomplete or wrong, says so without calling WeChat; the account shows each
+// problem once; the repaired Secret makes the account and then the code Ready at once.
+func TestAccountProblemsAndRepair(t *testing.T) {
 	h := newHarness(t, 1)
 	ns := h.ns[0]
 	appID, secret := h.account()
 	k := key(ns, "code")
 	h.create(ns, "code", temporarySpec("acct", strScene("welcome"), time.Hour, 0))
 
-	missing := h.waitReady(k, metav1.ConditionFalse, v1alpha1.ReasonAccountSecretMissing)
-	if msg := readyCondition(missing).Message; !containsAll(msg, `"acct"`, ns) {
-		t.Errorf("message %q does not name the Secret", msg)
+	// No account yet: the code names it.
+	notFound := h.waitReady(k, metav1.ConditionFalse, v1alpha1.ReasonAccountNotFound)
+	if msg := readyCondition(notFound).Message; !containsAll(msg, `WeChatAccount "acct"`, ns, "spec.accountRef") {
+		t.Errorf("message %q does not name the account", msg)
 	}
-	h.waitEvent(k, corev1.EventTypeWarning, v1alpha1.ReasonAccountSecretMissing)
+	h.wechatAccount(ns, "acct", "acct")
+	ak := key(ns, "acct")
+	acct := &v1alpha1.WeChatAccount{}
+	// notReady waits for the account's Ready reason, then for the code to carry it.
+	notReady := func(reason string, messageParts ...string) *v1alpha1.WeChatQRCode {
+		t.Helper()
+		h.waitAccount(ak, acct, fmt.Sprintf("Ready=False/%s saying %q", reason, messageParts), func(a v1alpha1.Account) bool {
+			return accountReadyIs(metav1.ConditionFalse, reason)(a) && containsAll(a.AccountStatus().Condition(v1alpha1.ConditionReady).Message, messageParts...)
+		})
+		if msg := acct.Status.Condition(v1alpha1.ConditionReady).Message; strings.Contains(msg, secret) {
+			t.Errorf("account message %q prints the AppSecret", msg)
+		}
+		return h.waitFor(k, 30*time.Second, "AccountNotReady with "+reason, func(c *v1alpha1.WeChatQRCode) bool {
+			return readyIs(metav1.ConditionFalse, v1alpha1.ReasonAccountNotReady)(c) && strings.Contains(readyCondition(c).Message, reason)
+		})
+	}
+	notReady(v1alpha1.ReasonAccountSecretMissing, `"acct"`, ns, "spec.secretRef")
 
 	// Not an AppID: refused by the one parser of account Secrets, before WeChat is asked.
 	h.secret(ns, "acct", map[string]string{"appID": "wx/../" + appID, "appSecret": secret})
-	malformed := h.waitReady(k, metav1.ConditionFalse, v1alpha1.ReasonAccountSecretInvalid)
-	if msg := readyCondition(malformed).Message; !containsAll(msg, `"acct"`, "appID") || strings.Contains(msg, appID) {
-		t.Errorf("message %q does not name the key, or prints its value", msg)
+	if msg := readyCondition(notReady(v1alpha1.ReasonAccountSecretInvalid, `"acct"`, "appID")).Message; strings.Contains(msg, appID) {
+		t.Errorf("message %q prints the AppID", msg)
 	}
-
 	h.updateSecret(ns, "acct", func(s *corev1.Secret) { s.Data = map[string][]byte{"appID": []byte(appID)} })
-	invalid := h.waitFor(k, 30*time.Second, "reports the missing appSecret", func(c *v1alpha1.WeChatQRCode) bool {
-		return readyIs(metav1.ConditionFalse, v1alpha1.ReasonAccountSecretInvalid)(c) && strings.Contains(readyCondition(c).Message, "appSecret")
-	})
-	if msg := readyCondition(invalid).Message; strings.Contains(msg, appID) {
-		t.Errorf("message %q prints the AppID's value", msg)
-	}
+	notReady(v1alpha1.ReasonAccountSecretInvalid, "appSecret")
 	if n := h.wechatCalls(); n != 0 {
 		t.Errorf("%d WeChat calls without usable credentials", n)
 	}
 
+	// A wrong AppSecret shows on the account once: one token call for the Secret change, one
+	// Event, and the code says the account is not ready without calling WeChat.
 	wrong := randomHex(32)
 	h.updateSecret(ns, "acct", func(s *corev1.Secret) { s.StringData = map[string]string{"appSecret": wrong} })
-	rejected := h.waitReady(k, metav1.ConditionFalse, "WeChatError40125")
-	if msg := readyCondition(rejected).Message; !strings.Contains(msg, "AppSecret is invalid") {
-		t.Errorf("message %q gives no advice", msg)
+	rejected := notReady("WeChatError40125", "AppSecret is invalid")
+	if !strings.Contains(readyCondition(rejected).Message, "AppSecret is invalid") {
+		t.Errorf("the code's message %q does not carry the account's advice", readyCondition(rejected).Message)
+	}
+	if n, m := h.fake.Calls(wechattest.EndpointStableToken), h.fake.Calls(wechattest.EndpointCreate); n != 1 || m != 0 {
+		t.Errorf("%d token calls and %d creates for one Secret change with a wrong AppSecret, want 1 and 0", n, m)
+	}
+	if n := len(h.accountEvents(ak, "WeChatError40125")); n != 1 {
+		t.Errorf("%d WeChatError40125 Events on the account, want 1", n)
 	}
 
 	// A trailing newline, as `kubectl create secret --from-file` leaves it, is not a mistake.
 	h.updateSecret(ns, "acct", func(s *corev1.Secret) { s.StringData = map[string]string{"appSecret": secret + "\n"} })
+	h.waitAccount(ak, acct, "Ready", accountReadyIs(metav1.ConditionTrue, v1alpha1.ReasonTokenObtained))
+	if n := h.fake.Calls(wechattest.EndpointStableToken); n != 2 {
+		t.Errorf("%d token calls after two Secret changes with an AppSecret, want 2", n)
+	}
 	fixed := h.waitReady(k, metav1.ConditionTrue, v1alpha1.ReasonIssued)
 	if fixed.Status.FailedAttempts != 0 {
 		t.Errorf("failedAttempts %d after the repair", fixed.Status.FailedAttempts)
@@ -641,6 +674,7 @@ func TestSpecChangesReissue(t *testing.T) {
 	appID, secret := h.account()
 	otherAppID, otherSecret := h.account()
 	h.secret(ns, "acct", map[string]string{"appID": appID, "appSecret": secret})
+	h.wechatAccount(ns, "acct", "acct")
 	k := key(ns, "code")
 	h.create(ns, "code", temporarySpec("acct", idScene(10), time.Hour, 0))
 	first := h.waitReady(k, metav1.ConditionTrue, v1alpha1.ReasonIssued)

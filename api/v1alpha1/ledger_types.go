@@ -131,3 +131,63 @@ type WeChatScanTallyList struct {
 func init() {
 	register(&WeChatScanLedger{}, &WeChatScanLedgerList{}, &WeChatScanTally{}, &WeChatScanTallyList{})
 }
+
+// WeChatPushRecord is what one callback replica saw of each account's pushes: when the last
+// verified one arrived, and the refused ones in time buckets. Only the replica named in
+// spec.replica writes it, at most once per interval and only when it changed, so a push costs
+// no write; the elected folder sums the records of every replica over the last hour into each
+// account's status.callback. Internal to the operator, in the callback server's namespace.
+// +kubebuilder:object:root=true
+// +kubebuilder:resource:shortName=wxpushrecord
+// +kubebuilder:printcolumn:name="Replica",type=string,JSONPath=`.spec.replica`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type WeChatPushRecord struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec WeChatPushRecordSpec `json:"spec"`
+}
+
+// WeChatPushRecordSpec is one replica's record.
+type WeChatPushRecordSpec struct {
+	// Replica is the identity of the callback replica that writes this record.
+	Replica string `json:"replica"`
+	// Updated is when the replica last wrote the record: it writes at least every quarter hour
+	// while it lives, so the folder deletes the records of replicas gone for longer than an hour.
+	Updated metav1.Time `json:"updated"`
+	// Accounts are the pushes per AppID.
+	// +optional
+	Accounts map[string]AccountPushes `json:"accounts,omitempty"`
+}
+
+// AccountPushes is what a replica saw of one account's pushes.
+type AccountPushes struct {
+	// LastVerifiedPush is when the last push whose signature verified arrived, in Unix
+	// milliseconds; 0 for none.
+	// +optional
+	LastVerifiedPush int64 `json:"lastVerifiedPush,omitempty"`
+	// Refused are the refused pushes in time buckets, oldest first, each bucket only while it
+	// can still fall within the last hour.
+	// +optional
+	Refused []RefusedBucket `json:"refused,omitempty"`
+}
+
+// RefusedBucket counts the refused pushes of one time bucket by reason.
+type RefusedBucket struct {
+	// Start of the bucket, in Unix milliseconds.
+	Start int64 `json:"start"`
+	// Reasons: the count per reason of the refusal metric.
+	Reasons map[string]int64 `json:"reasons"`
+}
+
+// WeChatPushRecordList is a list of push records.
+// +kubebuilder:object:root=true
+type WeChatPushRecordList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []WeChatPushRecord `json:"items"`
+}
+
+func init() {
+	register(&WeChatPushRecord{}, &WeChatPushRecordList{})
+}

@@ -19,6 +19,7 @@ package v1alpha1
 import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 )
 
 // Kinds of account a code may refer to.
@@ -66,7 +67,7 @@ type TokenSource struct {
 	Type TokenSourceType `json:"type"`
 	// URL of the central token service (type External): GET <url>?appid=<AppID> answers
 	// {"access_token": ..., "expires_in": ...}. Credentials for it come from the manager's
-	// --wechat-external-token-header flag, never from the URL.
+	// --wechat-external-token-authorization-file flag, never from the URL.
 	// +optional
 	// +kubebuilder:validation:MaxLength=2048
 	// +kubebuilder:validation:XValidation:rule="isURL(self) && (self.startsWith('https://') || self.startsWith('http://'))",message="tokenSource.url must be an absolute http(s) URL"
@@ -212,8 +213,8 @@ type AccountCallbackStatus struct {
 	// LastVerifiedPushTime is when the last push whose signature verified arrived.
 	// +optional
 	LastVerifiedPushTime *metav1.Time `json:"lastVerifiedPushTime,omitempty"`
-	// Refused counts the pushes refused in the last hour, by reason. A wrong token or
-	// encodingAESKey in the Secret shows here as bad_signature or undecryptable: WeChat then tells
+	// Refused counts the pushes refused in the last hour, by reason. A wrong token in the Secret
+	// shows here as bad_signature, a wrong encodingAESKey as decrypt_failed: WeChat then tells
 	// every follower "该公众号暂时无法提供服务".
 	// +optional
 	// +listType=map
@@ -241,8 +242,12 @@ type QRCodeQuota struct {
 	Used int64 `json:"used"`
 	// Remain is how many are left today.
 	Remain int64 `json:"remain"`
-	// ObservedTime is when WeChat was asked.
+	// ObservedTime is when WeChat was last asked, successfully or not.
 	ObservedTime metav1.Time `json:"observedTime"`
+	// Error is why the last read failed (WeChat's errcode and what to do); the numbers are then
+	// those of the last read that worked.
+	// +optional
+	Error string `json:"error,omitempty"`
 }
 
 // PermanentCodeUsage is how much of the permanent-code budget this cluster holds.
@@ -286,6 +291,12 @@ type WeChatAccountStatus struct {
 	// with: a token is fetched again only when the spec or the Secret changes.
 	// +optional
 	ObservedSecretVersion string `json:"observedSecretVersion,omitempty"`
+
+	// TokenCheckTime is when the operator last asked for an access token to check the account:
+	// once per change of the spec or the Secret, and again later only after a failure that time
+	// may cure (a network error at once with backoff, an IP allowlist hourly).
+	// +optional
+	TokenCheckTime *metav1.Time `json:"tokenCheckTime,omitempty"`
 
 	// Callback is what the callback server sees of the account's pushes.
 	// +optional
@@ -380,6 +391,7 @@ type ClusterWeChatAccountList struct {
 // +kubebuilder:object:generate=false
 type Account interface {
 	metav1.Object
+	runtime.Object
 	AccountSpec() *WeChatAccountSpec
 	AccountStatus() *WeChatAccountStatus
 	// Ref is how a code refers to this account.

@@ -24,7 +24,6 @@ import (
 	"os"
 	"strings"
 
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -32,38 +31,25 @@ import (
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/callback"
 )
 
-type accountsFlag []types.NamespacedName
-
-func (a *accountsFlag) String() string { return fmt.Sprint(*a) }
-
-func (a *accountsFlag) Set(v string) error {
-	ref, err := callback.ParseSecretRef(v)
-	if err == nil {
-		*a = append(*a, ref)
-	}
-	return err
-}
-
 // bindFlags registers the command line on fs; the Config is complete once fs is parsed.
 func bindFlags(fs *flag.FlagSet) (*callback.Config, *zap.Options) {
 	cfg := &callback.Config{Options: callback.DefaultOptions()}
 	// The ports differ from the manager's conventional 8080/8081: both containers share the Pod's
 	// network namespace.
-	fs.Var((*accountsFlag)(&cfg.Accounts), "account", "account Secret as <namespace>/<name> (repeatable); served at /wechat/<appID>")
 	fs.StringVar(&cfg.BindAddress, "bind-address", ":8090", "address WeChat's pushes are served on (plain HTTP behind the Ingress)")
 	fs.StringVar(&cfg.HealthProbeBindAddress, "health-probe-bind-address", ":8091", "address of /healthz and /readyz (0 disables)")
 	fs.StringVar(&cfg.MetricsBindAddress, "metrics-bind-address", ":8092", "address of /metrics (0 disables)")
 	cfg.MetricsServing.BindFlags(fs)
-	fs.DurationVar(&cfg.SecretRefreshInterval, "secret-refresh-interval", cfg.SecretRefreshInterval, "how often the account Secrets are read again")
 	fs.DurationVar(&cfg.MaxClockSkew, "max-clock-skew", cfg.MaxClockSkew, "largest accepted difference, either way, between a push's timestamp and our clock")
 	fs.Int64Var(&cfg.MaxBodyBytes, "max-body-bytes", cfg.MaxBodyBytes, "largest accepted push body")
 	fs.DurationVar(&cfg.ReplyDeadline, "reply-deadline", cfg.ReplyDeadline, "longest wait for a scan to be persisted before answering 503 (WeChat gives up at 5s)")
 	fs.DurationVar(&cfg.CommitWindow, "commit-window", cfg.CommitWindow, "scans within this window share one ledger write")
 	fs.DurationVar(&cfg.DedupeWindow, "dedupe-window", cfg.DedupeWindow, "how long after an event its retries are still recognised (at least 1m)")
-	fs.DurationVar(&cfg.FoldInterval, "fold-interval", cfg.FoldInterval, "how often the elected replica folds the ledger into the codes' counts; the counts lag by about this (0: never fold on this replica)")
+	fs.DurationVar(&cfg.FoldInterval, "fold-interval", cfg.FoldInterval, "how often the elected replica folds the ledger into the codes' counts and the accounts' status.callback; both lag by about this (0: never fold on this replica)")
+	fs.DurationVar(&cfg.RecordInterval, "record-interval", cfg.RecordInterval, "how often this replica writes its push record (verified and refused pushes per account), when it changed")
 	// In a Pod the Downward API sets both: the ledger and the tally live in the Pod's namespace,
 	// and the Pod's name keeps the replicas' ledger segments apart.
-	fs.StringVar(&cfg.Namespace, "namespace", os.Getenv("POD_NAMESPACE"), "the callback server's own namespace, where the scan ledger and tally live (default $POD_NAMESPACE)")
+	fs.StringVar(&cfg.Namespace, "namespace", os.Getenv("POD_NAMESPACE"), "the operator's namespace, where the push config Secret, the scan ledger and tally live (default $POD_NAMESPACE)")
 	fs.StringVar(&cfg.Identity, "identity", defaultIdentity(), "this replica's name among the replicas, in its ledger segments' names (default $POD_NAME, else <hostname>-<pid>)")
 	// The same --zap-* flags and log format as the manager, so both containers' logs read alike.
 	zapOpts := &zap.Options{}

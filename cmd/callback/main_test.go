@@ -22,12 +22,12 @@ import (
 	"fmt"
 	"testing"
 
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
 	"github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/callback"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/pushconfig"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/securemetrics/securemetricstest"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/wechattest"
 )
@@ -39,9 +39,8 @@ func TestMetrics(t *testing.T) {
 	env, ns := securemetricstest.Start(t)
 	ctx := context.Background()
 	const appID, token, ticket = "wxmetrics", "push-token", "TICKET-METRICS"
-	must(t, env.Client.Create(ctx, &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "account"},
-		Data:       map[string][]byte{v1alpha1.AccountKeyAppID: []byte(appID), v1alpha1.AccountKeyToken: []byte(token)},
+	must(t, pushconfig.Write(ctx, env.Client, ns, pushconfig.Account{
+		Ref: pushconfig.Ref{Kind: v1alpha1.KindWeChatAccount, Namespace: ns, Name: "account"}, AppID: appID, Token: token,
 	}))
 	scene := v1alpha1.Scene{ID: ptr.To[int64](7)}
 	code := &v1alpha1.WeChatQRCode{
@@ -58,7 +57,7 @@ func TestMetrics(t *testing.T) {
 	cfg, _ := bindFlags(fs)
 	must(t, fs.Parse([]string{
 		"--metrics-bind-address=" + addr, "--bind-address=" + pushAddr, "--health-probe-bind-address=0",
-		"--account=" + ns + "/account", "--namespace=" + ns,
+		"--namespace=" + ns,
 	}))
 	mgr, _, err := callback.NewManager(env.Config, *cfg)
 	must(t, err)

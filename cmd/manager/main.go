@@ -22,10 +22,10 @@ import (
 	"context"
 	"errors"
 	"flag"
-	"fmt"
 	"net/http"
 	"os"
 	"strings"
+	"time"
 
 	"k8s.io/client-go/rest"
 	"k8s.io/klog/v2"
@@ -55,8 +55,9 @@ type flags struct {
 	kubeQPS                 float64
 	kubeBurst               int
 	wechat                  wechat.Options
-	tokenMode               string
 	externalTokenAuthFile   string
+	clusterNamespace        string
+	quotaInterval           time.Duration
 }
 
 // bindFlags registers the command line on fs; the flags are complete once fs is parsed.
@@ -80,13 +81,14 @@ func bindFlags(fs *flag.FlagSet) (*flags, *zap.Options) {
 
 	fs.StringVar(&f.wechat.APIBaseURL, "wechat-api-url", wechat.DefaultAPIBaseURL, "base URL of WeChat's API (a fake or a proxy in tests)")
 	fs.StringVar(&f.wechat.ImageBaseURL, "wechat-image-url", wechat.DefaultImageBaseURL, "base URL of status.imageURL (showqrcode)")
-	fs.StringVar(&f.tokenMode, "wechat-token-mode", string(wechat.TokenModeStable),
-		"where access tokens come from: stable (stable_token, safe beside other users of the account), classic (cgi-bin/token, only if nothing else uses the account) or external (a central token service)")
-	fs.StringVar(&f.wechat.ExternalTokenURL, "wechat-external-token-url", "", "token service of --wechat-token-mode=external")
 	fs.StringVar(&f.externalTokenAuthFile, "wechat-external-token-authorization-file", "",
-		"file holding the Authorization header value sent to the token service (mount it from a Secret)")
-	fs.Float64Var(&f.wechat.QPS, "wechat-qps", wechat.DefaultQPS, "qrcode/create calls per second per AppID (WeChat allows 100,000 a day, 1.16/s sustained)")
-	fs.IntVar(&f.wechat.Burst, "wechat-burst", wechat.DefaultBurst, "burst of qrcode/create calls per AppID")
+		"file holding the Authorization header value sent to the token services of accounts with tokenSource External (mount it from a Secret)")
+	fs.Float64Var(&f.wechat.QPS, "wechat-qps", wechat.DefaultQPS, "qrcode/create calls per second per AppID, unless the account's spec.rateLimit.qps says (WeChat allows 100,000 a day, 1.16/s sustained)")
+	fs.IntVar(&f.wechat.Burst, "wechat-burst", wechat.DefaultBurst, "burst of qrcode/create calls per AppID, unless the account's spec.rateLimit.burst says")
+	fs.StringVar(&f.clusterNamespace, "cluster-resource-namespace", "",
+		"namespace of the ClusterWeChatAccounts' Secrets and of the projected push config (default: the Pod's namespace, $POD_NAMESPACE, else --leader-election-namespace)")
+	// One read an hour is 24 calls a day of openapi/quota/get's own quota per account.
+	fs.DurationVar(&f.quotaInterval, "quota-interval", time.Hour, "how often each Ready account's qrcode/create quota is read with openapi/quota/get (0 never)")
 	fs.DurationVar(&f.wechat.Timeout, "wechat-timeout", wechat.DefaultTimeout, "timeout of each WeChat request, token fetches included")
 
 	zapOpts := &zap.Options{}
@@ -114,22 +116,22 @@ func main() {
 
 // run runs the manager on the API server of cfg until ctx ends.
 func run(ctx context.Context, cfg *rest.Config, f flags) error {
-	f.wechat.TokenMode = wechat.TokenMode(f.tokenMode)
-	switch f.wechat.TokenMode {
-	case wechat.TokenModeStable, wechat.TokenModeClassic:
-	case wechat.TokenModeExternal:
-		if f.wechat.ExternalTokenURL == "" {
-			return errors.New("--wechat-token-mode=external needs --wechat-external-token-url")
-		}
-	default:
-		return fmt.Errorf("unknown --wechat-token-mode %q", f.tokenMode)
-	}
 	if f.externalTokenAuthFile != "" {
 		auth, err := os.ReadFile(f.externalTokenAuthFile)
 		if err != nil {
 			return err
 		}
 		f.wechat.ExternalTokenHeader = http.Header{"Authorization": {strings.TrimSpace(string(auth))}}
+	}
+
+	clusterNamespace := f.clusterNamespace
+	for _, ns := range []string{os.Getenv("POD_NAMESPACE"), f.leaderElectionNamespace} {
+		if clusterNamespace == "" {
+			clusterNamespace = ns
+		}
+	}
+	if clusterNamespace == "" {
+		return errors.New("--cluster-resource-namespace is needed outside a Pod (no POD_NAMESPACE) without --leader-election-namespace")
 	}
 
 	cfg = rest.CopyConfig(cfg)
@@ -152,15 +154,16 @@ func run(ctx context.Context, cfg *rest.Config, f flags) error {
 		return err
 	}
 
-	r := &controllers.WeChatQRCodeReconciler{
-		Client:         mgr.GetClient(),
-		APIReader:      mgr.GetAPIReader(),
-		Issuer:         wechat.New(f.wechat),
-		Recorder:       mgr.GetEventRecorder("wechatqrcode-controller"),
-		Clock:          clock.RealClock{},
-		ExternalTokens: f.wechat.TokenMode == wechat.TokenModeExternal,
-	}
-	if err := r.SetupWithManager(ctx, mgr, controller.Options{MaxConcurrentReconciles: f.maxConcurrentReconciles}); err != nil {
+	rs := controllers.New(controllers.Options{
+		Client:                   mgr.GetClient(),
+		APIReader:                mgr.GetAPIReader(),
+		WeChat:                   wechat.New(f.wechat),
+		Recorder:                 mgr.GetEventRecorder("wechatqrcode-controller"),
+		Clock:                    clock.RealClock{},
+		ClusterResourceNamespace: clusterNamespace,
+		QuotaInterval:            f.quotaInterval,
+	})
+	if err := rs.SetupWithManager(ctx, mgr, controller.Options{MaxConcurrentReconciles: f.maxConcurrentReconciles}); err != nil {
 		return err
 	}
 	if err := metrics.Registry.Register(controllers.NewCodeCollector(mgr.GetCache(), mgr.Elected())); err != nil {

@@ -21,10 +21,14 @@ limitations under the License.
 //
 // # Accounts and paths
 //
-// The server serves the accounts whose Secrets it is given (--account=<namespace>/<name>,
-// repeatable; keys appID, token, encodingAESKey, previousEncodingAESKey). It GETs exactly those
-// Secrets by name, again every --secret-refresh-interval, and never lists or watches Secrets, so
-// its Role can name them in resourceNames. Each account has its own path, /wechat/<appID>, which
+// The server serves every WeChatAccount and ClusterWeChatAccount. It never reads their Secrets
+// (which hold the AppSecret): the manager projects the push material of every account (token,
+// encodingAESKey, previousEncodingAESKey, where pushes go on to) into one Secret in the operator's
+// namespace, package pushconfig's contract, and the server watches that Secret alone, with a
+// metadata.name field selector that its Role's resourceNames allows (keyring.go). An account the
+// manager adds is served within a watch event, one it removes answers 404 at once; while the API
+// server is unreachable the last Secret seen is served. An entry that does not decode is logged
+// by its AppID and not served. Each account has its own path, /wechat/<appID>, which
 // is what goes into the account's "server URL" setting: the path picks the token that the
 // signature must match, so one account's token can never authenticate a push for another.
 //
@@ -45,6 +49,16 @@ limitations under the License.
 // element (403), decryption with the current then the previous key, including the AppID check
 // (400), and finally the XML (400). A refusal counts nothing, is logged without the token, key or
 // signature, and is counted in wechat_qrcode_operator_callback_refusals_total by reason.
+//
+// # What the accounts show
+//
+// Each replica keeps, in memory, per served account, when its last verified push arrived and its
+// refusals by reason in 5-minute buckets, and writes them into its own WeChatPushRecord every
+// --record-interval when they changed (a push costs no write). The folder sums the records of
+// every replica into each account's status.callback (lastVerifiedPushTime; refused: the last
+// hour by reason; observedTime) with a merge patch of those fields alone, only when they changed
+// (pushrecord.go). A push to an unknown AppID has no account: the metric alone counts it. The
+// records of a replica gone for over an hour are deleted, its last verified push carried over.
 //
 // # Attribution
 //

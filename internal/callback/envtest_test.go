@@ -31,12 +31,12 @@ import (
 	"github.com/go-logr/logr/funcr"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	clocktesting "k8s.io/utils/clock/testing"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/pushconfig"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/testenv"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/wxcrypto"
 )
@@ -88,6 +88,8 @@ type fixture struct {
 	folds *folder
 	// replicas started, for their identities.
 	started int
+	// accounts are what the push config Secret holds.
+	accounts []pushconfig.Account
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -102,26 +104,30 @@ func newFixture(t *testing.T) *fixture {
 	return f
 }
 
-// account creates an account Secret and returns its reference and a pusher for it (plaintext
-// mode without a key, else safe mode with key). The AppID gets the namespace's random suffix:
-// attribution is cluster-wide, and a test run twice (-count) must not see its earlier codes.
-func (f *fixture) account(name, appID, token, key, previousKey string) (types.NamespacedName, *pusher) {
+// account adds an account to the push config Secret, as the manager projects it, and returns a
+// pusher for it (plaintext mode without a key, else safe mode with key). The AppID gets the
+// namespace's random suffix: attribution is cluster-wide, and a test run twice (-count) must not
+// see its earlier codes.
+func (f *fixture) account(name, appID, token, key, previousKey string) *pusher {
 	f.t.Helper()
 	appID += f.ns[strings.LastIndex(f.ns, "-"):]
-	data := map[string][]byte{qrv1alpha1.AccountKeyAppID: []byte(appID), qrv1alpha1.AccountKeyToken: []byte(token), "appSecret": []byte("not-read-by-the-callback-server")}
+	a := pushconfig.Account{Ref: pushconfig.Ref{Kind: qrv1alpha1.KindWeChatAccount, Namespace: f.ns, Name: name},
+		AppID: appID, Token: token, EncodingAESKey: key, PreviousEncodingAESKey: previousKey}
 	p := &pusher{appID: appID, token: token, mode: plaintext}
 	if key != "" {
-		data[qrv1alpha1.AccountKeyEncodingAESKey] = []byte(key)
 		p.mode, p.cipher = safe, f.cipher(key, appID)
 	}
-	if previousKey != "" {
-		data[qrv1alpha1.AccountKeyPreviousEncodingAESKey] = []byte(previousKey)
-	}
-	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: name}, Data: data}
-	if err := f.c.Create(f.ctx, s); err != nil {
+	f.accounts = append(f.accounts, a)
+	f.writeAccounts()
+	return p
+}
+
+// writeAccounts writes f.accounts into the push config Secret of f's namespace.
+func (f *fixture) writeAccounts() {
+	f.t.Helper()
+	if err := pushconfig.Write(f.ctx, f.c, f.ns, f.accounts...); err != nil {
 		f.t.Fatal(err)
 	}
-	return client.ObjectKeyFromObject(s), p
 }
 
 func (f *fixture) cipher(key, appID string) *wxcrypto.Cipher {
@@ -195,9 +201,7 @@ type replica struct {
 func (f *fixture) replica(opts Options) *replica {
 	f.t.Helper()
 	if opts.CommitWindow == 0 {
-		o := DefaultOptions()
-		o.Accounts = opts.Accounts
-		opts = o
+		opts = DefaultOptions()
 	}
 	// The tests fold themselves, on the fixture's clock.
 	f.started++
@@ -230,24 +234,24 @@ func (f *fixture) replica(opts Options) *replica {
 	return r
 }
 
-// replicas starts n replicas serving accounts with default options.
-func (f *fixture) replicas(n int, accounts ...types.NamespacedName) []*replica {
+// replicas starts n replicas with default options.
+func (f *fixture) replicas(n int) []*replica {
 	var rs []*replica
 	for range n {
-		rs = append(rs, f.replica(Options{Accounts: accounts}))
+		rs = append(rs, f.replica(Options{}))
 	}
 	return rs
 }
 
 // threeReplicasOneCode starts three replicas serving a safe-mode account and creates a code of it
 // that every replica's cache knows.
-func (f *fixture) threeReplicasOneCode(appID, ticket string, scene int64, reply string) (types.NamespacedName, *pusher, []*replica, *qrv1alpha1.WeChatQRCode) {
+func (f *fixture) threeReplicasOneCode(appID, ticket string, scene int64, reply string) (*pusher, []*replica, *qrv1alpha1.WeChatQRCode) {
 	f.t.Helper()
-	ref, p := f.account("a", appID, "tok-"+appID, testKey, "")
-	rs := f.replicas(3, ref)
+	p := f.account("a", appID, "tok-"+appID, testKey, "")
+	rs := f.replicas(3)
 	code := f.code(newCode("", "code", p.appID, ticket, scene, reply))
 	waitIndexed(f.t, rs, p.appID, ticket)
-	return ref, p, rs, code
+	return p, rs, code
 }
 
 // waitIndexed waits until every replica's cache attributes ticket to a code: pushes that arrive

@@ -37,6 +37,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/pushconfig"
 )
 
 // tallyShards spreads the codes' totals over this many WeChatScanTally objects. A code's totals
@@ -68,6 +69,13 @@ type folder struct {
 	// they were read at: a segment is read again only when it changed. Bounded by what the
 	// segments retained for the dedupe window hold.
 	segments map[string]*qrv1alpha1.WeChatScanLedger
+	// served returns the accounts whose status.callback the folder reports through status,
+	// stats is this replica's (nil served: no report); reported is what each account's status
+	// shows, by account and AppID, as last patched.
+	served   func() []pushconfig.Account
+	status   client.SubResourceWriter
+	stats    *pushStats
+	reported map[string]accountCallback
 	// patchedAt is, per code, the resourceVersion the cache showed when the view was last
 	// patched: while the cache still shows it, it lags our patch, and patching again would be a
 	// wasted write.
@@ -78,6 +86,7 @@ func newFolder(clk clock.Clock, api, cache client.Reader, writer client.Writer, 
 	return &folder{
 		clock: clk, api: api, cache: cache, writer: writer, namespace: namespace, window: window, interval: interval,
 		log: log.WithName("fold"), segments: map[string]*qrv1alpha1.WeChatScanLedger{}, patchedAt: map[string]string{},
+		reported: map[string]accountCallback{},
 	}
 }
 
@@ -87,6 +96,9 @@ func (f *folder) Start(ctx context.Context) error {
 		if err := f.fold(ctx); err != nil && ctx.Err() == nil {
 			folds.WithLabelValues("error").Inc()
 			f.log.Error(err, "fold failed; retrying next interval")
+		}
+		if err := f.report(ctx); err != nil && ctx.Err() == nil {
+			f.log.Error(err, "reporting the accounts' pushes failed; retrying next interval")
 		}
 		select {
 		case <-ctx.Done():

@@ -40,8 +40,8 @@ import (
 // restart between the original and its retry). Past the dedupe window the segments go.
 func TestExactlyOnceAcrossReplicas(t *testing.T) {
 	f := newFixture(t)
-	ref, p := f.account("a", "wxonce01", "tok-once", testKey, "")
-	rs := f.replicas(2, ref)
+	p := f.account("a", "wxonce01", "tok-once", testKey, "")
+	rs := f.replicas(2)
 	code := f.code(newCode("", "hot", p.appID, "T-ONCE", 1, ""))
 	waitIndexed(t, rs, p.appID, "T-ONCE")
 

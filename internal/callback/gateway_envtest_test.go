@@ -22,30 +22,29 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	"k8s.io/apimachinery/pkg/types"
-
-	"github.com/qrcode-operator/wechat-qrcode-operator/internal/pushconfig"
 )
 
 // gatewayTimeout is the forward timeout of TestGatewayReplica: short, real, and far inside
 // WeChat's 5 s.
 const gatewayTimeout = 200 * time.Millisecond
 
-// TestGatewayReplica: a real callback replica (its own manager and cache, the ledger on the API
-// server) in front of an application that never answers in time, with a sink. WeChat gets
+// TestGatewayReplica: a real callback replica (its own manager and cache, the accounts from the
+// projected push config Secret, the ledger on the API server) in front of an application that never answers in time, with a sink. WeChat gets
 // "success" once the forward times out, well within its 5 s; the scan is counted once in the
 // API server; the application was told which code and that the scan is new; the sink gets one
 // event, whose id is the scan's dedupe key, even though the account and the code name the same
 // sink and WeChat retries the push.
 func TestGatewayReplica(t *testing.T) {
 	f := newFixture(t)
-	ref, p := f.account("a", "wxgateway", "tok-gateway", testKey, "")
+	p := f.account("a", "wxgateway", "tok-gateway", testKey, "")
 	app := newApplication(t, p.token, p.cipher)
 	app.hold = make(chan struct{})
 	t.Cleanup(func() { close(app.hold) })
 	sink := newReceiver(t)
-	r := f.replica(Options{Accounts: []types.NamespacedName{ref}})
-	f.project(r, p.appID, pushconfig.Account{ForwardURL: app.srv.URL + "/wx", ForwardTimeout: gatewayTimeout, SinkURI: sink.url})
+	// What the manager projects of the account's spec.forward and spec.sink.
+	f.accounts[0].ForwardURL, f.accounts[0].ForwardTimeout, f.accounts[0].SinkURI = app.srv.URL+"/wx", gatewayTimeout, sink.url
+	f.writeAccounts()
+	r := f.replica(Options{})
 	code := newCode("", "login", p.appID, "TICKET-GW", 77, "")
 	code.Status.SinkURI = sink.url
 	f.code(code)
@@ -89,21 +88,4 @@ func TestGatewayReplica(t *testing.T) {
 	if testutil.ToFloat64(sinkDeliveries.WithLabelValues(deliveryOK)) < 1 {
 		t.Error("the delivery is not in the metric")
 	}
-}
-
-// project gives appID's account on r what the manager projects of spec.forward and spec.sink.
-func (f *fixture) project(r *replica, appID string, dest pushconfig.Account) {
-	f.t.Helper()
-	keys := map[string]*pushKeys{}
-	for id, k := range *r.keyring.byAppID.Load() {
-		c := *k
-		if id == appID {
-			c.account.ForwardURL, c.account.ForwardTimeout, c.account.SinkURI = dest.ForwardURL, dest.ForwardTimeout, dest.SinkURI
-		}
-		keys[id] = &c
-	}
-	if _, ok := keys[appID]; !ok {
-		f.t.Fatalf("the replica does not serve %s", appID)
-	}
-	r.keyring.byAppID.Store(&keys)
 }

@@ -18,27 +18,22 @@ package callback
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"sync/atomic"
-	"time"
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/utils/clock"
-	"sigs.k8s.io/controller-runtime/pkg/client"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/client-go/kubernetes"
+	toolscache "k8s.io/client-go/tools/cache"
 
-	"github.com/qrcode-operator/wechat-qrcode-operator/internal/credentials"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/pushconfig"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/wxcrypto"
-
-	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
 )
 
 // pushKeys is what the callback server needs to authenticate and open one Official Account's
-// pushes: the AppID of its path, the token that signs them and the ciphers of its keys.
+// pushes: the AppID of its path, the token that signs them and the ciphers of its keys, with the
+// whole account as the manager projected it (its resource, where its pushes go on to).
 type pushKeys struct {
 	appID string
 	token string
@@ -62,39 +57,55 @@ func (k *pushKeys) decrypt(b64 string) ([]byte, *wxcrypto.Cipher, error) {
 	return nil, nil, err
 }
 
-// pushKeysFromSecret reads what the callback server needs of an account Secret through the
-// project's one parser, which trims the values as the manager does: a Secret made with
-// `kubectl create secret --from-file` keeps each file's trailing newline, and an untrimmed AppID
-// would never match the push path. Its errors name keys, never values.
-func pushKeysFromSecret(s *corev1.Secret) (*pushKeys, error) {
-	creds, err := credentials.FromSecret(s)
+// pushKeysOf checks an account's push material through the project's one parser of account
+// credentials. Its errors name keys, never values.
+func pushKeysOf(a pushconfig.Account) (*pushKeys, error) {
+	creds, err := a.Credentials()
 	if err != nil {
-		return nil, err
-	}
-	if err := creds.Require(qrv1alpha1.AccountKeyAppID, qrv1alpha1.AccountKeyToken); err != nil {
 		return nil, err
 	}
 	ciphers, err := creds.Ciphers()
 	if err != nil {
 		return nil, err
 	}
-	return &pushKeys{appID: creds.AppID, token: creds.Token, ciphers: ciphers}, nil
+	return &pushKeys{appID: creds.AppID, token: creds.Token, ciphers: ciphers, account: a}, nil
 }
 
-// keyring holds the push keys read from the configured account Secrets and reads the Secrets
-// again every interval.
-type keyring struct {
-	reader   client.Reader
-	refs     []types.NamespacedName
-	interval time.Duration
-	clock    clock.Clock
-	log      logr.Logger
+// keysOf is what the projected push Secret serves: every entry that decodes, by AppID. An entry
+// that does not is logged by AppID and not served; nil (a deleted Secret) serves nothing.
+func keysOf(s *corev1.Secret, log logr.Logger) map[string]*pushKeys {
+	keys := map[string]*pushKeys{}
+	if s == nil {
+		return keys
+	}
+	accounts, problems := pushconfig.Decode(s.Data)
+	for _, err := range problems {
+		log.Error(err, "push config entry not served")
+	}
+	for _, a := range accounts {
+		k, err := pushKeysOf(a)
+		if err != nil {
+			log.Error(err, "push config entry not served", "appID", a.AppID)
+			continue
+		}
+		keys[a.AppID] = k
+	}
+	return keys
+}
 
-	// byAppID is replaced whole on every refresh, so a request sees one consistent set.
+// keyring serves the accounts of the projected push Secret, pushconfig.SecretName in the
+// operator's namespace. It watches that one Secret (a field selector on its name, which is all
+// the callback server's Role allows), so an account the manager adds is served within a watch
+// event and one it removes answers 404 at once. While the API server is unreachable the informer
+// keeps the last Secret it saw, and so the keyring keeps serving it.
+type keyring struct {
+	client    kubernetes.Interface
+	namespace string
+	log       logr.Logger
+
+	// byAppID is replaced whole on every change, so a request sees one consistent set.
 	byAppID atomic.Pointer[map[string]*pushKeys]
-	// byRef is only touched by the refresh loop.
-	byRef  map[types.NamespacedName]*pushKeys
-	loaded atomic.Bool
+	loaded  atomic.Bool
 }
 
 // lookup returns the keys of the account served at /wechat/<appID>, nil for none.
@@ -105,65 +116,70 @@ func (k *keyring) lookup(appID string) *pushKeys {
 	return nil
 }
 
-// Start reads the Secrets now and then every interval until ctx ends. It is a manager Runnable.
-func (k *keyring) Start(ctx context.Context) error {
-	for {
-		k.refresh(ctx)
-		k.loaded.Store(true)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-k.clock.After(k.interval):
+// accounts returns the accounts served now.
+func (k *keyring) accounts() []pushconfig.Account {
+	m := k.byAppID.Load()
+	if m == nil {
+		return nil
+	}
+	out := make([]pushconfig.Account, 0, len(*m))
+	for _, keys := range *m {
+		out = append(out, keys.account)
+	}
+	return out
+}
+
+// store serves s (nil: nothing) and reports which accounts are loaded.
+func (k *keyring) store(s *corev1.Secret) {
+	keys := keysOf(s, k.log)
+	if old := k.byAppID.Load(); old != nil {
+		for appID := range *old {
+			if keys[appID] == nil {
+				accountLoaded.DeleteLabelValues(appID)
+			}
 		}
 	}
+	for appID := range keys {
+		accountLoaded.WithLabelValues(appID).Set(1)
+	}
+	k.byAppID.Store(&keys)
+}
+
+// Start watches the push Secret until ctx ends. It is a manager Runnable.
+func (k *keyring) Start(ctx context.Context) error {
+	lw := toolscache.NewFilteredListWatchFromClient(k.client.CoreV1().RESTClient(), "secrets", k.namespace,
+		func(o *metav1.ListOptions) {
+			o.FieldSelector = fields.OneTermEqualSelector("metadata.name", pushconfig.SecretName).String()
+		})
+	inf := toolscache.NewSharedIndexInformer(lw, &corev1.Secret{}, 0, toolscache.Indexers{})
+	if err := inf.SetTransform(toolscache.TransformFunc(func(o any) (any, error) {
+		if s, ok := o.(*corev1.Secret); ok {
+			s.ManagedFields = nil
+		}
+		return o, nil
+	})); err != nil {
+		return err
+	}
+	reg, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+		AddFunc:    func(o any) { k.store(o.(*corev1.Secret)) },
+		UpdateFunc: func(_, o any) { k.store(o.(*corev1.Secret)) },
+		DeleteFunc: func(any) { k.store(nil) },
+	})
+	if err != nil {
+		return err
+	}
+	go inf.Run(ctx.Done())
+	// Synced once the handler has served what the first list found.
+	if !toolscache.WaitForCacheSync(ctx.Done(), reg.HasSynced) {
+		return nil
+	}
+	if len(inf.GetStore().List()) == 0 {
+		k.log.Info("push config Secret not found; serving no account until the manager writes it", "secret", pushconfig.SecretName)
+	}
+	k.loaded.Store(true)
+	<-ctx.Done()
+	return nil
 }
 
 // NeedLeaderElection is false: every replica serves pushes.
 func (k *keyring) NeedLeaderElection() bool { return false }
-
-// refresh re-reads every Secret. A Secret that cannot be read for a reason other than its
-// absence keeps its last good version, so an API server hiccup does not turn pushes away; a
-// deleted or invalid Secret stops being served.
-func (k *keyring) refresh(ctx context.Context) {
-	if k.byRef == nil {
-		k.byRef = map[types.NamespacedName]*pushKeys{}
-	}
-	byAppID := map[string]*pushKeys{}
-	for _, ref := range k.refs {
-		keys, err := k.read(ctx, ref)
-		switch {
-		case err == nil:
-			k.byRef[ref] = keys
-		case apierrors.IsNotFound(err) || errors.Is(err, errInvalidSecret):
-			delete(k.byRef, ref)
-			k.log.Error(err, "account Secret not served", "secret", ref.String())
-		default:
-			k.log.Error(err, "reading account Secret; serving its last good version if any", "secret", ref.String())
-		}
-		loaded := 0.0
-		if keys, ok := k.byRef[ref]; ok {
-			if _, dup := byAppID[keys.appID]; dup {
-				k.log.Error(nil, "two account Secrets have the same appID; serving the first one given", "secret", ref.String())
-			} else {
-				byAppID[keys.appID] = keys
-				loaded = 1
-			}
-		}
-		accountLoaded.WithLabelValues(ref.String()).Set(loaded)
-	}
-	k.byAppID.Store(&byAppID)
-}
-
-var errInvalidSecret = errors.New("invalid account Secret")
-
-func (k *keyring) read(ctx context.Context, ref types.NamespacedName) (*pushKeys, error) {
-	var s corev1.Secret
-	if err := k.reader.Get(ctx, ref, &s); err != nil {
-		return nil, err
-	}
-	keys, err := pushKeysFromSecret(&s)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", errInvalidSecret, err)
-	}
-	return keys, nil
-}

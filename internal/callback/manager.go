@@ -25,6 +25,7 @@ import (
 	"github.com/go-logr/logr"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -38,14 +39,19 @@ import (
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/securemetrics"
 )
 
-// The callback server writes only the codes' annotations (metadata), never status, and reads
-// Secrets by name through a Role limited with resourceNames that the deployment writes, not
-// through these markers. The ledger, the tally and the fold's Lease are in its own namespace
-// (kustomize sets it), written by no one else: the manager has no rights on them.
+// The callback server writes the codes' annotations (metadata) and, of the accounts' status, only
+// status.callback (a merge patch of its own fields). Of Secrets it reads one, the push config
+// the manager projects into the operator's namespace, by name (resourceNames; list and watch
+// carry a metadata.name field selector): never an AppSecret, never another namespace. The
+// ledger, the tally, the push records and the fold's Lease are in its own namespace (kustomize
+// sets it), written by no one else: the manager has no rights on them.
 //
 // +kubebuilder:rbac:groups=wechat.qrcode-operator.io,resources=wechatqrcodes,verbs=get;list;watch;patch
+// +kubebuilder:rbac:groups=wechat.qrcode-operator.io,resources=wechataccounts/status;clusterwechataccounts/status,verbs=patch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch,resourceNames=wechat-qrcode-push-config,namespace=system
 // +kubebuilder:rbac:groups=wechat.qrcode-operator.io,resources=wechatscanledgers,verbs=get;list;create;patch;delete,namespace=system
 // +kubebuilder:rbac:groups=wechat.qrcode-operator.io,resources=wechatscantallies,verbs=get;create;update,namespace=system
+// +kubebuilder:rbac:groups=wechat.qrcode-operator.io,resources=wechatpushrecords,verbs=list;create;patch;delete,namespace=system
 // +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;create;update,namespace=system
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch,namespace=system
 
@@ -78,10 +84,10 @@ func NewManager(rc *rest.Config, cfg Config) (manager.Manager, *Server, error) {
 		LeaderElectionNamespace:       cfg.Namespace,
 		LeaderElectionReleaseOnCancel: true,
 		Cache:                         cache.Options{DefaultTransform: cache.TransformStripManagedFields()},
-		// Belt and braces: a cached Secret read would need list and watch on every Secret, and a
-		// cached ledger would grow with the scans.
+		// Belt and braces: a cached Secret read would need list and watch on every Secret (the
+		// keyring watches its one Secret itself), and a cached ledger would grow with the scans.
 		Client: client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{
-			&corev1.Secret{}, &qrv1alpha1.WeChatScanLedger{}, &qrv1alpha1.WeChatScanTally{},
+			&corev1.Secret{}, &qrv1alpha1.WeChatScanLedger{}, &qrv1alpha1.WeChatScanTally{}, &qrv1alpha1.WeChatPushRecord{},
 		}}},
 	})
 	if err != nil {
@@ -118,9 +124,9 @@ func NewManager(rc *rest.Config, cfg Config) (manager.Manager, *Server, error) {
 	return mgr, s, nil
 }
 
-// Setup adds the server's cache indexes and Secret reader to mgr, whose cache must not have
-// started yet, and its readiness check: ready once the cache has synced and the Secrets have been
-// read once. Serving it is the caller's business (see NewManager).
+// Setup adds the server's cache indexes, push config watch and push recorder to mgr, whose cache
+// must not have started yet, and its readiness check: ready once the cache has synced and the
+// push config has been read once. Serving it is the caller's business (see NewManager).
 func Setup(mgr ctrl.Manager, opts Options) (*Server, error) {
 	if err := opts.validate(); err != nil {
 		return nil, err
@@ -129,22 +135,28 @@ func Setup(mgr ctrl.Manager, opts Options) (*Server, error) {
 	if err := addIndexes(context.Background(), mgr.GetFieldIndexer()); err != nil {
 		return nil, err
 	}
-	// Secrets are read uncached, by name: a cached read would list and watch every Secret.
-	s := newServer(opts, clock.RealClock{}, mgr.GetAPIReader(), mgr.GetCache(), mgr.GetClient(), log)
-	for _, r := range []manager.Runnable{s.keyring, s.sinks} {
+	cs, err := kubernetes.NewForConfig(mgr.GetConfig())
+	if err != nil {
+		return nil, err
+	}
+	s := newServer(opts, clock.RealClock{}, cs, mgr.GetCache(), mgr.GetClient(), log)
+	rec := &recorder{stats: s.stats, clock: clock.RealClock{}, writer: mgr.GetClient(), namespace: opts.Namespace,
+		identity: opts.Identity, interval: opts.RecordInterval, log: log.WithName("record")}
+	for _, r := range []manager.Runnable{s.keyring, rec, s.sinks} {
 		if err := mgr.Add(r); err != nil {
 			return nil, err
 		}
 	}
 	if opts.FoldInterval > 0 {
 		f := newFolder(clock.RealClock{}, mgr.GetAPIReader(), mgr.GetCache(), mgr.GetClient(), opts.Namespace, opts.DedupeWindow, opts.FoldInterval, log)
+		f.served, f.status, f.stats = s.keyring.accounts, mgr.GetClient().Status(), s.stats
 		if err := mgr.Add(f); err != nil {
 			return nil, err
 		}
 	}
 	return s, mgr.AddReadyzCheck("callback", func(r *http.Request) error {
 		if !s.keyring.loaded.Load() {
-			return errors.New("account Secrets not read yet")
+			return errors.New("push config not read yet")
 		}
 		ctx, cancel := context.WithTimeout(r.Context(), 100*time.Millisecond)
 		defer cancel()
@@ -155,15 +167,18 @@ func Setup(mgr ctrl.Manager, opts Options) (*Server, error) {
 	})
 }
 
-// newServer wires a Server: api reads, uncached, the account Secrets; cache serves the index
-// lookups; writer appends to the ledger; clk times everything.
-func newServer(opts Options, clk clock.WithDelayedExecution, api, cache client.Reader, writer client.Writer, log logr.Logger) *Server {
+// newServer wires a Server: cs watches the push config Secret; cache serves the index lookups;
+// writer appends to the ledger; clk times everything.
+func newServer(opts Options, clk clock.WithDelayedExecution, cs kubernetes.Interface, cache client.Reader, writer client.Writer, log logr.Logger) *Server {
+	keys := &keyring{client: cs, namespace: opts.Namespace, log: log}
+	keys.byAppID.Store(&map[string]*pushKeys{})
 	transport := newTransport()
 	return &Server{
 		opts:      opts,
 		forwarder: &forwarder{transport: transport, clock: clk, log: log, sampler: sampler{clock: clk}},
 		sinks:     newSinks(clk, transport, log),
-		keyring:   &keyring{reader: api, refs: dedupe(opts.Accounts), interval: opts.SecretRefreshInterval, clock: clk, log: log},
+		keyring:   keys,
+		stats:     newPushStats(clk),
 		counter:   newLedger(clk, writer, opts.Namespace, opts.Identity, opts.CommitWindow),
 		cache:     cache,
 		log:       log,

@@ -71,6 +71,12 @@ var (
 		Name:      "view_patches_total",
 		Help:      "Patches of a code's count annotations by the folder, by result: ok, gone (deleted or re-created), error.",
 	}, []string{"result"})
+	statusPatches = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: metricnames.Namespace,
+		Subsystem: "callback",
+		Name:      "account_status_patches_total",
+		Help:      "Patches of an account's status.callback by the folder, by result: ok, gone (account deleted), error.",
+	}, []string{"result"})
 	pushDuration = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Namespace: metricnames.Namespace,
 		Subsystem: "callback",
@@ -82,8 +88,8 @@ var (
 		Namespace: metricnames.Namespace,
 		Subsystem: "callback",
 		Name:      "account_loaded",
-		Help:      "1 when the account Secret (namespace/name, as configured) was read and is valid, else 0.",
-	}, []string{"secret"})
+		Help:      "1 for each account served, by AppID: its entry in the push config Secret is valid.",
+	}, []string{"app_id"})
 )
 
 // Per code, from the elected folder's tally: the labels are codes' names, which their owners
@@ -120,5 +126,5 @@ func forgetCode(ns, name string) {
 
 func init() {
 	metrics.Registry.MustRegister(codeScans, codeNewFollowers, codeUniqueScanners,
-		refusals, events, appends, batchSize, folds, segmentsCollected, viewPatches, pushDuration, accountLoaded)
+		refusals, events, appends, batchSize, folds, segmentsCollected, viewPatches, statusPatches, pushDuration, accountLoaded)
 }

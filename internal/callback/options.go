@@ -19,18 +19,11 @@ package callback
 import (
 	"errors"
 	"fmt"
-	"strings"
 	"time"
-
-	"k8s.io/apimachinery/pkg/types"
 )
 
 // Options is how the server treats pushes; see the package comment for what each one bounds.
 type Options struct {
-	// Accounts are the Secrets (namespace/name) of the accounts served.
-	Accounts []types.NamespacedName
-	// SecretRefreshInterval is how often the Secrets are read again.
-	SecretRefreshInterval time.Duration
 	// MaxClockSkew is how far a push's timestamp may be from our clock, either way.
 	MaxClockSkew time.Duration
 	// MaxBodyBytes caps a push's body.
@@ -39,27 +32,31 @@ type Options struct {
 	ReplyDeadline time.Duration
 	// CommitWindow is the group-commit window: at most one ledger write per replica per window.
 	CommitWindow time.Duration
-	// Namespace is the callback server's own namespace, where the ledger and the tally live.
+	// Namespace is the callback server's own namespace, the operator's: where the push config
+	// Secret, the ledger, the tally and the push records live.
 	Namespace string
 	// Identity names this replica's ledger segments (the Pod's name): unique among the replicas.
 	Identity string
 	// DedupeWindow is how long after an event its retries are still recognised.
 	DedupeWindow time.Duration
 	// FoldInterval is how often the elected replica folds the ledger into the codes' counts; 0
-	// keeps this replica out of the election.
+	// keeps this replica out of the election. It is also how often the accounts' status.callback
+	// is brought up to date.
 	FoldInterval time.Duration
+	// RecordInterval is how often this replica writes its push record, when it changed.
+	RecordInterval time.Duration
 }
 
 // DefaultOptions are the flags' defaults.
 func DefaultOptions() Options {
 	return Options{
-		SecretRefreshInterval: time.Minute,
-		MaxClockSkew:          5 * time.Minute,
-		MaxBodyBytes:          64 << 10,
-		ReplyDeadline:         3 * time.Second,
-		CommitWindow:          25 * time.Millisecond,
-		DedupeWindow:          2 * time.Minute,
-		FoldInterval:          5 * time.Second,
+		MaxClockSkew:   5 * time.Minute,
+		MaxBodyBytes:   64 << 10,
+		ReplyDeadline:  3 * time.Second,
+		CommitWindow:   25 * time.Millisecond,
+		DedupeWindow:   2 * time.Minute,
+		FoldInterval:   5 * time.Second,
+		RecordInterval: 10 * time.Second,
 	}
 }
 
@@ -69,9 +66,7 @@ const minDedupeWindow = time.Minute
 
 func (o Options) validate() error {
 	switch {
-	case len(o.Accounts) == 0:
-		return errors.New("no account Secret given (--account=<namespace>/<name>)")
-	case o.SecretRefreshInterval <= 0, o.MaxClockSkew <= 0, o.MaxBodyBytes <= 0, o.CommitWindow < 0:
+	case o.RecordInterval <= 0, o.MaxClockSkew <= 0, o.MaxBodyBytes <= 0, o.CommitWindow < 0:
 		return errors.New("durations and sizes must be positive")
 	case o.ReplyDeadline <= o.CommitWindow || o.ReplyDeadline >= 5*time.Second:
 		return errors.New("the reply deadline must be longer than the commit window and shorter than WeChat's 5 s")
@@ -83,27 +78,4 @@ func (o Options) validate() error {
 		return errors.New("the fold interval must not be negative")
 	}
 	return nil
-}
-
-// ParseSecretRef parses the <namespace>/<name> of an --account flag.
-func ParseSecretRef(s string) (types.NamespacedName, error) {
-	ns, name, ok := strings.Cut(s, "/")
-	if !ok || ns == "" || name == "" || strings.Contains(name, "/") {
-		return types.NamespacedName{}, fmt.Errorf("account %q: want <namespace>/<secretName>", s)
-	}
-	return types.NamespacedName{Namespace: ns, Name: name}, nil
-}
-
-// dedupe drops repeated --account flags: the same Secret read twice would look like two accounts
-// with one AppID.
-func dedupe(refs []types.NamespacedName) []types.NamespacedName {
-	var out []types.NamespacedName
-	seen := map[types.NamespacedName]bool{}
-	for _, r := range refs {
-		if !seen[r] {
-			seen[r] = true
-			out = append(out, r)
-		}
-	}
-	return out
 }

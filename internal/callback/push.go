@@ -49,6 +49,7 @@ const (
 type Server struct {
 	opts    Options
 	keyring *keyring
+	stats   *pushStats
 	counter scanCounter
 	cache   client.Reader
 	log     logr.Logger
@@ -80,6 +81,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.refuse(w, r, keys, rf)
 		return
 	}
+	s.stats.verified(keys.appID)
 	defer func() { pushDuration.Observe(s.clock.Since(start).Seconds()) }()
 
 	sc, kind := classify(m)

@@ -38,6 +38,10 @@ func newRefusal(status int, reason string, err error) *refusal {
 // refuse answers a refused request, counts it by reason and logs it, sampled.
 func (s *Server) refuse(w http.ResponseWriter, r *http.Request, keys *pushKeys, rf *refusal) {
 	refusals.WithLabelValues(rf.reason).Inc()
+	if keys != nil {
+		// A push to an unknown AppID has no account to show it: the metric alone counts it.
+		s.stats.refused(keys.appID, rf.reason)
+	}
 	if s.sampler.allow(rf.reason) {
 		kv := []any{"reason", rf.reason, "status", rf.status, "remote", r.RemoteAddr, "method", r.Method}
 		// The path is the attacker's text unless it names one of our accounts.

@@ -30,8 +30,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/types"
 	clocktesting "k8s.io/utils/clock/testing"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -44,11 +42,11 @@ import (
 // and checks that the count is in the API server by the time WeChat gets its answer.
 func TestModes(t *testing.T) {
 	f := newFixture(t)
-	plainRef, plain := f.account("plain", "wxplain01", "tok-plain", "", "")
-	safeRef, safeP := f.account("safe", "wxsafe01", "tok-safe", testKey, "")
-	compatRef, compat := f.account("compat", "wxcompat01", "tok-compat", testOtherKey, "")
+	plain := f.account("plain", "wxplain01", "tok-plain", "", "")
+	safeP := f.account("safe", "wxsafe01", "tok-safe", testKey, "")
+	compat := f.account("compat", "wxcompat01", "tok-compat", testOtherKey, "")
 	compat.mode = compatible
-	r := f.replica(Options{Accounts: []types.NamespacedName{plainRef, safeRef, compatRef}})
+	r := f.replica(Options{})
 	for _, p := range []*pusher{plain, safeP, compat} {
 		t.Run(p.mode, func(t *testing.T) {
 			ticket := "gQH47joAAAAAAAAAASxodHRw/" + p.mode + "+=="
@@ -244,7 +242,7 @@ func signedFor(p *push, to *pusher) *push {
 // including when the replica that counted the original died before answering.
 func TestRetries(t *testing.T) {
 	f := newFixture(t)
-	ref, p, rs, code := f.threeReplicasOneCode("wxretry01", "T-RETRY", 5, "")
+	p, rs, code := f.threeReplicasOneCode("wxretry01", "T-RETRY", 5, "")
 
 	// A retry carries the same event; WeChat signs it anew.
 	first := scanXML("o-1", 1700000100, "subscribe", "qrscene_5", "T-RETRY")
@@ -259,7 +257,7 @@ func TestRetries(t *testing.T) {
 	}
 
 	// A replica persists a scan and dies before answering: WeChat's retry reaches a survivor.
-	doomed := f.replica(Options{Accounts: []types.NamespacedName{ref}})
+	doomed := f.replica(Options{})
 	waitIndexed(t, []*replica{doomed}, p.appID, "T-RETRY")
 	second := scanXML("o-2", 1700000200, "SCAN", "5", "T-RETRY")
 	m, _ := parseMessage([]byte(second))
@@ -286,10 +284,10 @@ func TestRetries(t *testing.T) {
 // and the reply is encrypted with the key the push came with.
 func TestPreviousKey(t *testing.T) {
 	f := newFixture(t)
-	ref, current := f.account("a", "wxrotate01", "tok-rotate", testOtherKey, testKey)
+	current := f.account("a", "wxrotate01", "tok-rotate", testOtherKey, testKey)
 	previous := &pusher{appID: current.appID, token: current.token, mode: safe, cipher: f.cipher(testKey, current.appID)}
 	stranger := &pusher{appID: current.appID, token: current.token, mode: safe, cipher: f.cipher(strings.Repeat("k", 43), current.appID)}
-	r := f.replica(Options{Accounts: []types.NamespacedName{ref}})
+	r := f.replica(Options{})
 	code := f.code(newCode("", "rotating", current.appID, "T-ROT", 3, "欢迎"))
 	waitIndexed(t, []*replica{r}, current.appID, "T-ROT")
 
@@ -311,9 +309,9 @@ func TestPreviousKey(t *testing.T) {
 // too; a code without reply answers "success".
 func TestPassiveReply(t *testing.T) {
 	f := newFixture(t)
-	plainRef, plain := f.account("plain", "wxreply01", "tok-reply-p", "", "")
-	safeRef, safeP := f.account("safe", "wxreply02", "tok-reply-s", testKey, "")
-	r := f.replica(Options{Accounts: []types.NamespacedName{plainRef, safeRef}})
+	plain := f.account("plain", "wxreply01", "tok-reply-p", "", "")
+	safeP := f.account("safe", "wxreply02", "tok-reply-s", testKey, "")
+	r := f.replica(Options{})
 	const text = "感谢您的关注! 场景值: spring ]]> & <sale>"
 	for _, p := range []*pusher{plain, safeP} {
 		f.code(newCode("", "reply-"+p.mode, p.appID, "T-REPLY-"+p.mode, 9, text))
@@ -399,52 +397,11 @@ func TestAttribution(t *testing.T) {
 	}
 }
 
-// TestSecretRefresh: a changed token takes effect at the next refresh, a deleted Secret stops
-// being served.
-func TestSecretRefresh(t *testing.T) {
-	f := newFixture(t)
-	ref, p := f.account("a", "wxrefresh01", "tok-before", "", "")
-	opts := DefaultOptions()
-	opts.Accounts, opts.SecretRefreshInterval = []types.NamespacedName{ref}, 100*time.Millisecond
-	r := f.replica(opts)
-	unsubscribe := scanXML("o1", 1, "unsubscribe", "-", "")
-	mustSend(t, p.build(t, unsubscribe), r)
-
-	var s corev1.Secret
-	if err := f.c.Get(f.ctx, ref, &s); err != nil {
-		t.Fatal(err)
-	}
-	s.Data[qrv1alpha1.AccountKeyToken] = []byte("tok-after")
-	if err := f.c.Update(f.ctx, &s); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "the old token to be refused", func() bool {
-		status, _ := p.build(t, unsubscribe).send(t, r.url)
-		return status == http.StatusForbidden
-	})
-	p.token = "tok-after"
-	mustSend(t, p.build(t, unsubscribe), r)
-	if testutil.ToFloat64(accountLoaded.WithLabelValues(ref.String())) != 1 {
-		t.Error("account_loaded is not 1")
-	}
-
-	if err := f.c.Delete(f.ctx, &s); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "the deleted account to be refused", func() bool {
-		status, _ := p.build(t, unsubscribe).send(t, r.url)
-		return status == http.StatusNotFound
-	})
-	if testutil.ToFloat64(accountLoaded.WithLabelValues(ref.String())) != 0 {
-		t.Error("account_loaded is not 0 for a deleted Secret")
-	}
-}
-
 // TestHotCodeThreeReplicas: three replicas count one hot code under concurrent scans, with
 // WeChat-style retries sprinkled in and 503s retried like WeChat does, to the exact total.
 func TestHotCodeThreeReplicas(t *testing.T) {
 	f := newFixture(t)
-	_, p, rs, code := f.threeReplicasOneCode("wxhot01", "T-HOT", 1, "thanks")
+	p, rs, code := f.threeReplicasOneCode("wxhot01", "T-HOT", 1, "thanks")
 
 	const scans, workers = 600, 24
 	var subscribes int
@@ -513,9 +470,9 @@ func boolInt(b bool) int {
 // TestListeners runs NewManager's own listeners: pushes, probes and metrics on three ports.
 func TestListeners(t *testing.T) {
 	f := newFixture(t)
-	ref, p := f.account("a", "wxlisten01", "tok-listen", "", "")
+	p := f.account("a", "wxlisten01", "tok-listen", "", "")
 	cfg := Config{Options: DefaultOptions(), BindAddress: freeAddr(t), HealthProbeBindAddress: freeAddr(t), MetricsBindAddress: freeAddr(t)}
-	cfg.Accounts, cfg.Namespace, cfg.Identity = []types.NamespacedName{ref}, f.ns, "listener"
+	cfg.Namespace, cfg.Identity = f.ns, "listener"
 	mgr, _, err := NewManager(env.Config, cfg)
 	if err != nil {
 		t.Fatal(err)

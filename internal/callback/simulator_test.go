@@ -27,8 +27,6 @@ import (
 	"testing"
 	"time"
 
-	"k8s.io/apimachinery/pkg/types"
-
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/wechattest"
 )
 
@@ -87,9 +85,9 @@ func TestPushSimulator(t *testing.T) {
 	}{{wechattest.PushPlaintext, ""}, {wechattest.PushCompatible, testKey}, {wechattest.PushSafe, testOtherKey}}
 	for _, m := range modes {
 		t.Run(string(m.mode), func(t *testing.T) {
-			ref, p := f.account(string(m.mode), "wxsim"+string(m.mode), "tok-sim-"+string(m.mode), m.key, "")
+			p := f.account(string(m.mode), "wxsim"+string(m.mode), "tok-sim-"+string(m.mode), m.key, "")
 			fw := fakeWeChat(t, p.appID)
-			r := f.replica(Options{Accounts: []types.NamespacedName{ref}})
+			r := f.replica(Options{})
 			ticket := issue(t, fw, p.appID, 77)
 			code := f.code(newCode("", "sim-"+string(m.mode), p.appID, ticket, 77, "谢谢扫码"))
 			waitIndexed(t, []*replica{r}, p.appID, ticket)
@@ -117,9 +115,9 @@ func TestPushSimulator(t *testing.T) {
 // persisted; the simulator retries the very same push and the scan is still counted once.
 func TestPushSimulatorRetry(t *testing.T) {
 	f := newFixture(t)
-	ref, p := f.account("a", "wxsimretry", "tok-sim-retry", testKey, "")
+	p := f.account("a", "wxsimretry", "tok-sim-retry", testKey, "")
 	fw := fakeWeChat(t, p.appID)
-	r := f.replica(Options{Accounts: []types.NamespacedName{ref}})
+	r := f.replica(Options{})
 	ticket := issue(t, fw, p.appID, 5)
 	code := f.code(newCode("", "late", p.appID, ticket, 5, ""))
 	waitIndexed(t, []*replica{r}, p.appID, ticket)

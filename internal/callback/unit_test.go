@@ -28,7 +28,6 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	clocktesting "k8s.io/utils/clock/testing"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -84,10 +83,9 @@ func unitServer(t testing.TB, counter scanCounter, codes ...client.Object) (*Ser
 		WithIndex(&qrv1alpha1.WeChatQRCode{}, sceneIndex, sceneValues).
 		WithObjects(append(codes, plainCode, safeCode)...).Build()
 	opts := DefaultOptions()
-	opts.Accounts = []types.NamespacedName{{Namespace: "ns", Name: "a"}}
 	clk := clocktesting.NewFakeClock(time.Now())
 	// The package's logger, which the tests read for secrets.
-	s := newServer(opts, clk, c, c, c, ctrl.Log.WithName("callback"))
+	s := newServer(opts, clk, nil, c, c, ctrl.Log.WithName("callback"))
 	s.counter = counter
 	cipher, err := wxcrypto.NewCipher(testKey, "wxsafe")
 	if err != nil {
@@ -262,13 +260,11 @@ func TestSeenSet(t *testing.T) {
 
 func TestOptionsValidate(t *testing.T) {
 	ok := DefaultOptions()
-	ok.Accounts = []types.NamespacedName{{Namespace: "a", Name: "b"}}
 	ok.Namespace, ok.Identity = "operator", "pod-0"
 	if err := ok.validate(); err != nil {
 		t.Fatal(err)
 	}
 	for name, spoil := range map[string]func(*Options){
-		"no account":          func(o *Options) { o.Accounts = nil },
 		"deadline over 5s":    func(o *Options) { o.ReplyDeadline = 5 * time.Second },
 		"window > deadline":   func(o *Options) { o.CommitWindow = 4 * time.Second },
 		"short dedupe window": func(o *Options) { o.DedupeWindow = 59 * time.Second },
@@ -277,7 +273,7 @@ func TestOptionsValidate(t *testing.T) {
 		"negative fold":       func(o *Options) { o.FoldInterval = -time.Second },
 		"zero body":           func(o *Options) { o.MaxBodyBytes = 0 },
 		"zero skew":           func(o *Options) { o.MaxClockSkew = 0 },
-		"zero refresh":        func(o *Options) { o.SecretRefreshInterval = 0 },
+		"zero record":         func(o *Options) { o.RecordInterval = 0 },
 		"negative window":     func(o *Options) { o.CommitWindow = -time.Millisecond },
 		"deadline at window":  func(o *Options) { o.CommitWindow = o.ReplyDeadline },
 	} {
@@ -285,17 +281,6 @@ func TestOptionsValidate(t *testing.T) {
 		spoil(&o)
 		if o.validate() == nil {
 			t.Errorf("%s: accepted", name)
-		}
-	}
-}
-
-func TestParseSecretRef(t *testing.T) {
-	if r, err := ParseSecretRef("marketing/official-account"); err != nil || r.Namespace != "marketing" || r.Name != "official-account" {
-		t.Fatalf("%v %v", r, err)
-	}
-	for _, bad := range []string{"", "x", "/x", "x/", "a/b/c"} {
-		if _, err := ParseSecretRef(bad); err == nil {
-			t.Errorf("%q accepted", bad)
 		}
 	}
 }

@@ -169,7 +169,7 @@ func Start(ctx context.Context, opts Options) (s *Stack, err error) {
 	if err != nil {
 		return s, err
 	}
-	secret, codes, err := splitSamples(samples)
+	secret, clusterAccount, codes, err := splitSamples(samples)
 	if err != nil {
 		return s, err
 	}
@@ -187,7 +187,7 @@ func Start(ctx context.Context, opts Options) (s *Stack, err error) {
 	if err := s.startWeChat(account); err != nil {
 		return s, err
 	}
-	if err := s.startOperator(ctx, bins, account, secret); err != nil {
+	if err := s.startOperator(ctx, bins, account, secret, clusterAccount); err != nil {
 		return s, err
 	}
 	if s.fake != nil {
@@ -287,9 +287,9 @@ func (s *Stack) startWeChat(a Account) error {
 	return nil
 }
 
-// startOperator applies the RBAC of config/default and the account Secret, and starts the
-// manager and the callback server as their ServiceAccounts.
-func (s *Stack) startOperator(ctx context.Context, bins Binaries, a Account, secret *corev1.Secret) error {
+// startOperator applies the RBAC of config/default, the account Secret and its
+// ClusterWeChatAccount, and starts the manager and the callback server as their ServiceAccounts.
+func (s *Stack) startOperator(ctx context.Context, bins Binaries, a Account, secret *corev1.Secret, account *unstructured.Unstructured) error {
 	if err := applyRBAC(ctx, s.admin, s.Kubectl, s.opts.Root); err != nil {
 		return err
 	}
@@ -305,8 +305,11 @@ func (s *Stack) startOperator(ctx context.Context, bins Binaries, a Account, sec
 	if err := s.admin.Create(ctx, secret); err != nil {
 		return fmt.Errorf("account Secret: %w", err)
 	}
-	s.AccountSecret = secret.Name
-	s.log.Printf("RBAC of config/default applied; Secret %s/%s holds account %s", secret.Namespace, secret.Name, a.AppID)
+	if err := apply(ctx, s.admin, []*unstructured.Unstructured{account}); err != nil {
+		return fmt.Errorf("ClusterWeChatAccount: %w", err)
+	}
+	s.AccountSecret, s.Account = secret.Name, account.GetName()
+	s.log.Printf("RBAC of config/default applied; ClusterWeChatAccount %s with Secret %s/%s holds account %s", account.GetName(), secret.Namespace, secret.Name, a.AppID)
 
 	p := s.opts.Ports
 	managerArgs := proc.ManagerArgs{
@@ -324,7 +327,6 @@ func (s *Stack) startOperator(ctx context.Context, bins Binaries, a Account, sec
 	}
 	callbackArgs := proc.CallbackArgs{
 		Kubeconfig:   callbackKC,
-		Accounts:     []string{SamplesNamespace + "/" + secret.Name},
 		BindAddr:     hostPort(p.Callback),
 		ProbeAddr:    hostPort(p.CallbackHealth),
 		MetricsAddr:  hostPort(p.CallbackMetrics),
@@ -363,27 +365,34 @@ func (s *Stack) waitHealthy(ctx context.Context, p *proc.Process, port int) erro
 	return p.WaitReady(ctx, "http://"+hostPort(port)+"/readyz", 250*time.Millisecond)
 }
 
-// splitSamples finds the account Secret and the codes among the objects of config/samples, and
-// puts them in the samples namespace.
-func splitSamples(objs []*unstructured.Unstructured) (*corev1.Secret, []*unstructured.Unstructured, error) {
-	var secret *corev1.Secret
-	var codes []*unstructured.Unstructured
+// splitSamples finds the account Secret, the ClusterWeChatAccount and the codes among the
+// objects of config/samples. The Secret stays in the operator's namespace, where a
+// ClusterWeChatAccount's Secret lives; the codes go to the samples namespace.
+func splitSamples(objs []*unstructured.Unstructured) (*corev1.Secret, *unstructured.Unstructured, []*unstructured.Unstructured, error) {
+	var (
+		secret  *corev1.Secret
+		account *unstructured.Unstructured
+		codes   []*unstructured.Unstructured
+	)
 	for _, u := range objs {
-		u.SetNamespace(SamplesNamespace)
 		switch u.GetKind() {
 		case "Secret":
 			secret = &corev1.Secret{}
 			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, secret); err != nil {
-				return nil, nil, err
+				return nil, nil, nil, err
 			}
+			secret.Namespace = OperatorNamespace
+		case qrv1alpha1.KindClusterWeChatAccount:
+			account = u
 		case "WeChatQRCode":
+			u.SetNamespace(SamplesNamespace)
 			codes = append(codes, u)
 		}
 	}
-	if secret == nil {
-		return nil, nil, errors.New("config/samples has no account Secret")
+	if secret == nil || account == nil {
+		return nil, nil, nil, errors.New("config/samples has no account Secret or no ClusterWeChatAccount")
 	}
-	return secret, codes, nil
+	return secret, account, codes, nil
 }
 
 // applySamples applies the codes of config/samples. With a real account, the Permanent ones are

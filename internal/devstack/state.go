@@ -43,7 +43,9 @@ type State struct {
 	WeChatURL string `json:"wechatURL,omitempty"`
 	// ScanURL is where Scan asks the fake WeChat to push scans; empty with a real account.
 	ScanURL string `json:"scanURL,omitempty"`
-	// AccountSecret is the name of the account Secret in SamplesNamespace.
+	// Account is the name of the ClusterWeChatAccount the sample codes use, AccountSecret the
+	// name of its Secret in OperatorNamespace.
+	Account       string `json:"account"`
 	AccountSecret string `json:"accountSecret"`
 	// PIDs of every process the stack started itself, so that a test can check that none
 	// outlives it.

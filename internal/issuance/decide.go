@@ -57,17 +57,22 @@ type Input struct {
 	Now        time.Time
 }
 
-// Account is what the controller read of an account Secret.
+// Account is what the controller read of the code's account and its Secret.
 type Account struct {
+	// Name names the account resource in messages, e.g. "ClusterWeChatAccount shop".
+	Name  string
 	AppID string
 	// Version is the Secret's resourceVersion: a failure made with other credentials says
 	// nothing about the next attempt.
 	Version string
-	// Problem, when set, says why the Secret cannot be used.
+	// Problem, when set, says why the account cannot be used (missing, not Ready).
 	Problem *Problem
+	// PermanentUsed counts the account's other codes that hold a permanent ticket or are being
+	// issued one; PermanentLimit is its spec.permanentCodeLimit.
+	PermanentUsed, PermanentLimit int32
 }
 
-// Problem is an account Secret that cannot be used, in the Ready condition's terms.
+// Problem is an account that cannot be used, in the Ready condition's terms.
 type Problem struct{ Reason, Message string }
 
 // Neighbour is another code and the AppID of its account.
@@ -79,7 +84,8 @@ type Neighbour struct {
 // Decide is the one decision of a reconcile. The order of the rules is the order below, each
 // one final: an unusable account (nothing can be done, whatever else is wrong), a permanent
 // scene held by another code (no call may be made for it), a ticket that fits, a backoff that
-// has not run out, and only then a call to WeChat.
+// has not run out, a permanent code beyond the account's budget (WeChat never gives one back),
+// and only then a call to WeChat.
 func Decide(in Input) Action {
 	d := &decision{Input: in, st: base(in)}
 	trigger := d.needed()
@@ -93,6 +99,8 @@ func Decide(in Input) Action {
 		return d.upToDate()
 	case d.backingOff():
 		return d.waiting()
+	case d.overBudget():
+		return d.budgetSpent()
 	default:
 		return d.issue(trigger)
 	}
@@ -159,6 +167,19 @@ func (d *decision) observeRenewRequest(trigger Trigger) {
 	d.st.ObservedRenewRequest = v
 	d.events = append(d.events, warning(v1alpha1.EventRenewRequestIgnored, "Reconcile",
 		"Renewal requested at "+v+" ignored: "+why))
+}
+
+// overBudget: the call would create a permanent code at WeChat beyond the account's budget. A
+// code that already holds a permanent ticket of the AppID is never refused: it is counted, and
+// refusing it would take a working code down.
+func (d *decision) overBudget() bool {
+	if d.Code.Spec.Type != v1alpha1.Permanent {
+		return false
+	}
+	if f := d.Code.Status.IssuedFor; d.Code.Status.Ticket != "" && f != nil && f.Type == v1alpha1.Permanent && f.AppID == d.Account.AppID {
+		return false
+	}
+	return d.Account.PermanentUsed >= d.Account.PermanentLimit
 }
 
 // backingOff: the last attempt failed with the same spec and Secret, and its backoff has not

@@ -64,6 +64,12 @@ func unissued() *v1alpha1.WeChatQRCode {
 	return c
 }
 
+func unissuedPermanent() *v1alpha1.WeChatQRCode {
+	c := permanent()
+	c.Status = v1alpha1.WeChatQRCodeStatus{}
+	return c
+}
+
 func permanent() *v1alpha1.WeChatQRCode {
 	c := temporary()
 	c.Name, c.UID = "perm", "uid-perm"
@@ -76,7 +82,7 @@ func permanent() *v1alpha1.WeChatQRCode {
 
 // in is the Input of a reconcile of code at now with the account at version "7".
 func in(code *v1alpha1.WeChatQRCode, now time.Time) Input {
-	return Input{Code: code, Account: Account{AppID: appID, Version: "7"}, Now: now}
+	return Input{Code: code, Account: Account{Name: "WeChatAccount account", AppID: appID, Version: "7", PermanentLimit: v1alpha1.MaxPermanentCodes}, Now: now}
 }
 
 func TestTriggers(t *testing.T) {
@@ -199,6 +205,8 @@ func TestDecideOrder(t *testing.T) {
 		neighbours []Neighbour
 		now        time.Time
 		version    string
+		// budget is the account's permanent codes used and limit, when not 0 of 100,000.
+		budget *[2]int32
 		// what Decide answers
 		trigger              Trigger
 		ready                metav1.ConditionStatus
@@ -229,6 +237,27 @@ func TestDecideOrder(t *testing.T) {
 			c.Annotations = map[string]string{v1alpha1.AnnotationRenewRequestedAt: t0.Format(time.RFC3339)}
 			return c
 		}, now: t0.Add(time.Minute), ready: metav1.ConditionFalse, reason: v1alpha1.ReasonWeChatError(40164), stalled: v1alpha1.ReasonWeChatError(40164)},
+		{name: "the 101st permanent code of a budget of 100: refused, no call", code: unissuedPermanent, budget: &[2]int32{100, 100}, now: t0,
+			ready: metav1.ConditionFalse, reason: v1alpha1.ReasonPermanentCodeLimit, stalled: v1alpha1.ReasonPermanentCodeLimit},
+		{name: "the 100th permanent code of a budget of 100: issued", code: unissuedPermanent, budget: &[2]int32{99, 100}, now: t0, trigger: First, reconciling: string(First)},
+		{name: "a budget of 0 refuses every new permanent code", code: unissuedPermanent, budget: &[2]int32{0, 0}, now: t0,
+			ready: metav1.ConditionFalse, reason: v1alpha1.ReasonPermanentCodeLimit, stalled: v1alpha1.ReasonPermanentCodeLimit},
+		{name: "a code holding a permanent ticket is never refused", code: permanent, budget: &[2]int32{100, 10}, now: t0, ready: metav1.ConditionTrue, reason: v1alpha1.ReasonIssued},
+		{name: "a permanent holder moving scene over budget is not refused", code: func() *v1alpha1.WeChatQRCode {
+			c := permanent()
+			c.Spec.Scene = v1alpha1.Scene{Str: ptr.To("autumn")}
+			return c
+		}, budget: &[2]int32{10, 10}, now: t0, trigger: SceneChanged, reconciling: string(SceneChanged)},
+		{name: "Temporary codes ignore the budget", code: unissued, budget: &[2]int32{5, 0}, now: t0, trigger: First, reconciling: string(First)},
+		{name: "a Temporary code turning Permanent over budget: refused", code: func() *v1alpha1.WeChatQRCode {
+			c := temporary()
+			c.Spec.Type, c.Spec.TTL = v1alpha1.Permanent, nil
+			return c
+		}, budget: &[2]int32{3, 3}, now: t0, ready: metav1.ConditionFalse, reason: v1alpha1.ReasonPermanentCodeLimit, stalled: v1alpha1.ReasonPermanentCodeLimit},
+		{name: "an unusable account before the budget", code: unissuedPermanent, account: badSecret, budget: &[2]int32{3, 3}, now: t0,
+			ready: metav1.ConditionFalse, reason: v1alpha1.ReasonAccountSecretInvalid, stalled: v1alpha1.ReasonAccountSecretInvalid},
+		{name: "a scene conflict before the budget", code: unissuedPermanent, neighbours: []Neighbour{other(true)}, budget: &[2]int32{3, 3}, now: t0,
+			ready: metav1.ConditionFalse, reason: v1alpha1.ReasonSceneConflict, stalled: v1alpha1.ReasonSceneConflict},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -236,6 +265,9 @@ func TestDecideOrder(t *testing.T) {
 			input.Account.Problem, input.Neighbours = tc.account, tc.neighbours
 			if tc.version != "" {
 				input.Account.Version = tc.version
+			}
+			if tc.budget != nil {
+				input.Account.PermanentUsed, input.Account.PermanentLimit = tc.budget[0], tc.budget[1]
 			}
 			act := Decide(input)
 			if act.Trigger != tc.trigger {

@@ -105,3 +105,10 @@ func exponential(base, limit time.Duration, attempt int32, f float64) time.Durat
 	}
 	return d - time.Duration(f*float64(d)/5)
 }
+
+// Classify is what err, an error of the WeChat client, means in the conditions' terms: the
+// reason, and whether only a human can fix it (Stalled) rather than time (Reconciling).
+func Classify(err error) (reason string, stalled bool) {
+	f := failureOf(err)
+	return f.reason, f.kind == terminal
+}

@@ -202,6 +202,17 @@ func (d *decision) sceneTaken(holder *v1alpha1.WeChatQRCode, holds bool) Action 
 	return d.done()
 }
 
+// budgetSpent: the permanent code is refused before any call; raising the limit or freeing a
+// permanent code of the account re-triggers it.
+func (d *decision) budgetSpent() Action {
+	msg := fmt.Sprintf("%s already holds %d permanent codes, its spec.permanentCodeLimit is %d, and WeChat never gives a permanent code back (at most 100,000 per account): raise spec.permanentCodeLimit, delete a Permanent code of the account, or make this code Temporary. WeChat was not called",
+		d.Account.Name, d.Account.PermanentUsed, d.Account.PermanentLimit)
+	clearFailure(&d.st)
+	d.ready(&d.st, metav1.ConditionFalse, v1alpha1.ReasonPermanentCodeLimit, msg, d.Now)
+	d.stalled(&d.st, v1alpha1.ReasonPermanentCodeLimit, msg, d.Now)
+	return d.done()
+}
+
 // upToDate: failures are forgotten and the renewal time follows the current renewBefore.
 func (d *decision) upToDate() Action {
 	clearFailure(&d.st)

@@ -71,10 +71,8 @@ func (a ManagerArgs) Args() []string {
 // CallbackArgs is a command line of cmd/callback, as ManagerArgs is of cmd/manager.
 type CallbackArgs struct {
 	Kubeconfig string
-	// Accounts are the account Secrets, each as namespace/name.
-	Accounts []string
-	// Namespace holds the ledger, the tallies and the fold's Lease; Identity names this replica's
-	// ledger segments.
+	// Namespace (the operator's) holds the push config Secret, the ledger, the tallies and the
+	// fold's Lease; Identity names this replica's ledger segments and push record.
 	Namespace, Identity string
 	// FoldInterval is how often the elected replica folds the ledger; zero keeps the default.
 	FoldInterval                     time.Duration
@@ -88,9 +86,6 @@ type CallbackArgs struct {
 func (a CallbackArgs) Args() []string {
 	var f flagList
 	f.str("kubeconfig", a.Kubeconfig)
-	for _, ref := range a.Accounts {
-		f.add("account", ref)
-	}
 	f.str("namespace", a.Namespace)
 	f.str("identity", a.Identity)
 	if a.FoldInterval > 0 {

@@ -45,7 +45,7 @@ func TestArgsAreTheProgramsFlags(t *testing.T) {
 		KubeQPS: 10, KubeBurst: 20, Workers: 3, Console: true,
 	}
 	callback := proc.CallbackArgs{
-		Kubeconfig: "kc", Accounts: []string{"ns/a", "ns/b"},
+		Kubeconfig: "kc", Namespace: "ns", Identity: "replica-0",
 		BindAddr: ":1", ProbeAddr: ":2", MetricsAddr: ":3", Console: true,
 	}
 	for _, c := range []struct {

@@ -39,9 +39,44 @@ import (
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 )
 
-// Credentials of one Official Account.
+// Credentials of one Official Account, with the account's own settings: where its tokens come
+// from and how fast it may create codes. They travel with every call so that each account
+// resource can set them; the client keeps one token cache and one limiter per AppID all the same.
 type Credentials struct {
 	AppID, AppSecret string
+	// Tokens: the zero value is TokenModeStable.
+	Tokens TokenSource
+	// Rate: zero fields take Options.QPS and Options.Burst.
+	Rate RateLimit
+}
+
+// TokenSource says where an account's access tokens come from.
+type TokenSource struct {
+	Mode TokenMode
+	// ExternalURL is the central token service of TokenModeExternal. Contract:
+	//   GET <ExternalURL>?appid=<AppID>  (with Options.ExternalTokenHeader, e.g. Authorization)
+	//   200 {"access_token":"...","expires_in":N}  N: seconds the token stays valid from now
+	// or {"errcode":N,"errmsg":"..."} (WeChat's codes, e.g. 40013 for an unknown AppID) or a
+	// non-200 status (5xx is retried). The service owns refreshing: the client never asks it to
+	// force a refresh; when WeChat rejects a token, the client asks the service again once, so
+	// the service must hand out a refreshed token as soon as it has one. Tokens should have at
+	// least 300 s left, as stable_token guarantees; the client refreshes when less than
+	// min(5 min, half the lifetime it was given) remains. Put the service's own credentials in
+	// Options.ExternalTokenHeader, never in the URL: a failed request's error shows the URL.
+	ExternalURL string
+}
+
+func (t TokenSource) mode() TokenMode {
+	if t.Mode == "" {
+		return TokenModeStable
+	}
+	return t.Mode
+}
+
+// RateLimit is a token bucket on an account's qrcode/create calls.
+type RateLimit struct {
+	QPS   float64
+	Burst int
 }
 
 // ActionName is WeChat's action_name: the kind of QR code.
@@ -86,8 +121,7 @@ const (
 	// five minutes, so it is only safe when this operator is the AppID's only token consumer.
 	TokenModeClassic TokenMode = "classic"
 	// TokenModeExternal takes tokens from a central token service that owns the AppID's token
-	// (see Options.ExternalTokenURL). A Secret-backed external source (a token another system
-	// writes into a Kubernetes Secret) is not implemented yet.
+	// (see TokenSource.ExternalURL).
 	TokenModeExternal TokenMode = "external"
 )
 
@@ -113,22 +147,11 @@ type Options struct {
 	Timeout    time.Duration // per request, token fetches included; default DefaultTimeout
 	UserAgent  string
 
-	TokenMode TokenMode // default TokenModeStable
-
-	// ExternalTokenURL is the central token service of TokenModeExternal. Contract:
-	//   GET <ExternalTokenURL>?appid=<AppID>  (with ExternalTokenHeader, e.g. Authorization)
-	//   200 {"access_token":"...","expires_in":N}  N: seconds the token stays valid from now
-	// or {"errcode":N,"errmsg":"..."} (WeChat's codes, e.g. 40013 for an unknown AppID) or a
-	// non-200 status (5xx is retried). The service owns refreshing: the client never asks it to
-	// force a refresh; when WeChat rejects a token, the client asks the service again once, so
-	// the service must hand out a refreshed token as soon as it has one. Tokens should have at
-	// least 300 s left, as stable_token guarantees; the client refreshes when less than
-	// min(5 min, half the lifetime it was given) remains. Put the service's own credentials in
-	// ExternalTokenHeader, never in the URL: a failed request's error shows the URL.
-	ExternalTokenURL    string
+	// ExternalTokenHeader is sent to every central token service (TokenModeExternal).
 	ExternalTokenHeader http.Header
 
-	// Per-AppID token bucket on qrcode/create calls; defaults DefaultQPS and DefaultBurst.
+	// Per-AppID token bucket on qrcode/create calls of the accounts whose Credentials.Rate leaves
+	// them unset; defaults DefaultQPS and DefaultBurst.
 	QPS   float64
 	Burst int
 
@@ -148,10 +171,11 @@ type Client struct {
 	accounts map[string]*account
 }
 
-// account is replaced, never mutated, when the secret changes; the limiter survives rotation
-// because the quota belongs to the AppID.
+// account is replaced, never mutated, when the secret or the token source changes; the limiter
+// survives (its rate follows the account's) because the quota belongs to the AppID.
 type account struct {
 	secret  string
+	source  TokenSource
 	tokens  *tokenCache
 	limiter *rate.Limiter
 }
@@ -182,9 +206,6 @@ func New(opts Options) *Client {
 	}
 	if opts.UserAgent == "" {
 		opts.UserAgent = defaultUserAgent
-	}
-	if opts.TokenMode == "" {
-		opts.TokenMode = TokenModeStable
 	}
 	if opts.QPS <= 0 {
 		opts.QPS = DefaultQPS
@@ -217,31 +238,60 @@ func (c *Client) account(creds Credentials) (*account, error) {
 	if creds.AppID == "" {
 		return nil, fmt.Errorf("%w: empty AppID", ErrInvalidRequest)
 	}
-	if creds.AppSecret == "" && c.opts.TokenMode != TokenModeExternal {
+	if creds.AppSecret == "" && creds.Tokens.mode() != TokenModeExternal {
 		return nil, fmt.Errorf("%w: empty AppSecret for AppID %s", ErrInvalidRequest, creds.AppID)
+	}
+	qps, burst := c.opts.QPS, c.opts.Burst
+	if creds.Rate.QPS > 0 {
+		qps = creds.Rate.QPS
+	}
+	if creds.Rate.Burst > 0 {
+		burst = creds.Rate.Burst
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	a := c.accounts[creds.AppID]
-	if a != nil && a.secret == creds.AppSecret {
+	if a != nil && a.secret == creds.AppSecret && a.source == creds.Tokens {
+		if a.limiter.Limit() != rate.Limit(qps) || a.limiter.Burst() != burst {
+			a.limiter.SetLimit(rate.Limit(qps))
+			a.limiter.SetBurst(burst)
+		}
 		return a, nil
 	}
 	fetch, canForce, err := c.tokenFetcher(creds)
 	if err != nil {
 		return nil, err
 	}
-	limiter := rate.NewLimiter(rate.Limit(c.opts.QPS), c.opts.Burst)
+	limiter := rate.NewLimiter(rate.Limit(qps), burst)
 	if a != nil {
 		limiter = a.limiter
-		c.log.Info("AppSecret changed, replacing the account's token source", "appid", creds.AppID)
+		limiter.SetLimit(rate.Limit(qps))
+		limiter.SetBurst(burst)
+		c.log.Info("AppSecret or token source changed, replacing the account's token cache", "appid", creds.AppID)
 	}
 	a = &account{
 		secret:  creds.AppSecret,
+		source:  creds.Tokens,
 		tokens:  newTokenCache(fetch, canForce, c.opts.Clock, c.opts.Timeout, c.log.WithValues("appid", creds.AppID)),
 		limiter: limiter,
 	}
 	c.accounts[creds.AppID] = a
 	return a, nil
+}
+
+// CheckToken makes sure the account can get an access token: it costs a token call only when the
+// client holds no usable token for these credentials and token source (the first check, an
+// AppSecret or token source changed, a token due for refresh). Its errors are the token
+// endpoint's (40164, 40125, 40013, ...), classified like every other.
+func (c *Client) CheckToken(ctx context.Context, creds Credentials) error {
+	acct, err := c.account(creds)
+	if err != nil {
+		return err
+	}
+	if _, err := acct.tokens.get(ctx); err != nil {
+		return fmt.Errorf("access token for AppID %s: %w", creds.AppID, err)
+	}
+	return nil
 }
 
 type createScene struct {
@@ -283,9 +333,9 @@ type createResponse struct {
 	URL           string `json:"url"`
 }
 
-// CreateQRCode asks WeChat for a ticket. A token-class answer drops the token (if no newer one
-// replaced it meanwhile) and retries once with a fresh one; every other error is returned for
-// the caller to classify with ClassOf.
+// CreateQRCode asks WeChat for a ticket, after the account's rate limiter lets it. A token-class
+// answer is retried once with a fresh token; every other error is returned for the caller to
+// classify with ClassOf.
 func (c *Client) CreateQRCode(ctx context.Context, creds Credentials, req CreateQRCodeRequest) (QRCode, error) {
 	body, err := req.body()
 	if err != nil {
@@ -295,31 +345,64 @@ func (c *Client) CreateQRCode(ctx context.Context, creds Credentials, req Create
 	if err != nil {
 		return QRCode{}, err
 	}
+	if err := acct.limiter.Wait(ctx); err != nil {
+		return QRCode{}, &classed{ClassRetryable, fmt.Errorf("wechat rate limit for AppID %s: %w", creds.AppID, err)}
+	}
+	var out createResponse
+	if err := c.callWithToken(ctx, acct, endpointCreate, "/cgi-bin/qrcode/create", body, &out); err != nil {
+		return QRCode{}, fmt.Errorf("qrcode/create for AppID %s: %w", creds.AppID, err)
+	}
+	if out.Ticket == "" || out.URL == "" {
+		return QRCode{}, fmt.Errorf("qrcode/create for AppID %s: answer without ticket or url", creds.AppID)
+	}
+	return QRCode{Ticket: out.Ticket, URL: out.URL, ExpireSeconds: out.ExpireSeconds}, nil
+}
+
+// callWithToken POSTs body to path with the account's access token. A token-class answer drops
+// the token (if no newer one replaced it meanwhile) and retries once with a fresh one.
+func (c *Client) callWithToken(ctx context.Context, acct *account, endpoint, path string, body, out any) error {
 	for attempt := 0; ; attempt++ {
-		if err := acct.limiter.Wait(ctx); err != nil {
-			return QRCode{}, &classed{ClassRetryable, fmt.Errorf("wechat rate limit for AppID %s: %w", creds.AppID, err)}
-		}
 		tok, err := acct.tokens.get(ctx)
 		if err != nil {
-			return QRCode{}, fmt.Errorf("access token for AppID %s: %w", creds.AppID, err)
+			return fmt.Errorf("access token: %w", err)
 		}
-		var out createResponse
-		u := c.opts.APIBaseURL + "/cgi-bin/qrcode/create?" + url.Values{"access_token": {tok}}.Encode()
-		err = c.call(ctx, endpointCreate, http.MethodPost, u, body, &out, tok)
+		u := c.opts.APIBaseURL + path + "?" + url.Values{"access_token": {tok}}.Encode()
+		err = c.call(ctx, endpoint, http.MethodPost, u, body, out, tok)
 		if ClassOf(err) == ClassToken {
 			acct.tokens.invalidate(tok, ErrCode(err))
 			if attempt == 0 {
 				continue
 			}
 		}
-		if err != nil {
-			return QRCode{}, fmt.Errorf("qrcode/create for AppID %s: %w", creds.AppID, err)
-		}
-		if out.Ticket == "" || out.URL == "" {
-			return QRCode{}, fmt.Errorf("qrcode/create for AppID %s: answer without ticket or url", creds.AppID)
-		}
-		return QRCode{Ticket: out.Ticket, URL: out.URL, ExpireSeconds: out.ExpireSeconds}, nil
+		return err
 	}
+}
+
+// Quota is WeChat's count of one API's calls today (cgi-bin/openapi/quota/get).
+type Quota struct {
+	DailyLimit int64 `json:"daily_limit"`
+	Used       int64 `json:"used"`
+	Remain     int64 `json:"remain"`
+}
+
+// PathCreateQRCode is qrcode/create's cgi_path, as QRCodeQuota asks for it.
+const PathCreateQRCode = "/cgi-bin/qrcode/create"
+
+// QRCodeQuota reads WeChat's own count of today's qrcode/create calls for the account. The read
+// is itself an API call, counted against quota/get's own daily quota: call it at a modest pace.
+func (c *Client) QRCodeQuota(ctx context.Context, creds Credentials) (Quota, error) {
+	acct, err := c.account(creds)
+	if err != nil {
+		return Quota{}, err
+	}
+	var out struct {
+		Quota Quota `json:"quota"`
+	}
+	in := map[string]string{"cgi_path": PathCreateQRCode}
+	if err := c.callWithToken(ctx, acct, endpointQuota, "/cgi-bin/openapi/quota/get", in, &out); err != nil {
+		return Quota{}, fmt.Errorf("openapi/quota/get for AppID %s: %w", creds.AppID, err)
+	}
+	return out.Quota, nil
 }
 
 // apiStatus is the part every WeChat answer may carry.

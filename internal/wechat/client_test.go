@@ -88,7 +88,7 @@ func newFixture(t *testing.T, mutate func(*Options)) *fixture {
 	if mutate != nil {
 		mutate(&opts)
 	}
-	f := &fixture{t: t, srv: srv, clk: clk, c: New(opts), logs: logs, creds: Credentials{testAppID, testSecret}}
+	f := &fixture{t: t, srv: srv, clk: clk, c: New(opts), logs: logs, creds: Credentials{AppID: testAppID, AppSecret: testSecret}}
 	t.Cleanup(func() {
 		out := logs.String()
 		for _, secret := range append(srv.IssuedTokens(testAppID), testSecret) {
@@ -468,7 +468,8 @@ func TestTokenRefreshedAheadOfExpiry(t *testing.T) {
 }
 
 func TestClassicTokenMode(t *testing.T) {
-	f := newFixture(t, func(o *Options) { o.TokenMode = TokenModeClassic })
+	f := newFixture(t, nil)
+	f.creds.Tokens.Mode = TokenModeClassic
 	var wg sync.WaitGroup
 	for range 10 {
 		wg.Go(func() { f.mustCreate() })
@@ -485,10 +486,10 @@ func TestExternalTokenSource(t *testing.T) {
 	f := newFixture(t, nil)
 	central := newCentral(t, f)
 	c := New(Options{
-		APIBaseURL: f.srv.URL, TokenMode: TokenModeExternal, Clock: f.clk,
-		ExternalTokenURL: central.URL + "/token?tenant=a", ExternalTokenHeader: http.Header{"Authorization": {"Bearer central"}},
+		APIBaseURL: f.srv.URL, Clock: f.clk, ExternalTokenHeader: http.Header{"Authorization": {"Bearer central"}},
 	})
-	creds := Credentials{AppID: testAppID} // the operator needs no secret
+	source := TokenSource{Mode: TokenModeExternal, ExternalURL: central.URL + "/token?tenant=a"}
+	creds := Credentials{AppID: testAppID, Tokens: source} // the operator needs no secret
 	for range 3 {
 		if _, err := c.CreateQRCode(context.Background(), creds, temp); err != nil {
 			t.Fatal(err)
@@ -507,12 +508,12 @@ func TestExternalTokenSource(t *testing.T) {
 		class Class
 		code  int
 	}{{"wxunknown", ClassTerminal, 40013}, {"wxbroken", ClassRetryable, 0}} {
-		_, err := c.CreateQRCode(context.Background(), Credentials{AppID: tc.appID}, temp)
+		_, err := c.CreateQRCode(context.Background(), Credentials{AppID: tc.appID, Tokens: source}, temp)
 		if ClassOf(err) != tc.class || ErrCode(err) != tc.code {
 			t.Errorf("%s: %v, want %v %d", tc.appID, err, tc.class, tc.code)
 		}
 	}
-	_, err := New(Options{TokenMode: TokenModeExternal}).CreateQRCode(context.Background(), creds, temp)
+	_, err := New(Options{}).CreateQRCode(context.Background(), Credentials{AppID: testAppID, Tokens: TokenSource{Mode: TokenModeExternal}}, temp)
 	if !errors.Is(err, ErrInvalidRequest) {
 		t.Errorf("external mode without URL: %v", err)
 	}
@@ -536,7 +537,7 @@ func TestRateLimitPerAccount(t *testing.T) {
 	if err == nil || ClassOf(err) != ClassRetryable {
 		t.Errorf("4th call: %v, want a retryable rate-limit error", err)
 	}
-	other := Credentials{"wxother", "other-secret"}
+	other := Credentials{AppID: "wxother", AppSecret: "other-secret"}
 	for range 3 {
 		if err := limited(other); err != nil {
 			t.Errorf("another account has its own bucket: %v", err)
@@ -544,11 +545,26 @@ func TestRateLimitPerAccount(t *testing.T) {
 	}
 	// A rotated secret gets a new token source but the same bucket: the quota is the AppID's.
 	f.srv.AddAccount(testAppID, "rotated")
-	if err := limited(Credentials{testAppID, "rotated"}); err == nil {
+	if err := limited(Credentials{AppID: testAppID, AppSecret: "rotated"}); err == nil {
 		t.Error("secret rotation must not refill the bucket")
 	}
 	if n := f.srv.CallsWithErrcode(wechattest.EndpointCreate, 0); n != 6 {
 		t.Errorf("%d creates reached WeChat, want 6", n)
+	}
+	// The account's own rate replaces the default, and a change of it applies to the same bucket.
+	f.srv.AddAccount("wxfast", "fast-secret")
+	fast := Credentials{AppID: "wxfast", AppSecret: "fast-secret", Rate: RateLimit{QPS: 0.001, Burst: 5}}
+	for i := range 5 {
+		if err := limited(fast); err != nil {
+			t.Fatalf("call %d within the account's burst of 5: %v", i+1, err)
+		}
+	}
+	if err := limited(fast); err == nil {
+		t.Error("6th call beyond the account's burst went through")
+	}
+	fast.Rate = RateLimit{QPS: 1000, Burst: 1}
+	if err := limited(fast); err != nil {
+		t.Errorf("a raised rate applies at once: %v", err)
 	}
 	d := New(Options{})
 	a, err := d.account(f.creds)
@@ -565,13 +581,13 @@ func TestSecretRotation(t *testing.T) {
 	if n := f.calls(wechattest.EndpointStableToken); n != 1 {
 		t.Fatalf("%d fetches, want 1", n)
 	}
-	if _, err := f.c.CreateQRCode(context.Background(), Credentials{testAppID, "new-secret-value"}, temp); err != nil {
+	if _, err := f.c.CreateQRCode(context.Background(), Credentials{AppID: testAppID, AppSecret: "new-secret-value"}, temp); err != nil {
 		t.Fatal(err)
 	}
 	if n := f.calls(wechattest.EndpointStableToken); n != 2 {
 		t.Errorf("%d fetches, want 2: a new secret replaces the token source", n)
 	}
-	_, err := f.c.CreateQRCode(context.Background(), Credentials{testAppID, "wrong-secret-value"}, temp)
+	_, err := f.c.CreateQRCode(context.Background(), Credentials{AppID: testAppID, AppSecret: "wrong-secret-value"}, temp)
 	if ErrCode(err) != 40125 || ClassOf(err) != ClassTerminal || !strings.Contains(err.Error(), "appSecret") {
 		t.Errorf("wrong secret: %v", err)
 	}
@@ -590,7 +606,7 @@ func BenchmarkCreateQRCode(b *testing.B) {
 	defer srv.Close()
 	srv.AddAccount(testAppID, testSecret)
 	c := New(Options{APIBaseURL: srv.URL, Clock: clk, QPS: 1e9, Burst: 1 << 30})
-	creds := Credentials{testAppID, testSecret}
+	creds := Credentials{AppID: testAppID, AppSecret: testSecret}
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			if _, err := c.CreateQRCode(context.Background(), creds, temp); err != nil {
@@ -601,5 +617,72 @@ func BenchmarkCreateQRCode(b *testing.B) {
 	})
 	if n := srv.Calls(wechattest.EndpointStableToken); n != 1 {
 		b.Errorf("%d token fetches, want 1", n)
+	}
+}
+
+// TestCheckToken: a check costs a token call only when no usable token is held for the same
+// credentials and token source; the token endpoint's errcodes come back classified.
+func TestCheckToken(t *testing.T) {
+	f := newFixture(t, nil)
+	ctx := context.Background()
+	for range 3 {
+		if err := f.c.CheckToken(ctx, f.creds); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.mustCreate()
+	if n := f.calls(wechattest.EndpointStableToken); n != 1 {
+		t.Errorf("%d stable_token calls for three checks and a create, want 1", n)
+	}
+	classic := f.creds
+	classic.Tokens.Mode = TokenModeClassic
+	if err := f.c.CheckToken(ctx, classic); err != nil || f.calls(wechattest.EndpointToken) != 1 {
+		t.Errorf("a new token source fetches once: %v, %d calls", err, f.calls(wechattest.EndpointToken))
+	}
+	f.srv.FailNext("", 1, wechattest.Fault{Errcode: 40164})
+	classic.Rate = RateLimit{QPS: 1}
+	if err := f.c.CheckToken(ctx, classic); err != nil {
+		t.Errorf("a rate change keeps the cached token, so no call can fail: %v", err)
+	}
+	err := f.c.CheckToken(ctx, f.creds)
+	if ErrCode(err) != 40164 || ClassOf(err) != ClassTerminal {
+		t.Errorf("back to stable_token: %v, want 40164", err)
+	}
+	for _, tc := range []struct {
+		creds Credentials
+		code  int
+	}{
+		{Credentials{AppID: testAppID, AppSecret: "wrong"}, 40125},
+		{Credentials{AppID: "wxnobody", AppSecret: testSecret}, 40013},
+	} {
+		err := f.c.CheckToken(ctx, tc.creds)
+		if ErrCode(err) != tc.code || ClassOf(err) != ClassTerminal {
+			t.Errorf("%v: %v, want terminal %d", tc.creds, err, tc.code)
+		}
+	}
+}
+
+// TestQRCodeQuota reads WeChat's count of today's qrcode/create calls, retrying once with a
+// fresh token, and returns its errcodes.
+func TestQRCodeQuota(t *testing.T) {
+	f := newFixture(t, nil)
+	for range 3 {
+		f.mustCreate()
+	}
+	q, err := f.c.QRCodeQuota(context.Background(), f.creds)
+	if err != nil || q != (Quota{DailyLimit: wechattest.DefaultCreateDailyQuota, Used: 3, Remain: wechattest.DefaultCreateDailyQuota - 3}) {
+		t.Errorf("quota %+v, %v", q, err)
+	}
+	f.srv.InvalidateTokens(testAppID)
+	if _, err := f.c.QRCodeQuota(context.Background(), f.creds); err != nil {
+		t.Errorf("a revoked token is replaced: %v", err)
+	}
+	f.srv.FailNext(wechattest.EndpointQuotaGet, 1, wechattest.Fault{Errcode: 48001})
+	_, err = f.c.QRCodeQuota(context.Background(), f.creds)
+	if ErrCode(err) != 48001 || !strings.Contains(err.Error(), "openapi/quota/get") {
+		t.Errorf("got %v, want errcode 48001 naming the endpoint", err)
+	}
+	if n := f.calls(wechattest.EndpointQuotaGet); n != 4 {
+		t.Errorf("%d quota/get calls, want 4", n)
 	}
 }

@@ -86,7 +86,9 @@ var errcodes = map[int]errcodeInfo{
 	45009: {ClassQuota, "the account's daily API quota is reached (qrcode/create: 100,000 a day); wait until it resets at midnight Beijing time or reset it in the admin console"},
 	45011: {ClassRetryable, "the per-minute API limit is reached; retrying later"},
 	45029: {ClassTerminal, "the account reached WeChat's cap of 100,000 permanent QR codes; use a temporary code or an existing permanent scene"},
-	48001: {ClassTerminal, "the account is not authorized for this API: qrcode/create needs a verified service account"},
+	48001: {ClassTerminal, "the account is not authorized for this API: qrcode/create and openapi/quota/get need a verified service account"},
+	76021: {ClassTerminal, "openapi/quota/get: the cgi_path is not an API WeChat knows: a bug in the operator"},
+	76022: {ClassTerminal, "openapi/quota/get: the quota of this cgi_path cannot be read: a bug in the operator"},
 }
 
 const unknownAdvice = "unknown errcode: look it up in WeChat's global error code list"

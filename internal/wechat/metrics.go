@@ -34,6 +34,7 @@ const (
 	endpointToken         = "token"
 	endpointStableToken   = "stable_token"
 	endpointExternalToken = "external_token"
+	endpointQuota         = "openapi/quota/get"
 )
 
 // There is no appid label: an operator may serve many accounts, and per-account trouble is

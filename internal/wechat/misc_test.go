@@ -36,7 +36,7 @@ import (
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/wechattest"
 )
 
-// central is a central token service honouring the ExternalTokenURL contract: it owns the
+// central is a central token service honouring the TokenSource.ExternalURL contract: it owns the
 // AppID's token by calling stable_token on the fake.
 type central struct {
 	*httptest.Server
@@ -133,7 +133,8 @@ func TestRedaction(t *testing.T) {
 		}
 	})
 	t.Run("timeout on the classic token endpoint", func(t *testing.T) {
-		f := newFixture(t, func(o *Options) { o.Timeout = 200 * time.Millisecond; o.TokenMode = TokenModeClassic })
+		f := newFixture(t, func(o *Options) { o.Timeout = 200 * time.Millisecond })
+		f.creds.Tokens.Mode = TokenModeClassic
 		f.srv.FailNext(wechattest.EndpointToken, 1, wechattest.Fault{Hang: true})
 		_, err := f.create()
 		if ClassOf(err) != ClassRetryable || !strings.Contains(err.Error(), "secret=REDACTED") {
@@ -158,7 +159,7 @@ func TestRedaction(t *testing.T) {
 			fmt.Fprintf(w, `{"errcode":40125,"errmsg":"invalid appsecret %s"}`, in.Secret)
 		}))
 		defer echo.Close()
-		_, err := New(Options{APIBaseURL: echo.URL}).CreateQRCode(context.Background(), Credentials{testAppID, testSecret}, temp)
+		_, err := New(Options{APIBaseURL: echo.URL}).CreateQRCode(context.Background(), Credentials{AppID: testAppID, AppSecret: testSecret}, temp)
 		if ErrCode(err) != 40125 || strings.Contains(err.Error(), testSecret) {
 			t.Errorf("got %v", err)
 		}

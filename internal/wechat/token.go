@@ -187,10 +187,11 @@ type stableTokenRequest struct {
 	ForceRefresh bool   `json:"force_refresh"`
 }
 
-// tokenFetcher returns the fetch function of the configured mode, counted in the token metrics.
+// tokenFetcher returns the fetch function of the account's token source, counted in the token metrics.
 func (c *Client) tokenFetcher(creds Credentials) (fetchFunc, bool, error) {
 	var fetch fetchFunc
-	switch c.opts.TokenMode {
+	mode := creds.Tokens.mode()
+	switch mode {
 	case TokenModeStable:
 		fetch = func(ctx context.Context, force bool) (string, time.Duration, error) {
 			var a tokenAnswer
@@ -206,14 +207,14 @@ func (c *Client) tokenFetcher(creds Credentials) (fetchFunc, bool, error) {
 			return a.result(err)
 		}
 	case TokenModeExternal:
-		if c.opts.ExternalTokenURL == "" {
-			return nil, false, fmt.Errorf("%w: token mode external needs ExternalTokenURL", ErrInvalidRequest)
+		if creds.Tokens.ExternalURL == "" {
+			return nil, false, fmt.Errorf("%w: token mode external needs a token service URL", ErrInvalidRequest)
 		}
 		fetch = func(ctx context.Context, _ bool) (string, time.Duration, error) {
 			var a tokenAnswer
-			u, err := url.Parse(c.opts.ExternalTokenURL)
+			u, err := url.Parse(creds.Tokens.ExternalURL)
 			if err != nil {
-				return "", 0, fmt.Errorf("%w: ExternalTokenURL: %w", ErrInvalidRequest, err)
+				return "", 0, fmt.Errorf("%w: token service URL: %w", ErrInvalidRequest, err)
 			}
 			q := u.Query()
 			q.Set("appid", creds.AppID)
@@ -222,13 +223,12 @@ func (c *Client) tokenFetcher(creds Credentials) (fetchFunc, bool, error) {
 			return a.result(err)
 		}
 	default:
-		return nil, false, fmt.Errorf("%w: unknown token mode %q", ErrInvalidRequest, c.opts.TokenMode)
+		return nil, false, fmt.Errorf("%w: unknown token mode %q", ErrInvalidRequest, mode)
 	}
-	mode := string(c.opts.TokenMode)
 	counted := func(ctx context.Context, force bool) (string, time.Duration, error) {
 		value, lifetime, err := fetch(ctx, force)
-		observeTokenFetch(mode, force, err)
+		observeTokenFetch(string(mode), force, err)
 		return value, lifetime, err
 	}
-	return counted, c.opts.TokenMode == TokenModeStable, nil
+	return counted, mode == TokenModeStable, nil
 }

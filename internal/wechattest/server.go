@@ -28,7 +28,9 @@ limitations under the License.
 //   - expire_seconds above 2592000 is clamped to it; omitted or not positive, it is 60;
 //   - every call with a valid token counts against the daily qrcode/create quota, rejected
 //     ones included; the quota day starts at midnight Beijing time;
-//   - force_refresh sooner than 30 s after the previous one answers 45011.
+//   - force_refresh sooner than 30 s after the previous one answers 45011;
+//   - openapi/quota/get answers for the APIs the fake serves (qrcode/create and the token
+//     endpoints), 76021 for any other path, and has no daily limit of its own.
 package wechattest
 
 import (
@@ -284,6 +286,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		EndpointStableToken: s.serveStableToken,
 		EndpointCreate:      s.serveCreate,
 		EndpointShowQRCode:  s.serveShowQRCode,
+		EndpointQuotaGet:    s.serveQuotaGet,
 	}
 	handle, ok := handlers[r.URL.Path]
 	if !ok {
@@ -355,6 +358,9 @@ var errmsgs = map[int]string{
 	45029: "qrcode count out of limit",
 	47001: "data format error",
 	48001: "api unauthorized",
+	76003: "invalid cgi_path",
+	76021: "cgi_path not found, please check",
+	76022: "could not use this cgi_path, no permission",
 }
 
 // fail answers an errcode the way WeChat does: HTTP 200, errmsg with a request id.

@@ -396,6 +396,52 @@ func TestCreateDailyQuota(t *testing.T) {
 	}
 }
 
+func (e *env) quota(token, body string) map[string]any {
+	return e.do(http.MethodPost, wechattest.EndpointQuotaGet, url.Values{"access_token": {token}}, body)
+}
+
+// TestQuotaGet: openapi/quota/get answers the fake's own count of today's qrcode/create calls
+// per AppID (rejected ones included, as they count against the quota), a new count the next
+// quota day, and the documented errors.
+func TestQuotaGet(t *testing.T) {
+	e := newEnv(t, wechattest.Options{CreateDailyQuota: 10})
+	e.srv.AddAccount("wxother", "other-secret")
+	tok := e.token(e.stable(false))
+	createPath := `{"cgi_path":"/cgi-bin/qrcode/create"}`
+	wantQuota := func(what string, m map[string]any, limit, used, remain float64) {
+		t.Helper()
+		wantCode(t, what, m, 0)
+		q, _ := m["quota"].(map[string]any)
+		if q["daily_limit"] != limit || q["used"] != used || q["remain"] != remain || m["errmsg"] != "ok" {
+			t.Errorf("%s: %v, want daily_limit %v used %v remain %v", what, m, limit, used, remain)
+		}
+	}
+	wantQuota("before any call", e.quota(tok, createPath), 10, 0, 10)
+	wantCode(t, "a rejected create", e.create(tok, `{"action_name":"nope"}`), 40052)
+	for range 3 {
+		wantCode(t, "create", e.create(tok, tempBody), 0)
+	}
+	wantQuota("after 4 calls", e.quota(tok, createPath), 10, 4, 6)
+	other := e.token(e.do(http.MethodPost, wechattest.EndpointStableToken, nil,
+		`{"grant_type":"client_credential","appid":"wxother","secret":"other-secret","force_refresh":false}`))
+	wantQuota("another AppID counts apart", e.quota(other, createPath), 10, 0, 10)
+	wantQuota("stable_token's own", e.quota(tok, `{"cgi_path":"/cgi-bin/stable_token"}`), wechattest.StableDailyLimit, 1, wechattest.StableDailyLimit-1)
+	e.advance(14 * time.Hour)
+	tok = e.token(e.stable(false))
+	wantQuota("the next quota day", e.quota(tok, createPath), 10, 0, 10)
+
+	wantCode(t, "unknown path", e.quota(tok, `{"cgi_path":"/cgi-bin/nope"}`), 76021)
+	wantCode(t, "sns path", e.quota(tok, `{"cgi_path":"/sns/userinfo"}`), 76022)
+	wantCode(t, "host prefix", e.quota(tok, `{"cgi_path":"https://api.weixin.qq.com/cgi-bin/qrcode/create"}`), 76003)
+	wantCode(t, "no cgi_path", e.quota(tok, `{}`), 47001)
+	wantCode(t, "bad token", e.quota(strings.Repeat("A", 136), createPath), 40001)
+	e.srv.FailNext(wechattest.EndpointQuotaGet, 1, wechattest.Fault{Errcode: 48001})
+	wantCode(t, "an unverified account", e.quota(tok, createPath), 48001)
+	if got := e.do(http.MethodGet, wechattest.EndpointQuotaGet, url.Values{"access_token": {tok}}, ""); errcode(got) != 43002 {
+		t.Errorf("GET: %v, want 43002", got)
+	}
+}
+
 // image fetches showqrcode for ticket, escaping it as a client must.
 func (e *env) image(ticket string) (int, []byte) {
 	e.t.Helper()

@@ -118,7 +118,7 @@ func (c callbackConfig) run(ctx context.Context, r *run) ([]Figure, error) {
 		return nil
 	}
 
-	cb, err := harness.StartCallback(ctx, r.bins, "callback", s.cp.Kubeconfig, harness.SecretRef(s.ns), s.dir, 0)
+	cb, err := harness.StartCallback(ctx, r.bins, "callback", s.cp.Kubeconfig, s.ns, s.dir, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -189,7 +189,7 @@ func startNaive(ctx context.Context, s *stage) (*harness.Process, string, error)
 	if err != nil {
 		return nil, "", err
 	}
-	nv, err := harness.StartProcess("naive", self, []string{naiveCommand, "--kubeconfig=" + s.cp.Kubeconfig, "--account=" + harness.SecretRef(s.ns), "--listen=" + addr}, nil, s.dir)
+	nv, err := harness.StartProcess("naive", self, []string{naiveCommand, "--kubeconfig=" + s.cp.Kubeconfig, "--namespace=" + s.ns, "--listen=" + addr}, nil, s.dir)
 	if err != nil {
 		return nil, "", err
 	}

@@ -20,12 +20,12 @@ import (
 	"context"
 	"encoding/json"
 	"encoding/xml"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net/http"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -36,7 +36,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
-	"github.com/qrcode-operator/wechat-qrcode-operator/internal/credentials"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/pushconfig"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/scheme"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/wxcrypto"
 	"github.com/qrcode-operator/wechat-qrcode-operator/test/bench/harness"
@@ -78,7 +78,7 @@ func (n *naive) turn(code types.NamespacedName) chan struct{} {
 func naiveMain(args []string) error {
 	fs := flag.NewFlagSet(naiveCommand, flag.ContinueOnError)
 	kubeconfig := fs.String("kubeconfig", "", "kubeconfig")
-	account := fs.String("account", "", "account Secret as namespace/name")
+	namespace := fs.String("namespace", "", "namespace of the push config Secret; its one account is served")
 	listen := fs.String("listen", "127.0.0.1:0", "address to serve pushes and /readyz on")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -94,7 +94,7 @@ func naiveMain(args []string) error {
 		return err
 	}
 	ctx := context.Background()
-	n, err := newNaive(ctx, c, *account)
+	n, err := newNaive(ctx, c, *namespace)
 	if err != nil {
 		return err
 	}
@@ -104,16 +104,16 @@ func naiveMain(args []string) error {
 	return (&http.Server{Addr: *listen, Handler: mux, ReadHeaderTimeout: 2 * time.Second}).ListenAndServe()
 }
 
-func newNaive(ctx context.Context, c client.Client, account string) (*naive, error) {
-	ns, name, ok := strings.Cut(account, "/")
-	if !ok {
-		return nil, fmt.Errorf("want --account=<namespace>/<name>, got %q", account)
-	}
+func newNaive(ctx context.Context, c client.Client, ns string) (*naive, error) {
 	secret := &corev1.Secret{}
-	if err := c.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, secret); err != nil {
+	if err := c.Get(ctx, types.NamespacedName{Namespace: ns, Name: pushconfig.SecretName}, secret); err != nil {
 		return nil, err
 	}
-	acct, err := credentials.FromSecret(secret)
+	accounts, problems := pushconfig.Decode(secret.Data)
+	if len(problems) > 0 || len(accounts) != 1 {
+		return nil, fmt.Errorf("push config in %s: want one valid account, got %d (%v)", ns, len(accounts), errors.Join(problems...))
+	}
+	acct, err := accounts[0].Credentials()
 	if err != nil {
 		return nil, err
 	}
@@ -122,7 +122,7 @@ func newNaive(ctx context.Context, c client.Client, account string) (*naive, err
 		return nil, err
 	}
 	if len(ciphers) == 0 {
-		return nil, fmt.Errorf("account Secret %s: no %s, and the benchmark pushes in safe mode", account, qrv1alpha1.AccountKeyEncodingAESKey)
+		return nil, fmt.Errorf("push config in %s: no %s, and the benchmark pushes in safe mode", ns, qrv1alpha1.AccountKeyEncodingAESKey)
 	}
 	n := &naive{
 		c: c, appID: acct.AppID, token: acct.Token, cipher: ciphers[0],

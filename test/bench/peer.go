@@ -58,7 +58,7 @@ func (c peerConfig) run(ctx context.Context, r *run) ([]Figure, error) {
 	if out, err := build.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("building test/bench/peer: %w\n%s", err, out)
 	}
-	cb, err := harness.StartCallback(ctx, r.bins, "callback", s.cp.Kubeconfig, harness.SecretRef(s.ns), s.dir, 0)
+	cb, err := harness.StartCallback(ctx, r.bins, "callback", s.cp.Kubeconfig, s.ns, s.dir, 0)
 	if err != nil {
 		return nil, err
 	}

@@ -23,7 +23,6 @@ import (
 	"testing"
 	"time"
 
-	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
@@ -59,7 +58,7 @@ func BenchmarkCallbackPush(b *testing.B) {
 		b.Fatal(err)
 	}
 	opts := callback.DefaultOptions()
-	opts.Accounts = []types.NamespacedName{{Namespace: s.ns, Name: harness.SecretName}}
+	opts.Namespace, opts.Identity = s.ns, "profile"
 	mgr, _, err := callback.NewManager(s.cp.Config, callback.Config{Options: opts, BindAddress: addr, HealthProbeBindAddress: "0", MetricsBindAddress: "0"})
 	if err != nil {
 		b.Fatal(err)
@@ -68,7 +67,7 @@ func BenchmarkCallbackPush(b *testing.B) {
 	if !mgr.GetCache().WaitForCacheSync(ctx) {
 		b.Fatal("cache not synced")
 	}
-	// Ready once the account Secret is read: an unknown account answers 404.
+	// Ready once the push config is read: an unknown account answers 404.
 	pusher, err := harness.NewPusher(s.acct)
 	if err != nil {
 		b.Fatal(err)

@@ -33,6 +33,7 @@ import (
 	"time"
 
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/devstack"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/pushconfig"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/testenv"
 )
 
@@ -299,14 +300,27 @@ func checkRights(t *testing.T, s *stack) {
 		{devstack.ManagerServiceAccount, false, []string{"create", "pods", "-n", sample}},
 		{devstack.ManagerServiceAccount, false, []string{"update", "leases", "-n", sample}},
 		{devstack.ManagerServiceAccount, false, []string{"delete", "leases", "-n", opNS}},
-		// The callback server: read the codes, patch their annotations, read its account Secret.
+		// The manager projects the accounts' push material into the operator's namespace.
+		{devstack.ManagerServiceAccount, true, []string{"create", "secrets", "-n", opNS}},
+		// The callback server: read the codes, patch their annotations and the accounts'
+		// status.callback, read the push config Secret and no other: never an AppSecret (the
+		// account Secret), never a list of Secrets, never another namespace's.
 		{devstack.CallbackServiceAccount, true, []string{"watch", "wechatqrcodes", "-A"}},
 		{devstack.CallbackServiceAccount, true, []string{"patch", "wechatqrcodes", "-n", sample}},
-		{devstack.CallbackServiceAccount, true, []string{"get", "secrets/official-account", "-n", sample}},
-		{devstack.CallbackServiceAccount, false, []string{"get", "secrets/another-secret", "-n", sample}},
-		{devstack.CallbackServiceAccount, false, []string{"list", "secrets", "-n", sample}},
+		{devstack.CallbackServiceAccount, true, []string{"patch", "clusterwechataccounts", "--subresource=status"}},
+		{devstack.CallbackServiceAccount, true, []string{"patch", "wechataccounts", "--subresource=status", "-n", sample}},
+		{devstack.CallbackServiceAccount, false, []string{"patch", "clusterwechataccounts"}},
+		{devstack.CallbackServiceAccount, true, []string{"get", "secrets/" + pushconfig.SecretName, "-n", opNS}},
+		{devstack.CallbackServiceAccount, true, []string{"watch", "secrets/" + pushconfig.SecretName, "-n", opNS}},
+		{devstack.CallbackServiceAccount, false, []string{"get", "secrets/" + s.AccountSecret, "-n", opNS}},
+		{devstack.CallbackServiceAccount, false, []string{"list", "secrets", "-n", opNS}},
+		{devstack.CallbackServiceAccount, false, []string{"update", "secrets/" + pushconfig.SecretName, "-n", opNS}},
+		{devstack.CallbackServiceAccount, false, []string{"get", "secrets/" + pushconfig.SecretName, "-n", sample}},
+		{devstack.CallbackServiceAccount, false, []string{"get", "secrets/official-account", "-n", sample}},
 		{devstack.CallbackServiceAccount, false, []string{"get", "secrets/official-account", "-n", "kube-system"}},
-		{devstack.CallbackServiceAccount, false, []string{"update", "secrets/official-account", "-n", sample}},
+		// Its push records, the callback's alone.
+		{devstack.CallbackServiceAccount, true, []string{"patch", "wechatpushrecords", "-n", opNS}},
+		{devstack.ManagerServiceAccount, false, []string{"patch", "wechatpushrecords", "-n", opNS}},
 		{devstack.CallbackServiceAccount, false, []string{"patch", "wechatqrcodes", "--subresource=status", "-n", sample}},
 		{devstack.CallbackServiceAccount, false, []string{"delete", "wechatqrcodes", "-n", sample}},
 		{devstack.CallbackServiceAccount, false, []string{"create", "events.events.k8s.io", "-n", sample}},

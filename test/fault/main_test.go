@@ -155,7 +155,7 @@ func (w *world) manager(cfg harness.ManagerConfig) *harness.Manager {
 // callback starts a callback server process for the world's account, killed at the end of the test.
 func (w *world) callback(name string) *harness.Callback {
 	w.t.Helper()
-	cb, err := harness.StartCallback(w.ctx, bins, name, cp.Kubeconfig, harness.SecretRef(w.ns), logDir, time.Second)
+	cb, err := harness.StartCallback(w.ctx, bins, name, cp.Kubeconfig, w.ns, logDir, time.Second)
 	if err != nil {
 		w.t.Fatal(err)
 	}

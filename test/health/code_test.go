@@ -56,15 +56,16 @@ func codeStates() []state {
 		}},
 		{name: "account-secret-missing", want: status.FailedStatus, drive: func(h *harness) *unstructured.Unstructured {
 			h.create("orphan", permanent("no-such-secret", 1))
-			return h.waitReady("orphan", metav1.ConditionFalse, v1alpha1.ReasonAccountSecretMissing)
+			return h.waitReady("orphan", metav1.ConditionFalse, v1alpha1.ReasonAccountNotFound)
 		}},
 		{name: "account-secret-invalid", want: status.FailedStatus, drive: func(h *harness) *unstructured.Unstructured {
 			h.must(h.c.Create(context.Background(), &corev1.Secret{
 				ObjectMeta: metav1.ObjectMeta{Namespace: h.ns, Name: "half"},
 				StringData: map[string]string{v1alpha1.AccountKeyAppID: "wxhalf"},
 			}))
+			h.account("half")
 			h.create("half", permanent("half", 1))
-			return h.waitReady("half", metav1.ConditionFalse, v1alpha1.ReasonAccountSecretInvalid)
+			return h.waitReady("half", metav1.ConditionFalse, v1alpha1.ReasonAccountNotReady)
 		}},
 		failing("not-allowlisted-40164", "", wechattest.Fault{Errcode: 40164}, status.FailedStatus),
 		failing("invalid-appid-40013", "", wechattest.Fault{Errcode: 40013}, status.FailedStatus),
@@ -102,6 +103,10 @@ func failing(name, endpoint string, f wechattest.Fault, want status.Status) stat
 		h.fake.SetFaultRate(endpoint, 1, f)
 		h.accountSecret(name)
 		h.create(name, permanent(name, 1))
+		if endpoint == "" {
+			// The account's token check meets the fault first: the code waits for its account.
+			return h.waitReady(name, metav1.ConditionFalse, v1alpha1.ReasonAccountNotReady)
+		}
 		return h.waitReady(name, metav1.ConditionFalse, reasonOf(f))
 	}}
 }

@@ -75,13 +75,14 @@ func newHarness(t *testing.T) *harness {
 		Cache:                  cache.Options{DefaultNamespaces: map[string]cache.Config{h.ns: {}}},
 	})
 	h.must(err)
-	r := &controllers.WeChatQRCodeReconciler{
-		Client:    mgr.GetClient(),
-		APIReader: mgr.GetAPIReader(),
-		Issuer:    wechat.New(wechat.Options{APIBaseURL: fake.URL, ImageBaseURL: fake.URL, Clock: clk}),
-		Recorder:  mgr.GetEventRecorder("wechatqrcode-controller"),
-		Clock:     clk,
-	}
+	r := controllers.New(controllers.Options{
+		Client:                   mgr.GetClient(),
+		APIReader:                mgr.GetAPIReader(),
+		WeChat:                   wechat.New(wechat.Options{APIBaseURL: fake.URL, ImageBaseURL: fake.URL, Clock: clk}),
+		Recorder:                 mgr.GetEventRecorder("wechatqrcode-controller"),
+		Clock:                    clk,
+		ClusterResourceNamespace: h.ns,
+	})
 	ctx, cancel := context.WithCancel(context.Background())
 	h.must(r.SetupWithManager(ctx, mgr, controller.Options{}))
 	done := make(chan error, 1)
@@ -113,6 +114,16 @@ func (h *harness) accountSecret(name string) {
 	h.must(h.c.Create(context.Background(), &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Namespace: h.ns, Name: name},
 		StringData: map[string]string{v1alpha1.AccountKeyAppID: appID, v1alpha1.AccountKeyAppSecret: secret},
+	}))
+	h.account(name)
+}
+
+// account creates the WeChatAccount name of the Secret name.
+func (h *harness) account(name string) {
+	h.t.Helper()
+	h.must(h.c.Create(context.Background(), &v1alpha1.WeChatAccount{
+		ObjectMeta: metav1.ObjectMeta{Namespace: h.ns, Name: name},
+		Spec:       v1alpha1.WeChatAccountSpec{SecretRef: v1alpha1.SecretReference{Name: name}},
 	}))
 }
 

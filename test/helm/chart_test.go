@@ -206,46 +206,37 @@ func TestLint(t *testing.T) {
 	}
 }
 
-// TestAccountsGrantExactlyTheirSecrets: each account becomes a --account flag, and the callback
-// server may get exactly the named Secrets, with one Role per namespace.
-func TestAccountsGrantExactlyTheirSecrets(t *testing.T) {
-	objs := byKey(renderChart(t, loadChart(t), map[string]any{"callback": map[string]any{"accounts": []any{
-		map[string]any{"namespace": "marketing", "secret": "brand-a"},
-		map[string]any{"namespace": "sales", "secret": "official-account"},
-		map[string]any{"namespace": "marketing", "secret": "brand-b"},
-	}}}))
+// TestCallbackReadsOnlyThePushConfig: the callback server finds its accounts in the push config
+// Secret the manager projects, so it has no --account flag, and of Secrets it may read that one
+// alone, in the release namespace: nothing cluster-wide, no other name.
+func TestCallbackReadsOnlyThePushConfig(t *testing.T) {
+	objs := byKey(renderChart(t, loadChart(t), nil))
 	deploy := objs["Deployment/"+releaseNamespace+"/"+releaseName+"-controller"]
 	containers, _, _ := unstructured.NestedSlice(deploy.Object, "spec", "template", "spec", "containers")
-	var accountFlags []string
 	for _, c := range containers {
 		args, _, _ := unstructured.NestedStringSlice(c.(map[string]any), "args")
 		for _, a := range args {
-			if strings.HasPrefix(a, "--account=") {
-				accountFlags = append(accountFlags, a)
+			if strings.HasPrefix(a, "--account") {
+				t.Errorf("flag %s: the callback server follows the accounts without flags", a)
 			}
 		}
 	}
-	want := []string{"--account=marketing/brand-a", "--account=sales/official-account", "--account=marketing/brand-b"}
-	if diff := cmp.Diff(want, accountFlags); diff != "" {
-		t.Errorf("--account flags, -want +got:\n%s", diff)
-	}
-	wantSecrets := map[string][]any{"marketing": {"brand-a", "brand-b"}, "sales": {"official-account"}, "default": nil}
-	for ns, names := range wantSecrets {
-		role := objs["Role/"+ns+"/"+releaseName+"-callback-account-secrets"]
-		binding := objs["RoleBinding/"+ns+"/"+releaseName+"-callback-account-secrets"]
-		if names == nil {
-			if role != nil || binding != nil {
-				t.Errorf("namespace %s has no account but a Role or RoleBinding", ns)
+	secretRules := func(o *unstructured.Unstructured) []any {
+		var out []any
+		rules, _, _ := unstructured.NestedSlice(o.Object, "rules")
+		for _, r := range rules {
+			if res, _, _ := unstructured.NestedStringSlice(r.(map[string]any), "resources"); slices.Contains(res, "secrets") {
+				out = append(out, r)
 			}
-			continue
 		}
-		if role == nil || binding == nil {
-			t.Fatalf("namespace %s: no Role or RoleBinding", ns)
-		}
-		wantRules := []any{map[string]any{"apiGroups": []any{""}, "resources": []any{"secrets"}, "resourceNames": names, "verbs": []any{"get"}}}
-		if diff := cmp.Diff(wantRules, role.Object["rules"]); diff != "" {
-			t.Errorf("Role in %s, -want +got:\n%s", ns, diff)
-		}
+		return out
+	}
+	if rules := secretRules(objs["ClusterRole//"+releaseName+"-callback-role"]); len(rules) > 0 {
+		t.Errorf("the callback's ClusterRole grants Secrets: %v", rules)
+	}
+	want := []any{map[string]any{"apiGroups": []any{""}, "resources": []any{"secrets"}, "resourceNames": []any{"wechat-qrcode-push-config"}, "verbs": []any{"get", "list", "watch"}}}
+	if diff := cmp.Diff(want, secretRules(objs["Role/"+releaseNamespace+"/"+releaseName+"-callback-role"])); diff != "" {
+		t.Errorf("the callback's Role on Secrets, -want +got:\n%s", diff)
 	}
 }
 

@@ -34,7 +34,7 @@ import (
 )
 
 // TestServerSideDryRun sends every object the chart installs (its CRDs and templates, with the
-// Ingress, the ServiceMonitor and accounts in two namespaces) to a real kube-apiserver as a
+// Ingress and the ServiceMonitor) to a real kube-apiserver as a
 // server-side apply with dryRun=All: the API server's own validation, defaulting and admission
 // judge them. The release namespace enforces and warns on the restricted Pod Security Standard,
 // and any warning fails, so an unknown field or a Pod the standard would reject fails here.
@@ -56,7 +56,7 @@ func TestServerSideDryRun(t *testing.T) {
 		"pod-security.kubernetes.io/enforce": "restricted",
 		"pod-security.kubernetes.io/warn":    "restricted",
 	}
-	for _, ns := range []string{releaseNamespace, "marketing"} {
+	for _, ns := range []string{releaseNamespace} {
 		if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: restricted}}); err != nil {
 			t.Fatal(err)
 		}
@@ -68,10 +68,6 @@ func TestServerSideDryRun(t *testing.T) {
 	values := map[string]any{
 		"ingress":        map[string]any{"enabled": true, "className": "nginx"},
 		"serviceMonitor": map[string]any{"enabled": true, "endpoint": map[string]any{"interval": "30s"}},
-		"callback": map[string]any{"accounts": []any{
-			map[string]any{"namespace": "default", "secret": "official-account"},
-			map[string]any{"namespace": "marketing", "secret": "brand-a"},
-		}},
 	}
 
 	t.Run("everything the chart installs is accepted", func(t *testing.T) {

@@ -34,11 +34,12 @@ import (
 	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/credentials"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/issuance"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/pushconfig"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/wxcrypto"
 )
 
-// SecretName is the account Secret every code of a run refers to.
-const SecretName = "official-account"
+// AccountName is the WeChatAccount every code of a run refers to, and the name of its Secret.
+const AccountName = "official-account"
 
 // NewAccount returns random credentials shaped like WeChat's, new for every run so that no two
 // runs (or tests) can authenticate each other's pushes or share tokens at a fake.
@@ -53,22 +54,28 @@ func NewAccount() credentials.Account {
 	}
 }
 
-// accountSecret is the account Secret of a in namespace ns, with the keys of both the manager
-// and the callback server; the EncodingAESKey puts the account in safe mode.
-func accountSecret(ns string, a credentials.Account) *corev1.Secret {
-	return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: SecretName}, Data: a.Data()}
-}
-
-// SecretRef is the --account flag of the callback server for the Secret in ns.
-func SecretRef(ns string) string { return ns + "/" + SecretName }
-
-// NewNamespace creates a namespace (named from prefix) with the account Secret in it.
+// NewNamespace creates a namespace (named from prefix) with the account: its Secret (the keys of
+// both the manager and the callback server; the EncodingAESKey puts it in safe mode), its
+// WeChatAccount, and the push config Secret as the manager projects it, for the stages that run
+// a callback server alone. The namespace doubles as the operator's.
 func NewNamespace(ctx context.Context, c client.Client, prefix string, acct credentials.Account) (string, error) {
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: prefix + "-"}}
 	if err := c.Create(ctx, ns); err != nil {
 		return "", err
 	}
-	return ns.Name, c.Create(ctx, accountSecret(ns.Name, acct))
+	meta := metav1.ObjectMeta{Namespace: ns.Name, Name: AccountName}
+	for _, o := range []client.Object{
+		&corev1.Secret{ObjectMeta: meta, Data: acct.Data()},
+		&qrv1alpha1.WeChatAccount{ObjectMeta: meta, Spec: qrv1alpha1.WeChatAccountSpec{SecretRef: qrv1alpha1.SecretReference{Name: AccountName}}},
+	} {
+		if err := c.Create(ctx, o); err != nil {
+			return "", err
+		}
+	}
+	return ns.Name, pushconfig.Write(ctx, c, ns.Name, pushconfig.Account{
+		Ref:   pushconfig.Ref{Kind: qrv1alpha1.KindWeChatAccount, Namespace: ns.Name, Name: AccountName},
+		AppID: acct.AppID, Token: acct.Token, EncodingAESKey: acct.EncodingAESKey,
+	})
 }
 
 // Temporary is a Temporary code with an integer scene.
@@ -90,7 +97,7 @@ func code(ns, name string, typ qrv1alpha1.QRCodeType, scene int64) *qrv1alpha1.W
 	return &qrv1alpha1.WeChatQRCode{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
 		Spec: qrv1alpha1.WeChatQRCodeSpec{
-			AccountRef: qrv1alpha1.AccountReference{Name: SecretName},
+			AccountRef: qrv1alpha1.AccountReference{Name: AccountName},
 			Type:       typ,
 			Scene:      qrv1alpha1.Scene{ID: ptr.To(scene)},
 		},

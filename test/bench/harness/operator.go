@@ -19,7 +19,6 @@ package harness
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/proc"
@@ -115,10 +114,11 @@ type Callback struct {
 	Metrics string
 }
 
-// StartCallback starts a callback server for the account Secret ref (namespace/name), and waits
-// until it is ready (Secrets read, cache synced), as a kubelet would before sending it traffic.
-// foldInterval is its --fold-interval; zero keeps the default.
-func StartCallback(ctx context.Context, bins Binaries, name, kubeconfig, ref, logDir string, foldInterval time.Duration) (*Callback, error) {
+// StartCallback starts a callback server of the operator's namespace ns, where it finds the push
+// config Secret and keeps its ledger, and waits until it is ready (push config read, cache
+// synced), as a kubelet would before sending it traffic. foldInterval is its --fold-interval;
+// zero keeps the default.
+func StartCallback(ctx context.Context, bins Binaries, name, kubeconfig, ns, logDir string, foldInterval time.Duration) (*Callback, error) {
 	var addrs [3]string
 	for i := range addrs {
 		var err error
@@ -127,9 +127,8 @@ func StartCallback(ctx context.Context, bins Binaries, name, kubeconfig, ref, lo
 		}
 	}
 	args := proc.CallbackArgs{
-		Kubeconfig: kubeconfig, Accounts: []string{ref},
-		// The ledger beside the account Secret; the process name keeps the replicas apart.
-		Namespace: strings.SplitN(ref, "/", 2)[0], Identity: name, FoldInterval: foldInterval,
+		// The process name keeps the replicas apart.
+		Kubeconfig: kubeconfig, Namespace: ns, Identity: name, FoldInterval: foldInterval,
 		BindAddr: addrs[0], ProbeAddr: addrs[1], MetricsAddr: addrs[2], PlainMetrics: true,
 	}
 	p, err := StartProcess(name, bins.Callback, args.Args(), nil, logDir)

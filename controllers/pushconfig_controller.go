@@ -1,0 +1,127 @@
+/*
+Copyright 2026 The WeChat QR Code Operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package controllers
+
+import (
+	"bytes"
+	"context"
+	"maps"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/accountstate"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/pushconfig"
+)
+
+// PushConfigReconciler projects the push material of every account (AppID, token,
+// encodingAESKey, previousEncodingAESKey; never the AppSecret) into the one Secret the callback
+// server may read, pushconfig.SecretName in the operator's namespace. Every event leads to the
+// same single request: the projection is rebuilt from the cache whole, and written only when its
+// content changed.
+type PushConfigReconciler struct {
+	Client    client.Client
+	APIReader client.Reader
+
+	*accountsCommon
+}
+
+func (r *PushConfigReconciler) key() types.NamespacedName {
+	return types.NamespacedName{Namespace: r.clusterNamespace, Name: pushconfig.SecretName}
+}
+
+// SetupWithManager watches both kinds of account (any change: a new AppID, a duplicate refused
+// or settled) and every Secret by metadata (an account's Secret edited, the projection itself
+// edited or deleted by hand).
+func (r *PushConfigReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	one := handler.EnqueueRequestsFromMapFunc(func(context.Context, client.Object) []reconcile.Request {
+		return []reconcile.Request{{NamespacedName: r.key()}}
+	})
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("pushconfig").
+		Watches(newAccount(v1alpha1.KindWeChatAccount), one).
+		Watches(newAccount(v1alpha1.KindClusterWeChatAccount), one).
+		WatchesMetadata(&corev1.Secret{}, one).
+		Complete(r)
+}
+
+// Reconcile writes the projection if its content changed.
+func (r *PushConfigReconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result, error) {
+	accounts, err := r.project(ctx)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	data, err := pushconfig.Encode(accounts)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	cur := &corev1.Secret{}
+	switch err := r.APIReader.Get(ctx, r.key(), cur); {
+	case apierrors.IsNotFound(err):
+		s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: r.clusterNamespace, Name: pushconfig.SecretName,
+			Labels: map[string]string{"app.kubernetes.io/managed-by": "wechat-qrcode-operator"}}, Data: data}
+		return ctrl.Result{}, client.IgnoreAlreadyExists(r.Client.Create(ctx, s))
+	case err != nil:
+		return ctrl.Result{}, err
+	case maps.EqualFunc(cur.Data, data, bytes.Equal):
+		return ctrl.Result{}, nil
+	}
+	cur.Data = data
+	return ctrl.Result{}, r.Client.Update(ctx, cur)
+}
+
+// project is the push material of every account that has some (an AppID and a token), the
+// younger of two accounts with the same AppID left out as the account reconciler refuses it.
+// An account need not be Ready: pushes are verified with the token alone, and an account whose
+// API credentials fail (40164, say) still receives its followers' scans.
+func (r *PushConfigReconciler) project(ctx context.Context) ([]pushconfig.Account, error) {
+	all, err := listAccounts(ctx, r.cache)
+	if err != nil {
+		return nil, err
+	}
+	byAppID := map[string][]accountstate.Member{}
+	entries := map[accountstate.Member]pushconfig.Account{}
+	for _, a := range all {
+		sec, err := r.secrets.get(ctx, r.secretKey(a))
+		switch {
+		case isProblem(err):
+			continue
+		case err != nil:
+			return nil, err
+		}
+		c := sec.creds
+		if c.AppID == "" || c.Token == "" {
+			continue
+		}
+		m := member(a)
+		byAppID[c.AppID] = append(byAppID[c.AppID], m)
+		entries[m] = pushconfig.Account{Ref: accountRef(a), AppID: c.AppID, Token: c.Token,
+			EncodingAESKey: c.EncodingAESKey, PreviousEncodingAESKey: c.PreviousEncodingAESKey}
+	}
+	var out []pushconfig.Account
+	for _, members := range byAppID {
+		out = append(out, entries[accountstate.Oldest(members)])
+	}
+	return out, nil
+}
