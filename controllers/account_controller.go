@@ -61,9 +61,9 @@ type AccountReconciler struct {
 	// APIReader gets the Services and Addressables that spec.forward and spec.sink name,
 	// uncached: a cache would list and watch every Service of the cluster.
 	APIReader client.Reader
-	Checker  AccountChecker
-	Recorder events.EventRecorder
-	Clock    clock.PassiveClock
+	Checker   AccountChecker
+	Recorder  events.EventRecorder
+	Clock     clock.PassiveClock
 	// QuotaInterval is how often WeChat's qrcode/create quota is read per Ready account; each
 	// read is a call of openapi/quota/get's own daily quota. Zero never reads it.
 	QuotaInterval time.Duration
