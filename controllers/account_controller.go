@@ -18,6 +18,7 @@ package controllers
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -38,6 +39,7 @@ import (
 
 	"github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/accountstate"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/destination"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/issuance"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/wechat"
 )
@@ -55,10 +57,13 @@ type AccountChecker interface {
 // nothing to clean up; and a finalizer would hold the account while its codes exist, which breaks
 // GitOps prunes that delete the account before its codes, for no gain.
 type AccountReconciler struct {
-	Client   client.Client
-	Checker  AccountChecker
-	Recorder events.EventRecorder
-	Clock    clock.PassiveClock
+	Client client.Client
+	// APIReader gets the Services and Addressables that spec.forward and spec.sink name,
+	// uncached: a cache would list and watch every Service of the cluster.
+	APIReader client.Reader
+	Checker   AccountChecker
+	Recorder  events.EventRecorder
+	Clock     clock.PassiveClock
 	// QuotaInterval is how often WeChat's qrcode/create quota is read per Ready account; each
 	// read is a call of openapi/quota/get's own daily quota. Zero never reads it.
 	QuotaInterval time.Duration
@@ -141,6 +146,9 @@ func (r *AccountReconciler) observe(ctx context.Context, acct v1alpha1.Account) 
 	} else if in.Older, err = r.older(ctx, acct, sec.creds.AppID); err != nil {
 		return in, creds, err
 	}
+	if in.Forward, in.Sink, err = r.destinations(ctx, acct); err != nil {
+		return in, creds, err
+	}
 	var codes v1alpha1.WeChatQRCodeList
 	if err := r.cache.List(ctx, &codes, client.MatchingFields{IndexAccountRef: accountRef(acct).String()}); err != nil {
 		return in, creds, err
@@ -156,6 +164,38 @@ func (r *AccountReconciler) observe(ctx context.Context, acct v1alpha1.Account) 
 		}
 	}
 	return in, creds, nil
+}
+
+// destinations resolves spec.forward and spec.sink; a reference that does not resolve is a
+// Destination with its Problem, an API server failure an error.
+func (r *AccountReconciler) destinations(ctx context.Context, acct v1alpha1.Account) (forward, sink *accountstate.Destination, err error) {
+	from := destination.Referrer{Namespace: acct.GetNamespace()}
+	if from.Namespace == "" {
+		from = destination.Referrer{Namespace: r.clusterNamespace, Cluster: true}
+	}
+	spec := acct.AccountSpec()
+	if spec.Forward != nil {
+		if forward, err = outcome(destination.Forward(ctx, r.APIReader, from, spec.Forward)); err != nil {
+			return nil, nil, err
+		}
+	}
+	if spec.Sink != nil {
+		if sink, err = outcome(destination.Sink(ctx, r.APIReader, from, spec.Sink)); err != nil {
+			return nil, nil, err
+		}
+	}
+	return forward, sink, nil
+}
+
+// outcome is a resolution's outcome as a decision reads it.
+func outcome(url string, err error) (*accountstate.Destination, error) {
+	if e, ok := errors.AsType[*destination.Error](err); ok {
+		return &accountstate.Destination{Problem: &issuance.Problem{Reason: e.Reason, Message: e.Error()}}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &accountstate.Destination{URL: url}, nil
 }
 
 // older is the oldest other account that has appID, if it is older than acct.

@@ -20,6 +20,7 @@ import (
 	"bytes"
 	"context"
 	"maps"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -117,11 +118,20 @@ func (r *PushConfigReconciler) project(ctx context.Context) ([]pushconfig.Accoun
 		m := member(a)
 		byAppID[c.AppID] = append(byAppID[c.AppID], m)
 		entries[m] = pushconfig.Account{Ref: accountRef(a), AppID: c.AppID, Token: c.Token,
-			EncodingAESKey: c.EncodingAESKey, PreviousEncodingAESKey: c.PreviousEncodingAESKey}
+			EncodingAESKey: c.EncodingAESKey, PreviousEncodingAESKey: c.PreviousEncodingAESKey,
+			ForwardURL: a.AccountStatus().ForwardURL, ForwardTimeout: forwardTimeout(a.AccountSpec()), SinkURI: a.AccountStatus().SinkURI}
 	}
 	var out []pushconfig.Account
 	for _, members := range byAppID {
 		out = append(out, entries[accountstate.Oldest(members)])
 	}
 	return out, nil
+}
+
+// forwardTimeout is spec.forward.timeout, 0 (the callback server's default) when unset.
+func forwardTimeout(spec *v1alpha1.WeChatAccountSpec) time.Duration {
+	if spec.Forward == nil || spec.Forward.Timeout == nil {
+		return 0
+	}
+	return spec.Forward.Timeout.Duration
 }

@@ -69,7 +69,7 @@ func New(o Options) *Reconcilers {
 	return &Reconcilers{
 		Codes: &WeChatQRCodeReconciler{Client: o.Client, APIReader: o.APIReader, Issuer: o.WeChat,
 			Recorder: o.Recorder, Clock: o.Clock, accountsCommon: common},
-		Accounts: &AccountReconciler{Client: o.Client, Checker: o.WeChat, Recorder: o.Recorder, Clock: o.Clock,
+		Accounts: &AccountReconciler{Client: o.Client, APIReader: o.APIReader, Checker: o.WeChat, Recorder: o.Recorder, Clock: o.Clock,
 			QuotaInterval: o.QuotaInterval, accountsCommon: common},
 		PushConfig: &PushConfigReconciler{Client: o.Client, APIReader: o.APIReader, accountsCommon: common},
 	}

@@ -58,6 +58,9 @@ import (
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=create;update;patch,namespace=system
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+// spec.forward and spec.sink naming a Service (uncached: get only). Knative Addressables as sinks
+// need get on their kinds, granted by whoever installs Knative (see README).
+// +kubebuilder:rbac:groups="",resources=services,verbs=get
 
 // QRCodeIssuer is what the reconciler needs of a WeChat client (*wechat.Client).
 type QRCodeIssuer interface {

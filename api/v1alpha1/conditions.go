@@ -36,11 +36,19 @@ const (
 	// ConditionStalled is True when only a human can make progress: the account Secret missing
 	// or invalid, a scene conflict, a terminal WeChat errcode.
 	ConditionStalled = "Stalled"
+	// ConditionForwardResolved and ConditionSinkResolved are present while an account has
+	// spec.forward, or an account or a code spec.sink: True with the URL resolved, False with
+	// why it does not resolve (the reasons of internal/destination), in which case nothing is
+	// sent there.
+	ConditionForwardResolved = "ForwardResolved"
+	ConditionSinkResolved    = "SinkResolved"
 )
 
 // Reasons of the conditions. A failed call to WeChat uses ReasonWeChatError(errcode).
 const (
 	ReasonIssued = "Issued"
+	// ReasonResolved: ForwardResolved or SinkResolved is True.
+	ReasonResolved = "Resolved"
 	// ReasonRenewing: a renewal failed but the current ticket is still valid (Ready stays True).
 	ReasonRenewing = "Renewing"
 	// ReasonExpired: the ticket expired while the renewal was backing off.

@@ -56,6 +56,8 @@ type Input struct {
 	// Codes and PermanentUsed count the codes that refer to the account.
 	Codes         v1alpha1.AccountCodes
 	PermanentUsed int32
+	// Forward and Sink are spec.forward and spec.sink resolved; nil for a spec without one.
+	Forward, Sink *Destination
 	// QuotaInterval is how often WeChat's quota is read.
 	QuotaInterval time.Duration
 	Now           time.Time
@@ -67,6 +69,12 @@ type Secret struct {
 	Version string
 	AppID   string
 	// Problem, when set, says why it cannot be used (missing, invalid, a required key empty).
+	Problem *issuance.Problem
+}
+
+// Destination is where a reference resolved to, or why it does not.
+type Destination struct {
+	URL     string
 	Problem *issuance.Problem
 }
 
@@ -129,7 +137,24 @@ func Decide(in Input) Action {
 	default:
 		a.ReadQuota = a.quotaDue()
 	}
+	st.ForwardURL = a.resolved(v1alpha1.ConditionForwardResolved, in.Forward)
+	st.SinkURI = a.resolved(v1alpha1.ConditionSinkResolved, in.Sink)
 	return a.done()
+}
+
+// resolved reports d in the condition of conditionType and returns its URL: "" when it does not
+// resolve, so that nothing is sent to a stale address.
+func (a *Action) resolved(conditionType string, d *Destination) string {
+	switch {
+	case d == nil:
+		meta.RemoveStatusCondition(&a.Status.Conditions, conditionType)
+		return ""
+	case d.Problem != nil:
+		a.set(conditionType, metav1.ConditionFalse, d.Problem.Reason, d.Problem.Message)
+		return ""
+	}
+	a.set(conditionType, metav1.ConditionTrue, v1alpha1.ReasonResolved, "resolved to "+d.URL)
+	return d.URL
 }
 
 // base is the status every outcome starts from: the counts, the AppID and its push path.
@@ -255,6 +280,12 @@ func (a Action) RequeueAfter() time.Duration {
 	}
 	if retry, ok := retryDelay(st); ok && st.TokenCheckTime != nil {
 		consider(st.TokenCheckTime.Add(retry))
+	}
+	// A Service or an Addressable that appears later is not watched: look again.
+	for _, d := range []*Destination{a.in.Forward, a.in.Sink} {
+		if d != nil && d.Problem != nil {
+			consider(now.Add(TransientRetry))
+		}
 	}
 	return next
 }

@@ -226,3 +226,50 @@ func contains(s string, parts ...string) bool {
 	}
 	return true
 }
+
+// TestDestinations: spec.forward and spec.sink as they resolve: the URL into status and a True
+// condition; a reference that does not resolve leaves no URL (nothing is sent to a stale
+// address), a False condition with its reason, and a look again later; none, no condition.
+func TestDestinations(t *testing.T) {
+	missing := &Destination{Problem: &issuance.Problem{Reason: "NotFound", Message: "spec.forward.service: Service ns/bot not found: create it"}}
+	for _, tc := range []struct {
+		name                   string
+		forward, sink          *Destination
+		forwardURL, sinkURI    string
+		forwardCond, sinkCond  metav1.ConditionStatus
+		forwardReason, requeue string
+	}{
+		{name: "none"},
+		{name: "both resolve", forward: &Destination{URL: "http://bot.ns.svc:8080/wx"}, sink: &Destination{URL: "http://sink.ns.svc:80/"},
+			forwardURL: "http://bot.ns.svc:8080/wx", sinkURI: "http://sink.ns.svc:80/", forwardCond: metav1.ConditionTrue, sinkCond: metav1.ConditionTrue, forwardReason: v1alpha1.ReasonResolved},
+		{name: "forward missing", forward: missing, sink: &Destination{URL: "http://sink.ns.svc:80/"},
+			sinkURI: "http://sink.ns.svc:80/", forwardCond: metav1.ConditionFalse, sinkCond: metav1.ConditionTrue, forwardReason: "NotFound", requeue: "yes"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a := fresh()
+			a.Status.ForwardURL = "http://stale"
+			in := input(a, t0)
+			in.Forward, in.Sink = tc.forward, tc.sink
+			act := Decide(in)
+			st := act.Status
+			if st.ForwardURL != tc.forwardURL || st.SinkURI != tc.sinkURI {
+				t.Errorf("forwardURL %q sinkURI %q, want %q %q", st.ForwardURL, st.SinkURI, tc.forwardURL, tc.sinkURI)
+			}
+			for _, c := range []struct {
+				typ    string
+				status metav1.ConditionStatus
+			}{{v1alpha1.ConditionForwardResolved, tc.forwardCond}, {v1alpha1.ConditionSinkResolved, tc.sinkCond}} {
+				got := st.Condition(c.typ)
+				if (got == nil) != (c.status == "") || got != nil && got.Status != c.status {
+					t.Errorf("%s = %+v, want %q", c.typ, got, c.status)
+				}
+			}
+			if f := st.Condition(v1alpha1.ConditionForwardResolved); f != nil && (f.Reason != tc.forwardReason || f.Status == metav1.ConditionFalse && f.Message != missing.Problem.Message) {
+				t.Errorf("ForwardResolved %+v", f)
+			}
+			if tc.requeue != "" && act.RequeueAfter() != TransientRetry {
+				t.Errorf("requeue after %s, want %s", act.RequeueAfter(), TransientRetry)
+			}
+		})
+	}
+}

@@ -100,5 +100,21 @@ limitations under the License.
 //
 // A scan of a code with spec.reply is answered with a text message (passive reply), encrypted and
 // signed when the push was encrypted, also for a retry of an event already counted (WeChat retries
-// because the first answer did not reach it). Everything else is answered "success".
+// because the first answer did not reach it). Everything else is answered "success", unless the
+// account has an application behind it.
+//
+// # Gateway
+//
+// An account has one server URL, so the server is also the gateway to the account's own
+// application (spec.forward, resolved by the manager into the projected account): every verified
+// push it does not answer itself (not the URL verification, not the scan of a code with a reply,
+// never a refused push) is sent on unchanged, query and body, so the application's WeChat SDK
+// verifies and decrypts it as if WeChat had called it, and its answer is relayed as it is
+// (forward.go). A scan is counted while it is forwarded, and an application that does not answer
+// within the account's forward timeout gets WeChat "success": the count never waits for it.
+//
+// Each counted scan is also a CloudEvent for the account's sink and the code's (sink.go), queued
+// per sink after the scan is durable and delivered with retries by a few workers: a sink never
+// fails nor delays a push, and a dead one holds up no other. When the replica stops, the queues
+// get a bounded grace period to drain.
 package callback

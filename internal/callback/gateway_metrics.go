@@ -45,7 +45,7 @@ var (
 		Subsystem: "callback",
 		Name:      "sink_deliveries_total",
 		Help: "Scan events by outcome: ok (acknowledged), rejected (a 4xx, not retried), failed (every try failed), " +
-			"dropped (the sink's queue was full).",
+			"dropped (the sink's queue was full), abandoned (the replica stopped and its grace period of 5 s passed first).",
 	}, []string{"result"})
 	sinkRetries = prometheus.NewCounter(prometheus.CounterOpts{
 		Namespace: metricnames.Namespace,

@@ -142,7 +142,7 @@ func Setup(mgr ctrl.Manager, opts Options) (*Server, error) {
 	s := newServer(opts, clock.RealClock{}, cs, mgr.GetCache(), mgr.GetClient(), log)
 	rec := &recorder{stats: s.stats, clock: clock.RealClock{}, writer: mgr.GetClient(), namespace: opts.Namespace,
 		identity: opts.Identity, interval: opts.RecordInterval, log: log.WithName("record")}
-	for _, r := range []manager.Runnable{s.keyring, rec} {
+	for _, r := range []manager.Runnable{s.keyring, rec, s.sinks} {
 		if err := mgr.Add(r); err != nil {
 			return nil, err
 		}
@@ -176,7 +176,7 @@ func newServer(opts Options, clk clock.WithDelayedExecution, cs kubernetes.Inter
 	return &Server{
 		opts:      opts,
 		forwarder: &forwarder{transport: transport, clock: clk, log: log, sampler: sampler{clock: clk}},
-		sinks:     newSinks(context.Background(), clk, transport, log),
+		sinks:     newSinks(clk, transport, log),
 		keyring:   keys,
 		stats:     newPushStats(clk),
 		counter:   newLedger(clk, writer, opts.Namespace, opts.Identity, opts.CommitWindow),

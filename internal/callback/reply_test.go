@@ -17,42 +17,24 @@ limitations under the License.
 package callback
 
 import (
-	"encoding/xml"
 	"net/http"
 	"strconv"
 	"testing"
+
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/wxreply"
 )
 
 // The encoding/xml builders that made the replies before appendTextReply and appendEnvelope: the
 // oracle they must match byte for byte, and what the tests read replies with.
 
-// cdata marshals as a CDATA section; encoding/xml splits any "]]>" inside it.
-type cdata struct {
-	Value string `xml:",cdata"`
-}
-
-type textReply struct {
-	XMLName      xml.Name `xml:"xml"`
-	ToUserName   cdata    `xml:"ToUserName"`
-	FromUserName cdata    `xml:"FromUserName"`
-	CreateTime   int64    `xml:"CreateTime"`
-	MsgType      cdata    `xml:"MsgType"`
-	Content      cdata    `xml:"Content"`
-}
-
-type encryptedReply struct {
-	XMLName      xml.Name `xml:"xml"`
-	Encrypt      cdata    `xml:"Encrypt"`
-	MsgSignature cdata    `xml:"MsgSignature"`
-	TimeStamp    string   `xml:"TimeStamp"`
-	Nonce        cdata    `xml:"Nonce"`
-}
+type (
+	textReply      = wxreply.Text
+	encryptedReply = wxreply.Envelope
+)
 
 func oracleTextReply(t testing.TB, to, from, text string, now int64) string {
 	t.Helper()
-	b, err := xml.Marshal(textReply{
-		ToUserName: cdata{to}, FromUserName: cdata{from}, CreateTime: now, MsgType: cdata{"text"}, Content: cdata{text},
-	})
+	b, err := wxreply.MarshalText(to, from, text, now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,9 +43,7 @@ func oracleTextReply(t testing.TB, to, from, text string, now int64) string {
 
 func oracleEnvelope(t testing.TB, enc, sig string, now int64, nonce string) string {
 	t.Helper()
-	b, err := xml.Marshal(encryptedReply{
-		Encrypt: cdata{enc}, MsgSignature: cdata{sig}, TimeStamp: strconv.FormatInt(now, 10), Nonce: cdata{nonce},
-	})
+	b, err := wxreply.MarshalEnvelope(enc, sig, strconv.FormatInt(now, 10), nonce)
 	if err != nil {
 		t.Fatal(err)
 	}

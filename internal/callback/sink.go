@@ -44,7 +44,9 @@ import (
 // push path nor other sinks or accounts. Delivery is at least once while the replica lives: an
 // event is retried until the sink acknowledges it, answers a 4xx other than 408 and 429 (the
 // event is then dropped as rejected), or sinkAttempts tries fail; an event that finds its queue
-// full is dropped; events still queued when the replica stops are lost. Retries of the same scan
+// full is dropped. When the replica stops, queued events get sinkGrace to be delivered (the
+// push server still serves meanwhile: the manager stops it last); those left then are abandoned,
+// and the count is the record of truth. Retries of the same scan
 // that reach another replica give a second event with the same id: sinks dedupe by source and id.
 
 // ScanEventType is the CloudEvents type of a counted scan.
@@ -72,13 +74,17 @@ const (
 	sinkAttempts  = 6
 	sinkTimeout   = 5 * time.Second
 	sinkBackoff   = 500 * time.Millisecond // doubled after each failed try: 15.5 s in all
+	// sinkGrace bounds the drain when the replica stops: with the push server's own shutdown
+	// (--reply-deadline + 1 s) it stays well inside the Pod's 30 s termination grace period.
+	sinkGrace = 5 * time.Second
 )
 
 // Results of a delivery, the result label of the deliveries metric.
 const (
-	deliveryOK       = "ok"
-	deliveryRejected = "rejected" // a 4xx: retrying would not help
-	deliveryFailed   = "failed"   // every try failed
+	deliveryOK        = "ok"
+	deliveryRejected  = "rejected"  // a 4xx: retrying would not help
+	deliveryFailed    = "failed"    // every try failed
+	deliveryAbandoned = "abandoned" // the replica stopped and sinkGrace passed first
 )
 
 // sinks queues and delivers scan events, one queue per sink URI.
@@ -86,8 +92,12 @@ type sinks struct {
 	client cloudevents.Client
 	clock  clock.WithDelayedExecution
 	log    logr.Logger
-	// ctx ends the deliveries when the process stops.
-	ctx context.Context
+	// ctx ends the deliveries once the replica stopped and the grace period is over.
+	ctx    context.Context
+	cancel context.CancelFunc
+	grace  time.Duration
+	// exited wakes Start's drain when a worker has exited.
+	exited chan struct{}
 	// drops lets one "dropped" line per sink through per second.
 	drops sampler
 
@@ -101,13 +111,60 @@ type sinkQueue struct {
 	workers int // under sinks.mu
 }
 
-func newSinks(ctx context.Context, clk clock.WithDelayedExecution, transport http.RoundTripper, log logr.Logger) *sinks {
+func newSinks(clk clock.WithDelayedExecution, transport http.RoundTripper, log logr.Logger) *sinks {
 	c, err := cloudevents.NewClientHTTP(cehttp.WithRoundTripper(transport))
 	if err != nil {
 		// Only an option can fail it, and these are constant.
 		panic(err)
 	}
-	return &sinks{client: c, clock: clk, log: log, ctx: ctx, drops: sampler{clock: clk}, queues: map[string]*sinkQueue{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &sinks{client: c, clock: clk, log: log, ctx: ctx, cancel: cancel, grace: sinkGrace, exited: make(chan struct{}, 1),
+		drops: sampler{clock: clk}, queues: map[string]*sinkQueue{}}
+}
+
+// Start delivers until ctx ends, then gives the queued and in-flight events up to the grace
+// period before it abandons the rest. It is a manager Runnable; the deliveries have their own
+// context, not ctx, so that they outlive the stop that starts the drain.
+func (s *sinks) Start(ctx context.Context) error {
+	<-ctx.Done()
+	defer s.cancel()
+	grace := s.clock.After(s.grace)
+	for !s.idle() {
+		select {
+		case <-s.exited:
+		case <-grace:
+			s.log.Info("stopping with scan events not delivered within the grace period; they are abandoned",
+				"grace", s.grace.String(), "queued", s.queued())
+			return nil
+		}
+	}
+	return nil
+}
+
+// NeedLeaderElection is false: every replica delivers the events of the scans it counted.
+func (s *sinks) NeedLeaderElection() bool { return false }
+
+// idle is true when no sink has an event queued or a worker running.
+func (s *sinks) idle() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, q := range s.queues {
+		if q.workers > 0 || len(q.events) > 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// queued is the number of events waiting for a worker.
+func (s *sinks) queued() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, q := range s.queues {
+		n += len(q.events)
+	}
+	return n
 }
 
 // scanEvent is the CloudEvent of a counted scan of code, reported by m to account appID; its id
@@ -185,6 +242,10 @@ func (s *sinks) work(q *sinkQueue) {
 		}
 		q.workers--
 		s.mu.Unlock()
+		select {
+		case s.exited <- struct{}{}:
+		default:
+		}
 		return
 	}
 }
@@ -193,6 +254,10 @@ func (s *sinks) work(q *sinkQueue) {
 func (s *sinks) deliver(uri string, e cloudevents.Event) {
 	backoff := sinkBackoff
 	for attempt := 1; ; attempt++ {
+		if s.ctx.Err() != nil {
+			sinkDeliveries.WithLabelValues(deliveryAbandoned).Inc()
+			return
+		}
 		start := s.clock.Now()
 		ctx, cancel := withDeadline(s.ctx, s.clock, start.Add(sinkTimeout))
 		res := s.client.Send(cloudevents.ContextWithTarget(ctx, uri), e)
@@ -212,7 +277,10 @@ func (s *sinks) deliver(uri string, e cloudevents.Event) {
 			s.log.Info("scan event rejected by the sink; not retried", "sink", sinkHost(uri), "id", e.ID(), "status", status)
 			return
 		}
-		if attempt == sinkAttempts || s.ctx.Err() != nil {
+		if s.ctx.Err() != nil {
+			continue
+		}
+		if attempt == sinkAttempts {
 			sinkDeliveries.WithLabelValues(deliveryFailed).Inc()
 			s.log.Info("scan event not delivered; giving up", "sink", sinkHost(uri), "id", e.ID(), "attempts", attempt, "status", status, "error", deliveryError(res))
 			return

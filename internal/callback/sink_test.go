@@ -18,8 +18,10 @@ package callback
 
 import (
 	"context"
+	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strconv"
 	"strings"
@@ -77,18 +79,6 @@ func (r *receiver) received() []cloudevents.Event {
 
 func deliveries(result string) float64 {
 	return testutil.ToFloat64(sinkDeliveries.WithLabelValues(result))
-}
-
-// idle is true when no sink has an event queued or a worker running.
-func (s *sinks) idle() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, q := range s.queues {
-		if q.workers > 0 || len(q.events) > 0 {
-			return false
-		}
-	}
-	return true
 }
 
 // TestSinks: each counted scan is one CloudEvent on the account's sink and on its code's own;
@@ -176,7 +166,7 @@ func TestSinkQueueBounded(t *testing.T) {
 	block := make(chan struct{})
 	stuck := newReceiverBlocking(t, block)
 	other := newReceiver(t)
-	s := newSinks(context.Background(), clocktesting.NewFakeClock(time.Now()), newTransport(), ctrl.Log)
+	s := newSinks(clocktesting.NewFakeClock(time.Now()), newTransport(), ctrl.Log)
 	code := newCode("ns", "c", "wxplain", "T", 1, "")
 	dropped, okBefore := deliveries("dropped"), deliveries(deliveryOK)
 	for i := range sinkQueueSize + sinkWorkers + 10 {
@@ -211,4 +201,78 @@ func newReceiverBlocking(t *testing.T, block chan struct{}) string {
 	go func() { _ = srv.Serve(l) }()
 	t.Cleanup(func() { _ = srv.Close() })
 	return "http://" + l.Addr().String() + "/"
+}
+
+// heldSink is a sink that holds every request until release is closed or the client gives up.
+func heldSink(t *testing.T, release chan struct{}) string {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Only once the body is read does the server notice that the client gave up.
+		_, _ = io.Copy(io.Discard, r.Body)
+		select {
+		case <-release:
+			w.WriteHeader(http.StatusAccepted)
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// stopping publishes n events to uri on fresh sinks whose sink holds them, waits until every
+// worker is delivering, then stops the sinks as the manager does; done closes when Start returns.
+func stopping(t *testing.T, uri string, n int) (s *sinks, clk *clocktesting.FakeClock, done chan struct{}) {
+	t.Helper()
+	clk = clocktesting.NewFakeClock(time.Now())
+	s = newSinks(clk, newTransport(), ctrl.Log)
+	code := newCode("ns", "c", "wxplain", "T", 1, "")
+	for i := range n {
+		e, err := scanEvent("wxplain", code, &scan{kind: kindQRScan, scene: "1", key: "drain-" + strconv.Itoa(i)}, &message{CreateTime: "1700000900"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.publish(e, uri)
+	}
+	// Each delivering worker waits on its try's deadline.
+	waitFor(t, "the workers to deliver", func() bool { return clk.Waiters() == sinkWorkers })
+	ctx, cancel := context.WithCancel(context.Background())
+	done = make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := s.Start(ctx); err != nil {
+			t.Error(err)
+		}
+	}()
+	cancel()
+	return s, clk, done
+}
+
+// TestSinkDrainOnStop: when the replica stops, the queued and in-flight events are delivered
+// within the grace period and Start returns only then; the events a dead sink still holds when
+// the grace period is over are abandoned and counted so, and Start returns at its end.
+func TestSinkDrainOnStop(t *testing.T) {
+	const n = 3 * sinkWorkers
+	t.Run("drained", func(t *testing.T) {
+		release := make(chan struct{})
+		ok := deliveries(deliveryOK)
+		s, _, done := stopping(t, heldSink(t, release), n)
+		close(release)
+		<-done
+		// Start returned: everything queued at the stop was delivered first.
+		if got := deliveries(deliveryOK) - ok; got != n || !s.idle() {
+			t.Fatalf("%v of %d events delivered when Start returned", got, n)
+		}
+	})
+	t.Run("grace over", func(t *testing.T) {
+		abandoned, ok := deliveries(deliveryAbandoned), deliveries(deliveryOK)
+		s, clk, done := stopping(t, heldSink(t, make(chan struct{})), n)
+		// The drain's timer joins the tries' deadlines.
+		waitFor(t, "the drain", func() bool { return clk.Waiters() == sinkWorkers+1 })
+		clk.Step(sinkGrace)
+		<-done
+		waitFor(t, "the workers to give up", s.idle)
+		if got := deliveries(deliveryAbandoned) - abandoned; got != n || deliveries(deliveryOK) != ok {
+			t.Fatalf("%v of %d events abandoned, %v delivered", got, n, deliveries(deliveryOK)-ok)
+		}
+	})
 }

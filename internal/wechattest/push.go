@@ -136,17 +136,18 @@ type pushXML struct {
 	FromUserName *cdata   `xml:"FromUserName,omitempty"`
 	CreateTime   int64    `xml:"CreateTime,omitempty"`
 	MsgType      *cdata   `xml:"MsgType,omitempty"`
+	Content      *cdata   `xml:"Content,omitempty"`
+	MsgID        int64    `xml:"MsgId,omitempty"`
 	Event        *cdata   `xml:"Event,omitempty"`
 	EventKey     *cdata   `xml:"EventKey,omitempty"`
 	Ticket       *cdata   `xml:"Ticket,omitempty"`
 	Encrypt      *cdata   `xml:"Encrypt,omitempty"`
 }
 
-// body builds the plaintext XML of ev and what goes on the wire in p's mode, with the query.
-func (p *Pusher) body(ev Event) (plain []byte, wire []byte, q url.Values, err error) {
-	now := p.clock().Now()
+// eventXML is the plaintext of ev.
+func (p *Pusher) eventXML(ev Event) pushXML {
 	if ev.CreateTime == 0 {
-		ev.CreateTime = now.Unix()
+		ev.CreateTime = p.clock().Now().Unix()
 	}
 	x := pushXML{
 		ToUserName: cdata{p.AccountID}, FromUserName: text(ev.FromUserName), CreateTime: ev.CreateTime,
@@ -158,13 +159,18 @@ func (p *Pusher) body(ev Event) (plain []byte, wire []byte, q url.Values, err er
 	if ev.Ticket != "" {
 		x.Ticket = text(ev.Ticket)
 	}
+	return x
+}
+
+// body builds the plaintext XML of x and what goes on the wire in p's mode, with the query.
+func (p *Pusher) body(x pushXML) (plain []byte, wire []byte, q url.Values, err error) {
 	if plain, err = xml.Marshal(x); err != nil {
 		return nil, nil, nil, err
 	}
 	timestamp, nonce := p.stamp()
 	q = url.Values{
 		"signature": {wxcrypto.Signature(p.Token, timestamp, nonce)},
-		"timestamp": {timestamp}, "nonce": {nonce}, "openid": {ev.FromUserName},
+		"timestamp": {timestamp}, "nonce": {nonce}, "openid": {x.FromUserName.Value},
 	}
 	switch p.Mode {
 	case PushPlaintext, "":
@@ -194,7 +200,20 @@ func (p *Pusher) body(ev Event) (plain []byte, wire []byte, q url.Values, err er
 // Every try carries the same message, so a callback sees a retry as a duplicate. The error says
 // why the user would see "该公众号暂时无法提供服务": no answer, or a reply WeChat cannot use.
 func (p *Pusher) Push(ctx context.Context, ev Event) (PushResult, error) {
-	plain, wire, q, err := p.body(ev)
+	return p.push(ctx, p.eventXML(ev))
+}
+
+// Text pushes what WeChat sends when openID writes content to the account: a text message, with
+// the MsgId WeChat's retries keep.
+func (p *Pusher) Text(ctx context.Context, openID, content string) (PushResult, error) {
+	return p.push(ctx, pushXML{
+		ToUserName: cdata{p.AccountID}, FromUserName: text(openID), CreateTime: p.clock().Now().Unix(),
+		MsgType: text("text"), Content: text(content), MsgID: rand.Int64N(1 << 62),
+	})
+}
+
+func (p *Pusher) push(ctx context.Context, x pushXML) (PushResult, error) {
+	plain, wire, q, err := p.body(x)
 	if err != nil {
 		return PushResult{}, err
 	}
@@ -211,7 +230,7 @@ func (p *Pusher) Push(ctx context.Context, ev Event) (PushResult, error) {
 		res.Tries++
 		res.Status, res.Body, lastErr = p.try(ctx, timeout, q, wire)
 		if lastErr == nil && res.Status == http.StatusOK {
-			return res, p.openReply(&res, ev.FromUserName)
+			return res, p.openReply(&res, x.FromUserName.Value)
 		}
 		if ctx.Err() != nil {
 			break

@@ -189,6 +189,24 @@ func TestPushScanByFollower(t *testing.T) {
 	}
 }
 
+// TestPushText: a text message is pushed as §5 shows it, with a MsgId, and its reply is checked
+// like an event's.
+func TestPushText(t *testing.T) {
+	e := newEnv(t, wechattest.Options{})
+	reply := textReply(openID, accountID, "you said: 你好")
+	cb, url := newCallback(t, func(int, delivery) (int, string) { return http.StatusOK, encryptedReply(t, reply) })
+	res, err := e.pusher(url, wechattest.PushSafe).Text(context.Background(), openID, "你好 <&>")
+	if err != nil || res.Reply != reply {
+		t.Fatalf("%+v %v", res, err)
+	}
+	prefix := fmt.Sprintf("<xml><ToUserName><![CDATA[%s]]></ToUserName><FromUserName><![CDATA[%s]]></FromUserName>"+
+		"<CreateTime>%d</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[你好 <&>]]></Content><MsgId>", accountID, openID, start.Unix())
+	d := cb.deliveries()[0]
+	if !strings.HasPrefix(d.plaintext, prefix) || !strings.HasSuffix(d.plaintext, "</MsgId></xml>") || d.query["openid"] != openID {
+		t.Errorf("text push %s, query %v", d.plaintext, d.query)
+	}
+}
+
 func TestPushCompatibleMode(t *testing.T) {
 	e := newEnv(t, wechattest.Options{})
 	ticket := e.issue(tempBody)
