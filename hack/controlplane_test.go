@@ -19,6 +19,7 @@ package hack_test
 
 import (
 	"encoding/json"
+	"errors"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -94,7 +95,11 @@ func modules(t *testing.T, dir string, args ...string) map[string]string {
 	cmd.Dir = filepath.Join(testenv.RepoRoot(), dir)
 	out, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("go list -deps %s in %s: %v", strings.Join(args, " "), dir, err)
+		var stderr []byte
+		if exit := (*exec.ExitError)(nil); errors.As(err, &exit) {
+			stderr = exit.Stderr
+		}
+		t.Fatalf("go list -deps %s in %s: %v\n%s", strings.Join(args, " "), dir, err, stderr)
 	}
 	mods := map[string]string{}
 	for line := range strings.Lines(string(out)) {
