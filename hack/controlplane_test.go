@@ -19,6 +19,7 @@ package hack_test
 
 import (
 	"encoding/json"
+	"errors"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -82,5 +83,50 @@ func TestControlPlaneVersions(t *testing.T) {
 	etcd := pinned(t, "go.etcd.io/etcd/server/v3")
 	if got, want := run(t, "etcd", "--version"), "etcd Version: "+strings.TrimPrefix(etcd, "v")+"\n"; !strings.HasPrefix(got, want) {
 		t.Errorf("etcd --version = %q, want it to start with %q", got, want)
+	}
+}
+
+// modules lists the module (as replaced) of every package `go list -deps args...` reaches from dir,
+// with the version selected.
+func modules(t *testing.T, dir string, args ...string) map[string]string {
+	t.Helper()
+	cmd := exec.Command("go", append([]string{"list", "-deps", "-f",
+		"{{with .Module}}{{with .Replace}}{{.Path}} {{.Version}}{{else}}{{.Path}} {{.Version}}{{end}}{{end}}"}, args...)...)
+	cmd.Dir = filepath.Join(testenv.RepoRoot(), dir)
+	out, err := cmd.Output()
+	if err != nil {
+		var stderr []byte
+		if exit := (*exec.ExitError)(nil); errors.As(err, &exit) {
+			stderr = exit.Stderr
+		}
+		t.Fatalf("go list -deps %s in %s: %v\n%s", strings.Join(args, " "), dir, err, stderr)
+	}
+	mods := map[string]string{}
+	for line := range strings.Lines(string(out)) {
+		if path, version, ok := strings.Cut(strings.TrimSpace(line), " "); ok && version != "" {
+			mods[path] = version
+		}
+	}
+	return mods
+}
+
+// The control plane's build, the operator's tests and the chart's tests compile their common
+// packages once (make test's cold run is several minutes shorter) only while each module they
+// share is selected at one version in all three go.mod files.
+func TestSharedModuleVersions(t *testing.T) {
+	operator := modules(t, ".", "-test", "./...")
+	for _, other := range []struct {
+		dir  string
+		args []string
+	}{
+		{"hack/controlplane", []string{"./etcd", "./kube-apiserver", "./kubectl"}},
+		{"test/helm", []string{"-test", "./..."}},
+	} {
+		for path, version := range modules(t, other.dir, other.args...) {
+			if v, ok := operator[path]; ok && v != version {
+				t.Errorf("%s builds %s@%s, the operator %s@%s: raise the lower (go get %s@<higher> in its module, then go mod tidy)",
+					other.dir, path, version, path, v, path)
+			}
+		}
 	}
 }

@@ -8,15 +8,17 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 fuzztime="${FUZZTIME:-5s}"
+# Extra `go test` flags (make test passes -vet=off: it has run go vet already).
+read -ra flags <<<"${FUZZFLAGS:-}"
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 status=0
 found=0
 for dir in $(grep -rlE --include='*_test.go' '^func Fuzz[A-Z0-9_]' . | xargs -r -n1 dirname | sort -u); do
-  for target in $(go test -run '^$' -list '^Fuzz' "$dir" | grep '^Fuzz' || true); do
+  for target in $(go test "${flags[@]}" -run '^$' -list '^Fuzz' "$dir" | grep '^Fuzz' || true); do
     found=$((found + 1))
     echo "fuzz: $dir $target ($fuzztime)"
-    if ! go test -run '^$' -fuzz "^${target}\$" -fuzztime "$fuzztime" "$dir" >"$log" 2>&1; then
+    if ! go test "${flags[@]}" -run '^$' -fuzz "^${target}\$" -fuzztime "$fuzztime" "$dir" >"$log" 2>&1; then
       # The fuzzing engine sometimes ends a short run with its own "context deadline exceeded"
       # when -fuzztime runs out while a worker is busy (seen under load). A finding always writes
       # its input to testdata/fuzz and says so; without that line there is nothing to report.
