@@ -119,17 +119,17 @@ type Options struct {
 type Stack struct {
 	State
 
-	opts   Options
-	log    *prefixWriter
-	con    *console
-	env    *envtest.Environment
-	admin  client.Client
-	fake   *wechattest.Server
+	opts  Options
+	log   *prefixWriter
+	con   *console
+	env   *envtest.Environment
+	admin client.Client
+	fake  *wechattest.Server
 	// servers are the stack's own HTTP servers: scans and messages, the demo application and sink.
 	servers   []*http.Server
 	sinkLines *sightings
 	procs     []*proc.Process
-	exited chan *proc.Process
+	exited    chan *proc.Process
 }
 
 // Start builds what is missing and starts the stack: etcd and kube-apiserver with the CRD, the
