@@ -130,7 +130,7 @@ func TestAccountDestinationsResolve(t *testing.T) {
 	if !accountReadyIs(metav1.ConditionTrue, v1alpha1.ReasonTokenObtained)(la) {
 		t.Errorf("Ready %+v, want True: a missing forward or sink is not a credentials problem", la.Status.Condition(v1alpha1.ConditionReady))
 	}
-	h.accountEventsAre(key(app, "local"), map[string]int{"ForwardUnresolved": 1, "SinkUnresolved": 1})
+	h.accountEventsAre(key(app, "local"), map[string]int{v1alpha1.EventForwardUnresolved: 1, v1alpha1.EventSinkUnresolved: 1})
 	h.projected(localAppID, "carried the local account without a forward or a sink", func(a pushconfig.Account) bool {
 		return a.ForwardURL == "" && a.SinkURI == ""
 	})
@@ -156,7 +156,7 @@ func TestAccountDestinationsResolve(t *testing.T) {
 	})
 	h.projected(localAppID, "dropped the forward", func(a pushconfig.Account) bool { return a.ForwardURL == "" && a.SinkURI == wantSink })
 	// One warning each time a reference stopped resolving.
-	h.accountEventsAre(key(app, "local"), map[string]int{"ForwardUnresolved": 2, "SinkUnresolved": 1})
+	h.accountEventsAre(key(app, "local"), map[string]int{v1alpha1.EventForwardUnresolved: 2, v1alpha1.EventSinkUnresolved: 1})
 }
 
 // accountEventsAre waits until the WeChatAccount has want Events of each reason (Events are
@@ -218,12 +218,12 @@ func TestCodeSinkResolves(t *testing.T) {
 	if msg := c.Status.Condition(v1alpha1.ConditionSinkResolved).Message; !containsAll(msg, "spec.sink.ref", ns+"/later", "not found") {
 		t.Errorf("message %q does not name the field and the Service", msg)
 	}
-	h.waitEvent(key(ns, "later"), corev1.EventTypeWarning, "SinkUnresolved", "later")
+	h.waitEvent(key(ns, "later"), corev1.EventTypeWarning, v1alpha1.EventSinkUnresolved, "later")
 	h.service(ns, "later", 80)
 	h.waitFor(key(ns, "later"), 30*time.Second, "resolving once the Service exists", sinkIs(metav1.ConditionTrue, v1alpha1.ReasonResolved, "http://later."+ns+".svc"))
 	unresolved := 0
 	for _, e := range h.events(key(ns, "later")) {
-		if e.Reason == "SinkUnresolved" {
+		if e.Reason == v1alpha1.EventSinkUnresolved {
 			unresolved++
 		}
 	}

@@ -275,7 +275,7 @@ func TestDestinations(t *testing.T) {
 			for _, e := range act.Events {
 				warned = append(warned, e.Reason)
 			}
-			if want := tc.forwardCond == metav1.ConditionFalse; want != slices.Contains(warned, "ForwardUnresolved") {
+			if want := tc.forwardCond == metav1.ConditionFalse; want != slices.Contains(warned, v1alpha1.EventForwardUnresolved) {
 				t.Errorf("events %v, want a ForwardUnresolved warning: %v", warned, want)
 			}
 			// The same problem seen again warns no more.

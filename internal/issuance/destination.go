@@ -17,7 +17,6 @@ limitations under the License.
 package issuance
 
 import (
-	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -39,6 +38,12 @@ type Destination struct {
 	Problem *Problem
 }
 
+// unresolved is the Event reason of each condition turning False.
+var unresolved = map[string]string{
+	v1alpha1.ConditionForwardResolved: v1alpha1.EventForwardUnresolved,
+	v1alpha1.ConditionSinkResolved:    v1alpha1.EventSinkUnresolved,
+}
+
 // Resolved records d in the condition conditionType (ForwardResolved, SinkResolved) and returns
 // the URL to send to: "" when it does not resolve, so that nothing goes to a stale address; a nil
 // d (the spec names none) removes the condition. A reference that newly fails to resolve also
@@ -54,7 +59,7 @@ func Resolved(conds *[]metav1.Condition, conditionType string, d *Destination, g
 	if d.Problem != nil {
 		c.Status, c.Reason, c.Message = metav1.ConditionFalse, d.Problem.Reason, d.Problem.Message
 		if old := meta.FindStatusCondition(*conds, conditionType); old == nil || old.Status != c.Status || old.Reason != c.Reason {
-			e = &Event{corev1.EventTypeWarning, strings.TrimSuffix(conditionType, "Resolved") + "Unresolved", "Resolve", d.Problem.Message}
+			e = &Event{corev1.EventTypeWarning, unresolved[conditionType], "Resolve", d.Problem.Message}
 		}
 	}
 	meta.SetStatusCondition(conds, c)

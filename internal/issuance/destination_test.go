@@ -69,7 +69,7 @@ func TestSink(t *testing.T) {
 			}
 			warnings := 0
 			for _, e := range act.Events {
-				if e.Reason == "SinkUnresolved" && e.Type == corev1.EventTypeWarning {
+				if e.Reason == v1alpha1.EventSinkUnresolved && e.Type == corev1.EventTypeWarning {
 					warnings++
 				}
 			}
