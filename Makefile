@@ -81,6 +81,8 @@ DEV_DIR ?= .dev
 # `make scan`: the code to scan and how many scans.
 NAME ?=
 COUNT ?= 1
+# `make message`: the text a follower sends.
+TEXT ?= hello
 
 # Builds hack/dev into bin/, saying every 100 packages how far a first build (which compiles the
 # Kubernetes client libraries) has got; compiler errors pass through whole.
@@ -97,6 +99,11 @@ dev: ## Run the operator on a local API server with a fake WeChat (real one: WEC
 scan: ## Simulate scans of a code of the running `make dev`: make scan NAME=spring-sale-poster [COUNT=3].
 	$(build-dev)
 	@$(LOCALBIN)/dev scan --dir $(DEV_DIR) --count $(COUNT) $(NAME)
+
+.PHONY: message
+message: ## Send a follower's text message to the running `make dev`'s account and print the demo application's reply: make message TEXT=hello.
+	$(build-dev)
+	@$(LOCALBIN)/dev message --dir $(DEV_DIR) '$(subst ','\'',$(TEXT))'
 
 # How long `make test` runs each fuzz target beyond its seed corpus.
 FUZZTIME ?= 5s

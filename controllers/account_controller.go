@@ -72,8 +72,8 @@ type AccountReconciler struct {
 }
 
 // SetupWithManager runs one controller per kind. Status writes (the callback server's push
-// statistics, this reconciler's own) do not trigger it: its Secret, its codes and the accounts
-// sharing its AppID do.
+// statistics, this reconciler's own) do not trigger it: its Secret, its codes, the accounts
+// sharing its AppID and the Services its forward and sink name do.
 func (r *AccountReconciler) SetupWithManager(mgr ctrl.Manager, opts controller.Options) error {
 	for _, kind := range accountKinds {
 		kr := &kindReconciler{r: r, kind: kind}
@@ -83,6 +83,7 @@ func (r *AccountReconciler) SetupWithManager(mgr ctrl.Manager, opts controller.O
 			Watches(newAccount(v1alpha1.KindWeChatAccount), handler.EnqueueRequestsFromMapFunc(kr.sharingAppID), builder.WithPredicates(appIDChanged)).
 			Watches(newAccount(v1alpha1.KindClusterWeChatAccount), handler.EnqueueRequestsFromMapFunc(kr.sharingAppID), builder.WithPredicates(appIDChanged)).
 			WatchesMetadata(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(kr.usingSecret)).
+			WatchesMetadata(&corev1.Service{}, handler.EnqueueRequestsFromMapFunc(kr.accountsNamingService)).
 			Watches(&v1alpha1.WeChatQRCode{}, kr.accountOfCode(), builder.WithPredicates(codeCountChanged)).
 			WithOptions(opts).
 			Complete(kr)
@@ -168,11 +169,8 @@ func (r *AccountReconciler) observe(ctx context.Context, acct v1alpha1.Account) 
 
 // destinations resolves spec.forward and spec.sink; a reference that does not resolve is a
 // Destination with its Problem, an API server failure an error.
-func (r *AccountReconciler) destinations(ctx context.Context, acct v1alpha1.Account) (forward, sink *accountstate.Destination, err error) {
-	from := destination.Referrer{Namespace: acct.GetNamespace()}
-	if from.Namespace == "" {
-		from = destination.Referrer{Namespace: r.clusterNamespace, Cluster: true}
-	}
+func (r *AccountReconciler) destinations(ctx context.Context, acct v1alpha1.Account) (forward, sink *issuance.Destination, err error) {
+	from := r.referrer(acct)
 	spec := acct.AccountSpec()
 	if spec.Forward != nil {
 		if forward, err = outcome(destination.Forward(ctx, r.APIReader, from, spec.Forward)); err != nil {
@@ -188,14 +186,14 @@ func (r *AccountReconciler) destinations(ctx context.Context, acct v1alpha1.Acco
 }
 
 // outcome is a resolution's outcome as a decision reads it.
-func outcome(url string, err error) (*accountstate.Destination, error) {
+func outcome(url string, err error) (*issuance.Destination, error) {
 	if e, ok := errors.AsType[*destination.Error](err); ok {
-		return &accountstate.Destination{Problem: &issuance.Problem{Reason: e.Reason, Message: e.Error()}}, nil
+		return &issuance.Destination{Problem: &issuance.Problem{Reason: e.Reason, Message: e.Error()}}, nil
 	}
 	if err != nil {
 		return nil, err
 	}
-	return &accountstate.Destination{URL: url}, nil
+	return &issuance.Destination{URL: url}, nil
 }
 
 // older is the oldest other account that has appID, if it is older than acct.
@@ -269,6 +267,11 @@ func (k *kindReconciler) usingSecret(ctx context.Context, s client.Object) []rec
 		logf.FromContext(ctx).Error(err, "listing the accounts of a Secret")
 		return nil
 	}
+	return k.ofKind(list)
+}
+
+// ofKind are the requests of the accounts of this kind among list.
+func (k *kindReconciler) ofKind(list []v1alpha1.Account) []reconcile.Request {
 	var reqs []reconcile.Request
 	for _, a := range list {
 		if a.Ref().Kind == k.kind {

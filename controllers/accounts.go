@@ -27,6 +27,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/destination"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/pushconfig"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/wechat"
 )
@@ -100,6 +101,15 @@ func (s *accountsCommon) secretKey(a v1alpha1.Account) types.NamespacedName {
 		ns = s.clusterNamespace
 	}
 	return types.NamespacedName{Namespace: ns, Name: a.AccountSpec().SecretRef.Name}
+}
+
+// referrer is an account as the holder of spec.forward and spec.sink: a ClusterWeChatAccount's
+// references point into the operator's namespace unless they name another.
+func (s *accountsCommon) referrer(a v1alpha1.Account) destination.Referrer {
+	if a.GetNamespace() == "" {
+		return destination.Referrer{Namespace: s.clusterNamespace, Cluster: true}
+	}
+	return destination.Referrer{Namespace: a.GetNamespace()}
 }
 
 // resolved is a code's account as the code reconciler sees it.

@@ -75,9 +75,16 @@ func New(o Options) *Reconcilers {
 	}
 }
 
+func (rs *Reconcilers) addIndexes(ctx context.Context, mgr ctrl.Manager) error {
+	if err := addIndexes(ctx, mgr); err != nil {
+		return err
+	}
+	return addServiceIndexes(ctx, mgr, rs.Accounts.accountsCommon)
+}
+
 // SetupWithManager registers the field indexes and every reconciler.
 func (rs *Reconcilers) SetupWithManager(ctx context.Context, mgr ctrl.Manager, opts controller.Options) error {
-	if err := addIndexes(ctx, mgr); err != nil {
+	if err := rs.addIndexes(ctx, mgr); err != nil {
 		return err
 	}
 	if err := rs.Codes.SetupWithManager(mgr, opts); err != nil {

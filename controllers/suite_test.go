@@ -148,7 +148,7 @@ func (h *harness) start() {
 	ctx, cancel := context.WithCancel(context.Background())
 	opts := controller.Options{MaxConcurrentReconciles: h.workers}
 	if h.direct {
-		h.must(addIndexes(ctx, mgr))
+		h.must(rs.addIndexes(ctx, mgr))
 		h.must(rs.Accounts.SetupWithManager(mgr, opts))
 		h.must(rs.PushConfig.SetupWithManager(mgr))
 	} else {

@@ -26,6 +26,7 @@ package controllers
 import (
 	"context"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/tools/events"
@@ -40,6 +41,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
 	"github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/destination"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/issuance"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/wechat"
 )
@@ -58,9 +60,10 @@ import (
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=create;update;patch,namespace=system
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
-// spec.forward and spec.sink naming a Service (uncached: get only). Knative Addressables as sinks
+// spec.forward and spec.sink naming a Service: get reads it uncached, list and watch feed a
+// metadata-only informer that resolves a reference again when its Service appears. Knative Addressables as sinks
 // need get on their kinds, granted by whoever installs Knative (see README).
-// +kubebuilder:rbac:groups="",resources=services,verbs=get
+// +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch
 
 // QRCodeIssuer is what the reconciler needs of a WeChat client (*wechat.Client).
 type QRCodeIssuer interface {
@@ -83,14 +86,16 @@ type WeChatQRCodeReconciler struct {
 }
 
 // SetupWithManager registers the watches. The primary watch ignores updates that leave the
-// generation and the renew request alone (status writes, the callback server's scan counts).
+// generation and the renew request alone (status writes, the callback server's scan counts). A
+// Service that a code's spec.sink names reconciles it when it appears, changes or goes.
 // An account's readiness or AppID changing reconciles its codes at once (and their rivals: the
 // AppID decides which codes compete for a scene); a change of its permanent count, only the
 // codes its budget refused.
 func (r *WeChatQRCodeReconciler) SetupWithManager(mgr ctrl.Manager, opts controller.Options) error {
 	b := ctrl.NewControllerManagedBy(mgr).
 		For(&v1alpha1.WeChatQRCode{}, builder.WithPredicates(predicate.Or[client.Object](predicate.GenerationChangedPredicate{}, renewRequested))).
-		Watches(&v1alpha1.WeChatQRCode{}, handler.EnqueueRequestsFromMapFunc(r.rivalsOf), builder.WithPredicates(claimChanged))
+		Watches(&v1alpha1.WeChatQRCode{}, handler.EnqueueRequestsFromMapFunc(r.rivalsOf), builder.WithPredicates(claimChanged)).
+		WatchesMetadata(&corev1.Service{}, handler.EnqueueRequestsFromMapFunc(r.codesNamingService))
 	for _, kind := range accountKinds {
 		b = b.Watches(newAccount(kind), handler.EnqueueRequestsFromMapFunc(r.codesOfAccount), builder.WithPredicates(accountUsabilityChanged)).
 			Watches(newAccount(kind), handler.EnqueueRequestsFromMapFunc(r.codesRefusedByBudget), builder.WithPredicates(permanentCountChanged))
@@ -121,6 +126,11 @@ func (r *WeChatQRCodeReconciler) Reconcile(ctx context.Context, req ctrl.Request
 			act = r.issueWithinBudget(ctx, obs, act)
 		}
 	}
+	sink, err := r.sink(ctx, obs.Code)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	act = act.Sink(sink, r.Clock.Now())
 	if err := r.writeStatus(ctx, obs.Code, act.Status); err != nil {
 		if len(act.Events) > 0 && act.Events[len(act.Events)-1].Action == "IssueTicket" {
 			logf.FromContext(ctx).Error(err, "WeChat answered but the status could not be written; the answer is lost and the next reconcile asks again")
@@ -131,6 +141,14 @@ func (r *WeChatQRCodeReconciler) Reconcile(ctx context.Context, req ctrl.Request
 		r.Recorder.Eventf(obs.Code, nil, e.Type, e.Reason, e.Action, "%s", e.Note)
 	}
 	return ctrl.Result{RequeueAfter: act.RequeueAfter(r.Clock.Now())}, nil
+}
+
+// sink resolves spec.sink (nil without one). A code may name only its own namespace.
+func (r *WeChatQRCodeReconciler) sink(ctx context.Context, code *v1alpha1.WeChatQRCode) (*issuance.Destination, error) {
+	if code.Spec.Sink == nil {
+		return nil, nil
+	}
+	return outcome(destination.Sink(ctx, r.APIReader, destination.Referrer{Namespace: code.Namespace}, code.Spec.Sink))
 }
 
 // observed is one observation of a code: the decision's input, and the credentials to act with.

@@ -88,6 +88,10 @@ const (
 	// EventRenewRequestIgnored: the renew-requested-at annotation cannot be honoured (a
 	// Permanent code, or not an RFC 3339 time); recorded once per value.
 	EventRenewRequestIgnored = "RenewRequestIgnored"
+	// EventForwardUnresolved and EventSinkUnresolved: an account's spec.forward, or an
+	// account's or a code's spec.sink, stopped resolving (warning, once per reason).
+	EventForwardUnresolved = "ForwardUnresolved"
+	EventSinkUnresolved    = "SinkUnresolved"
 )
 
 // Reasons of an account's Ready condition, besides ReasonWeChatError, ReasonWeChatUnreachable

@@ -277,7 +277,8 @@ type WeChatAccountStatus struct {
 
 	// Conditions: Ready (credentials present and a token obtained), with reasons such as
 	// TokenObtained, SecretMissing, SecretInvalid, DuplicateAppID, WeChatError<errcode>;
-	// Reconciling and Stalled (kstatus) while they hold.
+	// Reconciling and Stalled (kstatus) while they hold; ForwardResolved and SinkResolved while
+	// spec.forward and spec.sink are set (not part of Ready).
 	// +optional
 	// +listType=map
 	// +listMapKey=type

@@ -230,7 +230,8 @@ type WeChatQRCodeStatus struct {
 
 	// Conditions: Ready, with reasons such as Issued, Renewing, AccountSecretMissing,
 	// WeChatError<errcode>, QuotaExhausted, SceneConflict; Reconciling and Stalled (kstatus) while
-	// they hold.
+	// they hold; SinkResolved while spec.sink is set (not part of Ready: the ticket works whatever
+	// becomes of the scan events).
 	// +optional
 	// +listType=map
 	// +listMapKey=type
@@ -288,7 +289,8 @@ type WeChatQRCodeStatus struct {
 	// +optional
 	LastFailureSecretVersion string `json:"lastFailureSecretVersion,omitempty"`
 
-	// SinkURI is spec.sink resolved to a URL.
+	// SinkURI is spec.sink resolved to a URL, where the callback server sends this code's scan
+	// events; empty while it does not resolve (SinkResolved False says why).
 	// +optional
 	SinkURI string `json:"sinkURI,omitempty"`
 

@@ -14,11 +14,12 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-// Command dev runs the operator on an embedded local stack (`make dev`) and simulates scans of
-// its codes (`make scan`). See internal/devstack.
+// Command dev runs the operator on an embedded local stack (`make dev`), simulates scans of its
+// codes (`make scan`) and text messages to its account (`make message`). See internal/devstack.
 //
-//	dev up   [--dir .dev] [--any-ports] [--no-samples]
-//	dev scan [--dir .dev] [--count N] [--plaintext] NAME
+//	dev up      [--dir .dev] [--any-ports] [--no-samples]
+//	dev scan    [--dir .dev] [--count N] [--plaintext] NAME
+//	dev message [--dir .dev] TEXT
 package main
 
 import (
@@ -45,6 +46,8 @@ func main() {
 		err = up(os.Args[2:])
 	case "scan":
 		err = scan(os.Args[2:])
+	case "message":
+		err = message(os.Args[2:])
 	default:
 		usage()
 	}
@@ -55,14 +58,14 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: dev up [--dir DIR] [--any-ports] [--no-samples] | dev scan [--dir DIR] [--count N] [--plaintext] NAME")
+	fmt.Fprintln(os.Stderr, "usage: dev up [--dir DIR] [--any-ports] [--no-samples] | dev scan [--dir DIR] [--count N] [--plaintext] NAME | dev message [--dir DIR] TEXT")
 	os.Exit(2)
 }
 
 func up(args []string) error {
 	fs := flag.NewFlagSet("up", flag.ExitOnError)
 	dir := fs.String("dir", ".dev", "directory of the stack's kubeconfigs, binaries, logs and state")
-	anyPorts := fs.Bool("any-ports", false, "pick free ports instead of the fixed ones (6443, 8080-8081, 8089-8092)")
+	anyPorts := fs.Bool("any-ports", false, "pick free ports instead of the fixed ones (6443, 8080-8081, 8089-8094)")
 	noSamples := fs.Bool("no-samples", false, "do not apply the codes of config/samples")
 	_ = fs.Parse(args)
 
@@ -134,18 +137,21 @@ func printReady(ctx context.Context, st *devstack.State) error {
 	wechat, scan := "WeChat's real API", ""
 	if st.ScanURL != "" {
 		wechat = "a fake WeChat at " + st.WeChatURL
-		scan = "    make scan NAME=spring-sale-poster COUNT=3    # simulated scans: SCANS moves\n"
+		scan = "    make scan NAME=spring-sale-poster COUNT=3    # simulated scans: SCANS moves, the sink prints each\n" +
+			"    make message TEXT=hello                      # a text message: the demo application's reply\n"
 	}
 	fmt.Printf(`
 %s
-The operator runs against a local API server and %s. In another terminal:
+The operator runs against a local API server and %s. The account forwards
+the pushes it does not answer to the demo application at %s and sends every counted scan to the
+demo sink at %s (lines "app | ..." and "sink | ..." below). In another terminal:
 
     export KUBECONFIG=%s
     export PATH=%s:$PATH    # the kubectl of the API server's version
     kubectl get wechatqrcodes -o wide
 %s
 Logs of etcd and kube-apiserver: %s. Ctrl-C stops everything.
-`, table, wechat, st.Kubeconfig, filepath.Dir(st.Kubectl), scan, filepath.Join(filepath.Dir(st.Kubeconfig), "logs"))
+`, table, wechat, st.ApplicationURL, st.SinkURL, st.Kubeconfig, filepath.Dir(st.Kubectl), scan, filepath.Join(filepath.Dir(st.Kubeconfig), "logs"))
 	return nil
 }
 
@@ -172,4 +178,18 @@ func scan(args []string) error {
 	table, err := st.Run(ctx, nil, "get", "wechatqrcode", "-n", r.Namespace, r.Name)
 	fmt.Print(table)
 	return err
+}
+
+func message(args []string) error {
+	fs := flag.NewFlagSet("message", flag.ExitOnError)
+	dir := fs.String("dir", ".dev", "directory of the running stack")
+	_ = fs.Parse(args)
+	if fs.NArg() != 1 || fs.Arg(0) == "" {
+		return errors.New("message: give the text, e.g. make message TEXT=hello")
+	}
+	st, err := devstack.LoadState(*dir)
+	if err != nil {
+		return err
+	}
+	return devstack.Message(context.Background(), st, devstack.MessageRequest{Text: fs.Arg(0)}, os.Stdout)
 }

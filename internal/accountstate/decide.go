@@ -73,10 +73,7 @@ type Secret struct {
 }
 
 // Destination is where a reference resolved to, or why it does not.
-type Destination struct {
-	URL     string
-	Problem *issuance.Problem
-}
+type Destination = issuance.Destination
 
 // Member is an account among those that share an AppID.
 type Member struct {
@@ -142,19 +139,14 @@ func Decide(in Input) Action {
 	return a.done()
 }
 
-// resolved reports d in the condition of conditionType and returns its URL: "" when it does not
-// resolve, so that nothing is sent to a stale address.
+// resolved reports d in the condition of conditionType (with a warning Event when it newly fails
+// to resolve) and returns its URL: "" when it does not resolve.
 func (a *Action) resolved(conditionType string, d *Destination) string {
-	switch {
-	case d == nil:
-		meta.RemoveStatusCondition(&a.Status.Conditions, conditionType)
-		return ""
-	case d.Problem != nil:
-		a.set(conditionType, metav1.ConditionFalse, d.Problem.Reason, d.Problem.Message)
-		return ""
+	url, e := issuance.Resolved(&a.Status.Conditions, conditionType, d, a.in.Account.GetGeneration(), a.in.Now)
+	if e != nil {
+		a.Events = append(a.Events, *e)
 	}
-	a.set(conditionType, metav1.ConditionTrue, v1alpha1.ReasonResolved, "resolved to "+d.URL)
-	return d.URL
+	return url
 }
 
 // base is the status every outcome starts from: the counts, the AppID and its push path.
@@ -281,10 +273,9 @@ func (a Action) RequeueAfter() time.Duration {
 	if retry, ok := retryDelay(st); ok && st.TokenCheckTime != nil {
 		consider(st.TokenCheckTime.Add(retry))
 	}
-	// A Service or an Addressable that appears later is not watched: look again.
 	for _, d := range []*Destination{a.in.Forward, a.in.Sink} {
 		if d != nil && d.Problem != nil {
-			consider(now.Add(TransientRetry))
+			consider(now.Add(issuance.DestinationRetry))
 		}
 	}
 	return next

@@ -18,6 +18,7 @@ package accountstate
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -267,8 +268,22 @@ func TestDestinations(t *testing.T) {
 			if f := st.Condition(v1alpha1.ConditionForwardResolved); f != nil && (f.Reason != tc.forwardReason || f.Status == metav1.ConditionFalse && f.Message != missing.Problem.Message) {
 				t.Errorf("ForwardResolved %+v", f)
 			}
-			if tc.requeue != "" && act.RequeueAfter() != TransientRetry {
-				t.Errorf("requeue after %s, want %s", act.RequeueAfter(), TransientRetry)
+			if tc.requeue != "" && act.RequeueAfter() != issuance.DestinationRetry {
+				t.Errorf("requeue after %s, want %s", act.RequeueAfter(), issuance.DestinationRetry)
+			}
+			var warned []string
+			for _, e := range act.Events {
+				warned = append(warned, e.Reason)
+			}
+			if want := tc.forwardCond == metav1.ConditionFalse; want != slices.Contains(warned, v1alpha1.EventForwardUnresolved) {
+				t.Errorf("events %v, want a ForwardUnresolved warning: %v", warned, want)
+			}
+			// The same problem seen again warns no more.
+			again := a.DeepCopy()
+			again.Status = st
+			in.Account = again
+			if again := Decide(in); tc.forwardCond == metav1.ConditionFalse && len(again.Events) != 0 {
+				t.Errorf("second look warned again: %+v", again.Events)
 			}
 		})
 	}

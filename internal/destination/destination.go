@@ -22,8 +22,9 @@ limitations under the License.
 //
 // RBAC the caller needs (markers belong on the reconciler that calls these functions, since
 // controller-gen reads ./controllers):
-//   - get on services (core). Through an uncached reader (mgr.GetAPIReader()) get is all; a
-//     cached reader needs list and watch on every Service as well.
+//   - get on services (core), through an uncached reader (mgr.GetAPIReader()): a Service is
+//     read only when an object names it. The manager also watches Services' metadata (list and
+//     watch) so that a reference resolves again when its Service appears (see Services).
 //   - get on each Addressable kind a sink may name, e.g. eventing.knative.dev brokers,
 //     messaging.knative.dev channels, serving.knative.dev services. Optional: without it a ref to
 //     that kind fails with a message that says which right is missing, and nothing else does.
@@ -133,6 +134,26 @@ func Sink(ctx context.Context, r client.Reader, from Referrer, d *qrv1alpha1.Des
 		return base.String(), nil
 	}
 	return base.ResolveReference(uri).String(), nil
+}
+
+// Services are the Services a spec's forward and sink name, as namespace/name, for an index that
+// maps a Service's events to the objects that name it (a reference it may not make included: it
+// is reported when resolved).
+func Services(from Referrer, f *qrv1alpha1.Forward, d *qrv1alpha1.Destination) []string {
+	var keys []string
+	add := func(ns, name string) {
+		if ns == "" {
+			ns = from.Namespace
+		}
+		keys = append(keys, ns+"/"+name)
+	}
+	if f != nil && f.Service != nil {
+		add(f.Service.Namespace, f.Service.Name)
+	}
+	if d != nil && d.Ref != nil && d.Ref.Kind == "Service" && d.Ref.APIVersion == "v1" {
+		add(d.Ref.Namespace, d.Ref.Name)
+	}
+	return keys
 }
 
 // refURL is the address of a sink's ref.

@@ -25,7 +25,6 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -52,16 +51,33 @@ type ScanRequest struct {
 const devAccountID = "gh_wechatqrcodedev"
 
 // Scan asks the stack whose state is st to push r's scans, writes what the callback server
-// answered to each to out, and fails if any push was not acknowledged.
+// answered to each and what the demo sink received to out, and fails if any push was not
+// acknowledged.
 func Scan(ctx context.Context, st *State, r ScanRequest, out io.Writer) error {
-	if st.ScanURL == "" {
-		return errors.New("the stack runs against WeChat's real API: scans come from WeChat itself, to the callback URL configured in the account")
+	return ask(ctx, st, st.ScanURL, r, out)
+}
+
+// MessageRequest asks the running stack's fake WeChat to push a text message from a follower.
+type MessageRequest struct {
+	Text string `json:"text"`
+}
+
+// Message asks the stack whose state is st to push a text message, and writes the reply the
+// callback server relayed from the demo application to out.
+func Message(ctx context.Context, st *State, r MessageRequest, out io.Writer) error {
+	return ask(ctx, st, st.MessageURL, r, out)
+}
+
+// ask posts r to the stack's url and copies the answer to out.
+func ask(ctx context.Context, st *State, url string, r any, out io.Writer) error {
+	if url == "" {
+		return errors.New("the stack runs against WeChat's real API: pushes come from WeChat itself, to the callback URL configured in the account")
 	}
 	body, err := json.Marshal(r)
 	if err != nil {
 		return err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, st.ScanURL, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
@@ -78,26 +94,43 @@ func Scan(ctx context.Context, st *State, r ScanRequest, out io.Writer) error {
 		return fmt.Errorf("HTTP %d", resp.StatusCode)
 	}
 	if failed := resp.Trailer.Get(trailerFailed); failed != "" && failed != "0" {
-		return fmt.Errorf("%s of %d pushes not acknowledged", failed, r.Count)
+		return fmt.Errorf("%s push(es) not acknowledged", failed)
 	}
 	return nil
 }
 
-const trailerFailed = "Scan-Failed"
+const trailerFailed = "Push-Failed"
 
-// serveScans serves ScanRequests on a free loopback port for as long as the stack runs.
+// sinkWait is how long a scan waits for the demo sink to print its event: deliveries are
+// asynchronous, a few milliseconds after the count on an idle machine.
+const sinkWait = 5 * time.Second
+
+// serveScans serves ScanRequests and MessageRequests on a free loopback port for as long as the
+// stack runs.
 func (s *Stack) serveScans(a Account) error {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /scan", func(w http.ResponseWriter, req *http.Request) { s.handleScan(w, req, a) })
+	mux.HandleFunc("POST /message", func(w http.ResponseWriter, req *http.Request) { s.handleMessage(w, req, a) })
+	base, err := s.serve(0, mux)
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		s.handleScan(w, req, a)
-	}), ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = srv.Serve(l) }()
-	s.scans = srv
-	s.ScanURL = "http://" + l.Addr().String() + "/scan"
+	s.ScanURL, s.MessageURL = base+"/scan", base+"/message"
 	return nil
+}
+
+// pusher pushes as WeChat does for the account, in safe mode unless plaintext.
+func (s *Stack) pusher(a Account, plaintext bool) *wechattest.Pusher {
+	p := &wechattest.Pusher{
+		URL:   s.CallbackURL + "/wechat/" + a.AppID,
+		Token: a.Token, EncodingAESKey: a.EncodingAESKey, AppID: a.AppID, AccountID: devAccountID,
+		Mode:   wechattest.PushSafe,
+		Server: s.fake,
+	}
+	if plaintext {
+		p.Mode = wechattest.PushPlaintext
+	}
+	return p
 }
 
 func (s *Stack) handleScan(w http.ResponseWriter, req *http.Request, a Account) {
@@ -118,15 +151,7 @@ func (s *Stack) handleScan(w http.ResponseWriter, req *http.Request, a Account) 
 		http.Error(w, fmt.Sprintf("%s/%s has no ticket yet (Ready: %s)", r.Namespace, r.Name, readyReason(&code)), http.StatusConflict)
 		return
 	}
-	p := &wechattest.Pusher{
-		URL:   s.CallbackURL + "/wechat/" + a.AppID,
-		Token: a.Token, EncodingAESKey: a.EncodingAESKey, AppID: a.AppID, AccountID: devAccountID,
-		Mode:   wechattest.PushSafe,
-		Server: s.fake,
-	}
-	if r.Plaintext {
-		p.Mode = wechattest.PushPlaintext
-	}
+	p := s.pusher(a, r.Plaintext)
 	w.Header().Set("Trailer", trailerFailed)
 	failed := 0
 	for i := range r.Count {
@@ -134,25 +159,64 @@ func (s *Stack) handleScan(w http.ResponseWriter, req *http.Request, a Account) 
 		follower := i%2 == 1
 		openID := fmt.Sprintf("o-dev-%08x", rand.Uint32())
 		res, err := p.Scan(req.Context(), code.Status.Ticket, openID, follower)
-		line := describePush(i+1, r.Count, openID, follower, res, err)
+		line := describePush(fmt.Sprintf("scan %d/%d: %s by %s", i+1, r.Count, scanEvent(follower), openID), res, err)
 		if err != nil {
 			failed++
 		}
-		_, _ = fmt.Fprintln(w, line)
-		s.log.Printf("%s/%s %s", r.Namespace, r.Name, line)
-		if f, ok := w.(http.Flusher); ok {
-			f.Flush()
+		s.tell(w, r.Namespace+"/"+r.Name+" "+line)
+		if err == nil {
+			s.tell(w, "  "+s.sinkSaw(req.Context(), openID))
 		}
 	}
 	w.Header().Set(trailerFailed, fmt.Sprint(failed))
 }
 
-func describePush(i, n int, openID string, follower bool, res wechattest.PushResult, err error) string {
-	event := "subscribe (a new follower)"
-	if follower {
-		event = "SCAN (a follower)"
+// sinkSaw is the demo sink's line about the scan by openID, or why there is none.
+func (s *Stack) sinkSaw(ctx context.Context, openID string) string {
+	ctx, cancel := context.WithTimeout(ctx, sinkWait)
+	defer cancel()
+	if line, ok := s.sinkLines.waitFor(ctx, "openID="+openID); ok {
+		return "sink got: " + line
 	}
-	line := fmt.Sprintf("scan %d/%d: %s by %s: ", i, n, event, openID)
+	return fmt.Sprintf("sink got nothing within %s (a refused or duplicate scan is not sent; see the callback's log)", sinkWait)
+}
+
+func (s *Stack) handleMessage(w http.ResponseWriter, req *http.Request, a Account) {
+	var r MessageRequest
+	if err := json.NewDecoder(req.Body).Decode(&r); err != nil || r.Text == "" {
+		http.Error(w, "want a JSON MessageRequest with a text", http.StatusBadRequest)
+		return
+	}
+	openID := fmt.Sprintf("o-dev-%08x", rand.Uint32())
+	w.Header().Set("Trailer", trailerFailed)
+	res, err := s.pusher(a, false).Text(req.Context(), openID, r.Text)
+	s.tell(w, describePush(fmt.Sprintf("text %q by %s", r.Text, openID), res, err))
+	failed := 0
+	if err != nil {
+		failed = 1
+	}
+	w.Header().Set(trailerFailed, fmt.Sprint(failed))
+}
+
+// tell writes line to the client at once, and to the dev log.
+func (s *Stack) tell(w http.ResponseWriter, line string) {
+	_, _ = fmt.Fprintln(w, line)
+	s.log.Printf("%s", line)
+	if f, ok := w.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func scanEvent(follower bool) string {
+	if follower {
+		return "SCAN (a follower)"
+	}
+	return "subscribe (a new follower)"
+}
+
+// describePush is what became of the push what describes.
+func describePush(what string, res wechattest.PushResult, err error) string {
+	line := what + ": "
 	switch {
 	case err != nil && res.Body != "":
 		return line + fmt.Sprintf("%v (answered %q)", err, strings.TrimSpace(res.Body))

@@ -56,6 +56,9 @@ type Ports struct {
 	CallbackMetrics int
 	ManagerHealth   int
 	ManagerMetrics  int
+	// Application and Sink are the demo application's (spec.forward) and the demo sink's.
+	Application int
+	Sink        int
 }
 
 // DevPorts are the fixed ports of `make dev`: the Deployment's container ports where it has one,
@@ -68,10 +71,12 @@ var DevPorts = Ports{
 	CallbackMetrics: 8092,
 	ManagerMetrics:  8080,
 	ManagerHealth:   8081,
+	Application:     8093,
+	Sink:            8094,
 }
 
 func (p *Ports) all() []*int {
-	return []*int{&p.APIServer, &p.WeChat, &p.Callback, &p.CallbackHealth, &p.CallbackMetrics, &p.ManagerHealth, &p.ManagerMetrics}
+	return []*int{&p.APIServer, &p.WeChat, &p.Callback, &p.CallbackHealth, &p.CallbackMetrics, &p.ManagerHealth, &p.ManagerMetrics, &p.Application, &p.Sink}
 }
 
 // resolve picks the free ports and checks that the fixed ones are free, so that a second
@@ -114,19 +119,22 @@ type Options struct {
 type Stack struct {
 	State
 
-	opts   Options
-	log    *prefixWriter
-	con    *console
-	env    *envtest.Environment
-	admin  client.Client
-	fake   *wechattest.Server
-	scans  *http.Server
-	procs  []*proc.Process
-	exited chan *proc.Process
+	opts  Options
+	log   *prefixWriter
+	con   *console
+	env   *envtest.Environment
+	admin client.Client
+	fake  *wechattest.Server
+	// servers are the stack's own HTTP servers: scans and messages, the demo application and sink.
+	servers   []*http.Server
+	sinkLines *sightings
+	procs     []*proc.Process
+	exited    chan *proc.Process
 }
 
 // Start builds what is missing and starts the stack: etcd and kube-apiserver with the CRD, the
-// RBAC of config/default, the fake WeChat (or none, for a real account), the account Secret, the
+// RBAC of config/default, the fake WeChat (or none, for a real account), the demo application
+// and sink the account forwards to and sends scans to, the account Secret, the
 // manager and the callback server as processes running as their ServiceAccounts, and the samples
 // of config/samples. It returns once every code is Ready. On error, what was started is stopped.
 func Start(ctx context.Context, opts Options) (s *Stack, err error) {
@@ -185,6 +193,9 @@ func Start(ctx context.Context, opts Options) (s *Stack, err error) {
 		return s, err
 	}
 	if err := s.startWeChat(account); err != nil {
+		return s, err
+	}
+	if err := s.startDemo(account, clusterAccount); err != nil {
 		return s, err
 	}
 	if err := s.startOperator(ctx, bins, account, secret, clusterAccount); err != nil {
@@ -480,8 +491,8 @@ const processGrace = 10 * time.Second
 // kube-apiserver or etcd may still run.
 func (s *Stack) Stop() error {
 	_ = os.Remove(stateFile(s.opts.Dir))
-	if s.scans != nil {
-		_ = s.scans.Close()
+	for _, srv := range s.servers {
+		_ = srv.Close()
 	}
 	for i := len(s.procs) - 1; i >= 0; i-- {
 		if err := s.procs[i].Stop(processGrace); err != nil {

@@ -41,8 +41,14 @@ type State struct {
 	CallbackURL string `json:"callbackURL"`
 	// WeChatURL is the fake WeChat's base URL; empty with a real account.
 	WeChatURL string `json:"wechatURL,omitempty"`
-	// ScanURL is where Scan asks the fake WeChat to push scans; empty with a real account.
-	ScanURL string `json:"scanURL,omitempty"`
+	// ScanURL is where Scan asks the fake WeChat to push scans, MessageURL where Message asks
+	// it to push a text message; empty with a real account.
+	ScanURL    string `json:"scanURL,omitempty"`
+	MessageURL string `json:"messageURL,omitempty"`
+	// ApplicationURL is the demo application's (the account's spec.forward.url), SinkURL the demo
+	// sink's (its spec.sink.uri).
+	ApplicationURL string `json:"applicationURL"`
+	SinkURL        string `json:"sinkURL"`
 	// Account is the name of the ClusterWeChatAccount the sample codes use, AccountSecret the
 	// name of its Secret in OperatorNamespace.
 	Account       string `json:"account"`

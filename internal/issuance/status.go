@@ -61,7 +61,8 @@ func ExpireSeconds(spec *v1alpha1.WeChatQRCodeSpec) int64 {
 
 // RequeueAfter is how long until status needs another look without any event: the renewal (or
 // retry) time, the current ticket's expiry (Ready turns False if it was not renewed) or the
-// expiry of a previous ticket (to prune it). Zero when nothing is scheduled.
+// expiry of a previous ticket (to prune it), another look at a sink that does not resolve. Zero
+// when nothing is scheduled.
 func (a Action) RequeueAfter(now time.Time) time.Duration {
 	st := &a.Status
 	var next time.Duration
@@ -74,6 +75,9 @@ func (a Action) RequeueAfter(now time.Time) time.Duration {
 	consider(st.ExpiresAt)
 	for i := range st.PreviousTickets {
 		consider(st.PreviousTickets[i].ExpiresAt)
+	}
+	if c := st.Condition(v1alpha1.ConditionSinkResolved); c != nil && c.Status == metav1.ConditionFalse {
+		consider(&metav1.Time{Time: now.Add(DestinationRetry)})
 	}
 	return next
 }

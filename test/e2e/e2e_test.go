@@ -214,10 +214,16 @@ func TestKubectlEndToEnd(t *testing.T) {
 		{"each ServiceAccount has exactly the rights it needs", func(t *testing.T) {
 			checkRights(t, s)
 		}},
-		{"a simulated scan raises SCANS", func(t *testing.T) {
+		{"a simulated scan raises SCANS and reaches the sink", func(t *testing.T) {
 			scan := exec.Command(s.bin, "scan", "--dir", s.dir, "--count", "3", "spring-sale-poster")
-			if out, err := scan.CombinedOutput(); err != nil {
+			out, err := scan.CombinedOutput()
+			if err != nil {
 				t.Fatalf("dev scan: %v\n%s", err, out)
+			}
+			// The demo sink, the account's spec.sink, printed one CloudEvent per scan, by the
+			// scanner's OpenID (dev scan shows the line the sink printed for each).
+			if n := strings.Count(string(out), "sink got: scan of default/spring-sale-poster: scene=123 openID=o-dev-"); n != 3 {
+				t.Errorf("the sink printed %d of the 3 scans:\n%s", n, out)
 			}
 			// SCANS is folded from the scan ledger every --fold-interval (5 s): it lags the
 			// acknowledged scans by about that, as README says, and by more on a loaded machine.
@@ -230,6 +236,21 @@ func TestKubectlEndToEnd(t *testing.T) {
 				if time.Now().After(deadline) {
 					t.Fatalf("SCANS a minute after 3 acknowledged scans: %v", rows)
 				}
+			}
+		}},
+		{"a text message reaches the application, its reply the sender", func(t *testing.T) {
+			// The account's spec.forward is the demo application: the callback server answers
+			// no text message itself, forwards it, and relays the application's encrypted reply.
+			out, err := exec.Command(s.bin, "message", "--dir", s.dir, "hello from e2e").CombinedOutput()
+			if err != nil {
+				t.Fatalf("dev message: %v\n%s", err, out)
+			}
+			if want := `replied (encrypted) "you said: hello from e2e"`; !strings.Contains(string(out), want) {
+				t.Errorf("dev message printed %q, want the echo %s", out, want)
+			}
+			account := s.kubectl(t, "get", "clusterwechataccount", s.Account, "-o", "jsonpath={.status.forwardURL} {.status.sinkURI} {.status.conditions[?(@.type=='ForwardResolved')].status} {.status.conditions[?(@.type=='SinkResolved')].status}")
+			if want := s.ApplicationURL + " " + s.SinkURL + " True True"; account != want {
+				t.Errorf("account forwardURL, sinkURI, ForwardResolved, SinkResolved: %q, want %q", account, want)
 			}
 		}},
 		{"an invalid manifest is refused with its message", func(t *testing.T) {
@@ -302,6 +323,13 @@ func checkRights(t *testing.T, s *stack) {
 		{devstack.ManagerServiceAccount, false, []string{"delete", "leases", "-n", opNS}},
 		// The manager projects the accounts' push material into the operator's namespace.
 		{devstack.ManagerServiceAccount, true, []string{"create", "secrets", "-n", opNS}},
+		// Services that spec.forward and spec.sink name: read, and watched so that a reference
+		// resolves when its Service appears; never written. Neither may the callback server read
+		// them: it gets URLs from the push config.
+		{devstack.ManagerServiceAccount, true, []string{"get", "services", "-n", sample}},
+		{devstack.ManagerServiceAccount, true, []string{"watch", "services", "-A"}},
+		{devstack.ManagerServiceAccount, false, []string{"update", "services", "-n", sample}},
+		{devstack.CallbackServiceAccount, false, []string{"get", "services", "-n", sample}},
 		// The callback server: read the codes, patch their annotations and the accounts'
 		// status.callback, read the push config Secret and no other: never an AppSecret (the
 		// account Secret), never a list of Secrets, never another namespace's.

@@ -60,6 +60,18 @@ func accountStates(kind string) []state {
 			h.must(h.c.Update(context.Background(), u))
 			return u
 		}},
+		// spec.forward and spec.sink naming missing Services: their own conditions False, Ready
+		// untouched, so the account stays healthy (its codes issue and its scans count).
+		{name: "destinations-missing", want: status.CurrentStatus, drive: func(h *harness) *unstructured.Unstructured {
+			u := ready(h, "nowhere")
+			h.must(unstructured.SetNestedField(u.Object, "no-such-bot", "spec", "forward", "service", "name"))
+			h.must(unstructured.SetNestedField(u.Object, map[string]any{"apiVersion": "v1", "kind": "Service", "name": "no-such-sink"}, "spec", "sink", "ref"))
+			h.must(h.c.Update(context.Background(), u))
+			u = h.waitKind(kind, name(h, "nowhere"), metav1.ConditionTrue, v1alpha1.ReasonTokenObtained)
+			h.mustHaveCondition(u, v1alpha1.ConditionForwardResolved, metav1.ConditionFalse, "NotFound")
+			h.mustHaveCondition(u, v1alpha1.ConditionSinkResolved, metav1.ConditionFalse, "NotFound")
+			return u
+		}},
 		{name: "secret-missing", want: status.FailedStatus, drive: func(h *harness) *unstructured.Unstructured {
 			h.createAccount(kind, name(h, "missing"), "no-such-secret")
 			return h.waitKind(kind, name(h, "missing"), metav1.ConditionFalse, v1alpha1.ReasonAccountSecretMissing)

@@ -85,6 +85,17 @@ func codeStates() []state {
 			h.create("latecomer", permanent("shared", 7))
 			return h.waitReady("latecomer", metav1.ConditionFalse, v1alpha1.ReasonSceneConflict)
 		}},
+		// A sink that does not resolve is the code's own SinkResolved condition, outside Ready,
+		// Reconciling and Stalled: the ticket works, so kstatus and Argo CD read it as healthy.
+		{name: "sink-missing", want: status.CurrentStatus, drive: func(h *harness) *unstructured.Unstructured {
+			h.accountSecret("sinkless")
+			spec := permanent("sinkless", 1)
+			spec.Sink = &v1alpha1.Destination{Ref: &v1alpha1.KReference{APIVersion: "v1", Kind: "Service", Name: "no-such-service"}}
+			h.create("sinkless", spec)
+			u := h.waitReady("sinkless", metav1.ConditionTrue, v1alpha1.ReasonIssued)
+			h.mustHaveCondition(u, v1alpha1.ConditionSinkResolved, metav1.ConditionFalse, "NotFound")
+			return u
+		}},
 		{name: "deleting", want: status.TerminatingStatus, drive: func(h *harness) *unstructured.Unstructured {
 			// A finalizer of the test's holds the code in deletion; the envtest API server
 			// goes with the test, so nobody removes it.

@@ -217,6 +217,20 @@ func (h *harness) waitKind(kind, name string, want metav1.ConditionStatus, reaso
 	return u
 }
 
+// mustHaveCondition fails unless u's condition of that type has that status and reason.
+func (h *harness) mustHaveCondition(u *unstructured.Unstructured, conditionType string, status metav1.ConditionStatus, reason string) {
+	h.t.Helper()
+	var obj struct {
+		Status struct {
+			Conditions []metav1.Condition `json:"conditions"`
+		} `json:"status"`
+	}
+	h.must(runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &obj))
+	if c := meta.FindStatusCondition(obj.Status.Conditions, conditionType); c == nil || c.Status != status || c.Reason != reason {
+		h.t.Fatalf("%s %s: %s = %+v, want %s/%s", u.GetKind(), u.GetName(), conditionType, c, status, reason)
+	}
+}
+
 func permanent(account string, scene int64) v1alpha1.WeChatQRCodeSpec {
 	return v1alpha1.WeChatQRCodeSpec{AccountRef: v1alpha1.AccountReference{Name: account}, Type: v1alpha1.Permanent, Scene: v1alpha1.Scene{ID: &scene}}
 }
