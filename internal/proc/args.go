@@ -28,6 +28,9 @@ type ManagerArgs struct {
 	Kubeconfig              string
 	LeaderElect             bool
 	LeaderElectionNamespace string
+	// ClusterResourceNamespace is where ClusterWeChatAccounts' Secrets live; a run outside a Pod
+	// needs it or LeaderElectionNamespace.
+	ClusterResourceNamespace string
 	MetricsAddr, ProbeAddr  string
 	// PlainMetrics serves /metrics over plain HTTP without authentication (--metrics-secure=false):
 	// local runs scrape it directly.
@@ -51,6 +54,7 @@ func (a ManagerArgs) Args() []string {
 	f.str("kubeconfig", a.Kubeconfig)
 	f.add("leader-elect", strconv.FormatBool(a.LeaderElect))
 	f.str("leader-election-namespace", a.LeaderElectionNamespace)
+	f.str("cluster-resource-namespace", a.ClusterResourceNamespace)
 	f.str("metrics-bind-address", a.MetricsAddr)
 	f.plainMetrics(a.PlainMetrics)
 	f.str("health-probe-bind-address", a.ProbeAddr)

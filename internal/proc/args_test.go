@@ -39,7 +39,7 @@ func TestArgsAreTheProgramsFlags(t *testing.T) {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	manager := proc.ManagerArgs{
-		Kubeconfig: "kc", LeaderElect: true, LeaderElectionNamespace: "ns",
+		Kubeconfig: "kc", LeaderElect: true, LeaderElectionNamespace: "ns", ClusterResourceNamespace: "ns",
 		MetricsAddr: ":1", ProbeAddr: ":2", WeChatURL: "http://wechat",
 		WeChatQPS: 1.5, WeChatBurst: 2, WeChatTimeout: time.Second,
 		KubeQPS: 10, KubeBurst: 20, Workers: 3, Console: true,

@@ -56,6 +56,11 @@ func StartManager(ctx context.Context, bins Binaries, cfg ManagerConfig, logDir 
 	}
 	args := cfg.ManagerArgs
 	args.LeaderElect, args.MetricsAddr, args.ProbeAddr, args.PlainMetrics = false, metrics, probe, true
+	// Outside a Pod the manager must be told where ClusterWeChatAccounts keep their Secrets; the
+	// harness's codes use namespaced WeChatAccounts, so any namespace does.
+	if args.ClusterResourceNamespace == "" {
+		args.ClusterResourceNamespace = "default"
+	}
 	p, err := StartProcess("manager", bins.Manager, args.Args(), cfg.Env, logDir)
 	if err != nil {
 		return nil, err
