@@ -31,7 +31,7 @@ type ManagerArgs struct {
 	// ClusterResourceNamespace is where ClusterWeChatAccounts' Secrets live; a run outside a Pod
 	// needs it or LeaderElectionNamespace.
 	ClusterResourceNamespace string
-	MetricsAddr, ProbeAddr  string
+	MetricsAddr, ProbeAddr   string
 	// PlainMetrics serves /metrics over plain HTTP without authentication (--metrics-secure=false):
 	// local runs scrape it directly.
 	PlainMetrics bool
