@@ -47,9 +47,9 @@ type stream struct {
 	stopped chan struct{}
 	// began and ended are when the first and the last batch started.
 	began, ended time.Time
-	batches sync.WaitGroup
-	sent    atomic.Int64
-	acked   atomic.Int64
+	batches      sync.WaitGroup
+	sent         atomic.Int64
+	acked        atomic.Int64
 
 	mu sync.Mutex
 	// outcomes holds, per event, the outcome of each wave: the push, then its late copies.
