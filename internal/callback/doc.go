@@ -80,7 +80,8 @@ limitations under the License.
 // --reply-deadline (default 3s, well inside WeChat's 5 s), the answer is a 503 and WeChat
 // retries. Appending a retry again is harmless: counting is the folder's business.
 //
-// The folder (fold.go), elected among the replicas by a Lease, reads the segments uncached,
+// The folder (fold.go), elected among the replicas by a Lease (foldlease.go: a replica that loses
+// it stops folding and campaigns again, it does not exit), reads the segments uncached,
 // counts each event (key: a short hash of FromUserName, CreateTime, Event and EventKey, WeChat's
 // own deduplication key) once per code across every replica's segments, and adds it to the
 // code's totals in a WeChatScanTally shard, writing in the same update how far it folded each

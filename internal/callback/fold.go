@@ -108,9 +108,6 @@ func (f *folder) Start(ctx context.Context) error {
 	}
 }
 
-// NeedLeaderElection is true: two folders would only conflict.
-func (f *folder) NeedLeaderElection() bool { return true }
-
 func shardOf(code string) int {
 	h := fnv.New32a()
 	_, _ = h.Write([]byte(code))

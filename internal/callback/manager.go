@@ -78,12 +78,8 @@ func NewManager(rc *rest.Config, cfg Config) (manager.Manager, *Server, error) {
 		Scheme:                 scheme.New(),
 		Metrics:                cfg.MetricsServing.Options(cfg.MetricsBindAddress),
 		HealthProbeBindAddress: cfg.HealthProbeBindAddress,
-		// Every replica serves; only the fold is led.
-		LeaderElection:                cfg.FoldInterval > 0,
-		LeaderElectionID:              "wechat-qrcode-callback-fold",
-		LeaderElectionNamespace:       cfg.Namespace,
-		LeaderElectionReleaseOnCancel: true,
-		Cache:                         cache.Options{DefaultTransform: cache.TransformStripManagedFields()},
+		// Every replica serves; only the fold is led, by a Lease of its own (foldLeader).
+		Cache: cache.Options{DefaultTransform: cache.TransformStripManagedFields()},
 		// Belt and braces: a cached Secret read would need list and watch on every Secret (the
 		// keyring watches its one Secret itself), and a cached ledger would grow with the scans.
 		Client: client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{
@@ -150,7 +146,11 @@ func Setup(mgr ctrl.Manager, opts Options) (*Server, error) {
 	if opts.FoldInterval > 0 {
 		f := newFolder(clock.RealClock{}, mgr.GetAPIReader(), mgr.GetCache(), mgr.GetClient(), opts.Namespace, opts.DedupeWindow, opts.FoldInterval, log)
 		f.served, f.status, f.stats = s.keyring.accounts, mgr.GetClient().Status(), s.stats
-		if err := mgr.Add(f); err != nil {
+		leader, err := newFoldLeader(mgr.GetConfig(), opts.Namespace, opts.Identity, f, log)
+		if err != nil {
+			return nil, err
+		}
+		if err := mgr.Add(leader); err != nil {
 			return nil, err
 		}
 	}

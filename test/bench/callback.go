@@ -42,7 +42,7 @@ type callbackConfig struct {
 }
 
 func (c callbackConfig) String() string {
-	return fmt.Sprintf("1 hot code and %d spread codes, safe mode, %d concurrent senders retrying like WeChat (3 tries); load \"hot\": every event scans the hot code, load \"mixed\": %.0f%% do, the rest spread evenly; each load at most %s of sending, at most %d events to the callback server (default flags), %d to the naive handler",
+	return fmt.Sprintf("1 hot code and %d spread codes, safe mode, %d concurrent senders retrying like WeChat (3 tries); load \"hot\": every event scans the hot code, load \"mixed\": %.0f%% do, the rest spread evenly, on one callback replica and on two (\"mixed2\", each try to the next replica); each load at most %s of sending, at most %d events to the callback server (default flags), %d to the naive handler",
 		c.Spread, c.Senders, c.HotShare*100, c.LoadTime, c.Events, c.NaiveEvents)
 }
 
@@ -56,6 +56,30 @@ type load struct {
 	wrong               int
 	// cpu is the CPU time each process used during the load.
 	cpu map[string]float64
+	// writes are the API server's write requests from the load's start until the annotations
+	// showed it (the fold's included), by resource.
+	writes map[string]float64
+}
+
+// writesPer1000 is the API server's writes per 1,000 acknowledged scans.
+func (l load) writesPer1000() float64 {
+	var sum float64
+	for _, v := range l.writes {
+		sum += v
+	}
+	return sum * 1000 / float64(l.Acked)
+}
+
+// writesDetail lists the writes by resource, most first.
+func (l load) writesDetail() string {
+	names := slices.SortedFunc(maps.Keys(l.writes), func(a, b string) int { return int(l.writes[b] - l.writes[a]) })
+	parts := make([]string, 0, len(names))
+	for _, n := range names {
+		if l.writes[n] > 0 {
+			parts = append(parts, fmt.Sprintf("%s %.0f", n, l.writes[n]))
+		}
+	}
+	return fmt.Sprintf("apiserver_request_total of the writing verbs for %d scans, by resource: %s", l.Acked, strings.Join(parts, ", "))
 }
 
 func (l load) rate() float64 { return float64(l.Acked) / l.elapsed.Seconds() }
@@ -66,8 +90,9 @@ const fewWriters = 16
 
 // handler is a push handler under test: where it listens and how many events it gets per load.
 type handler struct {
-	name   string
-	url    string
+	name string
+	// urls are the replicas; each try of a push goes to the next one.
+	urls   []string
 	events int
 	// commits reads the handler's successful and conflicting annotation patches so far.
 	commits func() (ok, conflict float64, err error)
@@ -89,20 +114,21 @@ func (c callbackConfig) run(ctx context.Context, r *run) ([]Figure, error) {
 	if err != nil {
 		return nil, err
 	}
-	mixes := []struct {
+	type mix struct {
 		name     string
 		hotShare float64
-	}{{"hot", 1}, {"mixed", c.HotShare}}
+	}
+	mixes := []mix{{"hot", 1}, {"mixed", c.HotShare}}
 	results := map[string]load{}
 	commits, conflicts := map[string]float64{}, map[string]float64{}
-	measure := func(h handler) error {
+	measure := func(h handler, mixes ...mix) error {
 		for _, m := range mixes {
 			r.logf("callback: load %s on the %s handler", m.name, h.name)
 			var before, conflictsBefore float64
 			if h.commits != nil {
 				before, conflictsBefore, _ = h.commits()
 			}
-			l, err := c.load(ctx, s, pusher, codes, m.hotShare, h.url, h.events, h.name+m.name)
+			l, err := c.load(ctx, s, pusher, codes, m.hotShare, h.urls, h.events, h.name+m.name)
 			if err != nil {
 				return err
 			}
@@ -122,15 +148,40 @@ func (c callbackConfig) run(ctx context.Context, r *run) ([]Figure, error) {
 	if err != nil {
 		return nil, err
 	}
-	err = measure(handler{name: "callback", url: cb.URL, events: c.Events, commits: func() (ok, conflict float64, err error) {
-		// Ledger writes: one per commit window; they never conflict, a failed one counts here.
-		const appends = metricnames.Namespace + "_callback_ledger_appends_total"
-		if ok, err = harness.Metric(cb.Metrics, appends, `result="ok"`); err == nil {
-			conflict, err = harness.Metric(cb.Metrics, appends, `result="error"`)
-		}
-		return ok, conflict, err
-	}})
+	err = measure(handler{name: "callback", urls: []string{cb.URL}, events: c.Events, commits: appends(cb)}, mixes...)
 	_ = cb.Stop(10 * time.Second) // a forced kill after the measurement changes no figure
+	if err != nil {
+		return nil, err
+	}
+	// Two replicas, as a Deployment runs them; the one stopped above released the fold's Lease,
+	// and one of these takes it at once.
+	pair := make([]*harness.Callback, 0, 2)
+	stopPair := func() {
+		for _, cb := range pair {
+			_ = cb.Stop(10 * time.Second) // a forced kill after the measurement changes no figure
+		}
+	}
+	for i := range 2 {
+		cb, err := harness.StartCallback(ctx, r.bins, fmt.Sprintf("callback-%d", i), s.cp.Kubeconfig, s.ns, s.dir, 0)
+		if err != nil {
+			stopPair()
+			return nil, err
+		}
+		pair = append(pair, cb)
+	}
+	both := func() (ok, conflict float64, err error) {
+		for _, cb := range pair {
+			o, c, err := appends(cb)()
+			if err != nil {
+				return 0, 0, err
+			}
+			ok, conflict = ok+o, conflict+c
+		}
+		return ok, conflict, nil
+	}
+	mixed2 := mix{"mixed2", c.HotShare}
+	err = measure(handler{name: "callback", urls: []string{pair[0].URL, pair[1].URL}, events: c.Events, commits: both}, mixed2)
+	stopPair()
 	if err != nil {
 		return nil, err
 	}
@@ -138,7 +189,7 @@ func (c callbackConfig) run(ctx context.Context, r *run) ([]Figure, error) {
 	if err != nil {
 		return nil, err
 	}
-	err = measure(handler{name: "naive", url: url, events: c.NaiveEvents})
+	err = measure(handler{name: "naive", urls: []string{url}, events: c.NaiveEvents}, mixes...)
 	_ = nv.Stop(10 * time.Second) // a forced kill after the measurement changes no figure
 	if err != nil {
 		return nil, err
@@ -155,8 +206,10 @@ func (c callbackConfig) run(ctx context.Context, r *run) ([]Figure, error) {
 
 	const b = "callback"
 	var figs []Figure
-	for _, m := range mixes {
-		fast, slow := results["callback/"+m.name], results["naive/"+m.name]
+	for _, m := range append(mixes, mixed2) {
+		// The naive handler is one process serialising each code's writes: two of them would
+		// conflict with each other, so the two-replica load stands beside its one-process figure.
+		fast, slow := results["callback/"+m.name], results["naive/"+strings.TrimSuffix(m.name, "2")]
 		figs = append(figs,
 			figure(b, m.name+"_events_per_second", fast.rate(), "events/s",
 				fmt.Sprintf("%d events acknowledged (persisted) in %s", fast.Acked, fast.elapsed.Round(time.Millisecond))).goal(">= 10,000", fast.rate() >= 10000),
@@ -168,7 +221,9 @@ func (c callbackConfig) run(ctx context.Context, r *run) ([]Figure, error) {
 			exactness(b, m.name+"_counted", fast),
 			figure(b, m.name+"_naive_counted", float64(slow.counted), "scans", exactnessDetail(slow)),
 			figure(b, m.name+"_events_per_commit", float64(fast.Acked)/commits[m.name], "events",
-				fmt.Sprintf("%.0f annotation patches for %d events (group commit), %.0f conflicts", commits[m.name], fast.Acked, conflicts[m.name])),
+				fmt.Sprintf("%.0f ledger writes for %d events (one per replica per commit window), %.0f failed", commits[m.name], fast.Acked, conflicts[m.name])),
+			figure(b, m.name+"_api_writes_per_1000_scans", fast.writesPer1000(), "writes", fast.writesDetail()).goal("<= 20", fast.writesPer1000() <= 20),
+			figure(b, m.name+"_naive_api_writes_per_1000_scans", slow.writesPer1000(), "writes", slow.writesDetail()),
 			figure(b, m.name+"_cores_busy", busy(fast), "cores", cpuDetail(fast)),
 		)
 	}
@@ -178,6 +233,18 @@ func (c callbackConfig) run(ctx context.Context, r *run) ([]Figure, error) {
 		figure(b, "api_patches_per_second_few", fewerPatches, "patches/s",
 			fmt.Sprintf("the same, %d concurrent", fewWriters)))
 	return figs, nil
+}
+
+// appends reads a callback replica's ledger writes so far: one per commit window; they never
+// conflict, and a failed one counts as the second value.
+func appends(cb *harness.Callback) func() (ok, failed float64, err error) {
+	return func() (ok, failed float64, err error) {
+		const appends = metricnames.Namespace + "_callback_ledger_appends_total"
+		if ok, err = harness.Metric(cb.Metrics, appends, `result="ok"`); err == nil {
+			failed, err = harness.Metric(cb.Metrics, appends, `result="error"`)
+		}
+		return ok, failed, err
+	}
 }
 
 func startNaive(ctx context.Context, s *stage) (*harness.Process, string, error) {
@@ -286,7 +353,7 @@ func events(n int, hotShare float64, tag string, codes []*qrv1alpha1.WeChatQRCod
 
 // load sends at most n events for at most c.LoadTime to the handler at url, and reads what the
 // annotations gained.
-func (c callbackConfig) load(ctx context.Context, s *stage, p *harness.Pusher, codes []*qrv1alpha1.WeChatQRCode, hotShare float64, url string, n int, tag string) (load, error) {
+func (c callbackConfig) load(ctx context.Context, s *stage, p *harness.Pusher, codes []*qrv1alpha1.WeChatQRCode, hotShare float64, urls []string, n int, tag string) (load, error) {
 	evs, target := events(n, hotShare, tag, codes)
 	pushes := make([]*harness.Push, n)
 	for i, ev := range evs {
@@ -299,7 +366,11 @@ func (c callbackConfig) load(ctx context.Context, s *stage, p *harness.Pusher, c
 	if err != nil {
 		return load{}, err
 	}
-	sender := &harness.Sender{Targets: []string{url}, Workers: c.Senders, Tries: 3, Timeout: 5 * time.Second}
+	writes, err := s.cp.Writes(ctx)
+	if err != nil {
+		return load{}, err
+	}
+	sender := &harness.Sender{Targets: urls, Workers: c.Senders, Tries: 3, Timeout: 5 * time.Second}
 	sendCtx, cancel := context.WithTimeout(ctx, c.LoadTime)
 	defer cancel()
 	cpu := harness.CPUByName()
@@ -325,6 +396,12 @@ func (c callbackConfig) load(ctx context.Context, s *stage, p *harness.Pusher, c
 		if time.Now().After(deadline) || gainedAll(codes, before, after, want) {
 			break
 		}
+	}
+	if l.writes, err = s.cp.Writes(ctx); err != nil {
+		return load{}, err
+	}
+	for res, v := range writes {
+		l.writes[res] -= v
 	}
 	for _, code := range codes {
 		k := harness.Key(code)

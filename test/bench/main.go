@@ -21,9 +21,10 @@ limitations under the License.
 //     peak RSS;
 //   - renewal: a storm of temporary codes renewing together, qrcode/create calls per second at
 //     the fake beside the configured per-account rate;
-//   - callback: signed, encrypted pushes from many senders to one hot and many spread codes,
-//     events per second acknowledged durably and latency, beside a naive one-patch-per-event
-//     handler measured in the same run, and the final counts beside the events sent;
+//   - callback: signed, encrypted pushes from many senders to one hot and many spread codes, on
+//     one callback replica and on two, events per second acknowledged durably, latency and the
+//     API server's writes per 1,000 scans, beside a naive one-patch-per-event handler measured
+//     in the same run, and the final counts beside the events sent;
 //   - peer: CPU per push of the callback server beside silenceper/wechat's handler
 //     (test/bench/peer, a module of its own) on the same signed safe-mode pushes.
 //

@@ -56,12 +56,19 @@ func (w *world) scans(codes int) *scans {
 	return s
 }
 
-// event is the i-th distinct scan: half of them of the hot code, half subscribes.
-func (s *scans) event(i int) harness.Event {
-	code := s.codes[0]
+// pick is the code the i-th event scans: every other one the hot code, the rest spread.
+func (s *scans) pick(i int) *qrv1alpha1.WeChatQRCode {
 	if i%2 == 1 {
-		code = s.codes[1+i%(len(s.codes)-1)]
+		return s.codes[1+i%(len(s.codes)-1)]
 	}
+	return s.codes[0]
+}
+
+// event is the i-th distinct scan: half of them of the hot code, half subscribes.
+func (s *scans) event(i int) harness.Event { return s.eventOn(i, s.pick(i)) }
+
+// eventOn is the i-th distinct scan, of code.
+func (s *scans) eventOn(i int, code *qrv1alpha1.WeChatQRCode) harness.Event {
 	return harness.Event{
 		OpenID: "o-user-" + strconv.Itoa(i), CreateTime: time.Now().Unix(), Subscribe: i%4 < 2,
 		Scene: strconv.FormatInt(*code.Spec.Scene.ID, 10), Ticket: code.Status.Ticket,
@@ -69,14 +76,12 @@ func (s *scans) event(i int) harness.Event {
 }
 
 // good is the signed, encrypted push of the i-th event, which the codes must count once.
-func (s *scans) good(i int) *harness.Push {
-	ev := s.event(i)
-	for _, c := range s.codes {
-		if c.Status.Ticket == ev.Ticket {
-			s.want[harness.Key(c)]++
-		}
-	}
-	return s.push(s.pusher, ev.XML(), time.Now())
+func (s *scans) good(i int) *harness.Push { return s.goodOn(i, s.pick(i)) }
+
+// goodOn is good of the i-th event made a scan of code.
+func (s *scans) goodOn(i int, code *qrv1alpha1.WeChatQRCode) *harness.Push {
+	s.want[harness.Key(code)]++
+	return s.push(s.pusher, s.eventOn(i, code).XML(), time.Now())
 }
 
 func (s *scans) push(p *harness.Pusher, msg []byte, at time.Time) *harness.Push {

@@ -17,7 +17,15 @@ limitations under the License.
 package harness
 
 import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
 	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
 
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -58,4 +66,96 @@ func (cp *ControlPlane) LimitedClient(qps float64, burst int) (client.Client, er
 	cfg := rest.CopyConfig(cp.Config)
 	cfg.QPS, cfg.Burst = float32(qps), burst
 	return client.New(cfg, client.Options{Scheme: cp.Scheme})
+}
+
+// apiServerPID is the pid of the control plane's kube-apiserver: envtest starts it as a child
+// of this process and keeps its handle to itself.
+func apiServerPID() (int, error) {
+	pids, err := proc.Children()
+	if err != nil {
+		return 0, err
+	}
+	for _, pid := range pids {
+		if _, comm, err := proc.Stat(strconv.Itoa(pid)); err == nil && comm == "kube-apiserver" {
+			return pid, nil
+		}
+	}
+	return 0, errors.New("no kube-apiserver among this process's children")
+}
+
+// PauseAPIServer stops the kube-apiserver process (SIGSTOP): it accepts connections (the kernel
+// does) and answers nothing, as an API server behind a hung load balancer or in a long GC
+// pause does, which is worse for a client than a refused connection. The returned function
+// resumes it (SIGCONT).
+func (cp *ControlPlane) PauseAPIServer() (resume func() error, err error) {
+	pid, err := apiServerPID()
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		return nil, err
+	}
+	return func() error { return syscall.Kill(pid, syscall.SIGCONT) }, nil
+}
+
+// Writes is the API server's own count of the write requests it has served so far
+// (apiserver_request_total of the verbs that write), by resource: what a load cost it, whoever
+// made the requests.
+func (cp *ControlPlane) Writes(ctx context.Context) (map[string]float64, error) {
+	hc, err := rest.HTTPClientFor(cp.Config)
+	if err != nil {
+		return nil, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(cp.Config.Host, "/")+"/metrics", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("the API server's /metrics: %s", resp.Status)
+	}
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	return writesByResource(string(body)), nil
+}
+
+// writeVerbs are the verbs of apiserver_request_total that write.
+var writeVerbs = map[string]bool{"POST": true, "PUT": true, "PATCH": true, "APPLY": true, "DELETE": true, "DELETECOLLECTION": true}
+
+// writesByResource sums the samples of apiserver_request_total in a text exposition whose verb
+// writes, by their resource label.
+func writesByResource(exposition string) map[string]float64 {
+	out := map[string]float64{}
+	for line := range strings.Lines(exposition) {
+		rest, ok := strings.CutPrefix(strings.TrimSpace(line), "apiserver_request_total{")
+		if !ok {
+			continue
+		}
+		labels, value, ok := strings.Cut(rest, "} ")
+		if !ok || !writeVerbs[label(labels, "verb")] {
+			continue
+		}
+		v, err := strconv.ParseFloat(value, 64)
+		if err != nil {
+			continue
+		}
+		out[label(labels, "resource")] += v
+	}
+	return out
+}
+
+// label is the value of name in a Prometheus label set (a="x",b="y"); values hold no quotes.
+func label(labels, name string) string {
+	_, v, ok := strings.Cut(","+labels, ","+name+`="`)
+	if !ok {
+		return ""
+	}
+	v, _, _ = strings.Cut(v, `"`)
+	return v
 }

@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/metricnames"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/proc"
 )
 
@@ -117,6 +118,9 @@ type Callback struct {
 	// URL is where pushes go: URL + "/wechat/<appID>".
 	URL     string
 	Metrics string
+
+	bin, name, logDir, probe string
+	args                     []string
 }
 
 // StartCallback starts a callback server of the operator's namespace ns, where it finds the push
@@ -136,15 +140,48 @@ func StartCallback(ctx context.Context, bins Binaries, name, kubeconfig, ns, log
 		Kubeconfig: kubeconfig, Namespace: ns, Identity: name, FoldInterval: foldInterval,
 		BindAddr: addrs[0], ProbeAddr: addrs[1], MetricsAddr: addrs[2], PlainMetrics: true,
 	}
-	p, err := StartProcess(name, bins.Callback, args.Args(), nil, logDir)
+	c := &Callback{
+		URL: "http://" + addrs[0], Metrics: "http://" + addrs[2] + "/metrics",
+		bin: bins.Callback, name: name, logDir: logDir, probe: "http://" + addrs[1] + "/readyz", args: args.Args(),
+	}
+	return c, c.start(ctx)
+}
+
+// Restart starts the callback server again after it ended (killed, or exited by itself), with
+// the same command line: same identity and addresses, as a kubelet restarts a Pod's container.
+func (c *Callback) Restart(ctx context.Context) error {
+	c.Kill()
+	return c.start(ctx)
+}
+
+func (c *Callback) start(ctx context.Context) error {
+	p, err := StartProcess(c.name, c.bin, c.args, nil, c.logDir)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	if err := p.WaitReady(ctx, "http://"+addrs[1]+"/readyz"); err != nil {
+	if err := p.WaitReady(ctx, c.probe); err != nil {
 		p.Kill()
-		return nil, err
+		return err
 	}
-	return &Callback{Process: p, URL: "http://" + addrs[0], Metrics: "http://" + addrs[2] + "/metrics"}, nil
+	c.Process = p
+	return nil
+}
+
+// Folds is whether this replica holds the fold's Lease (controller-runtime's
+// leader_election_master_status), and how many fold rounds it has finished (result ok) and tally
+// shards it has written so far: a shard count that moved while the rounds did not is a fold
+// writing its shards.
+func (c *Callback) Folds() (leader bool, rounds, shards float64, err error) {
+	status, err := Metric(c.Metrics, "leader_election_master_status", `name="wechat-qrcode-callback-fold"`)
+	if err != nil {
+		return false, 0, 0, err
+	}
+	const folds = metricnames.Namespace + "_callback_folds_total"
+	if rounds, err = Metric(c.Metrics, folds, `result="ok"`); err != nil {
+		return false, 0, 0, err
+	}
+	shards, err = Metric(c.Metrics, folds, `result="shard_written"`)
+	return status == 1, rounds, shards, err
 }

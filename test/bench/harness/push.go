@@ -121,6 +121,16 @@ type Outcome struct {
 	Tries  int
 	// Latency is from the first try to the last answer.
 	Latency time.Duration
+	// Attempts are the tries one by one.
+	Attempts []Attempt
+}
+
+// Attempt is one try of a push: when it started, how long it took to be answered (or to fail),
+// and the status (0: no answer).
+type Attempt struct {
+	Start  time.Time
+	Took   time.Duration
+	Status int
 }
 
 // Sender sends pushes from many concurrent connections, as WeChat's push fleet does, and retries
@@ -178,7 +188,9 @@ func (s *Sender) send(hc *http.Client, i int, p *Push) Outcome {
 		}
 		target := s.Targets[(i+o.Tries)%len(s.Targets)]
 		o.Tries++
+		at := time.Now()
 		o.Status = post(hc, target+p.Path+"?"+query, p.Body)
+		o.Attempts = append(o.Attempts, Attempt{Start: at, Took: time.Since(at), Status: o.Status})
 		if o.Status == http.StatusOK {
 			break
 		}
