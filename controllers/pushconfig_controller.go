@@ -17,14 +17,10 @@ limitations under the License.
 package controllers
 
 import (
-	"bytes"
 	"context"
-	"maps"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -73,23 +69,7 @@ func (r *PushConfigReconciler) Reconcile(ctx context.Context, _ ctrl.Request) (c
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	data, err := pushconfig.Encode(accounts)
-	if err != nil {
-		return ctrl.Result{}, err
-	}
-	cur := &corev1.Secret{}
-	switch err := r.APIReader.Get(ctx, r.key(), cur); {
-	case apierrors.IsNotFound(err):
-		s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: r.clusterNamespace, Name: pushconfig.SecretName,
-			Labels: map[string]string{"app.kubernetes.io/managed-by": "wechat-qrcode-operator"}}, Data: data}
-		return ctrl.Result{}, client.IgnoreAlreadyExists(r.Client.Create(ctx, s))
-	case err != nil:
-		return ctrl.Result{}, err
-	case maps.EqualFunc(cur.Data, data, bytes.Equal):
-		return ctrl.Result{}, nil
-	}
-	cur.Data = data
-	return ctrl.Result{}, r.Client.Update(ctx, cur)
+	return ctrl.Result{}, pushconfig.Write(ctx, r.APIReader, r.Client, r.clusterNamespace, accounts...)
 }
 
 // project is the push material of every account that has some (an AppID and a token), the

@@ -39,7 +39,7 @@ func TestMetrics(t *testing.T) {
 	env, ns := securemetricstest.Start(t)
 	ctx := context.Background()
 	const appID, token, ticket = "wxmetrics", "push-token", "TICKET-METRICS"
-	must(t, pushconfig.Write(ctx, env.Client, ns, pushconfig.Account{
+	must(t, pushconfig.Write(ctx, env.Client, env.Client, ns, pushconfig.Account{
 		Ref: pushconfig.Ref{Kind: v1alpha1.KindWeChatAccount, Namespace: ns, Name: "account"}, AppID: appID, Token: token,
 	}))
 	scene := v1alpha1.Scene{ID: ptr.To[int64](7)}

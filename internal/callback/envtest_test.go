@@ -125,7 +125,7 @@ func (f *fixture) account(name, appID, token, key, previousKey string) *pusher {
 // writeAccounts writes f.accounts into the push config Secret of f's namespace.
 func (f *fixture) writeAccounts() {
 	f.t.Helper()
-	if err := pushconfig.Write(f.ctx, f.c, f.ns, f.accounts...); err != nil {
+	if err := pushconfig.Write(f.ctx, f.c, f.c, f.ns, f.accounts...); err != nil {
 		f.t.Fatal(err)
 	}
 }

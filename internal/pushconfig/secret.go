@@ -17,25 +17,37 @@ limitations under the License.
 package pushconfig
 
 import (
+	"bytes"
 	"context"
+	"maps"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 )
 
 // Write makes the push config Secret in namespace hold exactly accounts, creating it if need
-// be: what the manager projects, and what tests and the dev stack write in its place.
-func Write(ctx context.Context, c client.Client, namespace string, accounts ...Account) error {
+// be, and writes nothing when it already does: the manager's projection, and what tests and the
+// benchmarks write in its place. The Secret is read through reader, so that the manager reads it
+// uncached (its cache holds no Secret data) and writes through writer.
+func Write(ctx context.Context, reader client.Reader, writer client.Writer, namespace string, accounts ...Account) error {
 	data, err := Encode(accounts)
 	if err != nil {
 		return err
 	}
-	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: SecretName}}
-	_, err = controllerutil.CreateOrUpdate(ctx, c, s, func() error {
-		s.Data = data
+	cur := &corev1.Secret{}
+	switch err := reader.Get(ctx, types.NamespacedName{Namespace: namespace, Name: SecretName}, cur); {
+	case apierrors.IsNotFound(err):
+		s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: SecretName,
+			Labels: map[string]string{"app.kubernetes.io/managed-by": "wechat-qrcode-operator"}}, Data: data}
+		return client.IgnoreAlreadyExists(writer.Create(ctx, s))
+	case err != nil:
+		return err
+	case maps.EqualFunc(cur.Data, data, bytes.Equal):
 		return nil
-	})
-	return err
+	}
+	cur.Data = data
+	return writer.Update(ctx, cur)
 }

@@ -72,7 +72,7 @@ func NewNamespace(ctx context.Context, c client.Client, prefix string, acct cred
 			return "", err
 		}
 	}
-	return ns.Name, pushconfig.Write(ctx, c, ns.Name, pushconfig.Account{
+	return ns.Name, pushconfig.Write(ctx, c, c, ns.Name, pushconfig.Account{
 		Ref:   pushconfig.Ref{Kind: qrv1alpha1.KindWeChatAccount, Namespace: ns.Name, Name: AccountName},
 		AppID: acct.AppID, Token: acct.Token, EncodingAESKey: acct.EncodingAESKey,
 	})
