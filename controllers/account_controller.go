@@ -79,9 +79,9 @@ func (r *AccountReconciler) SetupWithManager(mgr ctrl.Manager, opts controller.O
 		kr := &kindReconciler{r: r, kind: kind}
 		err := ctrl.NewControllerManagedBy(mgr).
 			Named(kind).
-			For(newAccount(kind), builder.WithPredicates(predicate.GenerationChangedPredicate{})).
-			Watches(newAccount(v1alpha1.KindWeChatAccount), handler.EnqueueRequestsFromMapFunc(kr.sharingAppID), builder.WithPredicates(appIDChanged)).
-			Watches(newAccount(v1alpha1.KindClusterWeChatAccount), handler.EnqueueRequestsFromMapFunc(kr.sharingAppID), builder.WithPredicates(appIDChanged)).
+			For(v1alpha1.NewAccount(kind), builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+			Watches(v1alpha1.NewAccount(v1alpha1.KindWeChatAccount), handler.EnqueueRequestsFromMapFunc(kr.sharingAppID), builder.WithPredicates(appIDChanged)).
+			Watches(v1alpha1.NewAccount(v1alpha1.KindClusterWeChatAccount), handler.EnqueueRequestsFromMapFunc(kr.sharingAppID), builder.WithPredicates(appIDChanged)).
 			WatchesMetadata(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(kr.usingSecret)).
 			WatchesMetadata(&corev1.Service{}, handler.EnqueueRequestsFromMapFunc(kr.accountsNamingService)).
 			Watches(&v1alpha1.WeChatQRCode{}, kr.accountOfCode(), builder.WithPredicates(codeCountChanged)).
@@ -105,7 +105,7 @@ func (k *kindReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.
 
 // Reconcile observes, decides, acts and reports.
 func (r *AccountReconciler) Reconcile(ctx context.Context, kind string, key types.NamespacedName) (ctrl.Result, error) {
-	acct := newAccount(kind)
+	acct := v1alpha1.NewAccount(kind)
 	if err := r.cache.Get(ctx, key, acct); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}

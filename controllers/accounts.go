@@ -35,13 +35,6 @@ import (
 // accountKinds are the kinds of account, in the order they are listed.
 var accountKinds = []string{v1alpha1.KindWeChatAccount, v1alpha1.KindClusterWeChatAccount}
 
-func newAccount(kind string) v1alpha1.Account {
-	if kind == v1alpha1.KindClusterWeChatAccount {
-		return &v1alpha1.ClusterWeChatAccount{}
-	}
-	return &v1alpha1.WeChatAccount{}
-}
-
 // listAccounts lists the accounts of both kinds matching opts.
 func listAccounts(ctx context.Context, c client.Reader, opts ...client.ListOption) ([]v1alpha1.Account, error) {
 	var out []v1alpha1.Account
@@ -127,7 +120,7 @@ type resolved struct {
 // exactly those), so that a code never calls WeChat with credentials the account has not proven.
 func (s *accountsCommon) resolve(ctx context.Context, ns string, ref v1alpha1.AccountReference) (resolved, error) {
 	out := resolved{ref: refOf(ns, ref)}
-	acct := newAccount(out.ref.Kind)
+	acct := v1alpha1.NewAccount(out.ref.Kind)
 	if err := s.cache.Get(ctx, types.NamespacedName{Namespace: out.ref.Namespace, Name: out.ref.Name}, acct); err != nil {
 		if !apierrors.IsNotFound(err) {
 			return resolved{}, err

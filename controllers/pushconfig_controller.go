@@ -57,8 +57,8 @@ func (r *PushConfigReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	})
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("pushconfig").
-		Watches(newAccount(v1alpha1.KindWeChatAccount), one).
-		Watches(newAccount(v1alpha1.KindClusterWeChatAccount), one).
+		Watches(v1alpha1.NewAccount(v1alpha1.KindWeChatAccount), one).
+		Watches(v1alpha1.NewAccount(v1alpha1.KindClusterWeChatAccount), one).
 		WatchesMetadata(&corev1.Secret{}, one).
 		Complete(r)
 }

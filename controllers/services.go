@@ -41,7 +41,7 @@ const IndexService = "spec.services"
 func addServiceIndexes(ctx context.Context, mgr manager.Manager, common *accountsCommon) error {
 	idx := mgr.GetFieldIndexer()
 	for _, kind := range accountKinds {
-		if err := idx.IndexField(ctx, newAccount(kind), IndexService, func(o client.Object) []string {
+		if err := idx.IndexField(ctx, v1alpha1.NewAccount(kind), IndexService, func(o client.Object) []string {
 			a := o.(v1alpha1.Account)
 			return destination.Services(common.referrer(a), a.AccountSpec().Forward, a.AccountSpec().Sink)
 		}); err != nil {

@@ -55,12 +55,12 @@ const (
 func addIndexes(ctx context.Context, mgr manager.Manager) error {
 	idx := mgr.GetFieldIndexer()
 	for _, kind := range accountKinds {
-		if err := idx.IndexField(ctx, newAccount(kind), IndexSecretRef, func(o client.Object) []string {
+		if err := idx.IndexField(ctx, v1alpha1.NewAccount(kind), IndexSecretRef, func(o client.Object) []string {
 			return []string{o.(v1alpha1.Account).AccountSpec().SecretRef.Name}
 		}); err != nil {
 			return err
 		}
-		if err := idx.IndexField(ctx, newAccount(kind), IndexAppID, func(o client.Object) []string {
+		if err := idx.IndexField(ctx, v1alpha1.NewAccount(kind), IndexAppID, func(o client.Object) []string {
 			if id := o.(v1alpha1.Account).AccountStatus().AppID; id != "" {
 				return []string{id}
 			}

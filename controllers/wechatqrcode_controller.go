@@ -97,8 +97,8 @@ func (r *WeChatQRCodeReconciler) SetupWithManager(mgr ctrl.Manager, opts control
 		Watches(&v1alpha1.WeChatQRCode{}, handler.EnqueueRequestsFromMapFunc(r.rivalsOf), builder.WithPredicates(claimChanged)).
 		WatchesMetadata(&corev1.Service{}, handler.EnqueueRequestsFromMapFunc(r.codesNamingService))
 	for _, kind := range accountKinds {
-		b = b.Watches(newAccount(kind), handler.EnqueueRequestsFromMapFunc(r.codesOfAccount), builder.WithPredicates(accountUsabilityChanged)).
-			Watches(newAccount(kind), handler.EnqueueRequestsFromMapFunc(r.codesRefusedByBudget), builder.WithPredicates(permanentCountChanged))
+		b = b.Watches(v1alpha1.NewAccount(kind), handler.EnqueueRequestsFromMapFunc(r.codesOfAccount), builder.WithPredicates(accountUsabilityChanged)).
+			Watches(v1alpha1.NewAccount(kind), handler.EnqueueRequestsFromMapFunc(r.codesRefusedByBudget), builder.WithPredicates(permanentCountChanged))
 	}
 	return b.WithOptions(opts).Complete(r)
 }

@@ -399,6 +399,15 @@ type Account interface {
 	Ref() AccountReference
 }
 
+// NewAccount is an empty account of the kind an AccountReference names (KindOrDefault), to read
+// it into.
+func NewAccount(kind string) Account {
+	if kind == KindClusterWeChatAccount {
+		return &ClusterWeChatAccount{}
+	}
+	return &WeChatAccount{}
+}
+
 // AccountSpec implements Account.
 func (a *WeChatAccount) AccountSpec() *WeChatAccountSpec { return &a.Spec }
 

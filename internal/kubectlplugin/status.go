@@ -26,7 +26,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -34,7 +33,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
-	"github.com/qrcode-operator/wechat-qrcode-operator/internal/credentials"
 )
 
 // statusEvents is how many of the code's most recent Events the status screen lists.
@@ -149,52 +147,55 @@ func (s screen) scans(ann map[string]string) {
 	if subs, ok := ann[v1alpha1.AnnotationSubscribes]; ok {
 		text += ", " + subs + " of them by new followers"
 	}
+	if unique, ok := ann[v1alpha1.AnnotationUniqueScanners]; ok {
+		text += ", " + unique + " distinct scanners"
+	}
 	if last, err := time.Parse(time.RFC3339, ann[v1alpha1.AnnotationLastScanTime]); err == nil {
 		text += "; last " + s.when(metav1.NewTime(last))
 	}
 	s.line("Scans", "%s", text)
 }
 
-// account reports the Secret by key names and the checks the manager and the callback server
-// would make; never a value but the AppID, which is public (it is in every push URL).
+// account reports the code's account as the operator sees it: its Ready condition, AppID and
+// where its credentials are. The Secret itself is never read: the account's status already says
+// whether its keys work, and a user who may read codes need not be one who may read Secrets.
 func (s screen) account(cmd *cobra.Command, c client.Client, code *v1alpha1.WeChatQRCode) {
-	name := code.Spec.AccountRef.Name
-	secret := &corev1.Secret{}
-	err := c.Get(cmd.Context(), client.ObjectKey{Namespace: code.Namespace, Name: name}, secret)
+	ref := code.Spec.AccountRef
+	kind := ref.KindOrDefault()
+	acct := v1alpha1.NewAccount(kind)
+	key := client.ObjectKey{Name: ref.Name}
+	if kind == v1alpha1.KindWeChatAccount {
+		key.Namespace = code.Namespace
+	}
+	name := kind + " " + ref.Name
+	err := c.Get(cmd.Context(), key, acct)
 	switch {
 	case apierrors.IsNotFound(err):
-		s.line("Account", "Secret %s: not found", name)
+		s.line("Account", "%s: not found (create it, or point spec.accountRef at an existing account)", name)
 		return
 	case apierrors.IsForbidden(err):
-		s.line("Account", "Secret %s: you may not read it (get secrets is forbidden)", name)
+		s.line("Account", "%s: you may not read it (get %s is forbidden)", name, strings.ToLower(kind)+"s")
 		return
 	case err != nil:
-		s.line("Account", "Secret %s: %v", name, err)
+		s.line("Account", "%s: %v", name, err)
 		return
 	}
-	keys := make([]string, 0, len(secret.Data))
-	for k := range secret.Data {
-		keys = append(keys, k)
+	st := acct.AccountStatus()
+	s.line("Account", "%s, Ready: %s", name, accountReady(acct))
+	if cond := st.Condition(v1alpha1.ConditionReady); cond != nil && cond.Status != metav1.ConditionTrue && cond.Message != "" {
+		s.more("%s", cond.Message)
 	}
-	slices.Sort(keys)
-	s.line("Account", "Secret %s, keys: %s", name, strings.Join(keys, ", "))
-	a, err := credentials.FromSecret(secret)
-	if err != nil {
-		s.more("invalid: %v", err)
-		return
+	where := "the operator's namespace"
+	if acct.GetNamespace() != "" {
+		where = "namespace " + acct.GetNamespace()
 	}
-	if a.AppID != "" {
-		s.more("AppID %s", a.AppID)
+	s.more("AppID %s, credentials in Secret %s (%s)", orNone(st.AppID), acct.AccountSpec().SecretRef.Name, where)
+	if st.ForwardURL != "" {
+		s.more("pushes it does not answer go on to %s", st.ForwardURL)
 	}
-	for _, need := range []struct {
-		who  string
-		keys []string
-	}{
-		{"the manager (to issue tickets)", []string{v1alpha1.AccountKeyAppID, v1alpha1.AccountKeyAppSecret}},
-		{"the callback server (to count scans)", []string{v1alpha1.AccountKeyAppID, v1alpha1.AccountKeyToken}},
-	} {
-		if err := a.Require(need.keys...); err != nil {
-			s.more("%s: %s needs it", err, need.who)
+	for _, sink := range slices.Compact([]string{st.SinkURI, code.Status.SinkURI}) {
+		if sink != "" {
+			s.more("scans are sent to %s", sink)
 		}
 	}
 }

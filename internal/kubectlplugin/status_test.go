@@ -38,15 +38,24 @@ var secretValues = map[string]string{
 
 func TestStatusOfAReadyCode(t *testing.T) {
 	c := newCluster(t)
+	// The Secret exists, so that nothing of it reaching the screen is the plugin's doing.
 	c.secret(secretValues)
+	c.account(c.ns, "official-account", v1alpha1.WeChatAccountStatus{
+		AppID:      "wx0000000000test01",
+		Conditions: readyCondition(metav1.ConditionTrue, v1alpha1.ReasonTokenObtained),
+		ForwardURL: "http://shop-app.shop.svc.cluster.local:8080/wechat",
+		SinkURI:    "http://crm.shop.svc.cluster.local/scans",
+	})
 	code := temporary("spring-sale-poster", 123)
 	code.Annotations = map[string]string{
-		v1alpha1.AnnotationScans:        "1520",
-		v1alpha1.AnnotationSubscribes:   "311",
-		v1alpha1.AnnotationLastScanTime: now.Add(-5 * time.Minute).Format(time.RFC3339),
+		v1alpha1.AnnotationScans:          "1520",
+		v1alpha1.AnnotationSubscribes:     "311",
+		v1alpha1.AnnotationUniqueScanners: "1204",
+		v1alpha1.AnnotationLastScanTime:   now.Add(-5 * time.Minute).Format(time.RFC3339),
 	}
 	c.create(code)
 	code.Status.PreviousTickets = []v1alpha1.PreviousTicket{{Ticket: "gQHx7zwAAAAAAAAAAS5odHRwOi8vd2Vp", AppID: "wx0000000000test01", Scene: code.Spec.Scene, ExpiresAt: ptr.To(metav1.NewTime(now.Add(3 * time.Hour)))}}
+	code.Status.SinkURI = "http://login.shop.svc.cluster.local/"
 	c.issue(code, now.Add(-2*time.Hour))
 	c.event(code, now.Add(-170*time.Hour), "Normal", "Issued", "Ticket issued at an earlier time")
 	c.event(code, now.Add(-2*time.Hour), "Normal", "Issued", code.Status.Conditions[0].Message)
@@ -68,9 +77,12 @@ Expires:   2026-11-29T10:00:00Z (in 6d22h)
 Renewal:   2026-11-27T02:00:00Z (in 4d14h)
 Previous:  1 earlier ticket still valid, scans of them still count
            gQHx7zwAAAAAAAAAAS5odHRw… expires 2026-11-22T15:00:00Z (in 3h)
-Scans:     1520, 311 of them by new followers; last 2026-11-22T11:55:00Z (5m ago)
-Account:   Secret official-account, keys: appID, appSecret, encodingAESKey, token
-           AppID wx0000000000test01
+Scans:     1520, 311 of them by new followers, 1204 distinct scanners; last 2026-11-22T11:55:00Z (5m ago)
+Account:   WeChatAccount official-account, Ready: True
+           AppID wx0000000000test01, credentials in Secret official-account (namespace ` + c.ns + `)
+           pushes it does not answer go on to http://shop-app.shop.svc.cluster.local:8080/wechat
+           scans are sent to http://crm.shop.svc.cluster.local/scans
+           scans are sent to http://login.shop.svc.cluster.local/
 Events:
   LAST SEEN   TYPE     REASON   COUNT   MESSAGE
   7d2h ago    Normal   Issued   1       Ticket issued at an earlier time
@@ -89,9 +101,9 @@ Events:
 func TestStatusExitCodeWhenNotReady(t *testing.T) {
 	c := newCluster(t)
 
-	missing := temporary("no-secret", 1)
+	missing := temporary("no-account", 1)
 	c.create(missing)
-	c.setReady(missing, metav1.ConditionFalse, "AccountSecretMissing", `Secret "official-account" not found: create it with the keys appID and appSecret`)
+	c.setReady(missing, metav1.ConditionFalse, v1alpha1.ReasonAccountNotFound, `spec.accountRef names WeChatAccount "official-account", which does not exist`)
 
 	unreported := temporary("new", 2)
 	c.create(unreported)
@@ -105,9 +117,9 @@ func TestStatusExitCodeWhenNotReady(t *testing.T) {
 	}
 
 	for name, want := range map[string][]string{
-		"no-secret": {"Ready:     False, AccountSecretMissing: Secret \"official-account\" not found", "Ticket:    none yet", "Account:   Secret official-account: not found"},
-		"new":       {"Ready:     Unknown: the operator has not reported on this code yet"},
-		"stale":     {"Ready:     True (Issued), but for generation 1 of the spec; the spec is at generation 2: the operator has not caught up"},
+		"no-account": {"Ready:     False, AccountNotFound: spec.accountRef names", "Ticket:    none yet", "Account:   WeChatAccount official-account: not found (create it, or point spec.accountRef at an existing account)"},
+		"new":        {"Ready:     Unknown: the operator has not reported on this code yet"},
+		"stale":      {"Ready:     True (Issued), but for generation 1 of the spec; the spec is at generation 2: the operator has not caught up"},
 	} {
 		out, _, exit := c.run("status", name)
 		if exit != kubectlplugin.ExitNotReady {
@@ -126,30 +138,36 @@ func TestStatusExitCodeWhenNotReady(t *testing.T) {
 	}
 }
 
-func TestStatusNamesMissingSecretKeys(t *testing.T) {
+func TestStatusSaysWhyTheAccountIsNotReady(t *testing.T) {
 	c := newCluster(t)
-	c.secret(map[string]string{v1alpha1.AccountKeyAppID: "wx0000000000test01", v1alpha1.AccountKeyToken: "push-token-value"})
+	c.account("", "plugin-status-shared", v1alpha1.WeChatAccountStatus{
+		AppID: "wx0000000000test03",
+		Conditions: []metav1.Condition{{Type: v1alpha1.ConditionReady, Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonWeChatError(40164),
+			Message: "WeChat refused the token request (errcode 40164): add the cluster's egress IP to the account's IP allowlist"}},
+	})
 	code := permanent("store-entrance", "42")
+	code.Spec.AccountRef = v1alpha1.AccountReference{Kind: v1alpha1.KindClusterWeChatAccount, Name: "plugin-status-shared"}
 	c.create(code)
 	c.issue(code, now.Add(-41*24*time.Hour))
 
 	out, _, exit := c.run("status", "store-entrance")
 	if exit != 0 {
-		t.Errorf("exit %d, want 0: a Ready code with a Secret problem is still Ready", exit)
+		t.Errorf("exit %d, want 0: a Ready code of an account that is not Ready is still Ready", exit)
 	}
 	for _, w := range []string{
 		"Type:      Permanent, scene str \"42\"",
 		"Expires:   never (Permanent: never re-issued)",
-		"Account:   Secret official-account, keys: appID, token\n",
-		"no value for appSecret: the manager (to issue tickets) needs it",
 		"Scans:     none counted",
+		"Account:   ClusterWeChatAccount plugin-status-shared, Ready: False (WeChatError40164)\n" +
+			"           WeChat refused the token request (errcode 40164): add the cluster's egress IP to the account's IP allowlist\n" +
+			"           AppID wx0000000000test03, credentials in Secret plugin-status-shared (the operator's namespace)\n",
 		"Events:    none",
 	} {
 		if !strings.Contains(out, w) {
 			t.Errorf("screen lacks %q:\n%s", w, out)
 		}
 	}
-	if strings.Contains(out, "Renewal:") || strings.Contains(out, "callback server") {
-		t.Errorf("a Permanent code with a token shows a renewal or a callback problem:\n%s", out)
+	if strings.Contains(out, "Renewal:") || strings.Contains(out, "go on to") || strings.Contains(out, "sent to") {
+		t.Errorf("a Permanent code without forward or sink shows a renewal, a forward or a sink:\n%s", out)
 	}
 }
