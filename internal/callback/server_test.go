@@ -473,7 +473,7 @@ func TestListeners(t *testing.T) {
 	p := f.account("a", "wxlisten01", "tok-listen", "", "")
 	cfg := Config{Options: DefaultOptions(), BindAddress: freeAddr(t), HealthProbeBindAddress: freeAddr(t), MetricsBindAddress: freeAddr(t)}
 	cfg.Namespace, cfg.Identity = f.ns, "listener"
-	mgr, _, err := NewManager(env.Config, cfg)
+	mgr, _, err := NewManager(env.Get(t).Config, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
