@@ -25,6 +25,24 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 )
 
+// LedgerEntry is one scan as a replica received it: the in-memory form of a ledger entry, stored
+// as one line of a batch (FormatLedgerBatch). It never holds an OpenID: only a 64-bit hash of it, for
+// the unique-scanner sketch.
+type LedgerEntry struct {
+	// Key is the event's dedupe key: a hash of FromUserName, CreateTime, Event and EventKey.
+	Key string
+	// Code is the scanned WeChatQRCode as namespace/name.
+	Code string
+	// UID is the scanned code's UID: a code deleted and created again starts from zero.
+	UID types.UID
+	// Subscribe is true for a new follower (subscribe via the code), false for an existing one (SCAN).
+	Subscribe bool
+	// At is when the replica received the scan, in Unix milliseconds.
+	At int64
+	// Scanner is a 64-bit hash of the scanner's OpenID.
+	Scanner int64
+}
+
 // ledgerEntryVersion is the first field of every stored entry. A new format gets a new version,
 // so that a folder reading a segment written by an older or newer callback server tells the
 // formats apart instead of misreading one as the other.
@@ -105,3 +123,17 @@ func canonicalInt(s string) (int64, error) {
 	}
 	return n, nil
 }
+
+// FormatLedgerBatch is the stored form of one write's entries: their FormatLedgerEntry lines,
+// separated by a line break.
+func FormatLedgerBatch(entries []LedgerEntry) string {
+	lines := make([]string, len(entries))
+	for i, e := range entries {
+		lines[i] = FormatLedgerEntry(e)
+	}
+	return strings.Join(lines, "\n")
+}
+
+// LedgerBatchLines splits a stored batch into its entries' lines, for ParseLedgerEntry: a
+// batch of n entries is n lines, whatever they hold.
+func LedgerBatchLines(batch string) []string { return strings.Split(batch, "\n") }

@@ -186,11 +186,12 @@ func (l *ledger) append(batch []*pending) error {
 	for i, p := range batch {
 		entries[i] = p.entry
 	}
+	stored := qrv1alpha1.FormatLedgerBatch(entries)
 	var err error
 	if l.segment == "" || l.segEntries+len(entries) > maxSegmentEntries || l.clock.Since(l.segStart) >= maxSegmentAge {
-		err = l.create(ctx, entries)
+		err = l.create(ctx, stored)
 	} else {
-		err = l.writer.Patch(ctx, l.object(), client.RawPatch(types.JSONPatchType, appendPatch(entries)))
+		err = l.writer.Patch(ctx, l.object(), client.RawPatch(types.JSONPatchType, appendPatch(stored)))
 	}
 	if err != nil {
 		// Whether the write happened is unknown: never append to that segment again, so the
@@ -208,24 +209,20 @@ func (l *ledger) object() *qrv1alpha1.WeChatScanLedger {
 	return &qrv1alpha1.WeChatScanLedger{ObjectMeta: metav1.ObjectMeta{Namespace: l.namespace, Name: l.segment}}
 }
 
-// create starts a new segment holding entries.
-func (l *ledger) create(ctx context.Context, entries []qrv1alpha1.LedgerEntry) error {
+// create starts a new segment holding batch.
+func (l *ledger) create(ctx context.Context, batch string) error {
 	l.seq++
 	l.segment, l.segEntries, l.segStart = fmt.Sprintf("%s-%d-%d", l.identity, l.incarnation, l.seq), 0, l.clock.Now()
 	seg := l.object()
-	seg.Spec = qrv1alpha1.WeChatScanLedgerSpec{Replica: l.identity, Entries: entries}
+	seg.Spec = qrv1alpha1.WeChatScanLedgerSpec{Replica: l.identity, Batches: []string{batch}}
 	return l.writer.Create(ctx, seg)
 }
 
-// appendPatch is the JSON patch that appends entries to a segment's entries.
-func appendPatch(entries []qrv1alpha1.LedgerEntry) []byte {
-	ops := make([]map[string]any, len(entries))
-	for i, e := range entries {
-		ops[i] = map[string]any{"op": "add", "path": "/spec/entries/-", "value": e}
-	}
-	b, err := json.Marshal(ops)
+// appendPatch is the JSON patch that appends batch to a segment's batches.
+func appendPatch(batch string) []byte {
+	b, err := json.Marshal([]map[string]any{{"op": "add", "path": "/spec/batches/-", "value": batch}})
 	if err != nil {
-		panic(err) // entries are strings and numbers: they always marshal
+		panic(err) // strings always marshal
 	}
 	return b
 }

@@ -125,14 +125,8 @@ func each(f func(qrv1alpha1.LedgerEntry) any) func([]qrv1alpha1.LedgerEntry) []a
 	}
 }
 
-// packed stores a batch as one item: its entries' strings, one a line.
-func packed(es []qrv1alpha1.LedgerEntry) []any {
-	lines := make([]string, len(es))
-	for i, e := range es {
-		lines[i] = qrv1alpha1.FormatLedgerEntry(e)
-	}
-	return []any{strings.Join(lines, "\n")}
-}
+// packed stores a batch as one item, as FormatLedgerBatch does.
+func packed(es []qrv1alpha1.LedgerEntry) []any { return []any{qrv1alpha1.FormatLedgerBatch(es)} }
 
 func candidates(segment, batch int) []candidate {
 	str := apiextensionsv1.JSONSchemaProps{Type: "string"}
