@@ -44,8 +44,11 @@ type WeChatScanLedgerSpec struct {
 	// Batches are the scans in the order they were made durable, one string per write (a
 	// commit window's scans), only ever appended to. Each line of a batch is one scan, version 1:
 	// `1 <key> <namespace>/<name> <uid> <s|n> <unix-ms> <openid-hash>` (FormatLedgerBatch).
-	// +optional
-	Batches []string `json:"batches,omitempty"`
+	// A segment is created with its first batch; required so that a callback server older than
+	// this form (entries as objects, which the API server would prune) is refused and WeChat
+	// retries its scans, instead of acknowledging scans that were never stored.
+	// +kubebuilder:validation:MinItems=1
+	Batches []string `json:"batches"`
 }
 
 // WeChatScanLedgerList is a list of ledger segments.

@@ -320,3 +320,26 @@ func TestSamplesAreValid(t *testing.T) {
 		}
 	}
 }
+
+// TestLedgerRefusesEntryObjects: a callback server from before entries were lines of a batch
+// creates segments with spec.entries, which the API server prunes; the segment must then be
+// refused (its scans answered 503 and retried by WeChat), not stored empty and acknowledged.
+func TestLedgerRefusesEntryObjects(t *testing.T) {
+	seg := func(spec map[string]any) *unstructured.Unstructured {
+		return &unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": qrv1alpha1.GroupVersion.String(),
+			"kind":       "WeChatScanLedger",
+			"metadata":   map[string]any{"name": "replica-1-1", "namespace": "default"},
+			"spec":       spec,
+		}}
+	}
+	old := seg(map[string]any{"replica": "replica", "entries": []any{map[string]any{"k": "a", "c": "ns/n", "u": "u", "t": 1, "o": 2}}})
+	err := env.Get(t).Client.Create(context.Background(), old, client.DryRunAll)
+	if !apierrors.IsInvalid(err) || !strings.Contains(err.Error(), "spec.batches") {
+		t.Fatalf("a segment of entry objects: %v, want refused for spec.batches", err)
+	}
+	current := seg(map[string]any{"replica": "replica", "batches": []any{"1 k ns/n u n 1 2"}})
+	if err := env.Get(t).Client.Create(context.Background(), current, client.DryRunAll); err != nil {
+		t.Fatalf("a segment of one batch refused: %v", err)
+	}
+}
