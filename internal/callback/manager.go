@@ -53,7 +53,6 @@ import (
 // +kubebuilder:rbac:groups=wechat.qrcode-operator.io,resources=wechatscantallies,verbs=get;create;update,namespace=system
 // +kubebuilder:rbac:groups=wechat.qrcode-operator.io,resources=wechatpushrecords,verbs=list;create;patch;delete,namespace=system
 // +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;create;update,namespace=system
-// +kubebuilder:rbac:groups="",resources=events,verbs=create;patch,namespace=system
 
 // Config is a callback server process: Options plus its three listeners, each "0" to disable.
 // Pushes come from the internet through an Ingress; probes and metrics stay inside the cluster,
