@@ -143,7 +143,7 @@ func Setup(mgr ctrl.Manager, opts Options) (*Server, error) {
 		}
 	}
 	if opts.FoldInterval > 0 {
-		f := newFolder(clock.RealClock{}, mgr.GetAPIReader(), mgr.GetCache(), mgr.GetClient(), opts.Namespace, opts.DedupeWindow, opts.FoldInterval, log)
+		f := newFolder(clock.RealClock{}, mgr.GetAPIReader(), mgr.GetCache(), mgr.GetClient(), opts, log)
 		f.served, f.status, f.stats = s.keyring.accounts, mgr.GetClient().Status(), s.stats
 		leader, err := newFoldLeader(mgr.GetConfig(), opts.Namespace, opts.Identity, f, log)
 		if err != nil {
