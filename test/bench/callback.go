@@ -352,10 +352,12 @@ func events(n int, hotShare float64, tag string, codes []*qrv1alpha1.WeChatQRCod
 	evs := make([]harness.Event, n)
 	target := make([]int, n)
 	now := time.Now().Unix()
+	spread := 0 // the spread events so far: they go round every spread code in turn
 	for i := range evs {
 		t := 0
 		if float64(i%100) >= hotShare*100 {
-			t = 1 + i%(len(codes)-1)
+			t = 1 + spread%(len(codes)-1)
+			spread++
 		}
 		target[i] = t
 		code := codes[t]
