@@ -386,36 +386,54 @@ func (c callbackConfig) load(ctx context.Context, s *stage, p *harness.Pusher, c
 			want[harness.Key(codes[target[i]])]++
 		}
 	}
-	// The annotations show the scans once folded: wait for them, a bounded time.
-	var after map[types.NamespacedName]count
-	for deadline := time.Now().Add(foldWait); ; time.Sleep(250 * time.Millisecond) {
-		var err error
-		if after, err = counts(ctx, s); err != nil {
-			return load{}, err
-		}
-		if time.Now().After(deadline) || gainedAll(codes, before, after, want) {
-			break
-		}
+	g, err := awaitGains(ctx, s, codes, before, want)
+	if err != nil {
+		return load{}, err
 	}
+	l.counted, l.subscribes, l.wrong = g.scans, g.subscribes, g.wrong
 	if l.writes, err = s.cp.Writes(ctx); err != nil {
 		return load{}, err
 	}
 	for res, v := range writes {
 		l.writes[res] -= v
 	}
-	for _, code := range codes {
-		k := harness.Key(code)
-		gained := after[k].scans - before[k].scans
-		l.counted += gained
-		l.subscribes += after[k].subscribes - before[k].subscribes
-		if gained != want[k] {
-			l.wrong++
-		}
-	}
 	return l, nil
 }
 
 type count struct{ scans, subscribes int64 }
+
+// gains is what the annotations of some codes gained; wrong counts the codes whose gain differs
+// from the scans acknowledged for them.
+type gains struct {
+	scans, subscribes int64
+	wrong             int
+}
+
+// awaitGains waits, a bounded time, until the annotations of codes show want (scans
+// acknowledged by code) on top of before, as the fold writes them, and says what they gained.
+func awaitGains(ctx context.Context, s *stage, codes []*qrv1alpha1.WeChatQRCode, before map[types.NamespacedName]count, want map[types.NamespacedName]int64) (gains, error) {
+	var after map[types.NamespacedName]count
+	for deadline := time.Now().Add(foldWait); ; time.Sleep(250 * time.Millisecond) {
+		var err error
+		if after, err = counts(ctx, s); err != nil {
+			return gains{}, err
+		}
+		if time.Now().After(deadline) || gainedAll(codes, before, after, want) {
+			break
+		}
+	}
+	var g gains
+	for _, code := range codes {
+		k := harness.Key(code)
+		gained := after[k].scans - before[k].scans
+		g.scans += gained
+		g.subscribes += after[k].subscribes - before[k].subscribes
+		if gained != want[k] {
+			g.wrong++
+		}
+	}
+	return g, nil
+}
 
 // foldWait bounds the wait for the fold (every --fold-interval, 5 s by default) to show a load's
 // scans in the annotations.
