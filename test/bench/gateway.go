@@ -390,7 +390,8 @@ func awaitDeliveries(ctx context.Context, cb *harness.Callback, n int64) (delive
 // receiver is a scan sink written with the CloudEvents SDK: it notes each event's id and when the
 // first and the last arrived. It reads each request on its own (cehttp.NewEventFromHTTPRequest):
 // the SDK's receive handler hands requests to its callback through one channel, and a request
-// whose sender gave up leaves another's event there unread, its connection hanging for good.
+// whose sender gave up leaves another's event there unread, its connection hanging for good
+// (cloudevents/sdk-go#1224, #1332; a first run of this stage hung on it).
 type receiver struct {
 	srv *httptest.Server
 
