@@ -58,7 +58,7 @@ type gatewayConfig struct {
 func (c gatewayConfig) String() string {
 	return fmt.Sprintf("forwarding: %d safe-mode pushes per path per round, %.0f%% scans of %d codes without spec.reply and the rest text messages, "+
 		"%d rounds alternating the paths after a warm-up round of a tenth, %d concurrent senders, 1 try; the application (internal/demoapp) in this process; "+
-		"sinks: the hot load (%d senders retrying like WeChat, at most %d events, at most %s of sending) without a sink and with an account sink (a CloudEvents receiver in this process)",
+		"sinks: the hot load (%d senders retrying like WeChat, at most %d events, at most %s of sending, after a warm-up of a tenth) on a replica without a sink and on one with an account sink (a CloudEvents receiver in this process)",
 		c.Pushes, c.ScanShare*100, gatewayScanCodes, c.Rounds, c.Senders, c.hot.Senders, c.hot.Events, c.hot.LoadTime)
 }
 
@@ -352,6 +352,10 @@ type deliveries struct {
 
 func (d deliveries) done() float64 { return d.ok + d.dropped + d.other }
 
+func (d deliveries) minus(e deliveries) deliveries {
+	return deliveries{ok: d.ok - e.ok, dropped: d.dropped - e.dropped, other: d.other - e.other}
+}
+
 func readDeliveries(cb *harness.Callback) (d deliveries, depth float64, err error) {
 	name := metricnames.Namespace + "_callback_sink_deliveries_total"
 	var all float64
@@ -439,6 +443,13 @@ func (rc *receiver) rate() float64 {
 	return float64(rc.received-1) / rc.last.Sub(rc.first).Seconds()
 }
 
+// reset forgets what was received so far.
+func (rc *receiver) reset() {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	rc.ids, rc.received, rc.first, rc.last = map[string]int{}, 0, time.Time{}, time.Time{}
+}
+
 func (rc *receiver) counts() (received, distinct int) {
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
@@ -447,7 +458,10 @@ func (rc *receiver) counts() (received, distinct int) {
 
 // sinks runs the hot load on a replica whose account has no sink and on one whose account has.
 func (c gatewayConfig) sinks(ctx context.Context, r *run, s *stage, p *harness.Pusher, hot []*qrv1alpha1.WeChatQRCode) ([]Figure, error) {
-	hotLoad := func(name string, g harness.Gateway) (load, *harness.Callback, error) {
+	// hotLoad starts a replica serving g and measures the hot load on it after a warm-up of a
+	// tenth (connections, the runtime's heap, the code's first ledger segment), which settle sees
+	// through before the measured load starts.
+	hotLoad := func(name string, g harness.Gateway, settle func(cb *harness.Callback, warm load) error) (load, *harness.Callback, error) {
 		if err := harness.SetGateway(ctx, s.admin, s.ns, s.acct, g); err != nil {
 			return load{}, nil, err
 		}
@@ -455,11 +469,20 @@ func (c gatewayConfig) sinks(ctx context.Context, r *run, s *stage, p *harness.P
 		if err != nil {
 			return load{}, nil, err
 		}
+		urls := []string{cb.URL}
+		r.logf("gateway: hot load, %s: warm-up", name)
+		warm, err := c.hot.load(ctx, s, p, hot, 1, urls, max(c.hot.Events/10, 1), "gw-"+name+"-warm")
+		if err == nil {
+			err = settle(cb, warm)
+		}
+		if err != nil {
+			return load{}, cb, err
+		}
 		r.logf("gateway: hot load, %s", name)
-		l, err := c.hot.load(ctx, s, p, hot, 1, []string{cb.URL}, c.hot.Events, "gw-"+name)
+		l, err := c.hot.load(ctx, s, p, hot, 1, urls, c.hot.Events, "gw-"+name)
 		return l, cb, err
 	}
-	plain, cb, err := hotLoad("no-sink", harness.Gateway{})
+	plain, cb, err := hotLoad("no-sink", harness.Gateway{}, func(*harness.Callback, load) error { return nil })
 	if cb != nil {
 		_ = cb.Stop(10 * time.Second) // a forced kill after the measurement changes no figure
 	}
@@ -468,19 +491,28 @@ func (c gatewayConfig) sinks(ctx context.Context, r *run, s *stage, p *harness.P
 	}
 	rc := startReceiver()
 	defer rc.srv.Close()
-	sunk, cb, err := hotLoad("sink", harness.Gateway{SinkURI: rc.srv.URL})
+	// The warm-up's events are delivered (or dropped) and forgotten before the measured load.
+	var warmed int64
+	var base deliveries
+	sunk, cb, err := hotLoad("sink", harness.Gateway{SinkURI: rc.srv.URL}, func(cb *harness.Callback, warm load) error {
+		var err error
+		warmed = warm.counted
+		base, err = awaitDeliveries(ctx, cb, warmed)
+		rc.reset()
+		return err
+	})
 	if cb != nil {
 		defer func() { _ = cb.Stop(10 * time.Second) }() // as above
 	}
 	if err != nil {
 		return nil, err
 	}
-	d, err := awaitDeliveries(ctx, cb, sunk.counted)
+	d, err := awaitDeliveries(ctx, cb, warmed+sunk.counted)
 	if err != nil {
 		return nil, err
 	}
 	received, distinct := rc.counts()
-	return sinkFigures(plain, sunk, d, received, distinct, rc.rate()), nil
+	return sinkFigures(plain, sunk, d.minus(base), received, distinct, rc.rate()), nil
 }
 
 // sinkExact is whether the sink got one event per counted scan, each id once: nothing dropped,
