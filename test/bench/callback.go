@@ -409,16 +409,11 @@ func (c callbackConfig) load(ctx context.Context, s *stage, p *harness.Pusher, c
 		}
 	}
 	l.scanned = len(want)
-	// The totals show the scans once folded: wait for them, a bounded time.
-	var after map[types.NamespacedName]count
-	err = poll(ctx, foldWait, func() (bool, error) {
-		var err error
-		after, err = totals(ctx, s)
-		return err == nil && gainedAll(codes, before, after, want), err
-	})
+	g, err := awaitGains(ctx, s, codes, totals, before, want)
 	if err != nil {
 		return load{}, err
 	}
+	l.counted, l.subscribes, l.wrong = g.scans, g.subscribes, g.wrong
 	if h.ledger {
 		// The annotations follow at --view-patch-rate: every code scanned needs a patch.
 		err = poll(ctx, viewWait(l.scanned), func() (bool, error) {
@@ -436,15 +431,6 @@ func (c callbackConfig) load(ctx context.Context, s *stage, p *harness.Pusher, c
 	}
 	for res, v := range writes {
 		l.writes[res] -= v
-	}
-	for _, code := range codes {
-		k := harness.Key(code)
-		gained := after[k].scans - before[k].scans
-		l.counted += gained
-		l.subscribes += after[k].subscribes - before[k].subscribes
-		if gained != want[k] {
-			l.wrong++
-		}
 	}
 	return l, nil
 }
@@ -466,6 +452,42 @@ var (
 	foldInterval  = callback.DefaultOptions().FoldInterval
 	viewPatchRate = callback.DefaultOptions().ViewPatchRate
 )
+
+// gains is what the totals of some codes gained; wrong counts the codes whose gain differs from
+// the scans acknowledged for them.
+type gains struct {
+	scans, subscribes int64
+	wrong             int
+}
+
+// totalsFunc reads the totals of every code: the tally (the source of truth the fold writes) or
+// the annotations.
+type totalsFunc func(context.Context, *stage) (map[types.NamespacedName]count, error)
+
+// awaitGains waits, a bounded time, until totals show want (scans acknowledged by code) on top of
+// before, and says what they gained.
+func awaitGains(ctx context.Context, s *stage, codes []*qrv1alpha1.WeChatQRCode, totals totalsFunc, before map[types.NamespacedName]count, want map[types.NamespacedName]int64) (gains, error) {
+	var after map[types.NamespacedName]count
+	err := poll(ctx, foldWait, func() (bool, error) {
+		var err error
+		after, err = totals(ctx, s)
+		return err == nil && gainedAll(codes, before, after, want), err
+	})
+	if err != nil {
+		return gains{}, err
+	}
+	var g gains
+	for _, code := range codes {
+		k := harness.Key(code)
+		gained := after[k].scans - before[k].scans
+		g.scans += gained
+		g.subscribes += after[k].subscribes - before[k].subscribes
+		if gained != want[k] {
+			g.wrong++
+		}
+	}
+	return g, nil
+}
 
 // foldWait bounds the wait for the fold (every --fold-interval, 5 s by default) to show a load's
 // scans in the tally, or in the naive handler's annotations.
