@@ -135,7 +135,7 @@ BENCH_OUT ?= bench/results/latest.md
 BENCHFLAGS ?=
 
 .PHONY: bench
-bench: ## Benchmarks (issuance, renewal storm, callback, peer) on a real API server with the fake WeChat; table and JSON lines into BENCH_OUT.
+bench: ## Benchmarks (issuance, renewal storm, callback, peer, gateway) on a real API server with the fake WeChat; table and JSON lines into BENCH_OUT.
 	mkdir -p $(dir $(BENCH_OUT))
 	KUBEBUILDER_ASSETS="$$(hack/controlplane.sh)" $(GO) run ./test/bench -out $(BENCH_OUT) $(BENCHFLAGS)
 
@@ -146,6 +146,14 @@ PEER_OUT ?= bench/results/peer.md
 bench-peer: ## Only the push CPU per event of the callback server beside silenceper/wechat (test/bench/peer) into PEER_OUT.
 	mkdir -p $(dir $(PEER_OUT))
 	KUBEBUILDER_ASSETS="$$(hack/controlplane.sh)" $(GO) run ./test/bench -only peer -out $(PEER_OUT) $(BENCHFLAGS)
+
+# `make bench-gateway`: only the push gateway (forwarding and sinks), into its own file.
+GATEWAY_OUT ?= bench/results/gateway.md
+
+.PHONY: bench-gateway
+bench-gateway: ## Only the push gateway: forwarded pushes beside the application called directly, the hot load with and without a sink (about 2 minutes), into GATEWAY_OUT.
+	mkdir -p $(dir $(GATEWAY_OUT))
+	KUBEBUILDER_ASSETS="$$(hack/controlplane.sh)" $(GO) run ./test/bench -only gateway -out $(GATEWAY_OUT) $(BENCHFLAGS)
 
 ##@ Build
 

@@ -46,6 +46,7 @@ func bindFlags(fs *flag.FlagSet) (*callback.Config, *zap.Options) {
 	fs.DurationVar(&cfg.CommitWindow, "commit-window", cfg.CommitWindow, "scans within this window share one ledger write")
 	fs.DurationVar(&cfg.DedupeWindow, "dedupe-window", cfg.DedupeWindow, "how long after an event its retries are still recognised (at least 1m)")
 	fs.DurationVar(&cfg.FoldInterval, "fold-interval", cfg.FoldInterval, "how often the elected replica folds the ledger into the codes' counts and the accounts' status.callback; both lag by about this (0: never fold on this replica)")
+	fs.Float64Var(&cfg.ViewPatchRate, "view-patch-rate", cfg.ViewPatchRate, "most codes' count annotations the folder patches per second (a burst of one fold interval's worth); beyond that the longest stale go first, while the tally and the per-code metrics stay exact every fold")
 	fs.DurationVar(&cfg.RecordInterval, "record-interval", cfg.RecordInterval, "how often this replica writes its push record (verified and refused pushes per account), when it changed")
 	// In a Pod the Downward API sets both: the ledger and the tally live in the Pod's namespace,
 	// and the Pod's name keeps the replicas' ledger segments apart.

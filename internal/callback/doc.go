@@ -91,7 +91,9 @@ limitations under the License.
 // code's totals in a WeChatScanTally shard, writing in the same update how far it folded each
 // segment: a folder killed between any two writes double counts nothing. Then it patches the
 // count annotations of the codes whose annotations differ from their totals, so an overwritten
-// code is restored by the next fold. Segments are deleted once folded and their last entry is
+// code is restored by the next fold: at most --view-patch-rate codes a second, the longest
+// stale first, so that the view's writes do not grow with the number of distinct codes
+// scanned (the tally and the per-code metrics never wait). Segments are deleted once folded and their last entry is
 // older than --dedupe-window plus their 30 s growth bound: a retry within the window of its
 // original counts once, at any rate, wherever it lands, even when the replica that took the
 // original died before answering. Two distinct scans that share the key (the same user

@@ -169,7 +169,15 @@ func (f *fixture) wantCounts(c *qrv1alpha1.WeChatQRCode, scans, subscribes strin
 // folder is a folder of the fixture's ledger, as a freshly elected replica starts it, on the
 // fixture's fake clock. It reads the codes live: a cache's lag is not what these tests are about.
 func (f *fixture) folder(writer client.Writer) *folder {
-	return newFolder(f.clock, f.c, f.c, writer, f.ns, DefaultOptions().DedupeWindow, time.Second, ctrl.Log)
+	return f.folderWith(writer, DefaultOptions().ViewPatchRate)
+}
+
+// folderWith is f.folder patching at most viewRate codes' annotations per second of f.clock,
+// folding every second.
+func (f *fixture) folderWith(writer client.Writer, viewRate float64) *folder {
+	opts := DefaultOptions()
+	opts.Namespace, opts.FoldInterval, opts.ViewPatchRate = f.ns, time.Second, viewRate
+	return newFolder(f.clock, f.c, f.c, writer, opts, ctrl.Log)
 }
 
 // fold runs one round of the fixture's folder.

@@ -17,11 +17,13 @@ limitations under the License.
 package callback
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -30,6 +32,7 @@ import (
 
 	"github.com/axiomhq/hyperloglog"
 	"github.com/go-logr/logr"
+	"golang.org/x/time/rate"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -80,13 +83,26 @@ type folder struct {
 	// patched: while the cache still shows it, it lags our patch, and patching again would be a
 	// wasted write.
 	patchedAt map[string]string
+	// budget paces the view's patches (--view-patch-rate, a burst of one interval's worth): were
+	// every changed code patched every round, the API server's writes would grow with the number
+	// of distinct codes scanned, whatever the scan rate. Only the view waits; the tally and the
+	// per-code metrics are exact every round.
+	budget *rate.Limiter
+	// staleSince is, per code whose annotations differ from its totals, the time a round first
+	// found them so; the budget goes to the longest stale first, so none starves behind a hot
+	// code. Each round keeps only the codes it finds stale: a code deleted, shown or patched is
+	// forgotten.
+	staleSince map[string]time.Time
 }
 
-func newFolder(clk clock.Clock, api, cache client.Reader, writer client.Writer, namespace string, window, interval time.Duration, log logr.Logger) *folder {
+// newFolder folds opts.Namespace's ledger every opts.FoldInterval, which must be positive.
+func newFolder(clk clock.Clock, api, cache client.Reader, writer client.Writer, opts Options, log logr.Logger) *folder {
+	burst := max(1, int(math.Ceil(opts.ViewPatchRate*opts.FoldInterval.Seconds())))
 	return &folder{
-		clock: clk, api: api, cache: cache, writer: writer, namespace: namespace, window: window, interval: interval,
+		clock: clk, api: api, cache: cache, writer: writer, namespace: opts.Namespace, window: opts.DedupeWindow, interval: opts.FoldInterval,
 		log: log.WithName("fold"), segments: map[string]*segment{}, patchedAt: map[string]string{},
-		reported: map[string]accountCallback{},
+		reported: map[string]accountCallback{}, budget: rate.NewLimiter(rate.Limit(opts.ViewPatchRate), burst),
+		staleSince: map[string]time.Time{},
 	}
 }
 
@@ -332,14 +348,18 @@ func viewOf(t qrv1alpha1.CodeTally) map[string]string {
 	return v
 }
 
-// view patches the annotations of every code whose cached annotations differ from its totals:
-// the codes scanned since the last round, and the codes whose annotations someone overwrote.
+// view patches the annotations of the codes whose cached annotations differ from their totals
+// (the codes scanned since they were last patched, and the codes whose annotations someone
+// overwrote), as many as the budget allows, the longest stale first.
 func (f *folder) view(ctx context.Context, shards []*qrv1alpha1.WeChatScanTally) error {
 	type job struct {
 		obj  *qrv1alpha1.WeChatQRCode
 		want map[string]string
 	}
-	var jobs []job
+	now := f.clock.Now()
+	jobs := map[string]job{}
+	stale := map[string]time.Time{}
+	var waiting []staleCode
 	for _, sh := range shards {
 		for name, t := range sh.Spec.Codes {
 			ns, n, _ := strings.Cut(name, "/")
@@ -347,6 +367,7 @@ func (f *folder) view(ctx context.Context, shards []*qrv1alpha1.WeChatScanTally)
 			if err := f.cache.Get(ctx, types.NamespacedName{Namespace: ns, Name: n}, obj); err != nil {
 				if apierrors.IsNotFound(err) {
 					forgetCode(ns, n)
+					delete(f.patchedAt, name)
 					continue
 				}
 				return err
@@ -356,36 +377,65 @@ func (f *folder) view(ctx context.Context, shards []*qrv1alpha1.WeChatScanTally)
 			if obj.UID != t.UID || f.patchedAt[name] == obj.ResourceVersion || shows(obj, want) {
 				continue
 			}
-			f.patchedAt[name] = obj.ResourceVersion
-			jobs = append(jobs, job{obj, want})
+			since, ok := f.staleSince[name]
+			if !ok {
+				since = now
+			}
+			stale[name], jobs[name] = since, job{obj, want}
+			waiting = append(waiting, staleCode{name, since})
 		}
 	}
+	due := oldestFirst(waiting, int(f.budget.TokensAt(now)))
+	f.budget.AllowN(now, len(due))
+	for _, c := range due {
+		delete(stale, c.name)
+		f.patchedAt[c.name] = jobs[c.name].obj.ResourceVersion
+	}
+	f.staleSince = stale
 	var (
 		wg   sync.WaitGroup
 		mu   sync.Mutex
 		errs []error
-		next = make(chan job)
+		next = make(chan staleCode)
 	)
 	for range viewWorkers {
 		wg.Go(func() {
-			for j := range next {
+			for c := range next {
+				j := jobs[c.name]
 				err := f.patchView(ctx, j.obj, j.want)
-				mu.Lock()
-				if err != nil {
-					// Patched again next round.
-					delete(f.patchedAt, client.ObjectKeyFromObject(j.obj).String())
-					errs = append(errs, err)
+				if err == nil {
+					continue
 				}
+				mu.Lock()
+				// Patched again, as stale as it was, once the budget allows.
+				delete(f.patchedAt, c.name)
+				f.staleSince[c.name] = c.since
+				errs = append(errs, err)
 				mu.Unlock()
 			}
 		})
 	}
-	for _, j := range jobs {
-		next <- j
+	for _, c := range due {
+		next <- c
 	}
 	close(next)
 	wg.Wait()
+	viewBacklog.Set(float64(len(f.staleSince)))
 	return errors.Join(errs...)
+}
+
+// staleCode is a code whose annotations differ from its totals, since a round first found so.
+type staleCode struct {
+	name  string
+	since time.Time
+}
+
+// oldestFirst is the at most n codes of stale to patch: the longest stale first, ties by name.
+func oldestFirst(stale []staleCode, n int) []staleCode {
+	sorted := slices.SortedFunc(slices.Values(stale), func(a, b staleCode) int {
+		return cmp.Or(a.since.Compare(b.since), strings.Compare(a.name, b.name))
+	})
+	return sorted[:max(0, min(n, len(sorted)))]
 }
 
 func shows(obj *qrv1alpha1.WeChatQRCode, want map[string]string) bool {

@@ -20,12 +20,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -237,5 +240,125 @@ func TestReplaceRestores(t *testing.T) {
 			t.Fatal("the replace kept the counts: the test replaces nothing")
 		}
 		f.wantCounts(code, "3", "1")
+	}
+}
+
+func TestOldestFirst(t *testing.T) {
+	t0 := time.Date(2026, 11, 30, 9, 0, 0, 0, time.UTC)
+	t1 := t0.Add(time.Second)
+	for _, c := range []struct {
+		name  string
+		stale []staleCode
+		n     int
+		want  []string
+	}{
+		{"nothing stale", nil, 3, nil},
+		{"no budget", []staleCode{{"a", t0}}, 0, nil},
+		{"budget overdrawn", []staleCode{{"a", t0}}, -1, nil},
+		{"budget beyond the stale", []staleCode{{"b", t1}, {"a", t0}}, 5, []string{"a", "b"}},
+		{"longest stale first", []staleCode{{"a", t1}, {"z", t0}, {"m", t1}}, 2, []string{"z", "a"}},
+		{"ties by name", []staleCode{{"c", t0}, {"a", t0}, {"b", t0}}, 2, []string{"a", "b"}},
+		{"a hot code waits behind older ones", []staleCode{{"hot", t1}, {"x", t0}, {"y", t0}}, 2, []string{"x", "y"}},
+	} {
+		var got []string
+		for _, s := range oldestFirst(c.stale, c.n) {
+			got = append(got, s.name)
+		}
+		if !slices.Equal(got, c.want) {
+			t.Errorf("%s: %v, want %v", c.name, got, c.want)
+		}
+	}
+}
+
+// patchLog is a folder's writer that records which codes it patched.
+type patchLog struct {
+	client.Writer
+	mu      sync.Mutex
+	patched []string
+}
+
+func (w *patchLog) Patch(ctx context.Context, obj client.Object, patch client.Patch, opts ...client.PatchOption) error {
+	w.mu.Lock()
+	w.patched = append(w.patched, client.ObjectKeyFromObject(obj).String())
+	w.mu.Unlock()
+	return w.Writer.Patch(ctx, obj, patch, opts...)
+}
+
+// TestViewBudget: 50 codes scanned at once, a budget of 10 annotation patches a second, a fold a
+// second. Each round patches 10 codes, the longest stale first (ties by name); the tally and the
+// per-code metrics are exact from the first round; a code scanned again after its patch waits
+// behind the codes stale before it; a code deleted while waiting is forgotten; in the end every
+// code shows exactly its tally.
+func TestViewBudget(t *testing.T) {
+	f := newFixture(t)
+	codes := f.createCodes(50)
+	f.scanCodes(codes, 0)
+	byKey := map[string]*qrv1alpha1.WeChatQRCode{}
+	for _, c := range codes {
+		byKey[client.ObjectKeyFromObject(c).String()] = c
+	}
+	keys := slices.Sorted(maps.Keys(byKey))
+	w := &patchLog{Writer: f.c}
+	fo := f.folderWith(w, 10)
+	round := func(backlog int, want ...string) {
+		t.Helper()
+		w.patched = nil
+		if err := fo.fold(f.ctx); err != nil {
+			t.Fatal(err)
+		}
+		if got := slices.Sorted(slices.Values(w.patched)); !slices.Equal(got, slices.Sorted(slices.Values(want))) {
+			t.Fatalf("patched %v, want %v", got, want)
+		}
+		if got := testutil.ToFloat64(viewBacklog); got != float64(backlog) {
+			t.Fatalf("backlog %v, want %d", got, backlog)
+		}
+	}
+	scans := func(c *qrv1alpha1.WeChatQRCode) float64 {
+		return testutil.ToFloat64(codeScans.WithLabelValues(c.Namespace, c.Name))
+	}
+
+	round(40, keys[:10]...)
+	for i, c := range codes {
+		if scans(c) != float64(i+1) {
+			t.Fatalf("%s: metric %v scans, want %d: the metrics must not wait for the view", c.Name, scans(c), i+1)
+		}
+	}
+	// The budget refills with time only.
+	round(40)
+
+	f.clock.Step(time.Second)
+	hot := codes[0]
+	f.scanCodes(codes[:1], 1)
+	gone := byKey[keys[10]]
+	if err := f.c.Delete(f.ctx, gone); err != nil {
+		t.Fatal(err)
+	}
+	round(30, keys[11:21]...)
+	if scans(hot) != 2 {
+		t.Fatalf("%s: metric %v scans, want 2", hot.Name, scans(hot))
+	}
+	if _, ok := fo.staleSince[keys[10]]; ok {
+		t.Fatal("a deleted code is still remembered as stale")
+	}
+	f.clock.Step(time.Second)
+	round(20, keys[21:31]...)
+	f.clock.Step(time.Second)
+	round(10, keys[31:41]...)
+	f.clock.Step(time.Second)
+	round(0, append(keys[41:], client.ObjectKeyFromObject(hot).String())...)
+	f.clock.Step(time.Second)
+	round(0)
+
+	for i, c := range codes {
+		if c == gone {
+			continue
+		}
+		want := strconv.Itoa(i + 1)
+		if c == hot {
+			want = "2"
+		}
+		if s, _ := f.counts(c); s != want {
+			t.Errorf("%s: scans %q, want %q", c.Name, s, want)
+		}
 	}
 }

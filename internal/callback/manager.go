@@ -53,7 +53,6 @@ import (
 // +kubebuilder:rbac:groups=wechat.qrcode-operator.io,resources=wechatscantallies,verbs=get;create;update,namespace=system
 // +kubebuilder:rbac:groups=wechat.qrcode-operator.io,resources=wechatpushrecords,verbs=list;create;patch;delete,namespace=system
 // +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;create;update,namespace=system
-// +kubebuilder:rbac:groups="",resources=events,verbs=create;patch,namespace=system
 
 // Config is a callback server process: Options plus its three listeners, each "0" to disable.
 // Pushes come from the internet through an Ingress; probes and metrics stay inside the cluster,
@@ -144,7 +143,7 @@ func Setup(mgr ctrl.Manager, opts Options) (*Server, error) {
 		}
 	}
 	if opts.FoldInterval > 0 {
-		f := newFolder(clock.RealClock{}, mgr.GetAPIReader(), mgr.GetCache(), mgr.GetClient(), opts.Namespace, opts.DedupeWindow, opts.FoldInterval, log)
+		f := newFolder(clock.RealClock{}, mgr.GetAPIReader(), mgr.GetCache(), mgr.GetClient(), opts, log)
 		f.served, f.status, f.stats = s.keyring.accounts, mgr.GetClient().Status(), s.stats
 		leader, err := newFoldLeader(mgr.GetConfig(), opts.Namespace, opts.Identity, f, log)
 		if err != nil {

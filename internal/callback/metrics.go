@@ -77,6 +77,12 @@ var (
 		Name:      "view_patches_total",
 		Help:      "Patches of a code's count annotations by the folder, by result: ok, gone (deleted or re-created), error.",
 	}, []string{"result"})
+	viewBacklog = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: metricnames.Namespace,
+		Subsystem: "callback",
+		Name:      "view_backlog",
+		Help:      "Codes whose count annotations lag their totals after the folder's last round, waiting for the view's patch budget (--view-patch-rate).",
+	})
 	statusPatches = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: metricnames.Namespace,
 		Subsystem: "callback",
@@ -132,5 +138,5 @@ func forgetCode(ns, name string) {
 
 func init() {
 	metrics.Registry.MustRegister(codeScans, codeNewFollowers, codeUniqueScanners,
-		refusals, events, appends, batchSize, folds, segmentsCollected, malformedEntries, viewPatches, statusPatches, pushDuration, accountLoaded)
+		refusals, events, appends, batchSize, folds, segmentsCollected, malformedEntries, viewPatches, viewBacklog, statusPatches, pushDuration, accountLoaded)
 }

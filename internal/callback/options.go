@@ -19,6 +19,7 @@ package callback
 import (
 	"errors"
 	"fmt"
+	"math"
 	"time"
 )
 
@@ -45,6 +46,10 @@ type Options struct {
 	FoldInterval time.Duration
 	// RecordInterval is how often this replica writes its push record, when it changed.
 	RecordInterval time.Duration
+	// ViewPatchRate is how many codes' count annotations the folder patches per second, at most,
+	// with a burst of one fold interval's worth: the view's writes then stay bounded however many
+	// distinct codes are scanned.
+	ViewPatchRate float64
 }
 
 // DefaultOptions are the flags' defaults.
@@ -57,6 +62,7 @@ func DefaultOptions() Options {
 		DedupeWindow:   2 * time.Minute,
 		FoldInterval:   5 * time.Second,
 		RecordInterval: 10 * time.Second,
+		ViewPatchRate:  20,
 	}
 }
 
@@ -76,6 +82,8 @@ func (o Options) validate() error {
 		return fmt.Errorf("the dedupe window must be at least %s", minDedupeWindow)
 	case o.FoldInterval < 0:
 		return errors.New("the fold interval must not be negative")
+	case !(o.ViewPatchRate > 0) || math.IsInf(o.ViewPatchRate, 1):
+		return fmt.Errorf("--view-patch-rate must be a positive number of annotation patches per second, got %v; the default is %v", o.ViewPatchRate, DefaultOptions().ViewPatchRate)
 	}
 	return nil
 }

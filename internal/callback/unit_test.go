@@ -20,6 +20,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -271,6 +272,10 @@ func TestOptionsValidate(t *testing.T) {
 		"no namespace":        func(o *Options) { o.Namespace = "" },
 		"no identity":         func(o *Options) { o.Identity = "" },
 		"negative fold":       func(o *Options) { o.FoldInterval = -time.Second },
+		"zero view rate":      func(o *Options) { o.ViewPatchRate = 0 },
+		"negative view rate":  func(o *Options) { o.ViewPatchRate = -1 },
+		"NaN view rate":       func(o *Options) { o.ViewPatchRate = math.NaN() },
+		"infinite view rate":  func(o *Options) { o.ViewPatchRate = math.Inf(1) },
 		"zero body":           func(o *Options) { o.MaxBodyBytes = 0 },
 		"zero skew":           func(o *Options) { o.MaxClockSkew = 0 },
 		"zero record":         func(o *Options) { o.RecordInterval = 0 },

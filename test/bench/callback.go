@@ -31,6 +31,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/callback"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/metricnames"
 	"github.com/qrcode-operator/wechat-qrcode-operator/test/bench/harness"
 )
@@ -50,14 +51,21 @@ func (c callbackConfig) String() string {
 type load struct {
 	harness.Summary
 	elapsed time.Duration
-	// counted is what the annotations gained; wrong counts the codes whose gain differs from the
+	// counted is what the handler's totals gained (the tally's for the callback server, the
+	// annotations' for the naive handler); wrong counts the codes whose gain differs from the
 	// events acknowledged for them.
 	counted, subscribes int64
 	wrong               int
+	totals              string
+	// scanned is how many codes the load scanned; viewLag is how long after the load's end the
+	// annotations came to show the tally, and viewOff how many codes' did not within viewWait.
+	scanned int
+	viewLag time.Duration
+	viewOff int
 	// cpu is the CPU time each process used during the load.
 	cpu map[string]float64
 	// writes are the API server's write requests from the load's start until the annotations
-	// showed it (the fold's included), by resource.
+	// showed it (the fold's and the view's catch-up included), by resource.
 	writes map[string]float64
 }
 
@@ -79,7 +87,8 @@ func (l load) writesDetail() string {
 			parts = append(parts, fmt.Sprintf("%s %.0f", n, l.writes[n]))
 		}
 	}
-	return fmt.Sprintf("apiserver_request_total of the writing verbs for %d scans, by resource: %s", l.Acked, strings.Join(parts, ", "))
+	return fmt.Sprintf("apiserver_request_total of the writing verbs for %d scans, from the load's start until the annotations showed them (%s after its end), by resource: %s",
+		l.Acked, l.viewLag.Round(100*time.Millisecond), strings.Join(parts, ", "))
 }
 
 func (l load) rate() float64 { return float64(l.Acked) / l.elapsed.Seconds() }
@@ -96,6 +105,9 @@ type handler struct {
 	events int
 	// commits reads the handler's successful and conflicting annotation patches so far.
 	commits func() (ok, conflict float64, err error)
+	// ledger: the handler counts into the scan ledger, whose tally holds the totals and the
+	// annotations a view of it; else the annotations are the totals.
+	ledger bool
 }
 
 // run pushes the same loads to the callback server and then to the naive handler, both as
@@ -128,7 +140,7 @@ func (c callbackConfig) run(ctx context.Context, r *run) ([]Figure, error) {
 			if h.commits != nil {
 				before, conflictsBefore, _ = h.commits()
 			}
-			l, err := c.load(ctx, s, pusher, codes, m.hotShare, h.urls, h.events, h.name+m.name)
+			l, err := c.load(ctx, s, pusher, codes, m.hotShare, h, h.name+m.name)
 			if err != nil {
 				return err
 			}
@@ -148,7 +160,7 @@ func (c callbackConfig) run(ctx context.Context, r *run) ([]Figure, error) {
 	if err != nil {
 		return nil, err
 	}
-	err = measure(handler{name: "callback", urls: []string{cb.URL}, events: c.Events, commits: appends(cb)}, mixes...)
+	err = measure(handler{name: "callback", urls: []string{cb.URL}, events: c.Events, commits: appends(cb), ledger: true}, mixes...)
 	_ = cb.Stop(10 * time.Second) // a forced kill after the measurement changes no figure
 	if err != nil {
 		return nil, err
@@ -180,7 +192,7 @@ func (c callbackConfig) run(ctx context.Context, r *run) ([]Figure, error) {
 		return ok, conflict, nil
 	}
 	mixed2 := mix{"mixed2", c.HotShare}
-	err = measure(handler{name: "callback", urls: []string{pair[0].URL, pair[1].URL}, events: c.Events, commits: both}, mixed2)
+	err = measure(handler{name: "callback", urls: []string{pair[0].URL, pair[1].URL}, events: c.Events, commits: both, ledger: true}, mixed2)
 	stopPair()
 	if err != nil {
 		return nil, err
@@ -220,6 +232,9 @@ func (c callbackConfig) run(ctx context.Context, r *run) ([]Figure, error) {
 			figure(b, m.name+"_p99_latency", ms(fast.P99), "ms", fmt.Sprintf("naive %.0f ms", ms(slow.P99))).goal("< 500 ms", fast.P99 < 500*time.Millisecond),
 			exactness(b, m.name+"_counted", fast),
 			figure(b, m.name+"_naive_counted", float64(slow.counted), "scans", exactnessDetail(slow)),
+			figure(b, m.name+"_view_catch_up", fast.viewLag.Seconds(), "s",
+				fmt.Sprintf("the annotations of the %d codes scanned showed the tally this long after the load's end (--view-patch-rate %v, --fold-interval %s: about %.0f s for them all once the load stops), %d codes not within %s",
+					fast.scanned, viewPatchRate, foldInterval, float64(fast.scanned)/viewPatchRate, fast.viewOff, viewWait(fast.scanned))),
 			figure(b, m.name+"_events_per_commit", float64(fast.Acked)/commits[m.name], "events",
 				fmt.Sprintf("%.0f ledger writes for %d events (one per replica per commit window), %.0f failed", commits[m.name], fast.Acked, conflicts[m.name])),
 			figure(b, m.name+"_api_writes_per_1000_scans", fast.writesPer1000(), "writes", fast.writesDetail()).goal("<= 20", fast.writesPer1000() <= 20),
@@ -291,14 +306,15 @@ func (c callbackConfig) patchFloor(ctx context.Context, s *stage, codes []*qrv1a
 	return float64(done.Load()) / time.Since(start).Seconds(), err
 }
 
+// exactness: the totals hold every event sent once, and the annotations came to show them.
 func exactness(bench, name string, l load) Figure {
-	exact := l.Acked == l.Sent && l.counted == int64(l.Acked) && l.wrong == 0
+	exact := l.Acked == l.Sent && l.counted == int64(l.Acked) && l.wrong == 0 && l.viewOff == 0
 	return figure(bench, name, float64(l.counted), "scans", exactnessDetail(l)).goal("= events sent", exact)
 }
 
 func exactnessDetail(l load) string {
-	return fmt.Sprintf("annotations gained %d scans (%d subscribes) for %d events sent, %d acknowledged, %d retried, %d failed; %d codes off",
-		l.counted, l.subscribes, l.Sent, l.Acked, l.Retried, l.Failed, l.wrong)
+	return fmt.Sprintf("%s gained %d scans (%d subscribes) for %d events sent, %d acknowledged, %d retried, %d failed; %d codes off, %d codes' annotations not showing the totals",
+		l.totals, l.counted, l.subscribes, l.Sent, l.Acked, l.Retried, l.Failed, l.wrong, l.viewOff)
 }
 
 // busy is how many cores the load kept busy, all processes together.
@@ -336,10 +352,12 @@ func events(n int, hotShare float64, tag string, codes []*qrv1alpha1.WeChatQRCod
 	evs := make([]harness.Event, n)
 	target := make([]int, n)
 	now := time.Now().Unix()
+	spread := 0 // the spread events so far: they go round every spread code in turn
 	for i := range evs {
 		t := 0
 		if float64(i%100) >= hotShare*100 {
-			t = 1 + i%(len(codes)-1)
+			t = 1 + spread%(len(codes)-1)
+			spread++
 		}
 		target[i] = t
 		code := codes[t]
@@ -351,18 +369,22 @@ func events(n int, hotShare float64, tag string, codes []*qrv1alpha1.WeChatQRCod
 	return evs, target
 }
 
-// load sends at most n events for at most c.LoadTime to the handler at url, and reads what the
-// annotations gained.
-func (c callbackConfig) load(ctx context.Context, s *stage, p *harness.Pusher, codes []*qrv1alpha1.WeChatQRCode, hotShare float64, urls []string, n int, tag string) (load, error) {
-	evs, target := events(n, hotShare, tag, codes)
-	pushes := make([]*harness.Push, n)
+// load sends at most h.events events for at most c.LoadTime to the handler, and reads what its
+// totals gained; then, for a handler with a ledger, waits for the annotations to show the tally.
+func (c callbackConfig) load(ctx context.Context, s *stage, p *harness.Pusher, codes []*qrv1alpha1.WeChatQRCode, hotShare float64, h handler, tag string) (load, error) {
+	evs, target := events(h.events, hotShare, tag, codes)
+	pushes := make([]*harness.Push, len(evs))
 	for i, ev := range evs {
 		var err error
 		if pushes[i], err = p.Push(ev.XML(), time.Now()); err != nil {
 			return load{}, err
 		}
 	}
-	before, err := counts(ctx, s)
+	totals, source := counts, "annotations"
+	if h.ledger {
+		totals, source = tallies, "the tally"
+	}
+	before, err := totals(ctx, s)
 	if err != nil {
 		return load{}, err
 	}
@@ -370,13 +392,13 @@ func (c callbackConfig) load(ctx context.Context, s *stage, p *harness.Pusher, c
 	if err != nil {
 		return load{}, err
 	}
-	sender := &harness.Sender{Targets: urls, Workers: c.Senders, Tries: 3, Timeout: 5 * time.Second}
+	sender := &harness.Sender{Targets: h.urls, Workers: c.Senders, Tries: 3, Timeout: 5 * time.Second}
 	sendCtx, cancel := context.WithTimeout(ctx, c.LoadTime)
 	defer cancel()
 	cpu := harness.CPUByName()
 	start := time.Now()
 	outcomes := sender.Send(sendCtx, pushes)
-	l := load{Summary: harness.Summarize(outcomes), elapsed: time.Since(start), cpu: harness.CPUByName()}
+	l := load{Summary: harness.Summarize(outcomes), elapsed: time.Since(start), cpu: harness.CPUByName(), totals: source}
 	for name, v := range cpu {
 		l.cpu[name] -= v
 	}
@@ -386,40 +408,96 @@ func (c callbackConfig) load(ctx context.Context, s *stage, p *harness.Pusher, c
 			want[harness.Key(codes[target[i]])]++
 		}
 	}
-	// The annotations show the scans once folded: wait for them, a bounded time.
-	var after map[types.NamespacedName]count
-	for deadline := time.Now().Add(foldWait); ; time.Sleep(250 * time.Millisecond) {
-		var err error
-		if after, err = counts(ctx, s); err != nil {
+	l.scanned = len(want)
+	g, err := awaitGains(ctx, s, codes, totals, before, want)
+	if err != nil {
+		return load{}, err
+	}
+	l.counted, l.subscribes, l.wrong = g.scans, g.subscribes, g.wrong
+	if h.ledger {
+		// The annotations follow at --view-patch-rate: every code scanned needs a patch.
+		err = poll(ctx, viewWait(l.scanned), func() (bool, error) {
+			var err error
+			l.viewOff, err = viewOff(ctx, s, codes)
+			return err == nil && l.viewOff == 0, err
+		})
+		if err != nil {
 			return load{}, err
 		}
-		if time.Now().After(deadline) || gainedAll(codes, before, after, want) {
-			break
-		}
 	}
+	l.viewLag = time.Since(start) - l.elapsed
 	if l.writes, err = s.cp.Writes(ctx); err != nil {
 		return load{}, err
 	}
 	for res, v := range writes {
 		l.writes[res] -= v
 	}
-	for _, code := range codes {
-		k := harness.Key(code)
-		gained := after[k].scans - before[k].scans
-		l.counted += gained
-		l.subscribes += after[k].subscribes - before[k].subscribes
-		if gained != want[k] {
-			l.wrong++
+	return l, nil
+}
+
+// poll calls done every 250 ms until it reports true, fails, or wait has passed.
+func poll(ctx context.Context, wait time.Duration, done func() (bool, error)) error {
+	for deadline := time.Now().Add(wait); ; time.Sleep(250 * time.Millisecond) {
+		ok, err := done()
+		if ok || err != nil || time.Now().After(deadline) || ctx.Err() != nil {
+			return err
 		}
 	}
-	return l, nil
 }
 
 type count struct{ scans, subscribes int64 }
 
+// The callback servers run with their default flags.
+var (
+	foldInterval  = callback.DefaultOptions().FoldInterval
+	viewPatchRate = callback.DefaultOptions().ViewPatchRate
+)
+
+// gains is what the totals of some codes gained; wrong counts the codes whose gain differs from
+// the scans acknowledged for them.
+type gains struct {
+	scans, subscribes int64
+	wrong             int
+}
+
+// totalsFunc reads the totals of every code: the tally (the source of truth the fold writes) or
+// the annotations.
+type totalsFunc func(context.Context, *stage) (map[types.NamespacedName]count, error)
+
+// awaitGains waits, a bounded time, until totals show want (scans acknowledged by code) on top of
+// before, and says what they gained.
+func awaitGains(ctx context.Context, s *stage, codes []*qrv1alpha1.WeChatQRCode, totals totalsFunc, before map[types.NamespacedName]count, want map[types.NamespacedName]int64) (gains, error) {
+	var after map[types.NamespacedName]count
+	err := poll(ctx, foldWait, func() (bool, error) {
+		var err error
+		after, err = totals(ctx, s)
+		return err == nil && gainedAll(codes, before, after, want), err
+	})
+	if err != nil {
+		return gains{}, err
+	}
+	var g gains
+	for _, code := range codes {
+		k := harness.Key(code)
+		gained := after[k].scans - before[k].scans
+		g.scans += gained
+		g.subscribes += after[k].subscribes - before[k].subscribes
+		if gained != want[k] {
+			g.wrong++
+		}
+	}
+	return g, nil
+}
+
 // foldWait bounds the wait for the fold (every --fold-interval, 5 s by default) to show a load's
-// scans in the annotations.
+// scans in the tally, or in the naive handler's annotations.
 const foldWait = 30 * time.Second
+
+// viewWait bounds the wait for the annotations of scanned codes to show the tally: a fold, then
+// at most --view-patch-rate codes a second, with room for a loaded machine.
+func viewWait(scanned int) time.Duration {
+	return foldWait + time.Duration(float64(scanned)/viewPatchRate*float64(time.Second))
+}
 
 func gainedAll(codes []*qrv1alpha1.WeChatQRCode, before, after map[types.NamespacedName]count, want map[types.NamespacedName]int64) bool {
 	for _, code := range codes {
@@ -429,6 +507,41 @@ func gainedAll(codes []*qrv1alpha1.WeChatQRCode, before, after map[types.Namespa
 		}
 	}
 	return true
+}
+
+// viewOff is how many codes' annotations differ from their totals in the tally.
+func viewOff(ctx context.Context, s *stage, codes []*qrv1alpha1.WeChatQRCode) (int, error) {
+	shown, err := counts(ctx, s)
+	if err != nil {
+		return 0, err
+	}
+	truth, err := tallies(ctx, s)
+	if err != nil {
+		return 0, err
+	}
+	off := 0
+	for _, code := range codes {
+		if k := harness.Key(code); shown[k] != truth[k] {
+			off++
+		}
+	}
+	return off, nil
+}
+
+// tallies reads the codes' totals from the tally shards, the source of truth of the counts.
+func tallies(ctx context.Context, s *stage) (map[types.NamespacedName]count, error) {
+	var list qrv1alpha1.WeChatScanTallyList
+	if err := s.admin.List(ctx, &list, client.InNamespace(s.ns)); err != nil {
+		return nil, err
+	}
+	out := map[types.NamespacedName]count{}
+	for _, sh := range list.Items {
+		for code, t := range sh.Spec.Codes {
+			ns, name, _ := strings.Cut(code, "/")
+			out[types.NamespacedName{Namespace: ns, Name: name}] = count{t.Scans, t.Subscribes}
+		}
+	}
+	return out, nil
 }
 
 func counts(ctx context.Context, s *stage) (map[types.NamespacedName]count, error) {

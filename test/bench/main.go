@@ -27,6 +27,10 @@ limitations under the License.
 //     in the same run, and the final counts beside the events sent;
 //   - peer: CPU per push of the callback server beside silenceper/wechat's handler
 //     (test/bench/peer, a module of its own) on the same signed safe-mode pushes.
+//   - gateway: pushes per second and latency of the pushes an account forwards to its
+//     application, straight to it and through one callback replica in the same run, every reply
+//     checked; the hot load's events per second without a sink and with one, and the events the
+//     sink received beside the scans counted.
 //
 // The manager and the callback server run as processes built from the tree; each benchmark gets
 // a fresh control plane, so that one's objects do not weigh on the next. It prints a table and
@@ -86,7 +90,8 @@ func main() {
 		storm   stormConfig
 		cb      callbackConfig
 		pc      peerConfig
-		only    = flag.String("only", "issuance,renewal,callback,peer", "benchmarks to run, comma-separated")
+		gw      gatewayConfig
+		only    = flag.String("only", "issuance,renewal,callback,peer,gateway", "benchmarks to run, comma-separated")
 		out     = flag.String("out", "", "results file to write (table, JSON lines, date and machine); empty: none")
 		keep    = flag.Bool("keep", false, "keep the scratch directory (process logs) after the run")
 		timeout = flag.Duration("timeout", 30*time.Minute, "give up after this long")
@@ -120,12 +125,21 @@ func main() {
 	flag.IntVar(&pc.Events, "peer-events", 20000, "peer: pushes to each server per round")
 	flag.IntVar(&pc.Rounds, "peer-rounds", 2, "peer: measured rounds (each server in turn), after a warm-up round of a tenth")
 	flag.IntVar(&pc.Senders, "peer-senders", 16, "peer: concurrent senders")
+	flag.IntVar(&gw.Pushes, "gateway-pushes", 2000, "gateway: pushes per path per round of the forwarding load")
+	flag.IntVar(&gw.Rounds, "gateway-rounds", 3, "gateway: measured rounds of the forwarding load (the paths in turn), after a warm-up round of a tenth")
+	// Few enough that a push waits for no other at the application: the figures are latency,
+	// not queueing.
+	flag.IntVar(&gw.Senders, "gateway-senders", 16, "gateway: concurrent senders of the forwarding load")
+	flag.Float64Var(&gw.ScanShare, "gateway-scan-share", 0.25, "gateway: share of the forwarding load's pushes that scan codes without spec.reply (the rest are text messages)")
+	flag.IntVar(&gw.hot.Events, "gateway-events", 20000, "gateway: most events of each hot load (without and with a sink)")
+	flag.DurationVar(&gw.hot.LoadTime, "gateway-load-time", 10*time.Second, "gateway: longest time each hot load keeps sending")
 	managerEnv := flag.String("manager-env", "", "extra environment of the manager, comma-separated KEY=VALUE (e.g. GOMEMLIMIT=90MiB)")
 	flag.Parse()
 	if *managerEnv != "" {
 		iss.Env = strings.Split(*managerEnv, ",")
 	}
 	storm.Latency, storm.KubeQPS, storm.KubeBurst, storm.Env = iss.Latency, iss.KubeQPS, iss.KubeBurst, iss.Env
+	gw.hot.Senders, gw.hot.HotShare = cb.Senders, 1
 	// The trackers' watches log their errors through controller-runtime.
 	ctrl.SetLogger(zap.New(zap.WriteTo(os.Stderr)))
 
@@ -133,13 +147,13 @@ func main() {
 	defer cancel()
 	ctx, cancelTimeout := context.WithTimeout(ctx, *timeout)
 	defer cancelTimeout()
-	if err := benchMain(ctx, strings.Split(*only, ","), *out, *keep, iss, storm, cb, pc); err != nil {
+	if err := benchMain(ctx, strings.Split(*only, ","), *out, *keep, iss, storm, cb, pc, gw); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
 
-func benchMain(ctx context.Context, only []string, out string, keep bool, iss issuanceConfig, storm stormConfig, cb callbackConfig, pc peerConfig) error {
+func benchMain(ctx context.Context, only []string, out string, keep bool, iss issuanceConfig, storm stormConfig, cb callbackConfig, pc peerConfig, gw gatewayConfig) error {
 	started := time.Now()
 	mach := machine()
 	dir, err := os.MkdirTemp("", "wechat-qrcode-bench-")
@@ -166,6 +180,7 @@ func benchMain(ctx context.Context, only []string, out string, keep bool, iss is
 		{"renewal", storm.String(), storm.run},
 		{"callback", cb.String(), cb.run},
 		{"peer", pc.String(), pc.run},
+		{"gateway", gw.String(), gw.run},
 	}
 	var figures []Figure
 	var settings []string

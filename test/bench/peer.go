@@ -38,13 +38,17 @@ func (c peerConfig) String() string {
 		c.Events, c.Rounds, c.Senders)
 }
 
-// textMessage is a user's text message: a push the callback server acknowledges without
-// attributing or counting it, like the peer, which counts nothing.
+// textMessage is the i-th user's text message, from textSender(i) saying textContent(i): a push
+// the callback server acknowledges without attributing or counting it, like the peer, which
+// counts nothing.
 func textMessage(i int, at time.Time) []byte {
-	return fmt.Appendf(nil, "<xml><ToUserName><![CDATA[gh_bench]]></ToUserName><FromUserName><![CDATA[o-peer-%d]]></FromUserName>"+
-		"<CreateTime>%d</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[hello %d]]></Content><MsgId>%d</MsgId></xml>",
-		i, at.Unix(), i, 1e9+i)
+	return fmt.Appendf(nil, "<xml><ToUserName><![CDATA[gh_bench]]></ToUserName><FromUserName><![CDATA[%s]]></FromUserName>"+
+		"<CreateTime>%d</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[%s]]></Content><MsgId>%d</MsgId></xml>",
+		textSender(i), at.Unix(), textContent(i), 1e9+i)
 }
+
+func textSender(i int) string  { return fmt.Sprintf("o-text-%d", i) }
+func textContent(i int) string { return fmt.Sprintf("hello %d", i) }
 
 func (c peerConfig) run(ctx context.Context, r *run) ([]Figure, error) {
 	s, err := r.stage(ctx, "peer", -1)

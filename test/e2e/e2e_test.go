@@ -352,6 +352,7 @@ func checkRights(t *testing.T, s *stack) {
 		{devstack.CallbackServiceAccount, false, []string{"patch", "wechatqrcodes", "--subresource=status", "-n", sample}},
 		{devstack.CallbackServiceAccount, false, []string{"delete", "wechatqrcodes", "-n", sample}},
 		{devstack.CallbackServiceAccount, false, []string{"create", "events.events.k8s.io", "-n", sample}},
+		{devstack.CallbackServiceAccount, false, []string{"create", "events", "-n", opNS}},
 		// The ledger, the tally and the fold's Lease: the callback's alone, in its namespace.
 		{devstack.CallbackServiceAccount, true, []string{"create", "wechatscanledgers", "-n", opNS}},
 		{devstack.CallbackServiceAccount, true, []string{"patch", "wechatscanledgers", "-n", opNS}},

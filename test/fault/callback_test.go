@@ -29,6 +29,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/callback"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/credentials"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/wxcrypto"
 	"github.com/qrcode-operator/wechat-qrcode-operator/test/bench/harness"
@@ -98,10 +99,12 @@ func (s *scans) push(p *harness.Pusher, msg []byte, at time.Time) *harness.Push 
 const foldLag = 45 * time.Second
 
 // checkCounts fails the test unless every code's annotations come to hold exactly the good events
-// sent to it within foldLag: none lost, none counted twice, nothing else counted.
+// sent to it within foldLag, plus the time the folder takes to patch every code's annotations at
+// its default --view-patch-rate: none lost, none counted twice, nothing else counted.
 func (s *scans) checkCounts() {
 	s.w.t.Helper()
-	deadline := time.Now().Add(foldLag)
+	catchUp := time.Duration(float64(len(s.codes)) / callback.DefaultOptions().ViewPatchRate * float64(time.Second))
+	deadline := time.Now().Add(foldLag + catchUp)
 	for !s.exact() && time.Now().Before(deadline) {
 		time.Sleep(200 * time.Millisecond)
 	}

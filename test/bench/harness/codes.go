@@ -72,10 +72,44 @@ func NewNamespace(ctx context.Context, c client.Client, prefix string, acct cred
 			return "", err
 		}
 	}
-	return ns.Name, pushconfig.Write(ctx, c, c, ns.Name, pushconfig.Account{
-		Ref:   pushconfig.Ref{Kind: qrv1alpha1.KindWeChatAccount, Namespace: ns.Name, Name: AccountName},
+	return ns.Name, pushconfig.Write(ctx, c, c, ns.Name, projection(ns.Name, acct, Gateway{}))
+}
+
+// Gateway is what the account's pushes and scans go on to: spec.forward.url and spec.sink.uri,
+// empty for none.
+type Gateway struct {
+	ForwardURL, SinkURI string
+}
+
+// SetGateway sets the account of NewNamespace's spec.forward and spec.sink to g's URLs (removing
+// those g leaves empty), and projects them into the push config Secret as the manager does once
+// it has resolved them (a URL resolves to itself), for the stages that run a callback server
+// alone. A replica started afterwards serves them; one already running follows the Secret later.
+func SetGateway(ctx context.Context, c client.Client, ns string, acct credentials.Account, g Gateway) error {
+	account := &qrv1alpha1.WeChatAccount{}
+	if err := c.Get(ctx, types.NamespacedName{Namespace: ns, Name: AccountName}, account); err != nil {
+		return err
+	}
+	account.Spec.Forward, account.Spec.Sink = nil, nil
+	if g.ForwardURL != "" {
+		account.Spec.Forward = &qrv1alpha1.Forward{URL: g.ForwardURL}
+	}
+	if g.SinkURI != "" {
+		account.Spec.Sink = &qrv1alpha1.Destination{URI: g.SinkURI}
+	}
+	if err := c.Update(ctx, account); err != nil {
+		return err
+	}
+	return pushconfig.Write(ctx, c, c, ns, projection(ns, acct, g))
+}
+
+// projection is the push config entry of the account of namespace ns.
+func projection(ns string, acct credentials.Account, g Gateway) pushconfig.Account {
+	return pushconfig.Account{
+		Ref:   pushconfig.Ref{Kind: qrv1alpha1.KindWeChatAccount, Namespace: ns, Name: AccountName},
 		AppID: acct.AppID, Token: acct.Token, EncodingAESKey: acct.EncodingAESKey,
-	})
+		ForwardURL: g.ForwardURL, SinkURI: g.SinkURI,
+	}
 }
 
 // Temporary is a Temporary code with an integer scene.

@@ -20,6 +20,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/xml"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -114,6 +116,42 @@ func (p *Pusher) Sign(push *Push, encrypt string) {
 	}
 }
 
+// Reply is a passive text reply as WeChat reads it.
+type Reply struct {
+	ToUserName   string `xml:"ToUserName"`
+	FromUserName string `xml:"FromUserName"`
+	MsgType      string `xml:"MsgType"`
+	Content      string `xml:"Content"`
+}
+
+// OpenReply reads the answer to a push as WeChat does in safe mode: an envelope whose
+// MsgSignature verifies with the account's token and whose Encrypt decrypts for its AppID into
+// a passive reply. A plaintext reply, or "success", is an error: in safe mode WeChat shows the
+// follower nothing for either.
+func (p *Pusher) OpenReply(body []byte) (Reply, error) {
+	var env struct {
+		Encrypt      string `xml:"Encrypt"`
+		MsgSignature string `xml:"MsgSignature"`
+		TimeStamp    string `xml:"TimeStamp"`
+		Nonce        string `xml:"Nonce"`
+	}
+	if err := xml.Unmarshal(body, &env); err != nil || env.Encrypt == "" {
+		return Reply{}, fmt.Errorf("not an encrypted reply: %.40q", body)
+	}
+	if !wxcrypto.VerifySignature(env.MsgSignature, p.acct.Token, env.TimeStamp, env.Nonce, env.Encrypt) {
+		return Reply{}, errors.New("the reply's MsgSignature does not verify")
+	}
+	plain, err := p.cipher.Decrypt(env.Encrypt)
+	if err != nil {
+		return Reply{}, fmt.Errorf("the reply does not decrypt: %w", err)
+	}
+	var r Reply
+	if err := xml.Unmarshal(plain, &r); err != nil {
+		return Reply{}, fmt.Errorf("the decrypted reply is not XML: %.40q", plain)
+	}
+	return r, nil
+}
+
 // Outcome is what became of one push.
 type Outcome struct {
 	// Status is the HTTP status of the last try; 0 if no try got an answer (or none was made).
@@ -123,6 +161,8 @@ type Outcome struct {
 	Latency time.Duration
 	// Attempts are the tries one by one.
 	Attempts []Attempt
+	// Body is the last try's answer, kept only when the Sender's Replies is set.
+	Body []byte
 }
 
 // Attempt is one try of a push: when it started, how long it took to be answered (or to fail),
@@ -147,6 +187,9 @@ type Sender struct {
 	Timeout time.Duration
 	// RetryAfter is the pause before a retry. WeChat waits out its timeout; a benchmark need not.
 	RetryAfter time.Duration
+	// Replies keeps each push's answer in its Outcome, for a caller that checks the replies
+	// relayed from an application rather than only the status.
+	Replies bool
 
 	answered atomic.Int64
 }
@@ -189,7 +232,7 @@ func (s *Sender) send(hc *http.Client, i int, p *Push) Outcome {
 		target := s.Targets[(i+o.Tries)%len(s.Targets)]
 		o.Tries++
 		at := time.Now()
-		o.Status = post(hc, target+p.Path+"?"+query, p.Body)
+		o.Status, o.Body = post(hc, target+p.Path+"?"+query, p.Body, s.Replies)
 		o.Attempts = append(o.Attempts, Attempt{Start: at, Took: time.Since(at), Status: o.Status})
 		if o.Status == http.StatusOK {
 			break
@@ -199,21 +242,29 @@ func (s *Sender) send(hc *http.Client, i int, p *Push) Outcome {
 	return o
 }
 
-// post returns the HTTP status of one try, 0 for a transport error or timeout.
-func post(hc *http.Client, u string, body []byte) int {
+// post returns the HTTP status of one try, 0 for a transport error or timeout, and the answer
+// when keep is set.
+func post(hc *http.Client, u string, body []byte, keep bool) (int, []byte) {
 	req, err := http.NewRequest(http.MethodPost, u, bytes.NewReader(body))
 	if err != nil {
-		return 0
+		return 0, nil
 	}
 	req.Header.Set("Content-Type", "text/xml")
 	resp, err := hc.Do(req)
 	if err != nil {
-		return 0
+		return 0, nil
+	}
+	defer func() { _ = resp.Body.Close() }()
+	if keep {
+		answer, err := io.ReadAll(resp.Body)
+		if err != nil {
+			return 0, nil
+		}
+		return resp.StatusCode, answer
 	}
 	// Drained, so that the connection is reused.
 	_, _ = io.Copy(io.Discard, resp.Body)
-	_ = resp.Body.Close()
-	return resp.StatusCode
+	return resp.StatusCode, nil
 }
 
 // Percentile is the q-quantile (0..1) of ds by the nearest-rank method; ds is sorted in place.

@@ -1,0 +1,542 @@
+/*
+Copyright 2026 The WeChat QR Code Operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"time"
+
+	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/clock"
+
+	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/callback"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/demoapp"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/metricnames"
+	"github.com/qrcode-operator/wechat-qrcode-operator/test/bench/harness"
+)
+
+// gatewayConfig is the push gateway's benchmark (spec.forward and spec.sink of an account):
+//
+//   - forwarding: the pushes the operator does not answer itself (text messages, and scans of
+//     codes without spec.reply, which it counts and forwards) sent straight to the account's
+//     application and through one callback replica whose account forwards to it, alternating, in
+//     the same run; every reply is opened as WeChat opens it and must be the application's;
+//   - sinks: the callback stage's hot load on a replica without a sink and on one whose account
+//     has a sink, each with the counts checked, and the events the sink received beside the
+//     scans counted.
+//
+// The application is internal/demoapp served in this process on loopback: both paths end at the
+// same handler in the same runtime, so its cost is the same on both and the difference is the
+// gateway's. A process of its own would take a binary that exists only for this stage.
+type gatewayConfig struct {
+	Pushes, Rounds, Senders int
+	ScanShare               float64
+	// hot is the sink part's load: the callback stage's hot load, sized for this stage.
+	hot callbackConfig
+}
+
+func (c gatewayConfig) String() string {
+	return fmt.Sprintf("forwarding: %d safe-mode pushes per path per round, %.0f%% scans of %d codes without spec.reply and the rest text messages, "+
+		"%d rounds alternating the paths after a warm-up round of a tenth, %d concurrent senders, 1 try; the application (internal/demoapp) in this process; "+
+		"sinks: the hot load (%d senders retrying like WeChat, at most %d events, at most %s of sending, after a warm-up of a tenth) on a replica without a sink and on one with an account sink (a CloudEvents receiver in this process)",
+		c.Pushes, c.ScanShare*100, gatewayScanCodes, c.Rounds, c.Senders, c.hot.Senders, c.hot.Events, c.hot.LoadTime)
+}
+
+// gatewayScanCodes are the codes the forwarding load's scans spread over.
+const gatewayScanCodes = 16
+
+// addedGoal is the issue's goal for what forwarding adds to a push at the median.
+const addedGoal = 2 * time.Millisecond
+
+// sinkRatioGoal is how much of the no-sink rate the push path must keep with a sink: 1 is the
+// goal, 0.9 what the noise of two loads of a few seconds each on the shared machine allows.
+const sinkRatioGoal = 0.9
+
+func (c gatewayConfig) run(ctx context.Context, r *run) ([]Figure, error) {
+	s, err := r.stage(ctx, "gateway", -1)
+	if err != nil {
+		return nil, err
+	}
+	defer s.close()
+	// The first code is the sink part's hot code; the others take the forwarding load's scans.
+	codes, err := issuedCodes(ctx, s, 1+gatewayScanCodes)
+	if err != nil {
+		return nil, err
+	}
+	pusher, err := harness.NewPusher(s.acct)
+	if err != nil {
+		return nil, err
+	}
+	figs, err := c.forwarding(ctx, r, s, pusher, codes[1:])
+	if err != nil {
+		return nil, err
+	}
+	sinks, err := c.sinks(ctx, r, s, pusher, codes[:1])
+	return append(figs, sinks...), err
+}
+
+// gatewayPush is one push of the forwarding load, who sent it, and what the application's reply
+// to it says straight and through the gateway.
+type gatewayPush struct {
+	push            *harness.Push
+	openID          string
+	code            *qrv1alpha1.WeChatQRCode // the code a scan is of; nil for a text message
+	direct, through string
+}
+
+// forwardingLoad is round's pushes: a share c.ScanShare scans of codes spread evenly among them
+// (every other one by a new follower), the rest text messages.
+func (c gatewayConfig) forwardingLoad(p *harness.Pusher, codes []*qrv1alpha1.WeChatQRCode, round, n int) ([]gatewayPush, error) {
+	load := make([]gatewayPush, n)
+	now := time.Now()
+	for i := range load {
+		g := &load[i]
+		k := round*c.Pushes + i
+		var msg []byte
+		// j scans so far: push i is a scan when it makes the scans reach the next whole share.
+		if j := int(float64(i) * c.ScanShare); int(float64(i+1)*c.ScanShare) > j {
+			g.code = codes[j%len(codes)]
+			ev := harness.Event{OpenID: fmt.Sprintf("o-gw-%d", k), CreateTime: now.Unix(), Subscribe: j%2 == 0,
+				Scene: fmt.Sprint(*g.code.Spec.Scene.ID), Ticket: g.code.Status.Ticket}
+			g.openID, msg = ev.OpenID, ev.XML()
+			g.direct, g.through = scanEcho(ev, nil), scanEcho(ev, g.code)
+		} else {
+			g.openID, msg = textSender(k), textMessage(k, now)
+			g.direct = "you said: " + textContent(k)
+			g.through = g.direct
+		}
+		var err error
+		if g.push, err = p.Push(msg, now); err != nil {
+			return nil, err
+		}
+	}
+	return load, nil
+}
+
+// scanEcho is internal/demoapp's reply to a scan: it names the code when the gateway said which
+// (code non-nil), and the scan as new, as it is on its first try.
+func scanEcho(ev harness.Event, code *qrv1alpha1.WeChatQRCode) string {
+	text := "you scanned scene " + ev.Scene
+	if ev.Subscribe {
+		text = "welcome! you followed by scanning scene " + ev.Scene
+	}
+	if code != nil {
+		text += fmt.Sprintf(" (code %s/%s, new scan)", code.Namespace, code.Name)
+	}
+	return text
+}
+
+// replyProblem says what is wrong with the answer o to a push from openID, whose reply from the
+// application reads want; "" when nothing is.
+func replyProblem(p *harness.Pusher, o harness.Outcome, openID, want string) string {
+	if o.Status != http.StatusOK {
+		return fmt.Sprintf("status %d", o.Status)
+	}
+	reply, err := p.OpenReply(o.Body)
+	switch {
+	case err != nil:
+		return err.Error()
+	case reply.MsgType != "text" || reply.Content != want:
+		return fmt.Sprintf("a %s reply saying %q, want %q", reply.MsgType, reply.Content, want)
+	case reply.ToUserName != openID || reply.FromUserName != "gh_bench":
+		return fmt.Sprintf("a reply from %q to %q, want from gh_bench to %q", reply.FromUserName, reply.ToUserName, openID)
+	}
+	return ""
+}
+
+// pushPath is one way to the application and what the measured rounds saw on it.
+type pushPath struct {
+	name, url string
+	through   bool
+	elapsed   time.Duration
+	sent      int
+	// text and scan are the latencies of the pushes answered with the application's reply.
+	text, scan []time.Duration
+	wrong      int
+	firstWrong string
+}
+
+func (pp *pushPath) all() []time.Duration {
+	return append(append([]time.Duration(nil), pp.text...), pp.scan...)
+}
+
+func (pp *pushPath) rate() float64 { return float64(pp.sent) / pp.elapsed.Seconds() }
+
+// send sends load on the path and checks every answer; measured adds it to the path's figures.
+// It returns the outcomes.
+func (pp *pushPath) send(ctx context.Context, p *harness.Pusher, load []gatewayPush, senders int, measured bool) []harness.Outcome {
+	pushes := make([]*harness.Push, len(load))
+	for i := range load {
+		pushes[i] = load[i].push
+	}
+	sender := &harness.Sender{Targets: []string{pp.url}, Workers: senders, Tries: 1, Timeout: 5 * time.Second, Replies: true}
+	start := time.Now()
+	outcomes := sender.Send(ctx, pushes)
+	elapsed := time.Since(start)
+	if !measured {
+		return outcomes
+	}
+	pp.elapsed += elapsed
+	for i, o := range outcomes {
+		g := load[i]
+		if o.Tries == 0 {
+			continue
+		}
+		pp.sent++
+		want := g.direct
+		if pp.through {
+			want = g.through
+		}
+		if problem := replyProblem(p, o, g.openID, want); problem != "" {
+			if pp.wrong == 0 {
+				pp.firstWrong = problem
+			}
+			pp.wrong++
+			continue
+		}
+		if g.code == nil {
+			pp.text = append(pp.text, o.Latency)
+		} else {
+			pp.scan = append(pp.scan, o.Latency)
+		}
+	}
+	return outcomes
+}
+
+// forwarding measures the same pushes straight to the application and through a callback
+// replica that forwards to it.
+func (c gatewayConfig) forwarding(ctx context.Context, r *run, s *stage, p *harness.Pusher, codes []*qrv1alpha1.WeChatQRCode) ([]Figure, error) {
+	app, err := demoapp.NewApp(s.acct.Token, s.acct.AppID, s.acct.EncodingAESKey, clock.RealClock{}, quiet{})
+	if err != nil {
+		return nil, err
+	}
+	upstream := httptest.NewServer(app)
+	defer upstream.Close()
+	if err := harness.SetGateway(ctx, s.admin, s.ns, s.acct, harness.Gateway{ForwardURL: upstream.URL + "/wx"}); err != nil {
+		return nil, err
+	}
+	cb, err := harness.StartCallback(ctx, r.bins, "callback-forward", s.cp.Kubeconfig, s.ns, s.dir, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = cb.Stop(10 * time.Second) }() // a forced kill after the measurement changes no figure
+	before, err := tallies(ctx, s)
+	if err != nil {
+		return nil, err
+	}
+	direct := &pushPath{name: "direct", url: upstream.URL}
+	through := &pushPath{name: "through the gateway", url: cb.URL, through: true}
+	want := map[types.NamespacedName]int64{}
+	scansSent := 0
+	// Round 0 is a warm-up (connections, the runtime's heap), not measured. The paths take
+	// turns at going first, so that neither always runs on a machine the other just warmed.
+	for round := range c.Rounds + 1 {
+		n := c.Pushes
+		if round == 0 {
+			n = max(c.Pushes/10, 1)
+		}
+		load, err := c.forwardingLoad(p, codes, round, n)
+		if err != nil {
+			return nil, err
+		}
+		paths := []*pushPath{direct, through}
+		if round%2 == 1 {
+			paths[0], paths[1] = through, direct
+		}
+		for _, pp := range paths {
+			r.logf("gateway: round %d, %d pushes %s", round, n, pp.name)
+			outcomes := pp.send(ctx, p, load, c.Senders, round > 0)
+			if !pp.through {
+				continue
+			}
+			for i, o := range outcomes {
+				if load[i].code != nil && o.Tries > 0 {
+					scansSent++
+					if o.Status == http.StatusOK {
+						want[harness.Key(load[i].code)]++
+					}
+				}
+			}
+		}
+	}
+	counted, err := awaitGains(ctx, s, codes, tallies, before, want)
+	if err != nil {
+		return nil, err
+	}
+	forwarded, err := harness.Metric(cb.Metrics, metricnames.Namespace+"_callback_forwards_total", `result="ok"`)
+	if err != nil {
+		return nil, err
+	}
+	return forwardingFigures(direct, through, counted, scansSent, forwarded), nil
+}
+
+// quiet is the application's log when nobody reads it.
+type quiet struct{}
+
+func (quiet) Printf(string, ...any) {}
+
+// added is how much later the gateway answers than the application alone at the median and at
+// the 99th percentile (nearest rank of each, as harness.Summarize), the two measured on the same
+// pushes in the same rounds.
+func added(direct, through []time.Duration) (p50, p99 time.Duration) {
+	d, t := append([]time.Duration(nil), direct...), append([]time.Duration(nil), through...)
+	return harness.Percentile(t, 0.5) - harness.Percentile(d, 0.5), harness.Percentile(t, 0.99) - harness.Percentile(d, 0.99)
+}
+
+func forwardingFigures(direct, through *pushPath, counted gains, scansSent int, forwarded float64) []Figure {
+	const b = "gateway"
+	lat := func(pp *pushPath, q float64) float64 { return ms(harness.Percentile(pp.all(), q)) }
+	p50, p99 := added(direct.all(), through.all())
+	text50, text99 := added(direct.text, through.text)
+	scan50, scan99 := added(direct.scan, through.scan)
+	correct := func(pp *pushPath) string {
+		d := fmt.Sprintf("%s: %d of %d replies the application's", pp.name, pp.sent-pp.wrong, pp.sent)
+		if pp.wrong > 0 {
+			d += "; first wrong: " + pp.firstWrong
+		}
+		return d
+	}
+	right := direct.wrong == 0 && through.wrong == 0 && direct.sent == through.sent
+	exact := counted.scans == int64(scansSent) && counted.wrong == 0
+	return []Figure{
+		figure(b, "direct_pushes_per_second", direct.rate(), "pushes/s",
+			fmt.Sprintf("%d pushes (%d text, %d scans) straight to the application in %s", direct.sent, len(direct.text), len(direct.scan), direct.elapsed.Round(time.Millisecond))),
+		figure(b, "forwarded_pushes_per_second", through.rate(), "pushes/s",
+			fmt.Sprintf("the same pushes through one callback replica in %s: %.2f of the direct rate, the senders being a closed loop (each waits for its answer), so a scan holds its sender until its count is durable; the replica's forwards_total{result=\"ok\"} %.0f, warm-up included",
+				through.elapsed.Round(time.Millisecond), through.rate()/direct.rate(), forwarded)),
+		figure(b, "direct_p50_latency", lat(direct, 0.5), "ms", fmt.Sprintf("p99 %.2f ms; every push, sent to answered", lat(direct, 0.99))),
+		figure(b, "forwarded_p50_latency", lat(through, 0.5), "ms", fmt.Sprintf("p99 %.2f ms", lat(through, 0.99))),
+		figure(b, "added_p50_latency", ms(p50), "ms", fmt.Sprintf("every push: forwarded minus direct; p99 %+.2f ms", ms(p99))),
+		figure(b, "text_added_p50_latency", ms(text50), "ms",
+			fmt.Sprintf("text messages, forwarded minus direct: p50 %.2f − %.2f ms", ms(harness.Percentile(through.text, 0.5)), ms(harness.Percentile(direct.text, 0.5)))).
+			goal(fmt.Sprintf("<= %d ms", addedGoal.Milliseconds()), text50 <= addedGoal),
+		figure(b, "text_added_p99_latency", ms(text99), "ms",
+			fmt.Sprintf("p99 %.2f − %.2f ms", ms(harness.Percentile(through.text, 0.99)), ms(harness.Percentile(direct.text, 0.99)))),
+		figure(b, "scan_added_p50_latency", ms(scan50), "ms",
+			fmt.Sprintf("scans, forwarded minus direct: p50 %.2f − %.2f ms, p99 %+.2f ms; a scan is answered once its count is durable (a commit window, 25 ms, and a ledger write), forwarded meanwhile",
+				ms(harness.Percentile(through.scan, 0.5)), ms(harness.Percentile(direct.scan, 0.5)), ms(scan99))),
+		figure(b, "replies_correct", float64(through.sent-through.wrong), "replies",
+			correct(through)+"; "+correct(direct)+" (opened as WeChat does: signature, decryption, addressee, text)").goal("= pushes sent, both paths", right),
+		figure(b, "forwarded_scans_counted", float64(counted.scans), "scans",
+			fmt.Sprintf("annotations gained %d scans (%d subscribes) for %d scans sent through the gateway, warm-up included; %d codes off", counted.scans, counted.subscribes, scansSent, counted.wrong)).
+			goal("= scans sent", exact),
+	}
+}
+
+// deliveries are a callback replica's scan events by outcome (callback_sink_deliveries_total).
+type deliveries struct {
+	ok, dropped float64
+	// other are the events rejected, failed or abandoned.
+	other float64
+}
+
+func (d deliveries) done() float64 { return d.ok + d.dropped + d.other }
+
+func (d deliveries) minus(e deliveries) deliveries {
+	return deliveries{ok: d.ok - e.ok, dropped: d.dropped - e.dropped, other: d.other - e.other}
+}
+
+func readDeliveries(cb *harness.Callback) (d deliveries, depth float64, err error) {
+	name := metricnames.Namespace + "_callback_sink_deliveries_total"
+	var all float64
+	if d.ok, err = harness.Metric(cb.Metrics, name, `result="ok"`); err != nil {
+		return d, 0, err
+	}
+	if d.dropped, err = harness.Metric(cb.Metrics, name, `result="dropped"`); err != nil {
+		return d, 0, err
+	}
+	if all, err = harness.Metric(cb.Metrics, name); err != nil {
+		return d, 0, err
+	}
+	d.other = all - d.ok - d.dropped
+	depth, err = harness.Metric(cb.Metrics, metricnames.Namespace+"_callback_sink_queue_depth")
+	return d, depth, err
+}
+
+// sinkWait bounds the wait for a replica to be done with the events of a load: the longest
+// retrying of one event is 15.5 s.
+const sinkWait = 30 * time.Second
+
+// awaitDeliveries waits, a bounded time, until cb has an outcome for each of the events of n
+// counted scans and nothing queued.
+func awaitDeliveries(ctx context.Context, cb *harness.Callback, n int64) (deliveries, error) {
+	for deadline := time.Now().Add(sinkWait); ; time.Sleep(100 * time.Millisecond) {
+		d, depth, err := readDeliveries(cb)
+		if err != nil || (d.done() >= float64(n) && depth == 0) || time.Now().After(deadline) {
+			return d, err
+		}
+		if ctx.Err() != nil {
+			return d, ctx.Err()
+		}
+	}
+}
+
+// receiver is a scan sink written with the CloudEvents SDK: it notes each event's id and when the
+// first and the last arrived. It reads each request on its own (cehttp.NewEventFromHTTPRequest):
+// the SDK's receive handler hands requests to its callback through one channel, and a request
+// whose sender gave up leaves another's event there unread, its connection hanging for good
+// (cloudevents/sdk-go#1224, #1332; a first run of this stage hung on it).
+type receiver struct {
+	srv *httptest.Server
+
+	mu          sync.Mutex
+	ids         map[string]int
+	received    int
+	first, last time.Time
+}
+
+func startReceiver() *receiver {
+	rc := &receiver{ids: map[string]int{}}
+	rc.srv = httptest.NewServer(http.HandlerFunc(rc.receive))
+	return rc
+}
+
+func (rc *receiver) receive(w http.ResponseWriter, r *http.Request) {
+	e, err := cehttp.NewEventFromHTTPRequest(r)
+	switch {
+	case err != nil:
+		http.Error(w, "not a CloudEvent: "+err.Error(), http.StatusBadRequest)
+		return
+	case e.Type() != callback.ScanEventType:
+		http.Error(w, fmt.Sprintf("not a scan event: type %q", e.Type()), http.StatusBadRequest)
+		return
+	}
+	now := time.Now()
+	rc.mu.Lock()
+	if rc.received == 0 {
+		rc.first = now
+	}
+	rc.received++
+	rc.ids[e.ID()]++
+	rc.last = now
+	rc.mu.Unlock()
+	w.WriteHeader(http.StatusAccepted)
+}
+
+// rate is the events received per second from the first to the last.
+func (rc *receiver) rate() float64 {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	if rc.received < 2 {
+		return 0
+	}
+	return float64(rc.received-1) / rc.last.Sub(rc.first).Seconds()
+}
+
+// reset forgets what was received so far.
+func (rc *receiver) reset() {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	rc.ids, rc.received, rc.first, rc.last = map[string]int{}, 0, time.Time{}, time.Time{}
+}
+
+func (rc *receiver) counts() (received, distinct int) {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	return rc.received, len(rc.ids)
+}
+
+// sinks runs the hot load on a replica whose account has no sink and on one whose account has.
+func (c gatewayConfig) sinks(ctx context.Context, r *run, s *stage, p *harness.Pusher, hot []*qrv1alpha1.WeChatQRCode) ([]Figure, error) {
+	// hotLoad starts a replica serving g and measures the hot load on it after a warm-up of a
+	// tenth (connections, the runtime's heap, the code's first ledger segment), which settle sees
+	// through before the measured load starts.
+	hotLoad := func(name string, g harness.Gateway, settle func(cb *harness.Callback, warm load) error) (load, *harness.Callback, error) {
+		if err := harness.SetGateway(ctx, s.admin, s.ns, s.acct, g); err != nil {
+			return load{}, nil, err
+		}
+		cb, err := harness.StartCallback(ctx, r.bins, "callback-"+name, s.cp.Kubeconfig, s.ns, s.dir, 0)
+		if err != nil {
+			return load{}, nil, err
+		}
+		h := handler{name: name, urls: []string{cb.URL}, events: max(c.hot.Events/10, 1), ledger: true}
+		r.logf("gateway: hot load, %s: warm-up", name)
+		warm, err := c.hot.load(ctx, s, p, hot, 1, h, "gw-"+name+"-warm")
+		if err == nil {
+			err = settle(cb, warm)
+		}
+		if err != nil {
+			return load{}, cb, err
+		}
+		r.logf("gateway: hot load, %s", name)
+		h.events = c.hot.Events
+		l, err := c.hot.load(ctx, s, p, hot, 1, h, "gw-"+name)
+		return l, cb, err
+	}
+	plain, cb, err := hotLoad("no-sink", harness.Gateway{}, func(*harness.Callback, load) error { return nil })
+	if cb != nil {
+		_ = cb.Stop(10 * time.Second) // a forced kill after the measurement changes no figure
+	}
+	if err != nil {
+		return nil, err
+	}
+	rc := startReceiver()
+	defer rc.srv.Close()
+	// The warm-up's events are delivered (or dropped) and forgotten before the measured load.
+	var warmed int64
+	var base deliveries
+	sunk, cb, err := hotLoad("sink", harness.Gateway{SinkURI: rc.srv.URL}, func(cb *harness.Callback, warm load) error {
+		var err error
+		warmed = warm.counted
+		base, err = awaitDeliveries(ctx, cb, warmed)
+		rc.reset()
+		return err
+	})
+	if cb != nil {
+		defer func() { _ = cb.Stop(10 * time.Second) }() // as above
+	}
+	if err != nil {
+		return nil, err
+	}
+	d, err := awaitDeliveries(ctx, cb, warmed+sunk.counted)
+	if err != nil {
+		return nil, err
+	}
+	received, distinct := rc.counts()
+	return sinkFigures(plain, sunk, d.minus(base), received, distinct, rc.rate()), nil
+}
+
+// sinkExact is whether the sink got one event per counted scan, each id once: nothing dropped,
+// rejected, failed or abandoned, and as many distinct ids as scans counted.
+func sinkExact(counted int64, d deliveries, distinct int) bool {
+	return d.dropped == 0 && d.other == 0 && d.ok == float64(counted) && distinct == int(counted)
+}
+
+func sinkFigures(plain, sunk load, d deliveries, received, distinct int, rate float64) []Figure {
+	const b = "gateway"
+	ratio := sunk.rate() / plain.rate()
+	return []Figure{
+		figure(b, "hot_events_per_second_no_sink", plain.rate(), "events/s",
+			fmt.Sprintf("%d events acknowledged (persisted) in %s; p50 %.0f ms, p99 %.0f ms", plain.Acked, plain.elapsed.Round(time.Millisecond), ms(plain.P50), ms(plain.P99))),
+		figure(b, "hot_events_per_second_sink", sunk.rate(), "events/s",
+			fmt.Sprintf("%d events acknowledged in %s with an account sink; p50 %.0f ms, p99 %.0f ms", sunk.Acked, sunk.elapsed.Round(time.Millisecond), ms(sunk.P50), ms(sunk.P99))),
+		figure(b, "sink_vs_no_sink", ratio, "x", "hot events per second with the sink over without, same load, same run").
+			goal(fmt.Sprintf(">= %.1f (1, less the noise of two short loads)", sinkRatioGoal), ratio >= sinkRatioGoal),
+		exactness(b, "hot_no_sink_counted", plain),
+		exactness(b, "hot_sink_counted", sunk),
+		figure(b, "sink_deliveries_per_second", rate, "events/s", "events the sink received per second, first to last"),
+		figure(b, "sink_events_received", float64(distinct), "events",
+			fmt.Sprintf("%d distinct ids in %d events received for %d scans counted; the replica's sink_deliveries_total: ok %.0f, dropped (queue full) %.0f, rejected, failed or abandoned %.0f",
+				distinct, received, sunk.counted, d.ok, d.dropped, d.other)).goal("= scans counted, none dropped", sinkExact(sunk.counted, d, distinct)),
+	}
+}

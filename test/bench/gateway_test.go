@@ -1,0 +1,245 @@
+/*
+Copyright 2026 The WeChat QR Code Operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package main
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	cloudevents "github.com/cloudevents/sdk-go/v2"
+	"k8s.io/utils/clock"
+
+	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/callback"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/demoapp"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/wxcrypto"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/wxreply"
+	"github.com/qrcode-operator/wechat-qrcode-operator/test/bench/harness"
+)
+
+func durations(ms ...int) []time.Duration {
+	out := make([]time.Duration, len(ms))
+	for i, m := range ms {
+		out[i] = time.Duration(m) * time.Millisecond
+	}
+	return out
+}
+
+// TestAdded: the added latency is the difference of the percentiles, not of the sums, and
+// leaves the callers' slices as they were.
+func TestAdded(t *testing.T) {
+	for _, tc := range []struct {
+		name            string
+		direct, through []time.Duration
+		p50, p99        time.Duration
+	}{
+		{"the same", durations(1, 2, 3), durations(3, 2, 1), 0, 0},
+		{"a constant hop", durations(1, 2, 3, 4), durations(3, 4, 5, 6), 2 * time.Millisecond, 2 * time.Millisecond},
+		// Nearest rank of 100: p50 is the 50th, p99 the 99th; one slow push moves neither.
+		{"one slow push in a hundred", make([]time.Duration, 100), append(make([]time.Duration, 99), time.Second), 0, 0},
+		{"two slow pushes in a hundred", make([]time.Duration, 100), append(make([]time.Duration, 98), time.Second, time.Second), 0, time.Second},
+		{"faster through", durations(5, 5), durations(3, 3), -2 * time.Millisecond, -2 * time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			through := append([]time.Duration(nil), tc.through...)
+			p50, p99 := added(tc.direct, tc.through)
+			if p50 != tc.p50 || p99 != tc.p99 {
+				t.Errorf("added = %v, %v; want %v, %v", p50, p99, tc.p50, tc.p99)
+			}
+			for i := range through {
+				if through[i] != tc.through[i] {
+					t.Fatalf("added reordered its input: %v", tc.through)
+				}
+			}
+		})
+	}
+}
+
+// TestSinkExact: one event per counted scan, each id once, and nothing lost on the way.
+func TestSinkExact(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		counted  int64
+		d        deliveries
+		distinct int
+		want     bool
+	}{
+		{"all delivered", 500, deliveries{ok: 500}, 500, true},
+		{"nothing counted, nothing sent", 0, deliveries{}, 0, true},
+		{"dropped, even if the rest arrived", 500, deliveries{ok: 400, dropped: 100}, 400, false},
+		{"failed", 500, deliveries{ok: 499, other: 1}, 499, false},
+		{"an id twice", 500, deliveries{ok: 500}, 499, false},
+		{"more events than scans", 500, deliveries{ok: 501}, 501, false},
+		{"delivered, not received", 500, deliveries{ok: 500}, 300, false},
+	} {
+		if got := sinkExact(tc.counted, tc.d, tc.distinct); got != tc.want {
+			t.Errorf("%s: sinkExact = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+// sealed is a reply as an application in safe mode sends it: text to openID from gh_bench,
+// encrypted with key for appID and signed with token.
+func sealed(t *testing.T, token, key, appID, openID, text string) []byte {
+	t.Helper()
+	c, err := wxcrypto.NewCipher(key, appID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, err := wxreply.MarshalText(openID, "gh_bench", text, time.Now().Unix())
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc, err := c.Encrypt(plain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts, nonce := strconv.FormatInt(time.Now().Unix(), 10), "1234567890"
+	env, err := wxreply.MarshalEnvelope(enc, wxcrypto.Signature(token, ts, nonce, enc), ts, nonce)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return env
+}
+
+// TestReplyProblem: a reply counts as the application's only if WeChat would show it to the
+// follower: encrypted for the account, signed with its token, addressed to the sender, saying
+// what the application says.
+func TestReplyProblem(t *testing.T) {
+	acct, other := harness.NewAccount(), harness.NewAccount()
+	p, err := harness.NewPusher(acct)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const openID, want = "o-user", "you said: hello"
+	ok := func(body []byte) harness.Outcome { return harness.Outcome{Status: http.StatusOK, Body: body} }
+	for _, tc := range []struct {
+		name    string
+		o       harness.Outcome
+		problem string // a part of the problem; "" for none
+	}{
+		{"the application's reply", ok(sealed(t, acct.Token, acct.EncodingAESKey, acct.AppID, openID, want)), ""},
+		{"another text", ok(sealed(t, acct.Token, acct.EncodingAESKey, acct.AppID, openID, "you said: hell")), `want "you said: hello"`},
+		{"to someone else", ok(sealed(t, acct.Token, acct.EncodingAESKey, acct.AppID, "o-other", want)), "want from gh_bench"},
+		{"signed with another token", ok(sealed(t, other.Token, acct.EncodingAESKey, acct.AppID, openID, want)), "MsgSignature"},
+		{"encrypted with another key", ok(sealed(t, acct.Token, other.EncodingAESKey, acct.AppID, openID, want)), "does not decrypt"},
+		{"for another AppID", ok(sealed(t, acct.Token, acct.EncodingAESKey, other.AppID, openID, want)), "does not decrypt"},
+		{"success", ok([]byte("success")), "not an encrypted reply"},
+		{"plaintext in safe mode", ok([]byte("<xml><ToUserName><![CDATA[o-user]]></ToUserName><Content><![CDATA[you said: hello]]></Content></xml>")), "not an encrypted reply"},
+		{"an error status", harness.Outcome{Status: http.StatusServiceUnavailable}, "status 503"},
+		{"no answer", harness.Outcome{}, "status 0"},
+	} {
+		got := replyProblem(p, tc.o, openID, want)
+		if (tc.problem == "") != (got == "") || !strings.Contains(got, tc.problem) {
+			t.Errorf("%s: problem %q, want one with %q", tc.name, got, tc.problem)
+		}
+	}
+}
+
+// TestForwardingLoadMatchesTheApplication: the replies the benchmark expects are the ones the
+// demo application gives, straight and behind the gateway's headers, so that a change of the
+// application fails here rather than as wrong replies in a benchmark run.
+func TestForwardingLoadMatchesTheApplication(t *testing.T) {
+	acct := harness.NewAccount()
+	p, err := harness.NewPusher(acct)
+	if err != nil {
+		t.Fatal(err)
+	}
+	app, err := demoapp.NewApp(acct.Token, acct.AppID, acct.EncodingAESKey, clock.RealClock{}, quiet{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	direct := httptest.NewServer(app)
+	defer direct.Close()
+	var codes []*qrv1alpha1.WeChatQRCode
+	for i := range 3 {
+		c := harness.Temporary("shop", harness.CodeName(i), int64(i+1), time.Hour, 0)
+		c.Status = qrv1alpha1.WeChatQRCodeStatus{Ticket: "T" + strconv.Itoa(i)}
+		codes = append(codes, c)
+	}
+	c := gatewayConfig{Pushes: 8, ScanShare: 0.5}
+	load, err := c.forwardingLoad(p, codes, 1, c.Pushes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var scans int
+	for _, g := range load {
+		if g.code != nil {
+			scans++
+		}
+	}
+	if scans != 4 {
+		t.Fatalf("%d scans in 8 pushes, want 4", scans)
+	}
+	for i, g := range load {
+		// What the gateway tells the application of a scan, as internal/callback does.
+		header := http.Header{}
+		if g.code != nil {
+			header = http.Header{callback.HeaderCodeNamespace: {g.code.Namespace}, callback.HeaderCodeName: {g.code.Name}, callback.HeaderScan: {"new"}}
+		}
+		through := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			for k, v := range header {
+				r.Header[http.CanonicalHeaderKey(k)] = v
+			}
+			app.ServeHTTP(w, r)
+		}))
+		for _, path := range []struct {
+			url, want string
+		}{{direct.URL, g.direct}, {through.URL, g.through}} {
+			sender := &harness.Sender{Targets: []string{path.url}, Workers: 1, Tries: 1, Timeout: 5 * time.Second, Replies: true}
+			o := sender.Send(context.Background(), []*harness.Push{g.push})[0]
+			if problem := replyProblem(p, o, g.openID, path.want); problem != "" {
+				t.Errorf("push %d to %s: %s", i, path.url, problem)
+			}
+		}
+		through.Close()
+	}
+}
+
+// TestReceiver: the sink counts scan events as the SDK sends them, a retry's id once among the
+// distinct ones, and refuses other events without counting them.
+func TestReceiver(t *testing.T) {
+	rc := startReceiver()
+	defer rc.srv.Close()
+	c, err := cloudevents.NewClientHTTP()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := cloudevents.ContextWithTarget(context.Background(), rc.srv.URL)
+	e := cloudevents.NewEvent()
+	e.SetID("uMNcS1bz2qWL")
+	e.SetType(callback.ScanEventType)
+	e.SetSource("/wechat/wxbench/namespaces/shop/wechatqrcodes/code-0")
+	for range 2 {
+		if res := c.Send(ctx, e); !cloudevents.IsACK(res) {
+			t.Fatalf("scan event: %v", res)
+		}
+	}
+	other := e.Clone()
+	other.SetType("io.example.other")
+	if res := c.Send(ctx, other); cloudevents.IsACK(res) {
+		t.Fatal("another type of event was acknowledged")
+	}
+	if received, distinct := rc.counts(); received != 2 || distinct != 1 {
+		t.Errorf("received %d events, %d distinct; want 2, 1", received, distinct)
+	}
+}
