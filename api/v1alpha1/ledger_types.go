@@ -41,28 +41,14 @@ type WeChatScanLedger struct {
 type WeChatScanLedgerSpec struct {
 	// Replica is the identity of the callback replica that appends to this segment.
 	Replica string `json:"replica"`
-	// Entries are the scans in the order they were made durable; only ever appended to.
-	// +optional
-	Entries []LedgerEntry `json:"entries,omitempty"`
-}
-
-// LedgerEntry is one scan as a replica received it. The short field names keep an entry at
-// about 160 bytes of JSON. It never holds an OpenID: only a 64-bit hash of it, for the
-// unique-scanner sketch.
-type LedgerEntry struct {
-	// Key is the event's dedupe key: a hash of FromUserName, CreateTime, Event and EventKey.
-	Key string `json:"k"`
-	// Code is the scanned WeChatQRCode as namespace/name.
-	Code string `json:"c"`
-	// UID is the scanned code's UID: a code deleted and created again starts from zero.
-	UID types.UID `json:"u"`
-	// Subscribe is true for a new follower (subscribe via the code), false for an existing one (SCAN).
-	// +optional
-	Subscribe bool `json:"s,omitempty"`
-	// At is when the replica received the scan, in Unix milliseconds.
-	At int64 `json:"t"`
-	// Scanner is a 64-bit hash of the scanner's OpenID.
-	Scanner int64 `json:"o"`
+	// Batches are the scans in the order they were made durable, one string per write (a
+	// commit window's scans), only ever appended to. Each line of a batch is one scan, version 1:
+	// `1 <key> <namespace>/<name> <uid> <s|n> <unix-ms> <openid-hash>` (FormatLedgerBatch).
+	// A segment is created with its first batch; required so that a callback server older than
+	// this form (entries as objects, which the API server would prune) is refused and WeChat
+	// retries its scans, instead of acknowledging scans that were never stored.
+	// +kubebuilder:validation:MinItems=1
+	Batches []string `json:"batches"`
 }
 
 // WeChatScanLedgerList is a list of ledger segments.

@@ -38,9 +38,16 @@ import (
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/testenv"
 )
 
-var env *testenv.Env
+// env starts on first use: the ledger entry format's tests and fuzz target need no API server.
+var env testenv.Lazy
 
-func TestMain(m *testing.M) { testenv.Run(m, func(e *testenv.Env) { env = e }) }
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if err := env.Stop(); err != nil {
+		fmt.Fprintln(os.Stderr, "stopping the API server:", err)
+	}
+	os.Exit(code)
+}
 
 // object builds a WeChatQRCode from a YAML spec, unstructured so that shapes the Go types cannot
 // express (both scene fields, wrong types) reach the API server as a user's manifest would.
@@ -133,7 +140,7 @@ func TestSchemaRefusesInvalidSpecs(t *testing.T) {
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			obj := object(t, fmt.Sprintf("case-%d", i), tc.spec)
-			err := env.Client.Create(context.Background(), obj, client.DryRunAll)
+			err := env.Get(t).Client.Create(context.Background(), obj, client.DryRunAll)
 			if len(tc.want) == 0 {
 				if err != nil {
 					t.Fatalf("valid spec refused: %v", err)
@@ -160,21 +167,21 @@ func TestSchemaRefusesInvalidSpecs(t *testing.T) {
 func TestUpdatesAreValidatedToo(t *testing.T) {
 	ctx := context.Background()
 	obj := object(t, "mutable", "accountRef: {name: a}\ntype: Temporary\nscene: {id: 5}\nttl: 1h")
-	if err := env.Client.Create(ctx, obj); err != nil {
+	if err := env.Get(t).Client.Create(ctx, obj); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = env.Client.Delete(ctx, obj) })
+	t.Cleanup(func() { _ = env.Get(t).Client.Delete(ctx, obj) })
 
 	if err := unstructured.SetNestedField(obj.Object, map[string]any{"str": "changed"}, "spec", "scene"); err != nil {
 		t.Fatal(err)
 	}
-	if err := env.Client.Update(ctx, obj); err != nil {
+	if err := env.Get(t).Client.Update(ctx, obj); err != nil {
 		t.Fatalf("changing the scene must be allowed: %v", err)
 	}
 	if err := unstructured.SetNestedField(obj.Object, "Permanent", "spec", "type"); err != nil {
 		t.Fatal(err)
 	}
-	err := env.Client.Update(ctx, obj)
+	err := env.Get(t).Client.Update(ctx, obj)
 	if err == nil || !strings.Contains(err.Error(), "ttl must not be set on a Permanent code") {
 		t.Fatalf("switching to Permanent while ttl is set must be refused, got %v", err)
 	}
@@ -194,20 +201,20 @@ func TestPrinterColumns(t *testing.T) {
 			obj.SetAnnotations(map[string]string{qrv1alpha1.AnnotationScans: o.scans,
 				qrv1alpha1.AnnotationSubscribes: "5", qrv1alpha1.AnnotationUniqueScanners: "12"})
 		}
-		if err := env.Client.Create(ctx, obj); err != nil {
+		if err := env.Get(t).Client.Create(ctx, obj); err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { _ = env.Client.Delete(ctx, obj) })
+		t.Cleanup(func() { _ = env.Get(t).Client.Delete(ctx, obj) })
 	}
 	code := &qrv1alpha1.WeChatQRCode{}
 	key := client.ObjectKey{Namespace: "default", Name: "by-id"}
-	if err := env.Client.Get(ctx, key, code); err != nil {
+	if err := env.Get(t).Client.Get(ctx, key, code); err != nil {
 		t.Fatal(err)
 	}
 	code.Status.ImageURL = "https://mp.weixin.qq.com/cgi-bin/showqrcode?ticket=abc%2B%3D"
 	code.Status.Conditions = []metav1.Condition{{Type: qrv1alpha1.ConditionReady, Status: metav1.ConditionTrue,
 		Reason: "Issued", Message: "issued", LastTransitionTime: metav1.Now()}}
-	if err := env.Client.Status().Update(ctx, code); err != nil {
+	if err := env.Get(t).Client.Status().Update(ctx, code); err != nil {
 		t.Fatal(err)
 	}
 
@@ -243,7 +250,7 @@ func TestPrinterColumns(t *testing.T) {
 
 func getTable(t *testing.T, path string) *metav1.Table {
 	t.Helper()
-	cfg := rest.CopyConfig(env.Config)
+	cfg := rest.CopyConfig(env.Get(t).Config)
 	httpClient, err := rest.HTTPClientFor(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -294,7 +301,7 @@ func TestSamplesAreValid(t *testing.T) {
 		if obj.GetKind() != qrv1alpha1.KindClusterWeChatAccount {
 			obj.SetNamespace("default")
 		}
-		if err := env.Client.Create(context.Background(), obj, client.DryRunAll); err != nil {
+		if err := env.Get(t).Client.Create(context.Background(), obj, client.DryRunAll); err != nil {
 			t.Errorf("%s refused: %v", filepath.Base(f), err)
 		}
 		if obj.GetKind() != "WeChatQRCode" {
@@ -311,5 +318,28 @@ func TestSamplesAreValid(t *testing.T) {
 		if !kinds[want] {
 			t.Errorf("no sample of %s among %v (found %v)", want, files, kinds)
 		}
+	}
+}
+
+// TestLedgerRefusesEntryObjects: a callback server from before entries were lines of a batch
+// creates segments with spec.entries, which the API server prunes; the segment must then be
+// refused (its scans answered 503 and retried by WeChat), not stored empty and acknowledged.
+func TestLedgerRefusesEntryObjects(t *testing.T) {
+	seg := func(spec map[string]any) *unstructured.Unstructured {
+		return &unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": qrv1alpha1.GroupVersion.String(),
+			"kind":       "WeChatScanLedger",
+			"metadata":   map[string]any{"name": "replica-1-1", "namespace": "default"},
+			"spec":       spec,
+		}}
+	}
+	old := seg(map[string]any{"replica": "replica", "entries": []any{map[string]any{"k": "a", "c": "ns/n", "u": "u", "t": 1, "o": 2}}})
+	err := env.Get(t).Client.Create(context.Background(), old, client.DryRunAll)
+	if !apierrors.IsInvalid(err) || !strings.Contains(err.Error(), "spec.batches") {
+		t.Fatalf("a segment of entry objects: %v, want refused for spec.batches", err)
+	}
+	current := seg(map[string]any{"replica": "replica", "batches": []any{"1 k ns/n u n 1 2"}})
+	if err := env.Get(t).Client.Create(context.Background(), current, client.DryRunAll); err != nil {
+		t.Fatalf("a segment of one batch refused: %v", err)
 	}
 }

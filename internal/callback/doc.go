@@ -78,10 +78,14 @@ limitations under the License.
 // current WeChatScanLedger segment in the server's own namespace, one write per --commit-window
 // for all the replica's scans (ledger.go). If that fails or does not finish within
 // --reply-deadline (default 3s, well inside WeChat's 5 s), the answer is a 503 and WeChat
-// retries. Appending a retry again is harmless: counting is the folder's business.
+// retries. Appending a retry again is harmless: counting is the folder's business. A write's
+// scans are stored as one string, an entry a line (api/v1alpha1 FormatLedgerBatch), because the
+// API server pays per object field of what it stores, on every append (ledger.go has the
+// figures).
 //
 // The folder (fold.go), elected among the replicas by a Lease (foldlease.go: a replica that loses
-// it stops folding and campaigns again, it does not exit), reads the segments uncached,
+// it stops folding and campaigns again, it does not exit), reads the segments uncached and parses
+// each once per version (segment.go; an entry that does not parse is skipped and counted),
 // counts each event (key: a short hash of FromUserName, CreateTime, Event and EventKey, WeChat's
 // own deduplication key) once per code across every replica's segments, and adds it to the
 // code's totals in a WeChatScanTally shard, writing in the same update how far it folded each

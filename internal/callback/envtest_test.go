@@ -44,9 +44,7 @@ import (
 // The API server starts on first use, so that the unit tests and fuzz targets of this package
 // run without one.
 var (
-	envOnce sync.Once
-	env     *testenv.Env
-	envErr  error
+	env testenv.Lazy
 
 	// logs collects what the replicas log, to check that no secret ends up there.
 	logs   bytes.Buffer
@@ -60,21 +58,15 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(&logs, prefix, args)
 	}, funcr.Options{}))
 	code := m.Run()
-	if env != nil {
-		if err := env.Stop(); err != nil {
-			fmt.Fprintln(os.Stderr, "stopping the API server:", err)
-		}
+	if err := env.Stop(); err != nil {
+		fmt.Fprintln(os.Stderr, "stopping the API server:", err)
 	}
 	os.Exit(code)
 }
 
 func apiServer(t *testing.T) *testenv.Env {
 	t.Helper()
-	envOnce.Do(func() { env, envErr = testenv.Start() })
-	if envErr != nil {
-		t.Fatal(envErr)
-	}
-	return env
+	return env.Get(t)
 }
 
 // fixture is one test's namespace, accounts and codes on the shared API server.
@@ -214,7 +206,7 @@ func (f *fixture) replica(opts Options) *replica {
 	// The tests fold themselves, on the fixture's clock.
 	f.started++
 	opts.Namespace, opts.Identity, opts.FoldInterval = f.ns, fmt.Sprintf("replica-%d", f.started), 0
-	mgr, s, err := NewManager(env.Config, Config{Options: opts, BindAddress: "0", HealthProbeBindAddress: "0", MetricsBindAddress: "0"})
+	mgr, s, err := NewManager(env.Get(f.t).Config, Config{Options: opts, BindAddress: "0", HealthProbeBindAddress: "0", MetricsBindAddress: "0"})
 	if err != nil {
 		f.t.Fatal(err)
 	}

@@ -69,9 +69,9 @@ type folder struct {
 	log       logr.Logger
 
 	// segments holds the entries of the segments read so far, by name, with the resourceVersion
-	// they were read at: a segment is read again only when it changed. Bounded by what the
-	// segments retained for the dedupe window hold.
-	segments map[string]*qrv1alpha1.WeChatScanLedger
+	// they were read at: a segment is read and parsed again only when it changed. Bounded by what
+	// the segments retained for the dedupe window hold.
+	segments map[string]*segment
 	// served returns the accounts whose status.callback the folder reports through status,
 	// stats is this replica's (nil served: no report); reported is what each account's status
 	// shows, by account and AppID, as last patched.
@@ -100,7 +100,7 @@ func newFolder(clk clock.Clock, api, cache client.Reader, writer client.Writer, 
 	burst := max(1, int(math.Ceil(opts.ViewPatchRate*opts.FoldInterval.Seconds())))
 	return &folder{
 		clock: clk, api: api, cache: cache, writer: writer, namespace: opts.Namespace, window: opts.DedupeWindow, interval: opts.FoldInterval,
-		log: log.WithName("fold"), segments: map[string]*qrv1alpha1.WeChatScanLedger{}, patchedAt: map[string]string{},
+		log: log.WithName("fold"), segments: map[string]*segment{}, patchedAt: map[string]string{},
 		reported: map[string]accountCallback{}, budget: rate.NewLimiter(rate.Limit(opts.ViewPatchRate), burst),
 		staleSince: map[string]time.Time{},
 	}
@@ -146,8 +146,8 @@ func (f *folder) fold(ctx context.Context) error {
 	// The dedupe memory: every event below its shard's mark.
 	known := map[string]struct{}{}
 	for _, seg := range segs {
-		for i, e := range seg.Spec.Entries {
-			if int64(i) < shards[shardOf(e.Code)].Spec.Folded[seg.Name] {
+		for _, e := range seg.entries {
+			if e.pos < shards[shardOf(e.Code)].Spec.Folded[seg.Name] {
 				known[seenKey(e.Code, e.Key)] = struct{}{}
 			}
 		}
@@ -155,9 +155,9 @@ func (f *folder) fold(ctx context.Context) error {
 	changed := make([]bool, tallyShards)
 	sk := sketches{}
 	for _, seg := range segs {
-		for i, e := range seg.Spec.Entries {
+		for _, e := range seg.entries {
 			sh := shards[shardOf(e.Code)]
-			if int64(i) < sh.Spec.Folded[seg.Name] {
+			if e.pos < sh.Spec.Folded[seg.Name] {
 				continue
 			}
 			changed[shardOf(e.Code)] = true
@@ -166,7 +166,7 @@ func (f *folder) fold(ctx context.Context) error {
 				continue
 			}
 			known[k] = struct{}{}
-			add(sh, e, sk)
+			add(sh, e.LedgerEntry, sk)
 		}
 	}
 	if err := sk.store(shards); err != nil {
@@ -186,7 +186,7 @@ func (f *folder) fold(ctx context.Context) error {
 			}
 		}
 		for _, seg := range segs {
-			sh.Spec.Folded[seg.Name] = int64(len(seg.Spec.Entries))
+			sh.Spec.Folded[seg.Name] = seg.size
 		}
 		if err := f.writeShard(ctx, sh); err != nil {
 			return err
@@ -250,32 +250,33 @@ func add(sh *qrv1alpha1.WeChatScanTally, e qrv1alpha1.LedgerEntry, sk sketches) 
 
 // readSegments lists the segments' metadata and reads those that are new or changed since the
 // last round, in name order (any fixed order makes every folder pick the same original).
-func (f *folder) readSegments(ctx context.Context) ([]*qrv1alpha1.WeChatScanLedger, error) {
+func (f *folder) readSegments(ctx context.Context) ([]*segment, error) {
 	var list metav1.PartialObjectMetadataList
 	list.SetGroupVersionKind(qrv1alpha1.GroupVersion.WithKind("WeChatScanLedgerList"))
 	if err := f.api.List(ctx, &list, client.InNamespace(f.namespace)); err != nil {
 		return nil, err
 	}
-	next := make(map[string]*qrv1alpha1.WeChatScanLedger, len(list.Items))
+	next := make(map[string]*segment, len(list.Items))
 	for _, m := range list.Items {
 		seg := f.segments[m.Name]
 		if seg == nil || seg.ResourceVersion != m.ResourceVersion {
-			seg = &qrv1alpha1.WeChatScanLedger{}
-			if err := f.api.Get(ctx, types.NamespacedName{Namespace: f.namespace, Name: m.Name}, seg); err != nil {
+			obj := &qrv1alpha1.WeChatScanLedger{}
+			if err := f.api.Get(ctx, types.NamespacedName{Namespace: f.namespace, Name: m.Name}, obj); err != nil {
 				if apierrors.IsNotFound(err) {
 					continue
 				}
 				return nil, err
 			}
+			seg = parseSegment(obj, seg, f.log)
 		}
 		next[m.Name] = seg
 	}
 	f.segments = next
-	segs := make([]*qrv1alpha1.WeChatScanLedger, 0, len(next))
+	segs := make([]*segment, 0, len(next))
 	for _, seg := range next {
 		segs = append(segs, seg)
 	}
-	slices.SortFunc(segs, func(a, b *qrv1alpha1.WeChatScanLedger) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortFunc(segs, func(a, b *segment) int { return strings.Compare(a.Name, b.Name) })
 	return segs, nil
 }
 
@@ -314,18 +315,17 @@ func (f *folder) writeShard(ctx context.Context, sh *qrv1alpha1.WeChatScanTally)
 // collect deletes the segments whose every entry is folded and whose last entry is older than
 // the dedupe window plus the longest a segment keeps growing: no retry of their events can come
 // any more, and their writer has moved on to another segment.
-func (f *folder) collect(ctx context.Context, segs []*qrv1alpha1.WeChatScanLedger, shards []*qrv1alpha1.WeChatScanTally) error {
+func (f *folder) collect(ctx context.Context, segs []*segment, shards []*qrv1alpha1.WeChatScanTally) error {
 	for _, seg := range segs {
-		n := len(seg.Spec.Entries)
-		if n > 0 && f.clock.Since(time.UnixMilli(seg.Spec.Entries[n-1].At)) <= f.window+maxSegmentAge {
+		if seg.size > 0 && f.clock.Since(seg.last) <= f.window+maxSegmentAge {
 			continue
 		}
-		if slices.ContainsFunc(seg.Spec.Entries, func(e qrv1alpha1.LedgerEntry) bool {
-			return shards[shardOf(e.Code)].Spec.Folded[seg.Name] < int64(n)
+		if slices.ContainsFunc(seg.entries, func(e entry) bool {
+			return shards[shardOf(e.Code)].Spec.Folded[seg.Name] < seg.size
 		}) {
 			continue
 		}
-		err := f.writer.Delete(ctx, seg, client.Preconditions{ResourceVersion: &seg.ResourceVersion})
+		err := f.writer.Delete(ctx, seg.WeChatScanLedger, client.Preconditions{ResourceVersion: &seg.ResourceVersion})
 		if err != nil && !apierrors.IsNotFound(err) {
 			return err
 		}

@@ -65,6 +65,12 @@ var (
 		Name:      "ledger_segments_collected_total",
 		Help:      "Ledger segments deleted by the folder: fully folded and older than the dedupe window.",
 	})
+	malformedEntries = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: metricnames.Namespace,
+		Subsystem: "callback",
+		Name:      "ledger_malformed_entries_total",
+		Help:      "Ledger entries the folder skipped because they do not parse: written by something other than the callback server.",
+	})
 	viewPatches = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: metricnames.Namespace,
 		Subsystem: "callback",
@@ -132,5 +138,5 @@ func forgetCode(ns, name string) {
 
 func init() {
 	metrics.Registry.MustRegister(codeScans, codeNewFollowers, codeUniqueScanners,
-		refusals, events, appends, batchSize, folds, segmentsCollected, viewPatches, viewBacklog, statusPatches, pushDuration, accountLoaded)
+		refusals, events, appends, batchSize, folds, segmentsCollected, malformedEntries, viewPatches, viewBacklog, statusPatches, pushDuration, accountLoaded)
 }

@@ -473,7 +473,7 @@ func TestListeners(t *testing.T) {
 	p := f.account("a", "wxlisten01", "tok-listen", "", "")
 	cfg := Config{Options: DefaultOptions(), BindAddress: freeAddr(t), HealthProbeBindAddress: freeAddr(t), MetricsBindAddress: freeAddr(t)}
 	cfg.Namespace, cfg.Identity = f.ns, "listener"
-	mgr, _, err := NewManager(env.Config, cfg)
+	mgr, _, err := NewManager(env.Get(t).Config, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -547,7 +547,7 @@ func TestOneWritePerWindow(t *testing.T) {
 		var wg sync.WaitGroup
 		for i := range codes {
 			wg.Go(func() {
-				e := qrv1alpha1.LedgerEntry{Key: fmt.Sprintf("e-%d-%d", round, i), Code: fmt.Sprintf("%s/code-%d", f.ns, i), At: clk.Now().UnixMilli()}
+				e := qrv1alpha1.LedgerEntry{Key: fmt.Sprintf("e-%d-%d", round, i), Code: fmt.Sprintf("%s/code-%d", f.ns, i), UID: "u", At: clk.Now().UnixMilli()}
 				if _, err := l.count(f.ctx, e, clk.Now().Add(time.Minute)); err != nil {
 					t.Error(err)
 				}
@@ -568,10 +568,20 @@ func TestOneWritePerWindow(t *testing.T) {
 	if err := f.c.List(f.ctx, &segs, client.InNamespace(f.ns)); err != nil {
 		t.Fatal(err)
 	}
-	if len(segs.Items) != 1 || len(segs.Items[0].Spec.Entries) != 350 {
-		t.Fatalf("%d segments, want one of 350 entries", len(segs.Items))
+	if len(segs.Items) != 1 || len(segs.Items[0].Spec.Batches) != 2 {
+		t.Fatalf("%d segments, want one of 2 batches", len(segs.Items))
 	}
-	if e := segs.Items[0].Spec.Entries; !strings.HasPrefix(e[299].Key, "e-0-") || !strings.HasPrefix(e[300].Key, "e-1-") {
-		t.Errorf("entries %q and %q: the second window's are not after the first's", e[299].Key, e[300].Key)
+	// One batch per window, in order, each holding that window's scans.
+	for round, want := range []int{300, 50} {
+		lines := qrv1alpha1.LedgerBatchLines(segs.Items[0].Spec.Batches[round])
+		if len(lines) != want {
+			t.Fatalf("batch %d: %d entries, want %d", round, len(lines), want)
+		}
+		for _, line := range lines {
+			e, err := qrv1alpha1.ParseLedgerEntry(line)
+			if err != nil || !strings.HasPrefix(e.Key, fmt.Sprintf("e-%d-", round)) {
+				t.Fatalf("batch %d holds %q (%v), not a scan of window %d", round, line, err, round)
+			}
+		}
 	}
 }

@@ -26,6 +26,8 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
+	"testing"
 
 	k8sruntime "k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/rest"
@@ -112,4 +114,30 @@ func Run(m interface{ Run() int }, setup func(*Env)) {
 		fmt.Fprintln(os.Stderr, "testenv: stopping:", err)
 	}
 	os.Exit(code)
+}
+
+// Lazy is a control plane started by the first test that asks for it, so that a package's unit
+// tests and fuzz targets run without one (each fuzz worker process runs TestMain too).
+type Lazy struct {
+	once sync.Once
+	env  *Env
+	err  error
+}
+
+// Get starts the control plane on first use; when it cannot start, every test that asks fails.
+func (l *Lazy) Get(t testing.TB) *Env {
+	t.Helper()
+	l.once.Do(func() { l.env, l.err = Start() })
+	if l.err != nil {
+		t.Fatal(l.err)
+	}
+	return l.env
+}
+
+// Stop stops the control plane if a test started it: TestMain calls it after m.Run.
+func (l *Lazy) Stop() error {
+	if l.env == nil {
+		return nil
+	}
+	return l.env.Stop()
 }
