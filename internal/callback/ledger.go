@@ -150,8 +150,15 @@ func (l *ledger) loop() {
 	for {
 		<-window
 		l.mu.Lock()
-		batch := l.queued
-		l.queued = nil
+		// At most one segment's worth a write: a backlog (the API server away for a while) must
+		// not become one object over the API server's request limit. The rest goes next window,
+		// oldest first.
+		n := min(len(l.queued), maxSegmentEntries)
+		batch := l.queued[:n:n]
+		l.queued = l.queued[n:]
+		if len(l.queued) == 0 {
+			l.queued = nil
+		}
 		if len(batch) == 0 {
 			l.running = false
 			l.mu.Unlock()

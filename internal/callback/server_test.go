@@ -585,3 +585,57 @@ func TestOneWritePerWindow(t *testing.T) {
 		}
 	}
 }
+
+// TestBacklogSplitIntoSegments: a backlog larger than a segment (the API server was away) is
+// written a segment's worth at a time, never as one oversized object.
+func TestBacklogSplitIntoSegments(t *testing.T) {
+	f := newFixture(t)
+	api := &countingClient{Client: f.c}
+	clk := clocktesting.NewFakeClock(time.Now())
+	const window = 25 * time.Millisecond
+	l := newLedger(clk, api, f.ns, "backlog", window)
+	const scans = 2*maxSegmentEntries + 100
+	var wg sync.WaitGroup
+	for i := range scans {
+		wg.Go(func() {
+			e := qrv1alpha1.LedgerEntry{Key: fmt.Sprintf("e-%d", i), Code: fmt.Sprintf("%s/code-%d", f.ns, i%7), UID: "u", At: clk.Now().UnixMilli()}
+			if _, err := l.count(f.ctx, e, clk.Now().Add(time.Minute)); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	waitFor(t, "every scan to be queued", func() bool {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		return len(l.queued) == scans
+	})
+	for w := int32(1); w <= 3; w++ {
+		clk.Step(window)
+		waitFor(t, fmt.Sprintf("write %d", w), func() bool { return api.writes.Load() == w })
+	}
+	wg.Wait()
+	var segs qrv1alpha1.WeChatScanLedgerList
+	if err := f.c.List(f.ctx, &segs, client.InNamespace(f.ns)); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, seg := range segs.Items {
+		n := 0
+		for _, b := range seg.Spec.Batches {
+			for _, line := range qrv1alpha1.LedgerBatchLines(b) {
+				e, err := qrv1alpha1.ParseLedgerEntry(line)
+				if err != nil {
+					t.Fatal(err)
+				}
+				seen[e.Key] = true
+				n++
+			}
+		}
+		if n > maxSegmentEntries {
+			t.Errorf("segment %s holds %d entries, over the bound of %d", seg.Name, n, maxSegmentEntries)
+		}
+	}
+	if len(seen) != scans || len(segs.Items) != 3 {
+		t.Errorf("%d distinct scans in %d segments, want %d in 3", len(seen), len(segs.Items), scans)
+	}
+}
