@@ -50,6 +50,11 @@ type Options struct {
 	// with a burst of one fold interval's worth: the view's writes then stay bounded however many
 	// distinct codes are scanned.
 	ViewPatchRate float64
+	// SinkWorkers is how many scan events each sink gets at once, at most.
+	SinkWorkers int
+	// SinkQueueSize is how many scan events each sink's queue holds; an event that finds it
+	// full is dropped.
+	SinkQueueSize int
 }
 
 // DefaultOptions are the flags' defaults.
@@ -63,6 +68,8 @@ func DefaultOptions() Options {
 		FoldInterval:   5 * time.Second,
 		RecordInterval: 10 * time.Second,
 		ViewPatchRate:  20,
+		SinkWorkers:    4,
+		SinkQueueSize:  1024,
 	}
 }
 

@@ -32,6 +32,7 @@ import (
 	cloudevents "github.com/cloudevents/sdk-go/v2"
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"k8s.io/utils/clock"
 	clocktesting "k8s.io/utils/clock/testing"
 	ctrl "sigs.k8s.io/controller-runtime"
 
@@ -160,16 +161,23 @@ func TestSinkDown(t *testing.T) {
 	}
 }
 
-// TestSinkQueueBounded: a sink's queue holds sinkQueueSize events; more are dropped and counted,
-// and other sinks are unaffected.
+// testSinks are sinks with the default sizes, on clk.
+func testSinks(clk clock.WithDelayedExecution) *sinks {
+	o := DefaultOptions()
+	return newSinks(clk, o.SinkWorkers, o.SinkQueueSize, ctrl.Log)
+}
+
+// TestSinkQueueBounded: a sink's queue holds its queue size of events; more are dropped and
+// counted, and other sinks are unaffected.
 func TestSinkQueueBounded(t *testing.T) {
 	block := make(chan struct{})
 	stuck := newReceiverBlocking(t, block)
 	other := newReceiver(t)
-	s := newSinks(clocktesting.NewFakeClock(time.Now()), newTransport(), ctrl.Log)
+	s := testSinks(clocktesting.NewFakeClock(time.Now()))
 	code := newCode("ns", "c", "wxplain", "T", 1, "")
 	dropped, okBefore := deliveries("dropped"), deliveries(deliveryOK)
-	for i := range sinkQueueSize + sinkWorkers + 10 {
+	// The workers take one event each off the queue before it fills.
+	for i := range s.queueSize + s.workers + 10 {
 		e, err := scanEvent("wxplain", code, &scan{kind: kindQRScan, scene: "1", key: strconv.Itoa(i)}, &message{CreateTime: "1700000800"})
 		if err != nil {
 			t.Fatal(err)
@@ -182,8 +190,8 @@ func TestSinkQueueBounded(t *testing.T) {
 	waitFor(t, "the other sink's event", func() bool { return len(other.received()) == 1 })
 	close(block)
 	waitFor(t, "the stuck sink to drain", func() bool { return s.idle() })
-	if got := deliveries(deliveryOK) - okBefore; got+deliveries("dropped")-dropped != sinkQueueSize+sinkWorkers+10+1 {
-		t.Errorf("%v delivered and %v dropped of %d", got, deliveries("dropped")-dropped, sinkQueueSize+sinkWorkers+11)
+	if got := deliveries(deliveryOK) - okBefore; got+deliveries("dropped")-dropped != float64(s.queueSize+s.workers+10+1) {
+		t.Errorf("%v delivered and %v dropped of %d", got, deliveries("dropped")-dropped, s.queueSize+s.workers+11)
 	}
 }
 
@@ -224,7 +232,7 @@ func heldSink(t *testing.T, release chan struct{}) string {
 func stopping(t *testing.T, uri string, n int) (s *sinks, clk *clocktesting.FakeClock, done chan struct{}) {
 	t.Helper()
 	clk = clocktesting.NewFakeClock(time.Now())
-	s = newSinks(clk, newTransport(), ctrl.Log)
+	s = testSinks(clk)
 	code := newCode("ns", "c", "wxplain", "T", 1, "")
 	for i := range n {
 		e, err := scanEvent("wxplain", code, &scan{kind: kindQRScan, scene: "1", key: "drain-" + strconv.Itoa(i)}, &message{CreateTime: "1700000900"})
@@ -234,7 +242,7 @@ func stopping(t *testing.T, uri string, n int) (s *sinks, clk *clocktesting.Fake
 		s.publish(e, uri)
 	}
 	// Each delivering worker waits on its try's deadline.
-	waitFor(t, "the workers to deliver", func() bool { return clk.Waiters() == sinkWorkers })
+	waitFor(t, "the workers to deliver", func() bool { return clk.Waiters() == s.workers })
 	ctx, cancel := context.WithCancel(context.Background())
 	done = make(chan struct{})
 	go func() {
@@ -251,7 +259,7 @@ func stopping(t *testing.T, uri string, n int) (s *sinks, clk *clocktesting.Fake
 // within the grace period and Start returns only then; the events a dead sink still holds when
 // the grace period is over are abandoned and counted so, and Start returns at its end.
 func TestSinkDrainOnStop(t *testing.T) {
-	const n = 3 * sinkWorkers
+	n := 3 * DefaultOptions().SinkWorkers
 	t.Run("drained", func(t *testing.T) {
 		release := make(chan struct{})
 		ok := deliveries(deliveryOK)
@@ -259,7 +267,7 @@ func TestSinkDrainOnStop(t *testing.T) {
 		close(release)
 		<-done
 		// Start returned: everything queued at the stop was delivered first.
-		if got := deliveries(deliveryOK) - ok; got != n || !s.idle() {
+		if got := deliveries(deliveryOK) - ok; got != float64(n) || !s.idle() {
 			t.Fatalf("%v of %d events delivered when Start returned", got, n)
 		}
 	})
@@ -267,11 +275,11 @@ func TestSinkDrainOnStop(t *testing.T) {
 		abandoned, ok := deliveries(deliveryAbandoned), deliveries(deliveryOK)
 		s, clk, done := stopping(t, heldSink(t, make(chan struct{})), n)
 		// The drain's timer joins the tries' deadlines.
-		waitFor(t, "the drain", func() bool { return clk.Waiters() == sinkWorkers+1 })
+		waitFor(t, "the drain", func() bool { return clk.Waiters() == s.workers+1 })
 		clk.Step(sinkGrace)
 		<-done
 		waitFor(t, "the workers to give up", s.idle)
-		if got := deliveries(deliveryAbandoned) - abandoned; got != n || deliveries(deliveryOK) != ok {
+		if got := deliveries(deliveryAbandoned) - abandoned; got != float64(n) || deliveries(deliveryOK) != ok {
 			t.Fatalf("%v of %d events abandoned, %v delivered", got, n, deliveries(deliveryOK)-ok)
 		}
 	})

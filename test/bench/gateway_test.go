@@ -229,6 +229,9 @@ func TestReceiver(t *testing.T) {
 	e.SetID("uMNcS1bz2qWL")
 	e.SetType(callback.ScanEventType)
 	e.SetSource("/wechat/wxbench/namespaces/shop/wechatqrcodes/code-0")
+	if err := e.SetData(cloudevents.ApplicationJSON, callback.ScanEvent{Namespace: "shop", Name: "code-0", Scene: "1", OpenID: "o-bench", Event: "SCAN"}); err != nil {
+		t.Fatal(err)
+	}
 	for range 2 {
 		if res := c.Send(ctx, e); !cloudevents.IsACK(res) {
 			t.Fatalf("scan event: %v", res)
