@@ -59,8 +59,8 @@ type gatewayConfig struct {
 func (c gatewayConfig) String() string {
 	return fmt.Sprintf("forwarding: %d safe-mode pushes per path per round, %.0f%% scans of %d codes without spec.reply and the rest text messages, "+
 		"%d rounds alternating the paths after a warm-up round of a tenth, %d concurrent senders, 1 try; the application (internal/demoapp) in this process; "+
-		"sinks: the hot load (%d senders retrying like WeChat, at most %d events, at most %s of sending, after a warm-up of a tenth) on a replica without a sink and on one with an account sink (a CloudEvents receiver in this process)",
-		c.Pushes, c.ScanShare*100, gatewayScanCodes, c.Rounds, c.Senders, c.hot.Senders, c.hot.Events, c.hot.LoadTime)
+		"sinks: the hot load (%d senders retrying like WeChat, at most %d events, at most %s of sending, after a warm-up of a tenth) on a replica without a sink and on one with an account sink (a CloudEvents receiver in this process), %d passes in alternating order",
+		c.Pushes, c.ScanShare*100, gatewayScanCodes, c.Rounds, c.Senders, c.hot.Senders, c.hot.Events, c.hot.LoadTime, sinkPasses)
 }
 
 // gatewayScanCodes are the codes the forwarding load's scans spread over.
