@@ -40,8 +40,8 @@ import (
 // Delivery never fails nor delays the push: by the time an event is queued its scan is durable in
 // the ledger, so failing the push would only make WeChat retry into the dedupe, and a sink that
 // is down would turn into followers seeing "该公众号暂时无法提供服务". Each sink has its own bounded
-// queue, drained by a few workers that retry with backoff, so a dead sink holds up neither the
-// push path nor other sinks or accounts. Delivery is at least once while the replica lives: an
+// queue (--sink-queue-size), drained by its workers (--sink-workers) that retry with backoff, so
+// a dead sink holds up neither the push path nor other sinks or accounts. Delivery is at least once while the replica lives: an
 // event is retried until the sink acknowledges it, answers a 4xx other than 408 and 429 (the
 // event is then dropped as rejected), or sinkAttempts tries fail; an event that finds its queue
 // full is dropped. When the replica stops, queued events get sinkGrace to be delivered (the
