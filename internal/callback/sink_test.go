@@ -18,6 +18,7 @@ package callback
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -26,6 +27,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -283,4 +285,54 @@ func TestSinkDrainOnStop(t *testing.T) {
 			t.Fatalf("%v of %d events abandoned, %v delivered", got, n, deliveries(deliveryOK)-ok)
 		}
 	})
+}
+
+// TestSinkKeepsConnections: bursts of as many events as workers, all in flight at once, reuse the
+// connections of the first burst: a connection pool smaller than the workers (net/http keeps 2
+// idle per host by default) would close some after each burst and open them again for the next.
+func TestSinkKeepsConnections(t *testing.T) {
+	const workers, bursts = 8, 5
+	var mu sync.Mutex
+	arrived, open := 0, make(chan struct{})
+	var opened atomic.Int64
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		// Every request of a burst waits for the others: the burst holds all the workers at once.
+		mu.Lock()
+		arrived++
+		all := open
+		if arrived == workers {
+			close(open)
+			arrived, open = 0, make(chan struct{})
+		}
+		mu.Unlock()
+		<-all
+		w.WriteHeader(http.StatusAccepted)
+	}))
+	srv.Config.ConnState = func(_ net.Conn, state http.ConnState) {
+		if state == http.StateNew {
+			opened.Add(1)
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	s := newSinks(clocktesting.NewFakeClock(time.Now()), workers, DefaultOptions().SinkQueueSize, ctrl.Log)
+	code := newCode("ns", "c", "wxplain", "T", 1, "")
+	ok := deliveries(deliveryOK)
+	for b := range bursts {
+		for i := range workers {
+			e, err := scanEvent("wxplain", code, &scan{kind: kindQRScan, scene: "1", key: fmt.Sprintf("burst-%d-%d", b, i)}, &message{CreateTime: "1700001000"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.publish(e, srv.URL)
+		}
+		waitFor(t, "the burst to be delivered", s.idle)
+	}
+	if got := deliveries(deliveryOK) - ok; got != workers*bursts {
+		t.Fatalf("%v of %d events delivered", got, workers*bursts)
+	}
+	if got := opened.Load(); got != workers {
+		t.Errorf("%d connections opened for %d bursts of %d events, want %d", got, bursts, workers, workers)
+	}
 }

@@ -70,7 +70,7 @@ const gatewayScanCodes = 16
 const addedGoal = 2 * time.Millisecond
 
 // sinkRatioGoal is how much of the no-sink rate the push path must keep with a sink: 1 is the
-// goal, 0.9 what the noise of two loads of a few seconds each on the shared machine allows.
+// goal, 0.9 what the noise of loads of a few seconds each on the shared machine allows.
 const sinkRatioGoal = 0.9
 
 func (c gatewayConfig) run(ctx context.Context, r *run) ([]Figure, error) {
