@@ -151,7 +151,7 @@ bench-peer: ## Only the push CPU per event of the callback server beside silence
 GATEWAY_OUT ?= bench/results/gateway.md
 
 .PHONY: bench-gateway
-bench-gateway: ## Only the push gateway: forwarded pushes beside the application called directly, the hot load with and without a sink (about 2 minutes), into GATEWAY_OUT.
+bench-gateway: ## Only the push gateway: forwarded pushes beside the application called directly, the hot load with and without a sink, in both orders (about 3 minutes), into GATEWAY_OUT.
 	mkdir -p $(dir $(GATEWAY_OUT))
 	KUBEBUILDER_ASSETS="$$(hack/controlplane.sh)" $(GO) run ./test/bench -only gateway -out $(GATEWAY_OUT) $(BENCHFLAGS)
 

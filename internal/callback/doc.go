@@ -121,7 +121,7 @@ limitations under the License.
 // within the account's forward timeout gets WeChat "success": the count never waits for it.
 //
 // Each counted scan is also a CloudEvent for the account's sink and the code's (sink.go), queued
-// per sink after the scan is durable and delivered with retries by a few workers: a sink never
-// fails nor delays a push, and a dead one holds up no other. When the replica stops, the queues
+// per sink after the scan is durable and delivered with retries by --sink-workers workers: a sink
+// never fails nor delays a push, and a dead one holds up no other. When the replica stops, the queues
 // get a bounded grace period to drain.
 package callback

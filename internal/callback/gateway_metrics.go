@@ -64,7 +64,7 @@ var (
 		Namespace: metricnames.Namespace,
 		Subsystem: "callback",
 		Name:      "sink_queue_depth",
-		Help:      "Scan events waiting for a worker, all sinks together; each sink holds at most 1024.",
+		Help:      "Scan events waiting for a worker, all sinks together; each sink holds at most --sink-queue-size.",
 	})
 )
 

@@ -171,11 +171,10 @@ func Setup(mgr ctrl.Manager, opts Options) (*Server, error) {
 func newServer(opts Options, clk clock.WithDelayedExecution, cs kubernetes.Interface, cache client.Reader, writer client.Writer, log logr.Logger) *Server {
 	keys := &keyring{client: cs, namespace: opts.Namespace, log: log}
 	keys.byAppID.Store(&map[string]*pushKeys{})
-	transport := newTransport()
 	return &Server{
 		opts:      opts,
-		forwarder: &forwarder{transport: transport, clock: clk, log: log, sampler: sampler{clock: clk}},
-		sinks:     newSinks(clk, transport, log),
+		forwarder: &forwarder{transport: newTransport(), clock: clk, log: log, sampler: sampler{clock: clk}},
+		sinks:     newSinks(clk, opts.SinkWorkers, opts.SinkQueueSize, log),
 		keyring:   keys,
 		stats:     newPushStats(clk),
 		counter:   newLedger(clk, writer, opts.Namespace, opts.Identity, opts.CommitWindow),

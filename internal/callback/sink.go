@@ -40,8 +40,8 @@ import (
 // Delivery never fails nor delays the push: by the time an event is queued its scan is durable in
 // the ledger, so failing the push would only make WeChat retry into the dedupe, and a sink that
 // is down would turn into followers seeing "该公众号暂时无法提供服务". Each sink has its own bounded
-// queue, drained by a few workers that retry with backoff, so a dead sink holds up neither the
-// push path nor other sinks or accounts. Delivery is at least once while the replica lives: an
+// queue (--sink-queue-size), drained by its workers (--sink-workers) that retry with backoff, so
+// a dead sink holds up neither the push path nor other sinks or accounts. Delivery is at least once while the replica lives: an
 // event is retried until the sink acknowledges it, answers a 4xx other than 408 and 429 (the
 // event is then dropped as rejected), or sinkAttempts tries fail; an event that finds its queue
 // full is dropped. When the replica stops, queued events get sinkGrace to be delivered (the
@@ -67,13 +67,11 @@ type ScanEvent struct {
 	Event string `json:"event"`
 }
 
-// Delivery bounds.
+// Delivery bounds; the queue's size and the workers per sink are Options.
 const (
-	sinkQueueSize = 1024
-	sinkWorkers   = 4
-	sinkAttempts  = 6
-	sinkTimeout   = 5 * time.Second
-	sinkBackoff   = 500 * time.Millisecond // doubled after each failed try: 15.5 s in all
+	sinkAttempts = 6
+	sinkTimeout  = 5 * time.Second
+	sinkBackoff  = 500 * time.Millisecond // doubled after each failed try: 15.5 s in all
 	// sinkGrace bounds the drain when the replica stops: with the push server's own shutdown
 	// (--reply-deadline + 1 s) it stays well inside the Pod's 30 s termination grace period.
 	sinkGrace = 5 * time.Second
@@ -92,6 +90,8 @@ type sinks struct {
 	client cloudevents.Client
 	clock  clock.WithDelayedExecution
 	log    logr.Logger
+	// workers and queueSize bound each sink's concurrent deliveries and waiting events.
+	workers, queueSize int
 	// ctx ends the deliveries once the replica stopped and the grace period is over.
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -111,15 +111,26 @@ type sinkQueue struct {
 	workers int // under sinks.mu
 }
 
-func newSinks(clk clock.WithDelayedExecution, transport http.RoundTripper, log logr.Logger) *sinks {
-	c, err := cloudevents.NewClientHTTP(cehttp.WithRoundTripper(transport))
+func newSinks(clk clock.WithDelayedExecution, workers, queueSize int, log logr.Logger) *sinks {
+	c, err := cloudevents.NewClientHTTP(cehttp.WithRoundTripper(sinkTransport(workers)))
 	if err != nil {
 		// Only an option can fail it, and these are constant.
 		panic(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &sinks{client: c, clock: clk, log: log, ctx: ctx, cancel: cancel, grace: sinkGrace, exited: make(chan struct{}, 1),
-		drops: sampler{clock: clk}, queues: map[string]*sinkQueue{}}
+	return &sinks{client: c, clock: clk, log: log, workers: workers, queueSize: queueSize, ctx: ctx, cancel: cancel, grace: sinkGrace,
+		exited: make(chan struct{}, 1), drops: sampler{clock: clk}, queues: map[string]*sinkQueue{}}
+}
+
+// sinkTransport keeps a connection per worker to each sink between events: with fewer idle
+// connections than workers, every burst would close and reopen some.
+func sinkTransport(workers int) *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConnsPerHost = workers
+	// No limit across sinks: workers per sink bound them, and IdleConnTimeout closes those of
+	// a sink no longer sent to.
+	t.MaxIdleConns = 0
+	return t
 }
 
 // Start delivers until ctx ends, then gives the queued and in-flight events up to the grace
@@ -202,7 +213,7 @@ func (s *sinks) enqueue(uri string, e cloudevents.Event) {
 	s.mu.Lock()
 	q, ok := s.queues[uri]
 	if !ok {
-		q = &sinkQueue{uri: uri, events: make(chan cloudevents.Event, sinkQueueSize)}
+		q = &sinkQueue{uri: uri, events: make(chan cloudevents.Event, s.queueSize)}
 		s.queues[uri] = q
 	}
 	s.mu.Unlock()
@@ -217,7 +228,7 @@ func (s *sinks) enqueue(uri string, e cloudevents.Event) {
 		return
 	}
 	s.mu.Lock()
-	if q.workers < sinkWorkers {
+	if q.workers < s.workers {
 		q.workers++
 		go s.work(q)
 	}

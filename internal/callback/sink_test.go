@@ -18,6 +18,7 @@ package callback
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -26,12 +27,14 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	cloudevents "github.com/cloudevents/sdk-go/v2"
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"k8s.io/utils/clock"
 	clocktesting "k8s.io/utils/clock/testing"
 	ctrl "sigs.k8s.io/controller-runtime"
 
@@ -160,16 +163,23 @@ func TestSinkDown(t *testing.T) {
 	}
 }
 
-// TestSinkQueueBounded: a sink's queue holds sinkQueueSize events; more are dropped and counted,
-// and other sinks are unaffected.
+// testSinks are sinks with the default sizes, on clk.
+func testSinks(clk clock.WithDelayedExecution) *sinks {
+	o := DefaultOptions()
+	return newSinks(clk, o.SinkWorkers, o.SinkQueueSize, ctrl.Log)
+}
+
+// TestSinkQueueBounded: a sink's queue holds its queue size of events; more are dropped and
+// counted, and other sinks are unaffected.
 func TestSinkQueueBounded(t *testing.T) {
 	block := make(chan struct{})
 	stuck := newReceiverBlocking(t, block)
 	other := newReceiver(t)
-	s := newSinks(clocktesting.NewFakeClock(time.Now()), newTransport(), ctrl.Log)
+	s := testSinks(clocktesting.NewFakeClock(time.Now()))
 	code := newCode("ns", "c", "wxplain", "T", 1, "")
 	dropped, okBefore := deliveries("dropped"), deliveries(deliveryOK)
-	for i := range sinkQueueSize + sinkWorkers + 10 {
+	// The workers take one event each off the queue before it fills.
+	for i := range s.queueSize + s.workers + 10 {
 		e, err := scanEvent("wxplain", code, &scan{kind: kindQRScan, scene: "1", key: strconv.Itoa(i)}, &message{CreateTime: "1700000800"})
 		if err != nil {
 			t.Fatal(err)
@@ -182,8 +192,8 @@ func TestSinkQueueBounded(t *testing.T) {
 	waitFor(t, "the other sink's event", func() bool { return len(other.received()) == 1 })
 	close(block)
 	waitFor(t, "the stuck sink to drain", func() bool { return s.idle() })
-	if got := deliveries(deliveryOK) - okBefore; got+deliveries("dropped")-dropped != sinkQueueSize+sinkWorkers+10+1 {
-		t.Errorf("%v delivered and %v dropped of %d", got, deliveries("dropped")-dropped, sinkQueueSize+sinkWorkers+11)
+	if got := deliveries(deliveryOK) - okBefore; got+deliveries("dropped")-dropped != float64(s.queueSize+s.workers+10+1) {
+		t.Errorf("%v delivered and %v dropped of %d", got, deliveries("dropped")-dropped, s.queueSize+s.workers+11)
 	}
 }
 
@@ -224,7 +234,7 @@ func heldSink(t *testing.T, release chan struct{}) string {
 func stopping(t *testing.T, uri string, n int) (s *sinks, clk *clocktesting.FakeClock, done chan struct{}) {
 	t.Helper()
 	clk = clocktesting.NewFakeClock(time.Now())
-	s = newSinks(clk, newTransport(), ctrl.Log)
+	s = testSinks(clk)
 	code := newCode("ns", "c", "wxplain", "T", 1, "")
 	for i := range n {
 		e, err := scanEvent("wxplain", code, &scan{kind: kindQRScan, scene: "1", key: "drain-" + strconv.Itoa(i)}, &message{CreateTime: "1700000900"})
@@ -234,7 +244,7 @@ func stopping(t *testing.T, uri string, n int) (s *sinks, clk *clocktesting.Fake
 		s.publish(e, uri)
 	}
 	// Each delivering worker waits on its try's deadline.
-	waitFor(t, "the workers to deliver", func() bool { return clk.Waiters() == sinkWorkers })
+	waitFor(t, "the workers to deliver", func() bool { return clk.Waiters() == s.workers })
 	ctx, cancel := context.WithCancel(context.Background())
 	done = make(chan struct{})
 	go func() {
@@ -251,7 +261,7 @@ func stopping(t *testing.T, uri string, n int) (s *sinks, clk *clocktesting.Fake
 // within the grace period and Start returns only then; the events a dead sink still holds when
 // the grace period is over are abandoned and counted so, and Start returns at its end.
 func TestSinkDrainOnStop(t *testing.T) {
-	const n = 3 * sinkWorkers
+	n := 3 * DefaultOptions().SinkWorkers
 	t.Run("drained", func(t *testing.T) {
 		release := make(chan struct{})
 		ok := deliveries(deliveryOK)
@@ -259,7 +269,7 @@ func TestSinkDrainOnStop(t *testing.T) {
 		close(release)
 		<-done
 		// Start returned: everything queued at the stop was delivered first.
-		if got := deliveries(deliveryOK) - ok; got != n || !s.idle() {
+		if got := deliveries(deliveryOK) - ok; got != float64(n) || !s.idle() {
 			t.Fatalf("%v of %d events delivered when Start returned", got, n)
 		}
 	})
@@ -267,12 +277,62 @@ func TestSinkDrainOnStop(t *testing.T) {
 		abandoned, ok := deliveries(deliveryAbandoned), deliveries(deliveryOK)
 		s, clk, done := stopping(t, heldSink(t, make(chan struct{})), n)
 		// The drain's timer joins the tries' deadlines.
-		waitFor(t, "the drain", func() bool { return clk.Waiters() == sinkWorkers+1 })
+		waitFor(t, "the drain", func() bool { return clk.Waiters() == s.workers+1 })
 		clk.Step(sinkGrace)
 		<-done
 		waitFor(t, "the workers to give up", s.idle)
-		if got := deliveries(deliveryAbandoned) - abandoned; got != n || deliveries(deliveryOK) != ok {
+		if got := deliveries(deliveryAbandoned) - abandoned; got != float64(n) || deliveries(deliveryOK) != ok {
 			t.Fatalf("%v of %d events abandoned, %v delivered", got, n, deliveries(deliveryOK)-ok)
 		}
 	})
+}
+
+// TestSinkKeepsConnections: bursts of as many events as workers, all in flight at once, reuse the
+// connections of the first burst: a connection pool smaller than the workers (net/http keeps 2
+// idle per host by default) would close some after each burst and open them again for the next.
+func TestSinkKeepsConnections(t *testing.T) {
+	const workers, bursts = 8, 5
+	var mu sync.Mutex
+	arrived, open := 0, make(chan struct{})
+	var opened atomic.Int64
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		// Every request of a burst waits for the others: the burst holds all the workers at once.
+		mu.Lock()
+		arrived++
+		all := open
+		if arrived == workers {
+			close(open)
+			arrived, open = 0, make(chan struct{})
+		}
+		mu.Unlock()
+		<-all
+		w.WriteHeader(http.StatusAccepted)
+	}))
+	srv.Config.ConnState = func(_ net.Conn, state http.ConnState) {
+		if state == http.StateNew {
+			opened.Add(1)
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	s := newSinks(clocktesting.NewFakeClock(time.Now()), workers, DefaultOptions().SinkQueueSize, ctrl.Log)
+	code := newCode("ns", "c", "wxplain", "T", 1, "")
+	ok := deliveries(deliveryOK)
+	for b := range bursts {
+		for i := range workers {
+			e, err := scanEvent("wxplain", code, &scan{kind: kindQRScan, scene: "1", key: fmt.Sprintf("burst-%d-%d", b, i)}, &message{CreateTime: "1700001000"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.publish(e, srv.URL)
+		}
+		waitFor(t, "the burst to be delivered", s.idle)
+	}
+	if got := deliveries(deliveryOK) - ok; got != workers*bursts {
+		t.Fatalf("%v of %d events delivered", got, workers*bursts)
+	}
+	if got := opened.Load(); got != workers {
+		t.Errorf("%d connections opened for %d bursts of %d events, want %d", got, bursts, workers, workers)
+	}
 }

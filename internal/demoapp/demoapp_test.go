@@ -21,6 +21,7 @@ import (
 	"encoding/base64"
 	"encoding/xml"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -198,11 +199,7 @@ func TestAppNamesTheCode(t *testing.T) {
 // as one line and acknowledged; another type of event is refused with a 400 and not printed.
 func TestSink(t *testing.T) {
 	out := &lines{}
-	h, err := demoapp.NewSink(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(h)
+	srv := httptest.NewServer(demoapp.NewSink(out))
 	t.Cleanup(srv.Close)
 	c, err := cloudevents.NewClientHTTP()
 	if err != nil {
@@ -231,5 +228,74 @@ func TestSink(t *testing.T) {
 	want := "scan of shop/login-7f3a9c: scene=login-7f3a9c openID=o6_bmjrPTlm6 event=SCAN id=uMNcS1bz2qWL"
 	if got := out.all(); len(got) != 1 || got[0] != want || strings.Contains(got[0], "io.example") {
 		t.Errorf("printed %q, want %q", got, want)
+	}
+}
+
+// abandon sends the head of a binary-mode scan event and the first bytes of its body, then
+// closes the connection: a sender that gave up mid-body.
+func abandon(t *testing.T, addr string) {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	defer func() { _ = conn.Close() }()
+	if _, err := fmt.Fprintf(conn, "POST / HTTP/1.1\r\nHost: %s\r\nCe-Specversion: 1.0\r\nCe-Id: abandoned\r\nCe-Type: %s\r\n"+
+		"Ce-Source: /wechat/wxdemo\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n{\"namespace\":\"sh",
+		addr, callback.ScanEventType); err != nil {
+		t.Error(err)
+	}
+}
+
+// TestSinkSurvivesAbandonedRequests: senders that give up mid-body, among concurrent deliveries,
+// leave no delivery hanging. The SDK's receive handler hands each request's event to whichever
+// request's callback takes it from one shared channel, and a callback whose request ended first
+// leaves the next event there unread: a delivery then hung for good (cloudevents/sdk-go#1224), in
+// three runs of this test in four.
+func TestSinkSurvivesAbandonedRequests(t *testing.T) {
+	out := &lines{}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Not httptest's server, whose Close would wait for a hung request for good.
+	srv := &http.Server{Handler: demoapp.NewSink(out), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(l) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	addr, url := l.Addr().String(), "http://"+l.Addr().String()
+	c, err := cloudevents.NewClientHTTP()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const senders, each = 8, 100
+	var wg sync.WaitGroup
+	for s := range senders {
+		wg.Go(func() {
+			for i := range each {
+				abandon(t, addr)
+				e := cloudevents.NewEvent()
+				e.SetID(fmt.Sprintf("%d-%d", s, i))
+				e.SetType(callback.ScanEventType)
+				e.SetSource("/wechat/wxdemo/namespaces/shop/wechatqrcodes/login-7f3a9c")
+				if err := e.SetData(cloudevents.ApplicationJSON, callback.ScanEvent{Namespace: "shop", Name: "login-7f3a9c", OpenID: "o-after", Event: "SCAN"}); err != nil {
+					t.Error(err)
+					return
+				}
+				// The bound is a failure detector, not a synchronisation: a healthy sink answers
+				// in milliseconds, a hung delivery never.
+				ctx, cancel := context.WithTimeout(cloudevents.ContextWithTarget(context.Background(), url), 5*time.Second)
+				res := c.Send(ctx, e)
+				cancel()
+				if !cloudevents.IsACK(res) {
+					t.Errorf("delivery %s among abandoned requests: %v", e.ID(), res)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if got := out.all(); len(got) != senders*each {
+		t.Errorf("printed %d lines, want one per delivery, %d", len(got), senders*each)
 	}
 }

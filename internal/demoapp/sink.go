@@ -17,32 +17,55 @@ limitations under the License.
 package demoapp
 
 import (
-	"context"
+	"errors"
+	"fmt"
 	"net/http"
 
 	cloudevents "github.com/cloudevents/sdk-go/v2"
-	"github.com/cloudevents/sdk-go/v2/protocol"
+	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
 
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/callback"
 )
 
 // NewSink returns a CloudEvents receiver that prints each scan event as one line: which code,
-// which scene, who, and whether they followed by scanning. Any other event is refused with a 400,
-// which the operator does not retry.
-func NewSink(log Printer) (http.Handler, error) {
-	p, err := cloudevents.NewHTTP()
-	if err != nil {
-		return nil, err
-	}
-	return cloudevents.NewHTTPReceiveHandler(context.Background(), p, func(e cloudevents.Event) protocol.Result {
-		var scan callback.ScanEvent
-		if e.Type() != callback.ScanEventType {
-			return cloudevents.NewHTTPResult(http.StatusBadRequest, "not a scan event: type %q", e.Type())
-		}
-		if err := e.DataAs(&scan); err != nil {
-			return cloudevents.NewHTTPResult(http.StatusBadRequest, "scan event data: %v", err)
-		}
+// which scene, who, and whether they followed by scanning.
+func NewSink(log Printer) http.Handler {
+	return ScanReceiver(func(e cloudevents.Event, scan callback.ScanEvent) {
 		log.Printf("scan of %s/%s: scene=%s openID=%s event=%s id=%s", scan.Namespace, scan.Name, scan.Scene, scan.OpenID, scan.Event, e.ID())
-		return nil
+	})
+}
+
+// ScanReceiver returns a CloudEvents receiver (binary or structured mode) that hands each scan
+// event to got and answers 202; anything else is refused with a 400, which the operator does not
+// retry. got may be called concurrently.
+//
+// Each request is read on its own (cehttp.NewEventFromHTTPRequest) rather than through the SDK's
+// receive handler: that one hands requests to their callbacks through one channel shared by all,
+// and a request whose sender gives up can leave another's event there unread, its connection
+// hanging for good (cloudevents/sdk-go#1224, #1332).
+func ScanReceiver(got func(cloudevents.Event, callback.ScanEvent)) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		e, err := cehttp.NewEventFromHTTPRequest(r)
+		if err != nil {
+			http.Error(w, "not a CloudEvent: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		var scan callback.ScanEvent
+		switch {
+		case e.Type() != callback.ScanEventType:
+			err = fmt.Errorf("not a scan event: type %q", e.Type())
+		case len(e.Data()) == 0:
+			err = errors.New("a scan event without data")
+		default:
+			if err = e.DataAs(&scan); err != nil {
+				err = fmt.Errorf("scan event data: %w", err)
+			}
+		}
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		got(*e, scan)
+		w.WriteHeader(http.StatusAccepted)
 	})
 }

@@ -41,10 +41,7 @@ func (s *Stack) startDemo(a Account, account *unstructured.Unstructured) error {
 		return err
 	}
 	s.sinkLines = &sightings{out: s.con.prefixed("sink"), changed: make(chan struct{})}
-	sink, err := demoapp.NewSink(s.sinkLines)
-	if err != nil {
-		return err
-	}
+	sink := demoapp.NewSink(s.sinkLines)
 	appURL, err := s.serve(s.opts.Ports.Application, app)
 	if err != nil {
 		return err

@@ -229,6 +229,9 @@ func TestReceiver(t *testing.T) {
 	e.SetID("uMNcS1bz2qWL")
 	e.SetType(callback.ScanEventType)
 	e.SetSource("/wechat/wxbench/namespaces/shop/wechatqrcodes/code-0")
+	if err := e.SetData(cloudevents.ApplicationJSON, callback.ScanEvent{Namespace: "shop", Name: "code-0", Scene: "1", OpenID: "o-bench", Event: "SCAN"}); err != nil {
+		t.Fatal(err)
+	}
 	for range 2 {
 		if res := c.Send(ctx, e); !cloudevents.IsACK(res) {
 			t.Fatalf("scan event: %v", res)
@@ -241,5 +244,20 @@ func TestReceiver(t *testing.T) {
 	}
 	if received, distinct := rc.counts(); received != 2 || distinct != 1 {
 		t.Errorf("received %d events, %d distinct; want 2, 1", received, distinct)
+	}
+}
+
+// TestPooled: loads pooled are their events and times added up, so the pooled rate weighs each
+// load by its time; the latencies are the slowest load's.
+func TestPooled(t *testing.T) {
+	a := load{Summary: harness.Summary{Sent: 100, Acked: 100, P50: 2 * time.Millisecond, P99: 9 * time.Millisecond}, elapsed: time.Second, counted: 100}
+	b := load{Summary: harness.Summary{Sent: 300, Acked: 290, Failed: 10, P50: 3 * time.Millisecond, P99: 5 * time.Millisecond}, elapsed: 3 * time.Second, counted: 290, wrong: 1}
+	p := pooled([]load{a, b})
+	if p.Sent != 400 || p.Acked != 390 || p.Failed != 10 || p.counted != 390 || p.wrong != 1 || p.elapsed != 4*time.Second ||
+		p.P50 != 3*time.Millisecond || p.P99 != 9*time.Millisecond {
+		t.Errorf("pooled %+v", p)
+	}
+	if got := p.rate(); got != 97.5 {
+		t.Errorf("pooled rate %v, want 390 events in 4 s", got)
 	}
 }
