@@ -33,6 +33,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/pushwire"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/wxcrypto"
 )
 
@@ -262,7 +263,7 @@ func (s *Server) scanHeaders(code *qrv1alpha1.WeChatQRCode, sc *scan) http.Heade
 }
 
 // relay answers WeChat with the application's answer, or "success" when there is none.
-func (s *Server) relay(w http.ResponseWriter, keys *pushKeys, m *message, c *wxcrypto.Cipher, app <-chan *forwarded) {
+func (s *Server) relay(w http.ResponseWriter, keys *pushKeys, m *pushwire.Message, c *wxcrypto.Cipher, app <-chan *forwarded) {
 	if app != nil {
 		if a := <-app; a != nil {
 			a.write(w)

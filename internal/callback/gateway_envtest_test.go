@@ -22,6 +22,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/pushwire"
 )
 
 // gatewayTimeout is the forward timeout of TestGatewayReplica: short, real, and far inside
@@ -66,7 +68,7 @@ func TestGatewayReplica(t *testing.T) {
 	if got := forwardCount(forwardTimeout) - timeouts; got != 2 {
 		t.Errorf("%v forwards timed out, want 2", got)
 	}
-	key := eventKey(&message{FromUserName: "o-login", CreateTime: strconv.FormatInt(createTime, 10), Event: "subscribe", EventKey: "qrscene_77"})
+	key := eventKey(&pushwire.Message{FromUserName: "o-login", CreateTime: strconv.FormatInt(createTime, 10), Event: "subscribe", EventKey: "qrscene_77"})
 	got := app.requests()
 	for i, scan := range []string{"new", "duplicate"} {
 		h := got[i].header

@@ -31,6 +31,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/pushwire"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/wxcrypto"
 )
 
@@ -179,7 +180,7 @@ func (s *Server) echo(w http.ResponseWriter, r *http.Request, keys *pushKeys, q 
 // open reads, authenticates and decrypts the body of a push. It returns the cipher that decrypted
 // it, nil for a plaintext push.
 // It returns the body as read, too, for the application behind the account.
-func (s *Server) open(w http.ResponseWriter, r *http.Request, keys *pushKeys, q url.Values) (*message, *wxcrypto.Cipher, []byte, *refusal) {
+func (s *Server) open(w http.ResponseWriter, r *http.Request, keys *pushKeys, q url.Values) (*pushwire.Message, *wxcrypto.Cipher, []byte, *refusal) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes))
 	if err != nil {
 		if _, tooLarge := errors.AsType[*http.MaxBytesError](err); tooLarge {
@@ -204,13 +205,13 @@ func (s *Server) open(w http.ResponseWriter, r *http.Request, keys *pushKeys, q 
 			errors.New("encrypted push for an account whose Secret has no encodingAESKey"))
 	}
 	if !encrypted {
-		m, err := parseMessage(body)
+		m, err := pushwire.ParseMessage(body)
 		if err != nil {
 			return nil, nil, nil, newRefusal(http.StatusBadRequest, "malformed_body", err)
 		}
 		return m, nil, body, nil
 	}
-	enc, err := envelopeEncrypt(body)
+	enc, err := pushwire.EnvelopeEncrypt(body)
 	if err != nil {
 		return nil, nil, nil, newRefusal(http.StatusBadRequest, "malformed_body", err)
 	}
@@ -228,7 +229,7 @@ func (s *Server) open(w http.ResponseWriter, r *http.Request, keys *pushKeys, q 
 		}
 		return nil, nil, nil, newRefusal(http.StatusBadRequest, reason, err)
 	}
-	m, err := parseMessage(plain)
+	m, err := pushwire.ParseMessage(plain)
 	if err != nil {
 		return nil, nil, nil, newRefusal(http.StatusBadRequest, "malformed_body", err)
 	}
@@ -257,17 +258,17 @@ func (s *Server) count(ctx context.Context, code *qrv1alpha1.WeChatQRCode, sc *s
 
 // answer acknowledges a push with "success", or with the passive reply text, encrypted like the
 // push was.
-func (s *Server) answer(w http.ResponseWriter, keys *pushKeys, m *message, c *wxcrypto.Cipher, text string) {
+func (s *Server) answer(w http.ResponseWriter, keys *pushKeys, m *pushwire.Message, c *wxcrypto.Cipher, text string) {
 	if text == "" {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = io.WriteString(w, "success")
 		return
 	}
 	now := s.clock.Now().Unix()
-	body := appendTextReply(nil, m, text, now)
+	body := pushwire.AppendTextReply(nil, m, text, now)
 	if c != nil {
 		var err error
-		if body, err = seal(keys.token, c, body, now); err != nil {
+		if body, err = pushwire.Seal(keys.token, c, body, now); err != nil {
 			// The scan is persisted: acknowledging it without the reply beats a retry.
 			s.log.Error(err, "sealing the passive reply; answering success", "appID", keys.appID)
 			s.answer(w, keys, m, nil, "")

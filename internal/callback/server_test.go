@@ -35,6 +35,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/pushwire"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/wxcrypto"
 )
 
@@ -260,7 +261,7 @@ func TestRetries(t *testing.T) {
 	doomed := f.replica(Options{})
 	waitIndexed(t, []*replica{doomed}, p.appID, "T-RETRY")
 	second := scanXML("o-2", 1700000200, "SCAN", "5", "T-RETRY")
-	m, _ := parseMessage([]byte(second))
+	m, _ := pushwire.ParseMessage([]byte(second))
 	sc, _ := classify(m)
 	if _, err := doomed.count(context.Background(), code, sc, m.FromUserName, time.Now(), time.Now().Add(time.Minute)); err != nil {
 		t.Fatal(err)

@@ -32,6 +32,7 @@ import (
 	"k8s.io/utils/clock"
 
 	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/pushwire"
 )
 
 // Scan events on the sinks (spec.sink of the account and of the code), as CloudEvents over HTTP
@@ -180,7 +181,7 @@ func (s *sinks) queued() int {
 
 // scanEvent is the CloudEvent of a counted scan of code, reported by m to account appID; its id
 // is the scan's dedupe key, which WeChat's retries keep.
-func scanEvent(appID string, code *qrv1alpha1.WeChatQRCode, sc *scan, m *message) (cloudevents.Event, error) {
+func scanEvent(appID string, code *qrv1alpha1.WeChatQRCode, sc *scan, m *pushwire.Message) (cloudevents.Event, error) {
 	e := cloudevents.NewEvent()
 	e.SetID(sc.key)
 	e.SetType(ScanEventType)
@@ -323,7 +324,7 @@ func deliveryError(res error) string {
 }
 
 // publish queues the event of a counted scan for the account's sink and the code's.
-func (s *Server) publish(keys *pushKeys, code *qrv1alpha1.WeChatQRCode, sc *scan, m *message) {
+func (s *Server) publish(keys *pushKeys, code *qrv1alpha1.WeChatQRCode, sc *scan, m *pushwire.Message) {
 	if keys.account.SinkURI == "" && code.Status.SinkURI == "" {
 		return
 	}

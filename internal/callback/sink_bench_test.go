@@ -32,6 +32,8 @@ import (
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
 	"github.com/go-logr/logr"
 	"k8s.io/utils/clock"
+
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/pushwire"
 )
 
 // The benchmarks below are the measurements behind the sinks' sizes (issue 12: a healthy sink
@@ -65,7 +67,7 @@ func benchEvents(b *testing.B, n int) []cloudevents.Event {
 	for i := range events {
 		var err error
 		events[i], err = scanEvent("wxbench", code, &scan{kind: kindQRScan, scene: "1", key: "bench-" + strconv.Itoa(i)},
-			&message{FromUserName: "o-bench", CreateTime: "1700000000"})
+			&pushwire.Message{FromUserName: "o-bench", CreateTime: "1700000000"})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -39,6 +39,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/pushconfig"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/pushwire"
 )
 
 // receiver is a sink built with the CloudEvents SDK, as an application would build it.
@@ -107,7 +108,7 @@ func TestSinks(t *testing.T) {
 	mustServe(t, s, p.build(t, textXML("o-other", 1700000602, "not a scan")))
 	waitFor(t, "the deliveries", func() bool { return deliveries(deliveryOK) == okBefore+3 && s.sinks.idle() })
 
-	key := eventKey(&message{FromUserName: "o-login", CreateTime: "1700000600", Event: "subscribe", EventKey: "qrscene_4711"})
+	key := eventKey(&pushwire.Message{FromUserName: "o-login", CreateTime: "1700000600", Event: "subscribe", EventKey: "qrscene_4711"})
 	want := ScanEvent{Namespace: "ns", Name: "login-4711", Scene: "4711", Ticket: "TICKET-L", OpenID: "o-login", Event: "subscribe"}
 	acc, code := accountSink.received(), codeSink.received()
 	if len(acc) != 2 || len(code) != 1 {
@@ -180,14 +181,14 @@ func TestSinkQueueBounded(t *testing.T) {
 	dropped, okBefore := deliveries("dropped"), deliveries(deliveryOK)
 	// The workers take one event each off the queue before it fills.
 	for i := range s.queueSize + s.workers + 10 {
-		e, err := scanEvent("wxplain", code, &scan{kind: kindQRScan, scene: "1", key: strconv.Itoa(i)}, &message{CreateTime: "1700000800"})
+		e, err := scanEvent("wxplain", code, &scan{kind: kindQRScan, scene: "1", key: strconv.Itoa(i)}, &pushwire.Message{CreateTime: "1700000800"})
 		if err != nil {
 			t.Fatal(err)
 		}
 		s.publish(e, stuck)
 	}
 	waitFor(t, "the overflow to be dropped", func() bool { return deliveries("dropped") >= dropped+10 })
-	e, _ := scanEvent("wxplain", code, &scan{kind: kindQRScan, scene: "1", key: "other"}, &message{CreateTime: "1700000800"})
+	e, _ := scanEvent("wxplain", code, &scan{kind: kindQRScan, scene: "1", key: "other"}, &pushwire.Message{CreateTime: "1700000800"})
 	s.publish(e, other.url)
 	waitFor(t, "the other sink's event", func() bool { return len(other.received()) == 1 })
 	close(block)
@@ -237,7 +238,7 @@ func stopping(t *testing.T, uri string, n int) (s *sinks, clk *clocktesting.Fake
 	s = testSinks(clk)
 	code := newCode("ns", "c", "wxplain", "T", 1, "")
 	for i := range n {
-		e, err := scanEvent("wxplain", code, &scan{kind: kindQRScan, scene: "1", key: "drain-" + strconv.Itoa(i)}, &message{CreateTime: "1700000900"})
+		e, err := scanEvent("wxplain", code, &scan{kind: kindQRScan, scene: "1", key: "drain-" + strconv.Itoa(i)}, &pushwire.Message{CreateTime: "1700000900"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -321,7 +322,7 @@ func TestSinkKeepsConnections(t *testing.T) {
 	ok := deliveries(deliveryOK)
 	for b := range bursts {
 		for i := range workers {
-			e, err := scanEvent("wxplain", code, &scan{kind: kindQRScan, scene: "1", key: fmt.Sprintf("burst-%d-%d", b, i)}, &message{CreateTime: "1700001000"})
+			e, err := scanEvent("wxplain", code, &scan{kind: kindQRScan, scene: "1", key: fmt.Sprintf("burst-%d-%d", b, i)}, &pushwire.Message{CreateTime: "1700001000"})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -36,6 +36,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/pushwire"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/scheme"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/wxcrypto"
 )
@@ -161,7 +162,7 @@ func TestClassify(t *testing.T) {
 		{"<xml><MsgType>text</MsgType><Content>hi</Content><MsgId>1</MsgId></xml>", kindMessage, ""},
 	}
 	for _, tc := range cases {
-		m, err := parseMessage([]byte(tc.xml))
+		m, err := pushwire.ParseMessage([]byte(tc.xml))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -170,18 +171,18 @@ func TestClassify(t *testing.T) {
 			t.Errorf("%s: got %s %+v, want %s scene %q", tc.xml, kind, s, tc.kind, tc.scene)
 		}
 	}
-	if _, err := parseMessage([]byte("<notxml><MsgType>event</MsgType></notxml>")); err == nil {
+	if _, err := pushwire.ParseMessage([]byte("<notxml><MsgType>event</MsgType></notxml>")); err == nil {
 		t.Error("a root other than <xml> was accepted")
 	}
 }
 
 func TestEventKey(t *testing.T) {
-	base := &message{FromUserName: "o1", CreateTime: "100", Event: "SCAN", EventKey: "7"}
+	base := &pushwire.Message{FromUserName: "o1", CreateTime: "100", Event: "SCAN", EventKey: "7"}
 	k := eventKey(base)
 	if len(k) != 12 || strings.ContainsAny(k, " \n") {
 		t.Fatalf("key %q", k)
 	}
-	for _, m := range []*message{
+	for _, m := range []*pushwire.Message{
 		{FromUserName: "o2", CreateTime: "100", Event: "SCAN", EventKey: "7"},
 		{FromUserName: "o1", CreateTime: "101", Event: "SCAN", EventKey: "7"},
 		{FromUserName: "o1", CreateTime: "100", Event: "subscribe", EventKey: "7"},
@@ -194,7 +195,7 @@ func TestEventKey(t *testing.T) {
 		}
 	}
 	// The ticket and the account's own fields are not part of WeChat's deduplication key.
-	if eventKey(&message{FromUserName: "o1", CreateTime: "100", Event: "SCAN", EventKey: "7", Ticket: "x", ToUserName: "gh"}) != k {
+	if eventKey(&pushwire.Message{FromUserName: "o1", CreateTime: "100", Event: "SCAN", EventKey: "7", Ticket: "x", ToUserName: "gh"}) != k {
 		t.Error("key depends on fields outside FromUserName, CreateTime, Event, EventKey")
 	}
 }

@@ -14,7 +14,7 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-package callback
+package pushwire
 
 import (
 	"bytes"
@@ -49,8 +49,8 @@ import (
 // its cost is linear in the body, which --max-body-bytes bounds.
 const maxEnvelopeDepth = 8
 
-// envelopeEncrypt returns the <Encrypt> of a push body, "" when it has none, or errMalformed.
-func envelopeEncrypt(b []byte) (string, error) {
+// EnvelopeEncrypt returns the <Encrypt> of a push body, "" when it has none, or ErrMalformed.
+func EnvelopeEncrypt(b []byte) (string, error) {
 	var enc string
 	ok := scanFields(b, func(name []byte) *string {
 		if string(name) == "Encrypt" {
@@ -59,7 +59,7 @@ func envelopeEncrypt(b []byte) (string, error) {
 		return nil
 	})
 	if !ok {
-		return "", errMalformed
+		return "", ErrMalformed
 	}
 	return enc, nil
 }
@@ -321,8 +321,8 @@ func appendEnvelope(dst []byte, enc, signature, timestamp, nonce string) []byte 
 	return append(dst, "</Nonce></xml>"...)
 }
 
-// seal encrypts and signs a passive reply (safe and compatible mode).
-func seal(token string, c *wxcrypto.Cipher, reply []byte, now int64) ([]byte, error) {
+// Seal encrypts and signs a passive reply (safe and compatible mode).
+func Seal(token string, c *wxcrypto.Cipher, reply []byte, now int64) ([]byte, error) {
 	enc, err := c.Encrypt(reply)
 	if err != nil {
 		return nil, err

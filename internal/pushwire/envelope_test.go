@@ -14,7 +14,7 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-package callback
+package pushwire
 
 import (
 	"encoding/xml"
@@ -33,13 +33,13 @@ func oracleEncrypt(b []byte) ([]string, error) {
 	return env.Encrypt, err
 }
 
-// checkEnvelope holds envelopeEncrypt to its promise: it refuses, or yields what encoding/xml
+// checkEnvelope holds EnvelopeEncrypt to its promise: it refuses, or yields what encoding/xml
 // reads of the envelope's only <Encrypt> ("" when there is none).
 func checkEnvelope(t *testing.T, body []byte) (string, bool) {
 	t.Helper()
-	got, err := envelopeEncrypt(body)
+	got, err := EnvelopeEncrypt(body)
 	if err != nil {
-		if err != errMalformed {
+		if err != ErrMalformed {
 			t.Fatalf("%q: error %v", body, err)
 		}
 		return "", false
@@ -60,6 +60,17 @@ func checkEnvelope(t *testing.T, body []byte) (string, bool) {
 
 const sealed = "kZvVL3fQ+Mq3Km1a/0b9XhQ2yA=="
 
+// Plaintext pushes of a QR code scan (docs/wechat-platform.md §5): by a follower, and by a
+// non-follower who followed.
+const (
+	scanPush = "<xml><ToUserName><![CDATA[gh_account]]></ToUserName><FromUserName><![CDATA[o1]]></FromUserName>" +
+		"<CreateTime>1</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[SCAN]]></Event>" +
+		"<EventKey><![CDATA[1]]></EventKey><Ticket><![CDATA[TICKET]]></Ticket></xml>"
+	subscribePush = "<xml><ToUserName><![CDATA[gh_account]]></ToUserName><FromUserName><![CDATA[o1]]></FromUserName>" +
+		"<CreateTime>1700000000</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[subscribe]]></Event>" +
+		"<EventKey><![CDATA[qrscene_7]]></EventKey><Ticket><![CDATA[TICKET]]></Ticket></xml>"
+)
+
 func TestEnvelopeEncrypt(t *testing.T) {
 	ok := map[string]string{
 		"safe mode":               "<xml><ToUserName><![CDATA[gh_account]]></ToUserName><Encrypt><![CDATA[" + sealed + "]]></Encrypt></xml>",
@@ -71,7 +82,7 @@ func TestEnvelopeEncrypt(t *testing.T) {
 		"none":                    "<xml><ToUserName>gh</ToUserName></xml>",
 		"trailing bytes":          "<xml><Encrypt>" + sealed + "</Encrypt></xml><<<garbage",
 		"nested Encrypt ignored":  "<xml><A><Encrypt>x</Encrypt></A><Encrypt>" + sealed + "</Encrypt></xml>",
-		"compatible mode":         scanXML("o1", 1, "subscribe", "qrscene_7", "T") + "",
+		"compatible mode":         subscribePush,
 		"entities elsewhere":      "<xml><Content>a &amp; b &lt;c&gt; &quot;&apos;</Content><Encrypt>" + sealed + "</Encrypt></xml>",
 		"unicode elsewhere":       "<xml><Content><![CDATA[感谢 ]]]]><![CDATA[>]]></Content><Encrypt>" + sealed + "</Encrypt></xml>",
 		"nested children":         "<xml><ScanCodeInfo><ScanType>qrcode</ScanType><ScanResult/></ScanCodeInfo><Encrypt>" + sealed + "</Encrypt></xml>",
@@ -138,19 +149,19 @@ func FuzzEnvelopeEncrypt(f *testing.F) {
 		" <xml>\n<Encrypt>\n<![CDATA[a]]>b<![CDATA[c]]></Encrypt><Encrypt/></xml>",
 		"<xml><A><B/><Encrypt>x</Encrypt>t&amp;</A><Encrypt>y</Encrypt></xml>tail",
 		"<xml><Content><![CDATA[]]]]><![CDATA[>]]>&lt;\r</Content></xml>",
-		scanXML("o1", 1, "SCAN", "1", "TICKET"),
+		scanPush,
 	} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) { checkEnvelope(t, body) })
 }
 
-// checkMessage holds parseMessage to encoding/xml: the same fields, or both refuse.
+// checkMessage holds ParseMessage to encoding/xml: the same fields, or both refuse.
 func checkMessage(t *testing.T, body []byte) {
 	t.Helper()
-	var want message
+	var want Message
 	xerr := xml.Unmarshal(body, &want)
-	got, err := parseMessage(body)
+	got, err := ParseMessage(body)
 	switch {
 	case (err != nil) != (xerr != nil):
 		t.Fatalf("%q: error %v, encoding/xml's %v", body, err, xerr)
@@ -166,8 +177,10 @@ func checkMessage(t *testing.T, body []byte) {
 
 func TestParseMessageMatchesEncodingXML(t *testing.T) {
 	for _, body := range []string{
-		scanXML("o1", 1700000000, "subscribe", "qrscene_7", "TICKET"),
-		scanXML("o1", 1, "SCAN", "-", ""),
+		subscribePush,
+		// No EventKey, no Ticket.
+		"<xml><ToUserName><![CDATA[gh_account]]></ToUserName><FromUserName><![CDATA[o1]]></FromUserName>" +
+			"<CreateTime>1</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[SCAN]]></Event></xml>",
 		// Outside the scanned subset, so encoding/xml reads them.
 		"<xml><FromUserName>a &amp; b</FromUserName><Event>x</Event><Event>y</Event></xml>",
 		"<xml><EventKey><![CDATA[a\r\nb]]></EventKey><!-- c --></xml>",
@@ -180,7 +193,7 @@ func TestParseMessageMatchesEncodingXML(t *testing.T) {
 }
 
 func FuzzMessage(f *testing.F) {
-	f.Add([]byte(scanXML("o1", 1700000000, "subscribe", "qrscene_7", "TICKET")))
+	f.Add([]byte(subscribePush))
 	f.Add([]byte("<xml><FromUserName>a &amp; b</FromUserName><Event>x</Event><Event>y</Event><A><B/></A></xml>"))
 	f.Add([]byte("<xml>\n<Ticket><![CDATA[t]]> x <![CDATA[]]></Ticket><EventKey/></xml>"))
 	f.Fuzz(checkMessage)
