@@ -21,7 +21,6 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -67,7 +66,7 @@ type Server struct {
 // authenticated, opened, classified, attributed to a code, counted and answered, in that order.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := s.clock.Now()
-	q := r.URL.Query()
+	q := pushwire.ParseQuery(r.URL.RawQuery)
 	keys, rf := s.authenticate(r, q)
 	if rf != nil {
 		s.refuse(w, r, keys, rf)
@@ -127,7 +126,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // authenticate finds the push keys of the path and checks the URL signature and timestamp, which
 // every request carries.
-func (s *Server) authenticate(r *http.Request, q url.Values) (*pushKeys, *refusal) {
+func (s *Server) authenticate(r *http.Request, q pushwire.Query) (*pushKeys, *refusal) {
 	appID, ok := strings.CutPrefix(r.URL.Path, PathPrefix)
 	var keys *pushKeys
 	if ok {
@@ -139,7 +138,7 @@ func (s *Server) authenticate(r *http.Request, q url.Values) (*pushKeys, *refusa
 	if r.Method != http.MethodGet && r.Method != http.MethodPost {
 		return keys, newRefusal(http.StatusMethodNotAllowed, "method", nil)
 	}
-	timestamp, nonce, signature := q.Get("timestamp"), q.Get("nonce"), q.Get("signature")
+	timestamp, nonce, signature := q.Timestamp, q.Nonce, q.Signature
 	if timestamp == "" || nonce == "" || signature == "" {
 		return keys, newRefusal(http.StatusBadRequest, "missing_parameter", nil)
 	}
@@ -166,8 +165,8 @@ func (s *Server) checkTimestamp(ts string) *refusal {
 }
 
 // echo answers the URL verification WeChat sends when the server URL is configured.
-func (s *Server) echo(w http.ResponseWriter, r *http.Request, keys *pushKeys, q url.Values) {
-	echo := q.Get("echostr")
+func (s *Server) echo(w http.ResponseWriter, r *http.Request, keys *pushKeys, q pushwire.Query) {
+	echo := q.EchoStr
 	if echo == "" {
 		s.refuse(w, r, keys, newRefusal(http.StatusBadRequest, "missing_parameter", nil))
 		return
@@ -180,7 +179,7 @@ func (s *Server) echo(w http.ResponseWriter, r *http.Request, keys *pushKeys, q 
 // open reads, authenticates and decrypts the body of a push. It returns the cipher that decrypted
 // it, nil for a plaintext push.
 // It returns the body as read, too, for the application behind the account.
-func (s *Server) open(w http.ResponseWriter, r *http.Request, keys *pushKeys, q url.Values) (*pushwire.Message, *wxcrypto.Cipher, []byte, *refusal) {
+func (s *Server) open(w http.ResponseWriter, r *http.Request, keys *pushKeys, q pushwire.Query) (*pushwire.Message, *wxcrypto.Cipher, []byte, *refusal) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes))
 	if err != nil {
 		if _, tooLarge := errors.AsType[*http.MaxBytesError](err); tooLarge {
@@ -189,7 +188,7 @@ func (s *Server) open(w http.ResponseWriter, r *http.Request, keys *pushKeys, q 
 		return nil, nil, nil, newRefusal(http.StatusBadRequest, "read_error", nil)
 	}
 	var encrypted bool
-	switch q.Get("encrypt_type") {
+	switch q.EncryptType {
 	case "", "raw":
 	case "aes":
 		encrypted = true
@@ -215,10 +214,10 @@ func (s *Server) open(w http.ResponseWriter, r *http.Request, keys *pushKeys, q 
 	if err != nil {
 		return nil, nil, nil, newRefusal(http.StatusBadRequest, "malformed_body", err)
 	}
-	if enc == "" || q.Get("msg_signature") == "" {
+	if enc == "" || q.MsgSignature == "" {
 		return nil, nil, nil, newRefusal(http.StatusBadRequest, "missing_parameter", nil)
 	}
-	if !wxcrypto.VerifySignature(q.Get("msg_signature"), keys.token, q.Get("timestamp"), q.Get("nonce"), enc) {
+	if !wxcrypto.VerifySignature(q.MsgSignature, keys.token, q.Timestamp, q.Nonce, enc) {
 		return nil, nil, nil, newRefusal(http.StatusForbidden, "bad_msg_signature", nil)
 	}
 	plain, c, err := keys.decrypt(enc)

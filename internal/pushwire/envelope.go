@@ -250,6 +250,14 @@ func (s *envelopeScanner) text() bool {
 // xmlChars reports whether b is UTF-8 of characters XML allows.
 func xmlChars(b []byte) bool {
 	for len(b) > 0 {
+		// ASCII, all of <Encrypt> and most of a message, is checked without decoding runes.
+		if c := b[0]; c < utf8.RuneSelf {
+			if c < 0x20 && c != '\t' && c != '\n' && c != '\r' {
+				return false
+			}
+			b = b[1:]
+			continue
+		}
 		r, n := utf8.DecodeRune(b)
 		if r == utf8.RuneError && n == 1 {
 			return false

@@ -15,8 +15,8 @@ limitations under the License.
 */
 
 // Package pushwire is the bytes of WeChat's pushes and passive replies (docs/wechat-platform.md
-// §5 and §6): reading the <Encrypt> of a push envelope and the fields of a push, building a text
-// reply and the encrypted envelope around it. It holds no server, so that fuzzing it instruments
+// §5 and §6): reading the query parameters of a push, the <Encrypt> of its envelope and its
+// fields, building a text reply and the encrypted envelope around it. It holds no server, so that fuzzing it instruments
 // only the standard library and wxcrypto, not the Kubernetes client the callback server carries.
 package pushwire
 
