@@ -65,7 +65,7 @@ func DefaultOptions() Options {
 		MaxClockSkew:   5 * time.Minute,
 		MaxBodyBytes:   64 << 10,
 		ReplyDeadline:  3 * time.Second,
-		CommitWindow:   25 * time.Millisecond,
+		CommitWindow:   50 * time.Millisecond,
 		DedupeWindow:   2 * time.Minute,
 		FoldInterval:   5 * time.Second,
 		RecordInterval: 10 * time.Second,

@@ -118,8 +118,8 @@ func main() {
 	flag.DurationVar(&cb.LoadTime, "load-time", 20*time.Second, "callback: longest time a load keeps sending")
 	flag.IntVar(&cb.Spread, "spread", 1000, "callback: codes besides the hot one")
 	flag.Float64Var(&cb.HotShare, "hot-share", 0.5, "callback: share of the mixed load's events that scan the hot code")
-	// Every push waits for its commit (a window of 25 ms and a patch), so a sender makes at most
-	// about 30 pushes a second: 10,000 a second take hundreds of concurrent senders, as WeChat's
+	// Every push waits for its commit (a window of 50 ms and a ledger write), so a sender makes at
+	// most about 20 pushes a second: 10,000 a second take hundreds of concurrent senders, as WeChat's
 	// fleet provides when that many people scan.
 	flag.IntVar(&cb.Senders, "senders", 512, "callback: concurrent senders")
 	flag.IntVar(&pc.Events, "peer-events", 20000, "peer: pushes to each server per round")
