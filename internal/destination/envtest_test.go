@@ -19,7 +19,6 @@ package destination
 import (
 	"context"
 	"errors"
-	"sync"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -29,20 +28,14 @@ import (
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/testenv"
 )
 
-var (
-	envOnce sync.Once
-	env     *testenv.Env
-	envErr  error
-)
+// lazy starts the API server only for the test that needs it: the others are unit tests.
+var lazy testenv.Lazy
 
 // TestAgainstAPIServer resolves a real Service, a missing one and a kind the API server does not
 // serve, through the API server's own REST mapping.
 func TestAgainstAPIServer(t *testing.T) {
-	envOnce.Do(func() { env, envErr = testenv.Start() })
-	if envErr != nil {
-		t.Fatal(envErr)
-	}
-	t.Cleanup(func() { _ = env.Stop() })
+	env := lazy.Get(t)
+	t.Cleanup(func() { _ = lazy.Stop() })
 	ctx := context.Background()
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "destination-"}}
 	if err := env.Client.Create(ctx, ns); err != nil {
