@@ -134,6 +134,13 @@ func TestSchemaRefusesInvalidSpecs(t *testing.T) {
 			[]string{"spec.type", `Unsupported value: "Forever"`, `"Temporary", "Permanent"`}},
 		{"empty reply", acct + "type: Permanent\nscene: {id: 9}\nreply: {text: \"\"}",
 			[]string{"spec.reply.text", "at least 1 chars long"}},
+		{"sink batched", acct + "type: Permanent\nscene: {id: 9}\nsink: {uri: \"http://s/\", batch: {maxEvents: 1000}}", nil},
+		{"sink batch of 1", acct + "type: Permanent\nscene: {id: 9}\nsink: {uri: \"http://s/\", batch: {maxEvents: 1}}",
+			[]string{"spec.sink.batch.maxEvents", "greater than or equal to 2"}},
+		{"sink batch over 1000", acct + "type: Permanent\nscene: {id: 9}\nsink: {uri: \"http://s/\", batch: {maxEvents: 1001}}",
+			[]string{"spec.sink.batch.maxEvents", "less than or equal to 1000"}},
+		{"sink batch without maxEvents", acct + "type: Permanent\nscene: {id: 9}\nsink: {uri: \"http://s/\", batch: {}}",
+			[]string{"spec.sink.batch.maxEvents", "Required value"}},
 		{"reply over 600 characters", acct + "type: Permanent\nscene: {id: 9}\nreply: {text: " + strings.Repeat("欢", 601) + "}",
 			[]string{"spec.reply.text", "may not be more than 600"}},
 	}

@@ -170,6 +170,31 @@ type Destination struct {
 	// +optional
 	// +kubebuilder:validation:MaxLength=2048
 	URI string `json:"uri,omitempty"`
+	// Batch sends the events in CloudEvents batched content mode, several to a request, for a
+	// receiver that reads batches; unset means binary mode, one event per request, which every
+	// receiver reads (a Knative Broker reads nothing else).
+	// +optional
+	Batch *Batch `json:"batch,omitempty"`
+}
+
+// Batch is CloudEvents batched content mode (application/cloudevents-batch+json: a JSON array
+// of structured events): under load one request carries what has queued meanwhile, so sender
+// and receiver pay for fewer requests; a quiet sink still gets each event at once, alone.
+type Batch struct {
+	// MaxEvents is the most events one request carries.
+	// +required
+	// +kubebuilder:validation:Minimum=2
+	// +kubebuilder:validation:Maximum=1000
+	MaxEvents int32 `json:"maxEvents"`
+}
+
+// MaxEvents is the most events a request to d carries in batched mode, 0 for binary mode (no
+// batch, or no d).
+func (d *Destination) MaxEvents() int32 {
+	if d == nil || d.Batch == nil {
+		return 0
+	}
+	return d.Batch.MaxEvents
 }
 
 // WeChatAccountSpec declares an Official Account. WeChatAccount and ClusterWeChatAccount share it.
@@ -322,6 +347,12 @@ type WeChatAccountStatus struct {
 	// SinkURI is spec.sink resolved to a URL.
 	// +optional
 	SinkURI string `json:"sinkURI,omitempty"`
+
+	// SinkMaxEvents is spec.sink.batch.maxEvents as sent to SinkURI: recorded with the URL it
+	// was resolved with, so that the callback server never sends batches to an address that
+	// spec.sink no longer batches for. 0 (unset): binary mode, one event per request.
+	// +optional
+	SinkMaxEvents int32 `json:"sinkMaxEvents,omitempty"`
 }
 
 // WeChatAccount is an Official Account that the WeChatQRCodes of its namespace use.

@@ -294,6 +294,11 @@ type WeChatQRCodeStatus struct {
 	// +optional
 	SinkURI string `json:"sinkURI,omitempty"`
 
+	// SinkMaxEvents is spec.sink.batch.maxEvents as sent to SinkURI (see the account's); 0
+	// (unset): binary mode, one event per request.
+	// +optional
+	SinkMaxEvents int32 `json:"sinkMaxEvents,omitempty"`
+
 	// ObservedRenewRequest is the value of the renew-requested-at annotation last acted on
 	// (re-issued, or refused with an Event), so that each request is handled once.
 	// +optional

@@ -136,6 +136,7 @@ func Decide(in Input) Action {
 	}
 	st.ForwardURL = a.resolved(v1alpha1.ConditionForwardResolved, in.Forward)
 	st.SinkURI = a.resolved(v1alpha1.ConditionSinkResolved, in.Sink)
+	st.SinkMaxEvents = issuance.SinkMaxEvents(st.SinkURI, in.Account.AccountSpec().Sink)
 	return a.done()
 }
 

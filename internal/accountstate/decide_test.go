@@ -248,13 +248,18 @@ func TestDestinations(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			a := fresh()
+			a.Spec.Sink = &v1alpha1.Destination{URI: "http://sink.ns.svc:80/", Batch: &v1alpha1.Batch{MaxEvents: 100}}
 			a.Status.ForwardURL = "http://stale"
+			a.Status.SinkMaxEvents = 7
 			in := input(a, t0)
 			in.Forward, in.Sink = tc.forward, tc.sink
 			act := Decide(in)
 			st := act.Status
 			if st.ForwardURL != tc.forwardURL || st.SinkURI != tc.sinkURI {
 				t.Errorf("forwardURL %q sinkURI %q, want %q %q", st.ForwardURL, st.SinkURI, tc.forwardURL, tc.sinkURI)
+			}
+			if want := issuance.SinkMaxEvents(tc.sinkURI, a.Spec.Sink); st.SinkMaxEvents != want {
+				t.Errorf("sinkMaxEvents %d, want %d", st.SinkMaxEvents, want)
 			}
 			for _, c := range []struct {
 				typ    string

@@ -77,8 +77,18 @@ func Resolved(conds *[]metav1.Condition, conditionType string, d *Destination, g
 func (a Action) Sink(d *Destination, now time.Time) Action {
 	uri, e := Resolved(&a.Status.Conditions, v1alpha1.ConditionSinkResolved, d, a.d.Code.Generation, now)
 	a.Status.SinkURI = uri
+	a.Status.SinkMaxEvents = SinkMaxEvents(uri, a.d.Code.Spec.Sink)
 	if e != nil {
 		a.Events = append(a.Events, *e)
 	}
 	return a
+}
+
+// SinkMaxEvents is what status records beside the sink URL uri that spec resolved to: spec's
+// batch size, 0 (binary mode) when there is no URL to send to.
+func SinkMaxEvents(uri string, spec *v1alpha1.Destination) int32 {
+	if uri == "" {
+		return 0
+	}
+	return spec.MaxEvents()
 }

@@ -50,6 +50,7 @@ func TestSink(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code := temporary()
+			code.Spec.Sink = &v1alpha1.Destination{URI: "http://login.ns.svc/scans", Batch: &v1alpha1.Batch{MaxEvents: 50}}
 			if tc.before != nil {
 				code.Status = Decide(in(code, t0)).Sink(tc.before, t0).Status
 			}
@@ -59,6 +60,9 @@ func TestSink(t *testing.T) {
 			st := act.Status
 			if st.SinkURI != tc.uri {
 				t.Errorf("sinkURI %q, want %q", st.SinkURI, tc.uri)
+			}
+			if wantBatch := SinkMaxEvents(tc.uri, code.Spec.Sink); st.SinkMaxEvents != wantBatch {
+				t.Errorf("sinkMaxEvents %d, want %d", st.SinkMaxEvents, wantBatch)
 			}
 			c := st.Condition(v1alpha1.ConditionSinkResolved)
 			if (c == nil) != (tc.cond == "") || c != nil && c.Status != tc.cond {
@@ -89,5 +93,25 @@ func TestSink(t *testing.T) {
 				t.Errorf("requeue after %s, want %s", got, wantRequeue)
 			}
 		})
+	}
+}
+
+// TestSinkMaxEvents: status records spec's batch size only beside a URL to send to.
+func TestSinkMaxEvents(t *testing.T) {
+	batched := &v1alpha1.Destination{URI: "http://s/", Batch: &v1alpha1.Batch{MaxEvents: 100}}
+	for _, tc := range []struct {
+		name string
+		uri  string
+		spec *v1alpha1.Destination
+		want int32
+	}{
+		{"batched", "http://s/", batched, 100},
+		{"binary", "http://s/", &v1alpha1.Destination{URI: "http://s/"}, 0},
+		{"unresolved", "", batched, 0},
+		{"no spec", "http://s/", nil, 0},
+	} {
+		if got := SinkMaxEvents(tc.uri, tc.spec); got != tc.want {
+			t.Errorf("%s: %d, want %d", tc.name, got, tc.want)
+		}
 	}
 }

@@ -50,6 +50,8 @@ type Account struct {
 	ForwardTimeout time.Duration `json:"forwardTimeout,omitempty"`
 	// SinkURI is the resolved spec.sink, empty for none.
 	SinkURI string `json:"sinkURI,omitempty"`
+	// SinkMaxEvents is the account status's sinkMaxEvents: 0 for binary mode.
+	SinkMaxEvents int32 `json:"sinkMaxEvents,omitempty"`
 }
 
 // Ref names an account resource.

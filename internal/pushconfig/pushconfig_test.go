@@ -28,7 +28,7 @@ const aesKey = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
 func TestRoundTrip(t *testing.T) {
 	in := []Account{
 		{Ref: Ref{Kind: "WeChatAccount", Namespace: "shop", Name: "main"}, AppID: "wx1", Token: "tok1", EncodingAESKey: aesKey,
-			ForwardURL: "http://app.shop.svc:80/wx", ForwardTimeout: 3 * time.Second, SinkURI: "http://sink.shop.svc/"},
+			ForwardURL: "http://app.shop.svc:80/wx", ForwardTimeout: 3 * time.Second, SinkURI: "http://sink.shop.svc/", SinkMaxEvents: 100},
 		{Ref: Ref{Kind: "ClusterWeChatAccount", Name: "brand"}, AppID: "wx2", Token: "tok2"},
 	}
 	data, err := Encode(in)
