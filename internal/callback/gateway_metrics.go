@@ -60,6 +60,13 @@ var (
 		Help:      "Time of one try to deliver a scan event to a sink.",
 		Buckets:   []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5},
 	})
+	sinkRequestEvents = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Namespace: metricnames.Namespace,
+		Subsystem: "callback",
+		Name:      "sink_request_events",
+		Help:      "Scan events one try to deliver carried: 1 in binary mode, up to spec.sink.batch.maxEvents in batched mode.",
+		Buckets:   []float64{1, 2, 5, 10, 25, 50, 100, 250, 500, 1000},
+	})
 	sinkQueued = prometheus.NewGauge(prometheus.GaugeOpts{
 		Namespace: metricnames.Namespace,
 		Subsystem: "callback",
@@ -69,5 +76,5 @@ var (
 )
 
 func init() {
-	metrics.Registry.MustRegister(forwards, forwardDuration, sinkDeliveries, sinkRetries, sinkDuration, sinkQueued)
+	metrics.Registry.MustRegister(forwards, forwardDuration, sinkDeliveries, sinkRetries, sinkDuration, sinkRequestEvents, sinkQueued)
 }

@@ -19,6 +19,8 @@ package callback
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"slices"
@@ -36,14 +38,16 @@ import (
 )
 
 // Scan events on the sinks (spec.sink of the account and of the code), as CloudEvents over HTTP
-// in binary mode.
+// in binary mode, or in batched content mode for a sink with spec.sink.batch: a worker then takes
+// its event and whatever else is queued already, up to maxEvents, so that a quiet sink gets each
+// event at once and a busy one fewer, larger requests, with no waiting to fill a batch.
 //
 // Delivery never fails nor delays the push: by the time an event is queued its scan is durable in
 // the ledger, so failing the push would only make WeChat retry into the dedupe, and a sink that
 // is down would turn into followers seeing "该公众号暂时无法提供服务". Each sink has its own bounded
 // queue (--sink-queue-size), drained by its workers (--sink-workers) that retry with backoff, so
 // a dead sink holds up neither the push path nor other sinks or accounts. Delivery is at least once while the replica lives: an
-// event is retried until the sink acknowledges it, answers a 4xx other than 408 and 429 (the
+// event (a batch, as a whole) is retried until the sink acknowledges it, answers a 4xx other than 408 and 429 (the
 // event is then dropped as rejected), or sinkAttempts tries fail; an event that finds its queue
 // full is dropped. When the replica stops, queued events get sinkGrace to be delivered (the
 // push server still serves meanwhile: the manager stops it last); those left then are abandoned,
@@ -86,9 +90,11 @@ const (
 	deliveryAbandoned = "abandoned" // the replica stopped and sinkGrace passed first
 )
 
-// sinks queues and delivers scan events, one queue per sink URI.
+// sinks queues and delivers scan events, one queue per sink URI and batch size.
 type sinks struct {
 	client cloudevents.Client
+	// batches sends batched mode's requests, over the same transport as client.
+	batches *http.Client
 	clock  clock.WithDelayedExecution
 	log    logr.Logger
 	// workers and queueSize bound each sink's concurrent deliveries and waiting events.
@@ -103,24 +109,32 @@ type sinks struct {
 	drops sampler
 
 	mu     sync.Mutex
-	queues map[string]*sinkQueue
+	queues map[sinkTarget]*sinkQueue
+}
+
+// sinkTarget is where scan events go and how: a sink's URL and spec.sink.batch.maxEvents, 0 for
+// binary mode.
+type sinkTarget struct {
+	uri       string
+	maxEvents int32
 }
 
 type sinkQueue struct {
-	uri     string
+	sinkTarget
 	events  chan cloudevents.Event
 	workers int // under sinks.mu
 }
 
 func newSinks(clk clock.WithDelayedExecution, workers, queueSize int, log logr.Logger) *sinks {
-	c, err := cloudevents.NewClientHTTP(cehttp.WithRoundTripper(sinkTransport(workers)))
+	transport := sinkTransport(workers)
+	c, err := cloudevents.NewClientHTTP(cehttp.WithRoundTripper(transport))
 	if err != nil {
 		// Only an option can fail it, and these are constant.
 		panic(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &sinks{client: c, clock: clk, log: log, workers: workers, queueSize: queueSize, ctx: ctx, cancel: cancel, grace: sinkGrace,
-		exited: make(chan struct{}, 1), drops: sampler{clock: clk}, queues: map[string]*sinkQueue{}}
+	return &sinks{client: c, batches: &http.Client{Transport: transport}, clock: clk, log: log, workers: workers, queueSize: queueSize, ctx: ctx, cancel: cancel, grace: sinkGrace,
+		exited: make(chan struct{}, 1), drops: sampler{clock: clk}, queues: map[sinkTarget]*sinkQueue{}}
 }
 
 // sinkTransport keeps a connection per worker to each sink between events: with fewer idle
@@ -200,22 +214,22 @@ func scanEvent(appID string, code *qrv1alpha1.WeChatQRCode, sc *scan, m *pushwir
 	return e, err
 }
 
-// publish queues e for each distinct non-empty URI and returns at once.
-func (s *sinks) publish(e cloudevents.Event, uris ...string) {
-	for i, uri := range uris {
-		if uri == "" || slices.Contains(uris[:i], uri) {
+// publish queues e for each target with a URI not given before and returns at once.
+func (s *sinks) publish(e cloudevents.Event, targets ...sinkTarget) {
+	for i, t := range targets {
+		if t.uri == "" || slices.ContainsFunc(targets[:i], func(o sinkTarget) bool { return o.uri == t.uri }) {
 			continue
 		}
-		s.enqueue(uri, e)
+		s.enqueue(t, e)
 	}
 }
 
-func (s *sinks) enqueue(uri string, e cloudevents.Event) {
+func (s *sinks) enqueue(t sinkTarget, e cloudevents.Event) {
 	s.mu.Lock()
-	q, ok := s.queues[uri]
+	q, ok := s.queues[t]
 	if !ok {
-		q = &sinkQueue{uri: uri, events: make(chan cloudevents.Event, s.queueSize)}
-		s.queues[uri] = q
+		q = &sinkQueue{sinkTarget: t, events: make(chan cloudevents.Event, s.queueSize)}
+		s.queues[t] = q
 	}
 	s.mu.Unlock()
 	select {
@@ -223,8 +237,8 @@ func (s *sinks) enqueue(uri string, e cloudevents.Event) {
 		sinkQueued.Inc()
 	default:
 		sinkDeliveries.WithLabelValues("dropped").Inc()
-		if s.drops.allow(uri) {
-			s.log.Info("scan event dropped: the sink's queue is full", "sink", sinkHost(uri), "id", e.ID())
+		if s.drops.allow(t.uri) {
+			s.log.Info("scan event dropped: the sink's queue is full", "sink", sinkHost(t.uri), "id", e.ID())
 		}
 		return
 	}
@@ -242,8 +256,9 @@ func (s *sinks) work(q *sinkQueue) {
 	for {
 		select {
 		case e := <-q.events:
-			sinkQueued.Dec()
-			s.deliver(q.uri, e)
+			events := takeQueued(q.events, e, perRequest(q.maxEvents))
+			sinkQueued.Sub(float64(len(events)))
+			s.deliver(q.sinkTarget, events)
 			continue
 		default:
 		}
@@ -262,39 +277,71 @@ func (s *sinks) work(q *sinkQueue) {
 	}
 }
 
-// deliver sends e to uri until it is acknowledged, rejected, or sinkAttempts tries failed.
-func (s *sinks) deliver(uri string, e cloudevents.Event) {
+// perRequest is how many events one request carries at most: maxEvents in batched mode, one in
+// binary mode (0).
+func perRequest(maxEvents int32) int {
+	return max(1, int(maxEvents))
+}
+
+// takeQueued is first and what queue holds already, up to n events in all: it never waits, so
+// a batch is as large as the load makes it and no event waits for others to fill it.
+func takeQueued(queue <-chan cloudevents.Event, first cloudevents.Event, n int) []cloudevents.Event {
+	events := []cloudevents.Event{first}
+	for len(events) < n {
+		select {
+		case e := <-queue:
+			events = append(events, e)
+		default:
+			return events
+		}
+	}
+	return events
+}
+
+// verdict is what a sink's answer status means for the events of the request, 0 being no answer:
+// deliveryOK, deliveryRejected (a 4xx other than 408 and 429: trying again would get the same),
+// or "" to try again.
+func verdict(status int) string {
+	switch {
+	case status >= 200 && status < 300:
+		return deliveryOK
+	case status >= 400 && status < 500 && status != http.StatusRequestTimeout && status != http.StatusTooManyRequests:
+		return deliveryRejected
+	}
+	return ""
+}
+
+// deliver sends events to t in one request until they are acknowledged, rejected, or sinkAttempts
+// tries failed; each event counts in the deliveries metric.
+func (s *sinks) deliver(t sinkTarget, events []cloudevents.Event) {
+	n := float64(len(events))
 	backoff := sinkBackoff
 	for attempt := 1; ; attempt++ {
 		if s.ctx.Err() != nil {
-			sinkDeliveries.WithLabelValues(deliveryAbandoned).Inc()
+			sinkDeliveries.WithLabelValues(deliveryAbandoned).Add(n)
 			return
 		}
 		start := s.clock.Now()
 		ctx, cancel := withDeadline(s.ctx, s.clock, start.Add(sinkTimeout))
-		res := s.client.Send(cloudevents.ContextWithTarget(ctx, uri), e)
+		status, err := s.send(ctx, t, events)
 		cancel()
 		sinkDuration.Observe(s.clock.Since(start).Seconds())
-		if cloudevents.IsACK(res) {
-			sinkDeliveries.WithLabelValues(deliveryOK).Inc()
+		sinkRequestEvents.Observe(n)
+		switch verdict(status) {
+		case deliveryOK:
+			sinkDeliveries.WithLabelValues(deliveryOK).Add(n)
 			return
-		}
-		status := 0
-		var hr *cehttp.Result
-		if cloudevents.ResultAs(res, &hr) {
-			status = hr.StatusCode
-		}
-		if status >= 400 && status < 500 && status != http.StatusRequestTimeout && status != http.StatusTooManyRequests {
-			sinkDeliveries.WithLabelValues(deliveryRejected).Inc()
-			s.log.Info("scan event rejected by the sink; not retried", "sink", sinkHost(uri), "id", e.ID(), "status", status)
+		case deliveryRejected:
+			sinkDeliveries.WithLabelValues(deliveryRejected).Add(n)
+			s.log.Info("scan events rejected by the sink; not retried", "sink", sinkHost(t.uri), "events", len(events), "firstID", events[0].ID(), "status", status)
 			return
 		}
 		if s.ctx.Err() != nil {
 			continue
 		}
 		if attempt == sinkAttempts {
-			sinkDeliveries.WithLabelValues(deliveryFailed).Inc()
-			s.log.Info("scan event not delivered; giving up", "sink", sinkHost(uri), "id", e.ID(), "attempts", attempt, "status", status, "error", deliveryError(res))
+			sinkDeliveries.WithLabelValues(deliveryFailed).Add(n)
+			s.log.Info("scan events not delivered; giving up", "sink", sinkHost(t.uri), "events", len(events), "firstID", events[0].ID(), "attempts", attempt, "status", status, "error", deliveryError(err))
 			return
 		}
 		sinkRetries.Inc()
@@ -304,6 +351,31 @@ func (s *sinks) deliver(uri string, e cloudevents.Event) {
 		}
 		backoff *= 2
 	}
+}
+
+// send makes one try to deliver events to t: a binary-mode request of the one event, or a
+// batched one of all. It returns the answer's status, 0 with the cause when there was none.
+func (s *sinks) send(ctx context.Context, t sinkTarget, events []cloudevents.Event) (int, error) {
+	if t.maxEvents == 0 {
+		res := s.client.Send(cloudevents.ContextWithTarget(ctx, t.uri), events[0])
+		var hr *cehttp.Result
+		if cloudevents.ResultAs(res, &hr) {
+			return hr.StatusCode, res
+		}
+		return 0, res
+	}
+	req, err := cehttp.NewHTTPRequestFromEvents(ctx, t.uri, events)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := s.batches.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	// Read to the end (within reason), so that the connection is reused.
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	_ = resp.Body.Close()
+	return resp.StatusCode, fmt.Errorf("answered %s", resp.Status)
 }
 
 // sinkHost names a sink in logs: a URI may carry a token in its user info or query.
@@ -317,6 +389,9 @@ func sinkHost(uri string) string {
 
 // deliveryError is a failed delivery's cause without the URL (which *url.Error repeats).
 func deliveryError(res error) string {
+	if res == nil {
+		return ""
+	}
 	if ue, ok := errors.AsType[*url.Error](res); ok {
 		return ue.Err.Error()
 	}
@@ -333,5 +408,5 @@ func (s *Server) publish(keys *pushKeys, code *qrv1alpha1.WeChatQRCode, sc *scan
 		s.log.Error(err, "building the scan event", "appID", keys.appID)
 		return
 	}
-	s.sinks.publish(e, keys.account.SinkURI, code.Status.SinkURI)
+	s.sinks.publish(e, sinkTarget{keys.account.SinkURI, keys.account.SinkMaxEvents}, sinkTarget{code.Status.SinkURI, code.Status.SinkMaxEvents})
 }

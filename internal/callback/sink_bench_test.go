@@ -89,7 +89,7 @@ func BenchmarkSinkDelivery(b *testing.B) {
 				s := newSinks(clock.RealClock{}, workers, b.N, logr.Discard())
 				b.ResetTimer()
 				for _, e := range events {
-					s.publish(e, url)
+					s.publish(e, sinkTarget{uri: url})
 				}
 				for !s.idle() {
 					<-s.exited

@@ -185,11 +185,11 @@ func TestSinkQueueBounded(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		s.publish(e, stuck)
+		s.publish(e, sinkTarget{uri: stuck})
 	}
 	waitFor(t, "the overflow to be dropped", func() bool { return deliveries("dropped") >= dropped+10 })
 	e, _ := scanEvent("wxplain", code, &scan{kind: kindQRScan, scene: "1", key: "other"}, &pushwire.Message{CreateTime: "1700000800"})
-	s.publish(e, other.url)
+	s.publish(e, sinkTarget{uri: other.url})
 	waitFor(t, "the other sink's event", func() bool { return len(other.received()) == 1 })
 	close(block)
 	waitFor(t, "the stuck sink to drain", func() bool { return s.idle() })
@@ -242,7 +242,7 @@ func stopping(t *testing.T, uri string, n int) (s *sinks, clk *clocktesting.Fake
 		if err != nil {
 			t.Fatal(err)
 		}
-		s.publish(e, uri)
+		s.publish(e, sinkTarget{uri: uri})
 	}
 	// Each delivering worker waits on its try's deadline.
 	waitFor(t, "the workers to deliver", func() bool { return clk.Waiters() == s.workers })
@@ -326,7 +326,7 @@ func TestSinkKeepsConnections(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			s.publish(e, srv.URL)
+			s.publish(e, sinkTarget{uri: srv.URL})
 		}
 		waitFor(t, "the burst to be delivered", s.idle)
 	}
