@@ -231,9 +231,55 @@ func TestSink(t *testing.T) {
 	}
 }
 
-// abandon sends the head of a binary-mode scan event and the first bytes of its body, then
-// closes the connection: a sender that gave up mid-body.
-func abandon(t *testing.T, addr string) {
+// TestSinkBatch: a batch as the operator sends it (the SDK's batched content mode) is printed
+// event by event and acknowledged once; a batch holding anything but scan events is refused
+// whole with a 400, none of it printed.
+func TestSinkBatch(t *testing.T) {
+	out := &lines{}
+	srv := httptest.NewServer(demoapp.NewSink(out))
+	t.Cleanup(srv.Close)
+	var events []cloudevents.Event
+	var want []string
+	for i := range 3 {
+		e := cloudevents.NewEvent()
+		e.SetID(fmt.Sprint("id-", i))
+		e.SetType(callback.ScanEventType)
+		e.SetSource("/wechat/wxdemo/namespaces/shop/wechatqrcodes/c")
+		if err := e.SetData(cloudevents.ApplicationJSON, callback.ScanEvent{Namespace: "shop", Name: "c", Scene: "7", OpenID: fmt.Sprint("o-", i), Event: "subscribe"}); err != nil {
+			t.Fatal(err)
+		}
+		events = append(events, e)
+		want = append(want, fmt.Sprintf("scan of shop/c: scene=7 openID=o-%d event=subscribe id=id-%d", i, i))
+	}
+	post := func(events []cloudevents.Event) int {
+		t.Helper()
+		req, err := cehttp.NewHTTPRequestFromEvents(context.Background(), srv.URL, events)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = resp.Body.Close()
+		return resp.StatusCode
+	}
+	if status := post(events); status != http.StatusAccepted {
+		t.Fatalf("a batch of scans answered %d", status)
+	}
+	other := events[0].Clone()
+	other.SetType("io.example.other")
+	if status := post([]cloudevents.Event{events[1], other}); status != http.StatusBadRequest {
+		t.Fatalf("a batch with another event answered %d, want 400", status)
+	}
+	if got := out.all(); !slices.Equal(got, want) {
+		t.Errorf("printed %q, want %q", got, want)
+	}
+}
+
+// abandon sends the head of a binary-mode scan event, or of a batch, and the first bytes of its
+// body, then closes the connection: a sender that gave up mid-body.
+func abandon(t *testing.T, addr string, batch bool) {
 	t.Helper()
 	conn, err := net.Dial("tcp", addr)
 	if err != nil {
@@ -241,9 +287,12 @@ func abandon(t *testing.T, addr string) {
 		return
 	}
 	defer func() { _ = conn.Close() }()
-	if _, err := fmt.Fprintf(conn, "POST / HTTP/1.1\r\nHost: %s\r\nCe-Specversion: 1.0\r\nCe-Id: abandoned\r\nCe-Type: %s\r\n"+
-		"Ce-Source: /wechat/wxdemo\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n{\"namespace\":\"sh",
-		addr, callback.ScanEventType); err != nil {
+	head := fmt.Sprintf("Ce-Specversion: 1.0\r\nCe-Id: abandoned\r\nCe-Type: %s\r\nCe-Source: /wechat/wxdemo\r\n"+
+		"Content-Type: application/json\r\nContent-Length: 200\r\n\r\n{\"namespace\":\"sh", callback.ScanEventType)
+	if batch {
+		head = "Content-Type: application/cloudevents-batch+json\r\nContent-Length: 400\r\n\r\n[{\"specversion\":\"1.0\",\"id\":\"aban"
+	}
+	if _, err := fmt.Fprintf(conn, "POST / HTTP/1.1\r\nHost: %s\r\n%s", addr, head); err != nil {
 		t.Error(err)
 	}
 }
@@ -273,7 +322,7 @@ func TestSinkSurvivesAbandonedRequests(t *testing.T) {
 	for s := range senders {
 		wg.Go(func() {
 			for i := range each {
-				abandon(t, addr)
+				abandon(t, addr, i%2 == 1)
 				e := cloudevents.NewEvent()
 				e.SetID(fmt.Sprintf("%d-%d", s, i))
 				e.SetType(callback.ScanEventType)

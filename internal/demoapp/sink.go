@@ -35,37 +35,63 @@ func NewSink(log Printer) http.Handler {
 	})
 }
 
-// ScanReceiver returns a CloudEvents receiver (binary or structured mode) that hands each scan
-// event to got and answers 202; anything else is refused with a 400, which the operator does not
-// retry. got may be called concurrently.
+// ScanReceiver returns a CloudEvents receiver (binary, structured or batched mode) that hands
+// each scan event to got and answers 202; anything else is refused with a 400, which the operator
+// does not retry. A batch is taken whole or refused whole: got sees none of a batch that holds
+// anything but scan events. got may be called concurrently.
 //
-// Each request is read on its own (cehttp.NewEventFromHTTPRequest) rather than through the SDK's
-// receive handler: that one hands requests to their callbacks through one channel shared by all,
-// and a request whose sender gives up can leave another's event there unread, its connection
-// hanging for good (cloudevents/sdk-go#1224, #1332).
+// Each request is read on its own (cehttp.NewEventFromHTTPRequest, NewEventsFromHTTPRequest for
+// a batch) rather than through the SDK's receive handler: that one hands requests to their
+// callbacks through one channel shared by all, and a request whose sender gives up can leave
+// another's event there unread, its connection hanging for good (cloudevents/sdk-go#1224, #1332).
 func ScanReceiver(got func(cloudevents.Event, callback.ScanEvent)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		e, err := cehttp.NewEventFromHTTPRequest(r)
+		events, err := readEvents(r)
 		if err != nil {
 			http.Error(w, "not a CloudEvent: "+err.Error(), http.StatusBadRequest)
 			return
 		}
-		var scan callback.ScanEvent
-		switch {
-		case e.Type() != callback.ScanEventType:
-			err = fmt.Errorf("not a scan event: type %q", e.Type())
-		case len(e.Data()) == 0:
-			err = errors.New("a scan event without data")
-		default:
-			if err = e.DataAs(&scan); err != nil {
-				err = fmt.Errorf("scan event data: %w", err)
+		scans := make([]callback.ScanEvent, len(events))
+		for i, e := range events {
+			if scans[i], err = scanOf(e); err != nil {
+				http.Error(w, fmt.Sprintf("event %d of %d: %v", i+1, len(events), err), http.StatusBadRequest)
+				return
 			}
 		}
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
+		for i, e := range events {
+			got(e, scans[i])
 		}
-		got(*e, scan)
 		w.WriteHeader(http.StatusAccepted)
 	})
+}
+
+// readEvents reads the events of a request in any of the HTTP binding's modes.
+func readEvents(r *http.Request) ([]cloudevents.Event, error) {
+	if cehttp.IsHTTPBatch(r.Header) {
+		events, err := cehttp.NewEventsFromHTTPRequest(r)
+		if err == nil && len(events) == 0 {
+			err = errors.New("an empty batch")
+		}
+		return events, err
+	}
+	e, err := cehttp.NewEventFromHTTPRequest(r)
+	if err != nil {
+		return nil, err
+	}
+	return []cloudevents.Event{*e}, nil
+}
+
+// scanOf is e's data if e is a scan event.
+func scanOf(e cloudevents.Event) (callback.ScanEvent, error) {
+	var scan callback.ScanEvent
+	switch {
+	case e.Type() != callback.ScanEventType:
+		return scan, fmt.Errorf("not a scan event: type %q", e.Type())
+	case len(e.Data()) == 0:
+		return scan, errors.New("a scan event without data")
+	}
+	if err := e.DataAs(&scan); err != nil {
+		return scan, fmt.Errorf("scan event data: %w", err)
+	}
+	return scan, nil
 }
