@@ -42,9 +42,9 @@ import (
 //     codes without spec.reply, which it counts and forwards) sent straight to the account's
 //     application and through one callback replica whose account forwards to it, alternating, in
 //     the same run; every reply is opened as WeChat opens it and must be the application's;
-//   - sinks: the callback stage's hot load on a replica without a sink and on one whose account
-//     has a sink, each with the counts checked, and the events the sink received beside the
-//     scans counted.
+//   - sinks: the callback stage's hot load on a replica without a sink, on one whose account has
+//     a sink in binary mode and on one with a sink in batched mode, each with the counts checked,
+//     the events the sink received beside the scans counted, and the replica's own CPU per scan.
 //
 // The application is internal/demoapp served in this process on loopback: both paths end at the
 // same handler in the same runtime, so its cost is the same on both and the difference is the
@@ -59,8 +59,8 @@ type gatewayConfig struct {
 func (c gatewayConfig) String() string {
 	return fmt.Sprintf("forwarding: %d safe-mode pushes per path per round, %.0f%% scans of %d codes without spec.reply and the rest text messages, "+
 		"%d rounds alternating the paths after a warm-up round of a tenth, %d concurrent senders, 1 try; the application (internal/demoapp) in this process; "+
-		"sinks: the hot load (%d senders retrying like WeChat, at most %d events, at most %s of sending, after a warm-up of a tenth) on a replica without a sink and on one with an account sink (a CloudEvents receiver in this process), %d passes in alternating order",
-		c.Pushes, c.ScanShare*100, gatewayScanCodes, c.Rounds, c.Senders, c.hot.Senders, c.hot.Events, c.hot.LoadTime, sinkPasses)
+		"sinks: the hot load (%d senders retrying like WeChat, at most %d events, at most %s of sending, after a warm-up of a tenth) on a replica without a sink, on one with an account sink in binary mode and on one with it in batched mode (maxEvents %d; a CloudEvents receiver in this process), %d passes, the order reversed every other pass",
+		c.Pushes, c.ScanShare*100, gatewayScanCodes, c.Rounds, c.Senders, c.hot.Senders, c.hot.Events, c.hot.LoadTime, sinkBatchEvents, sinkPasses)
 }
 
 // gatewayScanCodes are the codes the forwarding load's scans spread over.
@@ -349,12 +349,20 @@ type deliveries struct {
 	ok, dropped float64
 	// other are the events rejected, failed or abandoned.
 	other float64
+	// requests and requestEvents are the tries and the events they carried
+	// (callback_sink_request_events).
+	requests, requestEvents float64
 }
 
 func (d deliveries) done() float64 { return d.ok + d.dropped + d.other }
 
 func (d deliveries) minus(e deliveries) deliveries {
-	return deliveries{ok: d.ok - e.ok, dropped: d.dropped - e.dropped, other: d.other - e.other}
+	return d.plus(deliveries{ok: -e.ok, dropped: -e.dropped, other: -e.other, requests: -e.requests, requestEvents: -e.requestEvents})
+}
+
+func (d deliveries) plus(e deliveries) deliveries {
+	return deliveries{ok: d.ok + e.ok, dropped: d.dropped + e.dropped, other: d.other + e.other,
+		requests: d.requests + e.requests, requestEvents: d.requestEvents + e.requestEvents}
 }
 
 func readDeliveries(cb *harness.Callback) (d deliveries, depth float64, err error) {
@@ -370,6 +378,13 @@ func readDeliveries(cb *harness.Callback) (d deliveries, depth float64, err erro
 		return d, 0, err
 	}
 	d.other = all - d.ok - d.dropped
+	events := metricnames.Namespace + "_callback_sink_request_events"
+	if d.requests, err = harness.Metric(cb.Metrics, events+"_count"); err != nil {
+		return d, 0, err
+	}
+	if d.requestEvents, err = harness.Metric(cb.Metrics, events+"_sum"); err != nil {
+		return d, 0, err
+	}
 	depth, err = harness.Metric(cb.Metrics, metricnames.Namespace+"_callback_sink_queue_depth")
 	return d, depth, err
 }
@@ -445,103 +460,115 @@ func (rc *receiver) counts() (received, distinct int) {
 	return rc.received, len(rc.ids)
 }
 
-// sunk is a hot load on a replica whose account has a sink, and what the sink got of it.
+// sunk is a hot load on a replica, and what the replica's sink, if any, got of it.
 type sunk struct {
 	load
 	d                  deliveries
 	received, distinct int
 	// delivered is the events the sink received per second, first to last.
 	delivered float64
+	// cpu is the callback replica's CPU seconds from the measured load's start until it was
+	// done with the load's events: its own cost, wherever the receiver runs.
+	cpu float64
 }
 
-// sinkPasses are how many times the pair of hot loads runs, the order alternating: in the same
+// sinkMode is a replica's account sink in the sink part.
+type sinkMode int
+
+const (
+	noSink sinkMode = iota
+	binarySink
+	batchedSink
+	sinkModes
+)
+
+// sinkBatchEvents is the batched pass's spec.sink.batch.maxEvents. Batches grow only with the
+// queue, so the size matters once the sink falls behind: 100 events (about 50 KB of JSON) make the
+// per-request cost a hundredth of the per-event one at saturation, while a request stays small
+// for the receiver to hold and decode and a failed one resends at most 100 events.
+const sinkBatchEvents = 100
+
+// sinkPasses are how many times the loads run, the order reversed every other pass: in the same
 // order every time, the second came out 1.5 to 1.7 times faster whichever it was (the machine
 // and the API server warmed by the first).
 const sinkPasses = 2
 
-// sinks runs the hot load on a replica whose account has no sink and on one whose account has,
-// sinkPasses times, each pass in the other order.
+// passOrder is the modes in the order pass runs them: in order on even passes, reversed on odd
+// ones, so that over two passes every mode has the same mean position.
+func passOrder(pass int) []sinkMode {
+	order := make([]sinkMode, sinkModes)
+	for i := range order {
+		order[i] = sinkMode(i)
+		if pass%2 == 1 {
+			order[i] = sinkModes - 1 - sinkMode(i)
+		}
+	}
+	return order
+}
+
+// callbackCPU is the CPU seconds the callback replica has used (one runs at a time).
+func callbackCPU() float64 { return harness.CPUByName()["callback"] }
+
+// sinks runs the hot load on a replica whose account has no sink, one with a sink in binary mode
+// and one with a sink in batched mode, sinkPasses times, in passOrder.
 func (c gatewayConfig) sinks(ctx context.Context, r *run, s *stage, p *harness.Pusher, hot []*qrv1alpha1.WeChatQRCode) ([]Figure, error) {
-	// hotLoad starts a replica serving g and measures the hot load on it after a warm-up of a
-	// tenth (connections, the runtime's heap, the code's first ledger segment), which settle sees
-	// through before the measured load starts.
-	hotLoad := func(name string, g harness.Gateway, settle func(cb *harness.Callback, warm load) error) (load, *harness.Callback, error) {
+	rc := startReceiver()
+	defer rc.srv.Close()
+	// measure starts a replica serving g and measures the hot load on it after a warm-up of a
+	// tenth (connections, the runtime's heap, the code's first ledger segment), whose events are
+	// delivered (or dropped) and forgotten before the measured load; then it waits for the
+	// measured load's events.
+	measure := func(name string, g harness.Gateway) (sunk, error) {
 		if err := harness.SetGateway(ctx, s.admin, s.ns, s.acct, g); err != nil {
-			return load{}, nil, err
+			return sunk{}, err
 		}
 		cb, err := harness.StartCallback(ctx, r.bins, "callback-"+name, s.cp.Kubeconfig, s.ns, s.dir, 0)
 		if err != nil {
-			return load{}, nil, err
+			return sunk{}, err
 		}
+		// A forced kill of a replica after its measurement changes no figure.
+		defer func() { _ = cb.Stop(10 * time.Second) }()
 		h := handler{name: name, urls: []string{cb.URL}, events: max(c.hot.Events/10, 1), ledger: true}
 		r.logf("gateway: hot load, %s: warm-up", name)
 		warm, err := c.hot.load(ctx, s, p, hot, 1, h, "gw-"+name+"-warm")
-		if err == nil {
-			err = settle(cb, warm)
-		}
 		if err != nil {
-			return load{}, cb, err
+			return sunk{}, err
+		}
+		var base deliveries
+		if g.SinkURI != "" {
+			if base, err = awaitDeliveries(ctx, cb, warm.counted); err != nil {
+				return sunk{}, err
+			}
+			rc.reset()
 		}
 		r.logf("gateway: hot load, %s", name)
 		h.events = c.hot.Events
+		cpu := callbackCPU()
 		l, err := c.hot.load(ctx, s, p, hot, 1, h, "gw-"+name)
-		return l, cb, err
-	}
-	// A forced kill of a replica after its measurement changes no figure.
-	stop := func(cb *harness.Callback) {
-		if cb != nil {
-			_ = cb.Stop(10 * time.Second)
+		if err != nil || g.SinkURI == "" {
+			return sunk{load: l, cpu: callbackCPU() - cpu}, err
 		}
-	}
-	plain := func(pass int) (load, error) {
-		l, cb, err := hotLoad(fmt.Sprint("no-sink-", pass), harness.Gateway{}, func(*harness.Callback, load) error { return nil })
-		stop(cb)
-		return l, err
-	}
-	rc := startReceiver()
-	defer rc.srv.Close()
-	withSink := func(pass int) (sunk, error) {
-		// The warm-up's events are delivered (or dropped) and forgotten before the measured load.
-		var warmed int64
-		var base deliveries
-		l, cb, err := hotLoad(fmt.Sprint("sink-", pass), harness.Gateway{SinkURI: rc.srv.URL}, func(cb *harness.Callback, warm load) error {
-			var err error
-			warmed = warm.counted
-			base, err = awaitDeliveries(ctx, cb, warmed)
-			rc.reset()
-			return err
-		})
-		defer stop(cb)
+		d, err := awaitDeliveries(ctx, cb, warm.counted+l.counted)
 		if err != nil {
 			return sunk{}, err
 		}
-		d, err := awaitDeliveries(ctx, cb, warmed+l.counted)
-		if err != nil {
-			return sunk{}, err
-		}
+		cpu = callbackCPU() - cpu
 		received, distinct := rc.counts()
-		return sunk{load: l, d: d.minus(base), received: received, distinct: distinct, delivered: rc.rate()}, nil
+		return sunk{load: l, d: d.minus(base), received: received, distinct: distinct, delivered: rc.rate(), cpu: cpu}, nil
 	}
-	var plains []load
-	var sunks []sunk
+	gateways := [sinkModes]harness.Gateway{noSink: {}, binarySink: {SinkURI: rc.srv.URL}, batchedSink: {SinkURI: rc.srv.URL, SinkMaxEvents: sinkBatchEvents}}
+	names := [sinkModes]string{noSink: "no-sink", binarySink: "sink", batchedSink: "sink-batch"}
+	var runs [sinkModes][]sunk
 	for pass := range sinkPasses {
-		for i := range 2 {
-			if (i+pass)%2 == 0 {
-				l, err := plain(pass)
-				if err != nil {
-					return nil, err
-				}
-				plains = append(plains, l)
-				continue
-			}
-			l, err := withSink(pass)
+		for _, m := range passOrder(pass) {
+			l, err := measure(fmt.Sprint(names[m], "-", pass), gateways[m])
 			if err != nil {
 				return nil, err
 			}
-			sunks = append(sunks, l)
+			runs[m] = append(runs[m], l)
 		}
 	}
-	return sinkFigures(plains, sunks), nil
+	return sinkFigures(runs), nil
 }
 
 // sinkExact is whether the sink got one event per counted scan, each id once: nothing dropped,
@@ -570,36 +597,91 @@ func pooled(loads []load) load {
 	return all
 }
 
-func sinkFigures(plains []load, sunks []sunk) []Figure {
+// cpuPerScan is the callback replica's CPU per acknowledged scan over runs, in µs.
+func cpuPerScan(runs []sunk) float64 {
+	var cpu float64
+	var acked int
+	for _, r := range runs {
+		cpu += r.cpu
+		acked += r.Acked
+	}
+	if acked == 0 {
+		return 0
+	}
+	return perEvent(cpu, acked)
+}
+
+// sinkPart is the figures of one sink mode's runs beside the no-sink runs plains: the hot rate,
+// its ratio to the no-sink rate (pass by pass too), the counts, the sink's delivery rate and
+// what it received. prefix and what name and describe the mode.
+func sinkPart(prefix sinkNames, what string, plains, runs []sunk) []Figure {
 	const b = "gateway"
 	var loads []load
 	var d deliveries
 	var received, distinct int
 	var rates, passes []string
-	for i, l := range sunks {
+	for i, l := range runs {
 		loads = append(loads, l.load)
-		d = deliveries{ok: d.ok + l.d.ok, dropped: d.dropped + l.d.dropped, other: d.other + l.d.other}
+		d = d.plus(l.d)
 		received += l.received
 		distinct += l.distinct
 		rates = append(rates, fmt.Sprintf("%.0f", l.delivered))
 		passes = append(passes, fmt.Sprintf("%.2f", l.rate()/plains[i].rate()))
 	}
-	plain, sunk := pooled(plains), pooled(loads)
+	plain, sunk := pooled(loadsOf(plains)), pooled(loads)
 	ratio := sunk.rate() / plain.rate()
-	return []Figure{
-		figure(b, "hot_events_per_second_no_sink", plain.rate(), "events/s",
-			fmt.Sprintf("%d events acknowledged (persisted) in %s over %d loads; p50 %.0f ms, p99 %.0f ms (the slowest load's)", plain.Acked, plain.elapsed.Round(time.Millisecond), len(plains), ms(plain.P50), ms(plain.P99))),
-		figure(b, "hot_events_per_second_sink", sunk.rate(), "events/s",
-			fmt.Sprintf("%d events acknowledged in %s over %d loads with an account sink; p50 %.0f ms, p99 %.0f ms", sunk.Acked, sunk.elapsed.Round(time.Millisecond), len(sunks), ms(sunk.P50), ms(sunk.P99))),
-		figure(b, "sink_vs_no_sink", ratio, "x",
-			fmt.Sprintf("hot events per second with the sink over without, same load, same run, %d passes in alternating order (no sink first, then the sink first): %s by pass",
-				len(sunks), strings.Join(passes, ", "))).
-			goal(fmt.Sprintf(">= %.1f (1, less the noise of short loads)", sinkRatioGoal), ratio >= sinkRatioGoal),
-		exactness(b, "hot_no_sink_counted", plain),
-		exactness(b, "hot_sink_counted", sunk),
-		figure(b, "sink_deliveries_per_second", sunks[0].delivered, "events/s", "events the sink received per second, first to last, first pass; by pass: "+strings.Join(rates, ", ")),
-		figure(b, "sink_events_received", float64(distinct), "events",
-			fmt.Sprintf("%d distinct ids in %d events received for %d scans counted; the replicas' sink_deliveries_total: ok %.0f, dropped (queue full) %.0f, rejected, failed or abandoned %.0f",
-				distinct, received, sunk.counted, d.ok, d.dropped, d.other)).goal("= scans counted, none dropped", sinkExact(sunk.counted, d, distinct)),
+	perRequest := ""
+	if d.requests > 0 {
+		perRequest = fmt.Sprintf("; %.0f requests, %.1f events a request", d.requests, d.requestEvents/d.requests)
 	}
+	return []Figure{
+		figure(b, prefix.events, sunk.rate(), "events/s",
+			fmt.Sprintf("%d events acknowledged in %s over %d loads with %s; p50 %.0f ms, p99 %.0f ms", sunk.Acked, sunk.elapsed.Round(time.Millisecond), len(runs), what, ms(sunk.P50), ms(sunk.P99))),
+		figure(b, prefix.ratio, ratio, "x",
+			fmt.Sprintf("hot events per second with %s over without, same load, same run, %d passes in alternating order: %s by pass",
+				what, len(runs), strings.Join(passes, ", "))).
+			goal(fmt.Sprintf(">= %.1f (1, less the noise of short loads)", sinkRatioGoal), ratio >= sinkRatioGoal),
+		exactness(b, prefix.counted, sunk),
+		figure(b, prefix.delivered, runs[0].delivered, "events/s", "events the sink received per second, first to last, first pass; by pass: "+strings.Join(rates, ", ")),
+		figure(b, prefix.received, float64(distinct), "events",
+			fmt.Sprintf("%d distinct ids in %d events received for %d scans counted; the replicas' sink_deliveries_total: ok %.0f, dropped (queue full) %.0f, rejected, failed or abandoned %.0f%s",
+				distinct, received, sunk.counted, d.ok, d.dropped, d.other, perRequest)).goal("= scans counted, none dropped", sinkExact(sunk.counted, d, distinct)),
+	}
+}
+
+// sinkNames are the figure names of a sink mode.
+type sinkNames struct{ events, ratio, counted, delivered, received string }
+
+func loadsOf(runs []sunk) []load {
+	out := make([]load, len(runs))
+	for i, r := range runs {
+		out[i] = r.load
+	}
+	return out
+}
+
+func sinkFigures(runs [sinkModes][]sunk) []Figure {
+	const b = "gateway"
+	plain := pooled(loadsOf(runs[noSink]))
+	figs := []Figure{
+		figure(b, "hot_events_per_second_no_sink", plain.rate(), "events/s",
+			fmt.Sprintf("%d events acknowledged (persisted) in %s over %d loads; p50 %.0f ms, p99 %.0f ms (the slowest load's)", plain.Acked, plain.elapsed.Round(time.Millisecond), len(runs[noSink]), ms(plain.P50), ms(plain.P99))),
+		exactness(b, "hot_no_sink_counted", plain),
+	}
+	figs = append(figs, sinkPart(sinkNames{"hot_events_per_second_sink", "sink_vs_no_sink", "hot_sink_counted", "sink_deliveries_per_second", "sink_events_received"},
+		"an account sink (binary mode)", runs[noSink], runs[binarySink])...)
+	figs = append(figs, sinkPart(sinkNames{"sink_batch_events_per_second", "sink_batch_vs_no_sink", "hot_sink_batch_counted", "sink_batch_deliveries_per_second", "sink_batch_events_received"},
+		fmt.Sprintf("an account sink in batched mode (maxEvents %d)", sinkBatchEvents), runs[noSink], runs[batchedSink])...)
+	for _, m := range []struct {
+		name, what string
+		mode       sinkMode
+	}{{"callback_cpu_per_scan_no_sink", "no sink", noSink}, {"callback_cpu_per_scan_sink", "an account sink in binary mode", binarySink}, {"callback_cpu_per_scan_sink_batch", "an account sink in batched mode", batchedSink}} {
+		var cpu float64
+		for _, r := range runs[m.mode] {
+			cpu += r.cpu
+		}
+		figs = append(figs, figure(b, m.name, cpuPerScan(runs[m.mode]), "µs",
+			fmt.Sprintf("the callback replica's own CPU per acknowledged scan with %s: %.2f s over %d loads, from each measured load's start until its events were delivered", m.what, cpu, len(runs[m.mode]))))
+	}
+	return figs
 }

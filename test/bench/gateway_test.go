@@ -18,8 +18,10 @@ package main
 
 import (
 	"context"
+	"math"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -259,5 +261,101 @@ func TestPooled(t *testing.T) {
 	}
 	if got := p.rate(); got != 97.5 {
 		t.Errorf("pooled rate %v, want 390 events in 4 s", got)
+	}
+}
+
+// TestPassOrder: every mode runs once a pass, and over two passes each has the same mean position.
+func TestPassOrder(t *testing.T) {
+	for _, tc := range []struct {
+		pass int
+		want []sinkMode
+	}{
+		{0, []sinkMode{noSink, binarySink, batchedSink}},
+		{1, []sinkMode{batchedSink, binarySink, noSink}},
+		{2, []sinkMode{noSink, binarySink, batchedSink}},
+	} {
+		if got := passOrder(tc.pass); !slices.Equal(got, tc.want) {
+			t.Errorf("pass %d: %v, want %v", tc.pass, got, tc.want)
+		}
+	}
+}
+
+// TestCPUPerScan: the replica's CPU over all its loads per scan acknowledged over all of them.
+func TestCPUPerScan(t *testing.T) {
+	run := func(cpu float64, acked int) sunk { return sunk{load: load{Summary: harness.Summary{Acked: acked}}, cpu: cpu} }
+	for _, tc := range []struct {
+		name string
+		runs []sunk
+		want float64
+	}{
+		{"one load", []sunk{run(2, 20000)}, 100},
+		{"pooled, not averaged", []sunk{run(1, 20000), run(3, 20000)}, 100},
+		{"uneven loads weigh by scans", []sunk{run(1, 10000), run(1, 30000)}, 50},
+		{"nothing acknowledged", []sunk{run(1, 0)}, 0},
+	} {
+		if got := cpuPerScan(tc.runs); math.Abs(got-tc.want) > 1e-9 {
+			t.Errorf("%s: %v µs, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+// TestDeliveriesArithmetic: a pass's deliveries are the replica's after minus before its
+// warm-up, and the passes add up, the requests with the events.
+func TestDeliveriesArithmetic(t *testing.T) {
+	before := deliveries{ok: 100, dropped: 1, other: 2, requests: 10, requestEvents: 103}
+	after := deliveries{ok: 1100, dropped: 1, other: 3, requests: 30, requestEvents: 1104}
+	pass := after.minus(before)
+	if want := (deliveries{ok: 1000, other: 1, requests: 20, requestEvents: 1001}); pass != want {
+		t.Errorf("minus: %+v, want %+v", pass, want)
+	}
+	if got, want := pass.plus(pass), (deliveries{ok: 2000, other: 2, requests: 40, requestEvents: 2002}); got != want {
+		t.Errorf("plus: %+v, want %+v", got, want)
+	}
+}
+
+// TestSinkFigures: the three modes' figures, each sink mode's ratio against the no-sink loads of
+// the same passes and its own exactness goal.
+func TestSinkFigures(t *testing.T) {
+	run := func(acked int, secs float64, d deliveries, distinct int) sunk {
+		return sunk{load: load{Summary: harness.Summary{Sent: acked, Acked: acked}, elapsed: time.Duration(secs * float64(time.Second)), counted: int64(acked)},
+			d: d, received: distinct, distinct: distinct, delivered: 1000, cpu: float64(acked) * 50e-6}
+	}
+	var runs [sinkModes][]sunk
+	runs[noSink] = []sunk{run(8000, 1, deliveries{}, 0), run(8000, 1, deliveries{}, 0)}
+	runs[binarySink] = []sunk{run(6000, 1, deliveries{ok: 5000, dropped: 1000, requests: 5000, requestEvents: 5000}, 5000), run(6000, 1, deliveries{ok: 6000, requests: 6000, requestEvents: 6000}, 6000)}
+	runs[batchedSink] = []sunk{run(7600, 1, deliveries{ok: 7600, requests: 76, requestEvents: 7600}, 7600), run(7600, 1, deliveries{ok: 7600, requests: 76, requestEvents: 7600}, 7600)}
+	byName := map[string]Figure{}
+	for _, f := range sinkFigures(runs) {
+		byName[f.Name] = f
+	}
+	for _, tc := range []struct {
+		name  string
+		value float64
+		met   string // "", "met", "missed"
+	}{
+		{"hot_events_per_second_no_sink", 8000, ""},
+		{"sink_vs_no_sink", 0.75, "missed"},
+		{"sink_events_received", 11000, "missed"},
+		{"sink_batch_events_per_second", 7600, ""},
+		{"sink_batch_vs_no_sink", 0.95, "met"},
+		{"sink_batch_events_received", 15200, "met"},
+		{"hot_sink_batch_counted", 15200, "met"},
+		{"callback_cpu_per_scan_sink_batch", 50, ""},
+	} {
+		f, ok := byName[tc.name]
+		if !ok {
+			t.Errorf("no figure %s", tc.name)
+			continue
+		}
+		met := ""
+		if f.Met != nil {
+			met = map[bool]string{true: "met", false: "missed"}[*f.Met]
+		}
+		if math.Abs(f.Value-tc.value) > 1e-6 || met != tc.met {
+			t.Errorf("%s = %v (%s), want %v (%s)", tc.name, f.Value, met, tc.value, tc.met)
+		}
+	}
+	if d := byName["sink_batch_events_received"].Detail; !strings.Contains(d, "152 requests, 100.0 events a request") {
+		t.Errorf("batched detail %q does not give the events per request", d)
 	}
 }

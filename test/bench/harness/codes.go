@@ -79,6 +79,8 @@ func NewNamespace(ctx context.Context, c client.Client, prefix string, acct cred
 // empty for none.
 type Gateway struct {
 	ForwardURL, SinkURI string
+	// SinkMaxEvents is the sink's spec.sink.batch.maxEvents, 0 for binary mode.
+	SinkMaxEvents int32
 }
 
 // SetGateway sets the account of NewNamespace's spec.forward and spec.sink to g's URLs (removing
@@ -96,6 +98,9 @@ func SetGateway(ctx context.Context, c client.Client, ns string, acct credential
 	}
 	if g.SinkURI != "" {
 		account.Spec.Sink = &qrv1alpha1.Destination{URI: g.SinkURI}
+		if g.SinkMaxEvents > 0 {
+			account.Spec.Sink.Batch = &qrv1alpha1.Batch{MaxEvents: g.SinkMaxEvents}
+		}
 	}
 	if err := c.Update(ctx, account); err != nil {
 		return err
@@ -108,7 +113,7 @@ func projection(ns string, acct credentials.Account, g Gateway) pushconfig.Accou
 	return pushconfig.Account{
 		Ref:   pushconfig.Ref{Kind: qrv1alpha1.KindWeChatAccount, Namespace: ns, Name: AccountName},
 		AppID: acct.AppID, Token: acct.Token, EncodingAESKey: acct.EncodingAESKey,
-		ForwardURL: g.ForwardURL, SinkURI: g.SinkURI,
+		ForwardURL: g.ForwardURL, SinkURI: g.SinkURI, SinkMaxEvents: g.SinkMaxEvents,
 	}
 }
 
