@@ -95,8 +95,8 @@ type sinks struct {
 	client cloudevents.Client
 	// batches sends batched mode's requests, over the same transport as client.
 	batches *http.Client
-	clock  clock.WithDelayedExecution
-	log    logr.Logger
+	clock   clock.WithDelayedExecution
+	log     logr.Logger
 	// workers and queueSize bound each sink's concurrent deliveries and waiting events.
 	workers, queueSize int
 	// ctx ends the deliveries once the replica stopped and the grace period is over.

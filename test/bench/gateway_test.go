@@ -282,7 +282,9 @@ func TestPassOrder(t *testing.T) {
 
 // TestCPUPerScan: the replica's CPU over all its loads per scan acknowledged over all of them.
 func TestCPUPerScan(t *testing.T) {
-	run := func(cpu float64, acked int) sunk { return sunk{load: load{Summary: harness.Summary{Acked: acked}}, cpu: cpu} }
+	run := func(cpu float64, acked int) sunk {
+		return sunk{load: load{Summary: harness.Summary{Acked: acked}}, cpu: cpu}
+	}
 	for _, tc := range []struct {
 		name string
 		runs []sunk
