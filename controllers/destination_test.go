@@ -89,19 +89,20 @@ func TestAccountDestinationsResolve(t *testing.T) {
 	h.wechatAccount("", cluster, "cluster-acct", func(s *v1alpha1.WeChatAccountSpec) {
 		s.Forward = &v1alpha1.Forward{Service: &v1alpha1.ServiceReference{Name: "bot", Port: ptr.To[int32](8080), Path: "/wx"},
 			Timeout: &metav1.Duration{Duration: 2 * time.Second}}
-		s.Sink = &v1alpha1.Destination{Ref: &v1alpha1.KReference{APIVersion: "v1", Kind: "Service", Name: "scans", Namespace: app}, URI: "/events"}
+		s.Sink = &v1alpha1.Destination{Ref: &v1alpha1.KReference{APIVersion: "v1", Kind: "Service", Name: "scans", Namespace: app}, URI: "/events",
+			Batch: &v1alpha1.Batch{MaxEvents: 100}}
 	})
 	wantForward := "http://bot." + h.operatorNS + ".svc:8080/wx"
 	wantSink := "http://scans." + app + ".svc/events"
 	ca := &v1alpha1.ClusterWeChatAccount{}
 	h.waitAccount(key("", cluster), ca, "resolving forward and sink", func(a v1alpha1.Account) bool {
 		st := a.AccountStatus()
-		return st.ForwardURL == wantForward && st.SinkURI == wantSink &&
+		return st.ForwardURL == wantForward && st.SinkURI == wantSink && st.SinkMaxEvents == 100 &&
 			resolvedIs(st.Conditions, v1alpha1.ConditionForwardResolved, metav1.ConditionTrue, v1alpha1.ReasonResolved) &&
 			resolvedIs(st.Conditions, v1alpha1.ConditionSinkResolved, metav1.ConditionTrue, v1alpha1.ReasonResolved)
 	})
 	h.projected(clusterAppID, "carried the cluster account's forward and sink", func(a pushconfig.Account) bool {
-		return a.ForwardURL == wantForward && a.SinkURI == wantSink && a.ForwardTimeout == 2*time.Second
+		return a.ForwardURL == wantForward && a.SinkURI == wantSink && a.SinkMaxEvents == 100 && a.ForwardTimeout == 2*time.Second
 	})
 
 	// Named before they exist.
@@ -190,6 +191,9 @@ func TestCodeSinkResolves(t *testing.T) {
 	withSink := func(name string, ref *v1alpha1.KReference, uri string) {
 		spec := temporarySpec("acct", strScene(name), time.Hour, 0)
 		spec.Sink = &v1alpha1.Destination{Ref: ref, URI: uri}
+		if name == "by-uri" {
+			spec.Sink.Batch = &v1alpha1.Batch{MaxEvents: 50}
+		}
 		h.create(ns, name, spec)
 	}
 	svc := func(name, namespace string) *v1alpha1.KReference {
@@ -204,7 +208,9 @@ func TestCodeSinkResolves(t *testing.T) {
 	withSink("resolved", svc("login", ""), "/scans")
 	h.waitFor(key(ns, "resolved"), 30*time.Second, "resolving its sink", sinkIs(metav1.ConditionTrue, v1alpha1.ReasonResolved, "http://login."+ns+".svc:8080/scans"))
 	withSink("by-uri", nil, "https://hooks.example.com/scans")
-	h.waitFor(key(ns, "by-uri"), 30*time.Second, "taking its sink URI", sinkIs(metav1.ConditionTrue, v1alpha1.ReasonResolved, "https://hooks.example.com/scans"))
+	if c := h.waitFor(key(ns, "by-uri"), 30*time.Second, "taking its sink URI", sinkIs(metav1.ConditionTrue, v1alpha1.ReasonResolved, "https://hooks.example.com/scans")); c.Status.SinkMaxEvents != 50 {
+		t.Errorf("status.sinkMaxEvents %d, want spec.sink.batch.maxEvents 50", c.Status.SinkMaxEvents)
+	}
 
 	withSink("elsewhere", svc("login", h.ns[0]), "")
 	c := h.waitFor(key(ns, "elsewhere"), 30*time.Second, "refusing another namespace", sinkIs(metav1.ConditionFalse, "Invalid", ""))
