@@ -188,12 +188,9 @@ func TestCodeSinkResolves(t *testing.T) {
 	ns := h.ns[1]
 	h.accountSecret(ns, "acct")
 	h.service(ns, "login", 8080)
-	withSink := func(name string, ref *v1alpha1.KReference, uri string) {
+	withSink := func(name string, sink v1alpha1.Destination) {
 		spec := temporarySpec("acct", strScene(name), time.Hour, 0)
-		spec.Sink = &v1alpha1.Destination{Ref: ref, URI: uri}
-		if name == "by-uri" {
-			spec.Sink.Batch = &v1alpha1.Batch{MaxEvents: 50}
-		}
+		spec.Sink = &sink
 		h.create(ns, name, spec)
 	}
 	svc := func(name, namespace string) *v1alpha1.KReference {
@@ -205,20 +202,20 @@ func TestCodeSinkResolves(t *testing.T) {
 		}
 	}
 
-	withSink("resolved", svc("login", ""), "/scans")
+	withSink("resolved", v1alpha1.Destination{Ref: svc("login", ""), URI: "/scans"})
 	h.waitFor(key(ns, "resolved"), 30*time.Second, "resolving its sink", sinkIs(metav1.ConditionTrue, v1alpha1.ReasonResolved, "http://login."+ns+".svc:8080/scans"))
-	withSink("by-uri", nil, "https://hooks.example.com/scans")
+	withSink("by-uri", v1alpha1.Destination{URI: "https://hooks.example.com/scans", Batch: &v1alpha1.Batch{MaxEvents: 50}})
 	if c := h.waitFor(key(ns, "by-uri"), 30*time.Second, "taking its sink URI", sinkIs(metav1.ConditionTrue, v1alpha1.ReasonResolved, "https://hooks.example.com/scans")); c.Status.SinkMaxEvents != 50 {
 		t.Errorf("status.sinkMaxEvents %d, want spec.sink.batch.maxEvents 50", c.Status.SinkMaxEvents)
 	}
 
-	withSink("elsewhere", svc("login", h.ns[0]), "")
+	withSink("elsewhere", v1alpha1.Destination{Ref: svc("login", h.ns[0])})
 	c := h.waitFor(key(ns, "elsewhere"), 30*time.Second, "refusing another namespace", sinkIs(metav1.ConditionFalse, "Invalid", ""))
 	if msg := c.Status.Condition(v1alpha1.ConditionSinkResolved).Message; !containsAll(msg, "spec.sink.ref.namespace", ns) {
 		t.Errorf("message %q does not name the field and the namespace allowed", msg)
 	}
 
-	withSink("later", svc("later", ""), "")
+	withSink("later", v1alpha1.Destination{Ref: svc("later", "")})
 	c = h.waitFor(key(ns, "later"), 30*time.Second, "saying its sink is missing", sinkIs(metav1.ConditionFalse, "NotFound", ""))
 	expectConditions(t, c, "", "")
 	if msg := c.Status.Condition(v1alpha1.ConditionSinkResolved).Message; !containsAll(msg, "spec.sink.ref", ns+"/later", "not found") {
