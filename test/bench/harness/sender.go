@@ -42,11 +42,12 @@ import (
 //
 // It writes HTTP/1.1 itself rather than through net/http's Client, because the Client was the
 // load generator's bottleneck on the callback benchmark (0.5-0.6 of the machine's 2 cores at
-// ~8,000 pushes/s). BenchmarkSender, 64 workers against a server in another process answering
-// "success", this process's CPU per push on a shared 2-core VM (2026-11-30, load 7-8): net/http
-// Client 52.7-56.0 µs, this sender 26.6-28.9 µs, most of it the write and read system calls.
-// The request goes out in one write: writev of its parts measured 42-45 µs. Answers are still
-// parsed by net/http, chunked ones included.
+// ~8,000 pushes/s). BenchmarkSender, against a server in another process answering "success",
+// this process's CPU per push on a shared 2-core VM (2026-11-30, load average 4-8): at 64
+// workers net/http's Client 52.7-58.5 µs, this sender 26.6-30.0 µs; at 1,024 workers 82-90 µs
+// and 30-42 µs. Most of what is left is the write and read system calls. The request goes out
+// in one write: writev of its parts measured 42-45 µs at 64 workers. Answers are still parsed
+// by net/http, chunked ones included.
 type Sender struct {
 	// Targets are the base URLs of the replicas, http:// only.
 	Targets []string

@@ -328,32 +328,35 @@ func BenchmarkSender(b *testing.B) {
 		b.Fatal(err)
 	}
 	distinct := testPushes(b, 256)
-	const workers = 64
-	for _, sender := range []struct {
-		name string
-		send func(pushes []*Push) int
-	}{
-		{"net-http", func(pushes []*Push) int { return netHTTPSend("http://"+addr, workers, pushes) }},
-		{"lean", func(pushes []*Push) int {
-			s := &Sender{Targets: []string{"http://" + addr}, Workers: workers, Tries: 1, Timeout: 5 * time.Second}
-			defer s.Close()
-			return Summarize(s.Send(context.Background(), pushes)).Acked
-		}},
-	} {
-		b.Run(sender.name, func(b *testing.B) {
-			pushes := make([]*Push, b.N)
-			for i := range pushes {
-				pushes[i] = distinct[i%len(distinct)]
-			}
-			before := cpuTime(b)
-			b.ResetTimer()
-			acked := sender.send(pushes)
-			b.StopTimer()
-			if acked != b.N {
-				b.Fatalf("%d of %d pushes answered 200", acked, b.N)
-			}
-			b.ReportMetric(float64((cpuTime(b)-before).Microseconds())/float64(b.N), "cpu-µs/push")
-		})
+	base := "http://" + addr
+	// 64 workers, and 1,024 as in the callback benchmark.
+	for _, workers := range []int{64, 1024} {
+		for _, sender := range []struct {
+			name string
+			send func(pushes []*Push) int
+		}{
+			{"net-http", func(pushes []*Push) int { return netHTTPSend(base, workers, pushes) }},
+			{"lean", func(pushes []*Push) int {
+				s := &Sender{Targets: []string{base}, Workers: workers, Tries: 1, Timeout: 5 * time.Second}
+				defer s.Close()
+				return Summarize(s.Send(context.Background(), pushes)).Acked
+			}},
+		} {
+			b.Run(fmt.Sprintf("%s/workers=%d", sender.name, workers), func(b *testing.B) {
+				pushes := make([]*Push, b.N)
+				for i := range pushes {
+					pushes[i] = distinct[i%len(distinct)]
+				}
+				before := cpuTime(b)
+				b.ResetTimer()
+				acked := sender.send(pushes)
+				b.StopTimer()
+				if acked != b.N {
+					b.Fatalf("%d of %d pushes answered 200", acked, b.N)
+				}
+				b.ReportMetric(float64((cpuTime(b)-before).Microseconds())/float64(b.N), "cpu-µs/push")
+			})
+		}
 	}
 }
 
