@@ -157,7 +157,7 @@ func (s *Sender) try(t *target, head, body []byte, deadline time.Time) (int, []b
 		case reused && err == errNoAnswer:
 			// The server closed the kept connection while it was idle (its idle timeout, a
 			// restart), which shows only now: net/http's Transport notices it between requests and
-			// dials anew, so does this. Should the server have read the push and died before
+			// dials anew, and so does this. Should the server have read the push and died before
 			// answering, this is a retry to the same target, as a load balancer may send it.
 			c, reused = nil, false
 		default:
