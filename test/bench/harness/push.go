@@ -17,18 +17,14 @@ limitations under the License.
 package harness
 
 import (
-	"bytes"
-	"context"
 	"crypto/rand"
 	"encoding/xml"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"slices"
 	"strconv"
-	"sync/atomic"
 	"time"
 
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/credentials"
@@ -171,100 +167,6 @@ type Attempt struct {
 	Start  time.Time
 	Took   time.Duration
 	Status int
-}
-
-// Sender sends pushes from many concurrent connections, as WeChat's push fleet does, and retries
-// a push that got no 200 the way WeChat does (3 tries in all), each try to the next target: a
-// load balancer in front of several replicas.
-type Sender struct {
-	// Targets are the base URLs of the replicas.
-	Targets []string
-	// Workers is the number of concurrent senders.
-	Workers int
-	// Tries per push; WeChat makes 3.
-	Tries int
-	// Timeout of one try; WeChat waits 5 s.
-	Timeout time.Duration
-	// RetryAfter is the pause before a retry. WeChat waits out its timeout; a benchmark need not.
-	RetryAfter time.Duration
-	// Replies keeps each push's answer in its Outcome, for a caller that checks the replies
-	// relayed from an application rather than only the status.
-	Replies bool
-
-	answered atomic.Int64
-}
-
-// Answered counts the pushes that have got their final answer so far.
-func (s *Sender) Answered() int64 { return s.answered.Load() }
-
-// Send sends pushes and returns their outcomes, in the same order. Once ctx ends no push is
-// started (those have Tries 0), but the ones under way finish, retries included: a push cut
-// short would leave unknown whether it was counted.
-func (s *Sender) Send(ctx context.Context, pushes []*Push) []Outcome {
-	hc := &http.Client{
-		Timeout: s.Timeout,
-		Transport: &http.Transport{
-			MaxIdleConns:        s.Workers * len(s.Targets),
-			MaxIdleConnsPerHost: s.Workers,
-			DisableCompression:  true,
-		},
-	}
-	defer hc.CloseIdleConnections()
-	out := make([]Outcome, len(pushes))
-	_ = Parallel(len(pushes), s.Workers, func(i int) error {
-		if ctx.Err() == nil {
-			out[i] = s.send(hc, i, pushes[i])
-			s.answered.Add(1)
-		}
-		return nil
-	})
-	return out
-}
-
-func (s *Sender) send(hc *http.Client, i int, p *Push) Outcome {
-	start := time.Now()
-	var o Outcome
-	query := p.Query.Encode()
-	for o.Tries < s.Tries {
-		if o.Tries > 0 && s.RetryAfter > 0 {
-			time.Sleep(s.RetryAfter)
-		}
-		target := s.Targets[(i+o.Tries)%len(s.Targets)]
-		o.Tries++
-		at := time.Now()
-		o.Status, o.Body = post(hc, target+p.Path+"?"+query, p.Body, s.Replies)
-		o.Attempts = append(o.Attempts, Attempt{Start: at, Took: time.Since(at), Status: o.Status})
-		if o.Status == http.StatusOK {
-			break
-		}
-	}
-	o.Latency = time.Since(start)
-	return o
-}
-
-// post returns the HTTP status of one try, 0 for a transport error or timeout, and the answer
-// when keep is set.
-func post(hc *http.Client, u string, body []byte, keep bool) (int, []byte) {
-	req, err := http.NewRequest(http.MethodPost, u, bytes.NewReader(body))
-	if err != nil {
-		return 0, nil
-	}
-	req.Header.Set("Content-Type", "text/xml")
-	resp, err := hc.Do(req)
-	if err != nil {
-		return 0, nil
-	}
-	defer func() { _ = resp.Body.Close() }()
-	if keep {
-		answer, err := io.ReadAll(resp.Body)
-		if err != nil {
-			return 0, nil
-		}
-		return resp.StatusCode, answer
-	}
-	// Drained, so that the connection is reused.
-	_, _ = io.Copy(io.Discard, resp.Body)
-	return resp.StatusCode, nil
 }
 
 // Percentile is the q-quantile (0..1) of ds by the nearest-rank method; ds is sorted in place.
