@@ -69,6 +69,9 @@ func (r Retries) Resend(i int, earlier []Outcome) bool {
 // Stream sends pushes as WeChat's fleet does: open loop, a batch of Per events every Tick
 // whatever became of the earlier ones (a slow or unavailable server does not slow WeChat down),
 // and late waves Late after each batch's start that send again the events Retries picks.
+// Outcomes are noted when the Send of a batch's pushes to one replica returns, so a wave counts a
+// push answered in time behind a slower one of its batch as unanswered: it errs toward sending
+// again (more dedupe to do), never toward losing an event.
 type Stream struct {
 	Per  int
 	Tick time.Duration
