@@ -81,8 +81,8 @@ type Stream struct {
 	Retries Retries
 	// Pushes are the events, built before the stream starts so that the senders' crypto is not in
 	// the timed loop; the stream ends after the last. A stream without them runs until End and
-	// gets its events from More(i), called from one goroutine, each batch built while the stream
-	// waits for the tick that starts it.
+	// gets its events from More(i), called from one goroutine as each batch is due (for the low
+	// rates of the tests that use it), so that every event built is sent.
 	Pushes []*Push
 	More   func(i int) *Push
 	// Senders carry the pushes, wave k of event i through Senders[(i+k)%len(Senders)]: with one
@@ -114,12 +114,14 @@ func (st *Stream) Start(ctx context.Context) {
 	}
 	go func() {
 		defer close(st.stopped)
-		next := st.batch(0)
 		st.began = st.Clock.Now()
 		tick := st.Clock.NewTicker(st.Tick)
 		defer tick.Stop()
-		for len(next) > 0 {
-			batch, first := next, int(st.sent.Load())
+		for next := 0; ; {
+			first, batch := next, st.batch(next)
+			if len(batch) == 0 {
+				return
+			}
 			st.mu.Lock()
 			for range batch {
 				st.outcomes = append(st.outcomes, make([]Outcome, 1+len(st.Late)))
@@ -141,7 +143,7 @@ func (st *Stream) Start(ctx context.Context) {
 			// Counted once its late waves are set, so that a test that steps a fake clock once it
 			// sees the batch sent fires them.
 			st.sent.Add(int64(len(batch)))
-			next = st.batch(first + len(batch))
+			next += len(batch)
 			select {
 			case <-st.stop:
 				return
