@@ -211,7 +211,8 @@ func (st *Stream) note(k int, events []int, out []Outcome) {
 	defer st.answered.Add(int64(len(out)))
 	for n, o := range out {
 		i := events[n]
-		if o.Status == http.StatusOK && !slices.ContainsFunc(st.outcomes[i][:k], acknowledged) {
+		// Any other wave: a late copy may be answered before a slow first push.
+		if o.Status == http.StatusOK && !slices.ContainsFunc(st.outcomes[i], acknowledged) {
 			st.acked.Add(1)
 		}
 		st.outcomes[i][k] = o

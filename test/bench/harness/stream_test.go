@@ -175,3 +175,16 @@ func until(t *testing.T, cond func() bool) {
 		}
 	}
 }
+
+// TestStreamAckedOnce: an event acknowledged by a late copy and then by its slow first push (a
+// wave sends again a push not answered in time) is one event acknowledged.
+func TestStreamAckedOnce(t *testing.T) {
+	ok := Outcome{Status: http.StatusOK, Tries: 1}
+	st := &Stream{outcomes: [][]Outcome{make([]Outcome, 3), make([]Outcome, 3)}}
+	st.note(1, []int{0}, []Outcome{ok})
+	st.note(0, []int{0, 1}, []Outcome{ok, {}})
+	st.note(2, []int{0, 1}, []Outcome{ok, ok})
+	if st.Acked() != 2 || st.Answered() != 5 {
+		t.Errorf("%d events acknowledged, %d pushes answered; want 2, 5", st.Acked(), st.Answered())
+	}
+}
