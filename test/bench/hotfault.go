@@ -106,6 +106,8 @@ func (c hotFaultConfig) run(ctx context.Context, r *run) ([]Figure, error) {
 		Pushes: pushes, Senders: senders,
 	}
 	r.logf("hotfault: %d events, %d every %s", n, per, hotFaultTick)
+	// Only this process's CPU: the killed replica's leaves /proc with it.
+	selfBefore := harness.CPUByName()["self"]
 	start := time.Now()
 	st.Start(ctx)
 	if err := poll(ctx, 2*c.LoadTime, func() (bool, error) { return st.Sent() >= int64(n/2), nil }); err != nil {
@@ -116,6 +118,7 @@ func (c hotFaultConfig) run(ctx context.Context, r *run) ([]Figure, error) {
 	r.logf("hotfault: %s killed after %d events; waiting for the late waves", replicas[0].Name, killedAt)
 	outcomes := st.End()
 	span := time.Since(start)
+	self := harness.CPUByName()["self"] - selfBefore
 
 	first := harness.Summarize(harness.Wave(outcomes, 0))
 	resent := resends(outcomes)
@@ -141,6 +144,8 @@ func (c hotFaultConfig) run(ctx context.Context, r *run) ([]Figure, error) {
 		figure(b, "double", float64(double), "scans", "the tally's gain beyond the events sent").goal("0", double == 0),
 		figure(b, "first_try_acknowledged", float64(first.Acked), "pushes", "first pushes by status (0: no answer, such as those at the killed replica): "+statuses(first.ByStatus)),
 		figure(b, "first_try_p99_latency", ms(first.P99), "ms", fmt.Sprintf("acknowledged first pushes, sent to answered; p50 %.0f ms", ms(first.P50))),
+		figure(b, "sender_cpu_per_push", self/float64(resent.pushes)*1e6, "µs",
+			fmt.Sprintf("the load generator (this process: the stream and its Senders) used %.1f cores over the %s: whether it, not the server, was the limit", self/span.Seconds(), span.Round(time.Millisecond))),
 		figure(b, "retried_share", 100*float64(resent.events)/float64(n), "%", resent.String()),
 	}, nil
 }

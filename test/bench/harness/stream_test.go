@@ -188,3 +188,26 @@ func TestStreamAckedOnce(t *testing.T) {
 		t.Errorf("%d events acknowledged, %d pushes answered; want 2, 5", st.Acked(), st.Answered())
 	}
 }
+
+// TestStreamMore: an open-ended stream builds only the events it sends, so that a caller that
+// counts the events it builds (the fault tests' expected totals) counts those sent.
+func TestStreamMore(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	defer srv.Close()
+	const per, tick = 5, 100 * time.Millisecond
+	var built int
+	fc := testingclock.NewFakeClock(time.Now())
+	st := &Stream{
+		Per: per, Tick: tick, Clock: fc,
+		More:    func(int) *Push { built++; return &Push{Path: "/"} },
+		Senders: []*Sender{{Targets: []string{srv.URL}, Workers: per, Tries: 1, Timeout: 5 * time.Second}},
+	}
+	st.Start(context.Background())
+	until(t, func() bool { return st.Sent() == per })
+	fc.Step(tick)
+	until(t, func() bool { return st.Sent() == 2*per })
+	outcomes := st.End()
+	if built != 2*per || len(outcomes) != 2*per || st.Acked() != 2*per {
+		t.Errorf("%d events built, %d sent, %d acknowledged; want %d each", built, len(outcomes), st.Acked(), 2*per)
+	}
+}
