@@ -145,7 +145,7 @@ func (c hotFaultConfig) run(ctx context.Context, r *run) ([]Figure, error) {
 		figure(b, "first_try_acknowledged", float64(first.Acked), "pushes", "first pushes by status (0: no answer, such as those at the killed replica): "+statuses(first.ByStatus)),
 		figure(b, "first_try_p99_latency", ms(first.P99), "ms", fmt.Sprintf("acknowledged first pushes, sent to answered; p50 %.0f ms", ms(first.P50))),
 		figure(b, "sender_cpu_per_push", self/float64(resent.pushes)*1e6, "µs",
-			fmt.Sprintf("the load generator (this process: the stream and its Senders) used %.1f cores over the %s: whether it, not the server, was the limit", self/span.Seconds(), span.Round(time.Millisecond))),
+			fmt.Sprintf("the load generator (this process: the stream and its Senders) used %.2f cores over the %s: whether it, not the server, was the limit", self/span.Seconds(), span.Round(time.Millisecond))),
 		figure(b, "retried_share", 100*float64(resent.events)/float64(n), "%", resent.String()),
 	}, nil
 }
