@@ -416,22 +416,8 @@ func (c callbackConfig) load(ctx context.Context, s *stage, p *harness.Pusher, c
 			want[harness.Key(codes[target[i]])]++
 		}
 	}
-	l.scanned = len(want)
-	g, err := awaitGains(ctx, s, codes, totals, before, want)
-	if err != nil {
+	if err := l.settle(ctx, s, codes, totals, before, want, h.ledger); err != nil {
 		return load{}, err
-	}
-	l.counted, l.subscribes, l.wrong = g.scans, g.subscribes, g.wrong
-	if h.ledger {
-		// The annotations follow at --view-patch-rate: every code scanned needs a patch.
-		err = poll(ctx, viewWait(l.scanned), func() (bool, error) {
-			var err error
-			l.viewOff, err = viewOff(ctx, s, codes)
-			return err == nil && l.viewOff == 0, err
-		})
-		if err != nil {
-			return load{}, err
-		}
 	}
 	l.viewLag = time.Since(start) - l.elapsed
 	if l.writes, err = s.cp.Writes(ctx); err != nil {
@@ -441,6 +427,26 @@ func (c callbackConfig) load(ctx context.Context, s *stage, p *harness.Pusher, c
 		l.writes[res] -= v
 	}
 	return l, nil
+}
+
+// settle waits, a bounded time, until totals show want (scans acknowledged by code) on top of
+// before and, for a handler with a ledger, the annotations the tally, and notes what they gained.
+func (l *load) settle(ctx context.Context, s *stage, codes []*qrv1alpha1.WeChatQRCode, totals totalsFunc, before map[types.NamespacedName]count, want map[types.NamespacedName]int64, ledger bool) error {
+	l.scanned = len(want)
+	g, err := awaitGains(ctx, s, codes, totals, before, want)
+	if err != nil {
+		return err
+	}
+	l.counted, l.subscribes, l.wrong = g.scans, g.subscribes, g.wrong
+	if !ledger {
+		return nil
+	}
+	// The annotations follow at --view-patch-rate: every code scanned needs a patch.
+	return poll(ctx, viewWait(l.scanned), func() (bool, error) {
+		var err error
+		l.viewOff, err = viewOff(ctx, s, codes)
+		return err == nil && l.viewOff == 0, err
+	})
 }
 
 // poll calls done every 250 ms until it reports true, fails, or wait has passed.

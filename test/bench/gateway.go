@@ -191,6 +191,7 @@ func (pp *pushPath) send(ctx context.Context, p *harness.Pusher, load []gatewayP
 		pushes[i] = load[i].push
 	}
 	sender := &harness.Sender{Targets: []string{pp.url}, Workers: senders, Tries: 1, Timeout: 5 * time.Second, Replies: true}
+	defer sender.Close()
 	start := time.Now()
 	outcomes := sender.Send(ctx, pushes)
 	elapsed := time.Since(start)

@@ -31,6 +31,9 @@ limitations under the License.
 //     application, straight to it and through one callback replica in the same run, every reply
 //     checked; the hot load's events per second without a sink and with one, and the events the
 //     sink received beside the scans counted.
+//   - hotfault: distinct scans of one hot code offered open loop to two callback replicas, re-sent
+//     5, 10 and 15 s late as WeChat re-sends them, one replica killed with SIGKILL halfway: scans
+//     per second acknowledged, events lost, and the tally beside the events sent.
 //
 // The manager and the callback server run as processes built from the tree; each benchmark gets
 // a fresh control plane, so that one's objects do not weigh on the next. It prints a table and
@@ -91,7 +94,8 @@ func main() {
 		cb      callbackConfig
 		pc      peerConfig
 		gw      gatewayConfig
-		only    = flag.String("only", "issuance,renewal,callback,peer,gateway", "benchmarks to run, comma-separated")
+		hf      hotFaultConfig
+		only    = flag.String("only", "issuance,renewal,callback,peer,gateway,hotfault", "benchmarks to run, comma-separated")
 		out     = flag.String("out", "", "results file to write (table, JSON lines, date and machine); empty: none")
 		keep    = flag.Bool("keep", false, "keep the scratch directory (process logs) after the run")
 		timeout = flag.Duration("timeout", 30*time.Minute, "give up after this long")
@@ -135,6 +139,11 @@ func main() {
 	flag.Float64Var(&gw.ScanShare, "gateway-scan-share", 0.25, "gateway: share of the forwarding load's pushes that scan codes without spec.reply (the rest are text messages)")
 	flag.IntVar(&gw.hot.Events, "gateway-events", 20000, "gateway: most events of each hot load (without and with a sink)")
 	flag.DurationVar(&gw.hot.LoadTime, "gateway-load-time", 10*time.Second, "gateway: longest time each hot load keeps sending")
+	flag.IntVar(&hf.Rate, "hotfault-rate", 6000, "hotfault: distinct scans of the hot code offered per second")
+	flag.DurationVar(&hf.LoadTime, "hotfault-time", 20*time.Second, "hotfault: how long the scans are offered (the late waves follow for 15 s more)")
+	// WeChat re-sends a push whose answer it did not get in time; an answer lost on its way back
+	// is what makes a counted scan come again, so a share of them is what dedupe is tested on.
+	flag.IntVar(&hf.LostAnswers, "hotfault-lost-answers", 4, "hotfault: one answer in this many is lost on its way back to WeChat, which sends the event again (1: every event is sent again in every wave)")
 	managerEnv := flag.String("manager-env", "", "extra environment of the manager, comma-separated KEY=VALUE (e.g. GOMEMLIMIT=90MiB)")
 	flag.Parse()
 	if *managerEnv != "" {
@@ -149,13 +158,13 @@ func main() {
 	defer cancel()
 	ctx, cancelTimeout := context.WithTimeout(ctx, *timeout)
 	defer cancelTimeout()
-	if err := benchMain(ctx, strings.Split(*only, ","), *out, *keep, iss, storm, cb, pc, gw); err != nil {
+	if err := benchMain(ctx, strings.Split(*only, ","), *out, *keep, iss, storm, cb, pc, gw, hf); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
 
-func benchMain(ctx context.Context, only []string, out string, keep bool, iss issuanceConfig, storm stormConfig, cb callbackConfig, pc peerConfig, gw gatewayConfig) error {
+func benchMain(ctx context.Context, only []string, out string, keep bool, iss issuanceConfig, storm stormConfig, cb callbackConfig, pc peerConfig, gw gatewayConfig, hf hotFaultConfig) error {
 	started := time.Now()
 	mach := machine()
 	dir, err := os.MkdirTemp("", "wechat-qrcode-bench-")
@@ -183,6 +192,7 @@ func benchMain(ctx context.Context, only []string, out string, keep bool, iss is
 		{"callback", cb.String(), cb.run},
 		{"peer", pc.String(), pc.run},
 		{"gateway", gw.String(), gw.run},
+		{"hotfault", hf.String(), hf.run},
 	}
 	var figures []Figure
 	var settings []string

@@ -108,6 +108,7 @@ func (c peerConfig) run(ctx context.Context, r *run) ([]Figure, error) {
 			sender := &harness.Sender{Targets: []string{srv.url}, Workers: c.Senders, Tries: 1, Timeout: 5 * time.Second}
 			before := harness.CPUByName()
 			sum := harness.Summarize(sender.Send(ctx, pushes))
+			sender.Close()
 			used := harness.CPUByName()[srv.name] - before[srv.name]
 			if sum.Acked != n {
 				return nil, fmt.Errorf("%s acknowledged %d of %d pushes", srv.name, sum.Acked, n)
