@@ -449,3 +449,40 @@ func BenchmarkPush(b *testing.B) {
 		})
 	}
 }
+
+// TestReadBody: a declared length is read exactly and must be there; a body over the limit is
+// refused as too large whether its length is declared or not.
+func TestReadBody(t *testing.T) {
+	const limit = 8
+	for _, tc := range []struct {
+		name     string
+		body     string
+		declared int64 // -1: not declared (chunked)
+		want     string
+		tooLarge bool
+		fails    bool
+	}{
+		{name: "declared", body: "<xml/>", declared: 6, want: "<xml/>"},
+		{name: "declared at the limit", body: "12345678", declared: 8, want: "12345678"},
+		{name: "empty", body: "", declared: 0, want: ""},
+		{name: "undeclared", body: "<xml/>", declared: -1, want: "<xml/>"},
+		{name: "declared over the limit", body: "123456789", declared: 9, tooLarge: true},
+		{name: "undeclared over the limit", body: "123456789", declared: -1, tooLarge: true},
+		{name: "shorter than declared", body: "<x", declared: 6, fails: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := httptest.NewRequest(http.MethodPost, "/", strings.NewReader(tc.body))
+			r.ContentLength = tc.declared
+			got, err := readBody(httptest.NewRecorder(), r, limit)
+			_, tooLarge := errors.AsType[*http.MaxBytesError](err)
+			switch {
+			case tooLarge != tc.tooLarge:
+				t.Fatalf("too large %v (%v), want %v", tooLarge, err, tc.tooLarge)
+			case (err != nil) != (tc.tooLarge || tc.fails):
+				t.Fatalf("error %v, want one: %v", err, tc.tooLarge || tc.fails)
+			case err == nil && string(got) != tc.want:
+				t.Fatalf("read %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
