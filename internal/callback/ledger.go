@@ -143,16 +143,27 @@ func (l *ledger) count(ctx context.Context, e qrv1alpha1.LedgerEntry, deadline t
 
 func (l *ledger) known(code, key string) bool { return l.seen.has(seenKey(code, key)) }
 
-// loop appends what arrived at most once per window, and ends when a window passes without a
-// scan.
+// loop appends what arrived once per window, and ends when a window passes without a scan. A
+// full segment's worth waiting goes at once (appendNow), so that the window bounds how long a
+// scan waits, not how many a replica takes: one write of maxSegmentEntries a window capped a
+// replica at 10,000 scans a second at 50 ms (the bench's hot load sat at 9,600 with a core idle).
 func (l *ledger) loop() {
 	window := l.clock.After(l.window)
+	written := 0 // appends since the window started
 	for {
-		<-window
+		l.mu.Lock()
+		queued := len(l.queued)
+		l.mu.Unlock()
+		if !appendNow(written, queued) {
+			<-window
+			// The next window starts with this append, not after it.
+			window = l.clock.After(l.window)
+			written = 0
+		}
 		l.mu.Lock()
 		// At most one segment's worth a write: a backlog (the API server away for a while) must
-		// not become one object over the API server's request limit. The rest goes next window,
-		// oldest first.
+		// not become one object over the API server's request limit. The rest goes in the same
+		// window's next appends, then in the next windows, oldest first.
 		n := min(len(l.queued), maxSegmentEntries)
 		batch := l.queued[:n:n]
 		l.queued = l.queued[n:]
@@ -165,8 +176,7 @@ func (l *ledger) loop() {
 			return
 		}
 		l.mu.Unlock()
-		// The next window starts with this append, not after it.
-		window = l.clock.After(l.window)
+		written++
 
 		err := l.append(batch)
 		if err == nil {
@@ -185,6 +195,18 @@ func (l *ledger) loop() {
 			close(p.out.done)
 		}
 	}
+}
+
+// maxAppendsPerWindow bounds a replica's ledger writes in one commit window: 4 full segments a
+// 50 ms window is 40,000 scans a second, and a backlog after an outage drains at that pace
+// rather than all at once.
+const maxAppendsPerWindow = 4
+
+// appendNow is whether the commit loop appends again without waiting for the window to end,
+// having made written appends in it with queued scans waiting: only a full segment's worth, and
+// within maxAppendsPerWindow.
+func appendNow(written, queued int) bool {
+	return written > 0 && written < maxAppendsPerWindow && queued >= maxSegmentEntries
 }
 
 // append makes batch durable in the current segment, or in a new one when there is none or the

@@ -595,7 +595,9 @@ func TestBacklogSplitIntoSegments(t *testing.T) {
 	clk := clocktesting.NewFakeClock(time.Now())
 	const window = 25 * time.Millisecond
 	l := newLedger(clk, api, f.ns, "backlog", window)
-	const scans = 2*maxSegmentEntries + 100
+	// A window's full segments go at once, maxAppendsPerWindow of them; the rest, and what is
+	// left short of a segment, wait for the next window.
+	const scans = (maxAppendsPerWindow+1)*maxSegmentEntries + 100
 	var wg sync.WaitGroup
 	for i := range scans {
 		wg.Go(func() {
@@ -610,9 +612,15 @@ func TestBacklogSplitIntoSegments(t *testing.T) {
 		defer l.mu.Unlock()
 		return len(l.queued) == scans
 	})
-	for w := int32(1); w <= 3; w++ {
+	for w, want := range []int32{maxAppendsPerWindow, maxAppendsPerWindow + 1, maxAppendsPerWindow + 2} {
 		clk.Step(window)
-		waitFor(t, fmt.Sprintf("write %d", w), func() bool { return api.writes.Load() == w })
+		waitFor(t, fmt.Sprintf("%d writes after window %d", want, w+1), func() bool { return api.writes.Load() == want })
+		if !clk.HasWaiters() {
+			t.Fatalf("window %d: the commit loop wrote without waiting for the next window", w+1)
+		}
+		if got := api.writes.Load(); got != want {
+			t.Fatalf("%d writes after window %d, want %d", got, w+1, want)
+		}
 	}
 	wg.Wait()
 	var segs qrv1alpha1.WeChatScanLedgerList
@@ -636,7 +644,24 @@ func TestBacklogSplitIntoSegments(t *testing.T) {
 			t.Errorf("segment %s holds %d entries, over the bound of %d", seg.Name, n, maxSegmentEntries)
 		}
 	}
-	if len(seen) != scans || len(segs.Items) != 3 {
-		t.Errorf("%d distinct scans in %d segments, want %d in 3", len(seen), len(segs.Items), scans)
+	if want := maxAppendsPerWindow + 2; len(seen) != scans || len(segs.Items) != want {
+		t.Errorf("%d distinct scans in %d segments, want %d in %d", len(seen), len(segs.Items), scans, want)
+	}
+}
+
+func TestAppendNow(t *testing.T) {
+	for _, tc := range []struct {
+		written, queued int
+		want            bool
+	}{
+		{written: 0, queued: 10 * maxSegmentEntries, want: false}, // a window's first append waits for it
+		{written: 1, queued: maxSegmentEntries, want: true},
+		{written: 1, queued: maxSegmentEntries - 1, want: false}, // short of a segment: the window bounds the wait
+		{written: maxAppendsPerWindow - 1, queued: maxSegmentEntries, want: true},
+		{written: maxAppendsPerWindow, queued: 10 * maxSegmentEntries, want: false},
+	} {
+		if got := appendNow(tc.written, tc.queued); got != tc.want {
+			t.Errorf("appendNow(%d, %d) = %v, want %v", tc.written, tc.queued, got, tc.want)
+		}
 	}
 }
