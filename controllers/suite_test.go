@@ -196,12 +196,15 @@ func (h *harness) reconcile(k types.NamespacedName) (ctrl.Result, *v1alpha1.WeCh
 }
 
 // cached waits until the cache holds the API server's version of the object k names, or until
-// it is gone from both.
+// it is gone from both. The API server is read again each time: a controller may write the object
+// meanwhile (an account's status follows its codes), and a cache that has seen a newer version than
+// a first read never again holds that one.
 func (h *harness) cached(k types.NamespacedName, obj client.Object) {
 	h.t.Helper()
 	live := obj.DeepCopyObject().(client.Object)
-	liveErr := h.c.Get(context.Background(), k, live)
+	var liveErr error
 	err := wait.PollUntilContextTimeout(context.Background(), 10*time.Millisecond, 10*time.Second, true, func(ctx context.Context) (bool, error) {
+		liveErr = h.c.Get(ctx, k, live)
 		cachedErr := h.cache.Get(ctx, k, obj)
 		if liveErr != nil || cachedErr != nil {
 			return apierrors.IsNotFound(liveErr) && apierrors.IsNotFound(cachedErr), nil
