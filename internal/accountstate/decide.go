@@ -37,12 +37,16 @@ import (
 )
 
 // Retry delays of a failed token check with nothing changed. A failure time may cure (WeChat
-// busy, network) is retried after a minute; an IP allowlist is fixed in WeChat's console, out of
-// the cluster's sight, so it is retried hourly (24 token calls a day at most); a bad AppID or
-// AppSecret waits for the Secret to change.
+// busy, network) is retried after as long as the account has been failing, between
+// TransientRetryMin and TransientRetry (5, 5, 10, 20, 40 s, then every minute): every code of the
+// account waits for its check, so one 502 must not hold them a minute, and an outage costs one
+// token call a minute. An IP allowlist is fixed in WeChat's console, out of the cluster's sight,
+// so it is retried hourly (24 token calls a day at most); a bad AppID or AppSecret waits for the
+// Secret to change.
 const (
-	TransientRetry = time.Minute
-	AllowlistRetry = time.Hour
+	TransientRetryMin = 5 * time.Second
+	TransientRetry    = time.Minute
+	AllowlistRetry    = time.Hour
 )
 
 // Input is everything one decision needs.
@@ -198,10 +202,15 @@ func retryDelay(st *v1alpha1.WeChatAccountStatus) (time.Duration, bool) {
 		return 0, false
 	case r.Reason == v1alpha1.ReasonWeChatError(40164):
 		return AllowlistRetry, true
-	case st.Condition(v1alpha1.ConditionReconciling) != nil:
-		return TransientRetry, true
+	case st.Condition(v1alpha1.ConditionReconciling) != nil && st.TokenCheckTime != nil:
+		return transientRetry(r.LastTransitionTime.Time, st.TokenCheckTime.Time), true
 	}
 	return 0, false
+}
+
+// transientRetry is the wait after a check at checked of an account failing since failingSince.
+func transientRetry(failingSince, checked time.Time) time.Duration {
+	return min(max(checked.Sub(failingSince), TransientRetryMin), TransientRetry)
 }
 
 // TokenChecked records the answer to the token check Decide asked for.
@@ -224,7 +233,12 @@ func (a Action) TokenChecked(err error) Action {
 	case reason == v1alpha1.ReasonWeChatError(40164):
 		msg += fmt.Sprintf(". Checked again at %s, or at once when the spec or the Secret changes", format(a.in.Now.Add(AllowlistRetry)))
 	case !stalled:
-		msg += fmt.Sprintf(". Checked again at %s", format(a.in.Now.Add(TransientRetry)))
+		since := a.in.Now
+		// Ready stays False from the first failure on: its transition time is when it began.
+		if r := st.Condition(v1alpha1.ConditionReady); r != nil && r.Status == metav1.ConditionFalse && checkOutcome(r.Reason) {
+			since = r.LastTransitionTime.Time
+		}
+		msg += fmt.Sprintf(". Checked again at %s", format(a.in.Now.Add(transientRetry(since, stamp(a.in.Now).Time))))
 	default:
 		msg += ". Checked again when the spec or the Secret changes"
 	}

@@ -72,6 +72,10 @@ func TestDecide(t *testing.T) {
 	failed := func(err error) func() *v1alpha1.WeChatAccount {
 		return func() *v1alpha1.WeChatAccount { return after(fresh(), t0, err) }
 	}
+	// failing: failed at t0 and again at t0+d.
+	failing := func(err error, d time.Duration) func() *v1alpha1.WeChatAccount {
+		return func() *v1alpha1.WeChatAccount { return after(after(fresh(), t0, err), t0.Add(d), err) }
+	}
 	cases := []struct {
 		name    string
 		account func() *v1alpha1.WeChatAccount
@@ -99,9 +103,17 @@ func TestDecide(t *testing.T) {
 			ready: metav1.ConditionFalse, reason: v1alpha1.ReasonWeChatError(40164), stalled: v1alpha1.ReasonWeChatError(40164)},
 		{name: "40164 an hour later: checked again (fixed in WeChat's console, unseen)", account: failed(allowlist), now: t0.Add(time.Hour), check: true,
 			ready: metav1.ConditionFalse, reason: v1alpha1.ReasonWeChatError(40164), reconciling: "CheckingToken"},
-		{name: "WeChat busy: retried after a minute", account: failed(busy), now: t0.Add(time.Minute), check: true,
+		{name: "WeChat busy once: retried after 5 s", account: failed(busy), now: t0.Add(TransientRetryMin), check: true,
 			ready: metav1.ConditionFalse, reason: v1alpha1.ReasonWeChatError(-1), reconciling: "CheckingToken"},
-		{name: "WeChat busy: not before", account: failed(busy), now: t0.Add(59 * time.Second),
+		{name: "WeChat busy once: not before", account: failed(busy), now: t0.Add(TransientRetryMin - time.Second),
+			ready: metav1.ConditionFalse, reason: v1alpha1.ReasonWeChatError(-1), reconciling: v1alpha1.ReasonWeChatError(-1)},
+		{name: "WeChat busy for 40 s: retried 40 s after the last check", account: failing(busy, 40*time.Second), now: t0.Add(80 * time.Second), check: true,
+			ready: metav1.ConditionFalse, reason: v1alpha1.ReasonWeChatError(-1), reconciling: "CheckingToken"},
+		{name: "WeChat busy for 40 s: not before", account: failing(busy, 40*time.Second), now: t0.Add(79 * time.Second),
+			ready: metav1.ConditionFalse, reason: v1alpha1.ReasonWeChatError(-1), reconciling: v1alpha1.ReasonWeChatError(-1)},
+		{name: "WeChat busy for 10 min: retried a minute after the last check", account: failing(busy, 10*time.Minute), now: t0.Add(11 * time.Minute), check: true,
+			ready: metav1.ConditionFalse, reason: v1alpha1.ReasonWeChatError(-1), reconciling: "CheckingToken"},
+		{name: "WeChat busy for 10 min: not before", account: failing(busy, 10*time.Minute), now: t0.Add(11*time.Minute - time.Second),
 			ready: metav1.ConditionFalse, reason: v1alpha1.ReasonWeChatError(-1), reconciling: v1alpha1.ReasonWeChatError(-1)},
 		{name: "Secret missing: no call", account: ready, mutate: func(in *Input) {
 			in.Secret = Secret{Problem: &issuance.Problem{Reason: v1alpha1.ReasonAccountSecretMissing, Message: "missing"}}
