@@ -63,7 +63,7 @@ limitations under the License.
 // # Attribution
 //
 // A subscribe event whose EventKey is qrscene_<scene> and a SCAN event whose EventKey is <scene>
-// are scans. They carry the ticket of the scanned code, looked up in a cache field index over
+// are scans. They carry the ticket of the scanned code, looked up in an index of the informer over
 // status.ticket and status.previousTickets[].ticket keyed with status.issuedFor.appID, across all
 // namespaces; without a ticket the scene (issuedFor.appID + Scene.Key()) is looked up instead.
 // A ticket that is one code's current ticket and another's previous one (a permanent scene that

@@ -260,7 +260,7 @@ func waitIndexed(t *testing.T, rs []*replica, appID, ticket string) {
 	t.Helper()
 	for _, r := range rs {
 		waitFor(t, "the cache to index "+ticket, func() bool {
-			c, _, err := attribute(context.Background(), r.cache, appID, &scan{ticket: ticket})
+			c, _, err := attribute(r.codes, appID, &scan{ticket: ticket})
 			return err == nil && c != nil
 		})
 	}

@@ -127,14 +127,15 @@ func Setup(mgr ctrl.Manager, opts Options) (*Server, error) {
 		return nil, err
 	}
 	log := mgr.GetLogger().WithName("callback")
-	if err := addIndexes(context.Background(), mgr.GetFieldIndexer()); err != nil {
+	codes, err := indexCodes(context.Background(), mgr.GetCache())
+	if err != nil {
 		return nil, err
 	}
 	cs, err := kubernetes.NewForConfig(mgr.GetConfig())
 	if err != nil {
 		return nil, err
 	}
-	s := newServer(opts, clock.RealClock{}, cs, mgr.GetCache(), mgr.GetClient(), log)
+	s := newServer(opts, clock.RealClock{}, cs, codes, mgr.GetClient(), log)
 	rec := &recorder{stats: s.stats, clock: clock.RealClock{}, writer: mgr.GetClient(), namespace: opts.Namespace,
 		identity: opts.Identity, interval: opts.RecordInterval, log: log.WithName("record")}
 	for _, r := range []manager.Runnable{s.keyring, rec, s.sinks} {
@@ -166,9 +167,9 @@ func Setup(mgr ctrl.Manager, opts Options) (*Server, error) {
 	})
 }
 
-// newServer wires a Server: cs watches the push config Secret; cache serves the index lookups;
+// newServer wires a Server: cs watches the push config Secret; codes serves the index lookups;
 // writer appends to the ledger; clk times everything.
-func newServer(opts Options, clk clock.WithDelayedExecution, cs kubernetes.Interface, cache client.Reader, writer client.Writer, log logr.Logger) *Server {
+func newServer(opts Options, clk clock.WithDelayedExecution, cs kubernetes.Interface, codes codeIndex, writer client.Writer, log logr.Logger) *Server {
 	keys := &keyring{client: cs, namespace: opts.Namespace, log: log}
 	keys.byAppID.Store(&map[string]*pushKeys{})
 	return &Server{
@@ -178,7 +179,7 @@ func newServer(opts Options, clk clock.WithDelayedExecution, cs kubernetes.Inter
 		keyring:   keys,
 		stats:     newPushStats(clk),
 		counter:   newLedger(clk, writer, opts.Namespace, opts.Identity, opts.CommitWindow),
-		cache:     cache,
+		codes:     codes,
 		log:       log,
 		sampler:   sampler{clock: clk},
 		clock:     clk,

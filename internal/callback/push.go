@@ -51,7 +51,7 @@ type Server struct {
 	keyring *keyring
 	stats   *pushStats
 	counter scanCounter
-	cache   client.Reader
+	codes   codeIndex
 	log     logr.Logger
 	sampler sampler
 	// forwarder hands pushes on to the account's application; sinks get the counted scans.
@@ -93,7 +93,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	deadline := start.Add(s.opts.ReplyDeadline)
 	ctx, cancel := withDeadline(r.Context(), s.clock, deadline)
 	defer cancel()
-	code, result, err := attribute(ctx, s.cache, keys.appID, sc)
+	code, result, err := attribute(s.codes, keys.appID, sc)
 	var app <-chan *forwarded
 	// A code with a reply is answered by the operator alone: WeChat takes one reply.
 	if err == nil && (code == nil || code.Spec.Reply == nil) {

@@ -29,15 +29,13 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	toolscache "k8s.io/client-go/tools/cache"
 	clocktesting "k8s.io/utils/clock/testing"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/pushwire"
-	"github.com/qrcode-operator/wechat-qrcode-operator/internal/scheme"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/wxcrypto"
 )
 
@@ -74,20 +72,16 @@ func previousTicket(appID, ticket string) qrv1alpha1.PreviousTicket {
 }
 
 // unitServer is a Server with a plaintext account "wxplain" and a safe-mode account "wxsafe" and
-// one code of each, and codes, in a fake client's cache, on a fake clock, that counts with counter. It needs
-// no API server, for the HTTP unit and fuzz tests.
-func unitServer(t testing.TB, counter scanCounter, codes ...client.Object) (*Server, *clocktesting.FakeClock, map[string]*pusher) {
+// one code of each, and codes, indexed as the informer indexes them, on a fake clock, that counts
+// with counter. It needs no API server, for the HTTP unit and fuzz tests.
+func unitServer(t testing.TB, counter scanCounter, codes ...*qrv1alpha1.WeChatQRCode) (*Server, *clocktesting.FakeClock, map[string]*pusher) {
 	t.Helper()
 	plainCode := newCode("ns", "plain", "wxplain", "TICKET-P", 1, "")
 	safeCode := newCode("ns", "safe", "wxsafe", "TICKET-S", 2, "thanks ]]> <b>&amp;</b>")
-	c := fake.NewClientBuilder().WithScheme(scheme.New()).
-		WithIndex(&qrv1alpha1.WeChatQRCode{}, ticketIndex, ticketValues).
-		WithIndex(&qrv1alpha1.WeChatQRCode{}, sceneIndex, sceneValues).
-		WithObjects(append(codes, plainCode, safeCode)...).Build()
 	opts := DefaultOptions()
 	clk := clocktesting.NewFakeClock(time.Now())
 	// The package's logger, which the tests read for secrets.
-	s := newServer(opts, clk, nil, c, c, ctrl.Log.WithName("callback"))
+	s := newServer(opts, clk, nil, indexed(t, append(codes, plainCode, safeCode)...), nil, ctrl.Log.WithName("callback"))
 	s.counter = counter
 	cipher, err := wxcrypto.NewCipher(testKey, "wxsafe")
 	if err != nil {
@@ -101,6 +95,18 @@ func unitServer(t testing.TB, counter scanCounter, codes ...client.Object) (*Ser
 		plaintext: {appID: "wxplain", token: "tok-plain", mode: plaintext},
 		safe:      {appID: "wxsafe", token: "tok-safe", mode: safe, cipher: cipher},
 	}
+}
+
+// indexed is codes in a client-go indexer with the server's indexes, as the informer holds them.
+func indexed(t testing.TB, codes ...*qrv1alpha1.WeChatQRCode) codeIndex {
+	t.Helper()
+	idx := toolscache.NewIndexer(toolscache.MetaNamespaceKeyFunc, indexers())
+	for _, c := range codes {
+		if err := idx.Add(c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return idx
 }
 
 // stubCounter stands for the counter in the HTTP unit tests: it counts every event once per
@@ -212,25 +218,21 @@ func TestAttributeSharedTicket(t *testing.T) {
 		return c
 	}
 	for _, names := range [][2]string{{"a-old", "b-new"}, {"b-old", "a-new"}} {
-		codes := fake.NewClientBuilder().WithScheme(scheme.New()).
-			WithIndex(&qrv1alpha1.WeChatQRCode{}, ticketIndex, ticketValues).
-			WithObjects(previousHolder(names[0]), newCode("ns", names[1], appID, "T-SHARED", 7, "")).Build()
-		got, why, err := attribute(context.Background(), codes, appID, &scan{ticket: "T-SHARED"})
+		codes := indexed(t, previousHolder(names[0]), newCode("ns", names[1], appID, "T-SHARED", 7, ""))
+		got, why, err := attribute(codes, appID, &scan{ticket: "T-SHARED"})
 		if err != nil || got == nil || got.Name != names[1] {
 			t.Errorf("%v: attributed to %v (%q, %v), want the current holder %s", names, got, why, err, names[1])
 		}
 	}
 
-	codes := fake.NewClientBuilder().WithScheme(scheme.New()).
-		WithIndex(&qrv1alpha1.WeChatQRCode{}, ticketIndex, ticketValues).
-		WithObjects(previousHolder("x"), previousHolder("y"), newCode("ns", "z", appID, "T-TWIN", 1, ""), newCode("ns", "w", appID, "T-TWIN", 1, "")).Build()
+	codes := indexed(t, previousHolder("x"), previousHolder("y"), newCode("ns", "z", appID, "T-TWIN", 1, ""), newCode("ns", "w", appID, "T-TWIN", 1, ""))
 	for _, ticket := range []string{"T-SHARED", "T-TWIN"} {
-		if got, why, err := attribute(context.Background(), codes, appID, &scan{ticket: ticket}); err != nil || got != nil || why != resultAmbiguous {
+		if got, why, err := attribute(codes, appID, &scan{ticket: ticket}); err != nil || got != nil || why != resultAmbiguous {
 			t.Errorf("%s, held alike by two codes: attributed to %v (%q, %v), want ambiguous", ticket, got, why, err)
 		}
 	}
 	// The current ticket of another account is not this account's.
-	if got, _, _ := attribute(context.Background(), codes, "wxother", &scan{ticket: "T-TWIN"}); got != nil {
+	if got, _, _ := attribute(codes, "wxother", &scan{ticket: "T-TWIN"}); got != nil {
 		t.Errorf("another account's ticket attributed to %s", got.Name)
 	}
 }
