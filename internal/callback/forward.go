@@ -231,7 +231,7 @@ func (a *forwarded) write(w http.ResponseWriter) {
 
 // forward starts handing the push to the account's application, nil when it has none.
 func (s *Server) forward(r *http.Request, keys *pushKeys, body []byte, extra http.Header) <-chan *forwarded {
-	if keys.account.ForwardURL == "" {
+	if !keys.forwards() {
 		return nil
 	}
 	timeout := keys.account.ForwardTimeout

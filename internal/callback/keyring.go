@@ -44,6 +44,9 @@ type pushKeys struct {
 	account pushconfig.Account
 }
 
+// forwards is whether the account has an application behind it to hand pushes on to.
+func (k *pushKeys) forwards() bool { return k.account.ForwardURL != "" }
+
 // decrypt tries the current key, then the previous one, and returns the cipher that worked so
 // that the reply is encrypted with the key WeChat is using.
 func (k *pushKeys) decrypt(b64 string) ([]byte, *wxcrypto.Cipher, error) {

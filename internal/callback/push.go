@@ -95,8 +95,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	code, result, err := attribute(s.codes, keys.appID, sc)
 	var app <-chan *forwarded
-	// A code with a reply is answered by the operator alone: WeChat takes one reply.
-	if err == nil && (code == nil || code.Spec.Reply == nil) {
+	// A code with a reply is answered by the operator alone: WeChat takes one reply. The scan's
+	// headers cost a lookup of the event and a map: only for an account that forwards.
+	if err == nil && (code == nil || code.Spec.Reply == nil) && keys.forwards() {
 		app = s.forward(r, keys, body, s.scanHeaders(code, sc))
 	}
 	if err == nil && code != nil {
