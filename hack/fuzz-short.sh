@@ -13,7 +13,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 fuzztime="${FUZZTIME:-5s}"
-# Extra `go test` flags (make test passes -vet=off: it has run go vet already).
+# Extra `go test` flags (make test passes -vet=off: its lint has run go vet's analyzers already).
 read -ra flags <<<"${FUZZFLAGS:-}"
 read -ra skipdeps <<<"${FUZZSKIPDEPS:-}"
 # skipdep prints the first of skipdeps that the test binary of package $1 imports.

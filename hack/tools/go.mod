@@ -8,8 +8,13 @@ tool (
 	github.com/golangci/misspell/cmd/misspell
 	github.com/gordonklaus/ineffassign
 	github.com/kisielk/errcheck
+	github.com/qrcode-operator/wechat-qrcode-operator/hack/tools/lint
 	golang.org/x/tools/cmd/goimports
-	honnef.co/go/tools/cmd/staticcheck
+)
+
+require (
+	golang.org/x/tools v0.52.0
+	honnef.co/go/tools v0.8.2
 )
 
 require (
@@ -22,6 +27,4 @@ require (
 	golang.org/x/sync v0.24.0 // indirect
 	golang.org/x/sys v0.49.0 // indirect
 	golang.org/x/telemetry v0.0.0-20261009151841-97e8ea77aa2a // indirect
-	golang.org/x/tools v0.52.0 // indirect
-	honnef.co/go/tools v0.8.2 // indirect
 )
