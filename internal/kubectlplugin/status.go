@@ -193,11 +193,23 @@ func (s screen) account(cmd *cobra.Command, c client.Client, code *v1alpha1.WeCh
 	if st.ForwardURL != "" {
 		s.more("pushes it does not answer go on to %s", st.ForwardURL)
 	}
-	for _, sink := range slices.Compact([]string{st.SinkURI, code.Status.SinkURI}) {
-		if sink != "" {
-			s.more("scans are sent to %s", sink)
+	type sink struct {
+		uri       string
+		maxEvents int32
+	}
+	for _, k := range slices.Compact([]sink{{st.SinkURI, st.SinkMaxEvents}, {code.Status.SinkURI, code.Status.SinkMaxEvents}}) {
+		if k.uri != "" {
+			s.more("scans are sent to %s%s", k.uri, batching(k.maxEvents))
 		}
 	}
+}
+
+// batching says how a sink gets its events when they go in batches (status.sinkMaxEvents).
+func batching(maxEvents int32) string {
+	if maxEvents == 0 {
+		return ""
+	}
+	return fmt.Sprintf(", in batches of up to %d events", maxEvents)
 }
 
 // events lists the code's latest Events, oldest first as kubectl describe does. They are

@@ -55,7 +55,7 @@ func TestStatusOfAReadyCode(t *testing.T) {
 	}
 	c.create(code)
 	code.Status.PreviousTickets = []v1alpha1.PreviousTicket{{Ticket: "gQHx7zwAAAAAAAAAAS5odHRwOi8vd2Vp", AppID: "wx0000000000test01", Scene: code.Spec.Scene, ExpiresAt: ptr.To(metav1.NewTime(now.Add(3 * time.Hour)))}}
-	code.Status.SinkURI = "http://login.shop.svc.cluster.local/"
+	code.Status.SinkURI, code.Status.SinkMaxEvents = "http://login.shop.svc.cluster.local/", 100
 	c.issue(code, now.Add(-2*time.Hour))
 	c.event(code, now.Add(-170*time.Hour), "Normal", "Issued", "Ticket issued at an earlier time")
 	c.event(code, now.Add(-2*time.Hour), "Normal", "Issued", code.Status.Conditions[0].Message)
@@ -82,7 +82,7 @@ Account:   WeChatAccount official-account, Ready: True
            AppID wx0000000000test01, credentials in Secret official-account (namespace ` + c.ns + `)
            pushes it does not answer go on to http://shop-app.shop.svc.cluster.local:8080/wechat
            scans are sent to http://crm.shop.svc.cluster.local/scans
-           scans are sent to http://login.shop.svc.cluster.local/
+           scans are sent to http://login.shop.svc.cluster.local/, in batches of up to 100 events
 Events:
   LAST SEEN   TYPE     REASON   COUNT   MESSAGE
   7d2h ago    Normal   Issued   1       Ticket issued at an earlier time
