@@ -143,12 +143,20 @@ func (f *folder) fold(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	// The dedupe memory: every event below its shard's mark.
-	known := map[string]struct{}{}
+	// The dedupe memory: every event below its shard's mark. Keyed by the parsed strings
+	// themselves and sized at once: the set is rebuilt every fold from every retained entry
+	// (about 900,000 at 10,000 scans a second), where a joined key allocated 40 MB for 200,000
+	// entries.
+	entries := 0
+	for _, seg := range segs {
+		entries += len(seg.entries)
+	}
+	type event struct{ code, key string }
+	known := make(map[event]struct{}, entries)
 	for _, seg := range segs {
 		for _, e := range seg.entries {
 			if e.pos < shards[shardOf(e.Code)].Spec.Folded[seg.Name] {
-				known[seenKey(e.Code, e.Key)] = struct{}{}
+				known[event{e.Code, e.Key}] = struct{}{}
 			}
 		}
 	}
@@ -161,7 +169,7 @@ func (f *folder) fold(ctx context.Context) error {
 				continue
 			}
 			changed[shardOf(e.Code)] = true
-			k := seenKey(e.Code, e.Key)
+			k := event{e.Code, e.Key}
 			if _, dup := known[k]; dup {
 				continue
 			}
