@@ -76,9 +76,9 @@ limitations under the License.
 //
 // A scan is acknowledged only after it is durable in the API server: appended to this replica's
 // current WeChatScanLedger segment in the server's own namespace, one write per --commit-window
-// for all the replica's scans, more (at most 4) only when a full segment's worth waits (ledger.go). If that fails or does not finish within
-// --reply-deadline (default 3s, well inside WeChat's 5 s), the answer is a 503 and WeChat
-// retries. Appending a retry again is harmless: counting is the folder's business. A write's
+// for all the replica's scans, more (at most 4) only when a full segment's worth waits
+// (ledger.go). If that fails or does not finish within --reply-deadline (default 3s, well inside
+// WeChat's 5 s), the answer is a 503 and WeChat retries. Appending a retry again is harmless: counting is the folder's business. A write's
 // scans are stored as one string, an entry a line (api/v1alpha1 FormatLedgerBatch), because the
 // API server pays per object field of what it stores, on every append (ledger.go has the
 // figures).

@@ -26,8 +26,8 @@ import (
 	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
 )
 
-// Indexes of the cached codes. Values are "<appID>/<ticket or scene>": an AppID has no "/", so the prefix
-// cannot be confused with part of a ticket (base64, which has "/") or a scene string.
+// Indexes of the cached codes. Values are "<appID>/<ticket or scene>": an AppID has no "/", so
+// the prefix cannot be confused with part of a ticket (base64, which has "/") or a scene string.
 const (
 	ticketIndex = "callback.ticket"
 	sceneIndex  = "callback.scene"

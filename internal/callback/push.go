@@ -177,9 +177,6 @@ func (s *Server) echo(w http.ResponseWriter, r *http.Request, keys *pushKeys, q 
 	_, _ = io.WriteString(w, echo)
 }
 
-// open reads, authenticates and decrypts the body of a push. It returns the cipher that decrypted
-// it, nil for a plaintext push.
-// It returns the body as read, too, for the application behind the account.
 // readBody reads a push's body, at most limit bytes. A body of declared length (WeChat's always
 // is) is read into a buffer of that size: io.ReadAll, growing its buffer from 512 bytes, made a
 // safe-mode push's largest allocations after decryption (BenchmarkPush -benchmem).
@@ -193,6 +190,8 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, erro
 	return io.ReadAll(body)
 }
 
+// open reads, authenticates and decrypts the body of a push. It returns the cipher that decrypted
+// it, nil for a plaintext push, and the body as read, for the application behind the account.
 func (s *Server) open(w http.ResponseWriter, r *http.Request, keys *pushKeys, q pushwire.Query) (*pushwire.Message, *wxcrypto.Cipher, []byte, *refusal) {
 	body, err := readBody(w, r, s.opts.MaxBodyBytes)
 	if err != nil {
