@@ -99,7 +99,8 @@ func (r *PushConfigReconciler) project(ctx context.Context) ([]pushconfig.Accoun
 		byAppID[c.AppID] = append(byAppID[c.AppID], m)
 		entries[m] = pushconfig.Account{Ref: accountRef(a), AppID: c.AppID, Token: c.Token,
 			EncodingAESKey: c.EncodingAESKey, PreviousEncodingAESKey: c.PreviousEncodingAESKey,
-			ForwardURL: a.AccountStatus().ForwardURL, ForwardTimeout: forwardTimeout(a.AccountSpec()), SinkURI: a.AccountStatus().SinkURI,
+			ForwardURL: a.AccountStatus().ForwardURL, ForwardTimeout: forwardTimeout(a.AccountSpec()),
+			Sink: a.AccountSpec().Sink != nil, SinkRetention: a.AccountSpec().Sink.RetentionOf(), SinkURI: a.AccountStatus().SinkURI,
 			SinkMaxEvents: a.AccountStatus().SinkMaxEvents}
 	}
 	var out []pushconfig.Account

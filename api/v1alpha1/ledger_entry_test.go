@@ -45,7 +45,21 @@ func TestLedgerEntryFormat(t *testing.T) {
 		}
 	}
 
+	withEvent := scan
+	withEvent.Event = qrv1alpha1.LedgerEvent{AppID: "wx1234567890abcdef", CreateTime: 1795944600, OpenID: "oAbC-12_x", Scene: "spring sale/1+1=2", Ticket: ""}
+	const stored = "2 q1W2e3R4t5Y6 spring/poster-1 6f1c2a9e-0001-4b1e-9c3d-000000000001 s 1795944600123 -4611686018427387904 =wx1234567890abcdef 1795944600 =oAbC-12_x =spring+sale%2F1%2B1%3D2 ="
+	if got := qrv1alpha1.FormatLedgerEntry(withEvent); got != stored {
+		t.Fatalf("FormatLedgerEntry with an event = %q, want %q", got, stored)
+	}
+	if got, err := qrv1alpha1.ParseLedgerEntry(stored); err != nil || got != withEvent || !got.HasEvent() {
+		t.Fatalf("ParseLedgerEntry(%q) = %+v, %v; want %+v", stored, got, err, withEvent)
+	}
+
 	const ok = "1 k ns/name uid n 5 -7"
+	const ok2 = "2 k ns/name uid n 5 -7 =wx1 9 =o =1 =t"
+	if _, err := qrv1alpha1.ParseLedgerEntry(ok2); err != nil {
+		t.Fatalf("ParseLedgerEntry(%q): %v", ok2, err)
+	}
 	if _, err := qrv1alpha1.ParseLedgerEntry(ok); err != nil {
 		t.Fatalf("ParseLedgerEntry(%q): %v", ok, err)
 	}
@@ -67,6 +81,13 @@ func TestLedgerEntryFormat(t *testing.T) {
 		{"minus zero", "1 k ns/name uid n -0 -7", "not a canonical"},
 		{"hex scanner", "1 k ns/name uid n 5 0x7", "scanner"},
 		{"scanner overflows", "1 k ns/name uid n 5 9223372036854775808", "scanner"},
+		{"version 1 with an event", "1 k ns/name uid n 5 -7 =wx1 9 =o =1 =t", "not 7"},
+		{"version 2 without one", "2 k ns/name uid n 5 -7", "nor 12 of version 2"},
+		{"event field unescaped", "2 k ns/name uid n 5 -7 wx1 9 =o =1 =t", "field 8: "},
+		{"event field escaped twice", "2 k ns/name uid n 5 -7 =wx1 9 =o =a%2Bb%2 =t", "field 11: "},
+		{"event field spelled otherwise", "2 k ns/name uid n 5 -7 =wx1 9 =o =a%20b =t", "field 11: "},
+		{"create time", "2 k ns/name uid n 5 -7 =wx1 09 =o =1 =t", "create time"},
+		{"empty AppID", "2 k ns/name uid n 5 -7 = 9 =o =1 =t", "without an AppID"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := qrv1alpha1.ParseLedgerEntry(tc.s)
@@ -85,6 +106,10 @@ func FuzzLedgerEntry(f *testing.F) {
 	f.Add("k", "a/b", "u", false, int64(0), int64(math.MinInt64), "1 k ns/name uid n 05 -7")
 	f.Fuzz(func(t *testing.T, key, code, uid string, subscribe bool, at, scanner int64, stored string) {
 		e := qrv1alpha1.LedgerEntry{Key: key, Code: code, UID: types.UID(uid), Subscribe: subscribe, At: at, Scanner: scanner}
+		if len(stored) > 0 && stored[0]%2 == 0 {
+			// Half the inputs carry an event, its strings taken from the key and the stored form.
+			e.Event = qrv1alpha1.LedgerEvent{AppID: uid, CreateTime: at / 1000, OpenID: key, Scene: stored, Ticket: code}
+		}
 		got, err := qrv1alpha1.ParseLedgerEntry(qrv1alpha1.FormatLedgerEntry(e))
 		switch {
 		case err == nil && got != e:
@@ -99,8 +124,12 @@ func FuzzLedgerEntry(f *testing.F) {
 }
 
 // wellFormed is what the callback server's entries are: fields non-empty and free of spaces,
-// the code one namespace and one name.
+// the code one namespace and one name, and an event only with its AppID (its strings are
+// escaped, so any will do).
 func wellFormed(e qrv1alpha1.LedgerEntry) bool {
+	if !e.HasEvent() && e.Event != (qrv1alpha1.LedgerEvent{}) {
+		return false
+	}
 	for _, f := range []string{e.Key, e.Code, string(e.UID)} {
 		if f == "" || strings.ContainsFunc(f, unicode.IsSpace) {
 			return false

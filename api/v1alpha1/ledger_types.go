@@ -24,17 +24,38 @@ import (
 // WeChatScanLedger is one segment of a callback replica's append-only scan ledger, in the
 // callback server's own namespace. Only the replica named in spec.replica appends to it, so its
 // writes never conflict; the elected folder reads it, folds it into the WeChatScanTally objects
-// and deletes it once folded and older than the dedupe window. Internal to the operator: not in
-// the wechat or all categories, and never cached.
+// and deletes it once folded, older than the dedupe window and delivered to every sink (or
+// expired). It is also the outbox of the scan events: the elected deliverer reads it and records
+// in its status how far each sink has it. Internal to the operator: not in the wechat or all
+// categories, never cached by the push path, readable only by the callback server.
 // +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=wxledger
 // +kubebuilder:printcolumn:name="Replica",type=string,JSONPath=`.spec.replica`
+// +kubebuilder:printcolumn:name="Delivered",type=integer,JSONPath=`.status.delivered`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type WeChatScanLedger struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
 
 	Spec WeChatScanLedgerSpec `json:"spec"`
+	// +optional
+	Status WeChatScanLedgerStatus `json:"status,omitempty"`
+}
+
+// WeChatScanLedgerStatus is the deliverer's committed progress through a segment, as a Kafka
+// consumer's offsets: positions count the segment's entries (lines of its batches) from 0.
+type WeChatScanLedgerStatus struct {
+	// Delivered is how many leading entries are done with for every sink: delivered, refused by
+	// the sink, expired, or with no sink to reach. The folder deletes a segment only once it
+	// covers every entry.
+	// +optional
+	Delivered int64 `json:"delivered,omitempty"`
+	// Sinks is, per sink (a hash of its URL and mode), how many leading entries are done with
+	// for that sink: a deliverer that takes over sends each sink what follows its own offset, so
+	// a sink that was down holds up no other.
+	// +optional
+	Sinks map[string]int64 `json:"sinks,omitempty"`
 }
 
 // WeChatScanLedgerSpec is what a segment holds.

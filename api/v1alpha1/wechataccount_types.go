@@ -17,6 +17,8 @@ limitations under the License.
 package v1alpha1
 
 import (
+	"time"
+
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -175,6 +177,27 @@ type Destination struct {
 	// receiver reads (a Knative Broker reads nothing else).
 	// +optional
 	Batch *Batch `json:"batch,omitempty"`
+	// Retention is how long a scan event waits for this sink while it is unreachable, failing
+	// or not resolved yet, before it expires (counted, and shown in status.sinkDelivery): the
+	// ledger segments holding it stay in the API server meanwhile. A duration of 1m to 24h;
+	// unset, 1h.
+	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+h)?([0-9]+m)?([0-9]+s)?$`
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^([0-9]+h)?([0-9]+m)?([0-9]+s)?$') || self == '' || (duration(self) >= duration('1m') && duration(self) <= duration('24h'))",message="retention must be between 1m and 24h, written like 90m or 2h"
+	Retention *metav1.Duration `json:"retention,omitempty"`
+}
+
+// DefaultSinkRetention is how long a scan event waits for a sink whose spec.sink.retention is
+// unset.
+const DefaultSinkRetention = time.Hour
+
+// RetentionOf is how long scan events wait for d.
+func (d *Destination) RetentionOf() time.Duration {
+	if d == nil || d.Retention == nil || d.Retention.Duration <= 0 {
+		return DefaultSinkRetention
+	}
+	return d.Retention.Duration
 }
 
 // Batch is CloudEvents batched content mode (application/cloudevents-batch+json: a JSON array

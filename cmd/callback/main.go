@@ -48,8 +48,9 @@ func bindFlags(fs *flag.FlagSet) (*callback.Config, *zap.Options) {
 	fs.DurationVar(&cfg.FoldInterval, "fold-interval", cfg.FoldInterval, "how often the elected replica folds the ledger into the codes' counts and the accounts' status.callback; both lag by about this (0: never fold on this replica)")
 	fs.Float64Var(&cfg.ViewPatchRate, "view-patch-rate", cfg.ViewPatchRate, "most codes' count annotations the folder patches per second (a burst of one fold interval's worth); beyond that the longest stale go first, while the tally and the per-code metrics stay exact every fold")
 	fs.DurationVar(&cfg.RecordInterval, "record-interval", cfg.RecordInterval, "how often this replica writes its push record (verified and refused pushes per account), when it changed")
-	fs.IntVar(&cfg.SinkWorkers, "sink-workers", cfg.SinkWorkers, "scan events delivered to each sink at once (its connections): a sink gets at most this many divided by its answer time per second")
-	fs.IntVar(&cfg.SinkQueueSize, "sink-queue-size", cfg.SinkQueueSize, "scan events waiting for each sink, at most (about 750 bytes each); more are dropped and counted as dropped")
+	fs.IntVar(&cfg.Delivery.Workers, "sink-workers", cfg.Delivery.Workers, "requests in flight to each sink, at most (its connections): a sink gets at most this many divided by its answer time per second (times maxEvents in batched mode)")
+	fs.DurationVar(&cfg.Delivery.CommitInterval, "sink-commit-interval", cfg.Delivery.CommitInterval, "how often the deliverer records in the ledger how far each sink has its events: what a deliverer that takes over sends again, at most")
+	fs.IntVar(&cfg.Delivery.BacklogLimit, "sink-backlog-limit", cfg.Delivery.BacklogLimit, "scan events kept for sinks that are down or slow, all sinks together (about 300 bytes each in etcd); beyond it the oldest expire, counted in sink_deliveries_total{result=\"expired\"}")
 	// In a Pod the Downward API sets both: the ledger and the tally live in the Pod's namespace,
 	// and the Pod's name keeps the replicas' ledger segments apart.
 	fs.StringVar(&cfg.Namespace, "namespace", os.Getenv("POD_NAMESPACE"), "the operator's namespace, where the push config Secret, the scan ledger and tally live (default $POD_NAMESPACE)")

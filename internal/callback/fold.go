@@ -322,10 +322,14 @@ func (f *folder) writeShard(ctx context.Context, sh *qrv1alpha1.WeChatScanTally)
 
 // collect deletes the segments whose every entry is folded and whose last entry is older than
 // the dedupe window plus the longest a segment keeps growing: no retry of their events can come
-// any more, and their writer has moved on to another segment.
+// any more, and their writer has moved on to another segment. A segment that holds scan events
+// also waits for the deliverer to be past them all (delivered or expired: its status says).
 func (f *folder) collect(ctx context.Context, segs []*segment, shards []*qrv1alpha1.WeChatScanTally) error {
 	for _, seg := range segs {
 		if seg.size > 0 && f.clock.Since(seg.last) <= f.window+maxSegmentAge {
+			continue
+		}
+		if seg.events > 0 && seg.Status.Delivered < seg.size {
 			continue
 		}
 		if slices.ContainsFunc(seg.entries, func(e entry) bool {
@@ -334,7 +338,12 @@ func (f *folder) collect(ctx context.Context, segs []*segment, shards []*qrv1alp
 			continue
 		}
 		err := f.writer.Delete(ctx, seg.WeChatScanLedger, client.Preconditions{ResourceVersion: &seg.ResourceVersion})
-		if err != nil && !apierrors.IsNotFound(err) {
+		switch {
+		case apierrors.IsConflict(err):
+			// Written since it was read (its writer, or the deliverer's offsets): looked at
+			// again next round.
+			continue
+		case err != nil && !apierrors.IsNotFound(err):
 			return err
 		}
 		segmentsCollected.Inc()

@@ -18,11 +18,14 @@ package callback
 
 import (
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/testutil"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/delivery"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/pushwire"
 )
 
@@ -78,16 +81,34 @@ func TestGatewayReplica(t *testing.T) {
 	}
 	f.wantCounts(code, "1", "1")
 
-	waitFor(t, "the sink's event", func() bool { return len(sink.received()) > 0 && r.sinks.idle() })
+	// The deliverer (elected among the replicas) reads the event from the ledger: one event,
+	// although the account and the code name the same sink and WeChat retried the push.
+	waitFor(t, "the sink's event", func() bool { return len(sink.received()) > 0 })
 	events := sink.received()
 	if len(events) != 1 || events[0].ID() != key {
 		t.Fatalf("the sink got %v, want one event with id %s", events, key)
 	}
-	var data ScanEvent
-	if err := events[0].DataAs(&data); err != nil || data.OpenID != "o-login" || data.Name != "login" || data.Event != "subscribe" {
+	var data delivery.ScanEvent
+	if err := events[0].DataAs(&data); err != nil || data.OpenID != "o-login" || data.Name != "login" || data.Event != "subscribe" || data.Ticket != "TICKET-GW" || data.Scene != "77" {
 		t.Errorf("event data %+v (%v)", data, err)
 	}
-	if testutil.ToFloat64(sinkDeliveries.WithLabelValues(deliveryOK)) < 1 {
-		t.Error("the delivery is not in the metric")
+	if pk, _ := events[0].Extensions()[delivery.PartitionKeyExtension].(string); len(pk) != 16 || strings.Contains(pk, "o-login") {
+		t.Errorf("partitionkey %q: want the scanner's hash in 16 hex digits", pk)
+	}
+	// The segments record that the sink has it, so that the folder may delete them.
+	waitFor(t, "the delivery offsets", func() bool {
+		var segs qrv1alpha1.WeChatScanLedgerList
+		if err := env.Get(t).Client.List(t.Context(), &segs, client.InNamespace(f.ns)); err != nil || len(segs.Items) == 0 {
+			return false
+		}
+		for _, s := range segs.Items {
+			if s.Status.Delivered == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	if len(sink.received()) != 1 {
+		t.Errorf("the sink got %d events, want 1", len(sink.received()))
 	}
 }

@@ -23,7 +23,8 @@ import (
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/metricnames"
 )
 
-// The push gateway's metrics: forwards to the accounts' applications and scan events to sinks.
+// The push gateway's metrics: forwards to the accounts' applications (package delivery has the
+// sinks').
 // Their labels are fixed sets, never a URL (which may carry a token) nor anything of a request.
 var (
 	forwards = prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -40,41 +41,8 @@ var (
 		Help:      "Time from forwarding a push to the application's whole answer, or to giving up.",
 		Buckets:   []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 3, 4},
 	})
-	sinkDeliveries = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: metricnames.Namespace,
-		Subsystem: "callback",
-		Name:      "sink_deliveries_total",
-		Help: "Scan events by outcome: ok (acknowledged), rejected (a 4xx, not retried), failed (every try failed), " +
-			"dropped (the sink's queue was full), abandoned (the replica stopped and its grace period of 5 s passed first).",
-	}, []string{"result"})
-	sinkRetries = prometheus.NewCounter(prometheus.CounterOpts{
-		Namespace: metricnames.Namespace,
-		Subsystem: "callback",
-		Name:      "sink_retries_total",
-		Help:      "Tries of a scan event after a failed one.",
-	})
-	sinkDuration = prometheus.NewHistogram(prometheus.HistogramOpts{
-		Namespace: metricnames.Namespace,
-		Subsystem: "callback",
-		Name:      "sink_delivery_duration_seconds",
-		Help:      "Time of one try to deliver a scan event to a sink.",
-		Buckets:   []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5},
-	})
-	sinkRequestEvents = prometheus.NewHistogram(prometheus.HistogramOpts{
-		Namespace: metricnames.Namespace,
-		Subsystem: "callback",
-		Name:      "sink_request_events",
-		Help:      "Scan events one try to deliver carried: 1 in binary mode, up to spec.sink.batch.maxEvents in batched mode.",
-		Buckets:   []float64{1, 2, 5, 10, 25, 50, 100, 250, 500, 1000},
-	})
-	sinkQueued = prometheus.NewGauge(prometheus.GaugeOpts{
-		Namespace: metricnames.Namespace,
-		Subsystem: "callback",
-		Name:      "sink_queue_depth",
-		Help:      "Scan events waiting for a worker, all sinks together; each sink holds at most --sink-queue-size.",
-	})
 )
 
 func init() {
-	metrics.Registry.MustRegister(forwards, forwardDuration, sinkDeliveries, sinkRetries, sinkDuration, sinkRequestEvents, sinkQueued)
+	metrics.Registry.MustRegister(forwards, forwardDuration)
 }

@@ -18,16 +18,22 @@ package callback
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/xml"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
+
+	cloudevents "github.com/cloudevents/sdk-go/v2"
+	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
@@ -165,4 +171,43 @@ func refusalCount(reason string) float64 { return testutil.ToFloat64(refusals.Wi
 
 func eventCount(kind, result string) float64 {
 	return testutil.ToFloat64(events.WithLabelValues(kind, result))
+}
+
+// receiver is a sink built with the CloudEvents SDK, as an application would build it.
+type receiver struct {
+	url string
+
+	mu     sync.Mutex
+	events []cloudevents.Event
+}
+
+func newReceiver(t *testing.T) *receiver {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := cloudevents.NewClientHTTP(cehttp.WithListener(l))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &receiver{url: "http://" + l.Addr().String() + "/"}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = c.StartReceiver(ctx, func(e cloudevents.Event) {
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			r.events = append(r.events, e)
+		})
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	return r
+}
+
+func (r *receiver) received() []cloudevents.Event {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]cloudevents.Event(nil), r.events...)
 }

@@ -76,6 +76,8 @@ func sceneValues(c *qrv1alpha1.WeChatQRCode) []string {
 // fifth of the handler's CPU and 2 KB of garbage a push (BenchmarkCallbackPush, 2026-11-30).
 type codeIndex interface {
 	ByIndex(indexName, indexedValue string) ([]any, error)
+	// GetByKey finds a code by namespace/name.
+	GetByKey(key string) (any, bool, error)
 }
 
 // indexers are the indexes attribute looks codes up by.

@@ -47,6 +47,10 @@ type pushKeys struct {
 // forwards is whether the account has an application behind it to hand pushes on to.
 func (k *pushKeys) forwards() bool { return k.account.ForwardURL != "" }
 
+// hasSink is whether the account has spec.sink, resolved or not (a manager older than the Sink
+// field projects only the URL).
+func (k *pushKeys) hasSink() bool { return k.account.Sink || k.account.SinkURI != "" }
+
 // decrypt tries the current key, then the previous one, and returns the cipher that worked so
 // that the reply is encrypted with the key WeChat is using.
 func (k *pushKeys) decrypt(b64 string) ([]byte, *wxcrypto.Cipher, error) {

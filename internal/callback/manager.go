@@ -35,6 +35,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 
 	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/delivery"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/election"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/scheme"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/securemetrics"
 )
@@ -49,10 +51,18 @@ import (
 // +kubebuilder:rbac:groups=wechat.qrcode-operator.io,resources=wechatqrcodes,verbs=get;list;watch;patch
 // +kubebuilder:rbac:groups=wechat.qrcode-operator.io,resources=wechataccounts/status;clusterwechataccounts/status,verbs=patch
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch,resourceNames=wechat-qrcode-push-config,namespace=system
-// +kubebuilder:rbac:groups=wechat.qrcode-operator.io,resources=wechatscanledgers,verbs=get;list;create;patch;delete,namespace=system
+// +kubebuilder:rbac:groups=wechat.qrcode-operator.io,resources=wechatscanledgers,verbs=get;list;watch;create;patch;delete,namespace=system
+// +kubebuilder:rbac:groups=wechat.qrcode-operator.io,resources=wechatscanledgers/status,verbs=patch,namespace=system
 // +kubebuilder:rbac:groups=wechat.qrcode-operator.io,resources=wechatscantallies,verbs=get;create;update,namespace=system
 // +kubebuilder:rbac:groups=wechat.qrcode-operator.io,resources=wechatpushrecords,verbs=list;create;patch;delete,namespace=system
 // +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;create;update,namespace=system
+
+// The Leases the replicas compete for: the fold's holder folds, the delivery's sends the scan
+// events. Two Leases, so that the two loops can land on two replicas.
+const (
+	FoldLease     = "wechat-qrcode-callback-fold"
+	DeliveryLease = "wechat-qrcode-callback-delivery"
+)
 
 // Config is a callback server process: Options plus its three listeners, each "0" to disable.
 // Pushes come from the internet through an Ingress; probes and metrics stay inside the cluster,
@@ -138,15 +148,28 @@ func Setup(mgr ctrl.Manager, opts Options) (*Server, error) {
 	s := newServer(opts, clock.RealClock{}, cs, codes, mgr.GetClient(), log)
 	rec := &recorder{stats: s.stats, clock: clock.RealClock{}, writer: mgr.GetClient(), namespace: opts.Namespace,
 		identity: opts.Identity, interval: opts.RecordInterval, log: log.WithName("record")}
-	for _, r := range []manager.Runnable{s.keyring, rec, s.sinks} {
+	for _, r := range []manager.Runnable{s.keyring, rec} {
 		if err := mgr.Add(r); err != nil {
 			return nil, err
 		}
 	}
+	dopts := opts.Delivery
+	dopts.Namespace = opts.Namespace
+	d, err := delivery.New(mgr.GetConfig(), mgr.GetScheme(), mgr.GetClient().Status(), routes{keys: s.keyring, codes: codes}, clock.RealClock{}, dopts, log.WithName("delivery"))
+	if err != nil {
+		return nil, err
+	}
+	deliverer, err := election.New(mgr.GetConfig(), opts.Namespace, DeliveryLease, opts.Identity, d, log.WithName("delivery"))
+	if err != nil {
+		return nil, err
+	}
+	if err := mgr.Add(deliverer); err != nil {
+		return nil, err
+	}
 	if opts.FoldInterval > 0 {
 		f := newFolder(clock.RealClock{}, mgr.GetAPIReader(), mgr.GetCache(), mgr.GetClient(), opts, log)
 		f.served, f.status, f.stats = s.keyring.accounts, mgr.GetClient().Status(), s.stats
-		leader, err := newFoldLeader(mgr.GetConfig(), opts.Namespace, opts.Identity, f, log)
+		leader, err := election.New(mgr.GetConfig(), opts.Namespace, FoldLease, opts.Identity, f, log.WithName("fold"))
 		if err != nil {
 			return nil, err
 		}
@@ -175,7 +198,6 @@ func newServer(opts Options, clk clock.WithDelayedExecution, cs kubernetes.Inter
 	return &Server{
 		opts:      opts,
 		forwarder: &forwarder{transport: newTransport(), clock: clk, log: log, sampler: sampler{clock: clk}},
-		sinks:     newSinks(clk, opts.SinkWorkers, opts.SinkQueueSize, log),
 		keyring:   keys,
 		stats:     newPushStats(clk),
 		counter:   newLedger(clk, writer, opts.Namespace, opts.Identity, opts.CommitWindow),

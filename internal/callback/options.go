@@ -21,6 +21,8 @@ import (
 	"fmt"
 	"math"
 	"time"
+
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/delivery"
 )
 
 // Options is how the server treats pushes; see the package comment for what each one bounds.
@@ -50,13 +52,8 @@ type Options struct {
 	// with a burst of one fold interval's worth: the view's writes then stay bounded however many
 	// distinct codes are scanned.
 	ViewPatchRate float64
-	// SinkWorkers is how many scan events each sink gets at once, at most: each worker waits for
-	// its event's answer, so a sink gets at most SinkWorkers / (round trip + its time per event)
-	// events per second.
-	SinkWorkers int
-	// SinkQueueSize is how many scan events wait for each sink, at most (about 750 bytes each);
-	// an event that finds the queue full is dropped.
-	SinkQueueSize int
+	// Delivery is the elected deliverer's, which sends the ledger's scan events to the sinks.
+	Delivery delivery.Options
 }
 
 // DefaultOptions are the flags' defaults.
@@ -70,20 +67,13 @@ func DefaultOptions() Options {
 		FoldInterval:   5 * time.Second,
 		RecordInterval: 10 * time.Second,
 		ViewPatchRate:  20,
-		// 32 workers keep up with the hot code's rate (about 5,500 scans/s on the bench's
-		// machine) for a sink that takes up to 5 ms per event (BenchmarkSinkDelivery); the
-		// queue holds the events of a stall of most of a second at that rate.
-		SinkWorkers:   32,
-		SinkQueueSize: 4096,
+		Delivery:       delivery.DefaultOptions(),
 	}
 }
 
 // minDedupeWindow covers WeChat's three tries about 5 s apart with a wide margin for the clock
 // skew between replicas.
 const minDedupeWindow = time.Minute
-
-// maxSinkWorkers bounds the connections a replica opens to one sink.
-const maxSinkWorkers = 1024
 
 func (o Options) validate() error {
 	switch {
@@ -99,10 +89,8 @@ func (o Options) validate() error {
 		return errors.New("the fold interval must not be negative")
 	case !(o.ViewPatchRate > 0) || math.IsInf(o.ViewPatchRate, 1):
 		return fmt.Errorf("--view-patch-rate must be a positive number of annotation patches per second, got %v; the default is %v", o.ViewPatchRate, DefaultOptions().ViewPatchRate)
-	case o.SinkWorkers < 1 || o.SinkWorkers > maxSinkWorkers:
-		return fmt.Errorf("--sink-workers must be between 1 and %d, got %d; the default is %d", maxSinkWorkers, o.SinkWorkers, DefaultOptions().SinkWorkers)
-	case o.SinkQueueSize < 1:
-		return fmt.Errorf("--sink-queue-size must be a positive number of events, got %d; the default is %d", o.SinkQueueSize, DefaultOptions().SinkQueueSize)
 	}
-	return nil
+	d := o.Delivery
+	d.Namespace = o.Namespace
+	return d.Validate()
 }

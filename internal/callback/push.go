@@ -54,9 +54,8 @@ type Server struct {
 	codes   codeIndex
 	log     logr.Logger
 	sampler sampler
-	// forwarder hands pushes on to the account's application; sinks get the counted scans.
+	// forwarder hands pushes on to the account's application.
 	forwarder *forwarder
-	sinks     *sinks
 	// clock times everything of a push: the timestamp check, the reply deadline, the reply's
 	// CreateTime, the log sampler and the push duration.
 	clock clock.WithDelayedExecution
@@ -101,7 +100,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		app = s.forward(r, keys, body, s.scanHeaders(code, sc))
 	}
 	if err == nil && code != nil {
-		result, err = s.count(ctx, code, sc, m.FromUserName, start, deadline)
+		result, err = s.count(ctx, keys, code, sc, m, start, deadline)
 	}
 	if err != nil {
 		// Not "success": WeChat retries.
@@ -111,9 +110,6 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	events.WithLabelValues(kind, result).Inc()
-	if result == resultCounted {
-		s.publish(keys, code, sc, m)
-	}
 	if app != nil {
 		s.relay(w, keys, m, c, app)
 		return
@@ -249,16 +245,23 @@ func (s *Server) open(w http.ResponseWriter, r *http.Request, keys *pushKeys, q 
 }
 
 // count makes a scan attributed to code durable in the ledger and returns the result label of
-// the events metric.
-func (s *Server) count(ctx context.Context, code *qrv1alpha1.WeChatQRCode, sc *scan, openID string, at, deadline time.Time) (string, error) {
-	duplicate, err := s.counter.count(ctx, qrv1alpha1.LedgerEntry{
+// the events metric. The entry carries its scan event's data (the OpenID among it) only when the
+// account or the code has a sink, declared even if not resolved yet: the ledger is the events'
+// outbox (package delivery), and an event not stored now could never be sent.
+func (s *Server) count(ctx context.Context, keys *pushKeys, code *qrv1alpha1.WeChatQRCode, sc *scan, m *pushwire.Message, at, deadline time.Time) (string, error) {
+	e := qrv1alpha1.LedgerEntry{
 		Key:       sc.key,
 		Code:      client.ObjectKeyFromObject(code).String(),
 		UID:       code.UID,
 		Subscribe: sc.kind == kindQRSubscribe,
 		At:        at.UnixMilli(),
-		Scanner:   scannerHash(openID),
-	}, deadline)
+		Scanner:   scannerHash(m.FromUserName),
+	}
+	if keys.hasSink() || code.Spec.Sink != nil {
+		createTime, _ := strconv.ParseInt(m.CreateTime, 10, 64)
+		e.Event = qrv1alpha1.LedgerEvent{AppID: keys.appID, CreateTime: createTime, OpenID: m.FromUserName, Scene: sc.scene, Ticket: sc.ticket}
+	}
+	duplicate, err := s.counter.count(ctx, e, deadline)
 	switch {
 	case err != nil:
 		return "", err

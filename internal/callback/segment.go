@@ -36,6 +36,9 @@ type segment struct {
 	// counts for nothing.
 	size      int64
 	malformed int
+	// batches is how many batches were parsed; events how many entries carry a scan event,
+	// which keeps the segment until the deliverer is past them.
+	batches, events int
 	// last is the newest entry's time: when the segment stops mattering to the dedupe window.
 	last time.Time
 }
@@ -49,8 +52,17 @@ type entry struct {
 // parseSegment parses obj's entries. prev is the same segment as read before (nil: never):
 // batches are only ever appended, so only the entries past prev's count as newly malformed in
 // the metric, and a segment is logged only when it first shows one, not at every append after.
+//
+// A segment whose batches did not change since prev (the deliverer wrote its status) keeps
+// prev's entries: only its metadata and status are new.
 func parseSegment(obj *qrv1alpha1.WeChatScanLedger, prev *segment, log logr.Logger) *segment {
-	seg := &segment{WeChatScanLedger: obj, last: obj.CreationTimestamp.Time}
+	if prev != nil && prev.batches == len(obj.Spec.Batches) {
+		seg := *prev
+		seg.WeChatScanLedger = obj
+		obj.Spec.Batches = nil
+		return &seg
+	}
+	seg := &segment{WeChatScanLedger: obj, last: obj.CreationTimestamp.Time, batches: len(obj.Spec.Batches)}
 	var firstErr error
 	fresh := 0
 	for _, batch := range obj.Spec.Batches {
@@ -67,6 +79,9 @@ func parseSegment(obj *qrv1alpha1.WeChatScanLedger, prev *segment, log logr.Logg
 				continue
 			}
 			seg.entries = append(seg.entries, entry{e, pos})
+			if e.HasEvent() {
+				seg.events++
+			}
 		}
 	}
 	if n := len(seg.entries); n > 0 {

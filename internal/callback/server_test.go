@@ -263,7 +263,7 @@ func TestRetries(t *testing.T) {
 	second := scanXML("o-2", 1700000200, "SCAN", "5", "T-RETRY")
 	m, _ := pushwire.ParseMessage([]byte(second))
 	sc, _ := classify(m)
-	if _, err := doomed.count(context.Background(), code, sc, m.FromUserName, time.Now(), time.Now().Add(time.Minute)); err != nil {
+	if _, err := doomed.count(context.Background(), doomed.keyring.lookup(p.appID), code, sc, m, time.Now(), time.Now().Add(time.Minute)); err != nil {
 		t.Fatal(err)
 	}
 	doomed.stop()

@@ -284,9 +284,10 @@ func TestOptionsValidate(t *testing.T) {
 		"zero record":         func(o *Options) { o.RecordInterval = 0 },
 		"negative window":     func(o *Options) { o.CommitWindow = -time.Millisecond },
 		"deadline at window":  func(o *Options) { o.CommitWindow = o.ReplyDeadline },
-		"no sink workers":     func(o *Options) { o.SinkWorkers = 0 },
-		"too many workers":    func(o *Options) { o.SinkWorkers = maxSinkWorkers + 1 },
-		"no sink queue":       func(o *Options) { o.SinkQueueSize = 0 },
+		"no sink workers":     func(o *Options) { o.Delivery.Workers = 0 },
+		"too many workers":    func(o *Options) { o.Delivery.Workers = 1025 },
+		"no commit interval":  func(o *Options) { o.Delivery.CommitInterval = 0 },
+		"no backlog":          func(o *Options) { o.Delivery.BacklogLimit = 0 },
 	} {
 		o := ok
 		spoil(&o)

@@ -35,6 +35,7 @@ import (
 	"k8s.io/utils/clock"
 
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/callback"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/delivery"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/demoapp"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/wechattest"
 )
@@ -209,9 +210,9 @@ func TestSink(t *testing.T) {
 
 	e := cloudevents.NewEvent()
 	e.SetID("uMNcS1bz2qWL")
-	e.SetType(callback.ScanEventType)
+	e.SetType(delivery.EventType)
 	e.SetSource("/wechat/wxdemo/namespaces/shop/wechatqrcodes/login-7f3a9c")
-	if err := e.SetData(cloudevents.ApplicationJSON, callback.ScanEvent{Namespace: "shop", Name: "login-7f3a9c",
+	if err := e.SetData(cloudevents.ApplicationJSON, delivery.ScanEvent{Namespace: "shop", Name: "login-7f3a9c",
 		Scene: "login-7f3a9c", Ticket: "T", OpenID: "o6_bmjrPTlm6", Event: "SCAN"}); err != nil {
 		t.Fatal(err)
 	}
@@ -243,9 +244,9 @@ func TestSinkBatch(t *testing.T) {
 	for i := range 3 {
 		e := cloudevents.NewEvent()
 		e.SetID(fmt.Sprint("id-", i))
-		e.SetType(callback.ScanEventType)
+		e.SetType(delivery.EventType)
 		e.SetSource("/wechat/wxdemo/namespaces/shop/wechatqrcodes/c")
-		if err := e.SetData(cloudevents.ApplicationJSON, callback.ScanEvent{Namespace: "shop", Name: "c", Scene: "7", OpenID: fmt.Sprint("o-", i), Event: "subscribe"}); err != nil {
+		if err := e.SetData(cloudevents.ApplicationJSON, delivery.ScanEvent{Namespace: "shop", Name: "c", Scene: "7", OpenID: fmt.Sprint("o-", i), Event: "subscribe"}); err != nil {
 			t.Fatal(err)
 		}
 		events = append(events, e)
@@ -288,7 +289,7 @@ func abandon(t *testing.T, addr string, batch bool) {
 	}
 	defer func() { _ = conn.Close() }()
 	head := fmt.Sprintf("Ce-Specversion: 1.0\r\nCe-Id: abandoned\r\nCe-Type: %s\r\nCe-Source: /wechat/wxdemo\r\n"+
-		"Content-Type: application/json\r\nContent-Length: 200\r\n\r\n{\"namespace\":\"sh", callback.ScanEventType)
+		"Content-Type: application/json\r\nContent-Length: 200\r\n\r\n{\"namespace\":\"sh", delivery.EventType)
 	if batch {
 		head = "Content-Type: application/cloudevents-batch+json\r\nContent-Length: 400\r\n\r\n[{\"specversion\":\"1.0\",\"id\":\"aban"
 	}
@@ -325,9 +326,9 @@ func TestSinkSurvivesAbandonedRequests(t *testing.T) {
 				abandon(t, addr, i%2 == 1)
 				e := cloudevents.NewEvent()
 				e.SetID(fmt.Sprintf("%d-%d", s, i))
-				e.SetType(callback.ScanEventType)
+				e.SetType(delivery.EventType)
 				e.SetSource("/wechat/wxdemo/namespaces/shop/wechatqrcodes/login-7f3a9c")
-				if err := e.SetData(cloudevents.ApplicationJSON, callback.ScanEvent{Namespace: "shop", Name: "login-7f3a9c", OpenID: "o-after", Event: "SCAN"}); err != nil {
+				if err := e.SetData(cloudevents.ApplicationJSON, delivery.ScanEvent{Namespace: "shop", Name: "login-7f3a9c", OpenID: "o-after", Event: "SCAN"}); err != nil {
 					t.Error(err)
 					return
 				}

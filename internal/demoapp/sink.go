@@ -24,13 +24,13 @@ import (
 	cloudevents "github.com/cloudevents/sdk-go/v2"
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
 
-	"github.com/qrcode-operator/wechat-qrcode-operator/internal/callback"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/delivery"
 )
 
 // NewSink returns a CloudEvents receiver that prints each scan event as one line: which code,
 // which scene, who, and whether they followed by scanning.
 func NewSink(log Printer) http.Handler {
-	return ScanReceiver(func(e cloudevents.Event, scan callback.ScanEvent) {
+	return ScanReceiver(func(e cloudevents.Event, scan delivery.ScanEvent) {
 		log.Printf("scan of %s/%s: scene=%s openID=%s event=%s id=%s", scan.Namespace, scan.Name, scan.Scene, scan.OpenID, scan.Event, e.ID())
 	})
 }
@@ -44,14 +44,14 @@ func NewSink(log Printer) http.Handler {
 // a batch) rather than through the SDK's receive handler: that one hands requests to their
 // callbacks through one channel shared by all, and a request whose sender gives up can leave
 // another's event there unread, its connection hanging for good (cloudevents/sdk-go#1224, #1332).
-func ScanReceiver(got func(cloudevents.Event, callback.ScanEvent)) http.Handler {
+func ScanReceiver(got func(cloudevents.Event, delivery.ScanEvent)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		events, err := readEvents(r)
 		if err != nil {
 			http.Error(w, "not a CloudEvent: "+err.Error(), http.StatusBadRequest)
 			return
 		}
-		scans := make([]callback.ScanEvent, len(events))
+		scans := make([]delivery.ScanEvent, len(events))
 		for i, e := range events {
 			if scans[i], err = scanOf(e); err != nil {
 				http.Error(w, fmt.Sprintf("event %d of %d: %v", i+1, len(events), err), http.StatusBadRequest)
@@ -82,10 +82,10 @@ func readEvents(r *http.Request) ([]cloudevents.Event, error) {
 }
 
 // scanOf is e's data if e is a scan event.
-func scanOf(e cloudevents.Event) (callback.ScanEvent, error) {
-	var scan callback.ScanEvent
+func scanOf(e cloudevents.Event) (delivery.ScanEvent, error) {
+	var scan delivery.ScanEvent
 	switch {
-	case e.Type() != callback.ScanEventType:
+	case e.Type() != delivery.EventType:
 		return scan, fmt.Errorf("not a scan event: type %q", e.Type())
 	case len(e.Data()) == 0:
 		return scan, errors.New("a scan event without data")

@@ -48,6 +48,12 @@ type Account struct {
 	ForwardURL string `json:"forwardURL,omitempty"`
 	// ForwardTimeout is spec.forward.timeout, or its default.
 	ForwardTimeout time.Duration `json:"forwardTimeout,omitempty"`
+	// Sink is whether the account has spec.sink, resolved or not: its scans are then stored
+	// with their events' data, so that none is counted without its event while SinkURI is not
+	// resolved yet (a new or re-created account).
+	Sink bool `json:"sink,omitempty"`
+	// SinkRetention is spec.sink.retention, or its default: how long the events wait for SinkURI.
+	SinkRetention time.Duration `json:"sinkRetention,omitempty"`
 	// SinkURI is the resolved spec.sink, empty for none.
 	SinkURI string `json:"sinkURI,omitempty"`
 	// SinkMaxEvents is the account status's sinkMaxEvents: 0 for binary mode.

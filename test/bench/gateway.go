@@ -30,7 +30,7 @@ import (
 	"k8s.io/utils/clock"
 
 	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
-	"github.com/qrcode-operator/wechat-qrcode-operator/internal/callback"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/delivery"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/demoapp"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/metricnames"
 	"github.com/qrcode-operator/wechat-qrcode-operator/test/bench/harness"
@@ -372,7 +372,7 @@ func readDeliveries(cb *harness.Callback) (d deliveries, depth float64, err erro
 	if d.ok, err = harness.Metric(cb.Metrics, name, `result="ok"`); err != nil {
 		return d, 0, err
 	}
-	if d.dropped, err = harness.Metric(cb.Metrics, name, `result="dropped"`); err != nil {
+	if d.dropped, err = harness.Metric(cb.Metrics, name, `result="expired"`); err != nil {
 		return d, 0, err
 	}
 	if all, err = harness.Metric(cb.Metrics, name); err != nil {
@@ -386,7 +386,7 @@ func readDeliveries(cb *harness.Callback) (d deliveries, depth float64, err erro
 	if d.requestEvents, err = harness.Metric(cb.Metrics, events+"_sum"); err != nil {
 		return d, 0, err
 	}
-	depth, err = harness.Metric(cb.Metrics, metricnames.Namespace+"_callback_sink_queue_depth")
+	depth, err = harness.Metric(cb.Metrics, metricnames.Namespace+"_callback_sink_backlog_events")
 	return d, depth, err
 }
 
@@ -426,7 +426,7 @@ func startReceiver() *receiver {
 	return rc
 }
 
-func (rc *receiver) note(e cloudevents.Event, _ callback.ScanEvent) {
+func (rc *receiver) note(e cloudevents.Event, _ delivery.ScanEvent) {
 	now := time.Now()
 	rc.mu.Lock()
 	defer rc.mu.Unlock()

@@ -32,6 +32,7 @@ import (
 
 	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/callback"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/delivery"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/demoapp"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/wxcrypto"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/wxreply"
@@ -229,9 +230,9 @@ func TestReceiver(t *testing.T) {
 	ctx := cloudevents.ContextWithTarget(context.Background(), rc.srv.URL)
 	e := cloudevents.NewEvent()
 	e.SetID("uMNcS1bz2qWL")
-	e.SetType(callback.ScanEventType)
+	e.SetType(delivery.EventType)
 	e.SetSource("/wechat/wxbench/namespaces/shop/wechatqrcodes/code-0")
-	if err := e.SetData(cloudevents.ApplicationJSON, callback.ScanEvent{Namespace: "shop", Name: "code-0", Scene: "1", OpenID: "o-bench", Event: "SCAN"}); err != nil {
+	if err := e.SetData(cloudevents.ApplicationJSON, delivery.ScanEvent{Namespace: "shop", Name: "code-0", Scene: "1", OpenID: "o-bench", Event: "SCAN"}); err != nil {
 		t.Fatal(err)
 	}
 	for range 2 {

@@ -1,0 +1,63 @@
+/*
+Copyright 2026 The WeChat QR Code Operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package callback
+
+import (
+	"time"
+
+	"k8s.io/apimachinery/pkg/types"
+
+	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/delivery"
+)
+
+// routes tells the deliverer where a scan's event goes, from what this replica serves: the
+// accounts of the push config (those that left it too, for their grace period) and the codes'
+// informer.
+type routes struct {
+	keys  *keyring
+	codes codeIndex
+}
+
+func (r routes) AccountSink(appID string) delivery.Sink {
+	k := r.keys.lookup(appID)
+	if k == nil || !k.hasSink() {
+		return delivery.Sink{}
+	}
+	a := k.account
+	return delivery.Sink{Declared: true, Target: delivery.Target{URI: a.SinkURI, MaxEvents: a.SinkMaxEvents}, Retention: retentionOr(a.SinkRetention)}
+}
+
+func (r routes) CodeSink(code string, uid types.UID) delivery.Sink {
+	o, ok, err := r.codes.GetByKey(code)
+	if err != nil || !ok {
+		return delivery.Sink{}
+	}
+	c := o.(*qrv1alpha1.WeChatQRCode)
+	if c.UID != uid || c.Spec.Sink == nil {
+		return delivery.Sink{}
+	}
+	return delivery.Sink{Declared: true, Target: delivery.Target{URI: c.Status.SinkURI, MaxEvents: c.Status.SinkMaxEvents}, Retention: c.Spec.Sink.RetentionOf()}
+}
+
+// retentionOr is d, or the default for a push config written before retention was.
+func retentionOr(d time.Duration) time.Duration {
+	if d <= 0 {
+		return qrv1alpha1.DefaultSinkRetention
+	}
+	return d
+}

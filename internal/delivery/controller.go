@@ -1,0 +1,396 @@
+/*
+Copyright 2026 The WeChat QR Code Operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package delivery
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	cloudevents "github.com/cloudevents/sdk-go/v2"
+	"github.com/go-logr/logr"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
+	toolscache "k8s.io/client-go/tools/cache"
+	"k8s.io/utils/clock"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
+)
+
+// Options bound the deliverer.
+type Options struct {
+	// Namespace holds the ledger: the callback server's own.
+	Namespace string
+	// Workers is how many requests each sink has in flight at most.
+	Workers int
+	// CommitInterval is how often the offsets reached are written into the segments' status:
+	// what a deliverer that takes over sends again at most.
+	CommitInterval time.Duration
+	// BacklogLimit is how many events wait, all sinks together, at most: beyond it the oldest
+	// expire, so that a dead sink cannot grow the ledger in etcd without bound.
+	BacklogLimit int
+}
+
+// DefaultOptions are the flags' defaults.
+func DefaultOptions() Options {
+	return Options{
+		// 32 requests in flight keep up with about 5,500 events a second for a sink that takes
+		// up to 5 ms an event.
+		Workers:        32,
+		CommitInterval: time.Second,
+		// About 60 MB of segments in etcd at 300 bytes an entry: an hour of 55 scans a second, or
+		// 17 minutes of 200.
+		BacklogLimit: 200_000,
+	}
+}
+
+// maxWorkers bounds the connections the deliverer opens to one sink.
+const maxWorkers = 1024
+
+// Validate says which option is out of bounds, naming its flag.
+func (o Options) Validate() error {
+	switch {
+	case o.Namespace == "":
+		return errors.New("the delivery needs the operator's namespace")
+	case o.Workers < 1 || o.Workers > maxWorkers:
+		return fmt.Errorf("--sink-workers must be between 1 and %d, got %d; the default is %d", maxWorkers, o.Workers, DefaultOptions().Workers)
+	case o.CommitInterval <= 0:
+		return fmt.Errorf("--sink-commit-interval must be positive, got %s; the default is %s", o.CommitInterval, DefaultOptions().CommitInterval)
+	case o.BacklogLimit < 1:
+		return fmt.Errorf("--sink-backlog-limit must be a positive number of events, got %d; the default is %d", o.BacklogLimit, DefaultOptions().BacklogLimit)
+	}
+	return nil
+}
+
+// tick is how often sinks that backed off are tried again, unresolved events routed again and
+// expired ones dropped.
+const tick = 200 * time.Millisecond
+
+// requestTimeout bounds one try.
+const requestTimeout = 5 * time.Second
+
+// Controller delivers the scan events of the ledger to their sinks, while its replica holds the
+// delivery Lease.
+type Controller struct {
+	opts   Options
+	config *rest.Config
+	scheme *runtime.Scheme
+	status client.SubResourceWriter
+	routes Routes
+	clock  clock.WithTicker
+	log    logr.Logger
+	send   func(ctx context.Context, t Target, events []cloudevents.Event) (int, error)
+
+	// newCache makes the ledger's informer for one term of leadership: only the leader reads
+	// the ledger, and only while it leads.
+	newCache func() (cache.Cache, error)
+}
+
+// New is a Controller over the ledger that rc's API server holds, writing offsets through status.
+func New(rc *rest.Config, scheme *runtime.Scheme, status client.SubResourceWriter, routes Routes, clk clock.WithTicker, opts Options, log logr.Logger) (*Controller, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	c := &Controller{opts: opts, config: rc, scheme: scheme, status: status, routes: routes, clock: clk, log: log, send: newSender(opts.Workers).send}
+	c.newCache = func() (cache.Cache, error) {
+		return cache.New(rc, cache.Options{
+			Scheme:            scheme,
+			DefaultNamespaces: map[string]cache.Config{opts.Namespace: {}},
+			DefaultTransform:  cache.TransformStripManagedFields(),
+		})
+	}
+	return c, nil
+}
+
+// run is one term of leadership.
+type run struct {
+	*Controller
+	ctx context.Context
+
+	mu      sync.Mutex
+	backlog *backlog
+	// changed are the segments the informer reported since they were last read, nil for deleted.
+	changed map[string]*qrv1alpha1.WeChatScanLedger
+	wake    chan struct{}
+	// committed is what each segment's status holds, as last written or read.
+	committed map[string]qrv1alpha1.WeChatScanLedgerStatus
+}
+
+// Start delivers until ctx ends (the Lease lost or the replica stopping). What was not
+// committed is sent again by the next deliverer: at least once.
+func (c *Controller) Start(ctx context.Context) error {
+	ca, err := c.newCache()
+	if err != nil {
+		return err
+	}
+	inf, err := ca.GetInformer(ctx, &qrv1alpha1.WeChatScanLedger{})
+	if err != nil {
+		return err
+	}
+	r := &run{Controller: c, ctx: ctx, backlog: newBacklog(c.opts.BacklogLimit, countOutcome),
+		changed: map[string]*qrv1alpha1.WeChatScanLedger{}, wake: make(chan struct{}, 1), committed: map[string]qrv1alpha1.WeChatScanLedgerStatus{}}
+	if _, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+		AddFunc:    func(o any) { r.note(o, false) },
+		UpdateFunc: func(_, o any) { r.note(o, false) },
+		DeleteFunc: func(o any) { r.note(o, true) },
+	}); err != nil {
+		return err
+	}
+	cacheCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	go func() { _ = ca.Start(cacheCtx) }()
+	if !ca.WaitForCacheSync(ctx) {
+		return nil
+	}
+	c.log.Info("delivering scan events")
+	ticker := c.clock.NewTicker(tick)
+	defer ticker.Stop()
+	lastCommit := c.clock.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			r.commit(context.Background())
+			return nil
+		case <-r.wake:
+			r.read()
+		case <-ticker.C():
+			r.read()
+			r.mu.Lock()
+			r.backlog.tidy(c.clock.Now(), c.routes)
+			r.observe()
+			r.mu.Unlock()
+			if c.clock.Since(lastCommit) >= c.opts.CommitInterval {
+				lastCommit = c.clock.Now()
+				r.commit(ctx)
+			}
+		}
+		r.dispatch()
+	}
+}
+
+// note takes an informer's report of a segment, to be read by the loop.
+func (r *run) note(o any, deleted bool) {
+	if t, ok := o.(toolscache.DeletedFinalStateUnknown); ok {
+		o = t.Obj
+	}
+	seg, ok := o.(*qrv1alpha1.WeChatScanLedger)
+	if !ok {
+		return
+	}
+	r.mu.Lock()
+	if deleted {
+		r.changed[seg.Name] = nil
+	} else {
+		r.changed[seg.Name] = seg
+	}
+	r.mu.Unlock()
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// read routes what the segments reported since hold. The informer's objects are read, never
+// changed.
+func (r *run) read() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for name, obj := range r.changed {
+		if obj == nil {
+			r.backlog.forget(name)
+			delete(r.committed, name)
+			continue
+		}
+		if _, ok := r.committed[name]; !ok {
+			r.committed[name] = obj.Status
+		}
+		r.backlog.observe(obj, r.routes)
+	}
+	clear(r.changed)
+}
+
+// observe sets the backlog gauges; called with mu held.
+func (r *run) observe() {
+	var n int
+	oldest := int64(0)
+	for _, q := range r.backlog.queues {
+		qn, qo := q.pending()
+		if qn > 0 && (oldest == 0 || qo < oldest) {
+			oldest = qo
+		}
+		n += qn
+	}
+	backlogEvents.Set(float64(n + len(r.backlog.unrouted)))
+	if oldest == 0 {
+		oldestUndelivered.Set(0)
+		return
+	}
+	oldestUndelivered.Set(r.clock.Since(time.UnixMilli(oldest)).Seconds())
+}
+
+// dispatch starts workers for the sinks with events to send, up to Workers each.
+func (r *run) dispatch() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now := r.clock.Now()
+	for _, q := range r.backlog.queues {
+		for q.workers < r.opts.Workers {
+			items := q.take(now, perRequest(q.target.MaxEvents))
+			if len(items) == 0 {
+				break
+			}
+			q.workers++
+			go r.work(q, items)
+		}
+	}
+}
+
+// perRequest is how many events one request carries at most: maxEvents in batched mode, one in
+// binary mode (0).
+func perRequest(maxEvents int32) int { return max(1, int(maxEvents)) }
+
+// work sends items to q's sink, then goes on with what q has next, until q has nothing to send
+// now or the term ends.
+func (r *run) work(q *queue, items []*item) {
+	for len(items) > 0 {
+		result, cause := r.try(q.target, items)
+		r.mu.Lock()
+		now := r.clock.Now()
+		q.settle(now, items, result, cause)
+		items = nil
+		if r.ctx.Err() == nil {
+			items = q.take(now, perRequest(q.target.MaxEvents))
+		}
+		if len(items) == 0 {
+			q.workers--
+		}
+		r.mu.Unlock()
+	}
+}
+
+// try makes one try of items and returns the result ("" to try again) and the cause of a failure.
+func (r *run) try(t Target, items []*item) (string, string) {
+	events := make([]cloudevents.Event, 0, len(items))
+	for _, it := range items {
+		e, err := eventOf(it.entry)
+		if err != nil {
+			// Only data that does not marshal fails it, and strings always do.
+			r.log.Error(err, "building a scan event")
+			continue
+		}
+		events = append(events, e)
+	}
+	if len(events) == 0 {
+		return resultRejected, "unbuildable"
+	}
+	start := r.clock.Now()
+	ctx, cancel := context.WithTimeout(r.ctx, requestTimeout)
+	status, err := r.send(ctx, t, events)
+	cancel()
+	requestDuration.Observe(r.clock.Since(start).Seconds())
+	requestEvents.Observe(float64(len(events)))
+	result := verdict(status)
+	switch result {
+	case resultOK:
+		now := r.clock.Now()
+		for _, it := range items {
+			lag.Observe(now.Sub(time.UnixMilli(it.entry.At)).Seconds())
+		}
+		deliveries.WithLabelValues(resultOK).Add(float64(len(items)))
+	case resultRejected:
+		deliveries.WithLabelValues(resultRejected).Add(float64(len(items)))
+		r.log.Info("scan events refused by the sink; not sent again", "sink", sinkHost(t.URI), "events", len(items), "firstID", items[0].entry.Key, "status", status)
+	default:
+		if r.ctx.Err() != nil {
+			return "", "the deliverer stopped"
+		}
+		retries.Inc()
+	}
+	return result, deliveryError(status, err)
+}
+
+// commit writes each segment's offsets that moved into its status.
+func (r *run) commit(ctx context.Context) {
+	r.mu.Lock()
+	offsets := r.backlog.offsets()
+	var due []string
+	for name, st := range offsets {
+		if !sameStatus(st, r.committed[name]) {
+			due = append(due, name)
+		}
+	}
+	r.mu.Unlock()
+	for _, name := range due {
+		st := offsets[name]
+		err := r.patch(ctx, name, st)
+		switch {
+		case err == nil:
+			commits.WithLabelValues("ok").Inc()
+		case apierrors.IsNotFound(err):
+			commits.WithLabelValues("gone").Inc()
+			continue
+		default:
+			commits.WithLabelValues("error").Inc()
+			if ctx.Err() == nil {
+				r.log.Error(err, "committing delivery offsets; sending again from the last commit if this deliverer stops", "segment", name)
+			}
+			continue
+		}
+		r.mu.Lock()
+		if _, ok := r.committed[name]; ok {
+			r.committed[name] = st
+		}
+		r.mu.Unlock()
+	}
+}
+
+func sameStatus(a, b qrv1alpha1.WeChatScanLedgerStatus) bool {
+	if a.Delivered != b.Delivered || len(a.Sinks) != len(b.Sinks) {
+		return false
+	}
+	for k, v := range a.Sinks {
+		if w, ok := b.Sinks[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
+}
+
+// patch merges st into the segment's status: offsets only ever grow, and a sink's offset stays
+// in the map once there (merge patches add keys, they never remove one).
+func (r *run) patch(ctx context.Context, name string, st qrv1alpha1.WeChatScanLedgerStatus) error {
+	body, err := json.Marshal(map[string]any{"status": st})
+	if err != nil {
+		panic(err) // numbers and strings always marshal
+	}
+	seg := &qrv1alpha1.WeChatScanLedger{ObjectMeta: metav1.ObjectMeta{Namespace: r.opts.Namespace, Name: name}}
+	return r.status.Patch(ctx, seg, client.RawPatch(types.MergePatchType, body))
+}
+
+// NeedLeaderElection is false: package election leads it, by the delivery Lease.
+func (c *Controller) NeedLeaderElection() bool { return false }
+
+// countOutcome counts the events that leave the backlog without a send.
+func countOutcome(result string, n int) { deliveries.WithLabelValues(result).Add(float64(n)) }

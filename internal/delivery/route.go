@@ -1,0 +1,110 @@
+/*
+Copyright 2026 The WeChat QR Code Operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package delivery
+
+import (
+	"hash/fnv"
+	"strconv"
+	"time"
+
+	"k8s.io/apimachinery/pkg/types"
+
+	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
+)
+
+// Target is a sink as events are sent to it: its URL and spec.sink.batch.maxEvents, 0 for
+// binary mode.
+type Target struct {
+	URI       string
+	MaxEvents int32
+}
+
+// id names a target in a segment's committed offsets: short, and without the URL, which may
+// carry a token.
+func (t Target) id() string {
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(t.URI))
+	_, _ = h.Write([]byte{0})
+	_, _ = h.Write([]byte(strconv.Itoa(int(t.MaxEvents))))
+	return strconv.FormatUint(h.Sum64(), 36)
+}
+
+// Sink is an account's or a code's spec.sink as it stands now.
+type Sink struct {
+	// Declared is whether spec.sink is set.
+	Declared bool
+	// Target is where it resolved to; its URI is empty while it does not resolve.
+	Target Target
+	// Retention is how long an event waits for it.
+	Retention time.Duration
+}
+
+// Routes tells where a scan's event goes now: the sink of the account the push came to, and the
+// scanned code's.
+type Routes interface {
+	// AccountSink is the sink of the account served at appID; undeclared once the account is gone.
+	AccountSink(appID string) Sink
+	// CodeSink is the sink of the code namespace/name if it still is the code of uid; undeclared
+	// once it is gone.
+	CodeSink(code string, uid types.UID) Sink
+}
+
+// route is where one event goes: the targets resolved, and until when it waits for a sink
+// declared but not resolved yet (zero: none is).
+type route struct {
+	targets []routed
+	wait    time.Time
+}
+
+type routed struct {
+	Target
+	expires time.Time
+}
+
+// routeOf is e's route: the account's sink, then the code's unless it is the same URL (one event
+// per address, as one sink). An event waits for an unresolved sink rather than go to the other
+// alone and be forgotten by the unresolved one: resolution takes seconds, retention an hour.
+func routeOf(r Routes, e qrv1alpha1.LedgerEntry) route {
+	at := time.UnixMilli(e.At)
+	var rt route
+	for _, s := range []Sink{r.AccountSink(e.Event.AppID), r.CodeSink(e.Code, e.UID)} {
+		switch {
+		case !s.Declared:
+		case s.Target.URI == "":
+			rt.wait = maxTime(rt.wait, at.Add(s.Retention))
+		case !rt.has(s.Target.URI):
+			rt.targets = append(rt.targets, routed{s.Target, at.Add(s.Retention)})
+		}
+	}
+	return rt
+}
+
+func (rt route) has(uri string) bool {
+	for _, t := range rt.targets {
+		if t.URI == uri {
+			return true
+		}
+	}
+	return false
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
