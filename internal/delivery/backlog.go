@@ -58,7 +58,9 @@ type seg struct {
 
 // item is one event for one sink (or, unrouted, for whichever it resolves to).
 type item struct {
-	seg      *seg
+	seg *seg
+	// target is the id of its sink's queue ("" while unrouted).
+	target   string
 	pos      int64
 	entry    qrv1alpha1.LedgerEntry
 	expires  time.Time
@@ -154,7 +156,7 @@ func (b *backlog) route(it *item, r Routes) bool {
 			q = &queue{target: t.Target, keys: map[int64]int{}}
 			b.queues[id] = q
 		}
-		q.items = append(q.items, &item{seg: it.seg, pos: it.pos, entry: it.entry, expires: t.expires})
+		q.items = append(q.items, &item{seg: it.seg, target: id, pos: it.pos, entry: it.entry, expires: t.expires})
 	}
 	return true
 }
@@ -196,34 +198,42 @@ func (b *backlog) tidy(now time.Time, r Routes) {
 		return false
 	})
 	var waiting []*item
-	for id, q := range b.queues {
+	for _, q := range b.queues {
 		for _, it := range q.items {
 			if !it.done && !it.inFlight && now.After(it.expires) {
-				it.done = true
-				q.expired++
+				q.expire(it)
 				b.outcome(resultExpired, 1)
 			}
+			if !it.done {
+				waiting = append(waiting, it)
+			}
 		}
-		q.items = slices.DeleteFunc(q.items, func(it *item) bool { return it.done })
-		if len(q.items) == 0 && q.workers == 0 {
-			delete(b.queues, id)
-			continue
-		}
-		waiting = append(waiting, q.items...)
 	}
 	if over := len(waiting) + len(b.unrouted) - b.limit; over > 0 {
-		slices.SortFunc(waiting, func(a, c *item) int { return cmp.Compare(a.entry.At, c.entry.At) })
+		slices.SortStableFunc(waiting, func(a, c *item) int { return cmp.Compare(a.entry.At, c.entry.At) })
 		for _, it := range waiting {
 			if over == 0 {
 				break
 			}
 			if !it.inFlight {
-				it.done = true
+				b.queues[it.target].expire(it)
 				over--
 				b.outcome(resultExpired, 1)
 			}
 		}
 	}
+	for id, q := range b.queues {
+		q.items = slices.DeleteFunc(q.items, func(it *item) bool { return it.done })
+		if len(q.items) == 0 && q.workers == 0 {
+			delete(b.queues, id)
+		}
+	}
+}
+
+// expire is done with it without sending it.
+func (q *queue) expire(it *item) {
+	it.done = true
+	q.expired++
 }
 
 // take marks up to n of q's events in flight, oldest first, and returns them: none while the sink
