@@ -50,6 +50,8 @@ func bindFlags(fs *flag.FlagSet) (*callback.Config, *zap.Options) {
 	fs.DurationVar(&cfg.RecordInterval, "record-interval", cfg.RecordInterval, "how often this replica writes its push record (verified and refused pushes per account), when it changed")
 	fs.IntVar(&cfg.SinkWorkers, "sink-workers", cfg.SinkWorkers, "scan events delivered to each sink at once (its connections): a sink gets at most this many divided by its answer time per second")
 	fs.IntVar(&cfg.SinkQueueSize, "sink-queue-size", cfg.SinkQueueSize, "scan events waiting for each sink, at most (about 750 bytes each); more are dropped and counted as dropped")
+	fs.DurationVar(&cfg.AccountGrace, "account-grace", cfg.AccountGrace, "how long an account that left the push config is still served with its last keys, its pushes verified and counted: "+
+		"a GitOps prune and re-sync or kubectl replace --force deletes and re-creates it, and WeChat retries a push only 3 times about 5s apart (0: refuse at once)")
 	// In a Pod the Downward API sets both: the ledger and the tally live in the Pod's namespace,
 	// and the Pod's name keeps the replicas' ledger segments apart.
 	fs.StringVar(&cfg.Namespace, "namespace", os.Getenv("POD_NAMESPACE"), "the operator's namespace, where the push config Secret, the scan ledger and tally live (default $POD_NAMESPACE)")

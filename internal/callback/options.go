@@ -57,6 +57,9 @@ type Options struct {
 	// SinkQueueSize is how many scan events wait for each sink, at most (about 750 bytes each);
 	// an event that finds the queue full is dropped.
 	SinkQueueSize int
+	// AccountGrace is how long an account that left the push config is still served with its
+	// last keys; 0 refuses its pushes at once.
+	AccountGrace time.Duration
 }
 
 // DefaultOptions are the flags' defaults.
@@ -75,6 +78,10 @@ func DefaultOptions() Options {
 		// queue holds the events of a stall of most of a second at that rate.
 		SinkWorkers:   32,
 		SinkQueueSize: 4096,
+		// WeChat tries a push three times about 5 s apart; an account deleted and created again
+		// (a GitOps prune and re-sync, kubectl replace --force) comes back once the manager has
+		// reconciled it, which a busy manager or a sync wave can delay by minutes.
+		AccountGrace: 10 * time.Minute,
 	}
 }
 
@@ -101,6 +108,8 @@ func (o Options) validate() error {
 		return fmt.Errorf("--view-patch-rate must be a positive number of annotation patches per second, got %v; the default is %v", o.ViewPatchRate, DefaultOptions().ViewPatchRate)
 	case o.SinkWorkers < 1 || o.SinkWorkers > maxSinkWorkers:
 		return fmt.Errorf("--sink-workers must be between 1 and %d, got %d; the default is %d", maxSinkWorkers, o.SinkWorkers, DefaultOptions().SinkWorkers)
+	case o.AccountGrace < 0:
+		return fmt.Errorf("--account-grace must not be negative, got %s; 0 refuses a departed account's pushes at once", o.AccountGrace)
 	case o.SinkQueueSize < 1:
 		return fmt.Errorf("--sink-queue-size must be a positive number of events, got %d; the default is %d", o.SinkQueueSize, DefaultOptions().SinkQueueSize)
 	}
