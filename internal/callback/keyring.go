@@ -199,8 +199,10 @@ func (k *keyring) accounts() []pushconfig.Account {
 }
 
 // store serves s (nil: a deleted Secret, whose accounts all depart).
-func (k *keyring) store(s *corev1.Secret) {
-	config := keysOf(s, k.log)
+func (k *keyring) store(s *corev1.Secret) { k.serve(keysOf(s, k.log)) }
+
+// serve serves config, what the push Secret now holds.
+func (k *keyring) serve(config map[string]*pushKeys) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.config = config
