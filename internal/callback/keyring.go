@@ -143,11 +143,12 @@ const pruneInterval = 10 * time.Second
 // the keyring keeps serving it.
 //
 // An account that leaves the Secret, or all of them when it is deleted, is served with its last
-// keys for grace more: a GitOps prune and re-sync or a kubectl replace --force deletes and
-// creates the account again, and the manager projects it only once it is ready again, while
-// WeChat tries a push only three times about 5 s apart. Its scans are counted meanwhile rather
-// than lost. An AppID never served answers 404 at once, and an account back in the Secret is
-// served with its new keys at once.
+// keys for grace more: a GitOps prune and re-sync or a kubectl replace --force deletes the
+// account and creates it again, and it is back in the Secret only once the account and its own
+// Secret both exist and the manager has projected them, seconds to minutes later, while WeChat
+// tries a push only three times about 5 s apart. Its scans are counted meanwhile rather than
+// lost. An AppID never served answers 404 at once, and an account back in the Secret is served
+// with its new keys at once.
 type keyring struct {
 	client    kubernetes.Interface
 	namespace string

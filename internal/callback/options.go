@@ -79,8 +79,9 @@ func DefaultOptions() Options {
 		SinkWorkers:   32,
 		SinkQueueSize: 4096,
 		// WeChat tries a push three times about 5 s apart; an account deleted and created again
-		// (a GitOps prune and re-sync, kubectl replace --force) comes back once the manager has
-		// reconciled it, which a busy manager or a sync wave can delay by minutes.
+		// (a GitOps prune and re-sync, kubectl replace --force) is back in the push config once
+		// it and its Secret exist again and the manager projected them, which a sync wave or a
+		// busy manager can delay by minutes.
 		AccountGrace: 10 * time.Minute,
 	}
 }
