@@ -140,7 +140,8 @@ func TestDepartedAccountPushes(t *testing.T) {
 	s.keyring.grace = grace
 	t.Cleanup(func() { forgetAccounts("wxplain", "wxsafe") })
 	config := maps.Clone(*s.keyring.byAppID.Load())
-	s.keyring.serve(config)
+	write := func() { s.keyring.serve(maps.Clone(config)) }
+	write()
 	p := pushers[plaintext]
 	scans := 0
 	scan := func() *push {
@@ -159,7 +160,7 @@ func TestDepartedAccountPushes(t *testing.T) {
 	}
 
 	delete(config, "wxplain")
-	s.keyring.serve(maps.Clone(config))
+	write()
 	clk.Step(grace - time.Second)
 	s.keyring.prune()
 	wantStatus("a removed account's push within the grace", scan(), http.StatusOK, "")
@@ -176,11 +177,11 @@ func TestDepartedAccountPushes(t *testing.T) {
 
 	// Back, with a new token, while still in its grace: the old token no longer verifies.
 	delete(config, "wxsafe")
-	s.keyring.serve(maps.Clone(config))
+	write()
 	clk.Step(time.Second)
 	q := pushers[safe]
 	config["wxsafe"] = &pushKeys{appID: "wxsafe", token: "tok-safe-2", ciphers: s.keyring.lookup("wxsafe").ciphers}
-	s.keyring.serve(maps.Clone(config))
+	write()
 	wantStatus("the re-added account's old token", q.build(t, scanXML("o1", 1, "unsubscribe", "-", "")), http.StatusForbidden, "bad_signature")
 	q.token = "tok-safe-2"
 	wantStatus("the re-added account's new token", q.build(t, scanXML("o1", 1, "unsubscribe", "-", "")), http.StatusOK, "")

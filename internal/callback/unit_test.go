@@ -268,6 +268,9 @@ func TestOptionsValidate(t *testing.T) {
 	if err := ok.validate(); err != nil {
 		t.Fatal(err)
 	}
+	if ok.AccountGrace = 0; ok.validate() != nil {
+		t.Error("--account-grace=0 refused: it turns the grace off")
+	}
 	for name, spoil := range map[string]func(*Options){
 		"deadline over 5s":    func(o *Options) { o.ReplyDeadline = 5 * time.Second },
 		"window > deadline":   func(o *Options) { o.CommitWindow = 4 * time.Second },
@@ -287,6 +290,7 @@ func TestOptionsValidate(t *testing.T) {
 		"no sink workers":     func(o *Options) { o.SinkWorkers = 0 },
 		"too many workers":    func(o *Options) { o.SinkWorkers = maxSinkWorkers + 1 },
 		"no sink queue":       func(o *Options) { o.SinkQueueSize = 0 },
+		"negative grace":      func(o *Options) { o.AccountGrace = -time.Second },
 	} {
 		o := ok
 		spoil(&o)
