@@ -51,6 +51,8 @@ func bindFlags(fs *flag.FlagSet) (*callback.Config, *zap.Options) {
 	fs.IntVar(&cfg.Delivery.Workers, "sink-workers", cfg.Delivery.Workers, "requests in flight to each sink, at most (its connections): a sink gets at most this many divided by its answer time per second (times maxEvents in batched mode)")
 	fs.DurationVar(&cfg.Delivery.CommitInterval, "sink-commit-interval", cfg.Delivery.CommitInterval, "how often the deliverer records in the ledger how far each sink has its events: what a deliverer that takes over sends again, at most")
 	fs.IntVar(&cfg.Delivery.BacklogLimit, "sink-backlog-limit", cfg.Delivery.BacklogLimit, "scan events kept for sinks that are down or slow, all sinks together (about 300 bytes each in etcd); beyond it the oldest expire, counted in sink_deliveries_total{result=\"expired\"}")
+	fs.DurationVar(&cfg.AccountGrace, "account-grace", cfg.AccountGrace, "how long an account that left the push config is still served with its last keys, its pushes verified and counted: "+
+		"a GitOps prune and re-sync or kubectl replace --force deletes and re-creates it, and WeChat retries a push only 3 times about 5s apart (0: refuse at once)")
 	// In a Pod the Downward API sets both: the ledger and the tally live in the Pod's namespace,
 	// and the Pod's name keeps the replicas' ledger segments apart.
 	fs.StringVar(&cfg.Namespace, "namespace", os.Getenv("POD_NAMESPACE"), "the operator's namespace, where the push config Secret, the scan ledger and tally live (default $POD_NAMESPACE)")

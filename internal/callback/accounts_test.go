@@ -39,7 +39,7 @@ const servedWithin = 5 * time.Second
 // TestAccountsFollowed: the callback server follows the push config Secret while it runs. An
 // account added is served within seconds (a signed push counted), a changed token takes effect,
 // an entry that does not decode is not served while the others are, and a removed account, or a
-// deleted Secret, answers 404 at once. No restart, no flag.
+// deleted Secret's, departs: served for the grace, shown as departed. No restart, no flag.
 func TestAccountsFollowed(t *testing.T) {
 	f := newFixture(t)
 	r := f.replica(Options{}) // no push config Secret yet: serves nothing
@@ -92,24 +92,27 @@ func TestAccountsFollowed(t *testing.T) {
 		}
 	}
 
-	// Removed: 404 at once, and its loaded gauge gone.
+	// Removed: still served, with its last token, for the grace (keyring_test.go has its end),
+	// but no longer reported as loaded nor among the accounts whose status is reported.
 	f.accounts = nil
 	f.writeAccounts()
-	waitFor(t, "the removed account to answer 404", func() bool {
-		status, _ := p.build(t, unsubscribe).send(t, r.url)
-		return status == http.StatusNotFound
-	})
-	if accountLoaded.DeleteLabelValues(p.appID) {
-		t.Error("account_loaded still has the removed account")
+	waitFor(t, "the removal to be seen", func() bool { return len(r.keyring.accounts()) == 0 })
+	mustSend(t, p.build(t, unsubscribe), r)
+	if gaugeHas(t, accountLoaded, p.appID) || !gaugeHas(t, accountDeparted, p.appID) {
+		t.Error("want the removed account in account_departed, not in account_loaded")
 	}
 
-	// The Secret deleted (the manager's last account gone): nothing is served.
+	// The Secret deleted (the manager's last account gone): its accounts depart too.
 	f.account("b", "wxfollow02", "tok-follow-2", "", "")
-	waitFor(t, "the second account to be served", func() bool { return r.keyring.lookup(f.accounts[0].AppID) != nil })
+	waitFor(t, "the second account to be served", func() bool { return len(r.keyring.accounts()) == 1 })
 	if err := f.c.Delete(f.ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: pushconfig.SecretName}}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the deleted Secret's account to answer 404", func() bool { return r.keyring.lookup(f.accounts[0].AppID) == nil })
+	waitFor(t, "the deletion to be seen", func() bool { return len(r.keyring.accounts()) == 0 })
+	if r.keyring.lookup(f.accounts[0].AppID) == nil || r.keyring.lookup(p.appID) == nil {
+		t.Error("want the deleted Secret's accounts served for the grace")
+	}
+	forgetAccounts(p.appID, f.accounts[0].AppID)
 }
 
 func logged(s string) bool {

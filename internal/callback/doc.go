@@ -26,11 +26,16 @@ limitations under the License.
 // encodingAESKey, previousEncodingAESKey, where pushes go on to) into one Secret in the operator's
 // namespace, package pushconfig's contract, and the server watches that Secret alone, with a
 // metadata.name field selector that its Role's resourceNames allows (keyring.go). An account the
-// manager adds is served within a watch event, one it removes answers 404 at once; while the API
-// server is unreachable the last Secret seen is served. An entry that does not decode is logged
-// by its AppID and not served. Each account has its own path, /wechat/<appID>, which
-// is what goes into the account's "server URL" setting: the path picks the token that the
-// signature must match, so one account's token can never authenticate a push for another.
+// manager adds is served within a watch event; while the API server is unreachable the last
+// Secret seen is served. An account that leaves the Secret (or goes with it) is served with its
+// last keys for --account-grace more (default 10m; 0: not at all): one deleted and created again,
+// by a GitOps prune and re-sync or kubectl replace --force, has its pushes counted meanwhile
+// instead of refused while WeChat's three tries about 5 s apart run out. Back in the Secret, it
+// is served with its new keys at once. An entry that does not decode is logged by its AppID and
+// not served (but for the grace of its last good keys). Any other AppID answers 404. Each
+// account has its own path, /wechat/<appID>, which is what goes into the account's "server URL"
+// setting: the path picks the token that the signature must match, so one account's token can
+// never authenticate a push for another.
 //
 // An account whose Secret has an encodingAESKey accepts only encrypted pushes (safe or
 // compatible mode), because in plaintext mode WeChat's signature covers the query, not the body:

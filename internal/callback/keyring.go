@@ -18,14 +18,19 @@ package callback
 
 import (
 	"context"
+	"maps"
+	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/client-go/kubernetes"
 	toolscache "k8s.io/client-go/tools/cache"
+	"k8s.io/utils/clock"
 
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/pushconfig"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/wxcrypto"
@@ -42,7 +47,13 @@ type pushKeys struct {
 	ciphers []*wxcrypto.Cipher
 	// account is the account as the manager projected it: its forward and sink.
 	account pushconfig.Account
+	// until is when a departed account, one no longer in the push config, stops being served:
+	// the time it left plus the grace. Zero for an account in the push config.
+	until time.Time
 }
+
+// departed is whether the account left the push config and is served for its grace alone.
+func (k *pushKeys) departed() bool { return !k.until.IsZero() }
 
 // forwards is whether the account has an application behind it to hand pushes on to.
 func (k *pushKeys) forwards() bool { return k.account.ForwardURL != "" }
@@ -100,30 +111,84 @@ func keysOf(s *corev1.Secret, log logr.Logger) map[string]*pushKeys {
 	return keys
 }
 
+// serving is what is served at now when the push config holds config after old was served:
+// config's accounts, with the keys it gives them, and old's that left less than grace ago, with
+// their last keys. An entry that stops decoding has left too: its last keys go on serving for
+// the grace, as when the account was deleted.
+func serving(old, config map[string]*pushKeys, now time.Time, grace time.Duration) map[string]*pushKeys {
+	next := maps.Clone(config)
+	if next == nil {
+		next = map[string]*pushKeys{}
+	}
+	for appID, k := range old {
+		switch {
+		case config[appID] != nil:
+		case !k.departed():
+			if grace > 0 {
+				left := *k
+				left.until = now.Add(grace)
+				next[appID] = &left
+			}
+		case now.Before(k.until):
+			next[appID] = k
+		}
+	}
+	return next
+}
+
+// pruneInterval bounds how long an account whose grace passed still shows in the departed gauge
+// (lookup stops serving it at once) and holds its keys in memory.
+const pruneInterval = 10 * time.Second
+
 // keyring serves the accounts of the projected push Secret, pushconfig.SecretName in the
 // operator's namespace. It watches that one Secret (a field selector on its name, which is all
 // the callback server's Role allows), so an account the manager adds is served within a watch
-// event and one it removes answers 404 at once. While the API server is unreachable the informer
-// keeps the last Secret it saw, and so the keyring keeps serving it.
+// event. While the API server is unreachable the informer keeps the last Secret it saw, and so
+// the keyring keeps serving it.
+//
+// An account that leaves the Secret, or all of them when it is deleted, is served with its last
+// keys for grace more: a GitOps prune and re-sync or a kubectl replace --force deletes the
+// account and creates it again, and it is back in the Secret only once the account and its own
+// Secret both exist and the manager has projected them, seconds to minutes later, while WeChat
+// tries a push only three times about 5 s apart. Its scans are counted meanwhile rather than
+// lost. An AppID never served answers 404 at once, and an account back in the Secret is served
+// with its new keys at once.
 type keyring struct {
 	client    kubernetes.Interface
 	namespace string
 	log       logr.Logger
+	clock     clock.Clock
+	grace     time.Duration
 
-	// byAppID is replaced whole on every change, so a request sees one consistent set.
+	// byAppID is replaced whole on every change, so a request sees one consistent set, and
+	// without a lock: pushes read it, only the watch and the prune write it, under mu.
 	byAppID atomic.Pointer[map[string]*pushKeys]
 	loaded  atomic.Bool
+
+	mu sync.Mutex
+	// config is what the push Secret serves (keysOf).
+	config map[string]*pushKeys
+	// departed counts the departed accounts served: with none, a prune has nothing to do.
+	departed int
 }
 
 // lookup returns the keys of the account served at /wechat/<appID>, nil for none.
 func (k *keyring) lookup(appID string) *pushKeys {
-	if m := k.byAppID.Load(); m != nil {
-		return (*m)[appID]
+	m := k.byAppID.Load()
+	if m == nil {
+		return nil
 	}
-	return nil
+	keys := (*m)[appID]
+	// The prune runs only every pruneInterval: the expiry is checked here, at the cost of a clock
+	// read for a departed account's pushes alone.
+	if keys != nil && keys.departed() && !k.clock.Now().Before(keys.until) {
+		return nil
+	}
+	return keys
 }
 
-// accounts returns the accounts served now.
+// accounts returns the accounts in the push config now: not the departed ones, whose resource
+// is gone, so that there is no status to report.
 func (k *keyring) accounts() []pushconfig.Account {
 	m := k.byAppID.Load()
 	if m == nil {
@@ -131,25 +196,63 @@ func (k *keyring) accounts() []pushconfig.Account {
 	}
 	out := make([]pushconfig.Account, 0, len(*m))
 	for _, keys := range *m {
-		out = append(out, keys.account)
+		if !keys.departed() {
+			out = append(out, keys.account)
+		}
 	}
 	return out
 }
 
-// store serves s (nil: nothing) and reports which accounts are loaded.
-func (k *keyring) store(s *corev1.Secret) {
-	keys := keysOf(s, k.log)
-	if old := k.byAppID.Load(); old != nil {
-		for appID := range *old {
-			if keys[appID] == nil {
-				accountLoaded.DeleteLabelValues(appID)
-			}
+// store serves s (nil: a deleted Secret, whose accounts all depart).
+func (k *keyring) store(s *corev1.Secret) { k.serve(keysOf(s, k.log)) }
+
+// serve serves config, what the push Secret now holds.
+func (k *keyring) serve(config map[string]*pushKeys) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.config = config
+	k.serveLocked()
+}
+
+// prune forgets the departed accounts whose grace passed.
+func (k *keyring) prune() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.departed > 0 {
+		k.serveLocked()
+	}
+}
+
+// serveLocked serves k.config and the departed accounts still in their grace, and reports which
+// accounts are loaded and which departed.
+func (k *keyring) serveLocked() {
+	var old map[string]*pushKeys
+	if m := k.byAppID.Load(); m != nil {
+		old = *m
+	}
+	next := serving(old, k.config, k.clock.Now(), k.grace)
+	for appID, keys := range old {
+		if n := next[appID]; n == nil || n.departed() != keys.departed() {
+			loadedGauge(keys).DeleteLabelValues(appID)
 		}
 	}
-	for appID := range keys {
-		accountLoaded.WithLabelValues(appID).Set(1)
+	k.departed = 0
+	for appID, keys := range next {
+		loadedGauge(keys).WithLabelValues(appID).Set(1)
+		if keys.departed() {
+			k.departed++
+		}
 	}
-	k.byAppID.Store(&keys)
+	k.byAppID.Store(&next)
+}
+
+// loadedGauge is the gauge that shows an account served as keys is: in the push config, or
+// departed and in its grace.
+func loadedGauge(keys *pushKeys) *prometheus.GaugeVec {
+	if keys.departed() {
+		return accountDeparted
+	}
+	return accountLoaded
 }
 
 // Start watches the push Secret until ctx ends. It is a manager Runnable.
@@ -184,8 +287,14 @@ func (k *keyring) Start(ctx context.Context) error {
 		k.log.Info("push config Secret not found; serving no account until the manager writes it", "secret", pushconfig.SecretName)
 	}
 	k.loaded.Store(true)
-	<-ctx.Done()
-	return nil
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-k.clock.After(pruneInterval):
+			k.prune()
+		}
+	}
 }
 
 // NeedLeaderElection is false: every replica serves pushes.

@@ -193,7 +193,7 @@ func Setup(mgr ctrl.Manager, opts Options) (*Server, error) {
 // newServer wires a Server: cs watches the push config Secret; codes serves the index lookups;
 // writer appends to the ledger; clk times everything.
 func newServer(opts Options, clk clock.WithDelayedExecution, cs kubernetes.Interface, codes codeIndex, writer client.Writer, log logr.Logger) *Server {
-	keys := &keyring{client: cs, namespace: opts.Namespace, log: log}
+	keys := &keyring{client: cs, namespace: opts.Namespace, log: log, clock: clk, grace: opts.AccountGrace}
 	keys.byAppID.Store(&map[string]*pushKeys{})
 	return &Server{
 		opts:      opts,

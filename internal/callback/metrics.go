@@ -102,6 +102,13 @@ var (
 		Name:      "account_loaded",
 		Help:      "1 for each account served, by AppID: its entry in the push config Secret is valid.",
 	}, []string{"app_id"})
+	accountDeparted = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: metricnames.Namespace,
+		Subsystem: "callback",
+		Name:      "account_departed",
+		Help: "1 for each account that left the push config less than --account-grace ago, by AppID: " +
+			"its pushes are still verified and counted with its last keys.",
+	}, []string{"app_id"})
 )
 
 // Per code, from the elected folder's tally: the labels are codes' names, which their owners
@@ -138,5 +145,6 @@ func forgetCode(ns, name string) {
 
 func init() {
 	metrics.Registry.MustRegister(codeScans, codeNewFollowers, codeUniqueScanners,
-		refusals, events, appends, batchSize, folds, segmentsCollected, malformedEntries, viewPatches, viewBacklog, statusPatches, pushDuration, accountLoaded)
+		refusals, events, appends, batchSize, folds, segmentsCollected, malformedEntries, viewPatches, viewBacklog, statusPatches, pushDuration,
+		accountLoaded, accountDeparted)
 }

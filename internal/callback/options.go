@@ -54,6 +54,9 @@ type Options struct {
 	ViewPatchRate float64
 	// Delivery is the elected deliverer's, which sends the ledger's scan events to the sinks.
 	Delivery delivery.Options
+	// AccountGrace is how long an account that left the push config is still served with its
+	// last keys; 0 refuses its pushes at once.
+	AccountGrace time.Duration
 }
 
 // DefaultOptions are the flags' defaults.
@@ -68,6 +71,11 @@ func DefaultOptions() Options {
 		RecordInterval: 10 * time.Second,
 		ViewPatchRate:  20,
 		Delivery:       delivery.DefaultOptions(),
+		// WeChat tries a push three times about 5 s apart; an account deleted and created again
+		// (a GitOps prune and re-sync, kubectl replace --force) is back in the push config once
+		// it and its Secret exist again and the manager projected them, which a sync wave or a
+		// busy manager can delay by minutes.
+		AccountGrace: 10 * time.Minute,
 	}
 }
 
@@ -89,6 +97,8 @@ func (o Options) validate() error {
 		return errors.New("the fold interval must not be negative")
 	case !(o.ViewPatchRate > 0) || math.IsInf(o.ViewPatchRate, 1):
 		return fmt.Errorf("--view-patch-rate must be a positive number of annotation patches per second, got %v; the default is %v", o.ViewPatchRate, DefaultOptions().ViewPatchRate)
+	case o.AccountGrace < 0:
+		return fmt.Errorf("--account-grace must not be negative, got %s; 0 refuses a departed account's pushes at once", o.AccountGrace)
 	}
 	d := o.Delivery
 	d.Namespace = o.Namespace

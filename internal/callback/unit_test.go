@@ -268,6 +268,9 @@ func TestOptionsValidate(t *testing.T) {
 	if err := ok.validate(); err != nil {
 		t.Fatal(err)
 	}
+	if ok.AccountGrace = 0; ok.validate() != nil {
+		t.Error("--account-grace=0 refused: it turns the grace off")
+	}
 	for name, spoil := range map[string]func(*Options){
 		"deadline over 5s":    func(o *Options) { o.ReplyDeadline = 5 * time.Second },
 		"window > deadline":   func(o *Options) { o.CommitWindow = 4 * time.Second },
@@ -288,6 +291,7 @@ func TestOptionsValidate(t *testing.T) {
 		"too many workers":    func(o *Options) { o.Delivery.Workers = 1025 },
 		"no commit interval":  func(o *Options) { o.Delivery.CommitInterval = 0 },
 		"no backlog":          func(o *Options) { o.Delivery.BacklogLimit = 0 },
+		"negative grace":      func(o *Options) { o.AccountGrace = -time.Second },
 	} {
 		o := ok
 		spoil(&o)
