@@ -184,9 +184,14 @@ bench-hotfault: ## Only the hot code under faults: 6,000 distinct scans/s of one
 
 ##@ Build
 
+# The version the binaries report (--version) and a release is named by; a checkout between tags
+# says how far past the last one it is, and "-dirty" when it has uncommitted changes.
+VERSION ?= $(shell git describe --tags --always --dirty)
+VERSION_LDFLAGS = -X github.com/qrcode-operator/wechat-qrcode-operator/internal/version.Version=$(VERSION)
+
 .PHONY: build
-build: ## Build the manager, callback server and fake WeChat binaries into bin/.
-	$(GO) build -o $(LOCALBIN)/ ./cmd/...
+build: ## Build the manager, callback server, kubectl plugin and fake WeChat binaries into bin/, stamped with VERSION.
+	$(GO) build -ldflags='$(VERSION_LDFLAGS)' -o $(LOCALBIN)/ ./cmd/...
 
 .PHONY: docker-build
 docker-build: ## Build the container image (needs a Docker engine).
