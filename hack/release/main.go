@@ -14,7 +14,6 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-
 // Command release builds what `make release` publishes, without Docker: the operator's image (the
 // manager and the callback server, from Go alone) as a tarball that `docker load`,
 // `kind load image-archive` and `crane push` read, and the Helm chart packaged for that image.
