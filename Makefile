@@ -187,15 +187,36 @@ bench-hotfault: ## Only the hot code under faults: 6,000 distinct scans/s of one
 # The version the binaries report (--version) and a release is named by; a checkout between tags
 # says how far past the last one it is, and "-dirty" when it has uncommitted changes.
 VERSION ?= $(shell git describe --tags --always --dirty)
+# Once, at start: a recipe that changed the tree would otherwise name its later outputs -dirty.
+VERSION := $(VERSION)
 VERSION_LDFLAGS = -X github.com/qrcode-operator/wechat-qrcode-operator/internal/version.Version=$(VERSION)
 
 .PHONY: build
 build: ## Build the manager, callback server, kubectl plugin and fake WeChat binaries into bin/, stamped with VERSION.
 	$(GO) build -ldflags='$(VERSION_LDFLAGS)' -o $(LOCALBIN)/ ./cmd/...
 
+# `make release`: the repository the image is pushed to (its tag is VERSION), and where the
+# release is written (gitignored).
+IMAGE_REPO ?= ghcr.io/qrcode-operator/wechat-qrcode-operator
+RELEASE_IMG ?= $(IMAGE_REPO):$(VERSION)
+RELEASE_DIR ?= dist/release/$(VERSION)
+
+# No `manifests` first, unlike build-installer: a release is of what is committed, and `make test`
+# (verify-generated) has checked that the committed manifests are current.
+.PHONY: release
+release: ## Without Docker, write into RELEASE_DIR: install.yaml, the Helm chart .tgz and image.tar (manager and callback server, tagged RELEASE_IMG; docker load, kind load image-archive, crane push).
+	rm -rf $(RELEASE_DIR)
+	mkdir -p $(RELEASE_DIR)
+	hack/with-image.sh "$(RELEASE_IMG)" $(KUSTOMIZE) build config/default > $(RELEASE_DIR)/install.yaml
+	$(GO) run -C hack/release . -root $(CURDIR) -version $(VERSION) -image $(RELEASE_IMG) -out $(abspath $(RELEASE_DIR))
+
+.PHONY: test-release
+test-release: ## Build a release into a temporary directory and check it: image config and files, the binaries' --version, the chart.
+	cd hack/release && $(GO) test $(TESTFLAGS) ./...
+
 .PHONY: docker-build
-docker-build: ## Build the container image (needs a Docker engine).
-	docker build -t $(IMG) .
+docker-build: ## Build the container image with Docker (`make release` needs none).
+	docker build --build-arg VERSION=$(VERSION) --build-arg REVISION=$$(git rev-parse HEAD) -t $(IMG) .
 
 .PHONY: docker-push
 docker-push: ## Push the container image.
