@@ -58,6 +58,10 @@ generate: ## Generate the DeepCopy methods from the controller-gen markers.
 verify-generated: ## Fail when generated files are stale (run `make manifests generate` to fix).
 	hack/verify-generated.sh
 
+.PHONY: verify-large-files
+verify-large-files: ## Fail when git tracks a file over 1 MiB not listed in hack/large-files.txt (a build output committed by mistake).
+	hack/verify-large-files.sh
+
 .PHONY: fmt
 fmt: ## Run go fmt.
 	$(GO) fmt ./...
@@ -131,7 +135,7 @@ FUZZ_SKIP_DEPS = sigs.k8s.io/controller-runtime k8s.io/client-go
 TEST_GOFLAGS = -vet=off -ldflags=-w
 
 .PHONY: test
-test: verify-generated lint ## Lint, then run every test against a real kube-apiserver + etcd built from source, the chart's tests, then a short fuzz run of the packages without the Kubernetes client.
+test: verify-large-files verify-generated lint ## Lint, then run every test against a real kube-apiserver + etcd built from source, the chart's tests, then a short fuzz run of the packages without the Kubernetes client.
 	KUBEBUILDER_ASSETS="$$(hack/controlplane.sh)" $(GO) test $(TEST_GOFLAGS) $(TESTFLAGS) $(TESTPKGS)
 	$(MAKE) -s test-helm TESTFLAGS="$(TEST_GOFLAGS) $(TESTFLAGS)"
 	FUZZTIME=$(FUZZTIME) FUZZFLAGS="$(TEST_GOFLAGS)" FUZZSKIPDEPS="$(FUZZ_SKIP_DEPS)" hack/fuzz-short.sh
