@@ -1,7 +1,7 @@
 # Both binaries in one minimal image; the Deployment runs them as two containers of one Pod.
 # `make release` builds the same image without Docker (hack/release, from Go alone); keep the two in
 # step: static binaries /manager and /callback, user 65532:65532, entrypoint /manager, the OCI
-# labels below, no shell. hack/release/release_test.go checks its image for these.
+# labels below, no shell. hack/release/release_test.go checks these facts on the release image.
 FROM golang:1.26 AS builder
 ARG TARGETOS
 ARG TARGETARCH
