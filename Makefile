@@ -208,11 +208,12 @@ RELEASE_DIR ?= dist/release/$(VERSION)
 # No `manifests` first, unlike build-installer: a release is of what is committed, and `make test`
 # (verify-generated) has checked that the committed manifests are current.
 .PHONY: release
-release: ## Without Docker, write into RELEASE_DIR: install.yaml, the Helm chart .tgz and image.tar (manager and callback server, tagged RELEASE_IMG; docker load, kind load image-archive, crane push).
+release: ## Without Docker, write into RELEASE_DIR: install.yaml, the Helm chart .tgz, image.tar (manager and callback server, tagged RELEASE_IMG; docker load, kind load image-archive, crane push) and SHA256SUMS.
 	rm -rf $(RELEASE_DIR)
 	mkdir -p $(RELEASE_DIR)
 	hack/with-image.sh "$(RELEASE_IMG)" $(KUSTOMIZE) build config/default > $(RELEASE_DIR)/install.yaml
 	$(GO) run -C hack/release . -root $(CURDIR) -version $(VERSION) -image $(RELEASE_IMG) -out $(abspath $(RELEASE_DIR))
+	cd $(RELEASE_DIR) && sha256sum -- * > SHA256SUMS
 
 .PHONY: test-release
 test-release: ## Build a release into a temporary directory and check it: image config and files, the binaries' --version, the chart.

@@ -51,6 +51,9 @@ type options struct {
 // artifacts are the paths release wrote.
 type artifacts struct {
 	image, chart string
+	// digest is the image manifest's, which a registry keeps when the tarball is pushed: what
+	// to pin the deployment to.
+	digest string
 }
 
 func release(o options) (artifacts, error) {
@@ -74,7 +77,11 @@ func release(o options) (artifacts, error) {
 	if err := tarball.WriteToFile(imagePath, ref, img); err != nil {
 		return artifacts{}, fmt.Errorf("writing %s: %w", imagePath, err)
 	}
-	return artifacts{image: imagePath, chart: chartPath}, nil
+	digest, err := img.Digest()
+	if err != nil {
+		return artifacts{}, err
+	}
+	return artifacts{image: imagePath, chart: chartPath, digest: digest.String()}, nil
 }
 
 func main() {
@@ -99,7 +106,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "release:", err)
 		os.Exit(1)
 	}
-	fmt.Printf("image %s (%s): %s\nchart: %s\n", o.image, platform, a.image, a.chart)
+	fmt.Printf("image %s@%s (%s): %s\nchart: %s\n", o.image, a.digest, platform, a.image, a.chart)
 }
 
 // complete checks the required flags and fills the defaults that come from git.
