@@ -31,14 +31,16 @@ import (
 )
 
 // chartVersion is the release version as the SemVer 2 a chart's version must be: "v1.2.3" is
-// 1.2.3; a build that is not a tag ("cd4b901-dirty", "v1.2.3-4-gcd4b901") becomes a pre-release,
-// which Helm installs only when asked for by version or with --devel.
+// 1.2.3, and "v1.2.3-4-gcd4b901" (4 commits past it) 1.2.3-4-gcd4b901. A checkout with no tag
+// behind it ("cd4b901-dirty") is 0.0.0-dev-cd4b901-dirty: "dev-" because a pre-release part that is
+// all digits may not start with 0, and an abbreviated commit can be all digits. Either pre-release
+// Helm installs only when asked for by version or with --devel.
 func chartVersion(version string) (string, error) {
 	v := strings.TrimPrefix(version, "v")
 	if _, err := semver.StrictNewVersion(v); err == nil {
 		return v, nil
 	}
-	v = "0.0.0-" + v
+	v = "0.0.0-dev-" + version
 	if _, err := semver.StrictNewVersion(v); err != nil {
 		return "", fmt.Errorf("version %q: no chart version can be made of it: %w", version, err)
 	}

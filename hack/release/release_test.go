@@ -174,16 +174,17 @@ func TestChartVersion(t *testing.T) {
 		"1.2.3":               "1.2.3",
 		"v1.2.3-rc.1":         "1.2.3-rc.1",
 		"v1.2.3-4-gcd4b901":   "1.2.3-4-gcd4b901",
-		"cd4b901":             "0.0.0-cd4b901",
-		"cd4b901-dirty":       "0.0.0-cd4b901-dirty",
+		"cd4b901":             "0.0.0-dev-cd4b901",
+		"cd4b901-dirty":       "0.0.0-dev-cd4b901-dirty",
+		"0123456":             "0.0.0-dev-0123456",
 		"v1.2.3-4-gcd4-dirty": "1.2.3-4-gcd4-dirty",
 	} {
 		if got, err := chartVersion(version); err != nil || got != want {
 			t.Errorf("chartVersion(%q) = %q, %v, want %q", version, got, err, want)
 		}
 	}
-	if got, err := chartVersion("not a version"); err == nil {
-		t.Errorf("chartVersion(%q) = %q, want an error", "not a version", got)
+	if got, err := chartVersion("not a version!"); err == nil {
+		t.Errorf("chartVersion(%q) = %q, want an error", "not a version!", got)
 	}
 }
 
