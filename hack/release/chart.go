@@ -91,7 +91,7 @@ func setImage(c *chart.Chart, image string) error {
 		}
 		start := bytes.Index(f.Data, []byte("\nimage:\n"))
 		if start < 0 {
-			return fmt.Errorf("%s has no top-level image:", f.Name)
+			return fmt.Errorf("%s has no top-level image block", f.Name)
 		}
 		// The block runs to the next line that is not indented.
 		block := f.Data[start+len("\nimage:\n"):]
@@ -107,7 +107,7 @@ func setImage(c *chart.Chart, image string) error {
 			return append(m[1], want[key]...)
 		})
 		if len(replaced) != 2 {
-			return fmt.Errorf("%s: image: has no repository: or tag: line", f.Name)
+			return fmt.Errorf("%s: the image block lacks a repository or a tag line", f.Name)
 		}
 		offset := start + len("\nimage:\n")
 		f.Data = append(append(append([]byte{}, f.Data[:offset]...), edited...), f.Data[offset+len(block):]...)
