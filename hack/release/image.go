@@ -31,7 +31,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
-	"github.com/google/go-containerregistry/pkg/v1/types"
 	"golang.org/x/crypto/x509roots/fallback/bundle"
 )
 
@@ -127,12 +126,13 @@ func buildImage(o imageOptions) (v1.Image, error) {
 			},
 		},
 	}
+	// Docker's media types (empty.Image's), not OCI's: a docker tarball keeps no manifest, and whoever
+	// reads it (crane push, kind, docker load) writes one with Docker's, so only with those does
+	// the digest release prints stay the digest the registry serves.
 	img, err := mutate.ConfigFile(empty.Image, cfg)
 	if err != nil {
 		return nil, err
 	}
-	img = mutate.MediaType(img, types.OCIManifestSchema1)
-	img = mutate.ConfigMediaType(img, types.OCIConfigJSON)
 	// Two layers: the base changes only with the CA roots, so a registry that has one release
 	// already stores it and a push uploads the binaries alone.
 	return mutate.Append(img,
@@ -224,5 +224,5 @@ func (t *tarBuilder) layer() (v1.Layer, error) {
 	data := t.buf.Bytes()
 	return tarball.LayerFromOpener(func() (io.ReadCloser, error) {
 		return io.NopCloser(bytes.NewReader(data)), nil
-	}, tarball.WithMediaType(types.OCILayer), tarball.WithCompressedCaching)
+	}, tarball.WithCompressedCaching)
 }

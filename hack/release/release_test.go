@@ -21,6 +21,8 @@ import (
 	"bytes"
 	"crypto/x509"
 	"io"
+	"log"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -30,14 +32,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"helm.sh/helm/v4/pkg/chart/v2/loader"
 )
 
 // TestRelease builds a release for this machine's architecture and checks what a cluster gets: the
-// image's config, that its filesystem holds the binaries, the CA roots and the user and nothing to
+// image's config, that a registry takes it under the digest release prints, that its filesystem holds the binaries, the CA roots and the user and nothing to
 // run a shell with, that the binaries taken out of its layers are static and report the stamped
 // version, and that Helm loads the chart at that version with that image.
 func TestRelease(t *testing.T) {
@@ -94,6 +99,11 @@ func TestRelease(t *testing.T) {
 		t.Errorf("Created = %v, want the commit time %v", cfg.Created.Time, o.created)
 	}
 
+	pushed := push(t, img)
+	if pushed != a.digest {
+		t.Errorf("the registry has the image as %s, release printed %s", pushed, a.digest)
+	}
+
 	files := imageFiles(t, img)
 	// Exactly these, so no shell, package manager or stray build output can slip in.
 	var paths []string
@@ -142,6 +152,26 @@ func TestRelease(t *testing.T) {
 	if image["repository"] != "registry.example:5000/wqo" || image["tag"] != version {
 		t.Errorf("chart image values %v, want repository registry.example:5000/wqo, tag %s", image, version)
 	}
+}
+
+// push pushes img, as `crane push image.tar` does, to a registry in this process and returns the
+// digest the registry serves it under.
+func push(t *testing.T, img v1.Image) string {
+	t.Helper()
+	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	t.Cleanup(srv.Close)
+	ref, err := name.ParseReference(strings.TrimPrefix(srv.URL, "http://") + "/wqo:test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(ref, img); err != nil {
+		t.Fatal(err)
+	}
+	desc, err := remote.Head(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return desc.Digest.String()
 }
 
 // imageFiles reads the image's flattened filesystem: regular files with their contents, the rest
