@@ -29,6 +29,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/callback"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/version"
 )
 
 // bindFlags registers the command line on fs; the Config is complete once fs is parsed.
@@ -74,7 +75,12 @@ func defaultIdentity() string {
 func main() {
 	// flag.CommandLine, because controller-runtime registers --kubeconfig there.
 	cfg, zapOpts := bindFlags(flag.CommandLine)
+	showVersion := flag.Bool("version", false, "print the version and exit")
 	flag.Parse()
+	if *showVersion {
+		version.Print(os.Stdout, "callback")
+		return
+	}
 	log := zap.New(zap.UseFlagOptions(zapOpts))
 	ctrl.SetLogger(log)
 	klog.SetLogger(log)

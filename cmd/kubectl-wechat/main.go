@@ -24,9 +24,13 @@ import (
 	"k8s.io/utils/clock"
 
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/kubectlplugin"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/version"
 )
 
 func main() {
 	streams := genericiooptions.IOStreams{In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr}
-	os.Exit(kubectlplugin.Execute(kubectlplugin.NewCommand(streams, clock.RealClock{}), streams.ErrOut))
+	cmd := kubectlplugin.NewCommand(streams, clock.RealClock{})
+	// cobra adds --version once Version is set.
+	cmd.Version = version.String()
+	os.Exit(kubectlplugin.Execute(cmd, streams.ErrOut))
 }

@@ -40,6 +40,7 @@ import (
 	"github.com/qrcode-operator/wechat-qrcode-operator/controllers"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/scheme"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/securemetrics"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/version"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/wechat"
 )
 
@@ -99,7 +100,12 @@ func bindFlags(fs *flag.FlagSet) (*flags, *zap.Options) {
 func main() {
 	// flag.CommandLine, because controller-runtime registers --kubeconfig there.
 	f, zapOpts := bindFlags(flag.CommandLine)
+	showVersion := flag.Bool("version", false, "print the version and exit")
 	flag.Parse()
+	if *showVersion {
+		version.Print(os.Stdout, "manager")
+		return
+	}
 	log := zap.New(zap.UseFlagOptions(zapOpts))
 	ctrl.SetLogger(log)
 	// client-go's leader election and informers log through klog: same format, same sink.
