@@ -37,6 +37,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
+	"github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/testenv"
 )
 
@@ -191,6 +192,7 @@ func TestDocsYAMLApplies(t *testing.T) {
 			namespaces[ns] = true
 		}
 		created := p.namespacesCreated()
+		accounts := map[string]bool{devAccount: true}
 		for _, b := range p.blocks {
 			for ns, line := range created {
 				if line < b.line {
@@ -214,6 +216,9 @@ func TestDocsYAMLApplies(t *testing.T) {
 				continue
 			}
 			for _, u := range objs {
+				if err := accountKnown(u, accounts); err != nil {
+					t.Errorf("%s: %s %s: %v", where, u.GetKind(), u.GetName(), err)
+				}
 				if err := applyDryRun(ctx, u, namespaces); err != nil {
 					t.Errorf("%s: %s %s: %v (a block not meant for kubectl apply needs <!-- not-a-manifest: reason --> right before it)", where, u.GetKind(), u.GetName(), err)
 				}
@@ -227,6 +232,39 @@ func TestDocsYAMLApplies(t *testing.T) {
 	if applied == 0 {
 		t.Fatal("no YAML block applied: the pages were not read")
 	}
+}
+
+// devAccount is the account of make dev (config/samples), the one its fake WeChat knows.
+var devAccount = accountKey(v1alpha1.KindClusterWeChatAccount, "", "official-account")
+
+func accountKey(kind, namespace, name string) string {
+	if kind == v1alpha1.KindClusterWeChatAccount {
+		namespace = ""
+	}
+	return kind + "/" + namespace + "/" + name
+}
+
+// accountKnown records an account, and fails a code whose account is neither make dev's nor
+// one the page made before it: such a code says AccountNotFound however well it applies.
+func accountKnown(u *unstructured.Unstructured, accounts map[string]bool) error {
+	switch u.GetKind() {
+	case v1alpha1.KindWeChatAccount, v1alpha1.KindClusterWeChatAccount:
+		accounts[accountKey(u.GetKind(), u.GetNamespace(), u.GetName())] = true
+	case "WeChatQRCode":
+		kind, _, _ := unstructured.NestedString(u.Object, "spec", "accountRef", "kind")
+		name, _, _ := unstructured.NestedString(u.Object, "spec", "accountRef", "name")
+		if kind == "" {
+			kind = v1alpha1.KindWeChatAccount
+		}
+		ns := u.GetNamespace()
+		if ns == "" {
+			ns = "default"
+		}
+		if !accounts[accountKey(kind, ns, name)] {
+			return fmt.Errorf("spec.accountRef names %s %q, which is not make dev's ClusterWeChatAccount official-account and which the page does not create before", kind, name)
+		}
+	}
+	return nil
 }
 
 // namespacesCreated are the namespaces the page's commands create (kubectl create namespace),
