@@ -176,6 +176,17 @@ var (
 	otherCommand = regexp.MustCompile(`^(?:\$ )?(?:kubectl|helm|docker|go|curl|install|make|git|bash|echo|cat|export)\b`)
 )
 
+// programOf is the operator's program a command line runs; command is false when the text is
+// no command line at all.
+func programOf(text string) (programs []string, command bool) {
+	for _, c := range commandOf {
+		if c.re.MatchString(text) {
+			return []string{c.program}, true
+		}
+	}
+	return nil, otherCommand.MatchString(text)
+}
+
 // TestDocsFlags: every --flag the docs name exists on the program it is named for: a flag table
 // under a heading that names the manager or the callback server is that program's; a command line
 // is its program's (other programs' commands are skipped); a flag named alone in the prose of
@@ -192,17 +203,6 @@ func TestDocsFlags(t *testing.T) {
 			}
 		}
 	}
-	programsOf := func(text string) []string {
-		for _, c := range commandOf {
-			if c.re.MatchString(text) {
-				return []string{c.program}
-			}
-		}
-		if otherCommand.MatchString(text) {
-			return nil
-		}
-		return all
-	}
 	for _, p := range pages(t) {
 		for _, b := range p.blocks {
 			// A command's flags go with the command of its line, continued lines included.
@@ -210,12 +210,7 @@ func TestDocsFlags(t *testing.T) {
 			continued := false
 			for i, l := range strings.Split(b.body, "\n") {
 				if !continued {
-					programs = nil
-					for _, c := range commandOf {
-						if c.re.MatchString(strings.TrimSpace(l)) {
-							programs = []string{c.program}
-						}
-					}
+					programs, _ = programOf(strings.TrimSpace(l))
 				}
 				continued = strings.HasSuffix(strings.TrimSpace(l), "\\")
 				if programs != nil {
@@ -224,14 +219,16 @@ func TestDocsFlags(t *testing.T) {
 			}
 		}
 		for _, s := range p.spans {
-			programs := programsOf(s.text)
+			programs, command := programOf(s.text)
 			switch {
 			case s.row && s.cell == 0 && strings.Contains(strings.ToLower(s.heading), "manager flags"):
 				programs = []string{"manager"}
 			case s.row && s.cell == 0 && strings.Contains(strings.ToLower(s.heading), "callback server flags"):
 				programs = []string{"callback"}
-			case programs != nil && len(programs) > 1 && p.path == "docs/kubectl-plugin.md":
+			case !command && p.path == "docs/kubectl-plugin.md":
 				programs = []string{"plugin"}
+			case !command:
+				programs = all
 			}
 			if programs != nil {
 				check(p, s.line, s.text, programs)
