@@ -62,7 +62,7 @@ import (
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 // spec.forward and spec.sink naming a Service: get reads it uncached, list and watch feed a
 // metadata-only informer that resolves a reference again when its Service appears. Knative Addressables as sinks
-// need get on their kinds, granted by whoever installs Knative (see README).
+// need get on their kinds, granted by whoever installs Knative (see docs/gateway-and-sinks.md).
 // +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch
 
 // QRCodeIssuer is what the reconciler needs of a WeChat client (*wechat.Client).

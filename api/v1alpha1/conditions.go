@@ -33,8 +33,9 @@ const (
 	// ConditionReconciling is True while the operator works toward Ready by itself: a first
 	// ticket pending, a transient failure or a spent quota backing off, a renewal due.
 	ConditionReconciling = "Reconciling"
-	// ConditionStalled is True when only a human can make progress: the account Secret missing
-	// or invalid, a scene conflict, a terminal WeChat errcode.
+	// ConditionStalled is True when only a human can make progress: an account's Secret missing
+	// or invalid (a code's account missing or not Ready), a scene conflict, a terminal WeChat
+	// errcode.
 	ConditionStalled = "Stalled"
 	// ConditionForwardResolved and ConditionSinkResolved are present while an account has
 	// spec.forward, or an account or a code spec.sink: True with the URL resolved, False with

@@ -228,7 +228,7 @@ type WeChatQRCodeStatus struct {
 	// +kubebuilder:default=0
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
-	// Conditions: Ready, with reasons such as Issued, Renewing, AccountSecretMissing,
+	// Conditions: Ready, with reasons such as Issued, Renewing, AccountNotReady,
 	// WeChatError<errcode>, QuotaExhausted, SceneConflict; Reconciling and Stalled (kstatus) while
 	// they hold; SinkResolved while spec.sink is set (not part of Ready: the ticket works whatever
 	// becomes of the scan events).

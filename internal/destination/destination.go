@@ -223,7 +223,7 @@ func getError(err error, field, what string, gvr schema.GroupVersionResource) er
 		return &Error{Field: field, Reason: ReasonNotFound, Message: what + " not found: create it or correct the reference"}
 	case apierrors.IsForbidden(err):
 		return &Error{Field: field, Reason: ReasonForbidden,
-			Message: fmt.Sprintf("the operator may not read %s: grant its manager get on %s (see README, sinks)", what, gvr.GroupResource())}
+			Message: fmt.Sprintf("the operator may not read %s: grant its manager get on %s (see docs/gateway-and-sinks.md)", what, gvr.GroupResource())}
 	case meta.IsNoMatchError(err):
 		return &Error{Field: field, Reason: ReasonUnknownKind,
 			Message: fmt.Sprintf("the API server serves no %s in %s: install its CRD or correct apiVersion and kind", gvr.Resource, gvr.GroupVersion())}
