@@ -85,7 +85,7 @@ func (p Ports) resolve() (Ports, error) {
 	for _, port := range p.all() {
 		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(*port)))
 		if err != nil {
-			return p, fmt.Errorf("port %d on 127.0.0.1 is taken (is another `make dev` running?): %w", *port, err)
+			return p, fmt.Errorf("port %d on 127.0.0.1 is taken (by a `make dev` of another checkout?): free it, or let the stack pick free ports: make dev DEV_ARGS=--any-ports (make scan and make message find them): %w", *port, err)
 		}
 		*port = l.Addr().(*net.TCPAddr).Port
 		_ = l.Close()
@@ -119,7 +119,9 @@ type Options struct {
 type Stack struct {
 	State
 
-	opts  Options
+	opts Options
+	// lock is nil when another stack holds the directory: then nothing in it is this one's.
+	lock  *dirLock
 	log   *prefixWriter
 	con   *console
 	env   *envtest.Environment
@@ -158,7 +160,14 @@ func Start(ctx context.Context, opts Options) (s *Stack, err error) {
 	if err := os.MkdirAll(filepath.Join(opts.Dir, "logs"), 0o755); err != nil {
 		return s, err
 	}
-	if err := lockDir(opts.Dir); err != nil {
+	if s.lock, err = lockDir(opts.Dir); err != nil {
+		return s, err
+	}
+	if pids := reapLeftovers(opts.Dir); len(pids) > 0 {
+		s.log.Printf("killed processes %v left running by an earlier stack in %s that did not stop", pids, opts.Dir)
+	}
+	// Before the build, which takes minutes the first time, so that a taken port is said at once.
+	if s.opts.Ports, err = opts.Ports.resolve(); err != nil {
 		return s, err
 	}
 	binDir := filepath.Join(opts.Dir, "bin")
@@ -166,10 +175,8 @@ func Start(ctx context.Context, opts Options) (s *Stack, err error) {
 	if err != nil {
 		return s, err
 	}
-	if pids := reapLeftovers(opts.Dir, bins.ControlPlane, binDir); len(pids) > 0 {
-		s.log.Printf("killed processes %v left running by an earlier stack in %s that did not stop", pids, opts.Dir)
-	}
-	if s.opts.Ports, err = opts.Ports.resolve(); err != nil {
+	// Again: another program may have taken one during the build.
+	if _, err = s.opts.Ports.resolve(); err != nil {
 		return s, err
 	}
 	s.Kubectl = bins.Kubectl()
@@ -490,6 +497,10 @@ const processGrace = 10 * time.Second
 // removes the state file, so that `scan` does not talk to a stack that is gone. It fails when
 // kube-apiserver or etcd may still run.
 func (s *Stack) Stop() error {
+	if s.lock == nil {
+		return nil
+	}
+	defer s.lock.release()
 	_ = os.Remove(stateFile(s.opts.Dir))
 	for _, srv := range s.servers {
 		_ = srv.Close()
