@@ -20,6 +20,8 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -207,6 +209,28 @@ func TestCodeEventSaysTheAccountsFailure(t *testing.T) {
 			t.Errorf("Event %s %q: the check's outcome is the Event, not the wait", e.Reason, e.Note)
 		}
 	}
+}
+
+// TestDeadTokenServiceIsNotWeChat: an account whose External token service does not answer says
+// so, naming the service, and its codes carry that reason.
+func TestDeadTokenServiceIsNotWeChat(t *testing.T) {
+	h := newHarness(t, 1)
+	ns := h.ns[0]
+	dead := httptest.NewServer(http.NotFoundHandler())
+	dead.Close()
+	service := dead.URL + "/token"
+	appID, _ := h.account()
+	h.secret(ns, "central", map[string]string{"appID": appID})
+	h.wechatAccount(ns, "central", "central", func(s *v1alpha1.WeChatAccountSpec) {
+		s.TokenSource = &v1alpha1.TokenSource{Type: v1alpha1.TokenSourceExternal, URL: service}
+	})
+	acct := &v1alpha1.WeChatAccount{}
+	h.waitAccount(key(ns, "central"), acct, "TokenServiceUnreachable", accountReadyIs(metav1.ConditionFalse, v1alpha1.ReasonTokenServiceUnreachable))
+	if msg := acct.Status.Condition(v1alpha1.ConditionReady).Message; !containsAll(msg, "token service "+service+" (tokenSource.url): ", "connection refused") {
+		t.Errorf("message %q does not name the token service", msg)
+	}
+	h.create(ns, "code", temporarySpec("central", strScene("code"), time.Hour, 0))
+	h.waitEvent(key(ns, "code"), corev1.EventTypeWarning, v1alpha1.ReasonAccountNotReady, "is not Ready (TokenServiceUnreachable): ", service)
 }
 
 // TestQuotaFromWeChat: the account shows WeChat's own count of qrcode/create calls, read once when
