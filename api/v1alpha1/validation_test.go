@@ -117,7 +117,12 @@ func TestSchemaRefusesInvalidSpecs(t *testing.T) {
 		{"ttl under 1m", acct + "type: Temporary\nscene: {id: 9}\nttl: 30s",
 			[]string{"spec.ttl", "ttl must be between 1m and 720h"}},
 		{"ttl not a duration", acct + "type: Temporary\nscene: {id: 9}\nttl: a week",
-			[]string{"spec.ttl", "should match"}},
+			[]string{"spec.ttl", "ttl a week is not a duration", "hours, minutes or seconds"}},
+		{"ttl in days", acct + "type: Temporary\nscene: {id: 9}\nttl: 30d",
+			[]string{"spec.ttl", "ttl 30d is not a duration: write it in hours, minutes or seconds, e.g. 168h, 90m or 1h30m; days are not accepted (30 days is 720h)"}},
+		{"ttl in days with renewBefore", acct + "type: Temporary\nscene: {id: 9}\nttl: 30d\nrenewBefore: 1d",
+			[]string{"spec.ttl", "ttl 30d is not a duration", "spec.renewBefore", "renewBefore 1d is not a duration"}},
+		{"ttl with a fraction", acct + "type: Temporary\nscene: {id: 9}\nttl: 1.5h", nil},
 		{"renewBefore equal to ttl", acct + "type: Temporary\nscene: {id: 9}\nttl: 24h\nrenewBefore: 24h",
 			[]string{"spec.renewBefore", "renewBefore must be shorter than ttl"}},
 		{"renewBefore longer than ttl", acct + "type: Temporary\nscene: {id: 9}\nttl: 1h\nrenewBefore: 90m",
@@ -163,6 +168,12 @@ func TestSchemaRefusesInvalidSpecs(t *testing.T) {
 			for _, w := range tc.want {
 				if !strings.Contains(err.Error(), w) {
 					t.Errorf("refusal %q\n  does not contain %q", err.Error(), w)
+				}
+			}
+			// A rule that failed to evaluate says so in CEL's terms, which tell a user nothing.
+			for _, noise := range []string{"conversion", "protobuf", "failed to evaluate", "should match"} {
+				if strings.Contains(err.Error(), noise) {
+					t.Errorf("refusal %q\n  contains %q", err.Error(), noise)
 				}
 			}
 		})
