@@ -361,3 +361,35 @@ func TestLedgerRefusesEntryObjects(t *testing.T) {
 		t.Fatalf("a segment of one batch refused: %v", err)
 	}
 }
+
+// TestForwardTimeoutMessages: forward.timeout, a duration like ttl, is refused with a message of
+// its own, never CEL's type-conversion error.
+func TestForwardTimeoutMessages(t *testing.T) {
+	for _, tc := range []struct {
+		timeout string
+		want    string
+	}{
+		{"500ms", ""},
+		{"5s", "forward.timeout must be between 100ms and 4s"},
+		{"3 seconds", "forward.timeout 3 seconds is not a duration: write it in seconds or milliseconds, e.g. 3s or 500ms"},
+	} {
+		u := &unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": qrv1alpha1.GroupVersion.String(),
+			"kind":       qrv1alpha1.KindWeChatAccount,
+			"metadata":   map[string]any{"name": "timeout", "namespace": "default"},
+			"spec": map[string]any{
+				"secretRef": map[string]any{"name": "acct"},
+				"forward":   map[string]any{"url": "http://app.example/", "timeout": tc.timeout},
+			},
+		}}
+		err := env.Get(t).Client.Create(context.Background(), u, client.DryRunAll)
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%s refused: %v", tc.timeout, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), "spec.forward.timeout") || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%s: %v\nwant spec.forward.timeout and %q", tc.timeout, err, tc.want)
+		case err != nil && strings.Contains(err.Error(), "conversion"):
+			t.Errorf("%s: %v", tc.timeout, err)
+		}
+	}
+}
