@@ -128,7 +128,7 @@ func TestQRDrawsACodeThatIsNotReadyAndExits2(t *testing.T) {
 	c.setReady(code, metav1.ConditionFalse, "Expired", "the ticket expired while the renewal was backing off")
 
 	out, errOut, exit := c.run("qr", "renewing")
-	if exit != kubectlplugin.ExitNotReady || !strings.Contains(errOut, "warning: ") || !strings.Contains(errOut, "is not Ready (False, Expired)") {
+	if exit != kubectlplugin.ExitNotReady || !strings.Contains(errOut, "warning: ") || !strings.Contains(errOut, "is not Ready (False, Expired: the ticket expired") {
 		t.Errorf("exit %d (want %d), stderr %q", exit, kubectlplugin.ExitNotReady, errOut)
 	}
 	if got, err := qrimagetest.DecodeTerminal(out, true); err != nil || got != url {
