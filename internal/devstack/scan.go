@@ -158,7 +158,18 @@ func (s *Stack) handleScan(w http.ResponseWriter, req *http.Request, a Account) 
 		http.Error(w, fmt.Sprintf("%s/%s has no ticket yet (Ready: %s)", r.Namespace, r.Name, readyReason(&code)), http.StatusConflict)
 		return
 	}
-	p := s.pusher(a, r.Plaintext)
+	// A code of another sample account (config/samples/namespaced) is pushed as WeChat would:
+	// to that account's callback path, signed and encrypted with its token and key.
+	pushAs := a
+	if f := code.Status.IssuedFor; f != nil && f.AppID != a.AppID {
+		other, ok := s.others[f.AppID]
+		if !ok {
+			http.Error(w, fmt.Sprintf("%s/%s was issued for AppID %s, an account the stack's fake WeChat does not know", r.Namespace, r.Name, f.AppID), http.StatusConflict)
+			return
+		}
+		pushAs = other
+	}
+	p := s.pusher(pushAs, r.Plaintext)
 	w.Header().Set("Trailer", trailerFailed)
 	failed := 0
 	for i := range r.Count {
@@ -171,7 +182,8 @@ func (s *Stack) handleScan(w http.ResponseWriter, req *http.Request, a Account) 
 			failed++
 		}
 		s.tell(w, r.Namespace+"/"+r.Name+" "+line)
-		if err == nil {
+		// Only the stack's own account sends its scans to the demo sink.
+		if err == nil && pushAs.AppID == a.AppID {
 			s.tell(w, "  "+s.sinkSaw(req.Context(), openID))
 		}
 	}

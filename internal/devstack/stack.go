@@ -140,8 +140,10 @@ type Stack struct {
 	// servers are the stack's own HTTP servers: scans and messages, the demo application and sink.
 	servers   []*http.Server
 	sinkLines *sightings
-	procs     []*proc.Process
-	exited    chan *proc.Process
+	// others are the accounts of the other samples, by AppID, for pushes of their codes.
+	others map[string]Account
+	procs  []*proc.Process
+	exited chan *proc.Process
 }
 
 // Start builds what is missing and starts the stack: etcd and kube-apiserver with the CRD, the
@@ -215,6 +217,10 @@ func Start(ctx context.Context, opts Options) (s *Stack, err error) {
 	}
 	if err := s.startWeChat(account, others); err != nil {
 		return s, err
+	}
+	s.others = map[string]Account{}
+	for _, o := range others {
+		s.others[o.AppID] = Account{Account: o}
 	}
 	if err := s.startDemo(account, clusterAccount); err != nil {
 		return s, err

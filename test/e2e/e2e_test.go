@@ -244,9 +244,21 @@ func TestKubectlEndToEnd(t *testing.T) {
 			ns := devstack.NamespacedSamplesNamespace
 			s.kubectl(t, "apply", "-k", filepath.Join(root, "config", "samples", "namespaced"), "-n", ns)
 			s.kubectl(t, "wait", "-n", ns, "--for=condition=Ready", "wechataccount/shop-account", "wechatqrcode/shop-window", "--timeout=30s")
+			// Pushed as WeChat would for that account: to its own callback path, with its own
+			// token and key; it has no spec.forward, so the callback server answers alone.
 			out, err := exec.Command(s.bin, "scan", "--dir", s.dir, "--namespace", ns, "shop-window").CombinedOutput()
-			if err != nil || !strings.Contains(string(out), ns+"/shop-window scan 1/1: subscribe (a new follower) by o-dev-") {
+			if err != nil || !strings.Contains(string(out), ns+"/shop-window scan 1/1: subscribe (a new follower) by o-dev-") ||
+				!strings.Contains(string(out), ": acknowledged, no reply") {
 				t.Fatalf("dev scan --namespace %s shop-window: %v\n%s", ns, err, out)
+			}
+			for deadline := time.Now().Add(time.Minute); ; time.Sleep(500 * time.Millisecond) {
+				rows := table(s.kubectl(t, "get", "wechatqrcode", "-n", ns, "shop-window"))
+				if len(rows) == 1 && rows[0]["SCANS"] == "1" {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("SCANS of %s/shop-window a minute after its scan: %v", ns, rows)
+				}
 			}
 		}},
 		{"a scan of a code that does not exist says which codes do", func(t *testing.T) {
