@@ -41,7 +41,7 @@ CHART ?= dist/chart
 HELM_TEST = test/helm
 
 .PHONY: manifests
-manifests: ## Generate the CRD and the RBAC roles from the controller-gen markers (into config/ and the Helm chart).
+manifests: ## Generate the CRDs and the RBAC roles from the controller-gen markers (into config/ and the Helm chart).
 	$(CONTROLLER_GEN) crd paths=./api/... output:crd:artifacts:config=config/crd/bases
 	$(CONTROLLER_GEN) rbac:roleName=manager-role paths=./controllers/... output:rbac:artifacts:config=config/rbac/manager
 	$(CONTROLLER_GEN) rbac:roleName=callback-role paths=./internal/callback/... output:rbac:artifacts:config=config/rbac/callback
@@ -95,8 +95,12 @@ controlplane: ## Build (first time only) etcd, kube-apiserver and kubectl from s
 
 # Where `make dev` keeps its kubeconfigs, binaries, logs and state (gitignored).
 DEV_DIR ?= .dev
-# `make scan`: the code to scan and how many scans.
+# `make dev`: extra flags of `dev up`: --any-ports (free ports instead of 6443, 8080-8081 and
+# 8089-8094), --no-samples.
+DEV_ARGS ?=
+# `make scan`: the code to scan, its namespace and how many scans.
 NAME ?=
+NAMESPACE ?= default
 COUNT ?= 1
 # `make message`: the text a follower sends.
 TEXT ?= hello
@@ -108,14 +112,14 @@ define build-dev
 endef
 
 .PHONY: dev
-dev: ## Run the operator on a local API server with a fake WeChat (real one: WECHAT_APP_ID=... WECHAT_APP_SECRET=... WECHAT_TOKEN=...); Ctrl-C stops it.
+dev: ## Run the operator on a local API server with a fake WeChat; Ctrl-C stops it. Other ports: DEV_ARGS=--any-ports. A real account: WECHAT_APP_ID=... WECHAT_APP_SECRET=... WECHAT_TOKEN=... [WECHAT_ENCODING_AES_KEY=...].
 	$(build-dev)
-	@GO="$(GO)" $(LOCALBIN)/dev up --dir $(DEV_DIR)
+	@GO="$(GO)" $(LOCALBIN)/dev up --dir $(DEV_DIR) $(DEV_ARGS)
 
 .PHONY: scan
-scan: ## Simulate scans of a code of the running `make dev`: make scan NAME=spring-sale-poster [COUNT=3].
+scan: ## Simulate scans of a code of the running `make dev` (on whatever ports it runs): make scan NAME=spring-sale-poster [NAMESPACE=default] [COUNT=3].
 	$(build-dev)
-	@$(LOCALBIN)/dev scan --dir $(DEV_DIR) --count $(COUNT) $(NAME)
+	@$(LOCALBIN)/dev scan --dir $(DEV_DIR) --namespace '$(NAMESPACE)' --count $(COUNT) '$(NAME)'
 
 .PHONY: message
 message: ## Send a follower's text message to the running `make dev`'s account and print the demo application's reply: make message TEXT=hello.
@@ -206,7 +210,7 @@ VERSION := $(VERSION)
 VERSION_LDFLAGS = -X github.com/qrcode-operator/wechat-qrcode-operator/internal/version.Version=$(VERSION)
 
 .PHONY: build
-build: ## Build the manager, callback server, kubectl plugin and fake WeChat binaries into bin/, stamped with VERSION.
+build: ## Build the manager, the callback server, the kubectl plugin (bin/kubectl-wechat: put bin/ on PATH for `kubectl wechat`) and the fake WeChat into bin/, stamped with VERSION.
 	$(GO) build -ldflags='$(VERSION_LDFLAGS)' -o $(LOCALBIN)/ ./cmd/...
 
 # `make release`: the repository the image is pushed to (its tag is VERSION), and where the
@@ -242,11 +246,11 @@ docker-push: ## Push the container image.
 KUBECTL ?= kubectl
 
 .PHONY: install
-install: manifests ## Install the CRD into the cluster of the current kubeconfig.
+install: manifests ## Install the CRDs (all six: accounts, codes, scan ledgers and tallies, push records) into the cluster of the current kubeconfig.
 	$(KUSTOMIZE) build config/crd | $(KUBECTL) apply --server-side -f -
 
 .PHONY: uninstall
-uninstall: ## Remove the CRD (and with it every WeChatQRCode) from the cluster.
+uninstall: ## Remove the CRDs: this DELETES every account, code and scan tally of the cluster (WeChat keeps the permanent codes).
 	$(KUSTOMIZE) build config/crd | $(KUBECTL) delete --ignore-not-found -f -
 
 .PHONY: deploy
@@ -258,10 +262,10 @@ deploy: manifests ## Deploy the operator with image IMG to the cluster of the cu
 PART_OF = app.kubernetes.io/part-of=wechat-qrcode-operator
 
 .PHONY: undeploy
-undeploy: ## Remove the operator from the cluster; the CRD and the codes stay (`make uninstall` removes them).
+undeploy: ## Remove the operator from the cluster; the CRDs, accounts and codes stay (`make uninstall` removes them).
 	$(KUSTOMIZE) build config/default | $(KUBECTL) delete --ignore-not-found -l $(PART_OF) -f -
 
 .PHONY: build-installer
-build-installer: manifests ## Write dist/install.yaml: CRD and operator in one file, with image IMG.
+build-installer: manifests ## Write dist/install.yaml: CRDs and operator in one file, with image IMG.
 	mkdir -p dist
 	hack/with-image.sh "$(IMG)" $(KUSTOMIZE) build config/default > dist/install.yaml

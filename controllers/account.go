@@ -30,6 +30,7 @@ import (
 
 	"github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/credentials"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/issuance"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/wechat"
 )
 
@@ -46,9 +47,19 @@ type secret struct {
 // accountProblem is an account that cannot be used: its reason is the Ready condition's.
 type accountProblem struct {
 	reason, message string
+	checking        bool
 }
 
 func (p *accountProblem) Error() string { return p.message }
+
+func problemOf(p *issuance.Problem) *accountProblem {
+	return &accountProblem{reason: p.Reason, message: p.Message, checking: p.Checking}
+}
+
+// toIssuance is the problem in the terms of the decisions.
+func (p *accountProblem) toIssuance() *issuance.Problem {
+	return &issuance.Problem{Reason: p.reason, Message: p.message, Checking: p.checking}
+}
 
 // secrets reads account Secrets without caching the data of every Secret in the cluster: the
 // informer behind meta holds Secret metadata only, and the data of a Secret an account refers to
@@ -107,7 +118,7 @@ func (a *secrets) missing(key types.NamespacedName, err error) (secret, error) {
 	a.mu.Lock()
 	delete(a.read, key)
 	a.mu.Unlock()
-	return secret{}, &accountProblem{v1alpha1.ReasonAccountSecretMissing, fmt.Sprintf(
+	return secret{}, &accountProblem{reason: v1alpha1.ReasonAccountSecretMissing, message: fmt.Sprintf(
 		"Secret %q (spec.secretRef) does not exist in namespace %s: create it with the keys %s and %s of the Official Account (and %s, %s for pushes)",
 		key.Name, key.Namespace, v1alpha1.AccountKeyAppID, v1alpha1.AccountKeyAppSecret, v1alpha1.AccountKeyToken, v1alpha1.AccountKeyEncodingAESKey)}
 }
@@ -123,7 +134,7 @@ func parse(s *corev1.Secret) secret {
 }
 
 func invalid(name string, err error) *accountProblem {
-	return &accountProblem{v1alpha1.ReasonAccountSecretInvalid, fmt.Sprintf("Secret %q (spec.secretRef): %v", name, err)}
+	return &accountProblem{reason: v1alpha1.ReasonAccountSecretInvalid, message: fmt.Sprintf("Secret %q (spec.secretRef): %v", name, err)}
 }
 
 // apiCredentials are what the manager calls WeChat with for an account: the Secret's AppID and,

@@ -143,7 +143,7 @@ func (r *AccountReconciler) observe(ctx context.Context, acct v1alpha1.Account) 
 		problem = p
 	}
 	if problem != nil {
-		in.Secret.Problem = &issuance.Problem{Reason: problem.reason, Message: problem.message}
+		in.Secret.Problem = problem.toIssuance()
 	} else if in.Older, err = r.older(ctx, acct, sec.creds.AppID); err != nil {
 		return in, creds, err
 	}

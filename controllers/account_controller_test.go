@@ -20,6 +20,8 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -158,6 +160,77 @@ func TestAccountDeletedCodesSayWhich(t *testing.T) {
 	if n := h.wechatCalls() - calls; n != 0 {
 		t.Errorf("%d WeChat calls after the account was deleted", n)
 	}
+}
+
+// TestAccountNotFoundNamesTheClusterAccount: a code whose accountRef omits the kind names a
+// WeChatAccount; when only a ClusterWeChatAccount of that name exists, the condition and the
+// Event say so and how to use it, and the hint follows that account's creation and deletion.
+func TestAccountNotFoundNamesTheClusterAccount(t *testing.T) {
+	h := newHarness(t, 1)
+	ns := h.ns[0]
+	name := "official-" + randomHex(8)
+	k := key(ns, "poster")
+	h.create(ns, "poster", temporarySpec(name, strScene("poster"), time.Hour, 0))
+	plain := h.waitReady(k, metav1.ConditionFalse, v1alpha1.ReasonAccountNotFound)
+	if msg := readyCondition(plain).Message; strings.Contains(msg, "ClusterWeChatAccount") {
+		t.Errorf("message %q names a ClusterWeChatAccount, and there is none", msg)
+	}
+
+	appID, secret := h.account()
+	h.secret(h.operatorNS, name, map[string]string{"appID": appID, "appSecret": secret})
+	acct := h.wechatAccount("", name, name)
+	hint := fmt.Sprintf("no WeChatAccount %s/%s; a ClusterWeChatAccount %s exists: set accountRef.kind: ClusterWeChatAccount", ns, name, name)
+	h.waitFor(k, 30*time.Second, "a message naming the ClusterWeChatAccount", func(c *v1alpha1.WeChatQRCode) bool {
+		return readyIs(metav1.ConditionFalse, v1alpha1.ReasonAccountNotFound)(c) && strings.Contains(readyCondition(c).Message, hint)
+	})
+	h.create(ns, "later", temporarySpec(name, strScene("later"), time.Hour, 0))
+	h.waitEvent(key(ns, "later"), corev1.EventTypeWarning, v1alpha1.ReasonAccountNotFound, hint)
+
+	h.must(h.c.Delete(context.Background(), acct))
+	h.waitFor(k, 30*time.Second, "the hint gone with the ClusterWeChatAccount", func(c *v1alpha1.WeChatQRCode) bool {
+		return readyIs(metav1.ConditionFalse, v1alpha1.ReasonAccountNotFound)(c) && !strings.Contains(readyCondition(c).Message, "ClusterWeChatAccount")
+	})
+}
+
+// TestCodeEventSaysTheAccountsFailure: a code created with its account, whose check then fails,
+// records the account's failure as its Event, not that the account was being checked.
+func TestCodeEventSaysTheAccountsFailure(t *testing.T) {
+	h := newHarness(t, 1)
+	ns := h.ns[0]
+	// An AppID the fake WeChat does not know: errcode 40013.
+	h.secret(ns, "stranger", map[string]string{"appID": "wx" + randomHex(16), "appSecret": randomHex(32)})
+	h.wechatAccount(ns, "stranger", "stranger")
+	k := key(ns, "code")
+	h.create(ns, "code", temporarySpec("stranger", strScene("code"), time.Hour, 0))
+	h.waitEvent(k, corev1.EventTypeWarning, v1alpha1.ReasonAccountNotReady,
+		fmt.Sprintf(`WeChatAccount "stranger" in namespace %s is not Ready (WeChatError40013): `, ns), "errcode 40013")
+	for _, e := range h.events(k) {
+		if strings.Contains(e.Note, "is being checked") {
+			t.Errorf("Event %s %q: the check's outcome is the Event, not the wait", e.Reason, e.Note)
+		}
+	}
+}
+
+// TestDeadTokenServiceIsNotWeChat: an account whose External token service does not answer says
+// so, naming the service, and its codes carry that reason.
+func TestDeadTokenServiceIsNotWeChat(t *testing.T) {
+	h := newHarness(t, 1)
+	ns := h.ns[0]
+	dead := httptest.NewServer(http.NotFoundHandler())
+	dead.Close()
+	service := dead.URL + "/token"
+	appID, _ := h.account()
+	h.secret(ns, "central", map[string]string{"appID": appID})
+	h.wechatAccount(ns, "central", "central", func(s *v1alpha1.WeChatAccountSpec) {
+		s.TokenSource = &v1alpha1.TokenSource{Type: v1alpha1.TokenSourceExternal, URL: service}
+	})
+	acct := &v1alpha1.WeChatAccount{}
+	h.waitAccount(key(ns, "central"), acct, "TokenServiceUnreachable", accountReadyIs(metav1.ConditionFalse, v1alpha1.ReasonTokenServiceUnreachable))
+	if msg := acct.Status.Condition(v1alpha1.ConditionReady).Message; !containsAll(msg, "token service "+service+" (tokenSource.url): ", "connection refused") {
+		t.Errorf("message %q does not name the token service", msg)
+	}
+	h.create(ns, "code", temporarySpec("central", strScene("code"), time.Hour, 0))
+	h.waitEvent(key(ns, "code"), corev1.EventTypeWarning, v1alpha1.ReasonAccountNotReady, "is not Ready (TokenServiceUnreachable): ", service)
 }
 
 // TestQuotaFromWeChat: the account shows WeChat's own count of qrcode/create calls, read once when

@@ -28,6 +28,7 @@ import (
 
 	"github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/destination"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/issuance"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/pushconfig"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/wechat"
 )
@@ -125,8 +126,11 @@ func (s *accountsCommon) resolve(ctx context.Context, ns string, ref v1alpha1.Ac
 		if !apierrors.IsNotFound(err) {
 			return resolved{}, err
 		}
-		out.problem = &accountProblem{v1alpha1.ReasonAccountNotFound, fmt.Sprintf(
-			"spec.accountRef names %s, which does not exist: create it, or point spec.accountRef at an existing account", describe(out.ref))}
+		msg, err := s.notFound(ctx, out.ref)
+		if err != nil {
+			return resolved{}, err
+		}
+		out.problem = &accountProblem{reason: v1alpha1.ReasonAccountNotFound, message: msg}
 		return out, nil
 	}
 	out.account = acct
@@ -139,11 +143,9 @@ func (s *accountsCommon) resolve(ctx context.Context, ns string, ref v1alpha1.Ac
 	r := st.Condition(v1alpha1.ConditionReady)
 	switch {
 	case r == nil || r.ObservedGeneration != acct.GetGeneration() || st.ObservedSecretVersion != sec.version:
-		out.problem = &accountProblem{v1alpha1.ReasonAccountNotReady, fmt.Sprintf(
-			"%s is being checked (new, or its spec or Secret changed); the code is issued as soon as the account is Ready", describe(out.ref))}
+		out.problem = problemOf(issuance.AccountChecking(describe(out.ref)))
 	case r.Status != metav1.ConditionTrue:
-		out.problem = &accountProblem{v1alpha1.ReasonAccountNotReady, fmt.Sprintf(
-			"%s is not Ready (%s): %s", describe(out.ref), r.Reason, r.Message)}
+		out.problem = problemOf(issuance.AccountNotReady(describe(out.ref), r.Reason, r.Message))
 	default:
 		var problem *accountProblem
 		if out.creds, problem = apiCredentials(sec, acct.AccountSpec(), acct.AccountSpec().SecretRef.Name); problem != nil {
@@ -151,6 +153,23 @@ func (s *accountsCommon) resolve(ctx context.Context, ns string, ref v1alpha1.Ac
 		}
 	}
 	return out, nil
+}
+
+// notFound says that ref names no account. A WeChatAccount not found while a ClusterWeChatAccount
+// of that name exists is named: accountRef.kind defaults to WeChatAccount, so a code meant for the
+// cluster's account that omits the kind lands here.
+func (s *accountsCommon) notFound(ctx context.Context, ref pushconfig.Ref) (string, error) {
+	if ref.Kind == v1alpha1.KindWeChatAccount {
+		err := s.cache.Get(ctx, types.NamespacedName{Name: ref.Name}, &v1alpha1.ClusterWeChatAccount{})
+		switch {
+		case err == nil:
+			return fmt.Sprintf("no WeChatAccount %s/%s; a ClusterWeChatAccount %s exists: set accountRef.kind: ClusterWeChatAccount to use it",
+				ref.Namespace, ref.Name, ref.Name), nil
+		case !apierrors.IsNotFound(err):
+			return "", err
+		}
+	}
+	return fmt.Sprintf("spec.accountRef names %s, which does not exist: create it, or point spec.accountRef at an existing account", describe(ref)), nil
 }
 
 func isProblem(err error) bool {

@@ -42,6 +42,10 @@ const (
 	// IndexPreviousPermanentScene maps issuance.PermanentSceneKey to the codes that keep a
 	// previous ticket of that permanent scene, until another code claims it.
 	IndexPreviousPermanentScene = "status.previousPermanentScene"
+	// IndexWeChatAccountNotFound maps a name to the codes whose WeChatAccount of that name does
+	// not exist: their message says whether a ClusterWeChatAccount of that name does, so its
+	// creation or deletion concerns them. Only such codes are in it.
+	IndexWeChatAccountNotFound = "status.weChatAccountNotFound"
 )
 
 // Field indexes on both kinds of account.
@@ -84,8 +88,17 @@ func addIndexes(ctx context.Context, mgr manager.Manager) error {
 	}); err != nil {
 		return err
 	}
-	return idx.IndexField(ctx, &v1alpha1.WeChatQRCode{}, IndexPreviousPermanentScene, func(o client.Object) []string {
+	if err := idx.IndexField(ctx, &v1alpha1.WeChatQRCode{}, IndexPreviousPermanentScene, func(o client.Object) []string {
 		return issuance.PreviousPermanentSceneKeys(&o.(*v1alpha1.WeChatQRCode).Status)
+	}); err != nil {
+		return err
+	}
+	return idx.IndexField(ctx, &v1alpha1.WeChatQRCode{}, IndexWeChatAccountNotFound, func(o client.Object) []string {
+		c := o.(*v1alpha1.WeChatQRCode)
+		if r := c.ReadyCondition(); r != nil && r.Reason == v1alpha1.ReasonAccountNotFound && c.Spec.AccountRef.KindOrDefault() == v1alpha1.KindWeChatAccount {
+			return []string{c.Spec.AccountRef.Name}
+		}
+		return nil
 	})
 }
 
@@ -101,6 +114,15 @@ func (r *WeChatQRCodeReconciler) codesOfAccount(ctx context.Context, obj client.
 	for i := range codes {
 		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&codes[i])})
 		reqs = append(reqs, r.rivalsOf(ctx, &codes[i])...)
+	}
+	if obj.GetNamespace() == "" {
+		lost, err := r.codesOf(ctx, IndexWeChatAccountNotFound, obj.GetName())
+		if err != nil {
+			logf.FromContext(ctx).Error(err, "listing the codes whose WeChatAccount does not exist", "name", obj.GetName())
+		}
+		for i := range lost {
+			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&lost[i])})
+		}
 	}
 	return reqs
 }

@@ -172,7 +172,7 @@ func (r *WeChatQRCodeReconciler) observe(ctx context.Context, code *v1alpha1.WeC
 	obs.Account.Name = describe(acct.ref)
 	obs.Account.AppID, obs.Account.Version = acct.secret.creds.AppID, acct.secret.version
 	if p := acct.problem; p != nil {
-		obs.Account.Problem = &issuance.Problem{Reason: p.reason, Message: p.message}
+		obs.Account.Problem = p.toIssuance()
 	}
 	if acct.account != nil && code.Spec.Type == v1alpha1.Permanent {
 		obs.Account.PermanentLimit = acct.account.AccountSpec().PermanentLimit()

@@ -66,6 +66,9 @@ const (
 	ReasonQuotaExhausted     = "QuotaExhausted"
 	// ReasonWeChatUnreachable: no answer from WeChat (network, timeout, HTTP error).
 	ReasonWeChatUnreachable = "WeChatUnreachable"
+	// ReasonTokenServiceUnreachable: no usable answer from the account's External token service
+	// (spec.tokenSource.url: network, timeout, HTTP 5xx or 429); WeChat was not asked.
+	ReasonTokenServiceUnreachable = "TokenServiceUnreachable"
 	// ReasonIssueFailed: a failure that is neither WeChat's errcode nor the network's.
 	ReasonIssueFailed = "IssueFailed"
 )
@@ -95,8 +98,8 @@ const (
 	EventSinkUnresolved    = "SinkUnresolved"
 )
 
-// Reasons of an account's Ready condition, besides ReasonWeChatError, ReasonWeChatUnreachable
-// and the Secret's (ReasonAccountSecretMissing, ReasonAccountSecretInvalid).
+// Reasons of an account's Ready condition, besides ReasonWeChatError, ReasonWeChatUnreachable,
+// ReasonTokenServiceUnreachable and the Secret's (ReasonAccountSecretMissing, ReasonAccountSecretInvalid).
 const (
 	// ReasonTokenObtained: the credentials work; WeChat handed out an access token.
 	ReasonTokenObtained = "TokenObtained"

@@ -117,7 +117,12 @@ func TestSchemaRefusesInvalidSpecs(t *testing.T) {
 		{"ttl under 1m", acct + "type: Temporary\nscene: {id: 9}\nttl: 30s",
 			[]string{"spec.ttl", "ttl must be between 1m and 720h"}},
 		{"ttl not a duration", acct + "type: Temporary\nscene: {id: 9}\nttl: a week",
-			[]string{"spec.ttl", "should match"}},
+			[]string{"spec.ttl", "ttl a week is not a duration", "hours, minutes or seconds"}},
+		{"ttl in days", acct + "type: Temporary\nscene: {id: 9}\nttl: 30d",
+			[]string{"spec.ttl", "ttl 30d is not a duration: write it in hours, minutes or seconds, e.g. 168h, 90m or 1h30m; days are not accepted (30 days is 720h)"}},
+		{"ttl in days with renewBefore", acct + "type: Temporary\nscene: {id: 9}\nttl: 30d\nrenewBefore: 1d",
+			[]string{"spec.ttl", "ttl 30d is not a duration", "spec.renewBefore", "renewBefore 1d is not a duration"}},
+		{"ttl with a fraction", acct + "type: Temporary\nscene: {id: 9}\nttl: 1.5h", nil},
 		{"renewBefore equal to ttl", acct + "type: Temporary\nscene: {id: 9}\nttl: 24h\nrenewBefore: 24h",
 			[]string{"spec.renewBefore", "renewBefore must be shorter than ttl"}},
 		{"renewBefore longer than ttl", acct + "type: Temporary\nscene: {id: 9}\nttl: 1h\nrenewBefore: 90m",
@@ -163,6 +168,12 @@ func TestSchemaRefusesInvalidSpecs(t *testing.T) {
 			for _, w := range tc.want {
 				if !strings.Contains(err.Error(), w) {
 					t.Errorf("refusal %q\n  does not contain %q", err.Error(), w)
+				}
+			}
+			// A rule that failed to evaluate says so in CEL's terms, which tell a user nothing.
+			for _, noise := range []string{"conversion", "protobuf", "failed to evaluate", "should match"} {
+				if strings.Contains(err.Error(), noise) {
+					t.Errorf("refusal %q\n  contains %q", err.Error(), noise)
 				}
 			}
 		})
@@ -348,5 +359,37 @@ func TestLedgerRefusesEntryObjects(t *testing.T) {
 	current := seg(map[string]any{"replica": "replica", "batches": []any{"1 k ns/n u n 1 2"}})
 	if err := env.Get(t).Client.Create(context.Background(), current, client.DryRunAll); err != nil {
 		t.Fatalf("a segment of one batch refused: %v", err)
+	}
+}
+
+// TestForwardTimeoutMessages: forward.timeout, a duration like ttl, is refused with a message of
+// its own, never CEL's type-conversion error.
+func TestForwardTimeoutMessages(t *testing.T) {
+	for _, tc := range []struct {
+		timeout string
+		want    string
+	}{
+		{"500ms", ""},
+		{"5s", "forward.timeout must be between 100ms and 4s"},
+		{"3 seconds", "forward.timeout 3 seconds is not a duration: write it in seconds or milliseconds, e.g. 3s or 500ms"},
+	} {
+		u := &unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": qrv1alpha1.GroupVersion.String(),
+			"kind":       qrv1alpha1.KindWeChatAccount,
+			"metadata":   map[string]any{"name": "timeout", "namespace": "default"},
+			"spec": map[string]any{
+				"secretRef": map[string]any{"name": "acct"},
+				"forward":   map[string]any{"url": "http://app.example/", "timeout": tc.timeout},
+			},
+		}}
+		err := env.Get(t).Client.Create(context.Background(), u, client.DryRunAll)
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%s refused: %v", tc.timeout, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), "spec.forward.timeout") || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%s: %v\nwant spec.forward.timeout and %q", tc.timeout, err, tc.want)
+		case err != nil && strings.Contains(err.Error(), "conversion"):
+			t.Errorf("%s: %v", tc.timeout, err)
+		}
 	}
 }

@@ -128,13 +128,18 @@ type Forward struct {
 	// +kubebuilder:validation:MaxLength=2048
 	// +kubebuilder:validation:XValidation:rule="isURL(self) && (self.startsWith('https://') || self.startsWith('http://'))",message="forward.url must be an absolute http(s) URL"
 	URL string `json:"url,omitempty"`
+
+	// As ttl's (wechatqrcode_types.go): the pattern is checked by a rule of its own, with a
+	// message, and before duration(), whose failure would add CEL's type-conversion error.
+
 	// Timeout of a forwarded push, from 100ms to 4s; unset means 3s. WeChat waits 5 s for the
 	// answer: a push the application has not answered in time gets "success" (the follower sees
 	// nothing wrong), and its scan is counted all the same.
 	// +optional
 	// +kubebuilder:validation:Type=string
-	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
-	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('100ms') && duration(self) <= duration('4s')",message="forward.timeout must be between 100ms and 4s (WeChat waits 5s for the whole answer)"
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$')",messageExpression="'forward.timeout ' + self + ' is not a duration: write it in seconds or milliseconds, e.g. 3s or 500ms'"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$') || (duration(self) >= duration('100ms') && duration(self) <= duration('4s'))",message="forward.timeout must be between 100ms and 4s (WeChat waits 5s for the whole answer)"
 	Timeout *metav1.Duration `json:"timeout,omitempty"`
 }
 

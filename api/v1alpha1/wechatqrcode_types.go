@@ -146,7 +146,7 @@ type Reply struct {
 // +kubebuilder:validation:XValidation:rule="self.type != 'Permanent' || !has(self.ttl)",message="ttl must not be set on a Permanent code: it never expires",fieldPath=".ttl",reason=FieldValueForbidden
 // +kubebuilder:validation:XValidation:rule="self.type != 'Permanent' || !has(self.renewBefore)",message="renewBefore must not be set on a Permanent code: it is never renewed",fieldPath=".renewBefore",reason=FieldValueForbidden
 // +kubebuilder:validation:XValidation:rule="self.type != 'Temporary' || has(self.ttl)",message="ttl is required for a Temporary code (1m to 720h)",fieldPath=".ttl",reason=FieldValueRequired
-// +kubebuilder:validation:XValidation:rule="!has(self.renewBefore) || !has(self.ttl) || duration(self.renewBefore) < duration(self.ttl)",message="renewBefore must be shorter than ttl",fieldPath=".renewBefore",reason=FieldValueInvalid
+// +kubebuilder:validation:XValidation:rule="!has(self.renewBefore) || !has(self.ttl) || !self.ttl.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$') || !self.renewBefore.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$') || duration(self.renewBefore) < duration(self.ttl)",message="renewBefore must be shorter than ttl",fieldPath=".renewBefore",reason=FieldValueInvalid
 type WeChatQRCodeSpec struct {
 	// AccountRef names the Official Account that issues the code.
 	// +required
@@ -160,13 +160,21 @@ type WeChatQRCodeSpec struct {
 	// +required
 	Scene Scene `json:"scene"`
 
+	// ttl and renewBefore: a value that is not a duration is refused by their first rule alone,
+	// with a message saying what is accepted. Every rule that calls duration() first checks the
+	// same pattern: duration() of a non-duration fails the rule with CEL's type-conversion error
+	// (a protobuf type name) added to the message. Not a schema pattern either: its message is
+	// the bare regular expression.
+
 	// TTL is how long each ticket of a Temporary code lives, from 1m to 720h (30 days, WeChat's
-	// maximum). Required for Temporary codes, forbidden for Permanent ones. The minimum keeps a
-	// ticket alive long enough to be renewed: WeChat's own default lifetime is 30 to 60 seconds.
+	// maximum), in hours, minutes or seconds (168h, 90m, 1h30m; not days). Required for Temporary
+	// codes, forbidden for Permanent ones. The minimum keeps a ticket alive long enough to be
+	// renewed: WeChat's own default lifetime is 30 to 60 seconds.
 	// +optional
 	// +kubebuilder:validation:Type=string
-	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
-	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1m') && duration(self) <= duration('720h')",message="ttl must be between 1m and 720h (30 days, WeChat's maximum for temporary codes)"
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$')",messageExpression="'ttl ' + self + ' is not a duration: write it in hours, minutes or seconds, e.g. 168h, 90m or 1h30m; days are not accepted (30 days is 720h)'"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$') || (duration(self) >= duration('1m') && duration(self) <= duration('720h'))",message="ttl must be between 1m and 720h (30 days, WeChat's maximum for temporary codes)"
 	TTL *metav1.Duration `json:"ttl,omitempty"`
 
 	// RenewBefore is how long before expiry a Temporary code's ticket is re-issued. It must be
@@ -174,8 +182,9 @@ type WeChatQRCodeSpec struct {
 	// written into the spec, so GitOps tools see no drift.
 	// +optional
 	// +kubebuilder:validation:Type=string
-	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
-	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s')",message="renewBefore must be at least 1s"
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$')",messageExpression="'renewBefore ' + self + ' is not a duration: write it in hours, minutes or seconds, e.g. 24h, 90m or 1h30m; days are not accepted (1 day is 24h)'"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$') || duration(self) >= duration('1s')",message="renewBefore must be at least 1s"
 	RenewBefore *metav1.Duration `json:"renewBefore,omitempty"`
 
 	// Reply, when set, is sent as a text message to whoever scans the code. A code with a reply

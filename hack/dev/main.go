@@ -18,7 +18,7 @@ limitations under the License.
 // codes (`make scan`) and text messages to its account (`make message`). See internal/devstack.
 //
 //	dev up      [--dir .dev] [--any-ports] [--no-samples]
-//	dev scan    [--dir .dev] [--count N] [--plaintext] NAME
+//	dev scan    [--dir .dev] [--namespace default] [--count N] [--plaintext] NAME
 //	dev message [--dir .dev] TEXT
 package main
 
@@ -58,7 +58,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: dev up [--dir DIR] [--any-ports] [--no-samples] | dev scan [--dir DIR] [--count N] [--plaintext] NAME | dev message [--dir DIR] TEXT")
+	fmt.Fprintln(os.Stderr, "usage: dev up [--dir DIR] [--any-ports] [--no-samples] | dev scan [--dir DIR] [--namespace NS] [--count N] [--plaintext] NAME | dev message [--dir DIR] TEXT")
 	os.Exit(2)
 }
 
@@ -130,7 +130,7 @@ func up(args []string) error {
 
 // printReady prints the codes and how to reach the stack from another terminal.
 func printReady(ctx context.Context, st *devstack.State) error {
-	table, err := st.Run(ctx, nil, "get", "wechatqrcodes")
+	table, err := st.Run(ctx, nil, "get", "wechatqrcodes", "--all-namespaces")
 	if err != nil {
 		return err
 	}
@@ -138,6 +138,7 @@ func printReady(ctx context.Context, st *devstack.State) error {
 	if st.ScanURL != "" {
 		wechat = "a fake WeChat at " + st.WeChatURL
 		scan = "    make scan NAME=spring-sale-poster COUNT=3    # simulated scans: SCANS moves, the sink prints each\n" +
+			"    make scan NAME=shop-window NAMESPACE=shop    # a code of another namespace\n" +
 			"    make message TEXT=hello                      # a text message: the demo application's reply\n"
 	}
 	fmt.Printf(`
@@ -148,7 +149,7 @@ demo sink at %s (lines "app | ..." and "sink | ..." below). In another terminal:
 
     export KUBECONFIG=%s
     export PATH=%s:$PATH    # the kubectl of the API server's version
-    kubectl get wechatqrcodes -o wide
+    kubectl get wechatqrcodes -A -o wide
 %s
 Logs of etcd and kube-apiserver: %s. Ctrl-C stops everything.
 `, table, wechat, st.ApplicationURL, st.SinkURL, st.Kubeconfig, filepath.Dir(st.Kubectl), scan, filepath.Join(filepath.Dir(st.Kubeconfig), "logs"))

@@ -177,6 +177,7 @@ func base(in Input) v1alpha1.WeChatAccountStatus {
 // checkOutcome: reason is one a token check leaves on Ready.
 func checkOutcome(reason string) bool {
 	return reason == v1alpha1.ReasonTokenObtained || reason == v1alpha1.ReasonWeChatUnreachable ||
+		reason == v1alpha1.ReasonTokenServiceUnreachable ||
 		reason == v1alpha1.ReasonIssueFailed || reason == v1alpha1.ReasonQuotaExhausted ||
 		strings.HasPrefix(reason, "WeChatError")
 }

@@ -92,24 +92,50 @@ func (w *prefixWriter) Printf(format string, args ...any) {
 	w.emit(fmt.Appendf(nil, format+"\n", args...))
 }
 
-// lockDir takes an exclusive lock on dir for as long as this process lives, so that two stacks
-// never share a directory. The kernel drops the lock when the process dies, however it dies.
-func lockDir(dir string) error {
-	f, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_CREATE|os.O_RDWR, 0o600)
+// dirLock is the exclusive lock of a stack's directory, so that two stacks never share one: a
+// second stack would reap the first's processes and wipe its etcd. It is an flock on an open file,
+// released when the file is closed or the process dies, however it dies; the file must therefore
+// stay referenced for the stack's whole life (an *os.File that is dropped is closed by the
+// garbage collector's finalizer, and the lock with it).
+type dirLock struct{ f *os.File }
+
+func lockFile(dir string) string { return filepath.Join(dir, "lock") }
+
+// lockDir takes the lock of dir, or says which process holds it. The holder's PID is written into
+// the lock file only once the lock is ours, so that the file names the holder, never a loser.
+func lockDir(dir string) (*dirLock, error) {
+	f, err := os.OpenFile(lockFile(dir), os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		_ = f.Close()
-		return fmt.Errorf("another dev stack is running in %s", dir)
+		holder := "another process"
+		if b, _ := os.ReadFile(lockFile(dir)); len(bytes.TrimSpace(b)) > 0 {
+			holder = "process " + string(bytes.TrimSpace(b))
+		}
+		return nil, fmt.Errorf("a dev stack is already running in %s (%s holds %s); this one stops and leaves it alone. Use it (make scan, make message), stop it with Ctrl-C in its terminal, or run a second stack in another directory on other ports: make dev DEV_DIR=.dev2 DEV_ARGS=--any-ports",
+			dir, holder, lockFile(dir))
 	}
-	// f stays open, and locked, until the process exits.
-	return nil
+	if err := f.Truncate(0); err == nil {
+		_, _ = f.WriteAt(strconv.AppendInt(nil, int64(os.Getpid()), 10), 0)
+	}
+	return &dirLock{f: f}, nil
+}
+
+// release gives the directory up. The file stays: removing it would let a third process lock a
+// new file of the same name while a second still waits on the old one.
+func (l *dirLock) release() {
+	if l != nil {
+		_ = l.f.Truncate(0)
+		_ = l.f.Close()
+	}
 }
 
 func pidsFile(dir string) string { return filepath.Join(dir, "pids") }
 
-// recordChildren writes the pids of this process's children into dir, for reapLeftovers.
+// recordChildren writes the pids of this process's children into dir, each with its executable,
+// for reapLeftovers.
 func recordChildren(dir string) ([]int, error) {
 	pids, err := proc.Children()
 	if err != nil {
@@ -117,35 +143,39 @@ func recordChildren(dir string) ([]int, error) {
 	}
 	var b strings.Builder
 	for _, pid := range pids {
-		fmt.Fprintln(&b, pid)
+		if exe, err := executable(pid); err == nil {
+			fmt.Fprintln(&b, pid, exe)
+		}
 	}
 	return pids, os.WriteFile(pidsFile(dir), []byte(b.String()), 0o600)
 }
 
+// executable is the path of the program pid runs, as it was when it started.
+func executable(pid int) (string, error) {
+	exe, err := os.Readlink(filepath.Join("/proc", strconv.Itoa(pid), "exe"))
+	// A binary rebuilt since it started shows as deleted; it is still the stack's.
+	return strings.TrimSuffix(exe, " (deleted)"), err
+}
+
 // reapLeftovers kills what a stack that died without stopping (SIGKILL, a crash) left running
-// in dir, as recordChildren recorded it. Only processes whose executable lies in one of binDirs
-// are touched: a recorded pid may since have been reused by an unrelated process.
-func reapLeftovers(dir string, binDirs ...string) []int {
+// in dir, as recordChildren recorded it. A recorded pid may since have been reused by an
+// unrelated process: only a process still running the recorded executable is touched. It needs
+// nothing built, so it runs before the ports are checked: a leftover kube-apiserver holds 6443.
+func reapLeftovers(dir string) []int {
 	b, err := os.ReadFile(pidsFile(dir))
 	if err != nil {
 		return nil
 	}
 	var killed []int
-	for _, field := range strings.Fields(string(b)) {
+	for line := range strings.Lines(string(b)) {
+		field, recorded, ok := strings.Cut(strings.TrimSpace(line), " ")
 		pid, err := strconv.Atoi(field)
-		if err != nil {
+		if !ok || err != nil {
 			continue
 		}
-		exe, err := os.Readlink(filepath.Join("/proc", field, "exe"))
-		if err != nil {
-			continue
-		}
-		exeDir := filepath.Dir(strings.TrimSuffix(exe, " (deleted)"))
-		for _, d := range binDirs {
-			if exeDir == filepath.Clean(d) {
-				_ = syscall.Kill(pid, syscall.SIGKILL)
-				killed = append(killed, pid)
-			}
+		if exe, err := executable(pid); err == nil && exe == recorded {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+			killed = append(killed, pid)
 		}
 	}
 	_ = os.Remove(pidsFile(dir))

@@ -26,9 +26,11 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
 
 	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
@@ -86,13 +88,15 @@ func ask(ctx context.Context, st *State, url string, r any, out io.Writer) error
 		return fmt.Errorf("the dev stack does not answer (is `make dev` still running?): %w", err)
 	}
 	defer func() { _ = resp.Body.Close() }()
+	if resp.StatusCode != http.StatusOK {
+		// A refusal is one sentence saying why.
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return errors.New(strings.TrimSpace(string(b)))
+	}
 	if _, err := io.Copy(out, resp.Body); err != nil {
 		return err
 	}
 	// The status is sent before the pushes, so a failed push shows in the trailer.
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("HTTP %d", resp.StatusCode)
-	}
 	if failed := resp.Trailer.Get(trailerFailed); failed != "" && failed != "0" {
 		return fmt.Errorf("%s push(es) not acknowledged", failed)
 	}
@@ -143,15 +147,29 @@ func (s *Stack) handleScan(w http.ResponseWriter, req *http.Request, a Account) 
 		r.Namespace = SamplesNamespace
 	}
 	var code qrv1alpha1.WeChatQRCode
-	if err := s.admin.Get(req.Context(), types.NamespacedName{Namespace: r.Namespace, Name: r.Name}, &code); err != nil {
-		http.Error(w, err.Error(), http.StatusNotFound)
+	if err := s.admin.Get(req.Context(), types.NamespacedName{Namespace: r.Namespace, Name: r.Name}, &code); apierrors.IsNotFound(err) {
+		http.Error(w, s.noSuchCode(req.Context(), r), http.StatusNotFound)
+		return
+	} else if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
 	}
 	if code.Status.Ticket == "" {
 		http.Error(w, fmt.Sprintf("%s/%s has no ticket yet (Ready: %s)", r.Namespace, r.Name, readyReason(&code)), http.StatusConflict)
 		return
 	}
-	p := s.pusher(a, r.Plaintext)
+	// A code of another sample account (config/samples/namespaced) is pushed as WeChat would:
+	// to that account's callback path, signed and encrypted with its token and key.
+	pushAs := a
+	if f := code.Status.IssuedFor; f != nil && f.AppID != a.AppID {
+		other, ok := s.others[f.AppID]
+		if !ok {
+			http.Error(w, fmt.Sprintf("%s/%s was issued for AppID %s, an account the stack's fake WeChat does not know", r.Namespace, r.Name, f.AppID), http.StatusConflict)
+			return
+		}
+		pushAs = other
+	}
+	p := s.pusher(pushAs, r.Plaintext)
 	w.Header().Set("Trailer", trailerFailed)
 	failed := 0
 	for i := range r.Count {
@@ -164,11 +182,28 @@ func (s *Stack) handleScan(w http.ResponseWriter, req *http.Request, a Account) 
 			failed++
 		}
 		s.tell(w, r.Namespace+"/"+r.Name+" "+line)
-		if err == nil {
+		// Only the stack's own account sends its scans to the demo sink.
+		if err == nil && pushAs.AppID == a.AppID {
 			s.tell(w, "  "+s.sinkSaw(req.Context(), openID))
 		}
 	}
 	w.Header().Set(trailerFailed, fmt.Sprint(failed))
+}
+
+// noSuchCode says that r names no code, and which codes there are: most often the code is in
+// another namespace than the one scanned.
+func (s *Stack) noSuchCode(ctx context.Context, r ScanRequest) string {
+	msg := fmt.Sprintf("no WeChatQRCode %s/%s", r.Namespace, r.Name)
+	var list qrv1alpha1.WeChatQRCodeList
+	if err := s.admin.List(ctx, &list); err != nil || len(list.Items) == 0 {
+		return msg + "; the stack has no codes"
+	}
+	names := make([]string, len(list.Items))
+	for i, c := range list.Items {
+		names[i] = c.Namespace + "/" + c.Name
+	}
+	slices.Sort(names)
+	return fmt.Sprintf("%s; the codes are %s (name one with NAME=, its namespace with NAMESPACE=)", msg, strings.Join(names, ", "))
 }
 
 // sinkSaw is the demo sink's line about the scan by openID, or why there is none.

@@ -26,6 +26,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/go-logr/logr/funcr"
@@ -46,6 +47,15 @@ import (
 // SamplesNamespace is where the dev stack applies config/samples, and the namespace of its
 // kubeconfigs' context.
 const SamplesNamespace = "default"
+
+// The namespace where the dev stack applies config/samples/namespaced (the account of one
+// namespace, its Secret and a code), as `kubectl apply -k config/samples/namespaced -n shop`
+// would; and the namespace of the documentation's examples that use the ClusterWeChatAccount.
+// Both exist from the start, so that those examples apply as written.
+const (
+	NamespacedSamplesNamespace = "shop"
+	ExamplesNamespace          = "marketing"
+)
 
 // Ports of the stack's servers, all on 127.0.0.1. Zero picks a free port.
 type Ports struct {
@@ -85,7 +95,7 @@ func (p Ports) resolve() (Ports, error) {
 	for _, port := range p.all() {
 		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(*port)))
 		if err != nil {
-			return p, fmt.Errorf("port %d on 127.0.0.1 is taken (is another `make dev` running?): %w", *port, err)
+			return p, fmt.Errorf("port %d on 127.0.0.1 is taken (by a `make dev` of another checkout?): free it, or let the stack pick free ports: make dev DEV_ARGS=--any-ports (make scan and make message find them): %w", *port, err)
 		}
 		*port = l.Addr().(*net.TCPAddr).Port
 		_ = l.Close()
@@ -119,7 +129,9 @@ type Options struct {
 type Stack struct {
 	State
 
-	opts  Options
+	opts Options
+	// lock is nil when another stack holds the directory: then nothing in it is this one's.
+	lock  *dirLock
 	log   *prefixWriter
 	con   *console
 	env   *envtest.Environment
@@ -128,8 +140,10 @@ type Stack struct {
 	// servers are the stack's own HTTP servers: scans and messages, the demo application and sink.
 	servers   []*http.Server
 	sinkLines *sightings
-	procs     []*proc.Process
-	exited    chan *proc.Process
+	// others are the accounts of the other samples, by AppID, for pushes of their codes.
+	others map[string]Account
+	procs  []*proc.Process
+	exited chan *proc.Process
 }
 
 // Start builds what is missing and starts the stack: etcd and kube-apiserver with the CRD, the
@@ -158,7 +172,14 @@ func Start(ctx context.Context, opts Options) (s *Stack, err error) {
 	if err := os.MkdirAll(filepath.Join(opts.Dir, "logs"), 0o755); err != nil {
 		return s, err
 	}
-	if err := lockDir(opts.Dir); err != nil {
+	if s.lock, err = lockDir(opts.Dir); err != nil {
+		return s, err
+	}
+	if pids := reapLeftovers(opts.Dir); len(pids) > 0 {
+		s.log.Printf("killed processes %v left running by an earlier stack in %s that did not stop", pids, opts.Dir)
+	}
+	// Before the build, which takes minutes the first time, so that a taken port is said at once.
+	if s.opts.Ports, err = opts.Ports.resolve(); err != nil {
 		return s, err
 	}
 	binDir := filepath.Join(opts.Dir, "bin")
@@ -166,10 +187,8 @@ func Start(ctx context.Context, opts Options) (s *Stack, err error) {
 	if err != nil {
 		return s, err
 	}
-	if pids := reapLeftovers(opts.Dir, bins.ControlPlane, binDir); len(pids) > 0 {
-		s.log.Printf("killed processes %v left running by an earlier stack in %s that did not stop", pids, opts.Dir)
-	}
-	if s.opts.Ports, err = opts.Ports.resolve(); err != nil {
+	// Again: another program may have taken one during the build.
+	if _, err = s.opts.Ports.resolve(); err != nil {
 		return s, err
 	}
 	s.Kubectl = bins.Kubectl()
@@ -185,6 +204,10 @@ func Start(ctx context.Context, opts Options) (s *Stack, err error) {
 	if err != nil {
 		return s, fmt.Errorf("config/samples: account Secret: %w", err)
 	}
+	namespaced, others, err := s.namespacedSamples(ctx)
+	if err != nil {
+		return s, err
+	}
 	account := Account{Account: sample}
 	if opts.Account != nil {
 		account = *opts.Account
@@ -192,8 +215,12 @@ func Start(ctx context.Context, opts Options) (s *Stack, err error) {
 	if err := s.startControlPlane(bins); err != nil {
 		return s, err
 	}
-	if err := s.startWeChat(account); err != nil {
+	if err := s.startWeChat(account, others); err != nil {
 		return s, err
+	}
+	s.others = map[string]Account{}
+	for _, o := range others {
+		s.others[o.AppID] = Account{Account: o}
 	}
 	if err := s.startDemo(account, clusterAccount); err != nil {
 		return s, err
@@ -206,8 +233,11 @@ func Start(ctx context.Context, opts Options) (s *Stack, err error) {
 			return s, err
 		}
 	}
+	if err := s.createNamespaces(ctx); err != nil {
+		return s, err
+	}
 	if !opts.NoSamples {
-		if err := s.applySamples(ctx, account, codes); err != nil {
+		if err := s.applySamples(ctx, account, codes, namespaced); err != nil {
 			return s, err
 		}
 		if err := s.waitReady(ctx); err != nil {
@@ -283,7 +313,9 @@ func (s *Stack) controlPlaneDirs() []string {
 	return []string{filepath.Join(s.opts.Dir, "etcd"), filepath.Join(s.opts.Dir, "apiserver")}
 }
 
-func (s *Stack) startWeChat(a Account) error {
+// startWeChat starts the fake WeChat knowing a and others, the accounts of the other samples,
+// so that every sample becomes Ready as written: their AppIDs are placeholders meant for it.
+func (s *Stack) startWeChat(a Account, others []credentials.Account) error {
 	if a.Real {
 		s.log.Printf("real WeChat API, account %s (WECHAT_APP_ID)", a.AppID)
 		return nil
@@ -292,9 +324,59 @@ func (s *Stack) startWeChat(a Account) error {
 	if err != nil {
 		return fmt.Errorf("fake WeChat: %w", err)
 	}
+	appIDs := []string{a.AppID}
 	fake.AddAccount(a.AppID, a.AppSecret)
+	for _, o := range others {
+		fake.AddAccount(o.AppID, o.AppSecret)
+		appIDs = append(appIDs, o.AppID)
+	}
 	s.fake, s.WeChatURL = fake, fake.URL
-	s.log.Printf("fake WeChat on %s with account %s", fake.URL, a.AppID)
+	s.log.Printf("fake WeChat on %s with accounts %s", fake.URL, strings.Join(appIDs, ", "))
+	return nil
+}
+
+// namespacedSamples renders config/samples/namespaced into NamespacedSamplesNamespace and returns
+// its objects and the accounts of its Secrets.
+func (s *Stack) namespacedSamples(ctx context.Context) ([]*unstructured.Unstructured, []credentials.Account, error) {
+	objs, err := render(ctx, s.Kubectl, filepath.Join(s.opts.Root, "config", "samples", "namespaced"))
+	if err != nil {
+		return nil, nil, err
+	}
+	var accounts []credentials.Account
+	for _, u := range objs {
+		u.SetNamespace(NamespacedSamplesNamespace)
+		if u.GetKind() != "Secret" {
+			continue
+		}
+		sec, err := secretOf(u)
+		if err != nil {
+			return nil, nil, err
+		}
+		a, err := credentials.FromSecret(sec)
+		if err != nil {
+			return nil, nil, fmt.Errorf("config/samples/namespaced: Secret %s: %w", u.GetName(), err)
+		}
+		accounts = append(accounts, a)
+	}
+	return objs, accounts, nil
+}
+
+func secretOf(u *unstructured.Unstructured) (*corev1.Secret, error) {
+	sec := &corev1.Secret{}
+	return sec, runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, sec)
+}
+
+// createNamespaces creates the namespaces the samples and the documentation's examples use.
+func (s *Stack) createNamespaces(ctx context.Context) error {
+	for _, ns := range []string{NamespacedSamplesNamespace, ExamplesNamespace} {
+		u := &unstructured.Unstructured{}
+		u.SetAPIVersion("v1")
+		u.SetKind("Namespace")
+		u.SetName(ns)
+		if err := apply(ctx, s.admin, []*unstructured.Unstructured{u}); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -388,8 +470,8 @@ func splitSamples(objs []*unstructured.Unstructured) (*corev1.Secret, *unstructu
 	for _, u := range objs {
 		switch u.GetKind() {
 		case "Secret":
-			secret = &corev1.Secret{}
-			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, secret); err != nil {
+			var err error
+			if secret, err = secretOf(u); err != nil {
 				return nil, nil, nil, err
 			}
 			secret.Namespace = OperatorNamespace
@@ -406,9 +488,11 @@ func splitSamples(objs []*unstructured.Unstructured) (*corev1.Secret, *unstructu
 	return secret, account, codes, nil
 }
 
-// applySamples applies the codes of config/samples. With a real account, the Permanent ones are
-// left out: a permanent code exists at WeChat forever and counts against the account's 100,000.
-func (s *Stack) applySamples(ctx context.Context, a Account, samples []*unstructured.Unstructured) error {
+// applySamples applies the codes of config/samples, then config/samples/namespaced. With a real
+// account, the Permanent ones are left out: a permanent code exists at WeChat forever and counts
+// against the account's 100,000; and so is config/samples/namespaced, whose account is a
+// placeholder only the fake WeChat knows.
+func (s *Stack) applySamples(ctx context.Context, a Account, samples, namespaced []*unstructured.Unstructured) error {
 	var codes []*unstructured.Unstructured
 	for _, u := range samples {
 		if typ, _, _ := unstructured.NestedString(u.Object, "spec", "type"); a.Real && typ == string(qrv1alpha1.Permanent) {
@@ -421,6 +505,14 @@ func (s *Stack) applySamples(ctx context.Context, a Account, samples []*unstruct
 		return err
 	}
 	s.log.Printf("applied %d codes of config/samples in namespace %s", len(codes), SamplesNamespace)
+	if a.Real {
+		s.log.Printf("real WeChat: not applying config/samples/namespaced (its account is a placeholder)")
+		return nil
+	}
+	if err := apply(ctx, s.admin, namespaced); err != nil {
+		return err
+	}
+	s.log.Printf("applied config/samples/namespaced in namespace %s", NamespacedSamplesNamespace)
 	return nil
 }
 
@@ -431,13 +523,13 @@ func (s *Stack) waitReady(ctx context.Context) error {
 	begin := time.Now()
 	for {
 		var list qrv1alpha1.WeChatQRCodeList
-		if err := s.admin.List(ctx, &list, client.InNamespace(SamplesNamespace)); err != nil {
+		if err := s.admin.List(ctx, &list); err != nil {
 			return err
 		}
 		var notReady []string
 		for _, c := range list.Items {
 			if !isReady(&c) {
-				notReady = append(notReady, c.Name+" ("+readyReason(&c)+")")
+				notReady = append(notReady, c.Namespace+"/"+c.Name+" ("+readyReason(&c)+")")
 			}
 		}
 		if len(notReady) == 0 {
@@ -490,6 +582,10 @@ const processGrace = 10 * time.Second
 // removes the state file, so that `scan` does not talk to a stack that is gone. It fails when
 // kube-apiserver or etcd may still run.
 func (s *Stack) Stop() error {
+	if s.lock == nil {
+		return nil
+	}
+	defer s.lock.release()
 	_ = os.Remove(stateFile(s.opts.Dir))
 	for _, srv := range s.servers {
 		_ = srv.Close()

@@ -24,6 +24,8 @@ limitations under the License.
 package issuance
 
 import (
+	"fmt"
+	"strings"
 	"time"
 
 	"github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
@@ -73,7 +75,37 @@ type Account struct {
 }
 
 // Problem is an account that cannot be used, in the Ready condition's terms.
-type Problem struct{ Reason, Message string }
+type Problem struct {
+	Reason, Message string
+	// Checking: the account is being checked; its outcome will be the problem, if any. A code
+	// records no Event for it, so that its Event is the account's failure, not the wait.
+	Checking bool
+}
+
+// AccountChecking is the problem of a code whose account (named as in Account.Name) is being
+// checked.
+func AccountChecking(account string) *Problem {
+	return &Problem{Reason: v1alpha1.ReasonAccountNotReady, Checking: true, Message: fmt.Sprintf(
+		"%s is being checked (new, or its spec or Secret changed); the code is issued as soon as the account is Ready", account)}
+}
+
+// AccountNotReady is the problem of a code whose account is not Ready for reason, as its own
+// message says.
+func AccountNotReady(account, reason, message string) *Problem {
+	return &Problem{Reason: v1alpha1.ReasonAccountNotReady, Message: fmt.Sprintf("%s is not Ready (%s): %s", account, reason, message)}
+}
+
+// accountCause is the account's reason in a code's AccountNotReady message, "" while the account
+// is being checked: it changes when the account's failure does, where its message may change at
+// every retry ("checked again at ...").
+func accountCause(message string) string {
+	_, rest, ok := strings.Cut(message, " is not Ready (")
+	if !ok {
+		return ""
+	}
+	cause, _, _ := strings.Cut(rest, "): ")
+	return cause
+}
 
 // Neighbour is another code and the AppID of its account.
 type Neighbour struct {

@@ -307,6 +307,8 @@ func TestFailureMeaning(t *testing.T) {
 		{"HTTP 502", &wechat.HTTPError{Endpoint: "qrcode/create", StatusCode: 502}, transient, v1alpha1.ReasonWeChatUnreachable},
 		{"HTTP 403", &wechat.HTTPError{Endpoint: "qrcode/create", StatusCode: 403}, terminal, v1alpha1.ReasonIssueFailed},
 		{"deadline", context.DeadlineExceeded, transient, v1alpha1.ReasonWeChatUnreachable},
+		{"token service HTTP 502", &wechat.TokenServiceError{URL: "http://tokens/", Err: &wechat.HTTPError{Endpoint: "external_token", StatusCode: 502}}, transient, v1alpha1.ReasonTokenServiceUnreachable},
+		{"token service relays WeChat's errcode", &wechat.TokenServiceError{URL: "http://tokens/", Err: &wechat.Error{Code: 40013, Class: wechat.ClassTerminal}}, terminal, "WeChatError40013"},
 		{"a request refused before sending", wechat.ErrInvalidRequest, terminal, v1alpha1.ReasonIssueFailed},
 		{"wrapped", fmt.Errorf("create: %w", errors.Join(&wechat.Error{Code: 48001, Class: wechat.ClassTerminal})), terminal, "WeChatError48001"},
 	}

@@ -59,6 +59,8 @@ func failureOf(err error) failure {
 	switch {
 	case errcode != 0:
 		f.reason = v1alpha1.ReasonWeChatError(errcode)
+	case f.kind == transient && wechat.FromTokenService(err):
+		f.reason = v1alpha1.ReasonTokenServiceUnreachable
 	case f.kind == transient:
 		f.reason = v1alpha1.ReasonWeChatUnreachable
 	default:

@@ -247,11 +247,15 @@ func (d *decision) issue(trigger Trigger) Action {
 	return Action{Trigger: trigger, Status: st, Events: d.events, d: d}
 }
 
-// done adds an Event for a change of Ready to a new problem; a return to Ready without an
-// attempt (a Secret restored) shows in the condition only.
+// done adds an Event for a change of Ready to a new problem, an account's failure counting as
+// one; a return to Ready without an attempt (a Secret restored) shows in the condition only, and
+// so does an account being checked.
 func (d *decision) done() Action {
 	cur, old := d.st.Condition(v1alpha1.ConditionReady), d.Code.ReadyCondition()
-	if cur.Status != metav1.ConditionTrue && (old == nil || old.Status != cur.Status || old.Reason != cur.Reason) {
+	changed := old == nil || old.Status != cur.Status || old.Reason != cur.Reason ||
+		cur.Reason == v1alpha1.ReasonAccountNotReady && accountCause(old.Message) != accountCause(cur.Message)
+	checking := d.Account.Problem != nil && d.Account.Problem.Checking
+	if cur.Status != metav1.ConditionTrue && changed && !checking {
 		d.events = append(d.events, warning(cur.Reason, "Reconcile", cur.Message))
 	}
 	return Action{Status: d.st, Events: d.events, d: d}

@@ -405,6 +405,37 @@ func TestEvents(t *testing.T) {
 		t.Errorf("told twice: %+v", again.Events)
 	}
 
+	// An account being checked is no Event; its failure is, with its reason and message, once
+	// per reason of the account's, whatever its message says of the next retry.
+	input = in(unissued(), t0)
+	input.Account.Problem = AccountChecking(`WeChatAccount "acct" in namespace shop`)
+	act = Decide(input)
+	expectReady(t, act.Status, metav1.ConditionFalse, v1alpha1.ReasonAccountNotReady, "is being checked")
+	if len(act.Events) != 0 {
+		t.Errorf("an account being checked is told: %+v", act.Events)
+	}
+	input.Code.Status = act.Status
+	for i, c := range []struct {
+		reason, message string
+		told            bool
+	}{
+		{"WeChatUnreachable", "Getting an access token failed: timeout. Checked again at 10:00:05", true},
+		{"WeChatUnreachable", "Getting an access token failed: timeout. Checked again at 10:00:10", false},
+		{"WeChatError40013", "Getting an access token failed: wechat errcode 40013 (invalid appid)", true},
+	} {
+		input.Account.Problem = AccountNotReady(`WeChatAccount "acct" in namespace shop`, c.reason, c.message)
+		act = Decide(input)
+		if !c.told {
+			if len(act.Events) != 0 {
+				t.Errorf("%d: told again: %+v", i, act.Events)
+			}
+		} else {
+			only(t, act, corev1.EventTypeWarning, v1alpha1.ReasonAccountNotReady,
+				`WeChatAccount "acct" in namespace shop is not Ready (`+c.reason+"): "+c.message)
+		}
+		input.Code.Status = act.Status
+	}
+
 	// A renew request of a Permanent code is refused once.
 	p := permanent()
 	p.Annotations = map[string]string{v1alpha1.AnnotationRenewRequestedAt: "2026-03-01T10:01:00Z"}

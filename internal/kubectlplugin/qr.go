@@ -65,7 +65,8 @@ func (p *plugin) qrCommand() *cobra.Command {
 			"(SVG for posters: it scales without loss). --all -o DIR writes the image of every Ready code " +
 			"of the namespace (-A: of every namespace) as DIR/<namespace>/<name>.<format> and an " + indexFile +
 			" (namespace, name, scene, type, url, expiry, file); codes that are not Ready are listed on " +
-			"stderr, skipped, and make the exit code 2.",
+			"stderr, skipped, and make the exit code 2. A single code that is not Ready exits 2 too: drawn " +
+			"with a warning when it still has a URL, not at all without one.",
 		Example: "  kubectl wechat qr spring-sale-poster\n" +
 			"  kubectl wechat qr spring-sale-poster -o poster.svg --caption 'Scan for the spring sale'\n" +
 			"  kubectl wechat qr -A --all -o print/ --caption '{name}'",
@@ -107,10 +108,13 @@ func (p *plugin) drawOne(cmd *cobra.Command, o *qrOptions, name string) error {
 	}
 	isReady, why := ready(code)
 	if code.Status.URL == "" {
-		return fmt.Errorf("%s/%s has no URL yet: Ready is %s", code.Namespace, code.Name, why)
+		return &ExitError{Code: ExitNotReady, Message: fmt.Sprintf("%s/%s has no URL yet: Ready is %s", code.Namespace, code.Name, why)}
 	}
+	// Drawn all the same, for a look at a code being renewed; the exit code tells a script.
+	var notReady error
 	if !isReady {
 		fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s/%s is not Ready (%s): its ticket may no longer scan\n", code.Namespace, code.Name, why)
+		notReady = &ExitError{Code: ExitNotReady}
 	}
 	qr, err := qrimage.Encode(code.Status.URL)
 	if err != nil {
@@ -126,7 +130,7 @@ func (p *plugin) drawOne(cmd *cobra.Command, o *qrOptions, name string) error {
 			return err
 		}
 		fmt.Fprintf(cmd.OutOrStdout(), "wrote %s (%s)\n", o.output, code.Status.URL)
-		return nil
+		return notReady
 	}
 	if cmd.Flags().Changed("size") {
 		return errors.New("--size applies to image files (-o FILE.png or FILE.svg)")
@@ -138,7 +142,7 @@ func (p *plugin) drawOne(cmd *cobra.Command, o *qrOptions, name string) error {
 	if imgOpts.Caption != "" {
 		fmt.Fprintln(out, imgOpts.Caption)
 	}
-	return nil
+	return notReady
 }
 
 // isTerminal: colours are set only for a terminal, so a redirected drawing is plain text.

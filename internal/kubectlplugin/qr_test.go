@@ -112,8 +112,34 @@ func TestQRRefusesACodeWithoutURL(t *testing.T) {
 	c.setReady(code, metav1.ConditionFalse, "WeChatError40164", "errcode 40164: the caller's IP is not in the account's IP allowlist")
 
 	out, errOut, exit := c.run("qr", "pending")
-	if exit != kubectlplugin.ExitFailure || out != "" || !strings.Contains(errOut, "has no URL yet: Ready is False, WeChatError40164") {
-		t.Errorf("exit %d, stdout %q, stderr %q", exit, out, errOut)
+	if exit != kubectlplugin.ExitNotReady || out != "" || !strings.Contains(errOut, "has no URL yet: Ready is False, WeChatError40164") {
+		t.Errorf("exit %d (want %d: not Ready), stdout %q, stderr %q", exit, kubectlplugin.ExitNotReady, out, errOut)
+	}
+}
+
+// A code that has a URL but is not Ready (its renewal failing) is drawn with a warning, and the
+// exit code says it is not Ready, as for `qr --all`.
+func TestQRDrawsACodeThatIsNotReadyAndExits2(t *testing.T) {
+	c := newCluster(t)
+	code := temporary("renewing", 7)
+	c.create(code)
+	c.issue(code, now.Add(-time.Hour))
+	url := c.get("renewing").Status.URL
+	c.setReady(code, metav1.ConditionFalse, "Expired", "the ticket expired while the renewal was backing off")
+
+	out, errOut, exit := c.run("qr", "renewing")
+	if exit != kubectlplugin.ExitNotReady || !strings.Contains(errOut, "warning: ") || !strings.Contains(errOut, "is not Ready (False, Expired: the ticket expired") {
+		t.Errorf("exit %d (want %d), stderr %q", exit, kubectlplugin.ExitNotReady, errOut)
+	}
+	if got, err := qrimagetest.DecodeTerminal(out, true); err != nil || got != url {
+		t.Errorf("drawing decodes to %q (%v), want %q", got, err, url)
+	}
+	file := filepath.Join(t.TempDir(), "renewing.png")
+	if _, _, exit := c.run("qr", "renewing", "-o", file); exit != kubectlplugin.ExitNotReady {
+		t.Errorf("-o: exit %d, want %d", exit, kubectlplugin.ExitNotReady)
+	}
+	if got := decodeFile(t, file); got != url {
+		t.Errorf("%s decodes to %q, want %q", file, got, url)
 	}
 }
 

@@ -23,6 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -516,6 +517,28 @@ func TestExternalTokenSource(t *testing.T) {
 	_, err := New(Options{}).CreateQRCode(context.Background(), Credentials{AppID: testAppID, Tokens: TokenSource{Mode: TokenModeExternal}}, temp)
 	if !errors.Is(err, ErrInvalidRequest) {
 		t.Errorf("external mode without URL: %v", err)
+	}
+}
+
+// A dead or failing token service is reported as the token service's failure, named by its URL
+// (without the query, which may carry a tenant), retryable, and not as WeChat's.
+func TestExternalTokenServiceFailureNamesTheService(t *testing.T) {
+	failing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, "upstream down", http.StatusBadGateway)
+	}))
+	defer failing.Close()
+	dead := httptest.NewServer(http.NotFoundHandler())
+	dead.Close()
+	for _, service := range []string{failing.URL + "/token", dead.URL + "/token"} {
+		c := New(Options{APIBaseURL: "http://wechat.invalid"})
+		_, err := c.CreateQRCode(context.Background(), Credentials{AppID: testAppID, Tokens: TokenSource{Mode: TokenModeExternal, ExternalURL: service + "?tenant=a"}}, temp)
+		if !FromTokenService(err) || ClassOf(err) != ClassRetryable {
+			t.Errorf("%s: %v (class %v), want a retryable token service error", service, err, ClassOf(err))
+			continue
+		}
+		if msg := err.Error(); !strings.Contains(msg, "token service "+service+" (tokenSource.url): ") || strings.Contains(msg, "wechat external_token") {
+			t.Errorf("%s: message %q does not name the token service alone", service, msg)
+		}
 	}
 }
 

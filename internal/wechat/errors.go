@@ -119,7 +119,32 @@ type HTTPError struct {
 }
 
 func (e *HTTPError) Error() string {
+	if e.Endpoint == endpointExternalToken {
+		// Wrapped in a TokenServiceError, which names the service: it is not WeChat's answer.
+		return fmt.Sprintf("unexpected HTTP status %d", e.StatusCode)
+	}
 	return fmt.Sprintf("wechat %s: unexpected HTTP status %d", e.Endpoint, e.StatusCode)
+}
+
+// TokenServiceError is a failure of the central token service of TokenModeExternal, so that a
+// dead token service is not reported as WeChat's outage: WeChat may be fine, and the fix is
+// elsewhere. An errcode the service relays from WeChat stays visible through Unwrap.
+type TokenServiceError struct {
+	// URL is the service's, without its query.
+	URL string
+	Err error
+}
+
+func (e *TokenServiceError) Error() string {
+	return fmt.Sprintf("token service %s (tokenSource.url): %v", e.URL, e.Err)
+}
+
+func (e *TokenServiceError) Unwrap() error { return e.Err }
+
+// FromTokenService reports whether err is a failure of an External token service.
+func FromTokenService(err error) bool {
+	var te *TokenServiceError
+	return errors.As(err, &te)
 }
 
 // ErrInvalidRequest marks a request the client refuses to send because WeChat would reject it.

@@ -216,10 +216,14 @@ func (c *Client) tokenFetcher(creds Credentials) (fetchFunc, bool, error) {
 			if err != nil {
 				return "", 0, fmt.Errorf("%w: token service URL: %w", ErrInvalidRequest, err)
 			}
+			service := *u
+			service.RawQuery = ""
 			q := u.Query()
 			q.Set("appid", creds.AppID)
 			u.RawQuery = q.Encode()
-			err = c.call(ctx, endpointExternalToken, http.MethodGet, u.String(), nil, &a)
+			if err = c.call(ctx, endpointExternalToken, http.MethodGet, u.String(), nil, &a); err != nil {
+				err = &TokenServiceError{URL: service.String(), Err: err}
+			}
 			return a.result(err)
 		}
 	default:

@@ -238,6 +238,36 @@ func TestKubectlEndToEnd(t *testing.T) {
 				}
 			}
 		}},
+		{"the namespaced sample is Ready in the namespace the stack made for it", func(t *testing.T) {
+			// Its AppID is a placeholder: the fake WeChat of the stack knows it as it knows the
+			// ClusterWeChatAccount's.
+			ns := devstack.NamespacedSamplesNamespace
+			s.kubectl(t, "apply", "-k", filepath.Join(root, "config", "samples", "namespaced"), "-n", ns)
+			s.kubectl(t, "wait", "-n", ns, "--for=condition=Ready", "wechataccount/shop-account", "wechatqrcode/shop-window", "--timeout=30s")
+			// Pushed as WeChat would for that account: to its own callback path, with its own
+			// token and key; it has no spec.forward, so the callback server answers alone.
+			out, err := exec.Command(s.bin, "scan", "--dir", s.dir, "--namespace", ns, "shop-window").CombinedOutput()
+			if err != nil || !strings.Contains(string(out), ns+"/shop-window scan 1/1: subscribe (a new follower) by o-dev-") ||
+				!strings.Contains(string(out), ": acknowledged, no reply") {
+				t.Fatalf("dev scan --namespace %s shop-window: %v\n%s", ns, err, out)
+			}
+			for deadline := time.Now().Add(time.Minute); ; time.Sleep(500 * time.Millisecond) {
+				rows := table(s.kubectl(t, "get", "wechatqrcode", "-n", ns, "shop-window"))
+				if len(rows) == 1 && rows[0]["SCANS"] == "1" {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("SCANS of %s/shop-window a minute after its scan: %v", ns, rows)
+				}
+			}
+		}},
+		{"a scan of a code that does not exist says which codes do", func(t *testing.T) {
+			out, err := exec.Command(s.bin, "scan", "--dir", s.dir, "--namespace", devstack.ExamplesNamespace, "spring-sale-poster").CombinedOutput()
+			want := "dev: no WeChatQRCode marketing/spring-sale-poster; the codes are default/booth-checkin, default/business-card-zhang-wei, default/spring-sale-poster, default/store-entrance, shop/shop-window (name one with NAME=, its namespace with NAMESPACE=)\n"
+			if err == nil || string(out) != want {
+				t.Errorf("dev scan of an unknown code: %v\n%s\nwant\n%s", err, out, want)
+			}
+		}},
 		{"a text message reaches the application, its reply the sender", func(t *testing.T) {
 			// The account's spec.forward is the demo application: the callback server answers
 			// no text message itself, forwards it, and relays the application's encrypted reply.
@@ -266,7 +296,7 @@ spec: {accountRef: {name: official-account}, type: Permanent, scene: {id: 7}, tt
 			}
 		}},
 		{"delete removes the codes", func(t *testing.T) {
-			s.kubectl(t, "delete", "wechatqrcodes", "--all", "--wait", "--timeout=30s")
+			s.kubectl(t, "delete", "wechatqrcodes", "--all-namespaces", "--all", "--wait", "--timeout=30s")
 			out, err := s.Run(context.Background(), nil, "get", "wechatqrcodes", "-o", "name")
 			if err != nil || out != "" {
 				t.Fatalf("codes left after delete: %q %v", out, err)
