@@ -189,7 +189,7 @@ bench-hotfault: ## Only the hot code under faults: 6,000 distinct scans/s of one
 ##@ Build
 
 .PHONY: build
-build: ## Build the manager, the callback server, the kubectl plugin (bin/kubectl-wechat: put bin/ on PATH for `kubectl wechat`) and the fake WeChat into bin/.
+build: ## Build the manager, the callback server and the kubectl plugin (bin/kubectl-wechat: put bin/ on PATH for `kubectl wechat`) into bin/.
 	$(GO) build -o $(LOCALBIN)/ ./cmd/...
 
 .PHONY: docker-build

@@ -35,7 +35,7 @@ import (
 	"k8s.io/utils/clock"
 
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/callback"
-	"github.com/qrcode-operator/wechat-qrcode-operator/internal/demoapp"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/dev/demoapp"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/wechattest"
 )
 
