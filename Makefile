@@ -210,7 +210,7 @@ VERSION := $(VERSION)
 VERSION_LDFLAGS = -X github.com/qrcode-operator/wechat-qrcode-operator/internal/version.Version=$(VERSION)
 
 .PHONY: build
-build: ## Build the manager, the callback server, the kubectl plugin (bin/kubectl-wechat: put bin/ on PATH for `kubectl wechat`) and the fake WeChat into bin/, stamped with VERSION.
+build: ## Build the manager, the callback server, and the kubectl plugin (bin/kubectl-wechat: put bin/ on PATH for `kubectl wechat`) into bin/, stamped with VERSION.
 	$(GO) build -ldflags='$(VERSION_LDFLAGS)' -o $(LOCALBIN)/ ./cmd/...
 
 # `make release`: the repository the image is pushed to (its tag is VERSION), and where the

@@ -74,7 +74,7 @@ func TestMakeDevTargetsPassTheirVariables(t *testing.T) {
 		{[]string{"-n", "dev", "DEV_ARGS=--any-ports"}, "/dev up --dir .dev --any-ports"},
 		{[]string{"-n", "scan", "NAME=booth", "NAMESPACE=marketing", "COUNT=2"}, "/dev scan --dir .dev --namespace 'marketing' --count 2 'booth'"},
 		{[]string{"-n", "scan", "NAME=spring-sale-poster"}, "--namespace 'default'"},
-		// ./cmd/... holds cmd/kubectl-wechat.
+		// ./cmd/... holds what ships: the manager, the callback server and cmd/kubectl-wechat.
 		{[]string{"-n", "build"}, "build -o " + testenv.RepoRoot() + "/bin/ ./cmd/..."},
 	} {
 		if out := makeOut(t, tc.args...); !strings.Contains(out, tc.want) {

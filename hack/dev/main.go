@@ -15,7 +15,7 @@ limitations under the License.
 */
 
 // Command dev runs the operator on an embedded local stack (`make dev`), simulates scans of its
-// codes (`make scan`) and text messages to its account (`make message`). See internal/devstack.
+// codes (`make scan`) and text messages to its account (`make message`). See internal/stack.
 //
 //	dev up      [--dir .dev] [--any-ports] [--no-samples]
 //	dev scan    [--dir .dev] [--namespace default] [--count N] [--plaintext] NAME
@@ -33,7 +33,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/qrcode-operator/wechat-qrcode-operator/internal/devstack"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/dev/stack"
 )
 
 func main() {
@@ -73,14 +73,14 @@ func up(args []string) error {
 	if err != nil {
 		return err
 	}
-	opts := devstack.Options{Root: root, Out: os.Stdout, Go: os.Getenv("GO"), Ports: devstack.DevPorts, NoSamples: *noSamples}
+	opts := stack.Options{Root: root, Out: os.Stdout, Go: os.Getenv("GO"), Ports: stack.DevPorts, NoSamples: *noSamples}
 	if opts.Dir, err = filepath.Abs(*dir); err != nil {
 		return err
 	}
 	if *anyPorts {
-		opts.Ports = devstack.Ports{}
+		opts.Ports = stack.Ports{}
 	}
-	if account, ok, err := devstack.AccountFromEnv(); err != nil {
+	if account, ok, err := stack.AccountFromEnv(); err != nil {
 		return err
 	} else if ok {
 		opts.Account = &account
@@ -101,25 +101,25 @@ func up(args []string) error {
 		first := time.Now()
 		for range signals {
 			if time.Since(first) > time.Second {
-				devstack.Kill(opts.Dir)
+				stack.Kill(opts.Dir)
 				os.Exit(130)
 			}
 		}
 	}()
-	stack, err := devstack.Start(ctx, opts)
+	running, err := stack.Start(ctx, opts)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil // interrupted while starting: Start has stopped what it had started
 		}
 		return err
 	}
-	if err = printReady(ctx, &stack.State); err == nil {
-		err = stack.Wait(ctx)
+	if err = printReady(ctx, &running.State); err == nil {
+		err = running.Wait(ctx)
 	}
 	if ctx.Err() != nil {
 		err = nil // what failed was cut short by the interruption
 	}
-	if stopErr := stack.Stop(); stopErr != nil {
+	if stopErr := running.Stop(); stopErr != nil {
 		return errors.Join(err, stopErr)
 	}
 	if err == nil {
@@ -129,7 +129,7 @@ func up(args []string) error {
 }
 
 // printReady prints the codes and how to reach the stack from another terminal.
-func printReady(ctx context.Context, st *devstack.State) error {
+func printReady(ctx context.Context, st *stack.State) error {
 	table, err := st.Run(ctx, nil, "get", "wechatqrcodes", "--all-namespaces")
 	if err != nil {
 		return err
@@ -159,8 +159,8 @@ Logs of etcd and kube-apiserver: %s. Ctrl-C stops everything.
 func scan(args []string) error {
 	fs := flag.NewFlagSet("scan", flag.ExitOnError)
 	dir := fs.String("dir", ".dev", "directory of the running stack")
-	r := devstack.ScanRequest{}
-	fs.StringVar(&r.Namespace, "namespace", devstack.SamplesNamespace, "namespace of the code")
+	r := stack.ScanRequest{}
+	fs.StringVar(&r.Namespace, "namespace", stack.SamplesNamespace, "namespace of the code")
 	fs.IntVar(&r.Count, "count", 1, "number of scans, alternately by a new user (subscribe) and by a follower (SCAN)")
 	fs.BoolVar(&r.Plaintext, "plaintext", false, "push in plaintext mode instead of safe mode (the sample account refuses it)")
 	_ = fs.Parse(args)
@@ -168,12 +168,12 @@ func scan(args []string) error {
 		return errors.New("scan: name the code, e.g. make scan NAME=spring-sale-poster")
 	}
 	r.Name = fs.Arg(0)
-	st, err := devstack.LoadState(*dir)
+	st, err := stack.LoadState(*dir)
 	if err != nil {
 		return err
 	}
 	ctx := context.Background()
-	if err := devstack.Scan(ctx, st, r, os.Stdout); err != nil {
+	if err := stack.Scan(ctx, st, r, os.Stdout); err != nil {
 		return err
 	}
 	table, err := st.Run(ctx, nil, "get", "wechatqrcode", "-n", r.Namespace, r.Name)
@@ -188,9 +188,9 @@ func message(args []string) error {
 	if fs.NArg() != 1 || fs.Arg(0) == "" {
 		return errors.New("message: give the text, e.g. make message TEXT=hello")
 	}
-	st, err := devstack.LoadState(*dir)
+	st, err := stack.LoadState(*dir)
 	if err != nil {
 		return err
 	}
-	return devstack.Message(context.Background(), st, devstack.MessageRequest{Text: fs.Arg(0)}, os.Stdout)
+	return stack.Message(context.Background(), st, stack.MessageRequest{Text: fs.Arg(0)}, os.Stdout)
 }

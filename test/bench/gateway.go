@@ -31,7 +31,7 @@ import (
 
 	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/delivery"
-	"github.com/qrcode-operator/wechat-qrcode-operator/internal/demoapp"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/dev/demoapp"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/metricnames"
 	"github.com/qrcode-operator/wechat-qrcode-operator/test/bench/harness"
 )
@@ -46,7 +46,7 @@ import (
 //     a sink in binary mode and on one with a sink in batched mode, each with the counts checked,
 //     the events the sink received beside the scans counted, and the replica's own CPU per scan.
 //
-// The application is internal/demoapp served in this process on loopback: both paths end at the
+// The application is internal/dev/demoapp served in this process on loopback: both paths end at the
 // same handler in the same runtime, so its cost is the same on both and the difference is the
 // gateway's. A process of its own would take a binary that exists only for this stage.
 type gatewayConfig struct {
@@ -58,7 +58,7 @@ type gatewayConfig struct {
 
 func (c gatewayConfig) String() string {
 	return fmt.Sprintf("forwarding: %d safe-mode pushes per path per round, %.0f%% scans of %d codes without spec.reply and the rest text messages, "+
-		"%d rounds alternating the paths after a warm-up round of a tenth, %d concurrent senders, 1 try; the application (internal/demoapp) in this process; "+
+		"%d rounds alternating the paths after a warm-up round of a tenth, %d concurrent senders, 1 try; the application (internal/dev/demoapp) in this process; "+
 		"sinks: the hot load (%d senders retrying like WeChat, at most %d events, at most %s of sending, after a warm-up of a tenth) on a replica without a sink, on one with an account sink in binary mode and on one with it in batched mode (maxEvents %d; a CloudEvents receiver in this process), %d passes, the order reversed every other pass",
 		c.Pushes, c.ScanShare*100, gatewayScanCodes, c.Rounds, c.Senders, c.hot.Senders, c.hot.Events, c.hot.LoadTime, sinkBatchEvents, sinkPasses)
 }
@@ -134,7 +134,7 @@ func (c gatewayConfig) forwardingLoad(p *harness.Pusher, codes []*qrv1alpha1.WeC
 	return load, nil
 }
 
-// scanEcho is internal/demoapp's reply to a scan: it names the code when the gateway said which
+// scanEcho is internal/dev/demoapp's reply to a scan: it names the code when the gateway said which
 // (code non-nil), and the scan as new, as it is on its first try.
 func scanEcho(ev harness.Event, code *qrv1alpha1.WeChatQRCode) string {
 	text := "you scanned scene " + ev.Scene
@@ -408,7 +408,7 @@ func awaitDeliveries(ctx context.Context, cb *harness.Callback, n int64) (delive
 	}
 }
 
-// receiver is a scan sink (internal/demoapp's, which reads each request on its own and so
+// receiver is a scan sink (internal/dev/demoapp's, which reads each request on its own and so
 // hangs on no sender that gives up): it notes each event's id and when the first and the last
 // arrived.
 type receiver struct {

@@ -33,7 +33,7 @@ import (
 	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/callback"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/delivery"
-	"github.com/qrcode-operator/wechat-qrcode-operator/internal/demoapp"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/dev/demoapp"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/wxcrypto"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/wxreply"
 	"github.com/qrcode-operator/wechat-qrcode-operator/test/bench/harness"

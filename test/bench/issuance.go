@@ -22,7 +22,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/qrcode-operator/wechat-qrcode-operator/internal/proc"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/dev/proc"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/wechattest"
 	"github.com/qrcode-operator/wechat-qrcode-operator/test/bench/harness"
 )

@@ -32,14 +32,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/qrcode-operator/wechat-qrcode-operator/internal/devstack"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/dev/stack"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/pushconfig"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/testenv"
 )
 
 // stack is a `dev up` process and what it reported.
-type stack struct {
-	*devstack.State
+type devStack struct {
+	*stack.State
 	cmd *exec.Cmd
 	// output is the reading end of the pipe the stack writes its output to.
 	output *os.File
@@ -50,10 +50,10 @@ type stack struct {
 
 // startStack builds hack/dev and runs `dev up` as `make dev` does, on free ports in a scratch
 // directory, without the samples (the test applies them with kubectl).
-func startStack(t *testing.T) *stack {
+func startStack(t *testing.T) *devStack {
 	t.Helper()
 	root := testenv.RepoRoot()
-	s := &stack{bin: filepath.Join(t.TempDir(), "dev"), dir: t.TempDir(), done: make(chan error, 1)}
+	s := &devStack{bin: filepath.Join(t.TempDir(), "dev"), dir: t.TempDir(), done: make(chan error, 1)}
 	build := exec.Command("go", "build", "-o", s.bin, "./hack/dev")
 	build.Dir = root
 	if out, err := build.CombinedOutput(); err != nil {
@@ -85,12 +85,12 @@ func startStack(t *testing.T) *stack {
 
 	deadline := time.After(3 * time.Minute) // a first build of the binaries included
 	for {
-		st, err := devstack.LoadState(s.dir)
+		st, err := stack.LoadState(s.dir)
 		if err == nil {
 			s.State = st
 			return s
 		}
-		if !errors.Is(err, devstack.ErrNotRunning) {
+		if !errors.Is(err, stack.ErrNotRunning) {
 			t.Fatal(err)
 		}
 		select {
@@ -105,7 +105,7 @@ func startStack(t *testing.T) *stack {
 }
 
 // interrupt sends the Ctrl-C of a terminal and waits for the stack to stop.
-func (s *stack) interrupt(t *testing.T) error {
+func (s *devStack) interrupt(t *testing.T) error {
 	select {
 	case err := <-s.done:
 		s.done <- err
@@ -124,7 +124,7 @@ func (s *stack) interrupt(t *testing.T) error {
 }
 
 // kubectl runs kubectl as the admin and fails the test if it fails.
-func (s *stack) kubectl(t *testing.T, args ...string) string {
+func (s *devStack) kubectl(t *testing.T, args ...string) string {
 	t.Helper()
 	out, err := s.Run(context.Background(), nil, args...)
 	if err != nil {
@@ -241,7 +241,7 @@ func TestKubectlEndToEnd(t *testing.T) {
 		{"the namespaced sample is Ready in the namespace the stack made for it", func(t *testing.T) {
 			// Its AppID is a placeholder: the fake WeChat of the stack knows it as it knows the
 			// ClusterWeChatAccount's.
-			ns := devstack.NamespacedSamplesNamespace
+			ns := stack.NamespacedSamplesNamespace
 			s.kubectl(t, "apply", "-k", filepath.Join(root, "config", "samples", "namespaced"), "-n", ns)
 			s.kubectl(t, "wait", "-n", ns, "--for=condition=Ready", "wechataccount/shop-account", "wechatqrcode/shop-window", "--timeout=30s")
 			// Pushed as WeChat would for that account: to its own callback path, with its own
@@ -262,7 +262,7 @@ func TestKubectlEndToEnd(t *testing.T) {
 			}
 		}},
 		{"a scan of a code that does not exist says which codes do", func(t *testing.T) {
-			out, err := exec.Command(s.bin, "scan", "--dir", s.dir, "--namespace", devstack.ExamplesNamespace, "spring-sale-poster").CombinedOutput()
+			out, err := exec.Command(s.bin, "scan", "--dir", s.dir, "--namespace", stack.ExamplesNamespace, "spring-sale-poster").CombinedOutput()
 			want := "dev: no WeChatQRCode marketing/spring-sale-poster; the codes are default/booth-checkin, default/business-card-zhang-wei, default/spring-sale-poster, default/store-entrance, shop/shop-window (name one with NAME=, its namespace with NAMESPACE=)\n"
 			if err == nil || string(out) != want {
 				t.Errorf("dev scan of an unknown code: %v\n%s\nwant\n%s", err, out, want)
@@ -330,74 +330,74 @@ spec: {accountRef: {name: official-account}, type: Permanent, scene: {id: 7}, tt
 // checkRights asks the API server what each ServiceAccount may do. That the processes, running
 // as these ServiceAccounts, issued and counted shows that the rights suffice; this shows that
 // they go no further.
-func checkRights(t *testing.T, s *stack) {
-	const opNS = devstack.OperatorNamespace
-	sample := devstack.SamplesNamespace
+func checkRights(t *testing.T, s *devStack) {
+	const opNS = stack.OperatorNamespace
+	sample := stack.SamplesNamespace
 	for _, c := range []struct {
 		sa      string
 		allowed bool
 		args    []string
 	}{
 		// The manager: watch the codes and write their status, read Secrets, record events, lead.
-		{devstack.ManagerServiceAccount, true, []string{"watch", "wechatqrcodes", "-A"}},
-		{devstack.ManagerServiceAccount, true, []string{"patch", "wechatqrcodes", "--subresource=status", "-n", sample}},
-		{devstack.ManagerServiceAccount, true, []string{"get", "secrets", "-n", sample}},
-		{devstack.ManagerServiceAccount, true, []string{"create", "events.events.k8s.io", "-n", sample}},
-		{devstack.ManagerServiceAccount, true, []string{"update", "leases", "-n", opNS}},
-		{devstack.ManagerServiceAccount, false, []string{"patch", "wechatqrcodes", "-n", sample}},
-		{devstack.ManagerServiceAccount, false, []string{"delete", "wechatqrcodes", "-n", sample}},
-		{devstack.ManagerServiceAccount, false, []string{"update", "secrets", "-n", sample}},
-		{devstack.ManagerServiceAccount, false, []string{"patch", "deployments", "-n", opNS}},
-		{devstack.ManagerServiceAccount, false, []string{"create", "pods", "-n", sample}},
-		{devstack.ManagerServiceAccount, false, []string{"update", "leases", "-n", sample}},
-		{devstack.ManagerServiceAccount, false, []string{"delete", "leases", "-n", opNS}},
+		{stack.ManagerServiceAccount, true, []string{"watch", "wechatqrcodes", "-A"}},
+		{stack.ManagerServiceAccount, true, []string{"patch", "wechatqrcodes", "--subresource=status", "-n", sample}},
+		{stack.ManagerServiceAccount, true, []string{"get", "secrets", "-n", sample}},
+		{stack.ManagerServiceAccount, true, []string{"create", "events.events.k8s.io", "-n", sample}},
+		{stack.ManagerServiceAccount, true, []string{"update", "leases", "-n", opNS}},
+		{stack.ManagerServiceAccount, false, []string{"patch", "wechatqrcodes", "-n", sample}},
+		{stack.ManagerServiceAccount, false, []string{"delete", "wechatqrcodes", "-n", sample}},
+		{stack.ManagerServiceAccount, false, []string{"update", "secrets", "-n", sample}},
+		{stack.ManagerServiceAccount, false, []string{"patch", "deployments", "-n", opNS}},
+		{stack.ManagerServiceAccount, false, []string{"create", "pods", "-n", sample}},
+		{stack.ManagerServiceAccount, false, []string{"update", "leases", "-n", sample}},
+		{stack.ManagerServiceAccount, false, []string{"delete", "leases", "-n", opNS}},
 		// The manager projects the accounts' push material into the operator's namespace.
-		{devstack.ManagerServiceAccount, true, []string{"create", "secrets", "-n", opNS}},
+		{stack.ManagerServiceAccount, true, []string{"create", "secrets", "-n", opNS}},
 		// Services that spec.forward and spec.sink name: read, and watched so that a reference
 		// resolves when its Service appears; never written. Neither may the callback server read
 		// them: it gets URLs from the push config.
-		{devstack.ManagerServiceAccount, true, []string{"get", "services", "-n", sample}},
-		{devstack.ManagerServiceAccount, true, []string{"watch", "services", "-A"}},
-		{devstack.ManagerServiceAccount, false, []string{"update", "services", "-n", sample}},
-		{devstack.CallbackServiceAccount, false, []string{"get", "services", "-n", sample}},
+		{stack.ManagerServiceAccount, true, []string{"get", "services", "-n", sample}},
+		{stack.ManagerServiceAccount, true, []string{"watch", "services", "-A"}},
+		{stack.ManagerServiceAccount, false, []string{"update", "services", "-n", sample}},
+		{stack.CallbackServiceAccount, false, []string{"get", "services", "-n", sample}},
 		// The callback server: read the codes, patch their annotations and the accounts'
 		// status.callback, read the push config Secret and no other: never an AppSecret (the
 		// account Secret), never a list of Secrets, never another namespace's.
-		{devstack.CallbackServiceAccount, true, []string{"watch", "wechatqrcodes", "-A"}},
-		{devstack.CallbackServiceAccount, true, []string{"patch", "wechatqrcodes", "-n", sample}},
-		{devstack.CallbackServiceAccount, true, []string{"patch", "clusterwechataccounts", "--subresource=status"}},
-		{devstack.CallbackServiceAccount, true, []string{"patch", "wechataccounts", "--subresource=status", "-n", sample}},
-		{devstack.CallbackServiceAccount, false, []string{"patch", "clusterwechataccounts"}},
-		{devstack.CallbackServiceAccount, true, []string{"get", "secrets/" + pushconfig.SecretName, "-n", opNS}},
-		{devstack.CallbackServiceAccount, true, []string{"watch", "secrets/" + pushconfig.SecretName, "-n", opNS}},
-		{devstack.CallbackServiceAccount, false, []string{"get", "secrets/" + s.AccountSecret, "-n", opNS}},
-		{devstack.CallbackServiceAccount, false, []string{"list", "secrets", "-n", opNS}},
-		{devstack.CallbackServiceAccount, false, []string{"update", "secrets/" + pushconfig.SecretName, "-n", opNS}},
-		{devstack.CallbackServiceAccount, false, []string{"get", "secrets/" + pushconfig.SecretName, "-n", sample}},
-		{devstack.CallbackServiceAccount, false, []string{"get", "secrets/official-account", "-n", sample}},
-		{devstack.CallbackServiceAccount, false, []string{"get", "secrets/official-account", "-n", "kube-system"}},
+		{stack.CallbackServiceAccount, true, []string{"watch", "wechatqrcodes", "-A"}},
+		{stack.CallbackServiceAccount, true, []string{"patch", "wechatqrcodes", "-n", sample}},
+		{stack.CallbackServiceAccount, true, []string{"patch", "clusterwechataccounts", "--subresource=status"}},
+		{stack.CallbackServiceAccount, true, []string{"patch", "wechataccounts", "--subresource=status", "-n", sample}},
+		{stack.CallbackServiceAccount, false, []string{"patch", "clusterwechataccounts"}},
+		{stack.CallbackServiceAccount, true, []string{"get", "secrets/" + pushconfig.SecretName, "-n", opNS}},
+		{stack.CallbackServiceAccount, true, []string{"watch", "secrets/" + pushconfig.SecretName, "-n", opNS}},
+		{stack.CallbackServiceAccount, false, []string{"get", "secrets/" + s.AccountSecret, "-n", opNS}},
+		{stack.CallbackServiceAccount, false, []string{"list", "secrets", "-n", opNS}},
+		{stack.CallbackServiceAccount, false, []string{"update", "secrets/" + pushconfig.SecretName, "-n", opNS}},
+		{stack.CallbackServiceAccount, false, []string{"get", "secrets/" + pushconfig.SecretName, "-n", sample}},
+		{stack.CallbackServiceAccount, false, []string{"get", "secrets/official-account", "-n", sample}},
+		{stack.CallbackServiceAccount, false, []string{"get", "secrets/official-account", "-n", "kube-system"}},
 		// Its push records, the callback's alone.
-		{devstack.CallbackServiceAccount, true, []string{"patch", "wechatpushrecords", "-n", opNS}},
-		{devstack.ManagerServiceAccount, false, []string{"patch", "wechatpushrecords", "-n", opNS}},
-		{devstack.CallbackServiceAccount, false, []string{"patch", "wechatqrcodes", "--subresource=status", "-n", sample}},
-		{devstack.CallbackServiceAccount, false, []string{"delete", "wechatqrcodes", "-n", sample}},
-		{devstack.CallbackServiceAccount, false, []string{"create", "events.events.k8s.io", "-n", sample}},
-		{devstack.CallbackServiceAccount, false, []string{"create", "events", "-n", opNS}},
+		{stack.CallbackServiceAccount, true, []string{"patch", "wechatpushrecords", "-n", opNS}},
+		{stack.ManagerServiceAccount, false, []string{"patch", "wechatpushrecords", "-n", opNS}},
+		{stack.CallbackServiceAccount, false, []string{"patch", "wechatqrcodes", "--subresource=status", "-n", sample}},
+		{stack.CallbackServiceAccount, false, []string{"delete", "wechatqrcodes", "-n", sample}},
+		{stack.CallbackServiceAccount, false, []string{"create", "events.events.k8s.io", "-n", sample}},
+		{stack.CallbackServiceAccount, false, []string{"create", "events", "-n", opNS}},
 		// The ledger, the tally and the fold's Lease: the callback's alone, in its namespace.
-		{devstack.CallbackServiceAccount, true, []string{"create", "wechatscanledgers", "-n", opNS}},
-		{devstack.CallbackServiceAccount, true, []string{"patch", "wechatscanledgers", "-n", opNS}},
-		{devstack.CallbackServiceAccount, true, []string{"delete", "wechatscanledgers", "-n", opNS}},
-		{devstack.CallbackServiceAccount, true, []string{"update", "wechatscantallies", "-n", opNS}},
-		{devstack.CallbackServiceAccount, true, []string{"update", "leases", "-n", opNS}},
-		{devstack.CallbackServiceAccount, false, []string{"create", "wechatscanledgers", "-n", sample}},
-		{devstack.CallbackServiceAccount, false, []string{"update", "wechatscantallies", "-n", sample}},
-		{devstack.CallbackServiceAccount, false, []string{"delete", "wechatscantallies", "-n", opNS}},
-		{devstack.CallbackServiceAccount, false, []string{"watch", "wechatscanledgers", "-n", opNS}},
-		{devstack.CallbackServiceAccount, false, []string{"update", "leases", "-n", sample}},
-		{devstack.ManagerServiceAccount, false, []string{"get", "wechatscanledgers", "-n", opNS}},
-		{devstack.ManagerServiceAccount, false, []string{"list", "wechatscantallies", "-A"}},
-		{devstack.ManagerServiceAccount, false, []string{"update", "wechatscantallies", "-n", opNS}},
-		{devstack.ManagerServiceAccount, false, []string{"delete", "wechatscanledgers", "-n", opNS}},
+		{stack.CallbackServiceAccount, true, []string{"create", "wechatscanledgers", "-n", opNS}},
+		{stack.CallbackServiceAccount, true, []string{"patch", "wechatscanledgers", "-n", opNS}},
+		{stack.CallbackServiceAccount, true, []string{"delete", "wechatscanledgers", "-n", opNS}},
+		{stack.CallbackServiceAccount, true, []string{"update", "wechatscantallies", "-n", opNS}},
+		{stack.CallbackServiceAccount, true, []string{"update", "leases", "-n", opNS}},
+		{stack.CallbackServiceAccount, false, []string{"create", "wechatscanledgers", "-n", sample}},
+		{stack.CallbackServiceAccount, false, []string{"update", "wechatscantallies", "-n", sample}},
+		{stack.CallbackServiceAccount, false, []string{"delete", "wechatscantallies", "-n", opNS}},
+		{stack.CallbackServiceAccount, false, []string{"watch", "wechatscanledgers", "-n", opNS}},
+		{stack.CallbackServiceAccount, false, []string{"update", "leases", "-n", sample}},
+		{stack.ManagerServiceAccount, false, []string{"get", "wechatscanledgers", "-n", opNS}},
+		{stack.ManagerServiceAccount, false, []string{"list", "wechatscantallies", "-A"}},
+		{stack.ManagerServiceAccount, false, []string{"update", "wechatscantallies", "-n", opNS}},
+		{stack.ManagerServiceAccount, false, []string{"delete", "wechatscanledgers", "-n", opNS}},
 	} {
 		args := append([]string{"auth", "can-i", "--as=system:serviceaccount:" + opNS + ":" + c.sa}, c.args...)
 		// can-i answers yes or no on stdout, and exits 1 for no.

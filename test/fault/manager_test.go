@@ -25,7 +25,7 @@ import (
 	"time"
 
 	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
-	"github.com/qrcode-operator/wechat-qrcode-operator/internal/proc"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/dev/proc"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/wechattest"
 	"github.com/qrcode-operator/wechat-qrcode-operator/test/bench/harness"
 )

@@ -36,7 +36,7 @@ import (
 
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/kubectlplugin"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/metricnames"
-	"github.com/qrcode-operator/wechat-qrcode-operator/internal/proc"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/dev/proc"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/testenv"
 )
 

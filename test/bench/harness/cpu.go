@@ -20,7 +20,7 @@ import (
 	"os"
 	"strconv"
 
-	"github.com/qrcode-operator/wechat-qrcode-operator/internal/proc"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/dev/proc"
 )
 
 // clockTicks is USER_HZ, the unit of the CPU times in /proc/<pid>/stat: 100 on every Linux

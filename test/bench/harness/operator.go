@@ -21,8 +21,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/dev/proc"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/metricnames"
-	"github.com/qrcode-operator/wechat-qrcode-operator/internal/proc"
 )
 
 // ManagerConfig is a manager process: its command line, whose addresses StartManager chooses,

@@ -32,7 +32,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/qrcode-operator/wechat-qrcode-operator/internal/proc"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/dev/proc"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/testenv"
 )
 

@@ -23,7 +23,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/qrcode-operator/wechat-qrcode-operator/internal/proc"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/dev/proc"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/testenv"
 )
 

@@ -14,7 +14,7 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-package devstack
+package stack
 
 import (
 	"context"
@@ -31,7 +31,7 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/qrcode-operator/wechat-qrcode-operator/internal/proc"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/dev/proc"
 )
 
 // The operator's namespace and ServiceAccounts, as config/default names them.

@@ -15,7 +15,7 @@ limitations under the License.
 */
 
 // Package proc runs the operator's programs (cmd/manager, cmd/callback) as local child processes
-// against a local API server, for the dev stack (internal/devstack) and for the benchmarks and
+// against a local API server, for the dev stack (internal/dev/stack) and for the benchmarks and
 // fault tests (test/bench/harness): building them from the tree, starting and stopping them as a
 // kubelet would, waiting for their readiness probe, and writing the kubeconfig they are given.
 // What the two callers want differently (where the output goes, what the kernel sends a child

@@ -14,7 +14,7 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-package devstack
+package stack
 
 import (
 	"context"
@@ -28,10 +28,10 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/utils/clock"
 
-	"github.com/qrcode-operator/wechat-qrcode-operator/internal/demoapp"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/dev/demoapp"
 )
 
-// startDemo runs internal/demoapp's application and sink on loopback and points the account at
+// startDemo runs internal/dev/demoapp's application and sink on loopback and points the account at
 // them (spec.forward.url, spec.sink.uri), as a user puts the operator in front of an existing
 // application: text messages reach the application through the callback server, which relays its
 // reply; every counted scan reaches the sink as a CloudEvent.

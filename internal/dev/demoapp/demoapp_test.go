@@ -36,7 +36,7 @@ import (
 
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/callback"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/delivery"
-	"github.com/qrcode-operator/wechat-qrcode-operator/internal/demoapp"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/dev/demoapp"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/wechattest"
 )
 

@@ -14,7 +14,7 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-package devstack
+package stack
 
 import (
 	"bytes"
@@ -27,7 +27,7 @@ import (
 	"sync"
 	"syscall"
 
-	"github.com/qrcode-operator/wechat-qrcode-operator/internal/proc"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/dev/proc"
 )
 
 // startProcess starts a child whose output goes to the console under its name. The children

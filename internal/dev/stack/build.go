@@ -14,7 +14,7 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-package devstack
+package stack
 
 import (
 	"bufio"
@@ -27,7 +27,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/qrcode-operator/wechat-qrcode-operator/internal/proc"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/dev/proc"
 )
 
 // Binaries are the programs a stack runs.

@@ -15,7 +15,8 @@ limitations under the License.
 */
 
 // Command fakewechat serves the fake WeChat of internal/wechattest as its own process, for a
-// local dev environment, end-to-end tests and benchmarks.
+// local dev environment, end-to-end tests and benchmarks: go run ./hack/fakewechat. It is beside
+// hack/dev, not in cmd/, which holds what ships.
 package main
 
 import (
