@@ -214,6 +214,8 @@ build: ## Build the manager, callback server, kubectl plugin and fake WeChat bin
 IMAGE_REPO ?= ghcr.io/qrcode-operator/wechat-qrcode-operator
 RELEASE_IMG ?= $(IMAGE_REPO):$(VERSION)
 RELEASE_DIR ?= dist/release/$(VERSION)
+# The image's os/arch, e.g. linux/arm64; empty builds for this machine's architecture.
+RELEASE_PLATFORM ?=
 
 # No `manifests` first, unlike build-installer: a release is of what is committed, and `make test`
 # (verify-generated) has checked that the committed manifests are current.
@@ -222,7 +224,7 @@ release: ## Without Docker, write into RELEASE_DIR: install.yaml, the Helm chart
 	rm -rf $(RELEASE_DIR)
 	mkdir -p $(RELEASE_DIR)
 	hack/with-image.sh "$(RELEASE_IMG)" $(KUSTOMIZE) build config/default > $(RELEASE_DIR)/install.yaml
-	$(GO) run -C hack/release . -root $(CURDIR) -version $(VERSION) -image $(RELEASE_IMG) -out $(abspath $(RELEASE_DIR))
+	$(GO) run -C hack/release . -root $(CURDIR) -version $(VERSION) -image $(RELEASE_IMG) -out $(abspath $(RELEASE_DIR)) $(if $(RELEASE_PLATFORM),-platform $(RELEASE_PLATFORM))
 	cd $(RELEASE_DIR) && sha256sum -- * > SHA256SUMS
 
 .PHONY: test-release
