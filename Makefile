@@ -130,7 +130,7 @@ FUZZTIME ?= 5s
 FUZZ_SKIP_DEPS = sigs.k8s.io/controller-runtime k8s.io/client-go
 
 # The release test (test-release) builds the manager and the callback server as a release does:
-# 14 CPU s with a warm build cache (28 s wall on a 2-core machine shared four ways). Cold it costs
+# 12-14 CPU s with a warm build cache (17-28 s wall on a 2-core machine shared four ways). Cold it costs
 # far more: static (CGO_ENABLED=0) and -trimpath, those builds share no compiled package with the
 # tests' and compile the Kubernetes client stack again (6 CPU-minutes measured for the manager,
 # callback and plugin together).
