@@ -179,7 +179,8 @@ func Start(ctx context.Context, opts Options) (s *Stack, err error) {
 		s.log.Printf("killed processes %v left running by an earlier stack in %s that did not stop", pids, opts.Dir)
 	}
 	// Before the build, which takes minutes the first time, so that a taken port is said at once.
-	if s.opts.Ports, err = opts.Ports.resolve(); err != nil {
+	// Free ports are picked only after it: one picked now could be taken during the build.
+	if _, err = opts.Ports.resolve(); err != nil {
 		return s, err
 	}
 	binDir := filepath.Join(opts.Dir, "bin")
@@ -188,7 +189,7 @@ func Start(ctx context.Context, opts Options) (s *Stack, err error) {
 		return s, err
 	}
 	// Again: another program may have taken one during the build.
-	if _, err = s.opts.Ports.resolve(); err != nil {
+	if s.opts.Ports, err = opts.Ports.resolve(); err != nil {
 		return s, err
 	}
 	s.Kubectl = bins.Kubectl()
