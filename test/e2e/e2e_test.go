@@ -392,7 +392,11 @@ func checkRights(t *testing.T, s *devStack) {
 		{stack.CallbackServiceAccount, false, []string{"create", "wechatscanledgers", "-n", sample}},
 		{stack.CallbackServiceAccount, false, []string{"update", "wechatscantallies", "-n", sample}},
 		{stack.CallbackServiceAccount, false, []string{"delete", "wechatscantallies", "-n", opNS}},
-		{stack.CallbackServiceAccount, false, []string{"watch", "wechatscanledgers", "-n", opNS}},
+		// The deliverer follows the segments through a watch in its own namespace only.
+		{stack.CallbackServiceAccount, true, []string{"watch", "wechatscanledgers", "-n", opNS}},
+		{stack.CallbackServiceAccount, true, []string{"patch", "wechatscanledgers", "--subresource=status", "-n", opNS}},
+		{stack.CallbackServiceAccount, false, []string{"watch", "wechatscanledgers", "-n", sample}},
+		{stack.CallbackServiceAccount, false, []string{"watch", "wechatscanledgers", "-A"}},
 		{stack.CallbackServiceAccount, false, []string{"update", "leases", "-n", sample}},
 		{stack.ManagerServiceAccount, false, []string{"get", "wechatscanledgers", "-n", opNS}},
 		{stack.ManagerServiceAccount, false, []string{"list", "wechatscantallies", "-A"}},
