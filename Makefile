@@ -121,6 +121,11 @@ scan: ## Simulate scans of a code of the running `make dev` (on whatever ports i
 	$(build-dev)
 	@$(LOCALBIN)/dev scan --dir $(DEV_DIR) --namespace '$(NAMESPACE)' --count $(COUNT) '$(NAME)'
 
+.PHONY: outage
+outage: ## Show durable delivery on the running `make dev`: the demo sink down, scans counted meanwhile, the callback server killed -9 and started again, the events delivered by it: make outage NAME=spring-sale-poster [NAMESPACE=default] [COUNT=3].
+	$(build-dev)
+	@$(LOCALBIN)/dev outage --dir $(DEV_DIR) --namespace '$(NAMESPACE)' --count $(COUNT) '$(NAME)'
+
 .PHONY: message
 message: ## Send a follower's text message to the running `make dev`'s account and print the demo application's reply: make message TEXT=hello.
 	$(build-dev)

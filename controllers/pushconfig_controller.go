@@ -100,7 +100,7 @@ func (r *PushConfigReconciler) project(ctx context.Context) ([]pushconfig.Accoun
 		entries[m] = pushconfig.Account{Ref: accountRef(a), AppID: c.AppID, Token: c.Token,
 			EncodingAESKey: c.EncodingAESKey, PreviousEncodingAESKey: c.PreviousEncodingAESKey,
 			ForwardURL: a.AccountStatus().ForwardURL, ForwardTimeout: forwardTimeout(a.AccountSpec()),
-			Sink: a.AccountSpec().Sink != nil, SinkRetention: a.AccountSpec().Sink.RetentionOf(), SinkURI: a.AccountStatus().SinkURI,
+			Sink: a.AccountSpec().Sink != nil, SinkRetention: sinkRetention(a.AccountSpec().Sink), SinkURI: a.AccountStatus().SinkURI,
 			SinkMaxEvents: a.AccountStatus().SinkMaxEvents}
 	}
 	var out []pushconfig.Account
@@ -116,4 +116,13 @@ func forwardTimeout(spec *v1alpha1.WeChatAccountSpec) time.Duration {
 		return 0
 	}
 	return spec.Forward.Timeout.Duration
+}
+
+// sinkRetention is how long the callback server keeps the events of an account's sink; none
+// without a sink, whose scans keep no event.
+func sinkRetention(sink *v1alpha1.Destination) time.Duration {
+	if sink == nil {
+		return 0
+	}
+	return sink.RetentionOf()
 }

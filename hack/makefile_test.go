@@ -75,7 +75,9 @@ func TestMakeDevTargetsPassTheirVariables(t *testing.T) {
 		{[]string{"-n", "scan", "NAME=booth", "NAMESPACE=marketing", "COUNT=2"}, "/dev scan --dir .dev --namespace 'marketing' --count 2 'booth'"},
 		{[]string{"-n", "scan", "NAME=spring-sale-poster"}, "--namespace 'default'"},
 		// ./cmd/... holds what ships: the manager, the callback server and cmd/kubectl-wechat.
-		{[]string{"-n", "build"}, "build -o " + testenv.RepoRoot() + "/bin/ ./cmd/..."},
+		{[]string{"-n", "build"}, " -o " + testenv.RepoRoot() + "/bin/ ./cmd/..."},
+		{[]string{"-n", "build", "VERSION=v9.8.7"}, "internal/version.Version=v9.8.7'"},
+		{[]string{"-n", "outage", "NAME=booth", "COUNT=4"}, "/dev outage --dir .dev --namespace 'default' --count 4 'booth'"},
 	} {
 		if out := makeOut(t, tc.args...); !strings.Contains(out, tc.want) {
 			t.Errorf("make %s runs\n%s\nwant %q in it", strings.Join(tc.args, " "), out, tc.want)

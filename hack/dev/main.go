@@ -48,6 +48,8 @@ func main() {
 		err = scan(os.Args[2:])
 	case "message":
 		err = message(os.Args[2:])
+	case "outage":
+		err = outage(os.Args[2:])
 	default:
 		usage()
 	}
@@ -58,7 +60,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: dev up [--dir DIR] [--any-ports] [--no-samples] | dev scan [--dir DIR] [--namespace NS] [--count N] [--plaintext] NAME | dev message [--dir DIR] TEXT")
+	fmt.Fprintln(os.Stderr, "usage: dev up [--dir DIR] [--any-ports] [--no-samples] | dev scan [--dir DIR] [--namespace NS] [--count N] [--plaintext] NAME | dev message [--dir DIR] TEXT | dev outage [--dir DIR] [--namespace NS] [--count N] NAME")
 	os.Exit(2)
 }
 
@@ -157,18 +159,7 @@ Logs of etcd and kube-apiserver: %s. Ctrl-C stops everything.
 }
 
 func scan(args []string) error {
-	fs := flag.NewFlagSet("scan", flag.ExitOnError)
-	dir := fs.String("dir", ".dev", "directory of the running stack")
-	r := stack.ScanRequest{}
-	fs.StringVar(&r.Namespace, "namespace", stack.SamplesNamespace, "namespace of the code")
-	fs.IntVar(&r.Count, "count", 1, "number of scans, alternately by a new user (subscribe) and by a follower (SCAN)")
-	fs.BoolVar(&r.Plaintext, "plaintext", false, "push in plaintext mode instead of safe mode (the sample account refuses it)")
-	_ = fs.Parse(args)
-	if fs.NArg() != 1 {
-		return errors.New("scan: name the code, e.g. make scan NAME=spring-sale-poster")
-	}
-	r.Name = fs.Arg(0)
-	st, err := stack.LoadState(*dir)
+	st, r, err := scanRequest("scan", args)
 	if err != nil {
 		return err
 	}
@@ -176,6 +167,45 @@ func scan(args []string) error {
 	if err := stack.Scan(ctx, st, r, os.Stdout); err != nil {
 		return err
 	}
+	return showCode(ctx, st, r)
+}
+
+// outage shows durable delivery: scans counted while the demo sink is down, the callback
+// server killed -9 and started again, and the events delivered by the restarted server.
+func outage(args []string) error {
+	st, r, err := scanRequest("outage", args)
+	if err != nil {
+		return err
+	}
+	ctx := context.Background()
+	if err := stack.Outage(ctx, st, r, os.Stdout); err != nil {
+		return err
+	}
+	return showCode(ctx, st, r)
+}
+
+// scanRequest reads the flags and the code's name of the scan and outage commands, and the
+// running stack's state.
+func scanRequest(cmd string, args []string) (*stack.State, stack.ScanRequest, error) {
+	fs := flag.NewFlagSet(cmd, flag.ExitOnError)
+	dir := fs.String("dir", ".dev", "directory of the running stack")
+	r := stack.ScanRequest{}
+	fs.StringVar(&r.Namespace, "namespace", stack.SamplesNamespace, "namespace of the code")
+	fs.IntVar(&r.Count, "count", 1, "number of scans, alternately by a new user (subscribe) and by a follower (SCAN)")
+	if cmd == "scan" {
+		fs.BoolVar(&r.Plaintext, "plaintext", false, "push in plaintext mode instead of safe mode (the sample account refuses it)")
+	}
+	_ = fs.Parse(args)
+	if fs.NArg() != 1 {
+		return nil, r, fmt.Errorf("%s: name the code, e.g. make %s NAME=spring-sale-poster", cmd, cmd)
+	}
+	r.Name = fs.Arg(0)
+	st, err := stack.LoadState(*dir)
+	return st, r, err
+}
+
+// showCode prints the code's line of kubectl get, with its scan count.
+func showCode(ctx context.Context, st *stack.State, r stack.ScanRequest) error {
 	table, err := st.Run(ctx, nil, "get", "wechatqrcode", "-n", r.Namespace, r.Name)
 	fmt.Print(table)
 	return err

@@ -238,6 +238,26 @@ func TestKubectlEndToEnd(t *testing.T) {
 				}
 			}
 		}},
+		{"a callback server killed -9 delivers after its restart what it had not (dev outage)", func(t *testing.T) {
+			out, err := exec.Command(s.bin, "outage", "--dir", s.dir, "--count", "2", "spring-sale-poster").CombinedOutput()
+			if err != nil {
+				t.Fatalf("dev outage: %v\n%s", err, out)
+			}
+			for _, want := range []string{"the sink refused the callback server's deliveries", "killed with SIGKILL", "callback server started again"} {
+				if !strings.Contains(string(out), want) {
+					t.Errorf("dev outage did not say %q:\n%s", want, out)
+				}
+			}
+			if n := strings.Count(string(out), "sink got: scan of default/spring-sale-poster: scene=123 openID=o-dev-"); n != 2 {
+				t.Errorf("the sink printed %d of the 2 scans after the restart:\n%s", n, out)
+			}
+			// The restarted server is a new process of the stack: Ctrl-C must stop it too.
+			st, err := stack.LoadState(s.dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.PIDs = st.PIDs
+		}},
 		{"the namespaced sample is Ready in the namespace the stack made for it", func(t *testing.T) {
 			// Its AppID is a placeholder: the fake WeChat of the stack knows it as it knows the
 			// ClusterWeChatAccount's.

@@ -41,12 +41,12 @@ func (s *Stack) startDemo(a Account, account *unstructured.Unstructured) error {
 		return err
 	}
 	s.sinkLines = &sightings{out: s.con.prefixed("sink"), changed: make(chan struct{})}
-	sink := demoapp.NewSink(s.sinkLines)
+	s.sink = &switchable{Handler: demoapp.NewSink(s.sinkLines)}
 	appURL, err := s.serve(s.opts.Ports.Application, app)
 	if err != nil {
 		return err
 	}
-	if s.SinkURL, err = s.serve(s.opts.Ports.Sink, sink); err != nil {
+	if s.SinkURL, err = s.serve(s.opts.Ports.Sink, s.sink); err != nil {
 		return err
 	}
 	s.ApplicationURL = appURL + "/wx"

@@ -115,11 +115,12 @@ func (s *Stack) serveScans(a Account) error {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /scan", func(w http.ResponseWriter, req *http.Request) { s.handleScan(w, req, a) })
 	mux.HandleFunc("POST /message", func(w http.ResponseWriter, req *http.Request) { s.handleMessage(w, req, a) })
+	mux.HandleFunc("POST /outage", func(w http.ResponseWriter, req *http.Request) { s.handleOutage(w, req, a) })
 	base, err := s.serve(0, mux)
 	if err != nil {
 		return err
 	}
-	s.ScanURL, s.MessageURL = base+"/scan", base+"/message"
+	s.ScanURL, s.MessageURL, s.OutageURL = base+"/scan", base+"/message", base+"/outage"
 	return nil
 }
 
@@ -138,56 +139,74 @@ func (s *Stack) pusher(a Account, plaintext bool) *wechattest.Pusher {
 }
 
 func (s *Stack) handleScan(w http.ResponseWriter, req *http.Request, a Account) {
-	var r ScanRequest
+	r, code, pushAs, ok := s.scanRequest(w, req, a)
+	if !ok {
+		return
+	}
+	w.Header().Set("Trailer", trailerFailed)
+	// Only the stack's own account sends its scans to the demo sink.
+	toSink := pushAs.AppID == a.AppID
+	failed := s.pushScans(w, req, r, code, pushAs, func(openID string) {
+		if toSink {
+			line, _ := s.sinkSaw(req.Context(), openID, sinkWait)
+			s.tell(w, "  "+line)
+		}
+	})
+	w.Header().Set(trailerFailed, fmt.Sprint(failed))
+}
+
+// scanRequest reads the ScanRequest of req and finds its code and the account that pushes for
+// it, or answers why not.
+func (s *Stack) scanRequest(w http.ResponseWriter, req *http.Request, a Account) (r ScanRequest, code qrv1alpha1.WeChatQRCode, pushAs Account, ok bool) {
 	if err := json.NewDecoder(req.Body).Decode(&r); err != nil || r.Name == "" || r.Count < 1 {
 		http.Error(w, "want a JSON ScanRequest with a name and a count of at least 1", http.StatusBadRequest)
-		return
+		return r, code, pushAs, false
 	}
 	if r.Namespace == "" {
 		r.Namespace = SamplesNamespace
 	}
-	var code qrv1alpha1.WeChatQRCode
 	if err := s.admin.Get(req.Context(), types.NamespacedName{Namespace: r.Namespace, Name: r.Name}, &code); apierrors.IsNotFound(err) {
 		http.Error(w, s.noSuchCode(req.Context(), r), http.StatusNotFound)
-		return
+		return r, code, pushAs, false
 	} else if err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
-		return
+		return r, code, pushAs, false
 	}
 	if code.Status.Ticket == "" {
 		http.Error(w, fmt.Sprintf("%s/%s has no ticket yet (Ready: %s)", r.Namespace, r.Name, readyReason(&code)), http.StatusConflict)
-		return
+		return r, code, pushAs, false
 	}
 	// A code of another sample account (config/samples/namespaced) is pushed as WeChat would:
 	// to that account's callback path, signed and encrypted with its token and key.
-	pushAs := a
+	pushAs = a
 	if f := code.Status.IssuedFor; f != nil && f.AppID != a.AppID {
-		other, ok := s.others[f.AppID]
-		if !ok {
+		other, known := s.others[f.AppID]
+		if !known {
 			http.Error(w, fmt.Sprintf("%s/%s was issued for AppID %s, an account the stack's fake WeChat does not know", r.Namespace, r.Name, f.AppID), http.StatusConflict)
-			return
+			return r, code, pushAs, false
 		}
 		pushAs = other
 	}
+	return r, code, pushAs, true
+}
+
+// pushScans pushes r's scans of code as WeChat would for pushAs, tells what each push was
+// answered, calls acked with the scanner of each acknowledged one, and returns how many were not.
+func (s *Stack) pushScans(w http.ResponseWriter, req *http.Request, r ScanRequest, code qrv1alpha1.WeChatQRCode, pushAs Account, acked func(openID string)) (failed int) {
 	p := s.pusher(pushAs, r.Plaintext)
-	w.Header().Set("Trailer", trailerFailed)
-	failed := 0
 	for i := range r.Count {
 		// Every other scan is by a follower, so that both subscribes and SCAN events are seen.
 		follower := i%2 == 1
 		openID := fmt.Sprintf("o-dev-%08x", rand.Uint32())
 		res, err := p.Scan(req.Context(), code.Status.Ticket, openID, follower)
-		line := describePush(fmt.Sprintf("scan %d/%d: %s by %s", i+1, r.Count, scanEvent(follower), openID), res, err)
+		s.tell(w, r.Namespace+"/"+r.Name+" "+describePush(fmt.Sprintf("scan %d/%d: %s by %s", i+1, r.Count, scanEvent(follower), openID), res, err))
 		if err != nil {
 			failed++
+			continue
 		}
-		s.tell(w, r.Namespace+"/"+r.Name+" "+line)
-		// Only the stack's own account sends its scans to the demo sink.
-		if err == nil && pushAs.AppID == a.AppID {
-			s.tell(w, "  "+s.sinkSaw(req.Context(), openID))
-		}
+		acked(openID)
 	}
-	w.Header().Set(trailerFailed, fmt.Sprint(failed))
+	return failed
 }
 
 // noSuchCode says that r names no code, and which codes there are: most often the code is in
@@ -206,14 +225,15 @@ func (s *Stack) noSuchCode(ctx context.Context, r ScanRequest) string {
 	return fmt.Sprintf("%s; the codes are %s (name one with NAME=, its namespace with NAMESPACE=)", msg, strings.Join(names, ", "))
 }
 
-// sinkSaw is the demo sink's line about the scan by openID, or why there is none.
-func (s *Stack) sinkSaw(ctx context.Context, openID string) string {
-	ctx, cancel := context.WithTimeout(ctx, sinkWait)
+// sinkSaw is the demo sink's line about the scan by openID, or why there is none within wait,
+// and whether there is one.
+func (s *Stack) sinkSaw(ctx context.Context, openID string, wait time.Duration) (string, bool) {
+	ctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	if line, ok := s.sinkLines.waitFor(ctx, "openID="+openID); ok {
-		return "sink got: " + line
+		return "sink got: " + line, true
 	}
-	return fmt.Sprintf("sink got nothing within %s (a refused or duplicate scan is not sent; see the callback's log)", sinkWait)
+	return fmt.Sprintf("sink got nothing within %s (a refused or duplicate scan is not sent; see the callback's log)", wait), false
 }
 
 func (s *Stack) handleMessage(w http.ResponseWriter, req *http.Request, a Account) {

@@ -25,8 +25,10 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-logr/logr/funcr"
@@ -140,10 +142,26 @@ type Stack struct {
 	// servers are the stack's own HTTP servers: scans and messages, the demo application and sink.
 	servers   []*http.Server
 	sinkLines *sightings
+	sink      *switchable
 	// others are the accounts of the other samples, by AppID, for pushes of their codes.
 	others map[string]Account
-	procs  []*proc.Process
-	exited chan *proc.Process
+	// procsMu guards procs and restarted: `make outage` restarts the callback server while
+	// the stack runs.
+	procsMu sync.Mutex
+	procs   []*proc.Process
+	// restarted are processes the stack killed itself to start them again: their exit is not
+	// the stack's end.
+	restarted map[*proc.Process]bool
+	// callback is how the callback server was started, to start it again.
+	callback child
+	exited   chan *proc.Process
+}
+
+// child is how one of the operator's processes is started.
+type child struct {
+	name, path string
+	args       []string
+	health     int
 }
 
 // Start builds what is missing and starts the stack: etcd and kube-apiserver with the CRD, the
@@ -426,30 +444,76 @@ func (s *Stack) startOperator(ctx context.Context, bins Binaries, a Account, sec
 		MetricsAddr:  hostPort(p.CallbackMetrics),
 		PlainMetrics: true,
 		Namespace:    OperatorNamespace,
-		Console:      true,
+		// A fixed name, as a Pod's: restarted, the server is the same replica and takes its
+		// Leases back at once instead of waiting for them to expire (`make outage`).
+		Identity: "callback-0",
+		Console:  true,
 	}
 	s.CallbackURL = "http://" + hostPort(p.Callback)
-	for _, c := range []struct {
-		name, path string
-		args       []string
-		health     int
-	}{
-		{"manager", bins.Manager, managerArgs.Args(), p.ManagerHealth},
-		{"callback", bins.Callback, callbackArgs.Args(), p.CallbackHealth},
-	} {
-		child, err := startProcess(c.name, c.path, c.args, nil, s.con)
-		if err != nil {
-			return err
-		}
-		s.procs = append(s.procs, child)
-		go func() { <-child.Done(); s.exited <- child }()
-		if err := s.waitHealthy(ctx, child, c.health); err != nil {
+	s.callback = child{"callback", bins.Callback, callbackArgs.Args(), p.CallbackHealth}
+	for _, c := range []child{{"manager", bins.Manager, managerArgs.Args(), p.ManagerHealth}, s.callback} {
+		if _, err := s.start(ctx, c); err != nil {
 			return err
 		}
 	}
 	var err error
 	s.PIDs, err = recordChildren(s.opts.Dir)
 	return err
+}
+
+// start starts c and waits until it is ready. Its exit ends the stack, unless the stack
+// restarts it.
+func (s *Stack) start(ctx context.Context, c child) (*proc.Process, error) {
+	p, err := startProcess(c.name, c.path, c.args, nil, s.con)
+	if err != nil {
+		return nil, err
+	}
+	s.procsMu.Lock()
+	s.procs = append(s.procs, p)
+	s.procsMu.Unlock()
+	go func() {
+		<-p.Done()
+		s.procsMu.Lock()
+		restarted := s.restarted[p]
+		s.procsMu.Unlock()
+		if !restarted {
+			s.exited <- p
+		}
+	}()
+	return p, s.waitHealthy(ctx, p, c.health)
+}
+
+// killCallback kills the callback server with SIGKILL, as a node failure or an OOM kill would,
+// and returns its pid.
+func (s *Stack) killCallback() (int, error) {
+	s.procsMu.Lock()
+	i := slices.IndexFunc(s.procs, func(p *proc.Process) bool { return p.Name == s.callback.name })
+	if i < 0 {
+		s.procsMu.Unlock()
+		return 0, errors.New("the stack runs no callback server")
+	}
+	p := s.procs[i]
+	s.procs = slices.Delete(s.procs, i, i+1)
+	if s.restarted == nil {
+		s.restarted = map[*proc.Process]bool{}
+	}
+	s.restarted[p] = true
+	s.procsMu.Unlock()
+	p.Kill()
+	return p.Pid(), nil
+}
+
+// restartCallback starts the callback server again as it was started, and records the new pid
+// so that no process of the stack outlives it unnoticed.
+func (s *Stack) restartCallback(ctx context.Context) (int, error) {
+	p, err := s.start(ctx, s.callback)
+	if err != nil {
+		return 0, err
+	}
+	if s.PIDs, err = recordChildren(s.opts.Dir); err != nil {
+		return 0, err
+	}
+	return p.Pid(), s.State.write(s.opts.Dir)
 }
 
 // waitHealthy waits for a process's readiness probe, as a kubelet would before sending traffic.
@@ -591,8 +655,11 @@ func (s *Stack) Stop() error {
 	for _, srv := range s.servers {
 		_ = srv.Close()
 	}
-	for i := len(s.procs) - 1; i >= 0; i-- {
-		if err := s.procs[i].Stop(processGrace); err != nil {
+	s.procsMu.Lock()
+	procs := slices.Clone(s.procs)
+	s.procsMu.Unlock()
+	for i := len(procs) - 1; i >= 0; i-- {
+		if err := procs[i].Stop(processGrace); err != nil {
 			s.log.Printf("%v", err)
 		}
 	}

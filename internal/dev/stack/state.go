@@ -45,6 +45,8 @@ type State struct {
 	// it to push a text message; empty with a real account.
 	ScanURL    string `json:"scanURL,omitempty"`
 	MessageURL string `json:"messageURL,omitempty"`
+	// OutageURL is where Outage asks for its demonstration; empty with a real account.
+	OutageURL string `json:"outageURL,omitempty"`
 	// ApplicationURL is the demo application's (the account's spec.forward.url), SinkURL the demo
 	// sink's (its spec.sink.uri).
 	ApplicationURL string `json:"applicationURL"`
