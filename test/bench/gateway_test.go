@@ -88,7 +88,7 @@ func TestSinkExact(t *testing.T) {
 	}{
 		{"all delivered", 500, deliveries{ok: 500}, 500, true},
 		{"nothing counted, nothing sent", 0, deliveries{}, 0, true},
-		{"dropped, even if the rest arrived", 500, deliveries{ok: 400, dropped: 100}, 400, false},
+		{"expired, even if the rest arrived", 500, deliveries{ok: 400, expired: 100}, 400, false},
 		{"failed", 500, deliveries{ok: 499, other: 1}, 499, false},
 		{"an id twice", 500, deliveries{ok: 500}, 499, false},
 		{"more events than scans", 500, deliveries{ok: 501}, 501, false},
@@ -305,8 +305,8 @@ func TestCPUPerScan(t *testing.T) {
 // TestDeliveriesArithmetic: a pass's deliveries are the replica's after minus before its
 // warm-up, and the passes add up, the requests with the events.
 func TestDeliveriesArithmetic(t *testing.T) {
-	before := deliveries{ok: 100, dropped: 1, other: 2, requests: 10, requestEvents: 103}
-	after := deliveries{ok: 1100, dropped: 1, other: 3, requests: 30, requestEvents: 1104}
+	before := deliveries{ok: 100, expired: 1, other: 2, requests: 10, requestEvents: 103}
+	after := deliveries{ok: 1100, expired: 1, other: 3, requests: 30, requestEvents: 1104}
 	pass := after.minus(before)
 	if want := (deliveries{ok: 1000, other: 1, requests: 20, requestEvents: 1001}); pass != want {
 		t.Errorf("minus: %+v, want %+v", pass, want)
@@ -325,7 +325,7 @@ func TestSinkFigures(t *testing.T) {
 	}
 	var runs [sinkModes][]sunk
 	runs[noSink] = []sunk{run(8000, 1, deliveries{}, 0), run(8000, 1, deliveries{}, 0)}
-	runs[binarySink] = []sunk{run(6000, 1, deliveries{ok: 5000, dropped: 1000, requests: 5000, requestEvents: 5000}, 5000), run(6000, 1, deliveries{ok: 6000, requests: 6000, requestEvents: 6000}, 6000)}
+	runs[binarySink] = []sunk{run(6000, 1, deliveries{ok: 5000, expired: 1000, requests: 5000, requestEvents: 5000}, 5000), run(6000, 1, deliveries{ok: 6000, requests: 6000, requestEvents: 6000}, 6000)}
 	runs[batchedSink] = []sunk{run(7600, 1, deliveries{ok: 7600, requests: 76, requestEvents: 7600}, 7600), run(7600, 1, deliveries{ok: 7600, requests: 76, requestEvents: 7600}, 7600)}
 	byName := map[string]Figure{}
 	for _, f := range sinkFigures(runs) {

@@ -137,8 +137,10 @@ func main() {
 	// not queueing.
 	flag.IntVar(&gw.Senders, "gateway-senders", 16, "gateway: concurrent senders of the forwarding load")
 	flag.Float64Var(&gw.ScanShare, "gateway-scan-share", 0.25, "gateway: share of the forwarding load's pushes that scan codes without spec.reply (the rest are text messages)")
-	flag.IntVar(&gw.hot.Events, "gateway-events", 100000, "gateway: most events of each hot load (without and with a sink): at about 9,000 a second, loads of about 10 s, long enough that a sink queue of 4,096 cannot hide a delivery rate below the scan rate")
+	flag.IntVar(&gw.hot.Events, "gateway-events", 100000, "gateway: most events of each hot load (without and with a sink): at about 9,000 a second, loads of about 10 s, long enough that a sink slower than the scans falls behind into the ledger and must catch up")
 	flag.DurationVar(&gw.hot.LoadTime, "gateway-load-time", 15*time.Second, "gateway: longest time each hot load keeps sending")
+	flag.IntVar(&gw.SteadyRate, "gateway-steady-rate", 1000, "gateway: scans a second offered open loop to a replica with a healthy binary sink, for the delivery lag")
+	flag.DurationVar(&gw.SteadyTime, "gateway-steady-time", 20*time.Second, "gateway: how long the steady scans are offered")
 	flag.IntVar(&hf.Rate, "hotfault-rate", 6000, "hotfault: distinct scans of the hot code offered per second")
 	flag.DurationVar(&hf.LoadTime, "hotfault-time", 20*time.Second, "hotfault: how long the scans are offered (the late waves follow for 15 s more)")
 	// WeChat re-sends a push whose answer it did not get in time; an answer lost on its way back

@@ -1,0 +1,128 @@
+/*
+Copyright 2026 The WeChat QR Code Operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package main
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"time"
+
+	"k8s.io/apimachinery/pkg/types"
+
+	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/metricnames"
+	"github.com/qrcode-operator/wechat-qrcode-operator/test/bench/harness"
+)
+
+// lagGoal is the issue's delivery lag for a healthy sink at 1,000 scans a second, at the p99: the
+// fold's interval is not the delivery latency.
+const lagGoal = time.Second
+
+// writesGoal is the API server's writes per 1,000 scans with a sink the issue allows: the ledger
+// is the outbox, so delivery may add its offsets, not a write per event.
+const writesGoal = 25
+
+// steady offers c.SteadyRate scans a second, open loop as WeChat's fleet sends them, for
+// c.SteadyTime to a fresh replica whose account sink (binary mode) answers at once. The lag is the
+// replica's sink_delivery_lag_seconds (a scan's arrival to its event's acknowledgement); the
+// writes are the API server's from the load's start until every event was delivered and the
+// tally showed every scan.
+func (c gatewayConfig) steady(ctx context.Context, r *run, s *stage, p *harness.Pusher, hot []*qrv1alpha1.WeChatQRCode) ([]Figure, error) {
+	rc := startReceiver()
+	defer rc.srv.Close()
+	if err := harness.SetGateway(ctx, s.admin, s.ns, s.acct, harness.Gateway{SinkURI: rc.srv.URL}); err != nil {
+		return nil, err
+	}
+	cb, err := harness.StartCallback(ctx, r.bins, "callback-steady", s.cp.Kubeconfig, s.ns, s.dir, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = cb.Stop(10 * time.Second) }() // a forced kill after the measurement changes no figure
+
+	n := int(float64(c.SteadyRate) * c.SteadyTime.Seconds())
+	evs, _ := events(n, 1, "gw-steady", hot)
+	pushes := make([]*harness.Push, n)
+	now := time.Now()
+	if err := harness.Parallel(n, runtime.NumCPU(), func(i int) (err error) {
+		pushes[i], err = p.Push(evs[i].XML(), now)
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	per := max(1, int(float64(c.SteadyRate)*hotFaultTick.Seconds()))
+	sender := &harness.Sender{Targets: []string{cb.URL}, Workers: per, Tries: 1, Timeout: 5 * time.Second}
+	defer sender.Close()
+	lagName := metricnames.Namespace + "_callback_sink_delivery_lag_seconds"
+	lagBefore, err := harness.ScrapeHistogram(cb.Metrics, lagName)
+	if err != nil {
+		return nil, err
+	}
+	before, err := tallies(ctx, s)
+	if err != nil {
+		return nil, err
+	}
+	writes, err := s.cp.Writes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	r.logf("gateway: steady, %d scans at %d/s", n, c.SteadyRate)
+	start := time.Now()
+	st := &harness.Stream{Per: per, Tick: hotFaultTick, Pushes: pushes, Senders: []*harness.Sender{sender}}
+	st.Start(ctx)
+	outcomes := st.End()
+	l := load{Summary: harness.Summary{Sent: n, Acked: int(st.Acked()), Failed: harness.Lost(outcomes)}, elapsed: st.Sending(), totals: "the tally"}
+	d, err := awaitDeliveries(ctx, cb, st.Acked())
+	if err != nil {
+		return nil, err
+	}
+	if err := l.settle(ctx, s, hot, tallies, before, map[types.NamespacedName]int64{harness.Key(hot[0]): int64(l.Acked)}, true); err != nil {
+		return nil, err
+	}
+	l.viewLag = time.Since(start) - l.elapsed
+	if l.writes, err = s.cp.Writes(ctx); err != nil {
+		return nil, err
+	}
+	for res, v := range writes {
+		l.writes[res] -= v
+	}
+	lagAfter, err := harness.ScrapeHistogram(cb.Metrics, lagName)
+	if err != nil {
+		return nil, err
+	}
+	return steadyFigures(c, l, d, lagAfter.Minus(lagBefore), rc), nil
+}
+
+func steadyFigures(c gatewayConfig, l load, d deliveries, lag harness.Histogram, rc *receiver) []Figure {
+	const b = "gateway"
+	received, distinct := rc.counts()
+	p50, p99 := lag.Quantile(0.5), lag.Quantile(0.99)
+	return []Figure{
+		figure(b, "steady_scans_per_second", l.rate(), "scans/s",
+			fmt.Sprintf("%d scans acknowledged of %d offered at %d/s open loop over %s; p50 %.0f ms, p99 %.0f ms to the answer", l.Acked, l.Sent, c.SteadyRate, l.elapsed.Round(time.Millisecond), ms(l.P50), ms(l.P99))),
+		figure(b, "sink_lag_p50", p50*1000, "ms",
+			fmt.Sprintf("a scan's arrival at the callback server to its event's acknowledgement by the sink (sink_delivery_lag_seconds, interpolated in its bucket), %.0f events", lag.Count)),
+		figure(b, "sink_lag_p99", p99*1000, "ms",
+			fmt.Sprintf("%.2f%% of the events within 1 s", 100*lag.Within(lagGoal.Seconds()))).
+			goal(fmt.Sprintf("<= %s at %d scans/s", lagGoal, c.SteadyRate), p99 <= lagGoal.Seconds()),
+		figure(b, "steady_sink_events_received", float64(distinct), "events",
+			fmt.Sprintf("%d distinct ids in %d events received for %d scans counted; sink_deliveries_total: ok %.0f, expired %.0f, rejected or failed %.0f",
+				distinct, received, l.counted, d.ok, d.expired, d.other)).goal("= scans counted, none expired", sinkExact(l.counted, d, distinct)),
+		figure(b, "steady_api_writes_per_1000_scans", l.writesPer1000(), "writes",
+			l.writesDetail()).goal(fmt.Sprintf("<= %d with a sink", writesGoal), l.writesPer1000() <= writesGoal),
+	}
+}
