@@ -40,6 +40,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/ledger"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/pushconfig"
 )
 
@@ -326,7 +327,7 @@ func (f *folder) writeShard(ctx context.Context, sh *qrv1alpha1.WeChatScanTally)
 // also waits for the deliverer to be past them all (delivered or expired: its status says).
 func (f *folder) collect(ctx context.Context, segs []*segment, shards []*qrv1alpha1.WeChatScanTally) error {
 	for _, seg := range segs {
-		if seg.size > 0 && f.clock.Since(seg.last) <= f.window+maxSegmentAge {
+		if seg.size > 0 && f.clock.Since(seg.last) <= f.window+ledger.MaxSegmentAge {
 			continue
 		}
 		if seg.events > 0 && seg.Status.Delivered < seg.size {

@@ -34,6 +34,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/ledger"
 )
 
 // TestExactlyOnceAcrossReplicas: every event of a hot code reaches one replica and its retry
@@ -85,7 +86,7 @@ func TestExactlyOnceAcrossReplicas(t *testing.T) {
 	if n := f.segments(); n == 0 {
 		t.Fatal("segments collected within the dedupe window")
 	}
-	f.clock.Step(maxSegmentAge + time.Minute)
+	f.clock.Step(ledger.MaxSegmentAge + time.Minute)
 	f.wantCounts(code, strconv.Itoa(events), strconv.Itoa(events/4))
 	if n := f.segments(); n != 0 {
 		t.Fatalf("%d segments left after the dedupe window", n)
@@ -152,13 +153,13 @@ func (f *fixture) createCodes(n int) []*qrv1alpha1.WeChatQRCode {
 // round/j, the first of each round a subscribe.
 func (f *fixture) scanCodes(codes []*qrv1alpha1.WeChatQRCode, round int) {
 	f.t.Helper()
-	l := newLedger(clock.RealClock{}, f.c, f.ns, "direct", 0)
+	l := ledger.New(clock.RealClock{}, f.c, f.ns, "direct", 0)
 	var wg sync.WaitGroup
 	for i, code := range codes {
 		for j := range i + 1 {
 			e := qrv1alpha1.LedgerEntry{Key: fmt.Sprintf("k%d/%d", round, j), Code: client.ObjectKeyFromObject(code).String(), UID: code.UID, Subscribe: j == 0, At: f.clock.Now().UnixMilli()}
 			wg.Go(func() {
-				if _, err := l.count(f.ctx, e, time.Now().Add(time.Minute)); err != nil {
+				if _, err := l.Count(f.ctx, e, time.Now().Add(time.Minute)); err != nil {
 					f.t.Error(err)
 				}
 			})

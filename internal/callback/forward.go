@@ -33,6 +33,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/clocked"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/pushwire"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/wxcrypto"
 )
@@ -86,7 +87,7 @@ type forwarder struct {
 	log       logr.Logger
 	// sampler lets one line per result through per second: a dead application would otherwise
 	// log every push.
-	sampler sampler
+	sampler *clocked.Sampler
 }
 
 func newTransport() *http.Transport {
@@ -105,7 +106,7 @@ func newTransport() *http.Transport {
 func (f *forwarder) start(r *http.Request, appID, target string, timeout time.Duration, body []byte, extra http.Header) <-chan *forwarded {
 	out := make(chan *forwarded, 1)
 	start := f.clock.Now()
-	ctx, cancel := withDeadline(r.Context(), f.clock, start.Add(timeout))
+	ctx, cancel := clocked.WithDeadline(r.Context(), f.clock, start.Add(timeout))
 	go func() {
 		defer cancel()
 		a, err := f.do(ctx, r, target, body, extra)
@@ -122,7 +123,7 @@ func (f *forwarder) start(r *http.Request, appID, target string, timeout time.Du
 		}
 		forwards.WithLabelValues(result).Inc()
 		forwardDuration.Observe(f.clock.Since(start).Seconds())
-		if a == nil && r.Context().Err() == nil && f.sampler.allow("forward_"+result) {
+		if a == nil && r.Context().Err() == nil && f.sampler.Allow("forward_"+result) {
 			kv := []any{"appID", appID, "result", result, "timeout", timeout.String()}
 			if err != nil {
 				kv = append(kv, "error", err.Error())
@@ -251,7 +252,7 @@ func (s *Server) scanHeaders(code *qrv1alpha1.WeChatQRCode, sc *scan) http.Heade
 		return nil
 	}
 	state := "new"
-	if s.counter.known(client.ObjectKeyFromObject(code).String(), sc.key) {
+	if s.counter.Known(client.ObjectKeyFromObject(code).String(), sc.key) {
 		state = "duplicate"
 	}
 	return http.Header{

@@ -35,8 +35,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 
 	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/clocked"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/delivery"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/election"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/ledger"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/scheme"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/securemetrics"
 )
@@ -197,13 +199,13 @@ func newServer(opts Options, clk clock.WithDelayedExecution, cs kubernetes.Inter
 	keys.byAppID.Store(&map[string]*pushKeys{})
 	return &Server{
 		opts:      opts,
-		forwarder: &forwarder{transport: newTransport(), clock: clk, log: log, sampler: sampler{clock: clk}},
+		forwarder: &forwarder{transport: newTransport(), clock: clk, log: log, sampler: clocked.NewSampler(clk)},
 		keyring:   keys,
 		stats:     newPushStats(clk),
-		counter:   newLedger(clk, writer, opts.Namespace, opts.Identity, opts.CommitWindow),
+		counter:   ledger.New(clk, writer, opts.Namespace, opts.Identity, opts.CommitWindow),
 		codes:     codes,
 		log:       log,
-		sampler:   sampler{clock: clk},
+		sampler:   clocked.NewSampler(clk),
 		clock:     clk,
 	}
 }

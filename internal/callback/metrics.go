@@ -40,19 +40,6 @@ var (
 		Help: "Verified pushes by kind (qr_subscribe, qr_scan, subscribe, unsubscribe, event, message) " +
 			"and result (counted, duplicate, unmatched, ambiguous, failed, acknowledged).",
 	}, []string{"kind", "result"})
-	appends = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: metricnames.Namespace,
-		Subsystem: "callback",
-		Name:      "ledger_appends_total",
-		Help:      "Writes of a commit window's scans to this replica's ledger segment, by result: ok, error.",
-	}, []string{"result"})
-	batchSize = prometheus.NewHistogram(prometheus.HistogramOpts{
-		Namespace: metricnames.Namespace,
-		Subsystem: "callback",
-		Name:      "commit_batch_events",
-		Help:      "Events appended to the ledger in one write.",
-		Buckets:   []float64{1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000},
-	})
 	folds = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: metricnames.Namespace,
 		Subsystem: "callback",
@@ -145,6 +132,6 @@ func forgetCode(ns, name string) {
 
 func init() {
 	metrics.Registry.MustRegister(codeScans, codeNewFollowers, codeUniqueScanners,
-		refusals, events, appends, batchSize, folds, segmentsCollected, malformedEntries, viewPatches, viewBacklog, statusPatches, pushDuration,
+		refusals, events, folds, segmentsCollected, malformedEntries, viewPatches, viewBacklog, statusPatches, pushDuration,
 		accountLoaded, accountDeparted)
 }

@@ -28,6 +28,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/ledger"
 )
 
 // TestMalformedEntriesSkipped: a segment written by someone other than the callback server (any
@@ -89,7 +90,7 @@ func TestMalformedEntriesSkipped(t *testing.T) {
 	// The fold marks count the malformed entries' places: a new folder folds nothing twice.
 	f.folds = nil
 	f.wantCounts(code, "4", "0")
-	f.clock.Step(DefaultOptions().DedupeWindow + maxSegmentAge + time.Second)
+	f.clock.Step(DefaultOptions().DedupeWindow + ledger.MaxSegmentAge + time.Second)
 	f.fold()
 	if n := f.segments(); n != 0 {
 		t.Fatalf("%d segments left after the dedupe window", n)

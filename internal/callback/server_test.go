@@ -18,7 +18,6 @@ package callback
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -29,13 +28,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/testutil"
-	clocktesting "k8s.io/utils/clock/testing"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/metricnames"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/pushwire"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/scantest"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/wxcrypto"
 )
 
@@ -411,7 +410,7 @@ func TestHotCodeThreeReplicas(t *testing.T) {
 			subscribes++
 		}
 	}
-	appendsBefore := testutil.ToFloat64(appends.WithLabelValues("ok"))
+	appendsBefore := okAppends(t)
 	var next, retried, unavailable atomic.Int64
 	start := time.Now()
 	var wg sync.WaitGroup
@@ -453,7 +452,7 @@ func TestHotCodeThreeReplicas(t *testing.T) {
 	wg.Wait()
 	elapsed := time.Since(start)
 	f.wantCounts(code, strconv.Itoa(scans), strconv.Itoa(subscribes))
-	writes := testutil.ToFloat64(appends.WithLabelValues("ok")) - appendsBefore
+	writes := okAppends(t) - appendsBefore
 	t.Logf("%d scans (+%d retries, %d answered 503) through 3 replicas in %v (%.0f/s): %.0f ledger writes",
 		scans, retried.Load(), unavailable.Load(), elapsed.Round(time.Millisecond), float64(scans)/elapsed.Seconds(), writes)
 	if writes >= scans {
@@ -520,148 +519,7 @@ func freeAddr(t *testing.T) string {
 	return l.Addr().String()
 }
 
-// countingClient counts the writes the ledger sends to the API server.
-type countingClient struct {
-	client.Client
-	writes atomic.Int32
-}
-
-func (c *countingClient) Create(ctx context.Context, obj client.Object, opts ...client.CreateOption) error {
-	c.writes.Add(1)
-	return c.Client.Create(ctx, obj, opts...)
-}
-
-func (c *countingClient) Patch(ctx context.Context, obj client.Object, patch client.Patch, opts ...client.PatchOption) error {
-	c.writes.Add(1)
-	return c.Client.Patch(ctx, obj, patch, opts...)
-}
-
-// TestOneWritePerWindow: a window's scans cost one write whatever the number of codes they are
-// for (the old per-code commit cost one per code), and the ledger segment holds them in order.
-func TestOneWritePerWindow(t *testing.T) {
-	f := newFixture(t)
-	api := &countingClient{Client: f.c}
-	clk := clocktesting.NewFakeClock(time.Now())
-	const window = 25 * time.Millisecond
-	l := newLedger(clk, api, f.ns, "solo", window)
-	for round, codes := range []int{300, 50} {
-		var wg sync.WaitGroup
-		for i := range codes {
-			wg.Go(func() {
-				e := qrv1alpha1.LedgerEntry{Key: fmt.Sprintf("e-%d-%d", round, i), Code: fmt.Sprintf("%s/code-%d", f.ns, i), UID: "u", At: clk.Now().UnixMilli()}
-				if _, err := l.count(f.ctx, e, clk.Now().Add(time.Minute)); err != nil {
-					t.Error(err)
-				}
-			})
-		}
-		waitFor(t, "every scan to be queued", func() bool {
-			l.mu.Lock()
-			defer l.mu.Unlock()
-			return len(l.queued) == codes
-		})
-		clk.Step(window)
-		wg.Wait()
-		if got := api.writes.Load(); got != int32(round+1) {
-			t.Fatalf("after window %d: %d writes, want %d", round+1, got, round+1)
-		}
-	}
-	var segs qrv1alpha1.WeChatScanLedgerList
-	if err := f.c.List(f.ctx, &segs, client.InNamespace(f.ns)); err != nil {
-		t.Fatal(err)
-	}
-	if len(segs.Items) != 1 || len(segs.Items[0].Spec.Batches) != 2 {
-		t.Fatalf("%d segments, want one of 2 batches", len(segs.Items))
-	}
-	// One batch per window, in order, each holding that window's scans.
-	for round, want := range []int{300, 50} {
-		lines := qrv1alpha1.LedgerBatchLines(segs.Items[0].Spec.Batches[round])
-		if len(lines) != want {
-			t.Fatalf("batch %d: %d entries, want %d", round, len(lines), want)
-		}
-		for _, line := range lines {
-			e, err := qrv1alpha1.ParseLedgerEntry(line)
-			if err != nil || !strings.HasPrefix(e.Key, fmt.Sprintf("e-%d-", round)) {
-				t.Fatalf("batch %d holds %q (%v), not a scan of window %d", round, line, err, round)
-			}
-		}
-	}
-}
-
-// TestBacklogSplitIntoSegments: a backlog larger than a segment (the API server was away) is
-// written a segment's worth at a time, never as one oversized object.
-func TestBacklogSplitIntoSegments(t *testing.T) {
-	f := newFixture(t)
-	api := &countingClient{Client: f.c}
-	clk := clocktesting.NewFakeClock(time.Now())
-	const window = 25 * time.Millisecond
-	l := newLedger(clk, api, f.ns, "backlog", window)
-	// A window's full segments go at once, maxAppendsPerWindow of them; the rest, and what is
-	// left short of a segment, wait for the next window.
-	const scans = (maxAppendsPerWindow+1)*maxSegmentEntries + 100
-	var wg sync.WaitGroup
-	for i := range scans {
-		wg.Go(func() {
-			e := qrv1alpha1.LedgerEntry{Key: fmt.Sprintf("e-%d", i), Code: fmt.Sprintf("%s/code-%d", f.ns, i%7), UID: "u", At: clk.Now().UnixMilli()}
-			if _, err := l.count(f.ctx, e, clk.Now().Add(time.Minute)); err != nil {
-				t.Error(err)
-			}
-		})
-	}
-	waitFor(t, "every scan to be queued", func() bool {
-		l.mu.Lock()
-		defer l.mu.Unlock()
-		return len(l.queued) == scans
-	})
-	for w, want := range []int32{maxAppendsPerWindow, maxAppendsPerWindow + 1, maxAppendsPerWindow + 2} {
-		clk.Step(window)
-		waitFor(t, fmt.Sprintf("%d writes after window %d", want, w+1), func() bool { return api.writes.Load() == want })
-		if !clk.HasWaiters() {
-			t.Fatalf("window %d: the commit loop wrote without waiting for the next window", w+1)
-		}
-		if got := api.writes.Load(); got != want {
-			t.Fatalf("%d writes after window %d, want %d", got, w+1, want)
-		}
-	}
-	wg.Wait()
-	var segs qrv1alpha1.WeChatScanLedgerList
-	if err := f.c.List(f.ctx, &segs, client.InNamespace(f.ns)); err != nil {
-		t.Fatal(err)
-	}
-	seen := map[string]bool{}
-	for _, seg := range segs.Items {
-		n := 0
-		for _, b := range seg.Spec.Batches {
-			for _, line := range qrv1alpha1.LedgerBatchLines(b) {
-				e, err := qrv1alpha1.ParseLedgerEntry(line)
-				if err != nil {
-					t.Fatal(err)
-				}
-				seen[e.Key] = true
-				n++
-			}
-		}
-		if n > maxSegmentEntries {
-			t.Errorf("segment %s holds %d entries, over the bound of %d", seg.Name, n, maxSegmentEntries)
-		}
-	}
-	if want := maxAppendsPerWindow + 2; len(seen) != scans || len(segs.Items) != want {
-		t.Errorf("%d distinct scans in %d segments, want %d in %d", len(seen), len(segs.Items), scans, want)
-	}
-}
-
-func TestAppendNow(t *testing.T) {
-	for _, tc := range []struct {
-		written, queued int
-		want            bool
-	}{
-		{written: 0, queued: 10 * maxSegmentEntries, want: false}, // a window's first append waits for it
-		{written: 1, queued: maxSegmentEntries, want: true},
-		{written: 1, queued: maxSegmentEntries - 1, want: false}, // short of a segment: the window bounds the wait
-		{written: maxAppendsPerWindow - 1, queued: maxSegmentEntries, want: true},
-		{written: maxAppendsPerWindow, queued: 10 * maxSegmentEntries, want: false},
-	} {
-		if got := appendNow(tc.written, tc.queued); got != tc.want {
-			t.Errorf("appendNow(%d, %d) = %v, want %v", tc.written, tc.queued, got, tc.want)
-		}
-	}
+// okAppends is how many ledger writes this process made.
+func okAppends(t *testing.T) float64 {
+	return scantest.Sample(t, metricnames.Namespace+"_callback_ledger_appends_total", map[string]string{"result": "ok"})
 }

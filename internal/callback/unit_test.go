@@ -123,7 +123,7 @@ func newStubCounter() *stubCounter {
 	return &stubCounter{keys: map[string]bool{}, scans: map[string]int{}}
 }
 
-func (c *stubCounter) count(ctx context.Context, e qrv1alpha1.LedgerEntry, _ time.Time) (bool, error) {
+func (c *stubCounter) Count(ctx context.Context, e qrv1alpha1.LedgerEntry, _ time.Time) (bool, error) {
 	if c.fail != nil {
 		if err := c.fail(ctx); err != nil {
 			return false, err
@@ -131,7 +131,7 @@ func (c *stubCounter) count(ctx context.Context, e qrv1alpha1.LedgerEntry, _ tim
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if k := seenKey(e.Code, e.Key); !c.keys[k] {
+	if k := e.Code + " " + e.Key; !c.keys[k] {
 		c.keys[k] = true
 		_, name, _ := strings.Cut(e.Code, "/")
 		c.scans[name]++
@@ -140,10 +140,10 @@ func (c *stubCounter) count(ctx context.Context, e qrv1alpha1.LedgerEntry, _ tim
 	return true, nil
 }
 
-func (c *stubCounter) known(code, key string) bool {
+func (c *stubCounter) Known(code, key string) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.keys[seenKey(code, key)]
+	return c.keys[code+" "+key]
 }
 
 func (c *stubCounter) scansOf(name string) int {
@@ -234,31 +234,6 @@ func TestAttributeSharedTicket(t *testing.T) {
 	// The current ticket of another account is not this account's.
 	if got, _, _ := attribute(codes, "wxother", &scan{ticket: "T-TWIN"}); got != nil {
 		t.Errorf("another account's ticket attributed to %s", got.Name)
-	}
-}
-
-func TestSeenSet(t *testing.T) {
-	clk := clocktesting.NewFakeClock(time.Now())
-	s := newSeenSet(clk, time.Hour, 2)
-	s.add("a")
-	s.add("b")
-	if !s.has("a") || !s.has("b") || s.has("y") {
-		t.Fatal("membership wrong")
-	}
-	s.add("c") // rotates: a and b move to the old generation
-	s.add("d")
-	s.add("e") // rotates again: a and b are forgotten
-	if s.has("a") || !s.has("c") || !s.has("e") {
-		t.Fatal("bounded generations wrong")
-	}
-	// Each ttl, the older generation goes.
-	clk.Step(time.Hour + time.Second)
-	if !s.has("e") {
-		t.Fatal("forgotten after one ttl, want kept one to two ttl")
-	}
-	clk.Step(time.Hour + time.Second)
-	if s.has("e") {
-		t.Fatal("remembered after two ttl")
 	}
 }
 
