@@ -27,6 +27,7 @@ import (
 	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/delivery"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/pushwire"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/scantest"
 )
 
 // gatewayTimeout is the forward timeout of TestGatewayReplica: short, real, and far inside
@@ -50,9 +51,9 @@ func TestGatewayReplica(t *testing.T) {
 	f.accounts[0].ForwardURL, f.accounts[0].ForwardTimeout, f.accounts[0].SinkURI = app.srv.URL+"/wx", gatewayTimeout, sink.url
 	f.writeAccounts()
 	r := f.replica(Options{})
-	code := newCode("", "login", p.appID, "TICKET-GW", 77, "")
+	code := scantest.NewCode("", "login", p.appID, "TICKET-GW", 77, "")
 	code.Status.SinkURI = sink.url
-	f.code(code)
+	f.Code(code)
 	waitIndexed(t, []*replica{r}, p.appID, "TICKET-GW")
 
 	createTime := time.Now().Unix()
@@ -75,7 +76,7 @@ func TestGatewayReplica(t *testing.T) {
 	got := app.requests()
 	for i, scan := range []string{"new", "duplicate"} {
 		h := got[i].header
-		if got[i].problem != "" || h.Get(HeaderCodeName) != "login" || h.Get(HeaderCodeNamespace) != f.ns || h.Get(HeaderScan) != scan || h.Get(HeaderEventID) != key {
+		if got[i].problem != "" || h.Get(HeaderCodeName) != "login" || h.Get(HeaderCodeNamespace) != f.NS || h.Get(HeaderScan) != scan || h.Get(HeaderEventID) != key {
 			t.Errorf("forward %d: %q, headers %v", i+1, got[i].problem, h)
 		}
 	}
@@ -83,7 +84,7 @@ func TestGatewayReplica(t *testing.T) {
 
 	// The deliverer (elected among the replicas) reads the event from the ledger: one event,
 	// although the account and the code name the same sink and WeChat retried the push.
-	waitFor(t, "the sink's event", func() bool { return len(sink.received()) > 0 })
+	scantest.WaitFor(t, "the sink's event", func() bool { return len(sink.received()) > 0 })
 	events := sink.received()
 	if len(events) != 1 || events[0].ID() != key {
 		t.Fatalf("the sink got %v, want one event with id %s", events, key)
@@ -96,9 +97,9 @@ func TestGatewayReplica(t *testing.T) {
 		t.Errorf("partitionkey %q: want the scanner's hash in 16 hex digits", pk)
 	}
 	// The segments record that the sink has it, so that the folder may delete them.
-	waitFor(t, "the delivery offsets", func() bool {
+	scantest.WaitFor(t, "the delivery offsets", func() bool {
 		var segs qrv1alpha1.WeChatScanLedgerList
-		if err := env.Get(t).Client.List(t.Context(), &segs, client.InNamespace(f.ns)); err != nil || len(segs.Items) == 0 {
+		if err := env.Get(t).Client.List(t.Context(), &segs, client.InNamespace(f.NS)); err != nil || len(segs.Items) == 0 {
 			return false
 		}
 		for _, s := range segs.Items {

@@ -37,6 +37,7 @@ import (
 	clocktesting "k8s.io/utils/clock/testing"
 
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/pushconfig"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/scantest"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/wxcrypto"
 )
 
@@ -163,8 +164,8 @@ func newGateway(t *testing.T) *gateway {
 	t.Helper()
 	counter := newStubCounter()
 	s, clk, pushers := unitServer(t, counter,
-		newCode("ns", "safe-noreply", "wxsafe", "TICKET-SN", 3, ""),
-		newCode("ns", "compat", "wxcompat", "TICKET-C", 4, ""))
+		scantest.NewCode("ns", "safe-noreply", "wxsafe", "TICKET-SN", 3, ""),
+		scantest.NewCode("ns", "compat", "wxcompat", "TICKET-C", 4, ""))
 	compatCipher, err := wxcrypto.NewCipher(testOtherKey, "wxcompat")
 	if err != nil {
 		t.Fatal(err)
@@ -296,7 +297,7 @@ func TestForwardWechatCryptoPush(t *testing.T) {
 	v := f.Vectors[i]
 	ticket := v.Message[strings.Index(v.Message, "<Ticket><![CDATA[")+len("<Ticket><![CDATA[") : strings.Index(v.Message, "]]></Ticket>")]
 	counter := newStubCounter()
-	s, clk, _ := unitServer(t, counter, newCode("ns", "vector", v.AppID, ticket, 123123, ""))
+	s, clk, _ := unitServer(t, counter, scantest.NewCode("ns", "vector", v.AppID, ticket, 123123, ""))
 	sec, _ := strconv.ParseInt(v.Timestamp, 10, 64)
 	clk.SetTime(time.Unix(sec, 0))
 	cipher, err := wxcrypto.NewCipher(v.EncodingAESKey, v.AppID)
@@ -358,7 +359,7 @@ func TestForwardSlowApplication(t *testing.T) {
 	if g.counter.scansOf("plain") != 1 {
 		t.Fatal("the scan was not counted")
 	}
-	waitFor(t, "the timeout metric", func() bool { return forwardCount(forwardTimeout) == before+1 })
+	scantest.WaitFor(t, "the timeout metric", func() bool { return forwardCount(forwardTimeout) == before+1 })
 }
 
 // TestForwardApplicationDown: an application that cannot be reached is "success" at once, and

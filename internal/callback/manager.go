@@ -38,7 +38,9 @@ import (
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/clocked"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/delivery"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/election"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/fold"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/ledger"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/pushrecord"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/scheme"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/securemetrics"
 )
@@ -148,16 +150,13 @@ func Setup(mgr ctrl.Manager, opts Options) (*Server, error) {
 		return nil, err
 	}
 	s := newServer(opts, clock.RealClock{}, cs, codes, mgr.GetClient(), log)
-	rec := &recorder{stats: s.stats, clock: clock.RealClock{}, writer: mgr.GetClient(), namespace: opts.Namespace,
-		identity: opts.Identity, interval: opts.RecordInterval, log: log.WithName("record")}
+	rec := pushrecord.NewRecorder(s.stats, clock.RealClock{}, mgr.GetClient(), opts.Namespace, opts.Identity, opts.RecordInterval, log.WithName("record"))
 	for _, r := range []manager.Runnable{s.keyring, rec} {
 		if err := mgr.Add(r); err != nil {
 			return nil, err
 		}
 	}
-	dopts := opts.Delivery
-	dopts.Namespace = opts.Namespace
-	d, err := delivery.New(mgr.GetConfig(), mgr.GetScheme(), mgr.GetClient().Status(), routes{keys: s.keyring, codes: codes}, clock.RealClock{}, dopts, log.WithName("delivery"))
+	d, err := delivery.New(mgr.GetConfig(), mgr.GetScheme(), mgr.GetClient().Status(), routes{keys: s.keyring, codes: codes}, clock.RealClock{}, opts.delivering(), log.WithName("delivery"))
 	if err != nil {
 		return nil, err
 	}
@@ -168,9 +167,10 @@ func Setup(mgr ctrl.Manager, opts Options) (*Server, error) {
 	if err := mgr.Add(deliverer); err != nil {
 		return nil, err
 	}
-	if opts.FoldInterval > 0 {
-		f := newFolder(clock.RealClock{}, mgr.GetAPIReader(), mgr.GetCache(), mgr.GetClient(), opts, log)
-		f.served, f.status, f.stats = s.keyring.accounts, mgr.GetClient().Status(), s.stats
+	if opts.Fold.Interval > 0 {
+		// The accounts' status.callback is reported under the fold's Lease, after each round.
+		report := pushrecord.NewReporter(clock.RealClock{}, mgr.GetAPIReader(), mgr.GetClient(), mgr.GetClient().Status(), opts.Namespace, s.keyring, s.stats)
+		f := fold.New(clock.RealClock{}, mgr.GetAPIReader(), mgr.GetCache(), mgr.GetClient(), report, opts.folding(), log)
 		leader, err := election.New(mgr.GetConfig(), opts.Namespace, FoldLease, opts.Identity, f, log.WithName("fold"))
 		if err != nil {
 			return nil, err
@@ -201,7 +201,7 @@ func newServer(opts Options, clk clock.WithDelayedExecution, cs kubernetes.Inter
 		opts:      opts,
 		forwarder: &forwarder{transport: newTransport(), clock: clk, log: log, sampler: clocked.NewSampler(clk)},
 		keyring:   keys,
-		stats:     newPushStats(clk),
+		stats:     pushrecord.NewStats(clk),
 		counter:   ledger.New(clk, writer, opts.Namespace, opts.Identity, opts.CommitWindow),
 		codes:     codes,
 		log:       log,

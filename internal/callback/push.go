@@ -32,6 +32,7 @@ import (
 	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/clocked"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/ledger"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/pushrecord"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/pushwire"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/wxcrypto"
 )
@@ -63,7 +64,7 @@ type scanCounter interface {
 type Server struct {
 	opts    Options
 	keyring *keyring
-	stats   *pushStats
+	stats   *pushrecord.Stats
 	counter scanCounter
 	codes   codeIndex
 	log     logr.Logger
@@ -94,7 +95,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.refuse(w, r, keys, rf)
 		return
 	}
-	s.stats.verified(keys.appID)
+	s.stats.Verified(keys.appID)
 	defer func() { pushDuration.Observe(s.clock.Since(start).Seconds()) }()
 
 	sc, kind := classify(m)

@@ -36,7 +36,7 @@ func (s *Server) refuse(w http.ResponseWriter, r *http.Request, keys *pushKeys, 
 	refusals.WithLabelValues(rf.reason).Inc()
 	if keys != nil {
 		// A push to an unknown AppID has no account to show it: the metric alone counts it.
-		s.stats.refused(keys.appID, rf.reason)
+		s.stats.Refused(keys.appID, rf.reason)
 	}
 	if s.sampler.Allow(rf.reason) {
 		kv := []any{"reason", rf.reason, "status", rf.status, "remote", r.RemoteAddr, "method", r.Method}

@@ -50,8 +50,8 @@ func TestModes(t *testing.T) {
 	for _, p := range []*pusher{plain, safeP, compat} {
 		t.Run(p.mode, func(t *testing.T) {
 			ticket := "gQH47joAAAAAAAAAASxodHRw/" + p.mode + "+=="
-			code := f.code(newCode("", "code-"+p.mode, p.appID, ticket, 7, ""))
-			decoy := f.code(newCode("", "decoy-"+p.mode, p.appID, "DECOY-"+p.mode, 8, ""))
+			code := f.Code(scantest.NewCode("", "code-"+p.mode, p.appID, ticket, 7, ""))
+			decoy := f.Code(scantest.NewCode("", "decoy-"+p.mode, p.appID, "DECOY-"+p.mode, 8, ""))
 			waitIndexed(t, []*replica{r}, p.appID, ticket)
 			waitIndexed(t, []*replica{r}, p.appID, "DECOY-"+p.mode)
 			start := time.Now()
@@ -71,7 +71,7 @@ func TestModes(t *testing.T) {
 			f.wantCounts(decoy, "", "")
 
 			var got qrv1alpha1.WeChatQRCode
-			if err := f.c.Get(f.ctx, client.ObjectKeyFromObject(code), &got); err != nil {
+			if err := f.C.Get(f.Ctx, client.ObjectKeyFromObject(code), &got); err != nil {
 				t.Fatal(err)
 			}
 			last, err := time.Parse(time.RFC3339, got.Annotations[qrv1alpha1.AnnotationLastScanTime])
@@ -218,14 +218,11 @@ func TestRefusals(t *testing.T) {
 		t.Error("a refused push was counted")
 	}
 
-	logsMu.Lock()
-	logged := logs.String()
-	logsMu.Unlock()
-	if !strings.Contains(logged, "push refused") {
+	if !logs.Contains("push refused") {
 		t.Fatal("refusals are not logged")
 	}
 	for _, secret := range append([]string{plain.token, safeP.token, testKey, testOtherKey}, signatures...) {
-		if secret != "" && strings.Contains(logged, secret) {
+		if secret != "" && logs.Contains(secret) {
 			t.Errorf("the log contains a secret or signature (%d characters)", len(secret))
 		}
 	}
@@ -288,7 +285,7 @@ func TestPreviousKey(t *testing.T) {
 	previous := &pusher{appID: current.appID, token: current.token, mode: safe, cipher: f.cipher(testKey, current.appID)}
 	stranger := &pusher{appID: current.appID, token: current.token, mode: safe, cipher: f.cipher(strings.Repeat("k", 43), current.appID)}
 	r := f.replica(Options{})
-	code := f.code(newCode("", "rotating", current.appID, "T-ROT", 3, "欢迎"))
+	code := f.Code(scantest.NewCode("", "rotating", current.appID, "T-ROT", 3, "欢迎"))
 	waitIndexed(t, []*replica{r}, current.appID, "T-ROT")
 
 	for i, p := range []*pusher{previous, current} {
@@ -314,7 +311,7 @@ func TestPassiveReply(t *testing.T) {
 	r := f.replica(Options{})
 	const text = "感谢您的关注! 场景值: spring ]]> & <sale>"
 	for _, p := range []*pusher{plain, safeP} {
-		f.code(newCode("", "reply-"+p.mode, p.appID, "T-REPLY-"+p.mode, 9, text))
+		f.Code(scantest.NewCode("", "reply-"+p.mode, p.appID, "T-REPLY-"+p.mode, 9, text))
 		waitIndexed(t, []*replica{r}, p.appID, "T-REPLY-"+p.mode)
 		msg := scanXML("o-scanner", 1700000000, "subscribe", "qrscene_9", "T-REPLY-"+p.mode)
 		for range 2 { // the original and a retry
@@ -365,16 +362,16 @@ func TestNotCounted(t *testing.T) {
 // counts for neither.
 func TestAttribution(t *testing.T) {
 	const appID = "wxplain"
-	renewed := newCode("ns", "renewed", appID, "T-NEW", 11, "")
+	renewed := scantest.NewCode("ns", "renewed", appID, "T-NEW", 11, "")
 	renewed.Status.PreviousTickets = []qrv1alpha1.PreviousTicket{previousTicket(appID, "T-OLD")}
-	moved := newCode("ns", "moved", "wxelsewhere", "T-ELSEWHERE", 13, "")
+	moved := scantest.NewCode("ns", "moved", "wxelsewhere", "T-ELSEWHERE", 13, "")
 	moved.Status.PreviousTickets = []qrv1alpha1.PreviousTicket{previousTicket(appID, "T-MOVED")}
-	strScene := newCode("ns", "str-scene", appID, "T-STR", 0, "")
+	strScene := scantest.NewCode("ns", "str-scene", appID, "T-STR", 0, "")
 	strScene.Spec.Scene = qrv1alpha1.Scene{Str: ptr.To("spring-sale")}
 	strScene.Status.IssuedFor.Scene = strScene.Spec.Scene
 	counter := newStubCounter()
 	s, _, pushers := unitServer(t, counter, renewed, moved, strScene,
-		newCode("ns", "twin-a", appID, "T-TWIN-A", 12, ""), newCode("ns", "twin-b", appID, "T-TWIN-B", 12, ""))
+		scantest.NewCode("ns", "twin-a", appID, "T-TWIN-A", 12, ""), scantest.NewCode("ns", "twin-b", appID, "T-TWIN-B", 12, ""))
 	send := func(msg string) {
 		t.Helper()
 		status, body := pushers[plaintext].build(t, msg).serve(s)
@@ -472,7 +469,7 @@ func TestListeners(t *testing.T) {
 	f := newFixture(t)
 	p := f.account("a", "wxlisten01", "tok-listen", "", "")
 	cfg := Config{Options: DefaultOptions(), BindAddress: freeAddr(t), HealthProbeBindAddress: freeAddr(t), MetricsBindAddress: freeAddr(t)}
-	cfg.Namespace, cfg.Identity = f.ns, "listener"
+	cfg.Namespace, cfg.Identity = f.NS, "listener"
 	mgr, _, err := NewManager(env.Get(t).Config, cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -495,7 +492,7 @@ func TestListeners(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(b)
 	}
-	waitFor(t, "/readyz", func() bool {
+	scantest.WaitFor(t, "/readyz", func() bool {
 		status, _ := get("http://" + cfg.HealthProbeBindAddress + "/readyz")
 		return status == http.StatusOK
 	})
