@@ -26,6 +26,7 @@ import (
 
 	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/delivery"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/forward"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/pushwire"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/scantest"
 )
@@ -58,7 +59,7 @@ func TestGatewayReplica(t *testing.T) {
 
 	createTime := time.Now().Unix()
 	push := p.build(t, scanXML("o-login", createTime, "subscribe", "qrscene_77", "TICKET-GW"))
-	timeouts := forwardCount(forwardTimeout)
+	timeouts := forwardCount(t, "timeout")
 	for try := range 2 { // WeChat's retry: the same push again
 		start := time.Now()
 		status, body := push.send(t, r.url)
@@ -69,14 +70,14 @@ func TestGatewayReplica(t *testing.T) {
 		}
 		<-app.arrived
 	}
-	if got := forwardCount(forwardTimeout) - timeouts; got != 2 {
+	if got := forwardCount(t, "timeout") - timeouts; got != 2 {
 		t.Errorf("%v forwards timed out, want 2", got)
 	}
 	key := eventKey(&pushwire.Message{FromUserName: "o-login", CreateTime: strconv.FormatInt(createTime, 10), Event: "subscribe", EventKey: "qrscene_77"})
 	got := app.requests()
 	for i, scan := range []string{"new", "duplicate"} {
 		h := got[i].header
-		if got[i].problem != "" || h.Get(HeaderCodeName) != "login" || h.Get(HeaderCodeNamespace) != f.NS || h.Get(HeaderScan) != scan || h.Get(HeaderEventID) != key {
+		if got[i].problem != "" || h.Get(forward.HeaderCodeName) != "login" || h.Get(forward.HeaderCodeNamespace) != f.NS || h.Get(forward.HeaderScan) != scan || h.Get(forward.HeaderEventID) != key {
 			t.Errorf("forward %d: %q, headers %v", i+1, got[i].problem, h)
 		}
 	}

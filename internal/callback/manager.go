@@ -39,6 +39,7 @@ import (
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/delivery"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/election"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/fold"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/forward"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/ledger"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/pushrecord"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/scheme"
@@ -199,7 +200,7 @@ func newServer(opts Options, clk clock.WithDelayedExecution, cs kubernetes.Inter
 	keys.byAppID.Store(&map[string]*pushKeys{})
 	return &Server{
 		opts:      opts,
-		forwarder: &forwarder{transport: newTransport(), clock: clk, log: log, sampler: clocked.NewSampler(clk)},
+		forwarder: forward.New(clk, log),
 		keyring:   keys,
 		stats:     pushrecord.NewStats(clk),
 		counter:   ledger.New(clk, writer, opts.Namespace, opts.Identity, opts.CommitWindow),

@@ -31,6 +31,7 @@ import (
 
 	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/clocked"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/forward"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/ledger"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/pushrecord"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/pushwire"
@@ -70,7 +71,7 @@ type Server struct {
 	log     logr.Logger
 	sampler *clocked.Sampler
 	// forwarder hands pushes on to the account's application.
-	forwarder *forwarder
+	forwarder *forward.Forwarder
 	// clock times everything of a push: the timestamp check, the reply deadline, the reply's
 	// CreateTime, the log sampler and the push duration.
 	clock clock.WithDelayedExecution
@@ -108,7 +109,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := clocked.WithDeadline(r.Context(), s.clock, deadline)
 	defer cancel()
 	code, result, err := attribute(s.codes, keys.appID, sc)
-	var app <-chan *forwarded
+	var app <-chan *forward.Answer
 	// A code with a reply is answered by the operator alone: WeChat takes one reply. The scan's
 	// headers cost a lookup of the event and a map: only for an account that forwards.
 	if err == nil && (code == nil || code.Spec.Reply == nil) && keys.forwards() {
