@@ -79,11 +79,11 @@ limitations under the License.
 // A scan is acknowledged only after it is durable in the API server: appended to this replica's
 // current WeChatScanLedger segment in the server's own namespace, one write per --commit-window
 // for all the replica's scans, more (at most 4) only when a full segment's worth waits
-// (package ledger). If that fails or does not finish within --reply-deadline (default 3s, well inside
-// WeChat's 5 s), the answer is a 503 and WeChat retries. Appending a retry again is harmless: counting is the folder's business. A write's
-// scans are stored as one string, an entry a line (api/v1alpha1 FormatLedgerBatch), because the
-// API server pays per object field of what it stores, on every append (package ledger has the
-// figures).
+// (package ledger). If that fails or does not finish within --reply-deadline (default 3s, well
+// inside WeChat's 5 s), the answer is a 503 and WeChat retries. Appending a retry again is
+// harmless: counting is the folder's business. A write's scans are stored as one string, an
+// entry a line (api/v1alpha1 FormatLedgerBatch), because the API server pays per object field of
+// what it stores, on every append (package ledger has the figures).
 //
 // The folder (package fold), elected among the replicas by a Lease, counts each event once per
 // code across every replica's segments into the codes' totals and their count annotations, and
@@ -108,8 +108,9 @@ limitations under the License.
 // push it does not answer itself (not the URL verification, not the scan of a code with a reply,
 // never a refused push) is sent on unchanged, query and body, so the application's WeChat SDK
 // verifies and decrypts it as if WeChat had called it, and its answer is relayed as it is
-// (package forward). A scan is counted while it is forwarded, and an application that does not answer
-// within the account's forward timeout gets WeChat "success": the count never waits for it.
+// (package forward). A scan is counted while it is forwarded, and an application that does not
+// answer within the account's forward timeout gets WeChat "success": the count never waits for
+// it.
 //
 // Each counted scan is also a CloudEvent for the account's sink and the code's: the ledger is
 // the events' outbox, and the deliverer (package delivery), elected by a Lease of its own, sends
