@@ -92,7 +92,7 @@ func NewManager(rc *rest.Config, cfg Config) (manager.Manager, *Server, error) {
 		Scheme:                 scheme.New(),
 		Metrics:                cfg.MetricsServing.Options(cfg.MetricsBindAddress),
 		HealthProbeBindAddress: cfg.HealthProbeBindAddress,
-		// Every replica serves; only the fold is led, by a Lease of its own (foldLeader).
+		// Every replica serves; the fold and the delivery are led, each by a Lease of its own.
 		Cache: cache.Options{DefaultTransform: cache.TransformStripManagedFields()},
 		// Belt and braces: a cached Secret read would need list and watch on every Secret (the
 		// keyring watches its one Secret itself), and a cached ledger would grow with the scans.

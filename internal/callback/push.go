@@ -49,8 +49,9 @@ const (
 	resultAmbiguous = "ambiguous" // several codes have the scene
 )
 
-// scanCounter persists scans. The server answers WeChat only once count has returned: the HTTP
-// tests drive the server with a stand-in, and the ledger's own tests run against an API server.
+// scanCounter persists scans: package ledger's Writer. The server answers WeChat only once Count
+// has returned: the HTTP tests drive the server with a stand-in, and the ledger's own tests run
+// against an API server.
 type scanCounter interface {
 	// Count returns once e is durable (duplicate when this replica knows it already was), or with
 	// an error: then e may or may not be durable, and WeChat's retry will tell. It gives up when
