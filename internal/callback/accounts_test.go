@@ -23,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -30,7 +31,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/metricnames"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/pushconfig"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/pushrecord"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/scantest"
 )
 
 // servedWithin is how soon an account the manager projects must be served.
@@ -43,7 +47,7 @@ const servedWithin = 5 * time.Second
 func TestAccountsFollowed(t *testing.T) {
 	f := newFixture(t)
 	r := f.replica(Options{}) // no push config Secret yet: serves nothing
-	probe := &pusher{appID: "wxfollow01" + f.ns[strings.LastIndex(f.ns, "-"):], token: "tok-follow", mode: plaintext}
+	probe := &pusher{appID: "wxfollow01" + f.NS[strings.LastIndex(f.NS, "-"):], token: "tok-follow", mode: plaintext}
 	unsubscribe := scanXML("o1", 1, "unsubscribe", "-", "")
 	if status, _ := probe.build(t, unsubscribe).send(t, r.url); status != http.StatusNotFound {
 		t.Fatalf("before the account exists: %d, want 404", status)
@@ -51,8 +55,8 @@ func TestAccountsFollowed(t *testing.T) {
 
 	written := time.Now()
 	p := f.account("a", "wxfollow01", "tok-follow", testKey, "")
-	code := f.code(newCode("", "follow", p.appID, "T-FOLLOW", 4, ""))
-	waitFor(t, "the new account to be served", func() bool { return r.keyring.lookup(p.appID) != nil })
+	code := f.Code(scantest.NewCode("", "follow", p.appID, "T-FOLLOW", 4, ""))
+	scantest.WaitFor(t, "the new account to be served", func() bool { return r.keyring.lookup(p.appID) != nil })
 	if took := time.Since(written); took > servedWithin {
 		t.Errorf("served %s after the Secret was written, want within %s", took, servedWithin)
 	}
@@ -63,7 +67,7 @@ func TestAccountsFollowed(t *testing.T) {
 	// A new token replaces the old one.
 	f.accounts[0].Token = "tok-rotated"
 	f.writeAccounts()
-	waitFor(t, "the old token to be refused", func() bool {
+	scantest.WaitFor(t, "the old token to be refused", func() bool {
 		status, _ := p.build(t, unsubscribe).send(t, r.url)
 		return status == http.StatusForbidden
 	})
@@ -75,19 +79,19 @@ func TestAccountsFollowed(t *testing.T) {
 
 	// An entry that does not decode is skipped, logged by its AppID and never by its values.
 	var s corev1.Secret
-	if err := f.c.Get(f.ctx, client.ObjectKey{Namespace: f.ns, Name: pushconfig.SecretName}, &s); err != nil {
+	if err := f.C.Get(f.Ctx, client.ObjectKey{Namespace: f.NS, Name: pushconfig.SecretName}, &s); err != nil {
 		t.Fatal(err)
 	}
 	s.Data["wxbroken"] = []byte(`{"appID":"wxbroken","token":"tok-broken-entry","encodingAESKey":"short-key-value"}`)
-	if err := f.c.Update(f.ctx, &s); err != nil {
+	if err := f.C.Update(f.Ctx, &s); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the broken entry to be reported", func() bool { return logged("wxbroken") })
+	scantest.WaitFor(t, "the broken entry to be reported", func() bool { return logs.Contains("wxbroken") })
 	if r.keyring.lookup("wxbroken") != nil || r.keyring.lookup(p.appID) == nil {
 		t.Error("want the broken entry skipped and the good one served")
 	}
 	for _, secret := range []string{"tok-broken-entry", "short-key-value", "tok-rotated", testKey} {
-		if logged(secret) {
+		if logs.Contains(secret) {
 			t.Errorf("a secret value is in the logs")
 		}
 	}
@@ -96,7 +100,7 @@ func TestAccountsFollowed(t *testing.T) {
 	// but no longer reported as loaded nor among the accounts whose status is reported.
 	f.accounts = nil
 	f.writeAccounts()
-	waitFor(t, "the removal to be seen", func() bool { return len(r.keyring.accounts()) == 0 })
+	scantest.WaitFor(t, "the removal to be seen", func() bool { return len(r.keyring.Accounts()) == 0 })
 	mustSend(t, p.build(t, unsubscribe), r)
 	if gaugeHas(t, accountLoaded, p.appID) || !gaugeHas(t, accountDeparted, p.appID) {
 		t.Error("want the removed account in account_departed, not in account_loaded")
@@ -104,21 +108,15 @@ func TestAccountsFollowed(t *testing.T) {
 
 	// The Secret deleted (the manager's last account gone): its accounts depart too.
 	f.account("b", "wxfollow02", "tok-follow-2", "", "")
-	waitFor(t, "the second account to be served", func() bool { return len(r.keyring.accounts()) == 1 })
-	if err := f.c.Delete(f.ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: pushconfig.SecretName}}); err != nil {
+	scantest.WaitFor(t, "the second account to be served", func() bool { return len(r.keyring.Accounts()) == 1 })
+	if err := f.C.Delete(f.Ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: f.NS, Name: pushconfig.SecretName}}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the deletion to be seen", func() bool { return len(r.keyring.accounts()) == 0 })
+	scantest.WaitFor(t, "the deletion to be seen", func() bool { return len(r.keyring.Accounts()) == 0 })
 	if r.keyring.lookup(f.accounts[0].AppID) == nil || r.keyring.lookup(p.appID) == nil {
 		t.Error("want the deleted Secret's accounts served for the grace")
 	}
 	forgetAccounts(p.appID, f.accounts[0].AppID)
-}
-
-func logged(s string) bool {
-	logsMu.Lock()
-	defer logsMu.Unlock()
-	return strings.Contains(logs.String(), s)
 }
 
 // TestAccountStatus: status.callback of a WeChatAccount and of a ClusterWeChatAccount, written by
@@ -128,16 +126,16 @@ func logged(s string) bool {
 func TestAccountStatus(t *testing.T) {
 	f := newFixture(t)
 	spec := qrv1alpha1.WeChatAccountSpec{SecretRef: qrv1alpha1.SecretReference{Name: "official-account"}}
-	ns := &qrv1alpha1.WeChatAccount{ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: "a"}, Spec: spec}
-	cluster := &qrv1alpha1.ClusterWeChatAccount{ObjectMeta: metav1.ObjectMeta{Name: f.ns}, Spec: spec}
+	ns := &qrv1alpha1.WeChatAccount{ObjectMeta: metav1.ObjectMeta{Namespace: f.NS, Name: "a"}, Spec: spec}
+	cluster := &qrv1alpha1.ClusterWeChatAccount{ObjectMeta: metav1.ObjectMeta{Name: f.NS}, Spec: spec}
 	for _, o := range []client.Object{ns, cluster} {
-		if err := f.c.Create(f.ctx, o); err != nil {
+		if err := f.C.Create(f.Ctx, o); err != nil {
 			t.Fatal(err)
 		}
 	}
-	t.Cleanup(func() { _ = f.c.Delete(f.ctx, cluster) })
+	t.Cleanup(func() { _ = f.C.Delete(f.Ctx, cluster) })
 	p := f.account("a", "wxstatus01", "tok-status", testKey, "")
-	q := f.account(f.ns, "wxstatus02", "tok-status-2", "", "")
+	q := f.account(f.NS, "wxstatus02", "tok-status-2", "", "")
 	f.accounts[1].Ref = pushconfig.Ref{Kind: qrv1alpha1.KindClusterWeChatAccount, Name: cluster.Name}
 	f.writeAccounts()
 	// The test writes the records itself, on its clock.
@@ -145,7 +143,7 @@ func TestAccountStatus(t *testing.T) {
 	opts.RecordInterval = time.Hour
 	rs := []*replica{f.replica(opts), f.replica(opts)}
 	for _, r := range rs {
-		waitFor(t, "both accounts to be served", func() bool { return r.keyring.lookup(q.appID) != nil })
+		scantest.WaitFor(t, "both accounts to be served", func() bool { return r.keyring.lookup(q.appID) != nil })
 	}
 
 	// A wrong token on each replica, a push without its nonce on one, a verified push on one.
@@ -168,21 +166,20 @@ func TestAccountStatus(t *testing.T) {
 	mustSend(t, q.build(t, unsubscribe), rs[0])
 	pushed := time.Now()
 
-	fold := f.folder(f.c)
-	// The folder runs on the replica that lives on.
-	fold.served, fold.status, fold.stats = rs[1].keyring.accounts, f.c.Status(), rs[1].stats
-	recorders := make([]*recorder, len(rs))
+	// The folder, hence the report, runs on the replica that lives on.
+	reporter := pushrecord.NewReporter(f.clock, f.C, f.C, f.C.Status(), f.NS, rs[1].keyring, rs[1].stats)
+	recorders := make([]*pushrecord.Recorder, len(rs))
 	for i, r := range rs {
-		recorders[i] = &recorder{stats: r.stats, clock: f.clock, writer: f.c, namespace: f.ns, identity: r.opts.Identity, interval: time.Hour}
+		recorders[i] = pushrecord.NewRecorder(r.stats, f.clock, f.C, f.NS, r.opts.Identity, time.Hour, logr.Discard())
 	}
 	report := func() {
 		t.Helper()
 		for _, rec := range recorders {
-			if err := rec.flush(f.ctx); err != nil {
+			if err := rec.Flush(f.Ctx); err != nil {
 				t.Fatal(err)
 			}
 		}
-		if err := fold.report(f.ctx); err != nil {
+		if err := reporter.Report(f.Ctx); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -196,7 +193,7 @@ func TestAccountStatus(t *testing.T) {
 		t.Errorf("ClusterWeChatAccount: %+v, want a verified push at about %s and none refused", got, pushed)
 	}
 	var list qrv1alpha1.WeChatPushRecordList
-	if err := f.c.List(f.ctx, &list, client.InNamespace(f.ns)); err != nil {
+	if err := f.C.List(f.Ctx, &list, client.InNamespace(f.NS)); err != nil {
 		t.Fatal(err)
 	}
 	for _, rec := range list.Items {
@@ -206,14 +203,14 @@ func TestAccountStatus(t *testing.T) {
 	}
 
 	// Nothing new: no patch.
-	patches := testutil.ToFloat64(statusPatches.WithLabelValues("ok"))
+	patches := okStatusPatches(t)
 	report()
-	if n := testutil.ToFloat64(statusPatches.WithLabelValues("ok")) - patches; n != 0 {
+	if n := okStatusPatches(t) - patches; n != 0 {
 		t.Errorf("%v patches without a change", n)
 	}
 
 	// An hour and a bucket later the refusals are gone, the last verified push stays.
-	f.clock.Step(refusedWindow + refusedBucket)
+	f.clock.Step(pushrecord.RefusedWindow + pushrecord.RefusedBucket)
 	report()
 	if got := callbackOf(t, f, ns); got.Refused != nil {
 		t.Errorf("refusals older than an hour still shown: %v", got.Refused)
@@ -222,9 +219,9 @@ func TestAccountStatus(t *testing.T) {
 	// A replica gone for longer than the window: its record is deleted, and its last verified
 	// push is carried over by the folder's replica.
 	recorders = recorders[1:]
-	f.clock.Step(refusedWindow + recordHeartbeat)
+	f.clock.Step(pushrecord.RefusedWindow + pushrecord.RecordHeartbeat)
 	report()
-	if err := f.c.Get(f.ctx, client.ObjectKey{Namespace: f.ns, Name: rs[0].opts.Identity}, &qrv1alpha1.WeChatPushRecord{}); !apierrors.IsNotFound(err) {
+	if err := f.C.Get(f.Ctx, client.ObjectKey{Namespace: f.NS, Name: rs[0].opts.Identity}, &qrv1alpha1.WeChatPushRecord{}); !apierrors.IsNotFound(err) {
 		t.Errorf("the gone replica's record: %v, want deleted", err)
 	}
 	if got := callbackOf(t, f, cluster); got.LastVerifiedPushTime == nil {
@@ -235,11 +232,16 @@ func TestAccountStatus(t *testing.T) {
 func callbackOf(t *testing.T, f *fixture, account qrv1alpha1.Account) qrv1alpha1.AccountCallbackStatus {
 	t.Helper()
 	obj := account.(client.Object)
-	if err := f.c.Get(f.ctx, client.ObjectKeyFromObject(obj), obj); err != nil {
+	if err := f.C.Get(f.Ctx, client.ObjectKeyFromObject(obj), obj); err != nil {
 		t.Fatal(err)
 	}
 	if cb := account.AccountStatus().Callback; cb != nil {
 		return *cb
 	}
 	return qrv1alpha1.AccountCallbackStatus{}
+}
+
+// okStatusPatches is how many account status patches this process made.
+func okStatusPatches(t *testing.T) float64 {
+	return scantest.Sample(t, metricnames.Namespace+"_callback_account_status_patches_total", map[string]string{"result": "ok"})
 }

@@ -57,13 +57,10 @@ limitations under the License.
 //
 // # What the accounts show
 //
-// Each replica keeps, in memory, per served account, when its last verified push arrived and its
-// refusals by reason in 5-minute buckets, and writes them into its own WeChatPushRecord every
-// --record-interval when they changed (a push costs no write). The folder sums the records of
-// every replica into each account's status.callback (lastVerifiedPushTime; refused: the last
-// hour by reason; observedTime) with a merge patch of those fields alone, only when they changed
-// (pushrecord.go). A push to an unknown AppID has no account: the metric alone counts it. The
-// records of a replica gone for over an hour are deleted, its last verified push carried over.
+// Each push verified or refused is noted in this replica's push stats, in memory, which it
+// writes into its own WeChatPushRecord; the replica that folds sums the records of every replica
+// into each account's status.callback (package pushrecord). A push to an unknown AppID has no
+// account: the metric alone counts it.
 //
 // # Attribution
 //
@@ -82,31 +79,20 @@ limitations under the License.
 // A scan is acknowledged only after it is durable in the API server: appended to this replica's
 // current WeChatScanLedger segment in the server's own namespace, one write per --commit-window
 // for all the replica's scans, more (at most 4) only when a full segment's worth waits
-// (ledger.go). If that fails or does not finish within --reply-deadline (default 3s, well inside
-// WeChat's 5 s), the answer is a 503 and WeChat retries. Appending a retry again is harmless: counting is the folder's business. A write's
-// scans are stored as one string, an entry a line (api/v1alpha1 FormatLedgerBatch), because the
-// API server pays per object field of what it stores, on every append (ledger.go has the
-// figures).
+// (package ledger). If that fails or does not finish within --reply-deadline (default 3s, well
+// inside WeChat's 5 s), the answer is a 503 and WeChat retries. Appending a retry again is
+// harmless: counting is the folder's business. A write's scans are stored as one string, an
+// entry a line (api/v1alpha1 FormatLedgerBatch), because the API server pays per object field of
+// what it stores, on every append (package ledger has the figures).
 //
-// The folder (fold.go), elected among the replicas by a Lease (foldlease.go: a replica that loses
-// it stops folding and campaigns again, it does not exit), reads the segments uncached and parses
-// each once per version (segment.go; an entry that does not parse is skipped and counted),
-// counts each event (key: a short hash of FromUserName, CreateTime, Event and EventKey, WeChat's
-// own deduplication key) once per code across every replica's segments, and adds it to the
-// code's totals in a WeChatScanTally shard, writing in the same update how far it folded each
-// segment: a folder killed between any two writes double counts nothing. Then it patches the
-// count annotations of the codes whose annotations differ from their totals, so an overwritten
-// code is restored by the next fold: at most --view-patch-rate codes a second, the longest
-// stale first, so that the view's writes do not grow with the number of distinct codes
-// scanned (the tally and the per-code metrics never wait). Segments are deleted once folded and their last entry is
-// older than --dedupe-window plus their 30 s growth bound: a retry within the window of its
-// original counts once, at any rate, wherever it lands, even when the replica that took the
-// original died before answering. Two distinct scans that share the key (the same user
-// scanning the same code twice within one second) are one event to WeChat and to us.
+// The folder (package fold), elected among the replicas by a Lease, counts each event once per
+// code across every replica's segments into the codes' totals and their count annotations, and
+// deletes the segments it is done with once the dedupe window has passed: a retry within the
+// window of its original counts once, at any rate, wherever it lands.
 //
-// Each replica also remembers the keys it recently made durable and the ones it is writing, so
-// a retry of an event it handled is answered without another write, and a retry arriving while
-// the original is being written waits for that write.
+// The ledger writer also remembers the keys it recently made durable and the ones it is writing,
+// so a retry of an event it handled is answered without another write, and a retry arriving
+// while the original is being written waits for that write.
 //
 // # Replies
 //
@@ -122,11 +108,20 @@ limitations under the License.
 // push it does not answer itself (not the URL verification, not the scan of a code with a reply,
 // never a refused push) is sent on unchanged, query and body, so the application's WeChat SDK
 // verifies and decrypts it as if WeChat had called it, and its answer is relayed as it is
-// (forward.go). A scan is counted while it is forwarded, and an application that does not answer
-// within the account's forward timeout gets WeChat "success": the count never waits for it.
+// (package forward). A scan is counted while it is forwarded, and an application that does not
+// answer within the account's forward timeout gets WeChat "success": the count never waits for
+// it.
 //
-// Each counted scan is also a CloudEvent for the account's sink and the code's (sink.go), queued
-// per sink after the scan is durable and delivered with retries by --sink-workers workers: a sink
-// never fails nor delays a push, and a dead one holds up no other. When the replica stops, the queues
-// get a bounded grace period to drain.
+// Each counted scan is also a CloudEvent for the account's sink and the code's: the ledger is
+// the events' outbox, and the deliverer (package delivery), elected by a Lease of its own, sends
+// them after the scan is durable, with retries, recording its offsets in the segments: a sink
+// never fails nor delays a push, and a dead one holds up no other.
+//
+// # The parts
+//
+// This package is the push path and the assembly of a replica (manager.go): the keyring, the
+// refusals, classify and attribute, the answer. It composes package ledger (the writes),
+// pushrecord (what the accounts show), forward (the account's application), and the two elected
+// loops, fold and delivery, each a runnable of its own with its own options under its own Lease
+// (package election).
 package callback

@@ -17,26 +17,25 @@ limitations under the License.
 package callback
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"os"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/go-logr/logr/funcr"
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	clocktesting "k8s.io/utils/clock/testing"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/fold"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/ledger"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/pushconfig"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/scantest"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/testenv"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/wxcrypto"
 )
@@ -45,39 +44,18 @@ import (
 // run without one.
 var (
 	env testenv.Lazy
-
 	// logs collects what the replicas log, to check that no secret ends up there.
-	logs   bytes.Buffer
-	logsMu sync.Mutex
+	logs scantest.Logs
 )
 
-func TestMain(m *testing.M) {
-	ctrl.SetLogger(funcr.New(func(prefix, args string) {
-		logsMu.Lock()
-		defer logsMu.Unlock()
-		fmt.Fprintln(&logs, prefix, args)
-	}, funcr.Options{}))
-	code := m.Run()
-	if err := env.Stop(); err != nil {
-		fmt.Fprintln(os.Stderr, "stopping the API server:", err)
-	}
-	os.Exit(code)
-}
-
-func apiServer(t *testing.T) *testenv.Env {
-	t.Helper()
-	return env.Get(t)
-}
+func TestMain(m *testing.M) { scantest.Main(m, &env, &logs) }
 
 // fixture is one test's namespace, accounts and codes on the shared API server.
 type fixture struct {
-	t   *testing.T
-	c   client.Client
-	ns  string
-	ctx context.Context
+	*scantest.Namespace
 	// clock is the folder's: the dedupe window and the ledger's collection step on it.
 	clock *clocktesting.FakeClock
-	folds *folder
+	folds *fold.Folder
 	// replicas started, for their identities.
 	started int
 	// accounts are what the push config Secret holds.
@@ -85,15 +63,7 @@ type fixture struct {
 }
 
 func newFixture(t *testing.T) *fixture {
-	e := apiServer(t)
-	prefix := strings.ToLower(strings.NewReplacer("/", "-", "_", "-").Replace(t.Name()))
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: strings.Trim(prefix[:min(len(prefix), 40)], "-") + "-"}}
-	f := &fixture{t: t, c: e.Client, ctx: context.Background(), clock: clocktesting.NewFakeClock(time.Now())}
-	if err := f.c.Create(f.ctx, ns); err != nil {
-		t.Fatal(err)
-	}
-	f.ns = ns.Name
-	return f
+	return &fixture{Namespace: scantest.NewNamespace(t, env.Get(t)), clock: clocktesting.NewFakeClock(time.Now())}
 }
 
 // account adds an account to the push config Secret, as the manager projects it, and returns a
@@ -101,9 +71,9 @@ func newFixture(t *testing.T) *fixture {
 // namespace's random suffix: attribution is cluster-wide, and a test run twice (-count) must not
 // see its earlier codes.
 func (f *fixture) account(name, appID, token, key, previousKey string) *pusher {
-	f.t.Helper()
-	appID += f.ns[strings.LastIndex(f.ns, "-"):]
-	a := pushconfig.Account{Ref: pushconfig.Ref{Kind: qrv1alpha1.KindWeChatAccount, Namespace: f.ns, Name: name},
+	f.T.Helper()
+	appID += f.NS[strings.LastIndex(f.NS, "-"):]
+	a := pushconfig.Account{Ref: pushconfig.Ref{Kind: qrv1alpha1.KindWeChatAccount, Namespace: f.NS, Name: name},
 		AppID: appID, Token: token, EncodingAESKey: key, PreviousEncodingAESKey: previousKey}
 	p := &pusher{appID: appID, token: token, mode: plaintext}
 	if key != "" {
@@ -116,78 +86,41 @@ func (f *fixture) account(name, appID, token, key, previousKey string) *pusher {
 
 // writeAccounts writes f.accounts into the push config Secret of f's namespace.
 func (f *fixture) writeAccounts() {
-	f.t.Helper()
-	if err := pushconfig.Write(f.ctx, f.c, f.c, f.ns, f.accounts...); err != nil {
-		f.t.Fatal(err)
+	f.T.Helper()
+	if err := pushconfig.Write(f.Ctx, f.C, f.C, f.NS, f.accounts...); err != nil {
+		f.T.Fatal(err)
 	}
 }
 
 func (f *fixture) cipher(key, appID string) *wxcrypto.Cipher {
 	c, err := wxcrypto.NewCipher(key, appID)
 	if err != nil {
-		f.t.Fatal(err)
+		f.T.Fatal(err)
 	}
 	return c
-}
-
-// code creates a code with its status as the manager would have written it.
-func (f *fixture) code(c *qrv1alpha1.WeChatQRCode) *qrv1alpha1.WeChatQRCode {
-	f.t.Helper()
-	if c.Namespace == "" {
-		c.Namespace = f.ns
-	}
-	status := c.Status
-	if err := f.c.Create(f.ctx, c); err != nil {
-		f.t.Fatal(err)
-	}
-	c.Status = status
-	if err := f.c.Status().Update(f.ctx, c); err != nil {
-		f.t.Fatal(err)
-	}
-	return c
-}
-
-// counts reads a code's counters from the API server, not from any cache.
-func (f *fixture) counts(c *qrv1alpha1.WeChatQRCode) (scans, subscribes string) {
-	f.t.Helper()
-	var got qrv1alpha1.WeChatQRCode
-	if err := f.c.Get(f.ctx, client.ObjectKeyFromObject(c), &got); err != nil {
-		f.t.Fatal(err)
-	}
-	return got.Annotations[qrv1alpha1.AnnotationScans], got.Annotations[qrv1alpha1.AnnotationSubscribes]
 }
 
 // wantCounts folds the fixture's ledger, then checks c's count annotations.
 func (f *fixture) wantCounts(c *qrv1alpha1.WeChatQRCode, scans, subscribes string) {
-	f.t.Helper()
+	f.T.Helper()
 	f.fold()
-	if s, sub := f.counts(c); s != scans || sub != subscribes {
-		f.t.Fatalf("%s: scans=%q subscribes=%q, want %q and %q", c.Name, s, sub, scans, subscribes)
+	if s, sub := f.Counts(c); s != scans || sub != subscribes {
+		f.T.Fatalf("%s: scans=%q subscribes=%q, want %q and %q", c.Name, s, sub, scans, subscribes)
 	}
-}
-
-// folder is a folder of the fixture's ledger, as a freshly elected replica starts it, on the
-// fixture's fake clock. It reads the codes live: a cache's lag is not what these tests are about.
-func (f *fixture) folder(writer client.Writer) *folder {
-	return f.folderWith(writer, DefaultOptions().ViewPatchRate)
-}
-
-// folderWith is f.folder patching at most viewRate codes' annotations per second of f.clock,
-// folding every second.
-func (f *fixture) folderWith(writer client.Writer, viewRate float64) *folder {
-	opts := DefaultOptions()
-	opts.Namespace, opts.FoldInterval, opts.ViewPatchRate = f.ns, time.Second, viewRate
-	return newFolder(f.clock, f.c, f.c, writer, opts, ctrl.Log)
 }
 
 // fold runs one round of the fixture's folder.
 func (f *fixture) fold() {
-	f.t.Helper()
+	f.T.Helper()
 	if f.folds == nil {
-		f.folds = f.folder(f.c)
+		// As a freshly elected replica starts it, on the fixture's clock. It reads the codes
+		// live: a cache's lag is not what these tests are about.
+		opts := fold.DefaultOptions()
+		opts.Namespace, opts.Interval = f.NS, time.Second
+		f.folds = fold.New(f.clock, f.C, f.C, f.C, nil, opts, ctrl.Log)
 	}
-	if err := f.folds.fold(f.ctx); err != nil {
-		f.t.Fatal(err)
+	if err := f.folds.Fold(f.Ctx); err != nil {
+		f.T.Fatal(err)
 	}
 }
 
@@ -199,16 +132,16 @@ type replica struct {
 }
 
 func (f *fixture) replica(opts Options) *replica {
-	f.t.Helper()
+	f.T.Helper()
 	if opts.CommitWindow == 0 {
 		opts = DefaultOptions()
 	}
 	// The tests fold themselves, on the fixture's clock.
 	f.started++
-	opts.Namespace, opts.Identity, opts.FoldInterval = f.ns, fmt.Sprintf("replica-%d", f.started), 0
-	mgr, s, err := NewManager(env.Get(f.t).Config, Config{Options: opts, BindAddress: "0", HealthProbeBindAddress: "0", MetricsBindAddress: "0"})
+	opts.Namespace, opts.Identity, opts.Fold.Interval = f.NS, fmt.Sprintf("replica-%d", f.started), 0
+	mgr, s, err := NewManager(env.Get(f.T).Config, Config{Options: opts, BindAddress: "0", HealthProbeBindAddress: "0", MetricsBindAddress: "0"})
 	if err != nil {
-		f.t.Fatal(err)
+		f.T.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -221,12 +154,12 @@ func (f *fixture) replica(opts Options) *replica {
 			srv.Close()
 			cancel()
 			if err := <-done; err != nil {
-				f.t.Error(err)
+				f.T.Error(err)
 			}
 		})
 	}
-	f.t.Cleanup(r.stop)
-	waitFor(f.t, "the replica to be ready", func() bool {
+	f.T.Cleanup(r.stop)
+	scantest.WaitFor(f.T, "the replica to be ready", func() bool {
 		sync, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
 		defer cancel()
 		return s.keyring.loaded.Load() && mgr.GetCache().WaitForCacheSync(sync)
@@ -246,11 +179,11 @@ func (f *fixture) replicas(n int) []*replica {
 // threeReplicasOneCode starts three replicas serving a safe-mode account and creates a code of it
 // that every replica's cache knows.
 func (f *fixture) threeReplicasOneCode(appID, ticket string, scene int64, reply string) (*pusher, []*replica, *qrv1alpha1.WeChatQRCode) {
-	f.t.Helper()
+	f.T.Helper()
 	p := f.account("a", appID, "tok-"+appID, testKey, "")
 	rs := f.replicas(3)
-	code := f.code(newCode("", "code", p.appID, ticket, scene, reply))
-	waitIndexed(f.t, rs, p.appID, ticket)
+	code := f.Code(scantest.NewCode("", "code", p.appID, ticket, scene, reply))
+	waitIndexed(f.T, rs, p.appID, ticket)
 	return p, rs, code
 }
 
@@ -259,21 +192,10 @@ func (f *fixture) threeReplicasOneCode(appID, ticket string, scene int64, reply 
 func waitIndexed(t *testing.T, rs []*replica, appID, ticket string) {
 	t.Helper()
 	for _, r := range rs {
-		waitFor(t, "the cache to index "+ticket, func() bool {
+		scantest.WaitFor(t, "the cache to index "+ticket, func() bool {
 			c, _, err := attribute(r.codes, appID, &scan{ticket: ticket})
 			return err == nil && c != nil
 		})
-	}
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
 
@@ -282,4 +204,63 @@ func wantOK(t *testing.T, code int, body, want string) {
 	if code != http.StatusOK || (want != "" && body != want) {
 		t.Fatalf("got %d %q, want 200 %q", code, body, want)
 	}
+}
+
+// TestExactlyOnceAcrossReplicas: every event of a hot code reaches one replica and its retry
+// the other (as when WeChat's answer was late, or the first replica died before answering), at
+// full speed; both append it to their own segment. The fold counts each event once, and so does a
+// new folder that starts after the originals were folded and the retries were not (a folder
+// restart between the original and its retry). Past the dedupe window the segments go.
+func TestExactlyOnceAcrossReplicas(t *testing.T) {
+	f := newFixture(t)
+	p := f.account("a", "wxonce01", "tok-once", testKey, "")
+	rs := f.replicas(2)
+	code := f.Code(scantest.NewCode("", "hot", p.appID, "T-ONCE", 1, ""))
+	waitIndexed(t, rs, p.appID, "T-ONCE")
+
+	const events, workers = 400, 16
+	msg := func(i int) string {
+		if i%4 == 0 {
+			return scanXML("o-"+strconv.Itoa(i), 1700000000, "subscribe", "qrscene_1", "T-ONCE")
+		}
+		return scanXML("o-"+strconv.Itoa(i), 1700000000, "SCAN", "1", "T-ONCE")
+	}
+	send := func(first, last int, to func(i int) *replica) {
+		var next atomic.Int64
+		next.Store(int64(first))
+		var wg sync.WaitGroup
+		for range workers {
+			wg.Go(func() {
+				for i := int(next.Add(1)) - 1; i < last; i = int(next.Add(1)) - 1 {
+					sendRetrying(t, p.build(t, msg(i)), to(i))
+				}
+			})
+		}
+		wg.Wait()
+	}
+	// Half the events: original and retry both appended before any fold.
+	send(0, events/2, func(i int) *replica { return rs[i%2] })
+	send(0, events/2, func(i int) *replica { return rs[1-i%2] })
+	f.wantCounts(code, strconv.Itoa(events/2), strconv.Itoa(events/8))
+	// The other half: the originals are folded, then the folder is replaced, then the retries come.
+	send(events/2, events, func(i int) *replica { return rs[i%2] })
+	f.fold()
+	f.folds = nil
+	send(events/2, events, func(i int) *replica { return rs[1-i%2] })
+	f.wantCounts(code, strconv.Itoa(events), strconv.Itoa(events/4))
+
+	// Within the window the segments stay (a retry may still come); past it they go.
+	f.clock.Step(fold.DefaultOptions().DedupeWindow)
+	f.fold()
+	if n := f.Segments(); n == 0 {
+		t.Fatal("segments collected within the dedupe window")
+	}
+	f.clock.Step(ledger.MaxSegmentAge + time.Minute)
+	f.wantCounts(code, strconv.Itoa(events), strconv.Itoa(events/4))
+	if n := f.Segments(); n != 0 {
+		t.Fatalf("%d segments left after the dedupe window", n)
+	}
+	// The totals do not depend on the segments any more.
+	f.folds = nil
+	f.wantCounts(code, strconv.Itoa(events), strconv.Itoa(events/4))
 }

@@ -26,7 +26,9 @@ import (
 
 	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/delivery"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/forward"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/pushwire"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/scantest"
 )
 
 // gatewayTimeout is the forward timeout of TestGatewayReplica: short, real, and far inside
@@ -50,14 +52,14 @@ func TestGatewayReplica(t *testing.T) {
 	f.accounts[0].ForwardURL, f.accounts[0].ForwardTimeout, f.accounts[0].SinkURI = app.srv.URL+"/wx", gatewayTimeout, sink.url
 	f.writeAccounts()
 	r := f.replica(Options{})
-	code := newCode("", "login", p.appID, "TICKET-GW", 77, "")
+	code := scantest.NewCode("", "login", p.appID, "TICKET-GW", 77, "")
 	code.Status.SinkURI = sink.url
-	f.code(code)
+	f.Code(code)
 	waitIndexed(t, []*replica{r}, p.appID, "TICKET-GW")
 
 	createTime := time.Now().Unix()
 	push := p.build(t, scanXML("o-login", createTime, "subscribe", "qrscene_77", "TICKET-GW"))
-	timeouts := forwardCount(forwardTimeout)
+	timeouts := forwardCount(t, "timeout")
 	for try := range 2 { // WeChat's retry: the same push again
 		start := time.Now()
 		status, body := push.send(t, r.url)
@@ -68,14 +70,14 @@ func TestGatewayReplica(t *testing.T) {
 		}
 		<-app.arrived
 	}
-	if got := forwardCount(forwardTimeout) - timeouts; got != 2 {
+	if got := forwardCount(t, "timeout") - timeouts; got != 2 {
 		t.Errorf("%v forwards timed out, want 2", got)
 	}
 	key := eventKey(&pushwire.Message{FromUserName: "o-login", CreateTime: strconv.FormatInt(createTime, 10), Event: "subscribe", EventKey: "qrscene_77"})
 	got := app.requests()
 	for i, scan := range []string{"new", "duplicate"} {
 		h := got[i].header
-		if got[i].problem != "" || h.Get(HeaderCodeName) != "login" || h.Get(HeaderCodeNamespace) != f.ns || h.Get(HeaderScan) != scan || h.Get(HeaderEventID) != key {
+		if got[i].problem != "" || h.Get(forward.HeaderCodeName) != "login" || h.Get(forward.HeaderCodeNamespace) != f.NS || h.Get(forward.HeaderScan) != scan || h.Get(forward.HeaderEventID) != key {
 			t.Errorf("forward %d: %q, headers %v", i+1, got[i].problem, h)
 		}
 	}
@@ -83,7 +85,7 @@ func TestGatewayReplica(t *testing.T) {
 
 	// The deliverer (elected among the replicas) reads the event from the ledger: one event,
 	// although the account and the code name the same sink and WeChat retried the push.
-	waitFor(t, "the sink's event", func() bool { return len(sink.received()) > 0 })
+	scantest.WaitFor(t, "the sink's event", func() bool { return len(sink.received()) > 0 })
 	events := sink.received()
 	if len(events) != 1 || events[0].ID() != key {
 		t.Fatalf("the sink got %v, want one event with id %s", events, key)
@@ -96,9 +98,9 @@ func TestGatewayReplica(t *testing.T) {
 		t.Errorf("partitionkey %q: want the scanner's hash in 16 hex digits", pk)
 	}
 	// The segments record that the sink has it, so that the folder may delete them.
-	waitFor(t, "the delivery offsets", func() bool {
+	scantest.WaitFor(t, "the delivery offsets", func() bool {
 		var segs qrv1alpha1.WeChatScanLedgerList
-		if err := env.Get(t).Client.List(t.Context(), &segs, client.InNamespace(f.ns)); err != nil || len(segs.Items) == 0 {
+		if err := env.Get(t).Client.List(t.Context(), &segs, client.InNamespace(f.NS)); err != nil || len(segs.Items) == 0 {
 			return false
 		}
 		for _, s := range segs.Items {

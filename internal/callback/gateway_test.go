@@ -33,10 +33,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/testutil"
 	clocktesting "k8s.io/utils/clock/testing"
 
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/forward"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/metricnames"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/pushconfig"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/scantest"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/wxcrypto"
 )
 
@@ -163,8 +165,8 @@ func newGateway(t *testing.T) *gateway {
 	t.Helper()
 	counter := newStubCounter()
 	s, clk, pushers := unitServer(t, counter,
-		newCode("ns", "safe-noreply", "wxsafe", "TICKET-SN", 3, ""),
-		newCode("ns", "compat", "wxcompat", "TICKET-C", 4, ""))
+		scantest.NewCode("ns", "safe-noreply", "wxsafe", "TICKET-SN", 3, ""),
+		scantest.NewCode("ns", "compat", "wxcompat", "TICKET-C", 4, ""))
 	compatCipher, err := wxcrypto.NewCipher(testOtherKey, "wxcompat")
 	if err != nil {
 		t.Fatal(err)
@@ -206,7 +208,10 @@ func textXML(openid string, createTime int64, content string) string {
 		openid, createTime, content, createTime*10)
 }
 
-func forwardCount(result string) float64 { return testutil.ToFloat64(forwards.WithLabelValues(result)) }
+// forwardCount is how many forwards this process made with result.
+func forwardCount(t *testing.T, result string) float64 {
+	return scantest.Sample(t, metricnames.Namespace+"_callback_forwards_total", map[string]string{"result": result})
+}
 
 // TestForwardModes: in each of WeChat's three modes, a text message, a menu click, an unfollow
 // and a scan of a code without reply reach the application as WeChat sent them (its own checks
@@ -252,9 +257,9 @@ func TestForwardModes(t *testing.T) {
 							t.Errorf("query %s = %q, WeChat sent %q", k, got.query.Get(k), req.query.Get(k))
 						}
 					}
-					name := got.header.Get(HeaderCodeName)
+					name := got.header.Get(forward.HeaderCodeName)
 					switch {
-					case tc.scan && (name == "" || got.header.Get(HeaderCodeNamespace) != "ns" || got.header.Get(HeaderScan) != "new" || got.header.Get(HeaderEventID) == ""):
+					case tc.scan && (name == "" || got.header.Get(forward.HeaderCodeNamespace) != "ns" || got.header.Get(forward.HeaderScan) != "new" || got.header.Get(forward.HeaderEventID) == ""):
 						t.Errorf("scan headers %v", got.header)
 					case !tc.scan && name != "":
 						t.Errorf("a %s was told it is a scan of %s", tc.name, name)
@@ -296,7 +301,7 @@ func TestForwardWechatCryptoPush(t *testing.T) {
 	v := f.Vectors[i]
 	ticket := v.Message[strings.Index(v.Message, "<Ticket><![CDATA[")+len("<Ticket><![CDATA[") : strings.Index(v.Message, "]]></Ticket>")]
 	counter := newStubCounter()
-	s, clk, _ := unitServer(t, counter, newCode("ns", "vector", v.AppID, ticket, 123123, ""))
+	s, clk, _ := unitServer(t, counter, scantest.NewCode("ns", "vector", v.AppID, ticket, 123123, ""))
 	sec, _ := strconv.ParseInt(v.Timestamp, 10, 64)
 	clk.SetTime(time.Unix(sec, 0))
 	cipher, err := wxcrypto.NewCipher(v.EncodingAESKey, v.AppID)
@@ -352,13 +357,13 @@ func (g *gateway) slowPush(t *testing.T, timeout time.Duration) (int, string) {
 // gets WeChat "success", and the scan is counted all the same.
 func TestForwardSlowApplication(t *testing.T) {
 	g := newGateway(t)
-	before := forwardCount(forwardTimeout)
+	before := forwardCount(t, "timeout")
 	status, body := g.slowPush(t, 2*time.Second)
 	wantOK(t, status, body, "success")
 	if g.counter.scansOf("plain") != 1 {
 		t.Fatal("the scan was not counted")
 	}
-	waitFor(t, "the timeout metric", func() bool { return forwardCount(forwardTimeout) == before+1 })
+	scantest.WaitFor(t, "the timeout metric", func() bool { return forwardCount(t, "timeout") == before+1 })
 }
 
 // TestForwardApplicationDown: an application that cannot be reached is "success" at once, and
@@ -366,13 +371,13 @@ func TestForwardSlowApplication(t *testing.T) {
 func TestForwardApplicationDown(t *testing.T) {
 	g := newGateway(t)
 	g.account("wxplain", func(a *pushconfig.Account) { a.ForwardURL = unreachableURL(t) + "wx" })
-	before := forwardCount(forwardError)
+	before := forwardCount(t, "error")
 	status, body := g.pushers[plaintext].build(t, scanXML("o-down", 1700000300, "subscribe", "qrscene_1", "TICKET-P")).serve(g.s)
 	wantOK(t, status, body, "success")
 	if g.counter.scansOf("plain") != 1 {
 		t.Fatal("the scan was not counted")
 	}
-	if forwardCount(forwardError) != before+1 {
+	if forwardCount(t, "error") != before+1 {
 		t.Fatal("the failed forward is not in the metric")
 	}
 }
@@ -442,7 +447,7 @@ func TestForwardHeaders(t *testing.T) {
 		r.Header.Set("Connection", "X-Secret-Hop")
 		r.Header.Set("X-Secret-Hop", "1")
 		r.Header.Set("Proxy-Authorization", "Basic eA==")
-		r.Header.Set(HeaderCodeName, "forged")
+		r.Header.Set(forward.HeaderCodeName, "forged")
 		r.Header.Set("X-Forwarded-For", "198.51.100.1")
 		rec := httptest.NewRecorder()
 		g.s.ServeHTTP(rec, r)
@@ -457,13 +462,13 @@ func TestForwardHeaders(t *testing.T) {
 			t.Errorf("hop-by-hop %s forwarded", h)
 		}
 	}
-	if got.Get(HeaderCodeName) != "plain" || got.Get(HeaderScan) != "new" || got.Get("X-Forwarded-For") != "198.51.100.1, 203.0.113.7" {
+	if got.Get(forward.HeaderCodeName) != "plain" || got.Get(forward.HeaderScan) != "new" || got.Get("X-Forwarded-For") != "198.51.100.1, 203.0.113.7" {
 		t.Errorf("headers %v", got)
 	}
 	// WeChat retries after the 500: the application learns it is the same scan.
 	send()
-	if got.Get(HeaderScan) != "duplicate" || g.counter.scansOf("plain") != 1 {
-		t.Errorf("retry: %s, scans %d", got.Get(HeaderScan), g.counter.scansOf("plain"))
+	if got.Get(forward.HeaderScan) != "duplicate" || g.counter.scansOf("plain") != 1 {
+		t.Errorf("retry: %s, scans %d", got.Get(forward.HeaderScan), g.counter.scansOf("plain"))
 	}
 }
 

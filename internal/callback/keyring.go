@@ -187,9 +187,9 @@ func (k *keyring) lookup(appID string) *pushKeys {
 	return keys
 }
 
-// accounts returns the accounts in the push config now: not the departed ones, whose resource
+// Accounts returns the accounts in the push config now: not the departed ones, whose resource
 // is gone, so that there is no status to report.
-func (k *keyring) accounts() []pushconfig.Account {
+func (k *keyring) Accounts() []pushconfig.Account {
 	m := k.byAppID.Load()
 	if m == nil {
 		return nil

@@ -39,7 +39,7 @@ type secretAt struct {
 // TestKeyringHistory: which accounts the keyring serves, with which token, at a time, given the
 // push Secret's history: those in the Secret, and those that left it (or went with it) less than
 // the grace ago, with their last token; never an AppID it never held; and only the ones in the
-// Secret in accounts(), which the status report follows. The gauges say which is which.
+// Secret in Accounts(), which the status report follows. The gauges say which is which.
 func TestKeyringHistory(t *testing.T) {
 	const grace = 10 * time.Minute
 	a1, a2 := map[string]string{"wxa": "tok-a1"}, map[string]string{"wxa": "tok-a2"}
@@ -51,7 +51,7 @@ func TestKeyringHistory(t *testing.T) {
 		grace   time.Duration
 		history []secretAt
 		at      time.Duration
-		// served is what lookup serves, by AppID, the token; inSecret what accounts() returns.
+		// served is what lookup serves, by AppID, the token; inSecret what Accounts() returns.
 		served   map[string]string
 		inSecret []string
 	}{
@@ -96,11 +96,11 @@ func TestKeyringHistory(t *testing.T) {
 					}
 				}
 				var inSecret []string
-				for _, a := range k.accounts() {
+				for _, a := range k.Accounts() {
 					inSecret = append(inSecret, a.AppID)
 				}
 				if slices.Sort(inSecret); !slices.Equal(inSecret, tc.inSecret) {
-					t.Errorf("pruned=%v: accounts() %v, want %v", prune, inSecret, tc.inSecret)
+					t.Errorf("pruned=%v: Accounts() %v, want %v", prune, inSecret, tc.inSecret)
 				}
 			}
 			// Pruned: each served account in exactly one gauge, the others in none.

@@ -35,8 +35,13 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 
 	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/clocked"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/delivery"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/election"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/fold"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/forward"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/ledger"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/pushrecord"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/scheme"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/securemetrics"
 )
@@ -87,7 +92,7 @@ func NewManager(rc *rest.Config, cfg Config) (manager.Manager, *Server, error) {
 		Scheme:                 scheme.New(),
 		Metrics:                cfg.MetricsServing.Options(cfg.MetricsBindAddress),
 		HealthProbeBindAddress: cfg.HealthProbeBindAddress,
-		// Every replica serves; only the fold is led, by a Lease of its own (foldLeader).
+		// Every replica serves; the fold and the delivery are led, each by a Lease of its own.
 		Cache: cache.Options{DefaultTransform: cache.TransformStripManagedFields()},
 		// Belt and braces: a cached Secret read would need list and watch on every Secret (the
 		// keyring watches its one Secret itself), and a cached ledger would grow with the scans.
@@ -146,16 +151,13 @@ func Setup(mgr ctrl.Manager, opts Options) (*Server, error) {
 		return nil, err
 	}
 	s := newServer(opts, clock.RealClock{}, cs, codes, mgr.GetClient(), log)
-	rec := &recorder{stats: s.stats, clock: clock.RealClock{}, writer: mgr.GetClient(), namespace: opts.Namespace,
-		identity: opts.Identity, interval: opts.RecordInterval, log: log.WithName("record")}
+	rec := pushrecord.NewRecorder(s.stats, clock.RealClock{}, mgr.GetClient(), opts.Namespace, opts.Identity, opts.RecordInterval, log.WithName("record"))
 	for _, r := range []manager.Runnable{s.keyring, rec} {
 		if err := mgr.Add(r); err != nil {
 			return nil, err
 		}
 	}
-	dopts := opts.Delivery
-	dopts.Namespace = opts.Namespace
-	d, err := delivery.New(mgr.GetConfig(), mgr.GetScheme(), mgr.GetClient().Status(), routes{keys: s.keyring, codes: codes}, clock.RealClock{}, dopts, log.WithName("delivery"))
+	d, err := delivery.New(mgr.GetConfig(), mgr.GetScheme(), mgr.GetClient().Status(), routes{keys: s.keyring, codes: codes}, clock.RealClock{}, opts.delivering(), log.WithName("delivery"))
 	if err != nil {
 		return nil, err
 	}
@@ -166,9 +168,10 @@ func Setup(mgr ctrl.Manager, opts Options) (*Server, error) {
 	if err := mgr.Add(deliverer); err != nil {
 		return nil, err
 	}
-	if opts.FoldInterval > 0 {
-		f := newFolder(clock.RealClock{}, mgr.GetAPIReader(), mgr.GetCache(), mgr.GetClient(), opts, log)
-		f.served, f.status, f.stats = s.keyring.accounts, mgr.GetClient().Status(), s.stats
+	if opts.Fold.Interval > 0 {
+		// The accounts' status.callback is reported under the fold's Lease, after each round.
+		report := pushrecord.NewReporter(clock.RealClock{}, mgr.GetAPIReader(), mgr.GetClient(), mgr.GetClient().Status(), opts.Namespace, s.keyring, s.stats)
+		f := fold.New(clock.RealClock{}, mgr.GetAPIReader(), mgr.GetCache(), mgr.GetClient(), report, opts.folding(), log)
 		leader, err := election.New(mgr.GetConfig(), opts.Namespace, FoldLease, opts.Identity, f, log.WithName("fold"))
 		if err != nil {
 			return nil, err
@@ -197,13 +200,13 @@ func newServer(opts Options, clk clock.WithDelayedExecution, cs kubernetes.Inter
 	keys.byAppID.Store(&map[string]*pushKeys{})
 	return &Server{
 		opts:      opts,
-		forwarder: &forwarder{transport: newTransport(), clock: clk, log: log, sampler: sampler{clock: clk}},
+		forwarder: forward.New(clk, log),
 		keyring:   keys,
-		stats:     newPushStats(clk),
-		counter:   newLedger(clk, writer, opts.Namespace, opts.Identity, opts.CommitWindow),
+		stats:     pushrecord.NewStats(clk),
+		counter:   ledger.New(clk, writer, opts.Namespace, opts.Identity, opts.CommitWindow),
 		codes:     codes,
 		log:       log,
-		sampler:   sampler{clock: clk},
+		sampler:   clocked.NewSampler(clk),
 		clock:     clk,
 	}
 }

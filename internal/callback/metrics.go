@@ -20,7 +20,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
-	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/metricnames"
 )
 
@@ -40,55 +39,6 @@ var (
 		Help: "Verified pushes by kind (qr_subscribe, qr_scan, subscribe, unsubscribe, event, message) " +
 			"and result (counted, duplicate, unmatched, ambiguous, failed, acknowledged).",
 	}, []string{"kind", "result"})
-	appends = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: metricnames.Namespace,
-		Subsystem: "callback",
-		Name:      "ledger_appends_total",
-		Help:      "Writes of a commit window's scans to this replica's ledger segment, by result: ok, error.",
-	}, []string{"result"})
-	batchSize = prometheus.NewHistogram(prometheus.HistogramOpts{
-		Namespace: metricnames.Namespace,
-		Subsystem: "callback",
-		Name:      "commit_batch_events",
-		Help:      "Events appended to the ledger in one write.",
-		Buckets:   []float64{1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000},
-	})
-	folds = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: metricnames.Namespace,
-		Subsystem: "callback",
-		Name:      "folds_total",
-		Help:      "Fold rounds of the elected folder by result (ok, error), and tally shards written (shard_written).",
-	}, []string{"result"})
-	segmentsCollected = prometheus.NewCounter(prometheus.CounterOpts{
-		Namespace: metricnames.Namespace,
-		Subsystem: "callback",
-		Name:      "ledger_segments_collected_total",
-		Help:      "Ledger segments deleted by the folder: fully folded and older than the dedupe window.",
-	})
-	malformedEntries = prometheus.NewCounter(prometheus.CounterOpts{
-		Namespace: metricnames.Namespace,
-		Subsystem: "callback",
-		Name:      "ledger_malformed_entries_total",
-		Help:      "Ledger entries the folder skipped because they do not parse: written by something other than the callback server.",
-	})
-	viewPatches = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: metricnames.Namespace,
-		Subsystem: "callback",
-		Name:      "view_patches_total",
-		Help:      "Patches of a code's count annotations by the folder, by result: ok, gone (deleted or re-created), error.",
-	}, []string{"result"})
-	viewBacklog = prometheus.NewGauge(prometheus.GaugeOpts{
-		Namespace: metricnames.Namespace,
-		Subsystem: "callback",
-		Name:      "view_backlog",
-		Help:      "Codes whose count annotations lag their totals after the folder's last round, waiting for the view's patch budget (--view-patch-rate).",
-	})
-	statusPatches = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: metricnames.Namespace,
-		Subsystem: "callback",
-		Name:      "account_status_patches_total",
-		Help:      "Patches of an account's status.callback by the folder, by result: ok, gone (account deleted), error.",
-	}, []string{"result"})
 	pushDuration = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Namespace: metricnames.Namespace,
 		Subsystem: "callback",
@@ -111,40 +61,6 @@ var (
 	}, []string{"app_id"})
 )
 
-// Per code, from the elected folder's tally: the labels are codes' names, which their owners
-// choose, never anything from a request.
-var (
-	codeScans = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Namespace: metricnames.Namespace,
-		Name:      "code_scans",
-		Help:      "Scans of a code, each event once (the elected folder reports it).",
-	}, []string{"namespace", "name"})
-	codeNewFollowers = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Namespace: metricnames.Namespace,
-		Name:      "code_new_followers",
-		Help:      "Scans of a code that brought a new follower (subscribe).",
-	}, []string{"namespace", "name"})
-	codeUniqueScanners = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Namespace: metricnames.Namespace,
-		Name:      "code_unique_scanners",
-		Help:      "Estimated distinct users who scanned a code (HyperLogLog, about 0.8% standard error).",
-	}, []string{"namespace", "name"})
-)
-
-func observeCode(ns, name string, t qrv1alpha1.CodeTally) {
-	codeScans.WithLabelValues(ns, name).Set(float64(t.Scans))
-	codeNewFollowers.WithLabelValues(ns, name).Set(float64(t.Subscribes))
-	codeUniqueScanners.WithLabelValues(ns, name).Set(float64(t.UniqueScanners))
-}
-
-func forgetCode(ns, name string) {
-	for _, g := range []*prometheus.GaugeVec{codeScans, codeNewFollowers, codeUniqueScanners} {
-		g.DeleteLabelValues(ns, name)
-	}
-}
-
 func init() {
-	metrics.Registry.MustRegister(codeScans, codeNewFollowers, codeUniqueScanners,
-		refusals, events, appends, batchSize, folds, segmentsCollected, malformedEntries, viewPatches, viewBacklog, statusPatches, pushDuration,
-		accountLoaded, accountDeparted)
+	metrics.Registry.MustRegister(refusals, events, pushDuration, accountLoaded, accountDeparted)
 }

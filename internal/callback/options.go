@@ -19,10 +19,10 @@ package callback
 import (
 	"errors"
 	"fmt"
-	"math"
 	"time"
 
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/delivery"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/fold"
 )
 
 // Options is how the server treats pushes; see the package comment for what each one bounds.
@@ -40,18 +40,11 @@ type Options struct {
 	Namespace string
 	// Identity names this replica's ledger segments (the Pod's name): unique among the replicas.
 	Identity string
-	// DedupeWindow is how long after an event its retries are still recognised.
-	DedupeWindow time.Duration
-	// FoldInterval is how often the elected replica folds the ledger into the codes' counts; 0
-	// keeps this replica out of the election. It is also how often the accounts' status.callback
-	// is brought up to date.
-	FoldInterval time.Duration
 	// RecordInterval is how often this replica writes its push record, when it changed.
 	RecordInterval time.Duration
-	// ViewPatchRate is how many codes' count annotations the folder patches per second, at most,
-	// with a burst of one fold interval's worth: the view's writes then stay bounded however many
-	// distinct codes are scanned.
-	ViewPatchRate float64
+	// Fold is the elected folder's, which counts the ledger's scans into the codes' counts
+	// (Namespace is filled in).
+	Fold fold.Options
 	// Delivery is the elected deliverer's, which sends the ledger's scan events to the sinks.
 	Delivery delivery.Options
 	// AccountGrace is how long an account that left the push config is still served with its
@@ -66,10 +59,8 @@ func DefaultOptions() Options {
 		MaxBodyBytes:   64 << 10,
 		ReplyDeadline:  3 * time.Second,
 		CommitWindow:   50 * time.Millisecond,
-		DedupeWindow:   2 * time.Minute,
-		FoldInterval:   5 * time.Second,
 		RecordInterval: 10 * time.Second,
-		ViewPatchRate:  20,
+		Fold:           fold.DefaultOptions(),
 		Delivery:       delivery.DefaultOptions(),
 		// WeChat tries a push three times about 5 s apart; an account deleted and created again
 		// (a GitOps prune and re-sync, kubectl replace --force) is back in the push config once
@@ -79,10 +70,6 @@ func DefaultOptions() Options {
 	}
 }
 
-// minDedupeWindow covers WeChat's three tries about 5 s apart with a wide margin for the clock
-// skew between replicas.
-const minDedupeWindow = time.Minute
-
 func (o Options) validate() error {
 	switch {
 	case o.RecordInterval <= 0, o.MaxClockSkew <= 0, o.MaxBodyBytes <= 0, o.CommitWindow < 0:
@@ -91,16 +78,25 @@ func (o Options) validate() error {
 		return errors.New("the reply deadline must be longer than the commit window and shorter than WeChat's 5 s")
 	case o.Namespace == "" || o.Identity == "":
 		return errors.New("the namespace and the identity of the replica are required (POD_NAMESPACE and POD_NAME)")
-	case o.DedupeWindow < minDedupeWindow:
-		return fmt.Errorf("the dedupe window must be at least %s", minDedupeWindow)
-	case o.FoldInterval < 0:
-		return errors.New("the fold interval must not be negative")
-	case !(o.ViewPatchRate > 0) || math.IsInf(o.ViewPatchRate, 1):
-		return fmt.Errorf("--view-patch-rate must be a positive number of annotation patches per second, got %v; the default is %v", o.ViewPatchRate, DefaultOptions().ViewPatchRate)
 	case o.AccountGrace < 0:
 		return fmt.Errorf("--account-grace must not be negative, got %s; 0 refuses a departed account's pushes at once", o.AccountGrace)
 	}
+	if err := o.folding().Validate(); err != nil {
+		return err
+	}
+	return o.delivering().Validate()
+}
+
+// folding is the fold's options, in the callback server's namespace.
+func (o Options) folding() fold.Options {
+	f := o.Fold
+	f.Namespace = o.Namespace
+	return f
+}
+
+// delivering is the deliverer's options, in the callback server's namespace.
+func (o Options) delivering() delivery.Options {
 	d := o.Delivery
 	d.Namespace = o.Namespace
-	return d.Validate()
+	return d
 }

@@ -30,6 +30,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/clocked"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/forward"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/ledger"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/pushrecord"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/pushwire"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/wxcrypto"
 )
@@ -45,17 +49,30 @@ const (
 	resultAmbiguous = "ambiguous" // several codes have the scene
 )
 
+// scanCounter persists scans: package ledger's Writer. The server answers WeChat only once Count
+// has returned: the HTTP tests drive the server with a stand-in, and the ledger's own tests run
+// against an API server.
+type scanCounter interface {
+	// Count returns once e is durable (duplicate when this replica knows it already was), or with
+	// an error: then e may or may not be durable, and WeChat's retry will tell. It gives up when
+	// ctx ends, and its write at deadline.
+	Count(ctx context.Context, e qrv1alpha1.LedgerEntry, deadline time.Time) (duplicate bool, err error)
+	// Known is whether Count would now answer duplicate for the event key of code (namespace/name)
+	// without waiting: what the forwarded push tells the application.
+	Known(code, key string) bool
+}
+
 // Server is the push endpoint of every configured account (an http.Handler).
 type Server struct {
 	opts    Options
 	keyring *keyring
-	stats   *pushStats
+	stats   *pushrecord.Stats
 	counter scanCounter
 	codes   codeIndex
 	log     logr.Logger
-	sampler sampler
+	sampler *clocked.Sampler
 	// forwarder hands pushes on to the account's application.
-	forwarder *forwarder
+	forwarder *forward.Forwarder
 	// clock times everything of a push: the timestamp check, the reply deadline, the reply's
 	// CreateTime, the log sampler and the push duration.
 	clock clock.WithDelayedExecution
@@ -80,7 +97,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.refuse(w, r, keys, rf)
 		return
 	}
-	s.stats.verified(keys.appID)
+	s.stats.Verified(keys.appID)
 	defer func() { pushDuration.Observe(s.clock.Since(start).Seconds()) }()
 
 	sc, kind := classify(m)
@@ -90,10 +107,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	deadline := start.Add(s.opts.ReplyDeadline)
-	ctx, cancel := withDeadline(r.Context(), s.clock, deadline)
+	ctx, cancel := clocked.WithDeadline(r.Context(), s.clock, deadline)
 	defer cancel()
 	code, result, err := attribute(s.codes, keys.appID, sc)
-	var app <-chan *forwarded
+	var app <-chan *forward.Answer
 	// A code with a reply is answered by the operator alone: WeChat takes one reply. The scan's
 	// headers cost a lookup of the event and a map: only for an account that forwards.
 	if err == nil && (code == nil || code.Spec.Reply == nil) && keys.forwards() {
@@ -255,13 +272,13 @@ func (s *Server) count(ctx context.Context, keys *pushKeys, code *qrv1alpha1.WeC
 		UID:       code.UID,
 		Subscribe: sc.kind == kindQRSubscribe,
 		At:        at.UnixMilli(),
-		Scanner:   scannerHash(m.FromUserName),
+		Scanner:   ledger.ScannerHash(m.FromUserName),
 	}
 	if keys.hasSink() || code.Spec.Sink != nil {
 		createTime, _ := strconv.ParseInt(m.CreateTime, 10, 64)
 		e.Event = qrv1alpha1.LedgerEvent{AppID: keys.appID, CreateTime: createTime, OpenID: m.FromUserName, Scene: sc.scene, Ticket: sc.ticket}
 	}
-	duplicate, err := s.counter.count(ctx, e, deadline)
+	duplicate, err := s.counter.Count(ctx, e, deadline)
 	switch {
 	case err != nil:
 		return "", err

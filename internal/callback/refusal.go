@@ -18,10 +18,6 @@ package callback
 
 import (
 	"net/http"
-	"sync"
-	"time"
-
-	"k8s.io/utils/clock"
 )
 
 // refusal is a request turned away with a 4xx.
@@ -40,9 +36,9 @@ func (s *Server) refuse(w http.ResponseWriter, r *http.Request, keys *pushKeys, 
 	refusals.WithLabelValues(rf.reason).Inc()
 	if keys != nil {
 		// A push to an unknown AppID has no account to show it: the metric alone counts it.
-		s.stats.refused(keys.appID, rf.reason)
+		s.stats.Refused(keys.appID, rf.reason)
 	}
-	if s.sampler.allow(rf.reason) {
+	if s.sampler.Allow(rf.reason) {
 		kv := []any{"reason", rf.reason, "status", rf.status, "remote", r.RemoteAddr, "method", r.Method}
 		// The path is the attacker's text unless it names one of our accounts.
 		if keys != nil {
@@ -57,27 +53,4 @@ func (s *Server) refuse(w http.ResponseWriter, r *http.Request, keys *pushKeys, 
 		w.Header().Set("Allow", "GET, POST")
 	}
 	http.Error(w, http.StatusText(rf.status), rf.status)
-}
-
-// sampler lets one log line per refusal reason through per second, so that a flood of hostile
-// requests does not become a flood of logs; the refusals metric still counts every one.
-type sampler struct {
-	clock clock.PassiveClock
-
-	mu   sync.Mutex
-	last map[string]time.Time
-}
-
-func (s *sampler) allow(reason string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	now := s.clock.Now()
-	if now.Sub(s.last[reason]) < time.Second {
-		return false
-	}
-	if s.last == nil {
-		s.last = map[string]time.Time{}
-	}
-	s.last[reason] = now
-	return true
 }

@@ -18,7 +18,6 @@ package callback
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -29,13 +28,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/testutil"
-	clocktesting "k8s.io/utils/clock/testing"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/metricnames"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/pushwire"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/scantest"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/wxcrypto"
 )
 
@@ -51,8 +50,8 @@ func TestModes(t *testing.T) {
 	for _, p := range []*pusher{plain, safeP, compat} {
 		t.Run(p.mode, func(t *testing.T) {
 			ticket := "gQH47joAAAAAAAAAASxodHRw/" + p.mode + "+=="
-			code := f.code(newCode("", "code-"+p.mode, p.appID, ticket, 7, ""))
-			decoy := f.code(newCode("", "decoy-"+p.mode, p.appID, "DECOY-"+p.mode, 8, ""))
+			code := f.Code(scantest.NewCode("", "code-"+p.mode, p.appID, ticket, 7, ""))
+			decoy := f.Code(scantest.NewCode("", "decoy-"+p.mode, p.appID, "DECOY-"+p.mode, 8, ""))
 			waitIndexed(t, []*replica{r}, p.appID, ticket)
 			waitIndexed(t, []*replica{r}, p.appID, "DECOY-"+p.mode)
 			start := time.Now()
@@ -72,7 +71,7 @@ func TestModes(t *testing.T) {
 			f.wantCounts(decoy, "", "")
 
 			var got qrv1alpha1.WeChatQRCode
-			if err := f.c.Get(f.ctx, client.ObjectKeyFromObject(code), &got); err != nil {
+			if err := f.C.Get(f.Ctx, client.ObjectKeyFromObject(code), &got); err != nil {
 				t.Fatal(err)
 			}
 			last, err := time.Parse(time.RFC3339, got.Annotations[qrv1alpha1.AnnotationLastScanTime])
@@ -219,14 +218,11 @@ func TestRefusals(t *testing.T) {
 		t.Error("a refused push was counted")
 	}
 
-	logsMu.Lock()
-	logged := logs.String()
-	logsMu.Unlock()
-	if !strings.Contains(logged, "push refused") {
+	if !logs.Contains("push refused") {
 		t.Fatal("refusals are not logged")
 	}
 	for _, secret := range append([]string{plain.token, safeP.token, testKey, testOtherKey}, signatures...) {
-		if secret != "" && strings.Contains(logged, secret) {
+		if secret != "" && logs.Contains(secret) {
 			t.Errorf("the log contains a secret or signature (%d characters)", len(secret))
 		}
 	}
@@ -289,7 +285,7 @@ func TestPreviousKey(t *testing.T) {
 	previous := &pusher{appID: current.appID, token: current.token, mode: safe, cipher: f.cipher(testKey, current.appID)}
 	stranger := &pusher{appID: current.appID, token: current.token, mode: safe, cipher: f.cipher(strings.Repeat("k", 43), current.appID)}
 	r := f.replica(Options{})
-	code := f.code(newCode("", "rotating", current.appID, "T-ROT", 3, "欢迎"))
+	code := f.Code(scantest.NewCode("", "rotating", current.appID, "T-ROT", 3, "欢迎"))
 	waitIndexed(t, []*replica{r}, current.appID, "T-ROT")
 
 	for i, p := range []*pusher{previous, current} {
@@ -315,7 +311,7 @@ func TestPassiveReply(t *testing.T) {
 	r := f.replica(Options{})
 	const text = "感谢您的关注! 场景值: spring ]]> & <sale>"
 	for _, p := range []*pusher{plain, safeP} {
-		f.code(newCode("", "reply-"+p.mode, p.appID, "T-REPLY-"+p.mode, 9, text))
+		f.Code(scantest.NewCode("", "reply-"+p.mode, p.appID, "T-REPLY-"+p.mode, 9, text))
 		waitIndexed(t, []*replica{r}, p.appID, "T-REPLY-"+p.mode)
 		msg := scanXML("o-scanner", 1700000000, "subscribe", "qrscene_9", "T-REPLY-"+p.mode)
 		for range 2 { // the original and a retry
@@ -366,16 +362,16 @@ func TestNotCounted(t *testing.T) {
 // counts for neither.
 func TestAttribution(t *testing.T) {
 	const appID = "wxplain"
-	renewed := newCode("ns", "renewed", appID, "T-NEW", 11, "")
+	renewed := scantest.NewCode("ns", "renewed", appID, "T-NEW", 11, "")
 	renewed.Status.PreviousTickets = []qrv1alpha1.PreviousTicket{previousTicket(appID, "T-OLD")}
-	moved := newCode("ns", "moved", "wxelsewhere", "T-ELSEWHERE", 13, "")
+	moved := scantest.NewCode("ns", "moved", "wxelsewhere", "T-ELSEWHERE", 13, "")
 	moved.Status.PreviousTickets = []qrv1alpha1.PreviousTicket{previousTicket(appID, "T-MOVED")}
-	strScene := newCode("ns", "str-scene", appID, "T-STR", 0, "")
+	strScene := scantest.NewCode("ns", "str-scene", appID, "T-STR", 0, "")
 	strScene.Spec.Scene = qrv1alpha1.Scene{Str: ptr.To("spring-sale")}
 	strScene.Status.IssuedFor.Scene = strScene.Spec.Scene
 	counter := newStubCounter()
 	s, _, pushers := unitServer(t, counter, renewed, moved, strScene,
-		newCode("ns", "twin-a", appID, "T-TWIN-A", 12, ""), newCode("ns", "twin-b", appID, "T-TWIN-B", 12, ""))
+		scantest.NewCode("ns", "twin-a", appID, "T-TWIN-A", 12, ""), scantest.NewCode("ns", "twin-b", appID, "T-TWIN-B", 12, ""))
 	send := func(msg string) {
 		t.Helper()
 		status, body := pushers[plaintext].build(t, msg).serve(s)
@@ -411,7 +407,7 @@ func TestHotCodeThreeReplicas(t *testing.T) {
 			subscribes++
 		}
 	}
-	appendsBefore := testutil.ToFloat64(appends.WithLabelValues("ok"))
+	appendsBefore := okAppends(t)
 	var next, retried, unavailable atomic.Int64
 	start := time.Now()
 	var wg sync.WaitGroup
@@ -453,7 +449,7 @@ func TestHotCodeThreeReplicas(t *testing.T) {
 	wg.Wait()
 	elapsed := time.Since(start)
 	f.wantCounts(code, strconv.Itoa(scans), strconv.Itoa(subscribes))
-	writes := testutil.ToFloat64(appends.WithLabelValues("ok")) - appendsBefore
+	writes := okAppends(t) - appendsBefore
 	t.Logf("%d scans (+%d retries, %d answered 503) through 3 replicas in %v (%.0f/s): %.0f ledger writes",
 		scans, retried.Load(), unavailable.Load(), elapsed.Round(time.Millisecond), float64(scans)/elapsed.Seconds(), writes)
 	if writes >= scans {
@@ -473,7 +469,7 @@ func TestListeners(t *testing.T) {
 	f := newFixture(t)
 	p := f.account("a", "wxlisten01", "tok-listen", "", "")
 	cfg := Config{Options: DefaultOptions(), BindAddress: freeAddr(t), HealthProbeBindAddress: freeAddr(t), MetricsBindAddress: freeAddr(t)}
-	cfg.Namespace, cfg.Identity = f.ns, "listener"
+	cfg.Namespace, cfg.Identity = f.NS, "listener"
 	mgr, _, err := NewManager(env.Get(t).Config, cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -496,7 +492,7 @@ func TestListeners(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(b)
 	}
-	waitFor(t, "/readyz", func() bool {
+	scantest.WaitFor(t, "/readyz", func() bool {
 		status, _ := get("http://" + cfg.HealthProbeBindAddress + "/readyz")
 		return status == http.StatusOK
 	})
@@ -520,148 +516,7 @@ func freeAddr(t *testing.T) string {
 	return l.Addr().String()
 }
 
-// countingClient counts the writes the ledger sends to the API server.
-type countingClient struct {
-	client.Client
-	writes atomic.Int32
-}
-
-func (c *countingClient) Create(ctx context.Context, obj client.Object, opts ...client.CreateOption) error {
-	c.writes.Add(1)
-	return c.Client.Create(ctx, obj, opts...)
-}
-
-func (c *countingClient) Patch(ctx context.Context, obj client.Object, patch client.Patch, opts ...client.PatchOption) error {
-	c.writes.Add(1)
-	return c.Client.Patch(ctx, obj, patch, opts...)
-}
-
-// TestOneWritePerWindow: a window's scans cost one write whatever the number of codes they are
-// for (the old per-code commit cost one per code), and the ledger segment holds them in order.
-func TestOneWritePerWindow(t *testing.T) {
-	f := newFixture(t)
-	api := &countingClient{Client: f.c}
-	clk := clocktesting.NewFakeClock(time.Now())
-	const window = 25 * time.Millisecond
-	l := newLedger(clk, api, f.ns, "solo", window)
-	for round, codes := range []int{300, 50} {
-		var wg sync.WaitGroup
-		for i := range codes {
-			wg.Go(func() {
-				e := qrv1alpha1.LedgerEntry{Key: fmt.Sprintf("e-%d-%d", round, i), Code: fmt.Sprintf("%s/code-%d", f.ns, i), UID: "u", At: clk.Now().UnixMilli()}
-				if _, err := l.count(f.ctx, e, clk.Now().Add(time.Minute)); err != nil {
-					t.Error(err)
-				}
-			})
-		}
-		waitFor(t, "every scan to be queued", func() bool {
-			l.mu.Lock()
-			defer l.mu.Unlock()
-			return len(l.queued) == codes
-		})
-		clk.Step(window)
-		wg.Wait()
-		if got := api.writes.Load(); got != int32(round+1) {
-			t.Fatalf("after window %d: %d writes, want %d", round+1, got, round+1)
-		}
-	}
-	var segs qrv1alpha1.WeChatScanLedgerList
-	if err := f.c.List(f.ctx, &segs, client.InNamespace(f.ns)); err != nil {
-		t.Fatal(err)
-	}
-	if len(segs.Items) != 1 || len(segs.Items[0].Spec.Batches) != 2 {
-		t.Fatalf("%d segments, want one of 2 batches", len(segs.Items))
-	}
-	// One batch per window, in order, each holding that window's scans.
-	for round, want := range []int{300, 50} {
-		lines := qrv1alpha1.LedgerBatchLines(segs.Items[0].Spec.Batches[round])
-		if len(lines) != want {
-			t.Fatalf("batch %d: %d entries, want %d", round, len(lines), want)
-		}
-		for _, line := range lines {
-			e, err := qrv1alpha1.ParseLedgerEntry(line)
-			if err != nil || !strings.HasPrefix(e.Key, fmt.Sprintf("e-%d-", round)) {
-				t.Fatalf("batch %d holds %q (%v), not a scan of window %d", round, line, err, round)
-			}
-		}
-	}
-}
-
-// TestBacklogSplitIntoSegments: a backlog larger than a segment (the API server was away) is
-// written a segment's worth at a time, never as one oversized object.
-func TestBacklogSplitIntoSegments(t *testing.T) {
-	f := newFixture(t)
-	api := &countingClient{Client: f.c}
-	clk := clocktesting.NewFakeClock(time.Now())
-	const window = 25 * time.Millisecond
-	l := newLedger(clk, api, f.ns, "backlog", window)
-	// A window's full segments go at once, maxAppendsPerWindow of them; the rest, and what is
-	// left short of a segment, wait for the next window.
-	const scans = (maxAppendsPerWindow+1)*maxSegmentEntries + 100
-	var wg sync.WaitGroup
-	for i := range scans {
-		wg.Go(func() {
-			e := qrv1alpha1.LedgerEntry{Key: fmt.Sprintf("e-%d", i), Code: fmt.Sprintf("%s/code-%d", f.ns, i%7), UID: "u", At: clk.Now().UnixMilli()}
-			if _, err := l.count(f.ctx, e, clk.Now().Add(time.Minute)); err != nil {
-				t.Error(err)
-			}
-		})
-	}
-	waitFor(t, "every scan to be queued", func() bool {
-		l.mu.Lock()
-		defer l.mu.Unlock()
-		return len(l.queued) == scans
-	})
-	for w, want := range []int32{maxAppendsPerWindow, maxAppendsPerWindow + 1, maxAppendsPerWindow + 2} {
-		clk.Step(window)
-		waitFor(t, fmt.Sprintf("%d writes after window %d", want, w+1), func() bool { return api.writes.Load() == want })
-		if !clk.HasWaiters() {
-			t.Fatalf("window %d: the commit loop wrote without waiting for the next window", w+1)
-		}
-		if got := api.writes.Load(); got != want {
-			t.Fatalf("%d writes after window %d, want %d", got, w+1, want)
-		}
-	}
-	wg.Wait()
-	var segs qrv1alpha1.WeChatScanLedgerList
-	if err := f.c.List(f.ctx, &segs, client.InNamespace(f.ns)); err != nil {
-		t.Fatal(err)
-	}
-	seen := map[string]bool{}
-	for _, seg := range segs.Items {
-		n := 0
-		for _, b := range seg.Spec.Batches {
-			for _, line := range qrv1alpha1.LedgerBatchLines(b) {
-				e, err := qrv1alpha1.ParseLedgerEntry(line)
-				if err != nil {
-					t.Fatal(err)
-				}
-				seen[e.Key] = true
-				n++
-			}
-		}
-		if n > maxSegmentEntries {
-			t.Errorf("segment %s holds %d entries, over the bound of %d", seg.Name, n, maxSegmentEntries)
-		}
-	}
-	if want := maxAppendsPerWindow + 2; len(seen) != scans || len(segs.Items) != want {
-		t.Errorf("%d distinct scans in %d segments, want %d in %d", len(seen), len(segs.Items), scans, want)
-	}
-}
-
-func TestAppendNow(t *testing.T) {
-	for _, tc := range []struct {
-		written, queued int
-		want            bool
-	}{
-		{written: 0, queued: 10 * maxSegmentEntries, want: false}, // a window's first append waits for it
-		{written: 1, queued: maxSegmentEntries, want: true},
-		{written: 1, queued: maxSegmentEntries - 1, want: false}, // short of a segment: the window bounds the wait
-		{written: maxAppendsPerWindow - 1, queued: maxSegmentEntries, want: true},
-		{written: maxAppendsPerWindow, queued: 10 * maxSegmentEntries, want: false},
-	} {
-		if got := appendNow(tc.written, tc.queued); got != tc.want {
-			t.Errorf("appendNow(%d, %d) = %v, want %v", tc.written, tc.queued, got, tc.want)
-		}
-	}
+// okAppends is how many ledger writes this process made.
+func okAppends(t *testing.T) float64 {
+	return scantest.Sample(t, metricnames.Namespace+"_callback_ledger_appends_total", map[string]string{"result": "ok"})
 }

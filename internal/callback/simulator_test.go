@@ -27,6 +27,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/scantest"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/wechattest"
 )
 
@@ -89,7 +90,7 @@ func TestPushSimulator(t *testing.T) {
 			fw := fakeWeChat(t, p.appID)
 			r := f.replica(Options{})
 			ticket := issue(t, fw, p.appID, 77)
-			code := f.code(newCode("", "sim-"+string(m.mode), p.appID, ticket, 77, "谢谢扫码"))
+			code := f.Code(scantest.NewCode("", "sim-"+string(m.mode), p.appID, ticket, 77, "谢谢扫码"))
 			waitIndexed(t, []*replica{r}, p.appID, ticket)
 			sim := &wechattest.Pusher{URL: r.url + PathPrefix + p.appID, Token: p.token, EncodingAESKey: m.key,
 				AppID: p.appID, AccountID: "gh_0123456789ab", Mode: m.mode, Server: fw}
@@ -119,7 +120,7 @@ func TestPushSimulatorRetry(t *testing.T) {
 	fw := fakeWeChat(t, p.appID)
 	r := f.replica(Options{})
 	ticket := issue(t, fw, p.appID, 5)
-	code := f.code(newCode("", "late", p.appID, ticket, 5, ""))
+	code := f.Code(scantest.NewCode("", "late", p.appID, ticket, 5, ""))
 	waitIndexed(t, []*replica{r}, p.appID, ticket)
 
 	const timeout = 300 * time.Millisecond

@@ -28,14 +28,13 @@ import (
 	"testing"
 	"time"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	toolscache "k8s.io/client-go/tools/cache"
 	clocktesting "k8s.io/utils/clock/testing"
-	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/pushwire"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/scantest"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/wxcrypto"
 )
 
@@ -43,26 +42,6 @@ const (
 	testKey      = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
 	testOtherKey = "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C"
 )
-
-// newCode is a code whose current ticket was issued for appID.
-func newCode(ns, name, appID, ticket string, sceneID int64, reply string) *qrv1alpha1.WeChatQRCode {
-	c := &qrv1alpha1.WeChatQRCode{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
-		Spec: qrv1alpha1.WeChatQRCodeSpec{
-			AccountRef: qrv1alpha1.AccountReference{Name: "official-account"},
-			Type:       qrv1alpha1.Permanent,
-			Scene:      qrv1alpha1.Scene{ID: ptr.To(sceneID)},
-		},
-		Status: qrv1alpha1.WeChatQRCodeStatus{
-			Ticket:    ticket,
-			IssuedFor: &qrv1alpha1.IssuedFor{AppID: appID, Type: qrv1alpha1.Permanent, Scene: qrv1alpha1.Scene{ID: ptr.To(sceneID)}},
-		},
-	}
-	if reply != "" {
-		c.Spec.Reply = &qrv1alpha1.Reply{Text: reply}
-	}
-	return c
-}
 
 // previousTicket sets only the ticket and its AppID, whatever else PreviousTicket holds.
 func previousTicket(appID, ticket string) qrv1alpha1.PreviousTicket {
@@ -76,8 +55,8 @@ func previousTicket(appID, ticket string) qrv1alpha1.PreviousTicket {
 // with counter. It needs no API server, for the HTTP unit and fuzz tests.
 func unitServer(t testing.TB, counter scanCounter, codes ...*qrv1alpha1.WeChatQRCode) (*Server, *clocktesting.FakeClock, map[string]*pusher) {
 	t.Helper()
-	plainCode := newCode("ns", "plain", "wxplain", "TICKET-P", 1, "")
-	safeCode := newCode("ns", "safe", "wxsafe", "TICKET-S", 2, "thanks ]]> <b>&amp;</b>")
+	plainCode := scantest.NewCode("ns", "plain", "wxplain", "TICKET-P", 1, "")
+	safeCode := scantest.NewCode("ns", "safe", "wxsafe", "TICKET-S", 2, "thanks ]]> <b>&amp;</b>")
 	opts := DefaultOptions()
 	clk := clocktesting.NewFakeClock(time.Now())
 	// The package's logger, which the tests read for secrets.
@@ -123,7 +102,7 @@ func newStubCounter() *stubCounter {
 	return &stubCounter{keys: map[string]bool{}, scans: map[string]int{}}
 }
 
-func (c *stubCounter) count(ctx context.Context, e qrv1alpha1.LedgerEntry, _ time.Time) (bool, error) {
+func (c *stubCounter) Count(ctx context.Context, e qrv1alpha1.LedgerEntry, _ time.Time) (bool, error) {
 	if c.fail != nil {
 		if err := c.fail(ctx); err != nil {
 			return false, err
@@ -131,7 +110,7 @@ func (c *stubCounter) count(ctx context.Context, e qrv1alpha1.LedgerEntry, _ tim
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if k := seenKey(e.Code, e.Key); !c.keys[k] {
+	if k := e.Code + " " + e.Key; !c.keys[k] {
 		c.keys[k] = true
 		_, name, _ := strings.Cut(e.Code, "/")
 		c.scans[name]++
@@ -140,10 +119,10 @@ func (c *stubCounter) count(ctx context.Context, e qrv1alpha1.LedgerEntry, _ tim
 	return true, nil
 }
 
-func (c *stubCounter) known(code, key string) bool {
+func (c *stubCounter) Known(code, key string) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.keys[seenKey(code, key)]
+	return c.keys[code+" "+key]
 }
 
 func (c *stubCounter) scansOf(name string) int {
@@ -213,19 +192,19 @@ func TestEventKey(t *testing.T) {
 func TestAttributeSharedTicket(t *testing.T) {
 	const appID = "wxshared"
 	previousHolder := func(name string) *qrv1alpha1.WeChatQRCode {
-		c := newCode("ns", name, appID, "T-MOVED-ON-"+name, 8, "")
+		c := scantest.NewCode("ns", name, appID, "T-MOVED-ON-"+name, 8, "")
 		c.Status.PreviousTickets = []qrv1alpha1.PreviousTicket{previousTicket(appID, "T-SHARED")}
 		return c
 	}
 	for _, names := range [][2]string{{"a-old", "b-new"}, {"b-old", "a-new"}} {
-		codes := indexed(t, previousHolder(names[0]), newCode("ns", names[1], appID, "T-SHARED", 7, ""))
+		codes := indexed(t, previousHolder(names[0]), scantest.NewCode("ns", names[1], appID, "T-SHARED", 7, ""))
 		got, why, err := attribute(codes, appID, &scan{ticket: "T-SHARED"})
 		if err != nil || got == nil || got.Name != names[1] {
 			t.Errorf("%v: attributed to %v (%q, %v), want the current holder %s", names, got, why, err, names[1])
 		}
 	}
 
-	codes := indexed(t, previousHolder("x"), previousHolder("y"), newCode("ns", "z", appID, "T-TWIN", 1, ""), newCode("ns", "w", appID, "T-TWIN", 1, ""))
+	codes := indexed(t, previousHolder("x"), previousHolder("y"), scantest.NewCode("ns", "z", appID, "T-TWIN", 1, ""), scantest.NewCode("ns", "w", appID, "T-TWIN", 1, ""))
 	for _, ticket := range []string{"T-SHARED", "T-TWIN"} {
 		if got, why, err := attribute(codes, appID, &scan{ticket: ticket}); err != nil || got != nil || why != resultAmbiguous {
 			t.Errorf("%s, held alike by two codes: attributed to %v (%q, %v), want ambiguous", ticket, got, why, err)
@@ -234,31 +213,6 @@ func TestAttributeSharedTicket(t *testing.T) {
 	// The current ticket of another account is not this account's.
 	if got, _, _ := attribute(codes, "wxother", &scan{ticket: "T-TWIN"}); got != nil {
 		t.Errorf("another account's ticket attributed to %s", got.Name)
-	}
-}
-
-func TestSeenSet(t *testing.T) {
-	clk := clocktesting.NewFakeClock(time.Now())
-	s := newSeenSet(clk, time.Hour, 2)
-	s.add("a")
-	s.add("b")
-	if !s.has("a") || !s.has("b") || s.has("y") {
-		t.Fatal("membership wrong")
-	}
-	s.add("c") // rotates: a and b move to the old generation
-	s.add("d")
-	s.add("e") // rotates again: a and b are forgotten
-	if s.has("a") || !s.has("c") || !s.has("e") {
-		t.Fatal("bounded generations wrong")
-	}
-	// Each ttl, the older generation goes.
-	clk.Step(time.Hour + time.Second)
-	if !s.has("e") {
-		t.Fatal("forgotten after one ttl, want kept one to two ttl")
-	}
-	clk.Step(time.Hour + time.Second)
-	if s.has("e") {
-		t.Fatal("remembered after two ttl")
 	}
 }
 
@@ -274,14 +228,14 @@ func TestOptionsValidate(t *testing.T) {
 	for name, spoil := range map[string]func(*Options){
 		"deadline over 5s":    func(o *Options) { o.ReplyDeadline = 5 * time.Second },
 		"window > deadline":   func(o *Options) { o.CommitWindow = 4 * time.Second },
-		"short dedupe window": func(o *Options) { o.DedupeWindow = 59 * time.Second },
+		"short dedupe window": func(o *Options) { o.Fold.DedupeWindow = 59 * time.Second },
 		"no namespace":        func(o *Options) { o.Namespace = "" },
 		"no identity":         func(o *Options) { o.Identity = "" },
-		"negative fold":       func(o *Options) { o.FoldInterval = -time.Second },
-		"zero view rate":      func(o *Options) { o.ViewPatchRate = 0 },
-		"negative view rate":  func(o *Options) { o.ViewPatchRate = -1 },
-		"NaN view rate":       func(o *Options) { o.ViewPatchRate = math.NaN() },
-		"infinite view rate":  func(o *Options) { o.ViewPatchRate = math.Inf(1) },
+		"negative fold":       func(o *Options) { o.Fold.Interval = -time.Second },
+		"zero view rate":      func(o *Options) { o.Fold.ViewPatchRate = 0 },
+		"negative view rate":  func(o *Options) { o.Fold.ViewPatchRate = -1 },
+		"NaN view rate":       func(o *Options) { o.Fold.ViewPatchRate = math.NaN() },
+		"infinite view rate":  func(o *Options) { o.Fold.ViewPatchRate = math.Inf(1) },
 		"zero body":           func(o *Options) { o.MaxBodyBytes = 0 },
 		"zero skew":           func(o *Options) { o.MaxClockSkew = 0 },
 		"zero record":         func(o *Options) { o.RecordInterval = 0 },

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/ledger"
 )
 
 // backlog is the deliverer's view of the outbox: the segments read so far, and per sink the
@@ -109,25 +110,22 @@ func (b *backlog) observe(obj *qrv1alpha1.WeChatScanLedger, r Routes) {
 		}
 		b.segs[obj.Name] = s
 	}
-	for _, batch := range obj.Spec.Batches[min(s.batches, len(obj.Spec.Batches)):] {
-		for _, line := range qrv1alpha1.LedgerBatchLines(batch) {
-			pos := s.size
-			s.size++
-			e, err := qrv1alpha1.ParseLedgerEntry(line)
-			if err != nil || !e.HasEvent() {
-				continue
-			}
-			k := event{e.Code, e.Key}
-			if _, dup := b.seen[k]; dup {
-				continue
-			}
-			b.seen[k] = s
-			s.events = append(s.events, k)
-			if pos < s.committed.Delivered {
-				continue
-			}
-			b.route(&item{seg: s, pos: pos, entry: e}, r)
+	for pos, st := range ledger.Entries(obj.Spec.Batches[min(s.batches, len(obj.Spec.Batches)):], s.size) {
+		s.size = pos + 1
+		if st.Err != nil || !st.HasEvent() {
+			continue
 		}
+		e := st.LedgerEntry
+		k := event{e.Code, e.Key}
+		if _, dup := b.seen[k]; dup {
+			continue
+		}
+		b.seen[k] = s
+		s.events = append(s.events, k)
+		if pos < s.committed.Delivered {
+			continue
+		}
+		b.route(&item{seg: s, pos: pos, entry: e}, r)
 	}
 	s.batches = max(s.batches, len(obj.Spec.Batches))
 }

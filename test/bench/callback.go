@@ -31,7 +31,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
-	"github.com/qrcode-operator/wechat-qrcode-operator/internal/callback"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/fold"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/metricnames"
 	"github.com/qrcode-operator/wechat-qrcode-operator/test/bench/harness"
 )
@@ -463,8 +463,8 @@ type count struct{ scans, subscribes int64 }
 
 // The callback servers run with their default flags.
 var (
-	foldInterval  = callback.DefaultOptions().FoldInterval
-	viewPatchRate = callback.DefaultOptions().ViewPatchRate
+	foldInterval  = fold.DefaultOptions().Interval
+	viewPatchRate = fold.DefaultOptions().ViewPatchRate
 )
 
 // gains is what the totals of some codes gained; wrong counts the codes whose gain differs from

@@ -31,9 +31,9 @@ import (
 	"k8s.io/utils/clock"
 
 	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
-	"github.com/qrcode-operator/wechat-qrcode-operator/internal/callback"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/delivery"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/dev/demoapp"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/forward"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/wxcrypto"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/wxreply"
 	"github.com/qrcode-operator/wechat-qrcode-operator/test/bench/harness"
@@ -197,7 +197,7 @@ func TestForwardingLoadMatchesTheApplication(t *testing.T) {
 		// What the gateway tells the application of a scan, as internal/callback does.
 		header := http.Header{}
 		if g.code != nil {
-			header = http.Header{callback.HeaderCodeNamespace: {g.code.Namespace}, callback.HeaderCodeName: {g.code.Name}, callback.HeaderScan: {"new"}}
+			header = http.Header{forward.HeaderCodeNamespace: {g.code.Namespace}, forward.HeaderCodeName: {g.code.Name}, forward.HeaderScan: {"new"}}
 		}
 		through := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			for k, v := range header {

@@ -29,8 +29,8 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
-	"github.com/qrcode-operator/wechat-qrcode-operator/internal/callback"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/credentials"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/fold"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/wxcrypto"
 	"github.com/qrcode-operator/wechat-qrcode-operator/test/bench/harness"
 )
@@ -103,7 +103,7 @@ const foldLag = 45 * time.Second
 // its default --view-patch-rate: none lost, none counted twice, nothing else counted.
 func (s *scans) checkCounts() {
 	s.w.t.Helper()
-	catchUp := time.Duration(float64(len(s.codes)) / callback.DefaultOptions().ViewPatchRate * float64(time.Second))
+	catchUp := time.Duration(float64(len(s.codes)) / fold.DefaultOptions().ViewPatchRate * float64(time.Second))
 	deadline := time.Now().Add(foldLag + catchUp)
 	for !s.exact() && time.Now().Before(deadline) {
 		time.Sleep(200 * time.Millisecond)

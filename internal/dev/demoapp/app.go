@@ -35,7 +35,7 @@ import (
 
 	"k8s.io/utils/clock"
 
-	"github.com/qrcode-operator/wechat-qrcode-operator/internal/callback"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/forward"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/wxcrypto"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/wxreply"
 )
@@ -189,11 +189,11 @@ func answer(m *message, h http.Header) string {
 
 // code names the WeChatQRCode the operator says a scan is of.
 func code(h http.Header) string {
-	name := h.Get(callback.HeaderCodeName)
+	name := h.Get(forward.HeaderCodeName)
 	if name == "" {
 		return ""
 	}
-	return fmt.Sprintf(" (code %s/%s, %s scan)", h.Get(callback.HeaderCodeNamespace), name, h.Get(callback.HeaderScan))
+	return fmt.Sprintf(" (code %s/%s, %s scan)", h.Get(forward.HeaderCodeNamespace), name, h.Get(forward.HeaderScan))
 }
 
 func describe(m *message) string {

@@ -34,9 +34,9 @@ import (
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
 	"k8s.io/utils/clock"
 
-	"github.com/qrcode-operator/wechat-qrcode-operator/internal/callback"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/delivery"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/dev/demoapp"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/forward"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/wechattest"
 )
 
@@ -185,7 +185,7 @@ func TestAppNamesTheCode(t *testing.T) {
 	_, url := serveApp(t, key)
 	p := wechat(url, wechattest.PushSafe, key)
 	p.HTTPClient = &http.Client{Transport: headers{http.Header{
-		callback.HeaderCodeNamespace: {"shop"}, callback.HeaderCodeName: {"login-7f3a9c"}, callback.HeaderScan: {"new"},
+		forward.HeaderCodeNamespace: {"shop"}, forward.HeaderCodeName: {"login-7f3a9c"}, forward.HeaderScan: {"new"},
 	}}}
 	res, err := p.Push(context.Background(), wechattest.Event{FromUserName: "o-user", Event: "SCAN", EventKey: "7", Ticket: "T"})
 	if err != nil {

@@ -14,7 +14,13 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-package callback
+// Package forward hands a push to the account's application (spec.forward) unchanged, as if WeChat
+// had called it, and holds its answer until the server decides what WeChat gets. It is a small
+// client rather than httputil.ReverseProxy because the answer must be buffered whole: the scan is
+// counted while the application works, and an application that does not answer in time, or
+// fails half way, must turn into "success" — a streaming proxy has already written the status
+// by then. Its own work per push is a header copy and a body of at most maxForwardReply bytes.
+package forward
 
 import (
 	"bytes"
@@ -30,19 +36,9 @@ import (
 
 	"github.com/go-logr/logr"
 	"k8s.io/utils/clock"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
-	"github.com/qrcode-operator/wechat-qrcode-operator/internal/pushwire"
-	"github.com/qrcode-operator/wechat-qrcode-operator/internal/wxcrypto"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/clocked"
 )
-
-// The forwarder hands a push to the account's application (spec.forward) unchanged, as if WeChat
-// had called it, and holds its answer until the server decides what WeChat gets. It is a small
-// client rather than httputil.ReverseProxy because the answer must be buffered whole: the scan is
-// counted while the application works, and an application that does not answer in time, or
-// fails half way, must turn into "success" — a streaming proxy has already written the status
-// by then. Its own work per push is a header copy and a body of at most maxForwardReply bytes.
 
 // Headers the operator adds to a forwarded QR scan. The application may trust them only because
 // every incoming header with their prefix is dropped first.
@@ -73,20 +69,26 @@ var hopHeaders = []string{
 	"Te", "Trailer", "Transfer-Encoding", "Upgrade",
 }
 
-// forwarded is the application's answer.
-type forwarded struct {
+// Answer is the application's answer.
+type Answer struct {
 	status int
 	header http.Header
 	body   []byte
 }
 
-type forwarder struct {
+// Forwarder sends pushes on to the accounts' applications.
+type Forwarder struct {
 	transport http.RoundTripper
 	clock     clock.WithDelayedExecution
 	log       logr.Logger
 	// sampler lets one line per result through per second: a dead application would otherwise
 	// log every push.
-	sampler sampler
+	sampler *clocked.Sampler
+}
+
+// New forwards on clk, logging to log (sampled).
+func New(clk clock.WithDelayedExecution, log logr.Logger) *Forwarder {
+	return &Forwarder{transport: newTransport(), clock: clk, log: log, sampler: clocked.NewSampler(clk)}
 }
 
 func newTransport() *http.Transport {
@@ -98,14 +100,14 @@ func newTransport() *http.Transport {
 	return t
 }
 
-// start sends the push (r with its already read body) to target and returns where its answer
+// Start sends the push (r with its already read body) to target and returns where its answer
 // arrives: nil when the application did not answer within timeout or failed, which the server
 // turns into "success". extra are the operator's own headers. The forward ends with r's context,
 // so a push the server answers otherwise (a failed count: WeChat retries) abandons it.
-func (f *forwarder) start(r *http.Request, appID, target string, timeout time.Duration, body []byte, extra http.Header) <-chan *forwarded {
-	out := make(chan *forwarded, 1)
+func (f *Forwarder) Start(r *http.Request, appID, target string, timeout time.Duration, body []byte, extra http.Header) <-chan *Answer {
+	out := make(chan *Answer, 1)
 	start := f.clock.Now()
-	ctx, cancel := withDeadline(r.Context(), f.clock, start.Add(timeout))
+	ctx, cancel := clocked.WithDeadline(r.Context(), f.clock, start.Add(timeout))
 	go func() {
 		defer cancel()
 		a, err := f.do(ctx, r, target, body, extra)
@@ -122,7 +124,7 @@ func (f *forwarder) start(r *http.Request, appID, target string, timeout time.Du
 		}
 		forwards.WithLabelValues(result).Inc()
 		forwardDuration.Observe(f.clock.Since(start).Seconds())
-		if a == nil && r.Context().Err() == nil && f.sampler.allow("forward_"+result) {
+		if a == nil && r.Context().Err() == nil && f.sampler.Allow("forward_"+result) {
 			kv := []any{"appID", appID, "result", result, "timeout", timeout.String()}
 			if err != nil {
 				kv = append(kv, "error", err.Error())
@@ -134,7 +136,7 @@ func (f *forwarder) start(r *http.Request, appID, target string, timeout time.Du
 	return out
 }
 
-func (f *forwarder) do(ctx context.Context, in *http.Request, target string, body []byte, extra http.Header) (*forwarded, error) {
+func (f *Forwarder) do(ctx context.Context, in *http.Request, target string, body []byte, extra http.Header) (*Answer, error) {
 	u, err := url.Parse(target)
 	if err != nil {
 		return nil, errors.New("the forward URL does not parse")
@@ -169,7 +171,7 @@ func (f *forwarder) do(ctx context.Context, in *http.Request, target string, bod
 	h := resp.Header.Clone()
 	removeHop(h)
 	h.Del("Content-Length")
-	return &forwarded{status: resp.StatusCode, header: h, body: b}, nil
+	return &Answer{status: resp.StatusCode, header: h, body: b}, nil
 }
 
 // requestHeader is what the application gets of WeChat's request headers: all but the hop-by-hop
@@ -220,8 +222,8 @@ func removeHop(h http.Header) {
 	}
 }
 
-// write relays the application's answer to WeChat as it is.
-func (a *forwarded) write(w http.ResponseWriter) {
+// Write relays the application's answer to WeChat as it is.
+func (a *Answer) Write(w http.ResponseWriter) {
 	for k, v := range a.header {
 		w.Header()[k] = v
 	}
@@ -229,46 +231,5 @@ func (a *forwarded) write(w http.ResponseWriter) {
 	_, _ = w.Write(a.body)
 }
 
-// forward starts handing the push to the account's application, nil when it has none.
-func (s *Server) forward(r *http.Request, keys *pushKeys, body []byte, extra http.Header) <-chan *forwarded {
-	if !keys.forwards() {
-		return nil
-	}
-	timeout := keys.account.ForwardTimeout
-	if timeout <= 0 {
-		timeout = defaultForwardTimeout
-	}
-	return s.forwarder.start(r, keys.appID, keys.account.ForwardURL, timeout, body, extra)
-}
-
-// defaultForwardTimeout is spec.forward.timeout's default, for a projection that left it out.
-const defaultForwardTimeout = 3 * time.Second
-
-// scanHeaders tell the application which code a scan is of and whether it is new; nothing for a
-// scan of no known code.
-func (s *Server) scanHeaders(code *qrv1alpha1.WeChatQRCode, sc *scan) http.Header {
-	if code == nil {
-		return nil
-	}
-	state := "new"
-	if s.counter.known(client.ObjectKeyFromObject(code).String(), sc.key) {
-		state = "duplicate"
-	}
-	return http.Header{
-		HeaderCodeNamespace: {code.Namespace},
-		HeaderCodeName:      {code.Name},
-		HeaderScan:          {state},
-		HeaderEventID:       {sc.key},
-	}
-}
-
-// relay answers WeChat with the application's answer, or "success" when there is none.
-func (s *Server) relay(w http.ResponseWriter, keys *pushKeys, m *pushwire.Message, c *wxcrypto.Cipher, app <-chan *forwarded) {
-	if app != nil {
-		if a := <-app; a != nil {
-			a.write(w)
-			return
-		}
-	}
-	s.answer(w, keys, m, c, "")
-}
+// DefaultTimeout is spec.forward.timeout's default, for a projection that left it out.
+const DefaultTimeout = 3 * time.Second

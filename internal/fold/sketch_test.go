@@ -14,7 +14,7 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-package callback
+package fold
 
 import (
 	"fmt"
@@ -22,6 +22,7 @@ import (
 	"testing"
 
 	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/ledger"
 )
 
 // TestUniqueScannersEstimate folds 100,000 distinct synthetic OpenIDs, each scanning twice,
@@ -39,7 +40,7 @@ func TestUniqueScannersEstimate(t *testing.T) {
 		sk := sketches{}
 		for i := r * truth / rounds; i < (r+1)*truth/rounds; i++ {
 			for try := range 2 {
-				add(sh, qrv1alpha1.LedgerEntry{Key: fmt.Sprintf("%d/%d", i, try), Code: code, UID: "u", Scanner: scannerHash(fmt.Sprintf("oAbCd%09d", i))}, sk)
+				add(sh, qrv1alpha1.LedgerEntry{Key: fmt.Sprintf("%d/%d", i, try), Code: code, UID: "u", Scanner: ledger.ScannerHash(fmt.Sprintf("oAbCd%09d", i))}, sk)
 			}
 		}
 		if err := sk.store(shards); err != nil {

@@ -14,7 +14,7 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-package callback
+package fold
 
 import (
 	"context"
@@ -34,75 +34,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/ledger"
 )
-
-// TestExactlyOnceAcrossReplicas: every event of a hot code reaches one replica and its retry
-// the other (as when WeChat's answer was late, or the first replica died before answering), at
-// full speed; both append it to their own segment. The fold counts each event once, and so does a
-// new folder that starts after the originals were folded and the retries were not (a folder
-// restart between the original and its retry). Past the dedupe window the segments go.
-func TestExactlyOnceAcrossReplicas(t *testing.T) {
-	f := newFixture(t)
-	p := f.account("a", "wxonce01", "tok-once", testKey, "")
-	rs := f.replicas(2)
-	code := f.code(newCode("", "hot", p.appID, "T-ONCE", 1, ""))
-	waitIndexed(t, rs, p.appID, "T-ONCE")
-
-	const events, workers = 400, 16
-	msg := func(i int) string {
-		if i%4 == 0 {
-			return scanXML("o-"+strconv.Itoa(i), 1700000000, "subscribe", "qrscene_1", "T-ONCE")
-		}
-		return scanXML("o-"+strconv.Itoa(i), 1700000000, "SCAN", "1", "T-ONCE")
-	}
-	send := func(first, last int, to func(i int) *replica) {
-		var next atomic.Int64
-		next.Store(int64(first))
-		var wg sync.WaitGroup
-		for range workers {
-			wg.Go(func() {
-				for i := int(next.Add(1)) - 1; i < last; i = int(next.Add(1)) - 1 {
-					sendRetrying(t, p.build(t, msg(i)), to(i))
-				}
-			})
-		}
-		wg.Wait()
-	}
-	// Half the events: original and retry both appended before any fold.
-	send(0, events/2, func(i int) *replica { return rs[i%2] })
-	send(0, events/2, func(i int) *replica { return rs[1-i%2] })
-	f.wantCounts(code, strconv.Itoa(events/2), strconv.Itoa(events/8))
-	// The other half: the originals are folded, then the folder is replaced, then the retries come.
-	send(events/2, events, func(i int) *replica { return rs[i%2] })
-	f.fold()
-	f.folds = nil
-	send(events/2, events, func(i int) *replica { return rs[1-i%2] })
-	f.wantCounts(code, strconv.Itoa(events), strconv.Itoa(events/4))
-
-	// Within the window the segments stay (a retry may still come); past it they go.
-	f.clock.Step(DefaultOptions().DedupeWindow)
-	f.fold()
-	if n := f.segments(); n == 0 {
-		t.Fatal("segments collected within the dedupe window")
-	}
-	f.clock.Step(maxSegmentAge + time.Minute)
-	f.wantCounts(code, strconv.Itoa(events), strconv.Itoa(events/4))
-	if n := f.segments(); n != 0 {
-		t.Fatalf("%d segments left after the dedupe window", n)
-	}
-	// The totals do not depend on the segments any more.
-	f.folds = nil
-	f.wantCounts(code, strconv.Itoa(events), strconv.Itoa(events/4))
-}
-
-func (f *fixture) segments() int {
-	f.t.Helper()
-	var segs qrv1alpha1.WeChatScanLedgerList
-	if err := f.c.List(f.ctx, &segs, client.InNamespace(f.ns)); err != nil {
-		f.t.Fatal(err)
-	}
-	return len(segs.Items)
-}
 
 // dyingWriter is a folder's writer that dies after allowed writes: every later write fails, as
 // if the process had been killed between two writes.
@@ -138,28 +71,18 @@ func (w *dyingWriter) Patch(ctx context.Context, obj client.Object, patch client
 	return w.Writer.Patch(ctx, obj, patch, opts...)
 }
 
-// createCodes creates n codes.
-func (f *fixture) createCodes(n int) []*qrv1alpha1.WeChatQRCode {
-	f.t.Helper()
-	var codes []*qrv1alpha1.WeChatQRCode
-	for i := range n {
-		codes = append(codes, f.code(newCode("", fmt.Sprintf("code-%d", i), "wxdirect", fmt.Sprintf("T-%d", i), int64(i+1), "")))
-	}
-	return codes
-}
-
 // scanCodes appends, through a replica's ledger, scans of codes: code i gets i+1 scans keyed
 // round/j, the first of each round a subscribe.
 func (f *fixture) scanCodes(codes []*qrv1alpha1.WeChatQRCode, round int) {
-	f.t.Helper()
-	l := newLedger(clock.RealClock{}, f.c, f.ns, "direct", 0)
+	f.T.Helper()
+	l := ledger.New(clock.RealClock{}, f.C, f.NS, "direct", 0)
 	var wg sync.WaitGroup
 	for i, code := range codes {
 		for j := range i + 1 {
 			e := qrv1alpha1.LedgerEntry{Key: fmt.Sprintf("k%d/%d", round, j), Code: client.ObjectKeyFromObject(code).String(), UID: code.UID, Subscribe: j == 0, At: f.clock.Now().UnixMilli()}
 			wg.Go(func() {
-				if _, err := l.count(f.ctx, e, time.Now().Add(time.Minute)); err != nil {
-					f.t.Error(err)
+				if _, err := l.Count(f.Ctx, e, time.Now().Add(time.Minute)); err != nil {
+					f.T.Error(err)
 				}
 			})
 		}
@@ -172,7 +95,7 @@ func (f *fixture) scanCodes(codes []*qrv1alpha1.WeChatQRCode, round int) {
 // the annotations: the totals come out exact.
 func TestFoldIdempotent(t *testing.T) {
 	f := newFixture(t)
-	codes := f.createCodes(12)
+	codes := f.Codes(12)
 	shardsTouched := map[int]bool{}
 	for _, c := range codes {
 		shardsTouched[shardOf(client.ObjectKeyFromObject(c).String())] = true
@@ -183,9 +106,9 @@ func TestFoldIdempotent(t *testing.T) {
 	f.scanCodes(codes, 0)
 	kills := 0
 	for {
-		w := &dyingWriter{Writer: f.c}
+		w := &dyingWriter{Writer: f.C}
 		w.allowed.Store(1)
-		err := f.folder(w).fold(f.ctx)
+		err := f.folder(w).Fold(f.Ctx)
 		if err == nil {
 			break
 		}
@@ -204,12 +127,12 @@ func TestFoldIdempotent(t *testing.T) {
 	}
 
 	f.scanCodes(codes, 1)
-	tallyOnly := &dyingWriter{Writer: f.c, noPatch: true}
+	tallyOnly := &dyingWriter{Writer: f.C, noPatch: true}
 	tallyOnly.allowed.Store(1 << 20)
-	if err := f.folder(tallyOnly).fold(f.ctx); !errors.Is(err, errKilled) {
+	if err := f.folder(tallyOnly).Fold(f.Ctx); !errors.Is(err, errKilled) {
 		t.Fatalf("fold: %v, want killed before the annotations", err)
 	}
-	if s, _ := f.counts(codes[1]); s != "2" {
+	if s, _ := f.Counts(codes[1]); s != "2" {
 		t.Fatalf("scans %q: the view moved before the kill", s)
 	}
 	f.folds = nil
@@ -223,20 +146,20 @@ func TestFoldIdempotent(t *testing.T) {
 // carries stale counts.
 func TestReplaceRestores(t *testing.T) {
 	f := newFixture(t)
-	codes := f.createCodes(3)
+	codes := f.Codes(3)
 	f.scanCodes(codes, 0)
 	code := codes[2]
 	f.wantCounts(code, "3", "1")
 	for _, ann := range []map[string]string{nil, {qrv1alpha1.AnnotationScans: "1", qrv1alpha1.AnnotationSubscribes: "0"}} {
 		var got qrv1alpha1.WeChatQRCode
-		if err := f.c.Get(f.ctx, types.NamespacedName{Namespace: f.ns, Name: code.Name}, &got); err != nil {
+		if err := f.C.Get(f.Ctx, types.NamespacedName{Namespace: f.NS, Name: code.Name}, &got); err != nil {
 			t.Fatal(err)
 		}
 		got.Annotations = ann
-		if err := f.c.Update(f.ctx, &got); err != nil {
+		if err := f.C.Update(f.Ctx, &got); err != nil {
 			t.Fatal(err)
 		}
-		if s, _ := f.counts(code); s == "3" {
+		if s, _ := f.Counts(code); s == "3" {
 			t.Fatal("the replace kept the counts: the test replaces nothing")
 		}
 		f.wantCounts(code, "3", "1")
@@ -291,19 +214,19 @@ func (w *patchLog) Patch(ctx context.Context, obj client.Object, patch client.Pa
 // code shows exactly its tally.
 func TestViewBudget(t *testing.T) {
 	f := newFixture(t)
-	codes := f.createCodes(50)
+	codes := f.Codes(50)
 	f.scanCodes(codes, 0)
 	byKey := map[string]*qrv1alpha1.WeChatQRCode{}
 	for _, c := range codes {
 		byKey[client.ObjectKeyFromObject(c).String()] = c
 	}
 	keys := slices.Sorted(maps.Keys(byKey))
-	w := &patchLog{Writer: f.c}
+	w := &patchLog{Writer: f.C}
 	fo := f.folderWith(w, 10)
 	round := func(backlog int, want ...string) {
 		t.Helper()
 		w.patched = nil
-		if err := fo.fold(f.ctx); err != nil {
+		if err := fo.Fold(f.Ctx); err != nil {
 			t.Fatal(err)
 		}
 		if got := slices.Sorted(slices.Values(w.patched)); !slices.Equal(got, slices.Sorted(slices.Values(want))) {
@@ -330,7 +253,7 @@ func TestViewBudget(t *testing.T) {
 	hot := codes[0]
 	f.scanCodes(codes[:1], 1)
 	gone := byKey[keys[10]]
-	if err := f.c.Delete(f.ctx, gone); err != nil {
+	if err := f.C.Delete(f.Ctx, gone); err != nil {
 		t.Fatal(err)
 	}
 	round(30, keys[11:21]...)
@@ -357,7 +280,7 @@ func TestViewBudget(t *testing.T) {
 		if c == hot {
 			want = "2"
 		}
-		if s, _ := f.counts(c); s != want {
+		if s, _ := f.Counts(c); s != want {
 			t.Errorf("%s: scans %q, want %q", c.Name, s, want)
 		}
 	}

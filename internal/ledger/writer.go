@@ -14,7 +14,7 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-package callback
+package ledger
 
 import (
 	"context"
@@ -31,19 +31,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/clocked"
 )
-
-// scanCounter persists scans. The server answers WeChat only once count has returned: the HTTP
-// tests drive the server with a stand-in, and the ledger's own tests run against an API server.
-type scanCounter interface {
-	// count returns once e is durable (duplicate when this replica knows it already was), or with
-	// an error: then e may or may not be durable, and WeChat's retry will tell. It gives up when
-	// ctx ends, and its write at deadline.
-	count(ctx context.Context, e qrv1alpha1.LedgerEntry, deadline time.Time) (duplicate bool, err error)
-	// known is whether count would now answer duplicate for the event key of code (namespace/name)
-	// without waiting: what the forwarded push tells the application.
-	known(code, key string) bool
-}
 
 // Segment bounds. An entry is one line of about 150 bytes (a 60-character code name), so a full
 // segment is about 75 KiB. An append costs the API server in proportion to the whole segment,
@@ -58,17 +47,17 @@ type scanCounter interface {
 // segments keep the cost of a scan near the cost of writing it; the price is one create per 500
 // scans.
 const (
-	maxSegmentEntries = 500
-	// maxSegmentAge also bounds how long a segment can still grow: the folder deletes a segment
+	MaxSegmentEntries = 500
+	// MaxSegmentAge also bounds how long a segment can still grow: the folder deletes a segment
 	// only when its last entry is older than the dedupe window plus this.
-	maxSegmentAge = 30 * time.Second
+	MaxSegmentAge = 30 * time.Second
 )
 
-// ledger is the server's scanCounter: it appends the scans of each commit window to the current
+// Writer makes scans durable: it appends the scans of each commit window to the current
 // segment this replica owns, with one write (a JSON patch that appends; nobody else writes the
 // segment, so there is nothing to conflict with). Whether a scan was already counted is the
 // folder's business: appending a retry again is harmless.
-type ledger struct {
+type Writer struct {
 	clock     clock.WithDelayedExecution
 	writer    client.Writer
 	namespace string
@@ -101,8 +90,10 @@ type outcome struct {
 	err  error
 }
 
-func newLedger(clk clock.WithDelayedExecution, writer client.Writer, namespace, identity string, window time.Duration) *ledger {
-	return &ledger{
+// New appends to segments named after identity in namespace, the scans of each window with one
+// write.
+func New(clk clock.WithDelayedExecution, writer client.Writer, namespace, identity string, window time.Duration) *Writer {
+	return &Writer{
 		clock: clk, writer: writer, namespace: namespace, identity: identity, window: window,
 		incarnation: clk.Now().UnixMilli(),
 		seen:        newSeenSet(clk, time.Minute, 1<<16),
@@ -110,13 +101,16 @@ func newLedger(clk clock.WithDelayedExecution, writer client.Writer, namespace, 
 	}
 }
 
-// scannerHash is the 64-bit hash of an OpenID that the ledger keeps instead of the OpenID.
-func scannerHash(openID string) int64 {
+// ScannerHash is the 64-bit hash of an OpenID that the ledger keeps instead of the OpenID.
+func ScannerHash(openID string) int64 {
 	h := sha256.Sum256([]byte(openID))
 	return int64(binary.BigEndian.Uint64(h[:8]))
 }
 
-func (l *ledger) count(ctx context.Context, e qrv1alpha1.LedgerEntry, deadline time.Time) (duplicate bool, err error) {
+// Count returns once e is durable (duplicate when this replica knows it already was), or with
+// an error: then e may or may not be durable, and WeChat's retry will tell. It gives up when ctx
+// ends, and its write at deadline.
+func (l *Writer) Count(ctx context.Context, e qrv1alpha1.LedgerEntry, deadline time.Time) (duplicate bool, err error) {
 	k := seenKey(e.Code, e.Key)
 	if l.seen.has(k) {
 		return true, nil
@@ -141,13 +135,15 @@ func (l *ledger) count(ctx context.Context, e qrv1alpha1.LedgerEntry, deadline t
 	}
 }
 
-func (l *ledger) known(code, key string) bool { return l.seen.has(seenKey(code, key)) }
+// Known is whether Count would now answer duplicate for the event key of code (namespace/name)
+// without waiting.
+func (l *Writer) Known(code, key string) bool { return l.seen.has(seenKey(code, key)) }
 
 // loop appends what arrived once per window, and ends when a window passes without a scan. A
 // full segment's worth waiting goes at once (appendNow), so that the window bounds how long a
-// scan waits, not how many a replica takes: one write of maxSegmentEntries a window capped a
+// scan waits, not how many a replica takes: one write of MaxSegmentEntries a window capped a
 // replica at 10,000 scans a second at 50 ms (the bench's hot load sat at 9,600 with a core idle).
-func (l *ledger) loop() {
+func (l *Writer) loop() {
 	window := l.clock.After(l.window)
 	written := 0 // appends since the window started
 	for {
@@ -164,7 +160,7 @@ func (l *ledger) loop() {
 		// At most one segment's worth a write: a backlog (the API server away for a while) must
 		// not become one object over the API server's request limit. The rest goes in the same
 		// window's next appends, then in the next windows, oldest first.
-		n := min(len(l.queued), maxSegmentEntries)
+		n := min(len(l.queued), MaxSegmentEntries)
 		batch := l.queued[:n:n]
 		l.queued = l.queued[n:]
 		if len(l.queued) == 0 {
@@ -206,14 +202,14 @@ const maxAppendsPerWindow = 4
 // having made written appends in it with queued scans waiting: only a full segment's worth, and
 // within maxAppendsPerWindow.
 func appendNow(written, queued int) bool {
-	return written > 0 && written < maxAppendsPerWindow && queued >= maxSegmentEntries
+	return written > 0 && written < maxAppendsPerWindow && queued >= MaxSegmentEntries
 }
 
 // append makes batch durable in the current segment, or in a new one when there is none or the
 // current one is full or old.
-func (l *ledger) append(batch []*pending) error {
+func (l *Writer) append(batch []*pending) error {
 	// The earliest deadline: the first in the batch waits longest.
-	ctx, cancel := withDeadline(context.Background(), l.clock, batch[0].deadline)
+	ctx, cancel := clocked.WithDeadline(context.Background(), l.clock, batch[0].deadline)
 	defer cancel()
 	batchSize.Observe(float64(len(batch)))
 	entries := make([]qrv1alpha1.LedgerEntry, len(batch))
@@ -222,7 +218,7 @@ func (l *ledger) append(batch []*pending) error {
 	}
 	stored := qrv1alpha1.FormatLedgerBatch(entries)
 	var err error
-	if l.segment == "" || l.segEntries+len(entries) > maxSegmentEntries || l.clock.Since(l.segStart) >= maxSegmentAge {
+	if l.segment == "" || l.segEntries+len(entries) > MaxSegmentEntries || l.clock.Since(l.segStart) >= MaxSegmentAge {
 		err = l.create(ctx, stored)
 	} else {
 		err = l.writer.Patch(ctx, l.object(), client.RawPatch(types.JSONPatchType, appendPatch(stored)))
@@ -239,12 +235,12 @@ func (l *ledger) append(batch []*pending) error {
 	return nil
 }
 
-func (l *ledger) object() *qrv1alpha1.WeChatScanLedger {
+func (l *Writer) object() *qrv1alpha1.WeChatScanLedger {
 	return &qrv1alpha1.WeChatScanLedger{ObjectMeta: metav1.ObjectMeta{Namespace: l.namespace, Name: l.segment}}
 }
 
 // create starts a new segment holding batch.
-func (l *ledger) create(ctx context.Context, batch string) error {
+func (l *Writer) create(ctx context.Context, batch string) error {
 	l.seq++
 	l.segment, l.segEntries, l.segStart = fmt.Sprintf("%s-%d-%d", l.identity, l.incarnation, l.seq), 0, l.clock.Now()
 	seg := l.object()
@@ -302,21 +298,4 @@ func (s *seenSet) has(k string) bool {
 	_, inCur := s.cur[k]
 	_, inOld := s.old[k]
 	return inCur || inOld
-}
-
-// withDeadline is context.WithDeadline on clk, so that a test steps a deadline instead of waiting
-// for it. The context ends with cause context.DeadlineExceeded. It does not report the deadline
-// through Deadline(): a dialer or a client would compare that with the real time.
-func withDeadline(parent context.Context, clk clock.WithDelayedExecution, deadline time.Time) (context.Context, context.CancelFunc) {
-	ctx, cancel := context.WithCancelCause(parent)
-	left := deadline.Sub(clk.Now())
-	if left <= 0 {
-		cancel(context.DeadlineExceeded)
-		return ctx, func() {}
-	}
-	t := clk.AfterFunc(left, func() { cancel(context.DeadlineExceeded) })
-	return ctx, func() {
-		t.Stop()
-		cancel(context.Canceled)
-	}
 }

@@ -14,11 +14,10 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-package callback
+package fold
 
 import (
 	"encoding/json"
-	"strings"
 	"testing"
 	"time"
 
@@ -28,6 +27,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/ledger"
 )
 
 // TestMalformedEntriesSkipped: a segment written by someone other than the callback server (any
@@ -36,26 +36,15 @@ import (
 // malformed entry once in the metric, logs the segment once, and still collects it in time.
 func TestMalformedEntriesSkipped(t *testing.T) {
 	f := newFixture(t)
-	code := f.createCodes(1)[0]
+	code := f.Codes(1)[0]
 	scan := func(key string) qrv1alpha1.LedgerEntry {
 		return qrv1alpha1.LedgerEntry{Key: key, Code: client.ObjectKeyFromObject(code).String(), UID: code.UID, At: f.clock.Now().UnixMilli()}
 	}
 	skipped := func() float64 { return testutil.ToFloat64(malformedEntries) }
-	logLines := func(segment string) int {
-		logsMu.Lock()
-		defer logsMu.Unlock()
-		n := 0
-		for line := range strings.Lines(logs.String()) {
-			if strings.Contains(line, "skipping malformed ledger entries") && strings.Contains(line, segment) {
-				n++
-			}
-		}
-		return n
-	}
 	before := skipped()
 
 	seg := &qrv1alpha1.WeChatScanLedger{
-		ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: "intruder-" + f.ns},
+		ObjectMeta: metav1.ObjectMeta{Namespace: f.NS, Name: "intruder-" + f.NS},
 		Spec: qrv1alpha1.WeChatScanLedgerSpec{Replica: "intruder", Batches: []string{
 			qrv1alpha1.FormatLedgerBatch([]qrv1alpha1.LedgerEntry{scan("a"), scan("b")}) + "\ngarbage",
 			"",
@@ -63,7 +52,7 @@ func TestMalformedEntriesSkipped(t *testing.T) {
 			qrv1alpha1.FormatLedgerEntry(scan("c")),
 		}},
 	}
-	if err := f.c.Create(f.ctx, seg); err != nil {
+	if err := f.C.Create(f.Ctx, seg); err != nil {
 		t.Fatal(err)
 	}
 	f.wantCounts(code, "3", "0")
@@ -75,23 +64,23 @@ func TestMalformedEntriesSkipped(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := f.c.Patch(f.ctx, seg, client.RawPatch(types.JSONPatchType, patch)); err != nil {
+	if err := f.C.Patch(f.Ctx, seg, client.RawPatch(types.JSONPatchType, patch)); err != nil {
 		t.Fatal(err)
 	}
 	f.wantCounts(code, "4", "0")
 	if n := skipped() - before; n != 4 {
 		t.Errorf("%v malformed entries counted after the append, want 4", n)
 	}
-	if n := logLines(seg.Name); n != 1 {
+	if n := logs.Lines("skipping malformed ledger entries", seg.Name); n != 1 {
 		t.Errorf("the segment logged %d times, want once", n)
 	}
 
 	// The fold marks count the malformed entries' places: a new folder folds nothing twice.
 	f.folds = nil
 	f.wantCounts(code, "4", "0")
-	f.clock.Step(DefaultOptions().DedupeWindow + maxSegmentAge + time.Second)
+	f.clock.Step(DefaultOptions().DedupeWindow + ledger.MaxSegmentAge + time.Second)
 	f.fold()
-	if n := f.segments(); n != 0 {
+	if n := f.Segments(); n != 0 {
 		t.Fatalf("%d segments left after the dedupe window", n)
 	}
 }

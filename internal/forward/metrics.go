@@ -14,7 +14,7 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-package callback
+package forward
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
@@ -23,7 +23,7 @@ import (
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/metricnames"
 )
 
-// The push gateway's metrics: forwards to the accounts' applications (package delivery has the
+// The forwarder's metrics, in the callback server's subsystem (package delivery has the
 // sinks').
 // Their labels are fixed sets, never a URL (which may carry a token) nor anything of a request.
 var (

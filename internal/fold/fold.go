@@ -14,7 +14,7 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-package callback
+package fold
 
 import (
 	"cmp"
@@ -40,7 +40,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
-	"github.com/qrcode-operator/wechat-qrcode-operator/internal/pushconfig"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/ledger"
 )
 
 // tallyShards spreads the codes' totals over this many WeChatScanTally objects. A code's totals
@@ -53,12 +53,12 @@ const tallyShards = 16
 // the API server, not by one request's latency.
 const viewWorkers = 8
 
-// folder folds the ledger segments into the tally shards, then the tally into the codes'
+// Folder folds the ledger segments into the tally shards, then the tally into the codes'
 // annotations. One replica folds at a time (leader election); a folder that dies at any point is
 // replaced by one that double counts nothing, because each shard stores, in the same write as its
 // totals, how far it has folded each segment, and the dedupe memory is rebuilt from the entries
 // below those marks (segments are kept for the dedupe window).
-type folder struct {
+type Folder struct {
 	clock     clock.Clock
 	api       client.Reader // uncached: segments and shards are never cached
 	cache     client.Reader // the codes, for the view
@@ -72,13 +72,8 @@ type folder struct {
 	// they were read at: a segment is read and parsed again only when it changed. Bounded by what
 	// the segments retained for the dedupe window hold.
 	segments map[string]*segment
-	// served returns the accounts whose status.callback the folder reports through status,
-	// stats is this replica's (nil served: no report); reported is what each account's status
-	// shows, by account and AppID, as last patched.
-	served   func() []pushconfig.Account
-	status   client.SubResourceWriter
-	stats    *pushStats
-	reported map[string]accountCallback
+	// reporter reports after each round what needs the Lease besides (nil: nothing).
+	reporter Reporter
 	// patchedAt is, per code, the resourceVersion the cache showed when the view was last
 	// patched: while the cache still shows it, it lags our patch, and patching again would be a
 	// wasted write.
@@ -95,26 +90,36 @@ type folder struct {
 	staleSince map[string]time.Time
 }
 
-// newFolder folds opts.Namespace's ledger every opts.FoldInterval, which must be positive.
-func newFolder(clk clock.Clock, api, cache client.Reader, writer client.Writer, opts Options, log logr.Logger) *folder {
-	burst := max(1, int(math.Ceil(opts.ViewPatchRate*opts.FoldInterval.Seconds())))
-	return &folder{
-		clock: clk, api: api, cache: cache, writer: writer, namespace: opts.Namespace, window: opts.DedupeWindow, interval: opts.FoldInterval,
+// Reporter is what the elected replica does after each round besides folding: the callback
+// server's writes the accounts' status.callback from the push records (package pushrecord).
+type Reporter interface {
+	Report(ctx context.Context) error
+}
+
+// New folds opts.Namespace's ledger every opts.Interval, which must be positive. api reads the
+// segments and shards (uncached), cache the codes; writer writes the shards and the codes'
+// annotations and deletes the segments; reporter (or nil) reports after each round.
+func New(clk clock.Clock, api, cache client.Reader, writer client.Writer, reporter Reporter, opts Options, log logr.Logger) *Folder {
+	burst := max(1, int(math.Ceil(opts.ViewPatchRate*opts.Interval.Seconds())))
+	return &Folder{
+		clock: clk, api: api, cache: cache, writer: writer, namespace: opts.Namespace, window: opts.DedupeWindow, interval: opts.Interval,
 		log: log.WithName("fold"), segments: map[string]*segment{}, patchedAt: map[string]string{},
-		reported: map[string]accountCallback{}, budget: rate.NewLimiter(rate.Limit(opts.ViewPatchRate), burst),
+		reporter: reporter, budget: rate.NewLimiter(rate.Limit(opts.ViewPatchRate), burst),
 		staleSince: map[string]time.Time{},
 	}
 }
 
 // Start folds every interval until ctx ends; only the elected replica runs it.
-func (f *folder) Start(ctx context.Context) error {
+func (f *Folder) Start(ctx context.Context) error {
 	for {
-		if err := f.fold(ctx); err != nil && ctx.Err() == nil {
+		if err := f.Fold(ctx); err != nil && ctx.Err() == nil {
 			folds.WithLabelValues("error").Inc()
 			f.log.Error(err, "fold failed; retrying next interval")
 		}
-		if err := f.report(ctx); err != nil && ctx.Err() == nil {
-			f.log.Error(err, "reporting the accounts' pushes failed; retrying next interval")
+		if f.reporter != nil {
+			if err := f.reporter.Report(ctx); err != nil && ctx.Err() == nil {
+				f.log.Error(err, "reporting the accounts' pushes failed; retrying next interval")
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -132,9 +137,9 @@ func shardOf(code string) int {
 
 func shardName(i int) string { return fmt.Sprintf("tally-%02d", i) }
 
-// fold runs one round: read the segments and shards, add the new entries, write the shards that
+// Fold runs one round: read the segments and shards, add the new entries, write the shards that
 // changed, delete the segments done with, and bring the codes' annotations up to date.
-func (f *folder) fold(ctx context.Context) error {
+func (f *Folder) Fold(ctx context.Context) error {
 	segs, err := f.readSegments(ctx)
 	if err != nil {
 		return err
@@ -258,7 +263,7 @@ func add(sh *qrv1alpha1.WeChatScanTally, e qrv1alpha1.LedgerEntry, sk sketches) 
 
 // readSegments lists the segments' metadata and reads those that are new or changed since the
 // last round, in name order (any fixed order makes every folder pick the same original).
-func (f *folder) readSegments(ctx context.Context) ([]*segment, error) {
+func (f *Folder) readSegments(ctx context.Context) ([]*segment, error) {
 	var list metav1.PartialObjectMetadataList
 	list.SetGroupVersionKind(qrv1alpha1.GroupVersion.WithKind("WeChatScanLedgerList"))
 	if err := f.api.List(ctx, &list, client.InNamespace(f.namespace)); err != nil {
@@ -289,7 +294,7 @@ func (f *folder) readSegments(ctx context.Context) ([]*segment, error) {
 }
 
 // readShards reads every shard from the API server; a missing one is empty, to be created.
-func (f *folder) readShards(ctx context.Context) ([]*qrv1alpha1.WeChatScanTally, error) {
+func (f *Folder) readShards(ctx context.Context) ([]*qrv1alpha1.WeChatScanTally, error) {
 	shards := make([]*qrv1alpha1.WeChatScanTally, tallyShards)
 	for i := range shards {
 		sh := &qrv1alpha1.WeChatScanTally{}
@@ -313,7 +318,7 @@ func (f *folder) readShards(ctx context.Context) ([]*qrv1alpha1.WeChatScanTally,
 
 // writeShard creates or updates sh, with its resourceVersion: a conflict means another folder
 // wrote meanwhile, and this round ends without counting anything twice.
-func (f *folder) writeShard(ctx context.Context, sh *qrv1alpha1.WeChatScanTally) error {
+func (f *Folder) writeShard(ctx context.Context, sh *qrv1alpha1.WeChatScanTally) error {
 	if sh.ResourceVersion == "" {
 		return f.writer.Create(ctx, sh)
 	}
@@ -324,9 +329,9 @@ func (f *folder) writeShard(ctx context.Context, sh *qrv1alpha1.WeChatScanTally)
 // the dedupe window plus the longest a segment keeps growing: no retry of their events can come
 // any more, and their writer has moved on to another segment. A segment that holds scan events
 // also waits for the deliverer to be past them all (delivered or expired: its status says).
-func (f *folder) collect(ctx context.Context, segs []*segment, shards []*qrv1alpha1.WeChatScanTally) error {
+func (f *Folder) collect(ctx context.Context, segs []*segment, shards []*qrv1alpha1.WeChatScanTally) error {
 	for _, seg := range segs {
-		if seg.size > 0 && f.clock.Since(seg.last) <= f.window+maxSegmentAge {
+		if seg.size > 0 && f.clock.Since(seg.last) <= f.window+ledger.MaxSegmentAge {
 			continue
 		}
 		if seg.events > 0 && seg.Status.Delivered < seg.size {
@@ -368,7 +373,7 @@ func viewOf(t qrv1alpha1.CodeTally) map[string]string {
 // view patches the annotations of the codes whose cached annotations differ from their totals
 // (the codes scanned since they were last patched, and the codes whose annotations someone
 // overwrote), as many as the budget allows, the longest stale first.
-func (f *folder) view(ctx context.Context, shards []*qrv1alpha1.WeChatScanTally) error {
+func (f *Folder) view(ctx context.Context, shards []*qrv1alpha1.WeChatScanTally) error {
 	type job struct {
 		obj  *qrv1alpha1.WeChatQRCode
 		want map[string]string
@@ -466,7 +471,7 @@ func shows(obj *qrv1alpha1.WeChatQRCode, want map[string]string) bool {
 
 // patchView merges want into obj's annotations, on condition of its UID: a code deleted and
 // created again meanwhile must not show the old code's totals.
-func (f *folder) patchView(ctx context.Context, obj *qrv1alpha1.WeChatQRCode, want map[string]string) error {
+func (f *Folder) patchView(ctx context.Context, obj *qrv1alpha1.WeChatQRCode, want map[string]string) error {
 	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"uid": obj.UID, "annotations": want}})
 	if err != nil {
 		panic(err) // maps of strings always marshal

@@ -14,7 +14,7 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-package callback
+package pushrecord
 
 import (
 	"maps"
@@ -55,8 +55,8 @@ func TestCallbackStatus(t *testing.T) {
 		},
 		"a bucket that overlaps the hour counts, an older one does not": {
 			records: []qrv1alpha1.WeChatPushRecordSpec{rec(map[string]qrv1alpha1.AccountPushes{"wxa": {Refused: []qrv1alpha1.RefusedBucket{
-				bucket(-time.Hour-refusedBucket, map[string]int64{"decrypt_failed": 4}),
-				bucket(-time.Hour-refusedBucket+time.Millisecond, map[string]int64{"bad_signature": 1}),
+				bucket(-time.Hour-RefusedBucket, map[string]int64{"decrypt_failed": 4}),
+				bucket(-time.Hour-RefusedBucket+time.Millisecond, map[string]int64{"bad_signature": 1}),
 			}}})},
 			want: accountCallback{refused: []qrv1alpha1.RefusedPushes{{Reason: "bad_signature", Count: 1}}},
 		},
@@ -74,15 +74,15 @@ func TestCallbackStatus(t *testing.T) {
 // last verified push back.
 func TestPushStats(t *testing.T) {
 	clk := clocktesting.NewFakeClock(time.Date(2026, 3, 1, 12, 1, 0, 0, time.UTC))
-	p := newPushStats(clk)
+	p := NewStats(clk)
 	if _, changed := p.snapshot(); changed {
 		t.Error("empty stats changed")
 	}
-	p.refused("wxa", "bad_signature")
-	p.refused("wxa", "bad_signature")
-	clk.Step(refusedBucket)
-	p.refused("wxa", "missing_parameter")
-	p.verified("wxa")
+	p.Refused("wxa", "bad_signature")
+	p.Refused("wxa", "bad_signature")
+	clk.Step(RefusedBucket)
+	p.Refused("wxa", "missing_parameter")
+	p.Verified("wxa")
 	got, changed := p.snapshot()
 	want := []qrv1alpha1.RefusedBucket{
 		{Start: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC).UnixMilli(), Reasons: map[string]int64{"bad_signature": 2}},
@@ -94,11 +94,11 @@ func TestPushStats(t *testing.T) {
 	if _, changed := p.snapshot(); changed {
 		t.Error("changed twice")
 	}
-	p.adopt("wxa", 1)
+	p.Adopt("wxa", 1)
 	if got, _ := p.snapshot(); got["wxa"].LastVerifiedPush != clk.Now().UnixMilli() {
 		t.Error("adopt moved the last verified push back")
 	}
-	clk.Step(refusedWindow)
+	clk.Step(RefusedWindow)
 	got, changed = p.snapshot()
 	if !changed || len(got["wxa"].Refused) != 1 {
 		t.Errorf("after the window: %+v (changed %v), want the newer bucket only", got, changed)

@@ -14,7 +14,7 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-package callback
+package fold
 
 import (
 	"cmp"
@@ -23,6 +23,7 @@ import (
 	"github.com/go-logr/logr"
 
 	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/ledger"
 )
 
 // segment is a ledger segment as the folder read it, its entries parsed once per version of it.
@@ -65,23 +66,19 @@ func parseSegment(obj *qrv1alpha1.WeChatScanLedger, prev *segment, log logr.Logg
 	seg := &segment{WeChatScanLedger: obj, last: obj.CreationTimestamp.Time, batches: len(obj.Spec.Batches)}
 	var firstErr error
 	fresh := 0
-	for _, batch := range obj.Spec.Batches {
-		for _, line := range qrv1alpha1.LedgerBatchLines(batch) {
-			pos := seg.size
-			seg.size++
-			e, err := qrv1alpha1.ParseLedgerEntry(line)
-			if err != nil {
-				seg.malformed++
-				if prev == nil || pos >= prev.size {
-					fresh++
-				}
-				firstErr = cmp.Or(firstErr, err)
-				continue
+	for pos, e := range ledger.Entries(obj.Spec.Batches, 0) {
+		seg.size = pos + 1
+		if e.Err != nil {
+			seg.malformed++
+			if prev == nil || pos >= prev.size {
+				fresh++
 			}
-			seg.entries = append(seg.entries, entry{e, pos})
-			if e.HasEvent() {
-				seg.events++
-			}
+			firstErr = cmp.Or(firstErr, e.Err)
+			continue
+		}
+		seg.entries = append(seg.entries, entry{e.LedgerEntry, pos})
+		if e.HasEvent() {
+			seg.events++
 		}
 	}
 	if n := len(seg.entries); n > 0 {
