@@ -199,10 +199,16 @@ func reportTags(st *v1alpha1.WeChatAccountStatus, generation int64, want []tagWa
 		// Never read by this process (a restart, then a failed read): the last report stands.
 		st.Tags = tagsStatus(want, s)
 	}
+	// One Event a sync: Events of one reason about one object within minutes become a series
+	// that keeps the first note only.
 	var events []issuance.Event
-	for _, t := range out.created {
+	if len(out.created) > 0 {
+		created := make([]string, len(out.created))
+		for i, t := range out.created {
+			created[i] = fmt.Sprintf("%q (id %d)", t.Name, t.ID)
+		}
 		events = append(events, issuance.Event{Type: corev1.EventTypeNormal, Reason: v1alpha1.EventTagCreated, Action: "CreateTag",
-			Note: fmt.Sprintf("Created the tag %q (id %d) at WeChat", t.Name, t.ID)})
+			Note: "Created at WeChat the tags " + strings.Join(created, ", ")})
 	}
 	missing := s.missing(want)
 	before := meta.FindStatusCondition(st.Conditions, v1alpha1.ConditionTagsReady)

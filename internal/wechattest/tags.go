@@ -87,6 +87,13 @@ func (t *tagState) byName(name string) *tagRecord {
 	return nil
 }
 
+func (t *tagState) add(name string) Tag {
+	tag := Tag{ID: t.nextID, Name: name}
+	t.nextID++
+	t.byID[tag.ID] = &tagRecord{Tag: tag}
+	return tag
+}
+
 // created counts the tags the account made, the reserved one aside.
 func (t *tagState) created() int { return len(t.byID) - 1 }
 
@@ -96,6 +103,18 @@ func (s *Server) AddFollower(appID, openID string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.followers[openID] = appID
+}
+
+// AddTag creates a tag as a human does in WeChat's admin console, without the API's checks, and
+// returns it; an existing name returns the existing tag.
+func (s *Server) AddTag(appID, name string) Tag {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a := s.accounts[appID]
+	if t := a.tags.byName(name); t != nil {
+		return t.Tag
+	}
+	return a.tags.add(name)
 }
 
 // Tags lists appID's tags by id, the reserved one included.
@@ -210,9 +229,7 @@ func (s *Server) serveTagsCreate(w http.ResponseWriter, r *http.Request) {
 		case a.tags.created() >= MaxTags:
 			code = 45056
 		default:
-			t = Tag{ID: a.tags.nextID, Name: name}
-			a.tags.nextID++
-			a.tags.byID[t.ID] = &tagRecord{Tag: t}
+			t = a.tags.add(name)
 		}
 		s.mu.Unlock()
 	}
