@@ -183,6 +183,15 @@ func (s *Server) authorizedJSON(r *http.Request, method string, in any) (*accoun
 	return a, 0
 }
 
+// finish answers code's error, or body when code is 0.
+func (s *Server) finish(w http.ResponseWriter, r *http.Request, code int, body any) {
+	if code != 0 {
+		s.fail(w, r, code)
+		return
+	}
+	s.answer(w, r, 0, body)
+}
+
 // serveTagsGet is GET /cgi-bin/tags/get: every tag with its follower count, by id.
 func (s *Server) serveTagsGet(w http.ResponseWriter, r *http.Request) {
 	a, code := s.authorizedJSON(r, http.MethodGet, nil)
@@ -233,11 +242,7 @@ func (s *Server) serveTagsCreate(w http.ResponseWriter, r *http.Request) {
 		}
 		s.mu.Unlock()
 	}
-	if code != 0 {
-		s.fail(w, r, code)
-		return
-	}
-	s.answer(w, r, 0, map[string]any{"tag": t})
+	s.finish(w, r, code, map[string]any{"tag": t})
 }
 
 // serveBatchTagging is POST /cgi-bin/tags/members/batchtagging {"openid_list":[...],"tagid":N}.
@@ -259,11 +264,7 @@ func (s *Server) serveBatchTagging(w http.ResponseWriter, r *http.Request) {
 		code = s.tagLocked(a, in.OpenIDs, *in.TagID)
 		s.mu.Unlock()
 	}
-	if code != 0 {
-		s.fail(w, r, code)
-		return
-	}
-	s.answer(w, r, 0, map[string]any{"errcode": 0, "errmsg": "ok"})
+	s.finish(w, r, code, map[string]any{"errcode": 0, "errmsg": "ok"})
 }
 
 func (s *Server) tagLocked(a *account, openIDs []string, tagID int64) int {
@@ -310,11 +311,7 @@ func (s *Server) serveGetIDList(w http.ResponseWriter, r *http.Request) {
 		}
 		s.mu.Unlock()
 	}
-	if code != 0 {
-		s.fail(w, r, code)
-		return
-	}
-	s.answer(w, r, 0, map[string]any{"tagid_list": ids})
+	s.finish(w, r, code, map[string]any{"tagid_list": ids})
 }
 
 // serveFollowerTags is the debug view EndpointFollowerTags.
