@@ -186,6 +186,9 @@ func (s *Stack) handleScan(w http.ResponseWriter, req *http.Request, a Account) 
 		if err == nil && pushAs.AppID == a.AppID {
 			s.tell(w, "  "+s.sinkSaw(req.Context(), openID))
 		}
+		if err == nil && tagged(&code, follower) {
+			s.tell(w, "  "+s.tagsSaw(req.Context(), &code, pushAs.AppID, openID))
+		}
 	}
 	w.Header().Set(trailerFailed, fmt.Sprint(failed))
 }
@@ -214,6 +217,46 @@ func (s *Stack) sinkSaw(ctx context.Context, openID string) string {
 		return "sink got: " + line
 	}
 	return fmt.Sprintf("sink got nothing within %s (a refused or duplicate scan is not sent; see the callback's log)", sinkWait)
+}
+
+// tagged: the scan should tag the scanner with the code's tags.
+func tagged(code *qrv1alpha1.WeChatQRCode, follower bool) bool {
+	return len(code.Spec.Tags) > 0 && (!follower || code.Spec.TagOnOrDefault() == qrv1alpha1.TagOnAllScanners)
+}
+
+// tagWait is how long a scan waits for its scanner to carry the code's tags at the fake WeChat:
+// the manager tags in batches, within seconds.
+const tagWait = 10 * time.Second
+
+// tagsSaw is the line about the tags the fake WeChat shows on openID: every tag of the code, or
+// what it carries once tagWait has passed.
+func (s *Stack) tagsSaw(ctx context.Context, code *qrv1alpha1.WeChatQRCode, appID, openID string) string {
+	ctx, cancel := context.WithTimeout(ctx, tagWait)
+	defer cancel()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		carried := s.fake.FollowerTags(appID, openID)
+		names := make([]string, len(carried))
+		for i, t := range carried {
+			names[i] = fmt.Sprintf("%s (%d)", t.Name, t.ID)
+		}
+		all := true
+		for _, want := range code.Spec.Tags {
+			all = all && slices.ContainsFunc(carried, func(t wechattest.Tag) bool { return t.Name == string(want) })
+		}
+		if all {
+			return "tagged at WeChat: " + strings.Join(names, ", ")
+		}
+		select {
+		case <-ctx.Done():
+			if len(names) == 0 {
+				names = []string{"none"}
+			}
+			return fmt.Sprintf("not tagged with all of the code's tags within %s (tags at WeChat: %s; see the code's Tagging condition)", tagWait, strings.Join(names, ", "))
+		case <-tick.C:
+		}
+	}
 }
 
 func (s *Stack) handleMessage(w http.ResponseWriter, req *http.Request, a Account) {
