@@ -400,6 +400,16 @@ func TestTagsCreatedOnce(t *testing.T) {
 	if n := h.fake.Calls(wechattest.EndpointTagsCreate); n != 4 {
 		t.Errorf("tags/create called %d times after the restart, want 4: the restarted manager created a tag again", n)
 	}
+
+	// A code's tags edited: the new name is created, the one no code names any more stays at WeChat.
+	c := &v1alpha1.WeChatQRCode{}
+	h.must(h.c.Get(context.Background(), key(ns, "c0"), c))
+	c.Spec.Tags = []v1alpha1.TagName{"spring", "winter"}
+	h.must(h.c.Update(context.Background(), c))
+	h.waitAccount(key(ns, "acct"), acct, "showing winter, and 广东 no more", registryIs(4, map[string]int32{"winter": 1, "spring": 4, "booth": 2, "autumn": 1}))
+	if !slices.ContainsFunc(h.fake.Tags(appID), func(t wechattest.Tag) bool { return t.Name == "广东" }) || acct.Status.Tags.Used != 5 {
+		t.Errorf("广东 must stay at WeChat, and count: used %d, tags %v", acct.Status.Tags.Used, h.fake.Tags(appID))
+	}
 }
 
 // TestTagLimitReached: an account with 99 tags at WeChat gets one more; the code naming a
