@@ -82,35 +82,55 @@ func addTagIndexes(ctx context.Context, mgr manager.Manager) error {
 type tagWant struct {
 	name  string
 	codes int32
-	// codeNames are the first codes naming it, by namespace/name.
+	// codeNames are the first codes naming it, by namespace then name.
 	codeNames []string
 }
 
-// wantedTags are the names codes name, by name, each with how many codes and which first.
-func wantedTags(codes []v1alpha1.WeChatQRCode) []tagWant {
-	keys := make([]string, len(codes))
-	order := make([]int, len(codes))
-	for i := range codes {
-		keys[i], order[i] = codes[i].Namespace+"/"+codes[i].Name, i
+// codeKey orders codes by namespace, then name, without building strings for all of them.
+type codeKey struct{ ns, name string }
+
+func (k codeKey) less(o codeKey) bool {
+	if k.ns != o.ns {
+		return k.ns < o.ns
 	}
-	slices.SortFunc(order, func(a, b int) int { return strings.Compare(keys[a], keys[b]) })
-	byName := map[string]*tagWant{}
-	for _, i := range order {
+	return k.name < o.name
+}
+
+// wantedTags are the names codes name, by name, each with how many codes and which first. One
+// pass, keeping each name's first few codes: an account may have 100,000 codes, and this runs at
+// each of its reconciles.
+func wantedTags(codes []v1alpha1.WeChatQRCode) []tagWant {
+	type acc struct {
+		codes int32
+		first []codeKey
+	}
+	byName := map[v1alpha1.TagName]*acc{}
+	for i := range codes {
+		k := codeKey{codes[i].Namespace, codes[i].Name}
 		for _, n := range codes[i].Spec.Tags {
-			w := byName[string(n)]
-			if w == nil {
-				w = &tagWant{name: string(n)}
-				byName[w.name] = w
+			a := byName[n]
+			if a == nil {
+				a = &acc{first: make([]codeKey, 0, v1alpha1.MaxTagCodeNames)}
+				byName[n] = a
 			}
-			w.codes++
-			if len(w.codeNames) < v1alpha1.MaxTagCodeNames {
-				w.codeNames = append(w.codeNames, keys[i])
+			a.codes++
+			at := len(a.first)
+			for at > 0 && k.less(a.first[at-1]) {
+				at--
+			}
+			if at < v1alpha1.MaxTagCodeNames {
+				a.first = slices.Insert(a.first, at, k)[:min(len(a.first)+1, v1alpha1.MaxTagCodeNames)]
 			}
 		}
 	}
 	out := make([]tagWant, 0, len(byName))
 	for _, name := range slices.Sorted(maps.Keys(byName)) {
-		out = append(out, *byName[name])
+		a := byName[name]
+		w := tagWant{name: string(name), codes: a.codes, codeNames: make([]string, len(a.first))}
+		for i, k := range a.first {
+			w.codeNames[i] = k.ns + "/" + k.name
+		}
+		out = append(out, w)
 	}
 	return out
 }
