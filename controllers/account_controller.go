@@ -62,12 +62,15 @@ type AccountReconciler struct {
 	// uncached: a cache would list and watch every Service of the cluster.
 	APIReader client.Reader
 	Checker   AccountChecker
-	Recorder  events.EventRecorder
-	Clock     clock.PassiveClock
+	// TagAPI reads and creates the accounts' tags (tags.go).
+	TagAPI   TagAPI
+	Recorder events.EventRecorder
+	Clock    clock.PassiveClock
 	// QuotaInterval is how often WeChat's qrcode/create quota is read per Ready account; each
 	// read is a call of openapi/quota/get's own daily quota. Zero never reads it.
 	QuotaInterval time.Duration
 
+	tags tagRegistry
 	*accountsCommon
 }
 
@@ -85,6 +88,7 @@ func (r *AccountReconciler) SetupWithManager(mgr ctrl.Manager, opts controller.O
 			WatchesMetadata(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(kr.usingSecret)).
 			WatchesMetadata(&corev1.Service{}, handler.EnqueueRequestsFromMapFunc(kr.accountsNamingService)).
 			Watches(&v1alpha1.WeChatQRCode{}, kr.accountOfCode(), builder.WithPredicates(codeCountChanged)).
+			Watches(&v1alpha1.WeChatQRCode{}, kr.accountOfCode(), builder.WithPredicates(codeTagsChanged)).
 			WithOptions(opts).
 			Complete(kr)
 		if err != nil {
@@ -121,13 +125,17 @@ func (r *AccountReconciler) Reconcile(ctx context.Context, kind string, key type
 		q, err := r.Checker.QRCodeQuota(ctx, creds)
 		act = act.QuotaRead(q, err)
 	}
+	tagEvents, tagsAgain, err := r.reconcileTags(ctx, acct, creds, &act.Status)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
 	if err := r.writeStatus(ctx, acct, act.Status); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	for _, e := range act.Events {
+	for _, e := range append(act.Events, tagEvents...) {
 		r.Recorder.Eventf(acct, nil, e.Type, e.Reason, e.Action, "%s", e.Note)
 	}
-	return ctrl.Result{RequeueAfter: act.RequeueAfter()}, nil
+	return ctrl.Result{RequeueAfter: sooner(act.RequeueAfter(), tagsAgain)}, nil
 }
 
 // observe reads the account's Secret, the older accounts with the same AppID and its codes.

@@ -31,6 +31,7 @@ import (
 type WeChatAPI interface {
 	QRCodeIssuer
 	AccountChecker
+	TagAPI
 }
 
 // Options wire the manager's reconcilers.
@@ -69,7 +70,7 @@ func New(o Options) *Reconcilers {
 	return &Reconcilers{
 		Codes: &WeChatQRCodeReconciler{Client: o.Client, APIReader: o.APIReader, Issuer: o.WeChat,
 			Recorder: o.Recorder, Clock: o.Clock, accountsCommon: common},
-		Accounts: &AccountReconciler{Client: o.Client, APIReader: o.APIReader, Checker: o.WeChat, Recorder: o.Recorder, Clock: o.Clock,
+		Accounts: &AccountReconciler{Client: o.Client, APIReader: o.APIReader, Checker: o.WeChat, TagAPI: o.WeChat, Recorder: o.Recorder, Clock: o.Clock,
 			QuotaInterval: o.QuotaInterval, accountsCommon: common},
 		PushConfig: &PushConfigReconciler{Client: o.Client, APIReader: o.APIReader, accountsCommon: common},
 	}
@@ -77,6 +78,9 @@ func New(o Options) *Reconcilers {
 
 func (rs *Reconcilers) addIndexes(ctx context.Context, mgr ctrl.Manager) error {
 	if err := addIndexes(ctx, mgr); err != nil {
+		return err
+	}
+	if err := addTagIndexes(ctx, mgr); err != nil {
 		return err
 	}
 	return addServiceIndexes(ctx, mgr, rs.Accounts.accountsCommon)

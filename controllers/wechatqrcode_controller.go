@@ -98,7 +98,8 @@ func (r *WeChatQRCodeReconciler) SetupWithManager(mgr ctrl.Manager, opts control
 		WatchesMetadata(&corev1.Service{}, handler.EnqueueRequestsFromMapFunc(r.codesNamingService))
 	for _, kind := range accountKinds {
 		b = b.Watches(v1alpha1.NewAccount(kind), handler.EnqueueRequestsFromMapFunc(r.codesOfAccount), builder.WithPredicates(accountUsabilityChanged)).
-			Watches(v1alpha1.NewAccount(kind), handler.EnqueueRequestsFromMapFunc(r.codesRefusedByBudget), builder.WithPredicates(permanentCountChanged))
+			Watches(v1alpha1.NewAccount(kind), handler.EnqueueRequestsFromMapFunc(r.codesRefusedByBudget), builder.WithPredicates(permanentCountChanged)).
+			Watches(v1alpha1.NewAccount(kind), handler.EnqueueRequestsFromMapFunc(r.taggedCodesOfAccount), builder.WithPredicates(accountTagsChanged))
 	}
 	return b.WithOptions(opts).Complete(r)
 }
@@ -131,6 +132,7 @@ func (r *WeChatQRCodeReconciler) Reconcile(ctx context.Context, req ctrl.Request
 		return ctrl.Result{}, err
 	}
 	act = act.Sink(sink, r.Clock.Now())
+	setTagging(&act.Status, obs.Code, obs.account.account, r.Clock.Now())
 	if err := r.writeStatus(ctx, obs.Code, act.Status); err != nil {
 		if len(act.Events) > 0 && act.Events[len(act.Events)-1].Action == "IssueTicket" {
 			logf.FromContext(ctx).Error(err, "WeChat answered but the status could not be written; the answer is lost and the next reconcile asks again")

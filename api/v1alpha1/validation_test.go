@@ -72,6 +72,11 @@ func object(t *testing.T, name, spec string) *unstructured.Unstructured {
 func TestSchemaRefusesInvalidSpecs(t *testing.T) {
 	const acct = "accountRef: {name: official-account}\n"
 	long := strings.Repeat("x", 65)
+	var names []string
+	for i := range qrv1alpha1.MaxCodeTags + 1 {
+		names = append(names, fmt.Sprintf("t%d", i))
+	}
+	manyTags := strings.Join(names, ", ")
 	cases := []struct {
 		name string
 		spec string
@@ -148,6 +153,21 @@ func TestSchemaRefusesInvalidSpecs(t *testing.T) {
 			[]string{"spec.sink.batch.maxEvents", "Required value"}},
 		{"reply over 600 characters", acct + "type: Permanent\nscene: {id: 9}\nreply: {text: " + strings.Repeat("欢", 601) + "}",
 			[]string{"spec.reply.text", "may not be more than 600"}},
+		{"tags", acct + "type: Permanent\nscene: {id: 9}\ntags: [广东, spring-poster, " + strings.Repeat("渠", 10) + ", " + strings.Repeat("t", 30) + "]\ntagOn: NewFollowers", nil},
+		{"tag of 11 CJK characters (33 bytes)", acct + "type: Permanent\nscene: {id: 9}\ntags: [ok, " + strings.Repeat("渠", 11) + "]",
+			[]string{"spec.tags[1]", "at most 30 bytes of UTF-8", "at most 10 of them"}},
+		{"tag of 31 ASCII characters", acct + "type: Permanent\nscene: {id: 9}\ntags: [" + strings.Repeat("t", 31) + "]",
+			[]string{"spec.tags[0]", "may not be more than 30"}},
+		{"empty tag", acct + "type: Permanent\nscene: {id: 9}\ntags: [\"\"]",
+			[]string{"spec.tags[0]", "at least 1 chars long"}},
+		{"blank tag", acct + "type: Permanent\nscene: {id: 9}\ntags: [\"   \"]",
+			[]string{"spec.tags[0]", "a tag name must not be blank"}},
+		{"a tag twice", acct + "type: Permanent\nscene: {id: 9}\ntags: [spring, spring]",
+			[]string{"spec.tags[1]", "Duplicate value"}},
+		{"21 tags", acct + "type: Permanent\nscene: {id: 9}\ntags: [" + manyTags + "]",
+			[]string{"spec.tags", "must have at most 20 items"}},
+		{"unknown tagOn", acct + "type: Permanent\nscene: {id: 9}\ntags: [a]\ntagOn: Everyone",
+			[]string{"spec.tagOn", `Unsupported value: "Everyone"`, `"AllScanners", "NewFollowers"`}},
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -368,6 +368,11 @@ type WeChatAccountStatus struct {
 	// +optional
 	Codes *AccountCodes `json:"codes,omitempty"`
 
+	// Tags is the account's tag registry: tags used of WeChat's limit, and which codes use
+	// which tag (tags_types.go). Present while codes of the account name tags.
+	// +optional
+	Tags *AccountTags `json:"tags,omitempty"`
+
 	// ForwardURL is spec.forward resolved to a URL.
 	// +optional
 	ForwardURL string `json:"forwardURL,omitempty"`

@@ -196,6 +196,9 @@ type WeChatQRCodeSpec struct {
 	// Sink receives this code's counted scans as CloudEvents, besides the account's sink.
 	// +optional
 	Sink *Destination `json:"sink,omitempty"`
+
+	// CodeTagging: spec.tags and spec.tagOn (tags_types.go).
+	CodeTagging `json:",inline"`
 }
 
 // IssuedFor records what a ticket was issued for, so that a change of account, type or scene is

@@ -358,16 +358,21 @@ func (c *Client) CreateQRCode(ctx context.Context, creds Credentials, req Create
 	return QRCode{Ticket: out.Ticket, URL: out.URL, ExpireSeconds: out.ExpireSeconds}, nil
 }
 
-// callWithToken POSTs body to path with the account's access token. A token-class answer drops
-// the token (if no newer one replaced it meanwhile) and retries once with a fresh one.
+// callWithToken POSTs body to path with the account's access token, or GETs path without a
+// body. A token-class answer drops the token (if no newer one replaced it meanwhile) and retries
+// once with a fresh one.
 func (c *Client) callWithToken(ctx context.Context, acct *account, endpoint, path string, body, out any) error {
+	method := http.MethodPost
+	if body == nil {
+		method = http.MethodGet
+	}
 	for attempt := 0; ; attempt++ {
 		tok, err := acct.tokens.get(ctx)
 		if err != nil {
 			return fmt.Errorf("access token: %w", err)
 		}
 		u := c.opts.APIBaseURL + path + "?" + url.Values{"access_token": {tok}}.Encode()
-		err = c.call(ctx, endpoint, http.MethodPost, u, body, out, tok)
+		err = c.call(ctx, endpoint, method, u, body, out, tok)
 		if ClassOf(err) == ClassToken {
 			acct.tokens.invalidate(tok, ErrCode(err))
 			if attempt == 0 {

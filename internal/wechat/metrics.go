@@ -35,6 +35,10 @@ const (
 	endpointStableToken   = "stable_token"
 	endpointExternalToken = "external_token"
 	endpointQuota         = "openapi/quota/get"
+	endpointTagsGet       = "tags/get"
+	endpointTagsCreate    = "tags/create"
+	endpointBatchTagging  = "tags/members/batchtagging"
+	endpointGetIDList     = "tags/getidlist"
 )
 
 // There is no appid label: an operator may serve many accounts, and per-account trouble is

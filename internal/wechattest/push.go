@@ -56,9 +56,11 @@ type Pusher struct {
 	URL            string // the callback URL configured in the account
 	Token          string // the account's callback token, for signatures
 	EncodingAESKey string // compatible and safe modes
-	AppID          string // compatible and safe modes: the appid inside every encrypted message
-	AccountID      string // the account's original ID (gh_...), ToUserName of every push
-	Mode           PushMode
+	// AppID: the appid inside every encrypted message (compatible and safe modes); with Server,
+	// every user pushed becomes a follower of this AppID for the tag endpoints.
+	AppID     string
+	AccountID string // the account's original ID (gh_...), ToUserName of every push
+	Mode      PushMode
 
 	// Server resolves tickets for Scan.
 	Server *Server
@@ -213,6 +215,11 @@ func (p *Pusher) Text(ctx context.Context, openID, content string) (PushResult, 
 }
 
 func (p *Pusher) push(ctx context.Context, x pushXML) (PushResult, error) {
+	// WeChat pushes only what its users do: from now on the user is the account's follower, for
+	// the tag endpoints. An unsubscribe leaves the user known (WeChat keeps the OpenID).
+	if p.Server != nil && p.AppID != "" && x.FromUserName != nil {
+		p.Server.AddFollower(p.AppID, x.FromUserName.Value)
+	}
 	plain, wire, q, err := p.body(x)
 	if err != nil {
 		return PushResult{}, err

@@ -29,6 +29,11 @@ limitations under the License.
 //   - every call with a valid token counts against the daily qrcode/create quota, rejected
 //     ones included; the quota day starts at midnight Beijing time;
 //   - force_refresh sooner than 30 s after the previous one answers 45011;
+//   - tags/get lists the reserved tag 星标组 (id 2), which does not count against the 100 tags;
+//     created tags get ids from 100 up; an empty tag name answers 45157; batchtagging is all or
+//     nothing and answers the first error of its OpenIDs;
+//   - an OpenID is a follower of the AppID the fake first pushed an event of it for (or that a
+//     test named in AddFollower); no daily quota is kept for the tag endpoints (inject 45009);
 //   - openapi/quota/get answers for the APIs the fake serves (qrcode/create and the token
 //     endpoints), 76021 for any other path, and has no daily limit of its own.
 package wechattest
@@ -121,6 +126,7 @@ type Server struct {
 	accounts    map[string]*account
 	tokens      map[string]*issuedToken
 	codes       map[string]*Code
+	followers   map[string]string // OpenID → the AppID it belongs to
 	faults      map[string][]*faultRule
 	calls       map[string]int
 	errcodes    map[callKey]int
@@ -174,6 +180,7 @@ func newServer(opts Options) *Server {
 		accounts:    map[string]*account{},
 		tokens:      map[string]*issuedToken{},
 		codes:       map[string]*Code{},
+		followers:   map[string]string{},
 		faults:      map[string][]*faultRule{},
 		calls:       map[string]int{},
 		errcodes:    map[callKey]int{},
@@ -197,7 +204,7 @@ func (s *Server) AddAccount(appID, secret string) {
 		a.secret = secret
 		return
 	}
-	s.accounts[appID] = &account{appID: appID, secret: secret, permanent: map[string]*Code{}}
+	s.accounts[appID] = &account{appID: appID, secret: secret, permanent: map[string]*Code{}, tags: newTagState()}
 }
 
 // SetLatency changes the latency added to every answer.
@@ -282,11 +289,19 @@ func (s *Server) pickFaultLocked(endpoint string) (Fault, bool) {
 // ServeHTTP lets the fake be mounted in another server; NewServer serves it itself.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	handlers := map[string]func(http.ResponseWriter, *http.Request){
-		EndpointToken:       s.serveToken,
-		EndpointStableToken: s.serveStableToken,
-		EndpointCreate:      s.serveCreate,
-		EndpointShowQRCode:  s.serveShowQRCode,
-		EndpointQuotaGet:    s.serveQuotaGet,
+		EndpointToken:        s.serveToken,
+		EndpointStableToken:  s.serveStableToken,
+		EndpointCreate:       s.serveCreate,
+		EndpointShowQRCode:   s.serveShowQRCode,
+		EndpointQuotaGet:     s.serveQuotaGet,
+		EndpointTagsGet:      s.serveTagsGet,
+		EndpointTagsCreate:   s.serveTagsCreate,
+		EndpointBatchTagging: s.serveBatchTagging,
+		EndpointGetIDList:    s.serveGetIDList,
+	}
+	if r.URL.Path == EndpointFollowerTags {
+		s.serveFollowerTags(w, r)
+		return
 	}
 	handle, ok := handlers[r.URL.Path]
 	if !ok {
@@ -353,11 +368,19 @@ var errmsgs = map[int]string{
 	41001: "access_token missing",
 	42001: "access_token expired",
 	43002: "require POST method",
+	40003: "invalid openid",
+	40032: "invalid openid list size",
 	45009: "reach max api daily quota limit",
 	45011: "api minute-quota reach limit  mustslower  retry next minute",
 	45029: "qrcode count out of limit",
+	45056: "too many tags now, no need to add new",
+	45059: "user tag count exceed limit",
+	45157: "invalid tag name",
+	45158: "tag name too long",
+	45159: "invalid tag id",
 	47001: "data format error",
 	48001: "api unauthorized",
+	49003: "not match openid with appid",
 	76003: "invalid cgi_path",
 	76021: "cgi_path not found, please check",
 	76022: "could not use this cgi_path, no permission",

@@ -37,6 +37,8 @@ type account struct {
 	createDay window
 	// permanent codes by scene ("id:5", "str:abc"): WeChat answers the same ticket again.
 	permanent map[string]*Code
+
+	tags *tagState
 }
 
 type issuedToken struct {

@@ -72,7 +72,7 @@ func (s *Stack) handleOutage(w http.ResponseWriter, req *http.Request, a Account
 	refused := s.sink.refused.Load()
 	s.tell(w, "the demo sink is down: it answers 503 to every delivery")
 	var scanners []string
-	failed := s.pushScans(w, req, r, code, pushAs, func(openID string) { scanners = append(scanners, openID) })
+	failed := s.pushScans(w, req, r, code, pushAs, func(openID string, _ bool) { scanners = append(scanners, openID) })
 	if s.waitRefused(ctx, refused) {
 		s.tell(w, fmt.Sprintf("the sink refused the callback server's deliveries: the %d counted scans wait in the ledger, tried again with backoff", len(scanners)))
 	} else {

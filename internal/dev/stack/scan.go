@@ -146,10 +146,13 @@ func (s *Stack) handleScan(w http.ResponseWriter, req *http.Request, a Account) 
 	w.Header().Set("Trailer", trailerFailed)
 	// Only the stack's own account sends its scans to the demo sink.
 	toSink := pushAs.AppID == a.AppID
-	failed := s.pushScans(w, req, r, code, pushAs, func(openID string) {
+	failed := s.pushScans(w, req, r, code, pushAs, func(openID string, follower bool) {
 		if toSink {
 			line, _ := s.sinkSaw(req.Context(), openID, sinkWait)
 			s.tell(w, "  "+line)
+		}
+		if tagged(&code, follower) {
+			s.tell(w, "  "+s.tagsSaw(req.Context(), &code, pushAs.AppID, openID))
 		}
 	})
 	w.Header().Set(trailerFailed, fmt.Sprint(failed))
@@ -191,8 +194,9 @@ func (s *Stack) scanRequest(w http.ResponseWriter, req *http.Request, a Account)
 }
 
 // pushScans pushes r's scans of code as WeChat would for pushAs, tells what each push was
-// answered, calls acked with the scanner of each acknowledged one, and returns how many were not.
-func (s *Stack) pushScans(w http.ResponseWriter, req *http.Request, r ScanRequest, code qrv1alpha1.WeChatQRCode, pushAs Account, acked func(openID string)) (failed int) {
+// answered, calls acked with the scanner of each acknowledged one and whether they followed
+// before, and returns how many were not.
+func (s *Stack) pushScans(w http.ResponseWriter, req *http.Request, r ScanRequest, code qrv1alpha1.WeChatQRCode, pushAs Account, acked func(openID string, follower bool)) (failed int) {
 	p := s.pusher(pushAs, r.Plaintext)
 	for i := range r.Count {
 		// Every other scan is by a follower, so that both subscribes and SCAN events are seen.
@@ -204,7 +208,7 @@ func (s *Stack) pushScans(w http.ResponseWriter, req *http.Request, r ScanReques
 			failed++
 			continue
 		}
-		acked(openID)
+		acked(openID, follower)
 	}
 	return failed
 }
@@ -234,6 +238,46 @@ func (s *Stack) sinkSaw(ctx context.Context, openID string, wait time.Duration) 
 		return "sink got: " + line, true
 	}
 	return fmt.Sprintf("sink got nothing within %s (a refused or duplicate scan is not sent; see the callback's log)", wait), false
+}
+
+// tagged: the scan should tag the scanner with the code's tags.
+func tagged(code *qrv1alpha1.WeChatQRCode, follower bool) bool {
+	return len(code.Spec.Tags) > 0 && (!follower || code.Spec.TagOnOrDefault() == qrv1alpha1.TagOnAllScanners)
+}
+
+// tagWait is how long a scan waits for its scanner to carry the code's tags at the fake WeChat:
+// the manager tags in batches, within seconds.
+const tagWait = 10 * time.Second
+
+// tagsSaw is the line about the tags the fake WeChat shows on openID: every tag of the code, or
+// what it carries once tagWait has passed.
+func (s *Stack) tagsSaw(ctx context.Context, code *qrv1alpha1.WeChatQRCode, appID, openID string) string {
+	ctx, cancel := context.WithTimeout(ctx, tagWait)
+	defer cancel()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		carried := s.fake.FollowerTags(appID, openID)
+		names := make([]string, len(carried))
+		for i, t := range carried {
+			names[i] = fmt.Sprintf("%s (%d)", t.Name, t.ID)
+		}
+		all := true
+		for _, want := range code.Spec.Tags {
+			all = all && slices.ContainsFunc(carried, func(t wechattest.Tag) bool { return t.Name == string(want) })
+		}
+		if all {
+			return "tagged at WeChat: " + strings.Join(names, ", ")
+		}
+		select {
+		case <-ctx.Done():
+			if len(names) == 0 {
+				names = []string{"none"}
+			}
+			return fmt.Sprintf("not tagged with all of the code's tags within %s (tags at WeChat: %s; see the code's Tagging condition)", tagWait, strings.Join(names, ", "))
+		case <-tick.C:
+		}
+	}
 }
 
 func (s *Stack) handleMessage(w http.ResponseWriter, req *http.Request, a Account) {
