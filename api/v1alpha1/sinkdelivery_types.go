@@ -28,7 +28,7 @@ import (
 // condition SinkDelivering.
 type SinkDeliveryStatus struct {
 	// LastDeliveryTime is when the sink last acknowledged an event: refreshed at most every
-	// minute and every 40 events while it delivers, so it may lag the last acknowledgement.
+	// minute and every 50 events while it delivers (hourly for fewer), so it may lag the last acknowledgement.
 	// +optional
 	LastDeliveryTime *metav1.Time `json:"lastDeliveryTime,omitempty"`
 	// Backlog is how many events for the sink are retained and not yet acknowledged.

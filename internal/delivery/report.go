@@ -167,7 +167,7 @@ type shownReport struct {
 // heartbeat, so that the manager can tell a silent deliverer (SinkDeliveryStaleAfter) from a
 // sink still failing.
 const (
-	refreshEvents = 40
+	refreshEvents = 50
 	refreshAge    = time.Minute
 	quietRefresh  = time.Hour
 	heartbeat     = qrv1alpha1.SinkDeliveryStaleAfter / 2

@@ -49,13 +49,13 @@ func TestReportDue(t *testing.T) {
 	}{
 		{name: "nothing shown yet", cur: healthy, want: true},
 		{name: "healthy, unchanged", prev: shown(healthy, 0), cur: healthy, after: 2 * time.Hour},
-		{name: "a few deliveries within a minute", prev: shown(healthy, 0), delivered: 39,
+		{name: "a few deliveries within a minute", prev: shown(healthy, 0), delivered: 49,
 			cur: with(healthy, func(s *qrv1alpha1.SinkDeliveryStatus) { s.LastDeliveryTime = at(5 * time.Second) }), after: 10 * time.Second},
-		{name: "40 deliveries within a minute wait for the minute", prev: shown(healthy, 0), delivered: 400,
+		{name: "50 deliveries within a minute wait for the minute", prev: shown(healthy, 0), delivered: 400,
 			cur: with(healthy, func(s *qrv1alpha1.SinkDeliveryStatus) { s.LastDeliveryTime = at(50 * time.Second) }), after: 50 * time.Second},
-		{name: "40 deliveries after a minute", prev: shown(healthy, 0), delivered: 40, want: true,
+		{name: "50 deliveries after a minute", prev: shown(healthy, 0), delivered: 50, want: true,
 			cur: with(healthy, func(s *qrv1alpha1.SinkDeliveryStatus) { s.LastDeliveryTime = at(time.Minute) }), after: time.Minute},
-		{name: "a trickle waits an hour", prev: shown(healthy, 10), delivered: 49,
+		{name: "a trickle waits an hour", prev: shown(healthy, 10), delivered: 59,
 			cur: with(healthy, func(s *qrv1alpha1.SinkDeliveryStatus) { s.LastDeliveryTime = at(59 * time.Minute) }), after: 59 * time.Minute},
 		{name: "a trickle after an hour", prev: shown(healthy, 10), delivered: 11, want: true,
 			cur: with(healthy, func(s *qrv1alpha1.SinkDeliveryStatus) { s.LastDeliveryTime = at(time.Hour) }), after: time.Hour},
@@ -182,5 +182,41 @@ func TestPatchOf(t *testing.T) {
 	r.LastDeliveryTime = stamp(t0)
 	if p = patchOf(r, true); p["lastDeliveryTime"] != r.LastDeliveryTime {
 		t.Errorf("first write drops this term's delivery: %v", p)
+	}
+}
+
+// TestReportBudget: the writes of one resource's report over 1,000 scans at a steady rate to a
+// healthy sink, each acknowledged within a tick, with the report considered every default
+// --sink-status-interval: within the budget of 25 from 0.1 scans a second up, the first write
+// included; below, the hourly refresh (a write an hour, whatever the scans) dominates.
+func TestReportBudget(t *testing.T) {
+	interval := DefaultOptions().StatusInterval
+	for _, tc := range []struct {
+		perSecond float64
+		want      int
+	}{{0.01, 28}, {0.1, 21}, {1, 17}, {10, 2}, {100, 1}} {
+		gap := time.Duration(float64(time.Second) / tc.perSecond)
+		var prev *shownReport
+		var v sinkView
+		writes := 0
+		consider := func(now time.Time) {
+			cur := reportOf(prev, v, now)
+			if reportDue(prev, cur, v.stats.delivered, now) {
+				writes++
+				prev = &shownReport{status: cur, written: now, delivered: v.stats.delivered}
+			}
+		}
+		next := t0
+		for now := t0; v.stats.delivered < 1000; now = now.Add(interval) {
+			for ; !next.After(now) && v.stats.delivered < 1000; next = next.Add(gap) {
+				v.stats.delivered++
+				v.stats.lastDelivered = next
+			}
+			consider(now)
+		}
+		if writes > tc.want {
+			t.Errorf("%v scans a second: %d writes per 1,000 scans, want at most %d", tc.perSecond, writes, tc.want)
+		}
+		t.Logf("%v scans a second: %d writes per 1,000 scans", tc.perSecond, writes)
 	}
 }
