@@ -414,8 +414,8 @@ func (c *Controller) NeedLeaderElection() bool { return false }
 func countOutcome(result string, n int) { deliveries.WithLabelValues(result).Add(float64(n)) }
 
 // report writes the status.sinkDelivery of each account and code with a resolved sink that
-// reportDue says is due. A resource whose sink does not resolve gets none: its SinkResolved
-// condition says why.
+// reportDue says is due, up to maxReportWrites a round (writeOrder). A resource whose sink does
+// not resolve gets none: its SinkResolved condition says why.
 func (r *run) report(ctx context.Context) {
 	decls := r.routes.Declarations()
 	r.mu.Lock()
@@ -423,6 +423,7 @@ func (r *run) report(ctx context.Context) {
 	r.mu.Unlock()
 	now := r.clock.Now()
 	current := make(map[string]bool, len(decls))
+	var due []dueReport
 	for i, d := range decls {
 		if d.Sink.Target.URI == "" {
 			continue
@@ -430,11 +431,17 @@ func (r *run) report(ctx context.Context) {
 		key := d.key()
 		current[key] = true
 		prev := r.reports[key]
-		cur := reportOf(prev, views[i], now)
-		if !reportDue(prev, cur, views[i].stats.delivered, now) {
-			continue
+		if cur := reportOf(prev, views[i], now); reportDue(prev, cur, views[i].stats.delivered, now) {
+			due = append(due, dueReport{decl: d, prev: prev, cur: cur, delivered: views[i].stats.delivered})
 		}
-		shown, err := r.writeReport(ctx, d, cur, prev == nil)
+	}
+	for key := range r.reports {
+		if !current[key] {
+			delete(r.reports, key)
+		}
+	}
+	for _, w := range writeOrder(due, maxReportWrites) {
+		shown, err := r.writeReport(ctx, w.decl, w.cur, w.prev == nil)
 		switch {
 		case err == nil:
 			statusWrites.WithLabelValues("ok").Inc()
@@ -444,22 +451,17 @@ func (r *run) report(ctx context.Context) {
 		default:
 			statusWrites.WithLabelValues("error").Inc()
 			if ctx.Err() == nil {
-				r.log.Error(err, "writing the sink delivery status; written again at the next interval", "kind", d.Kind, "namespace", d.Namespace, "name", d.Name)
+				r.log.Error(err, "writing the sink delivery status; written again at the next interval", "kind", w.decl.Kind, "namespace", w.decl.Namespace, "name", w.decl.Name)
 			}
 			continue
 		}
-		next := &shownReport{status: *shown, written: now, delivered: views[i].stats.delivered}
-		if prev != nil {
-			next.base = prev.base
+		next := &shownReport{status: *shown, written: now, delivered: w.delivered}
+		if w.prev != nil {
+			next.base = w.prev.base
 		} else {
 			next.base = shown.Expired
 		}
-		r.reports[key] = next
-	}
-	for key := range r.reports {
-		if !current[key] {
-			delete(r.reports, key)
-		}
+		r.reports[w.decl.key()] = next
 	}
 }
 

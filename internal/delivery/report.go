@@ -17,6 +17,8 @@ limitations under the License.
 package delivery
 
 import (
+	"cmp"
+	"slices"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -222,6 +224,34 @@ func reportDue(prev *shownReport, cur qrv1alpha1.SinkDeliveryStatus, delivered i
 	}
 	return was.LastDeliveryTime == nil || since >= quietRefresh ||
 		(delivered-prev.delivered >= refreshEvents && since >= refreshAge)
+}
+
+// maxReportWrites bounds the status writes of one round, so that a deliverer taking over
+// thousands of codes with a sink neither floods the API server nor holds up its loop: at the
+// default interval, 10 writes a second.
+const maxReportWrites = 100
+
+// dueReport is a report reportDue says is due.
+type dueReport struct {
+	decl      Declaration
+	prev      *shownReport
+	cur       qrv1alpha1.SinkDeliveryStatus
+	delivered int64
+}
+
+// writeOrder is what of due to write this round, at most n: the changes to reports already
+// written before the first reports of a term, so that a sink failing is shown at the next round
+// even while a new deliverer is still writing its first reports; the rest is due again next
+// round.
+func writeOrder(due []dueReport, n int) []dueReport {
+	first := func(d dueReport) int {
+		if d.prev == nil {
+			return 1
+		}
+		return 0
+	}
+	slices.SortStableFunc(due, func(a, b dueReport) int { return cmp.Compare(first(a), first(b)) })
+	return due[:min(len(due), n)]
 }
 
 // patchOf is the merge patch of status.sinkDelivery that writes r: a field r lacks is removed.

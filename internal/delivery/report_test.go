@@ -17,6 +17,7 @@ limitations under the License.
 package delivery
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -218,5 +219,22 @@ func TestReportBudget(t *testing.T) {
 			t.Errorf("%v scans a second: %d writes per 1,000 scans, want at most %d", tc.perSecond, writes, tc.want)
 		}
 		t.Logf("%v scans a second: %d writes per 1,000 scans", tc.perSecond, writes)
+	}
+}
+
+// TestWriteOrder: changes to written reports go before a term's first writes, in their order,
+// up to the round's bound.
+func TestWriteOrder(t *testing.T) {
+	written := &shownReport{}
+	due := []dueReport{
+		{decl: Declaration{Name: "new-1"}}, {decl: Declaration{Name: "failing-1"}, prev: written},
+		{decl: Declaration{Name: "new-2"}}, {decl: Declaration{Name: "failing-2"}, prev: written},
+	}
+	var got []string
+	for _, d := range writeOrder(due, 3) {
+		got = append(got, d.decl.Name)
+	}
+	if strings.Join(got, " ") != "failing-1 failing-2 new-1" {
+		t.Errorf("written %v", got)
 	}
 }
