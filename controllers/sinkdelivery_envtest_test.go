@@ -34,14 +34,14 @@ import (
 )
 
 // TestSinkDeliveringEndToEnd: the manager and a real callback replica, whose elected deliverer
-// sends a code's scan event from the ledger to a real HTTP sink that answers 503. The deliverer
-// reports it in the code's status.sinkDelivery; the manager turns SinkDelivering False with the
-// sink's answer in its message and a warning Event, Ready untouched. Once the sink answers, the
-// event is delivered and SinkDelivering turns True.
+// sends a scan event from the ledger to a real HTTP sink that answers 503, the sink of both the
+// code and its account. The deliverer reports it in each one's status.sinkDelivery; the manager
+// turns their SinkDelivering False with the sink's answer in its message and a warning Event,
+// Ready untouched. Once the sink answers, the event is delivered once and SinkDelivering turns
+// True on both.
 func TestSinkDeliveringEndToEnd(t *testing.T) {
 	h := newHarness(t, 2)
 	ns := h.ns[1]
-	appID, _ := h.accountSecret(ns, "acct")
 	var failing atomic.Bool
 	failing.Store(true)
 	var delivered atomic.Int64
@@ -54,6 +54,16 @@ func TestSinkDeliveringEndToEnd(t *testing.T) {
 		w.WriteHeader(http.StatusAccepted)
 	}))
 	t.Cleanup(sink.Close)
+	appID, secret := h.account()
+	// With a push token: the callback server serves only accounts WeChat can push to.
+	h.secret(ns, "acct", map[string]string{v1alpha1.AccountKeyAppID: appID, v1alpha1.AccountKeyAppSecret: secret, v1alpha1.AccountKeyToken: "tok"})
+	acct := h.wechatAccount(ns, "acct", "acct", func(s *v1alpha1.WeChatAccountSpec) { s.Sink = &v1alpha1.Destination{URI: sink.URL + "/scans"} })
+	accountDeliveringIs := func(status metav1.ConditionStatus, reason string) func(v1alpha1.Account) bool {
+		return func(a v1alpha1.Account) bool {
+			d := meta.FindStatusCondition(a.AccountStatus().Conditions, v1alpha1.ConditionSinkDelivering)
+			return d != nil && d.Status == status && d.Reason == reason
+		}
+	}
 	spec := temporarySpec("acct", strScene("poster"), time.Hour, 0)
 	spec.Sink = &v1alpha1.Destination{URI: sink.URL + "/scans"}
 	h.create(ns, "poster", spec)
@@ -96,6 +106,10 @@ func TestSinkDeliveringEndToEnd(t *testing.T) {
 		t.Errorf("message %q, report %+v: want the sink's 503, one event waiting, and no URL", msg, d)
 	}
 	h.waitEvent(k, corev1.EventTypeWarning, v1alpha1.ReasonSinkFailing, "503")
+	h.waitAccount(key(ns, "acct"), acct, "failing", accountDeliveringIs(metav1.ConditionFalse, v1alpha1.ReasonSinkFailing))
+	if d := acct.AccountStatus().SinkDelivery; d.Backlog != 1 || !strings.Contains(d.LastError, "503") {
+		t.Errorf("the account's report %+v: want its one event waiting and the 503", d)
+	}
 
 	failing.Store(false)
 	code = h.waitFor(k, time.Minute, "delivering again", func(c *v1alpha1.WeChatQRCode) bool {
@@ -104,4 +118,8 @@ func TestSinkDeliveringEndToEnd(t *testing.T) {
 	if d := code.Status.SinkDelivery; delivered.Load() != 1 || d.LastError != "" || d.LastDeliveryTime == nil || d.Expired != 0 {
 		t.Errorf("%d events delivered, report %+v: want one, its delivery time, no error", delivered.Load(), d)
 	}
+	h.waitAccount(key(ns, "acct"), acct, "delivering again", func(a v1alpha1.Account) bool {
+		d := a.AccountStatus().SinkDelivery
+		return accountDeliveringIs(metav1.ConditionTrue, v1alpha1.ReasonDelivering)(a) && d.Backlog == 0 && d.LastDeliveryTime != nil
+	})
 }
