@@ -75,14 +75,15 @@ type AccountReconciler struct {
 }
 
 // SetupWithManager runs one controller per kind. Status writes (the callback server's push
-// statistics, this reconciler's own) do not trigger it: its Secret, its codes, the accounts
+// statistics, this reconciler's own) do not trigger it, except a change of the deliverer's
+// status.sinkDelivery (the condition SinkDelivering): its Secret, its codes, the accounts
 // sharing its AppID and the Services its forward and sink name do.
 func (r *AccountReconciler) SetupWithManager(mgr ctrl.Manager, opts controller.Options) error {
 	for _, kind := range accountKinds {
 		kr := &kindReconciler{r: r, kind: kind}
 		err := ctrl.NewControllerManagedBy(mgr).
 			Named(kind).
-			For(v1alpha1.NewAccount(kind), builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+			For(v1alpha1.NewAccount(kind), builder.WithPredicates(predicate.Or[client.Object](predicate.GenerationChangedPredicate{}, sinkDeliveryChanged))).
 			Watches(v1alpha1.NewAccount(v1alpha1.KindWeChatAccount), handler.EnqueueRequestsFromMapFunc(kr.sharingAppID), builder.WithPredicates(appIDChanged)).
 			Watches(v1alpha1.NewAccount(v1alpha1.KindClusterWeChatAccount), handler.EnqueueRequestsFromMapFunc(kr.sharingAppID), builder.WithPredicates(appIDChanged)).
 			WatchesMetadata(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(kr.usingSecret)).
@@ -129,13 +130,17 @@ func (r *AccountReconciler) Reconcile(ctx context.Context, kind string, key type
 	if err != nil {
 		return ctrl.Result{}, err
 	}
+	delivering, after := sinkDelivering(&act.Status.Conditions, acct.AccountSpec().Sink != nil, act.Status.SinkDelivery, acct.GetGeneration(), in.Now)
+	if delivering != nil {
+		act.Events = append(act.Events, *delivering)
+	}
 	if err := r.writeStatus(ctx, acct, act.Status); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	for _, e := range append(act.Events, tagEvents...) {
 		r.Recorder.Eventf(acct, nil, e.Type, e.Reason, e.Action, "%s", e.Note)
 	}
-	return ctrl.Result{RequeueAfter: sooner(act.RequeueAfter(), tagsAgain)}, nil
+	return ctrl.Result{RequeueAfter: soonest(act.RequeueAfter(), tagsAgain, after)}, nil
 }
 
 // observe reads the account's Secret, the older accounts with the same AppID and its codes.

@@ -437,14 +437,6 @@ func (r *AccountReconciler) reconcileTags(ctx context.Context, acct v1alpha1.Acc
 	return events, again, nil
 }
 
-// sooner is the earlier of two requeue delays, 0 meaning none.
-func sooner(a, b time.Duration) time.Duration {
-	if a == 0 || (b != 0 && b < a) {
-		return b
-	}
-	return a
-}
-
 // codeTagsChanged lets through a code update that changes the tags it names or its account.
 var codeTagsChanged = predicate.Funcs{
 	UpdateFunc: func(e event.UpdateEvent) bool {

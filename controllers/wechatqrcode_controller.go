@@ -93,7 +93,7 @@ type WeChatQRCodeReconciler struct {
 // codes its budget refused.
 func (r *WeChatQRCodeReconciler) SetupWithManager(mgr ctrl.Manager, opts controller.Options) error {
 	b := ctrl.NewControllerManagedBy(mgr).
-		For(&v1alpha1.WeChatQRCode{}, builder.WithPredicates(predicate.Or[client.Object](predicate.GenerationChangedPredicate{}, renewRequested))).
+		For(&v1alpha1.WeChatQRCode{}, builder.WithPredicates(predicate.Or[client.Object](predicate.GenerationChangedPredicate{}, renewRequested, sinkDeliveryChanged))).
 		Watches(&v1alpha1.WeChatQRCode{}, handler.EnqueueRequestsFromMapFunc(r.rivalsOf), builder.WithPredicates(claimChanged)).
 		WatchesMetadata(&corev1.Service{}, handler.EnqueueRequestsFromMapFunc(r.codesNamingService))
 	for _, kind := range accountKinds {
@@ -131,8 +131,13 @@ func (r *WeChatQRCodeReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	act = act.Sink(sink, r.Clock.Now())
-	setTagging(&act.Status, obs.Code, obs.account.account, r.Clock.Now())
+	now := r.Clock.Now()
+	act = act.Sink(sink, now)
+	setTagging(&act.Status, obs.Code, obs.account.account, now)
+	delivering, after := sinkDelivering(&act.Status.Conditions, obs.Code.Spec.Sink != nil, act.Status.SinkDelivery, obs.Code.Generation, now)
+	if delivering != nil {
+		act.Events = append(act.Events, *delivering)
+	}
 	if err := r.writeStatus(ctx, obs.Code, act.Status); err != nil {
 		if len(act.Events) > 0 && act.Events[len(act.Events)-1].Action == "IssueTicket" {
 			logf.FromContext(ctx).Error(err, "WeChat answered but the status could not be written; the answer is lost and the next reconcile asks again")
@@ -142,7 +147,7 @@ func (r *WeChatQRCodeReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	for _, e := range act.Events {
 		r.Recorder.Eventf(obs.Code, nil, e.Type, e.Reason, e.Action, "%s", e.Note)
 	}
-	return ctrl.Result{RequeueAfter: act.RequeueAfter(r.Clock.Now())}, nil
+	return ctrl.Result{RequeueAfter: soonest(act.RequeueAfter(now), after)}, nil
 }
 
 // sink resolves spec.sink (nil without one). A code may name only its own namespace.

@@ -43,6 +43,9 @@ const (
 	// sent there.
 	ConditionForwardResolved = "ForwardResolved"
 	ConditionSinkResolved    = "SinkResolved"
+	// ConditionSinkDelivering is present while an account or a code has spec.sink: whether its
+	// scan events reach the sink, from status.sinkDelivery (reasons in sinkdelivery_types.go).
+	ConditionSinkDelivering = "SinkDelivering"
 )
 
 // Reasons of the conditions. A failed call to WeChat uses ReasonWeChatError(errcode).

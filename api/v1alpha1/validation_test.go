@@ -251,7 +251,10 @@ func TestPrinterColumns(t *testing.T) {
 	}
 	code.Status.ImageURL = "https://mp.weixin.qq.com/cgi-bin/showqrcode?ticket=abc%2B%3D"
 	code.Status.Conditions = []metav1.Condition{{Type: qrv1alpha1.ConditionReady, Status: metav1.ConditionTrue,
-		Reason: "Issued", Message: "issued", LastTransitionTime: metav1.Now()}}
+		Reason: "Issued", Message: "issued", LastTransitionTime: metav1.Now()},
+		{Type: qrv1alpha1.ConditionSinkDelivering, Status: metav1.ConditionFalse,
+			Reason: qrv1alpha1.ReasonSinkFailing, Message: "answered 503", LastTransitionTime: metav1.Now()}}
+	code.Status.SinkDelivery = &qrv1alpha1.SinkDeliveryStatus{Backlog: 12, LastError: "answered 503", ObservedTime: metav1.Now()}
 	if err := env.Get(t).Client.Status().Update(ctx, code); err != nil {
 		t.Fatal(err)
 	}
@@ -261,7 +264,7 @@ func TestPrinterColumns(t *testing.T) {
 	for _, c := range table.ColumnDefinitions {
 		names = append(names, c.Name)
 	}
-	if got, want := strings.Join(names, ","), "Name,Type,Scene,Ready,Expires,Scans,Followers,Unique,Age,Reason,Image"; got != want {
+	if got, want := strings.Join(names, ","), "Name,Type,Scene,Ready,Expires,Scans,Followers,Unique,Age,Reason,Image,Sink,Backlog"; got != want {
 		t.Fatalf("columns %s, want %s", got, want)
 	}
 	rows := map[string][]any{}
@@ -282,6 +285,8 @@ func TestPrinterColumns(t *testing.T) {
 	check("by-id", 7, "12")
 	check("by-id", 9, "Issued")
 	check("by-id", 10, code.Status.ImageURL)
+	check("by-id", 11, qrv1alpha1.ReasonSinkFailing)
+	check("by-id", 12, "12")
 	check("by-str", 1, "Temporary")
 	check("by-str", 2, "spring")
 }

@@ -330,8 +330,8 @@ type WeChatAccountStatus struct {
 
 	// Conditions: Ready (credentials present and a token obtained), with reasons such as
 	// TokenObtained, SecretMissing, SecretInvalid, DuplicateAppID, WeChatError<errcode>;
-	// Reconciling and Stalled (kstatus) while they hold; ForwardResolved and SinkResolved while
-	// spec.forward and spec.sink are set (not part of Ready).
+	// Reconciling and Stalled (kstatus) while they hold; ForwardResolved, SinkResolved and
+	// SinkDelivering while spec.forward and spec.sink are set (not part of Ready).
 	// +optional
 	// +listType=map
 	// +listMapKey=type
@@ -386,6 +386,11 @@ type WeChatAccountStatus struct {
 	// spec.sink no longer batches for. 0 (unset): binary mode, one event per request.
 	// +optional
 	SinkMaxEvents int32 `json:"sinkMaxEvents,omitempty"`
+
+	// SinkDelivery is how the account's scan events reach spec.sink, written by the callback
+	// server's deliverer.
+	// +optional
+	SinkDelivery *SinkDeliveryStatus `json:"sinkDelivery,omitempty"`
 }
 
 // WeChatAccount is an Official Account that the WeChatQRCodes of its namespace use.
@@ -402,6 +407,8 @@ type WeChatAccountStatus struct {
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 // +kubebuilder:printcolumn:name="Reason",type=string,priority=1,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`
 // +kubebuilder:printcolumn:name="Path",type=string,priority=1,JSONPath=`.status.callback.path`
+// +kubebuilder:printcolumn:name="Sink",type=string,priority=1,JSONPath=`.status.conditions[?(@.type=="SinkDelivering")].reason`
+// +kubebuilder:printcolumn:name="Backlog",type=integer,priority=1,JSONPath=`.status.sinkDelivery.backlog`
 type WeChatAccount struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
@@ -434,6 +441,8 @@ type WeChatAccountList struct {
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 // +kubebuilder:printcolumn:name="Reason",type=string,priority=1,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`
 // +kubebuilder:printcolumn:name="Path",type=string,priority=1,JSONPath=`.status.callback.path`
+// +kubebuilder:printcolumn:name="Sink",type=string,priority=1,JSONPath=`.status.conditions[?(@.type=="SinkDelivering")].reason`
+// +kubebuilder:printcolumn:name="Backlog",type=integer,priority=1,JSONPath=`.status.sinkDelivery.backlog`
 type ClusterWeChatAccount struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`

@@ -242,8 +242,8 @@ type WeChatQRCodeStatus struct {
 
 	// Conditions: Ready, with reasons such as Issued, Renewing, AccountNotReady,
 	// WeChatError<errcode>, QuotaExhausted, SceneConflict; Reconciling and Stalled (kstatus) while
-	// they hold; SinkResolved while spec.sink is set (not part of Ready: the ticket works whatever
-	// becomes of the scan events).
+	// they hold; SinkResolved and SinkDelivering while spec.sink is set (not part of Ready: the
+	// ticket works whatever becomes of the scan events).
 	// +optional
 	// +listType=map
 	// +listMapKey=type
@@ -311,6 +311,11 @@ type WeChatQRCodeStatus struct {
 	// +optional
 	SinkMaxEvents int32 `json:"sinkMaxEvents,omitempty"`
 
+	// SinkDelivery is how the code's scan events reach spec.sink, written by the callback
+	// server's deliverer.
+	// +optional
+	SinkDelivery *SinkDeliveryStatus `json:"sinkDelivery,omitempty"`
+
 	// ObservedRenewRequest is the value of the renew-requested-at annotation last acted on
 	// (re-issued, or refused with an Event), so that each request is handled once.
 	// +optional
@@ -360,6 +365,8 @@ const AnnotationRenewRequestedAt = "wechat.qrcode-operator.io/renew-requested-at
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 // +kubebuilder:printcolumn:name="Reason",type=string,priority=1,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`
 // +kubebuilder:printcolumn:name="Image",type=string,priority=1,JSONPath=`.status.imageURL`
+// +kubebuilder:printcolumn:name="Sink",type=string,priority=1,JSONPath=`.status.conditions[?(@.type=="SinkDelivering")].reason`
+// +kubebuilder:printcolumn:name="Backlog",type=integer,priority=1,JSONPath=`.status.sinkDelivery.backlog`
 type WeChatQRCode struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`

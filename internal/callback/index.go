@@ -78,6 +78,8 @@ type codeIndex interface {
 	ByIndex(indexName, indexedValue string) ([]any, error)
 	// GetByKey finds a code by namespace/name.
 	GetByKey(key string) (any, bool, error)
+	// List is every code.
+	List() []any
 }
 
 // indexers are the indexes attribute looks codes up by.

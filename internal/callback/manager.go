@@ -54,7 +54,7 @@ import (
 // sets it), written by no one else: the manager has no rights on them.
 //
 // +kubebuilder:rbac:groups=wechat.qrcode-operator.io,resources=wechatqrcodes,verbs=get;list;watch;patch
-// +kubebuilder:rbac:groups=wechat.qrcode-operator.io,resources=wechataccounts/status;clusterwechataccounts/status,verbs=patch
+// +kubebuilder:rbac:groups=wechat.qrcode-operator.io,resources=wechataccounts/status;clusterwechataccounts/status;wechatqrcodes/status,verbs=patch
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch,resourceNames=wechat-qrcode-push-config,namespace=system
 // +kubebuilder:rbac:groups=wechat.qrcode-operator.io,resources=wechatscanledgers,verbs=get;list;watch;create;patch;delete,namespace=system
 // +kubebuilder:rbac:groups=wechat.qrcode-operator.io,resources=wechatscanledgers/status,verbs=patch,namespace=system

@@ -54,6 +54,23 @@ func (r routes) CodeSink(code string, uid types.UID) delivery.Sink {
 	return delivery.Sink{Declared: true, Target: delivery.Target{URI: c.Status.SinkURI, MaxEvents: c.Status.SinkMaxEvents}, Retention: c.Spec.Sink.RetentionOf()}
 }
 
+func (r routes) Declarations() []delivery.Declaration {
+	var out []delivery.Declaration
+	for _, a := range r.keys.Accounts() {
+		if a.Sink || a.SinkURI != "" {
+			out = append(out, delivery.Declaration{Kind: a.Ref.Kind, Namespace: a.Ref.Namespace, Name: a.Ref.Name, AppID: a.AppID,
+				Sink: r.AccountSink(a.AppID)})
+		}
+	}
+	for _, o := range r.codes.List() {
+		if c := o.(*qrv1alpha1.WeChatQRCode); c.Spec.Sink != nil {
+			out = append(out, delivery.Declaration{Kind: delivery.KindCode, Namespace: c.Namespace, Name: c.Name,
+				Sink: r.CodeSink(c.Namespace+"/"+c.Name, c.UID)})
+		}
+	}
+	return out
+}
+
 // retentionOr is d, or the default for a push config written before retention was.
 func retentionOr(d time.Duration) time.Duration {
 	if d <= 0 {

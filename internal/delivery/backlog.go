@@ -38,6 +38,8 @@ type backlog struct {
 	unrouted []*item
 	// limit bounds the events waiting, all sinks together; the oldest beyond it expire.
 	limit int
+	// stats are what each sink did this term, by id: kept when its queue empties.
+	stats map[string]*sinkStats
 	// outcome is told of every event that leaves the backlog other than by a send: expired and
 	// no_sink, with the time it waited.
 	outcome func(result string, n int)
@@ -80,11 +82,7 @@ type queue struct {
 	// retryAt is when the sink is tried again after a failed try; backoff doubles per failure.
 	retryAt time.Time
 	backoff time.Duration
-	lastErr string
-	// delivered and lastDelivered: what the sink has acknowledged, for the status.
-	delivered     int64
-	lastDelivered time.Time
-	expired       int64
+	*sinkStats
 }
 
 // Retry timing of a sink that fails: doubled from minBackoff per failed try, up to maxBackoff,
@@ -95,7 +93,8 @@ const (
 )
 
 func newBacklog(limit int, outcome func(string, int)) *backlog {
-	return &backlog{segs: map[string]*seg{}, queues: map[string]*queue{}, seen: map[event]*seg{}, limit: limit, outcome: outcome}
+	return &backlog{segs: map[string]*seg{}, queues: map[string]*queue{}, seen: map[event]*seg{}, limit: limit, outcome: outcome,
+		stats: map[string]*sinkStats{}}
 }
 
 // observe reads what obj has beyond what was read of it before and routes its new events.
@@ -151,7 +150,7 @@ func (b *backlog) route(it *item, r Routes) bool {
 		}
 		q := b.queues[id]
 		if q == nil {
-			q = &queue{target: t.Target, keys: map[int64]int{}}
+			q = &queue{target: t.Target, keys: map[int64]int{}, sinkStats: b.statsOf(id)}
 			b.queues[id] = q
 		}
 		q.items = append(q.items, &item{seg: it.seg, target: id, pos: it.pos, entry: it.entry, expires: t.expires})
@@ -199,7 +198,7 @@ func (b *backlog) tidy(now time.Time, r Routes) {
 	for _, q := range b.queues {
 		for _, it := range q.items {
 			if !it.done && !it.inFlight && now.After(it.expires) {
-				q.expire(it)
+				q.expire(it, now)
 				b.outcome(resultExpired, 1)
 			}
 			if !it.done {
@@ -214,7 +213,7 @@ func (b *backlog) tidy(now time.Time, r Routes) {
 				break
 			}
 			if !it.inFlight {
-				b.queues[it.target].expire(it)
+				b.queues[it.target].expire(it, now)
 				over--
 				b.outcome(resultExpired, 1)
 			}
@@ -229,9 +228,12 @@ func (b *backlog) tidy(now time.Time, r Routes) {
 }
 
 // expire is done with it without sending it.
-func (q *queue) expire(it *item) {
+func (q *queue) expire(it *item, now time.Time) {
 	it.done = true
-	q.expired++
+	q.count(it, func(o *ownerStats) {
+		o.expired++
+		o.lastExpired = now
+	})
 }
 
 // take marks up to n of q's events in flight, oldest first, and returns them: none while the sink
@@ -270,11 +272,18 @@ func (q *queue) settle(now time.Time, items []*item, result, cause string) {
 	case "":
 		q.backoff = min(max(2*q.backoff, minBackoff), maxBackoff)
 		q.retryAt = now.Add(q.backoff)
+		if q.lastErr == "" {
+			q.failingSince = now
+		}
 		q.lastErr = cause
 	case resultOK:
-		q.backoff, q.retryAt, q.lastErr = 0, time.Time{}, ""
-		q.delivered += int64(len(items))
-		q.lastDelivered = now
+		q.backoff, q.retryAt, q.lastErr, q.failingSince = 0, time.Time{}, "", time.Time{}
+		for _, it := range items {
+			q.count(it, func(o *ownerStats) {
+				o.delivered++
+				o.lastDelivered = now
+			})
+		}
 	}
 }
 

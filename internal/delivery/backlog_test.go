@@ -35,6 +35,7 @@ type fakeRoutes struct {
 
 func (r fakeRoutes) AccountSink(appID string) Sink          { return r.accounts[appID] }
 func (r fakeRoutes) CodeSink(code string, _ types.UID) Sink { return r.codes[code] }
+func (r fakeRoutes) Declarations() []Declaration            { return nil }
 
 var t0 = time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
 
@@ -229,7 +230,7 @@ func TestBacklogBounded(t *testing.T) {
 		t.Fatalf("%d waiting: k0 expired at its retention, not after it", n)
 	}
 	b.tidy(t0.Add(12*time.Minute+time.Second), routes)
-	if n, _ := q.pending(); n != 2 || o[resultExpired] != 3 || q.expired != 3 {
+	if n, _ := q.pending(); n != 2 || o[resultExpired] != 3 || q.owners[owner{account: true, id: "wx1"}].expired != 3 {
 		// k0 is older than 10 minutes now; k3 and k4 stay.
 		t.Fatalf("%d waiting, outcomes %v", n, o)
 	}

@@ -51,6 +51,9 @@ type Options struct {
 	// BacklogLimit is how many events wait, all sinks together, at most: beyond it the oldest
 	// expire, so that a dead sink cannot grow the ledger in etcd without bound.
 	BacklogLimit int
+	// StatusInterval is how often the accounts' and codes' status.sinkDelivery is considered
+	// for a write: each is written at most this often.
+	StatusInterval time.Duration
 }
 
 // DefaultOptions are the flags' defaults.
@@ -62,12 +65,17 @@ func DefaultOptions() Options {
 		CommitInterval: time.Second,
 		// About 60 MB of segments in etcd at 300 bytes an entry: an hour of 55 scans a second, or
 		// 17 minutes of 200.
-		BacklogLimit: 200_000,
+		BacklogLimit:   200_000,
+		StatusInterval: 10 * time.Second,
 	}
 }
 
 // maxWorkers bounds the connections the deliverer opens to one sink.
 const maxWorkers = 1024
+
+// maxStatusInterval keeps three intervals within the age at which the manager takes a report of
+// a failing sink for a silent deliverer's.
+const maxStatusInterval = qrv1alpha1.SinkDeliveryStaleAfter / 3
 
 // Validate says which option is out of bounds, naming its flag.
 func (o Options) Validate() error {
@@ -78,6 +86,8 @@ func (o Options) Validate() error {
 		return fmt.Errorf("--sink-workers must be between 1 and %d, got %d; the default is %d", maxWorkers, o.Workers, DefaultOptions().Workers)
 	case o.CommitInterval <= 0:
 		return fmt.Errorf("--sink-commit-interval must be positive, got %s; the default is %s", o.CommitInterval, DefaultOptions().CommitInterval)
+	case o.StatusInterval < time.Second || o.StatusInterval > maxStatusInterval:
+		return fmt.Errorf("--sink-status-interval must be between 1s and %s, got %s; the default is %s", maxStatusInterval, o.StatusInterval, DefaultOptions().StatusInterval)
 	case o.BacklogLimit < 1:
 		return fmt.Errorf("--sink-backlog-limit must be a positive number of events, got %d; the default is %d", o.BacklogLimit, DefaultOptions().BacklogLimit)
 	}
@@ -136,6 +146,9 @@ type run struct {
 	wake    chan struct{}
 	// committed is what each segment's status holds, as last written or read.
 	committed map[string]qrv1alpha1.WeChatScanLedgerStatus
+	// reports are what each account and code with a sink shows of its delivery, by
+	// Declaration.key, once this term wrote it.
+	reports map[string]*shownReport
 }
 
 // Start delivers until ctx ends (the Lease lost or the replica stopping). What was not
@@ -150,7 +163,8 @@ func (c *Controller) Start(ctx context.Context) error {
 		return err
 	}
 	r := &run{Controller: c, ctx: ctx, backlog: newBacklog(c.opts.BacklogLimit, countOutcome),
-		changed: map[string]*qrv1alpha1.WeChatScanLedger{}, wake: make(chan struct{}, 1), committed: map[string]qrv1alpha1.WeChatScanLedgerStatus{}}
+		changed: map[string]*qrv1alpha1.WeChatScanLedger{}, wake: make(chan struct{}, 1), committed: map[string]qrv1alpha1.WeChatScanLedgerStatus{},
+		reports: map[string]*shownReport{}}
 	if _, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
 		AddFunc:    func(o any) { r.note(o, false) },
 		UpdateFunc: func(_, o any) { r.note(o, false) },
@@ -167,7 +181,7 @@ func (c *Controller) Start(ctx context.Context) error {
 	c.log.Info("delivering scan events")
 	ticker := c.clock.NewTicker(tick)
 	defer ticker.Stop()
-	lastCommit := c.clock.Now()
+	lastCommit, lastReport := c.clock.Now(), time.Time{}
 	for {
 		select {
 		case <-ctx.Done():
@@ -184,6 +198,10 @@ func (c *Controller) Start(ctx context.Context) error {
 			if c.clock.Since(lastCommit) >= c.opts.CommitInterval {
 				lastCommit = c.clock.Now()
 				r.commit(ctx)
+			}
+			if c.clock.Since(lastReport) >= c.opts.StatusInterval {
+				lastReport = c.clock.Now()
+				r.report(ctx)
 			}
 		}
 		r.dispatch()
@@ -394,3 +412,81 @@ func (c *Controller) NeedLeaderElection() bool { return false }
 
 // countOutcome counts the events that leave the backlog without a send.
 func countOutcome(result string, n int) { deliveries.WithLabelValues(result).Add(float64(n)) }
+
+// report writes the status.sinkDelivery of each account and code with a resolved sink that
+// reportDue says is due, up to maxReportWrites a round (writeOrder). A resource whose sink does
+// not resolve gets none: its SinkResolved condition says why.
+func (r *run) report(ctx context.Context) {
+	decls := r.routes.Declarations()
+	r.mu.Lock()
+	views := r.backlog.views(decls)
+	r.mu.Unlock()
+	now := r.clock.Now()
+	current := make(map[string]bool, len(decls))
+	var due []dueReport
+	for i, d := range decls {
+		if d.Sink.Target.URI == "" {
+			continue
+		}
+		key := d.key()
+		current[key] = true
+		prev := r.reports[key]
+		if cur := reportOf(prev, views[i], now); reportDue(prev, cur, views[i].stats.delivered, now) {
+			due = append(due, dueReport{decl: d, prev: prev, cur: cur, delivered: views[i].stats.delivered})
+		}
+	}
+	for key := range r.reports {
+		if !current[key] {
+			delete(r.reports, key)
+		}
+	}
+	for _, w := range writeOrder(due, maxReportWrites) {
+		shown, err := r.writeReport(ctx, w.decl, w.cur, w.prev == nil)
+		switch {
+		case err == nil:
+			statusWrites.WithLabelValues("ok").Inc()
+		case apierrors.IsNotFound(err):
+			statusWrites.WithLabelValues("gone").Inc()
+			continue
+		default:
+			statusWrites.WithLabelValues("error").Inc()
+			if ctx.Err() == nil {
+				r.log.Error(err, "writing the sink delivery status; written again at the next interval", "kind", w.decl.Kind, "namespace", w.decl.Namespace, "name", w.decl.Name)
+			}
+			continue
+		}
+		next := &shownReport{status: *shown, written: now, delivered: w.delivered}
+		if w.prev != nil {
+			next.base = w.prev.base
+		} else {
+			next.base = shown.Expired
+		}
+		r.reports[w.decl.key()] = next
+	}
+}
+
+// writeReport merge-patches d's status.sinkDelivery alone and returns what the resource shows
+// after it.
+func (r *run) writeReport(ctx context.Context, d Declaration, rep qrv1alpha1.SinkDeliveryStatus, first bool) (*qrv1alpha1.SinkDeliveryStatus, error) {
+	body, err := json.Marshal(map[string]any{"status": map[string]any{"sinkDelivery": patchOf(rep, first)}})
+	if err != nil {
+		panic(err) // numbers, strings and times always marshal
+	}
+	var obj client.Object
+	shown := func() *qrv1alpha1.SinkDeliveryStatus { return obj.(qrv1alpha1.Account).AccountStatus().SinkDelivery }
+	if d.Kind == KindCode {
+		code := &qrv1alpha1.WeChatQRCode{}
+		obj, shown = code, func() *qrv1alpha1.SinkDeliveryStatus { return code.Status.SinkDelivery }
+	} else {
+		obj = qrv1alpha1.NewAccount(d.Kind)
+	}
+	obj.SetNamespace(d.Namespace)
+	obj.SetName(d.Name)
+	if err := r.status.Patch(ctx, obj, client.RawPatch(types.MergePatchType, body)); err != nil {
+		return nil, err
+	}
+	if s := shown(); s != nil {
+		return s, nil
+	}
+	return &rep, nil
+}

@@ -78,8 +78,14 @@ var (
 		Name:      "sink_offset_commits_total",
 		Help:      "Writes of delivery offsets into ledger segments' status, by result: ok, gone (the segment was deleted), error.",
 	}, []string{"result"})
+	statusWrites = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: metricnames.Namespace,
+		Subsystem: "callback",
+		Name:      "sink_status_writes_total",
+		Help:      "Writes of status.sinkDelivery into accounts and codes with a sink, by result: ok, gone (the resource was deleted), error.",
+	}, []string{"result"})
 )
 
 func init() {
-	metrics.Registry.MustRegister(deliveries, retries, requestDuration, requestEvents, lag, backlogEvents, oldestUndelivered, commits)
+	metrics.Registry.MustRegister(deliveries, retries, requestDuration, requestEvents, lag, backlogEvents, oldestUndelivered, commits, statusWrites)
 }

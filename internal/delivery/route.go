@@ -61,6 +61,19 @@ type Routes interface {
 	// CodeSink is the sink of the code namespace/name if it still is the code of uid; undeclared
 	// once it is gone.
 	CodeSink(code string, uid types.UID) Sink
+	// Declarations are the accounts and codes that have spec.sink now: whose status reports
+	// the delivery of their events.
+	Declarations() []Declaration
+}
+
+// Declaration is an account or a code with spec.sink.
+type Declaration struct {
+	// Kind is WeChatAccount, ClusterWeChatAccount or WeChatQRCode; Namespace is empty for a
+	// ClusterWeChatAccount.
+	Kind, Namespace, Name string
+	// AppID is an account's: its events are those pushed to it.
+	AppID string
+	Sink  Sink
 }
 
 // route is where one event goes: the targets resolved, and until when it waits for a sink

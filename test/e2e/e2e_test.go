@@ -381,7 +381,7 @@ func checkRights(t *testing.T, s *devStack) {
 		{stack.ManagerServiceAccount, false, []string{"update", "services", "-n", sample}},
 		{stack.CallbackServiceAccount, false, []string{"get", "services", "-n", sample}},
 		// The callback server: read the codes, patch their annotations and the accounts'
-		// status.callback, read the push config Secret and no other: never an AppSecret (the
+		// status.callback and status.sinkDelivery, read the push config Secret and no other: never an AppSecret (the
 		// account Secret), never a list of Secrets, never another namespace's.
 		{stack.CallbackServiceAccount, true, []string{"watch", "wechatqrcodes", "-A"}},
 		{stack.CallbackServiceAccount, true, []string{"patch", "wechatqrcodes", "-n", sample}},
@@ -399,7 +399,9 @@ func checkRights(t *testing.T, s *devStack) {
 		// Its push records, the callback's alone.
 		{stack.CallbackServiceAccount, true, []string{"patch", "wechatpushrecords", "-n", opNS}},
 		{stack.ManagerServiceAccount, false, []string{"patch", "wechatpushrecords", "-n", opNS}},
-		{stack.CallbackServiceAccount, false, []string{"patch", "wechatqrcodes", "--subresource=status", "-n", sample}},
+		// The deliverer writes a code's status.sinkDelivery, as it writes an account's: no new
+		// power, since it could already patch the code itself (its annotations).
+		{stack.CallbackServiceAccount, true, []string{"patch", "wechatqrcodes", "--subresource=status", "-n", sample}},
 		{stack.CallbackServiceAccount, false, []string{"delete", "wechatqrcodes", "-n", sample}},
 		{stack.CallbackServiceAccount, false, []string{"create", "events.events.k8s.io", "-n", sample}},
 		{stack.CallbackServiceAccount, false, []string{"create", "events", "-n", opNS}},

@@ -58,7 +58,7 @@ func TestHistogram(t *testing.T) {
 	for _, tc := range []struct {
 		q, want float64
 	}{
-		{0.5, 0.5 * 50 / 90}, // rank 50 of 90 in the first bucket, from 0
+		{0.5, 0.5 * 50 / 90},  // rank 50 of 90 in the first bucket, from 0
 		{0.94, 0.5 + 0.5*4/8}, // rank 94: the fourth of 8 in (0.5, 1]
 		{0.98, 1},
 		{0.995, math.Inf(1)},
