@@ -154,6 +154,15 @@ func (c *Callback) Restart(ctx context.Context) error {
 	return c.start(ctx)
 }
 
+// Roll stops the callback server as a kubelet does in a rolling update (SIGTERM, then SIGKILL if
+// it has not exited after grace) and starts it again with the same command line, ready.
+func (c *Callback) Roll(ctx context.Context, grace time.Duration) error {
+	if err := c.Stop(grace); err != nil {
+		return err
+	}
+	return c.start(ctx)
+}
+
 func (c *Callback) start(ctx context.Context) error {
 	p, err := StartProcess(c.name, c.bin, c.args, nil, c.logDir)
 	if err != nil {
