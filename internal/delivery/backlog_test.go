@@ -265,3 +265,47 @@ func TestForget(t *testing.T) {
 		t.Fatalf("after forgetting: %d waiting, %d seen, %d segments", n, len(b.seen), len(b.segs))
 	}
 }
+
+// TestTakeOverRetryInTwoSegments: WeChat's retry of a scan stored by two replicas is one event,
+// sent from the copy read first; the other copy's segment commits past it. A deliverer that takes
+// over before that event was delivered must send it, in whichever order it reads the segments:
+// the copy it finds committed may have been passed as the retry of the one that was not.
+func TestTakeOverRetryInTwoSegments(t *testing.T) {
+	routes := fakeRoutes{accounts: map[string]Sink{"wx1": sinkAt("http://a")}}
+	original := segment("s1", qrv1alpha1.WeChatScanLedgerStatus{}, []qrv1alpha1.LedgerEntry{entry("k0", "ns/c", 1, 0)})
+	retry := segment("s2", qrv1alpha1.WeChatScanLedgerStatus{}, []qrv1alpha1.LedgerEntry{entry("k1", "ns/c", 2, 0), entry("k0", "ns/c", 1, 0)})
+	b := newBacklog(100, outcomes{}.count)
+	b.observe(original, routes)
+	b.observe(retry, routes)
+	q := b.queues[Target{URI: "http://a"}.id()]
+	items := q.take(t0, 2) // k0 from s1, then k1
+	q.settle(t0, items[1:], resultOK, "")
+	q.settle(t0, items[:1], "", "connection refused")
+	offsets := b.offsets()
+	if offsets["s1"].Delivered != 0 || offsets["s2"].Delivered != 2 {
+		t.Fatalf("offsets %+v: want s1 held at k0, s2 past its copy", offsets)
+	}
+	original.Status, retry.Status = offsets["s1"], offsets["s2"]
+	for _, order := range [][]*qrv1alpha1.WeChatScanLedger{{original, retry}, {retry, original}} {
+		next := newBacklog(100, outcomes{}.count)
+		for _, seg := range order {
+			next.observe(seg, routes)
+		}
+		q := next.queues[Target{URI: "http://a"}.id()]
+		if q == nil || len(q.items) != 1 || q.items[0].entry.Key != "k0" {
+			t.Fatalf("reading %s then %s: the next deliverer has %v queued, want k0 once", order[0].Name, order[1].Name, q)
+		}
+		// Delivered now, it is done with for the deliverer after.
+		q.settle(t0, q.take(t0, 1), resultOK, "")
+		done := next.offsets()
+		last := newBacklog(100, outcomes{}.count)
+		for _, seg := range order {
+			seg := seg.DeepCopy()
+			seg.Status = done[seg.Name]
+			last.observe(seg, routes)
+		}
+		if len(last.queues) != 0 {
+			t.Errorf("reading %s then %s: k0 delivered and committed, and sent again", order[0].Name, order[1].Name)
+		}
+	}
+}
