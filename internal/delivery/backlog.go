@@ -106,7 +106,8 @@ type queue struct {
 	// so that a sink that keeps order (a Kafka-backed broker) gets them in order.
 	keys    map[int64]int
 	workers int
-	// retryAt is when the sink is tried again after a failed try; backoff doubles per failure.
+	// retryAt is when the sink is tried again after a failed try; backoff doubles per failed
+	// round of tries.
 	retryAt time.Time
 	backoff time.Duration
 	lastErr string
@@ -306,8 +307,13 @@ func (q *queue) settle(now time.Time, items []*item, result, cause string) {
 	}
 	switch result {
 	case "":
-		q.backoff = min(max(2*q.backoff, minBackoff), maxBackoff)
-		q.retryAt = now.Add(q.backoff)
+		// The tries in flight together fail together: one failure of the sink, not one each,
+		// or a sink down for a second with 32 tries out would be left alone for the longest
+		// backoff at once. A try that fails during the backoff started before it.
+		if !now.Before(q.retryAt) {
+			q.backoff = min(max(2*q.backoff, minBackoff), maxBackoff)
+			q.retryAt = now.Add(q.backoff)
+		}
 		q.lastErr = cause
 	case resultOK:
 		q.backoff, q.retryAt, q.lastErr = 0, time.Time{}, ""

@@ -309,3 +309,47 @@ func TestTakeOverRetryInTwoSegments(t *testing.T) {
 		}
 	}
 }
+
+// TestBackoffPerRound: the tries in flight when a sink goes down fail together and back it off
+// once; each round of tries after a backoff that fails doubles it, up to the longest; a
+// delivery ends it.
+func TestBackoffPerRound(t *testing.T) {
+	routes := fakeRoutes{accounts: map[string]Sink{"wx1": sinkAt("http://a")}}
+	b := newBacklog(100, outcomes{}.count)
+	var batch []qrv1alpha1.LedgerEntry
+	for i := range 40 {
+		batch = append(batch, entry(fmt.Sprint("k", i), "ns/c", int64(i), 0))
+	}
+	b.observe(segment("s1", qrv1alpha1.WeChatScanLedgerStatus{}, batch), routes)
+	q := b.queues[Target{URI: "http://a"}.id()]
+	now := t0
+	// failRound takes n events one by one, as n workers do, and fails each try apart.
+	failRound := func(n int) {
+		var tries [][]*item
+		for range n {
+			tries = append(tries, q.take(now, 1))
+		}
+		for _, items := range tries {
+			if len(items) != 1 {
+				t.Fatalf("at %s: took %d, want 1 (backed off until %s)", now.Sub(t0), len(items), q.retryAt.Sub(t0))
+			}
+			now = now.Add(time.Millisecond)
+			q.settle(now, items, "", "connection refused")
+		}
+	}
+	for round, want := range []time.Duration{minBackoff, 2 * minBackoff, 4 * minBackoff} {
+		failRound(10)
+		if got := q.retryAt.Sub(now); got > want || got < want-10*time.Millisecond {
+			t.Fatalf("round %d of 10 tries failed: backed off %s, want %s", round+1, got, want)
+		}
+		if got := q.take(now, 1); got != nil {
+			t.Fatalf("round %d: took %v during the backoff", round+1, got)
+		}
+		now = q.retryAt
+	}
+	items := q.take(now, 1)
+	q.settle(now, items, resultOK, "")
+	if !q.retryAt.IsZero() || q.backoff != 0 {
+		t.Fatalf("after a delivery: backed off until %s (%s)", q.retryAt, q.backoff)
+	}
+}
