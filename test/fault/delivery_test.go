@@ -133,9 +133,12 @@ func (sk *sink) arrived(i int) (time.Time, bool) {
 	return at, ok
 }
 
-// sinkRate is the load of the scenarios but the first: a sink takes its events at rates like it,
-// and the short versions stay short.
+// sinkRate is the scans a second of every scenario but the killed deliverer's long version (and
+// the re-created account's, at half).
 const sinkRate = 200
+
+// apiPoll is how often a test asks the API server while it waits.
+const apiPoll = 50 * time.Millisecond
 
 // sinkLatency is how long the sink takes to answer a request: one write to a database.
 const sinkLatency = 50 * time.Millisecond
@@ -196,7 +199,7 @@ func (d *deliveries) holder(among []*harness.Callback) (*harness.Callback, strin
 	d.w.t.Helper()
 	var holder *harness.Callback
 	var identity string
-	eventually(d.w.t, 2*foldLag, "a replica holding the delivery Lease", func() bool {
+	poll(d.w.t, 2*foldLag, apiPoll, "a replica holding the delivery Lease", func() bool {
 		var l coordinationv1.Lease
 		if err := cp.Client.Get(d.w.ctx, types.NamespacedName{Namespace: d.w.ns, Name: callback.DeliveryLease}, &l); err != nil || l.Spec.HolderIdentity == nil {
 			return false
@@ -422,7 +425,7 @@ func TestDeliveryAccountRecreated(t *testing.T) {
 // (present), or no longer holds it.
 func (d *deliveries) projected(present bool) {
 	d.w.t.Helper()
-	eventually(d.w.t, foldLag, "the push config to follow the account", func() bool {
+	poll(d.w.t, foldLag, apiPoll, "the push config to follow the account", func() bool {
 		var sec corev1.Secret
 		if err := cp.Client.Get(d.w.ctx, types.NamespacedName{Namespace: d.w.ns, Name: pushconfig.SecretName}, &sec); err != nil {
 			return false

@@ -47,14 +47,11 @@ type Manager struct {
 // StartManager starts a manager without leader election (one process, and a restart after
 // kill -9 need not wait out a Lease) and waits until it serves its probes.
 func StartManager(ctx context.Context, bins Binaries, cfg ManagerConfig, logDir string) (*Manager, error) {
-	metrics, err := FreeAddr()
+	addrs, err := FreeAddrs(2)
 	if err != nil {
 		return nil, err
 	}
-	probe, err := FreeAddr()
-	if err != nil {
-		return nil, err
-	}
+	metrics, probe := addrs[0], addrs[1]
 	args := cfg.ManagerArgs
 	args.LeaderElect, args.MetricsAddr, args.ProbeAddr, args.PlainMetrics = false, metrics, probe, true
 	// Outside a Pod the manager must be told where ClusterWeChatAccounts keep their Secrets; the
@@ -128,12 +125,9 @@ type Callback struct {
 // synced), as a kubelet would before sending it traffic. foldInterval is its --fold-interval;
 // zero keeps the default.
 func StartCallback(ctx context.Context, bins Binaries, name, kubeconfig, ns, logDir string, foldInterval time.Duration) (*Callback, error) {
-	var addrs [3]string
-	for i := range addrs {
-		var err error
-		if addrs[i], err = FreeAddr(); err != nil {
-			return nil, err
-		}
+	addrs, err := FreeAddrs(3)
+	if err != nil {
+		return nil, err
 	}
 	args := proc.CallbackArgs{
 		// The process name keeps the replicas apart.
