@@ -141,6 +141,13 @@ func StartCallback(ctx context.Context, bins Binaries, name, kubeconfig, ns, log
 	return c, c.start(ctx)
 }
 
+// Kill kills the callback server's process with SIGKILL: the one running now, after a Restart or
+// a Roll too. Defined here rather than promoted from Process, so that a method value taken
+// before a restart (t.Cleanup(cb.Kill)) kills the process that runs at the end, not the one
+// that ran when it was taken: the restarted one ran on past its test, campaigning for its
+// Leases, and held the API server's shutdown past envtest's timeout.
+func (c *Callback) Kill() { c.Process.Kill() }
+
 // Restart starts the callback server again after it ended (killed, or exited by itself), with
 // the same command line: same identity and addresses, as a kubelet restarts a Pod's container.
 func (c *Callback) Restart(ctx context.Context) error {
