@@ -31,9 +31,10 @@ import (
 type backlog struct {
 	segs   map[string]*seg
 	queues map[string]*queue
-	// seen holds the events already taken, by code and key: WeChat's retry of a scan that
-	// another replica (or the same one, after a failed write) also stored is one event.
-	seen map[event]*seg
+	// seen holds the events already taken, by code and key, with the copy taken first: WeChat's
+	// retry of a scan that another replica (or the same one, after a failed write) also stored
+	// is one event.
+	seen map[event]place
 	// unrouted are events waiting for a sink to resolve.
 	unrouted []*item
 	// limit bounds the events waiting, all sinks together; the oldest beyond it expire.
@@ -46,6 +47,31 @@ type backlog struct {
 }
 
 type event struct{ code, key string }
+
+// place is where one copy of an event is stored.
+type place struct {
+	seg *seg
+	pos int64
+}
+
+// done is whether the deliverer that committed the segment's offsets was past this copy for the
+// sink id: it delivered it, or it was refused or expired, or the deliverer passed it as the
+// retry of another copy, which it sent.
+func (p place) done(id string) bool {
+	off, ok := p.seg.committed.Sinks[id]
+	return p.pos < p.seg.committed.Delivered || ok && p.pos < off
+}
+
+// passed is whether the deliverer that committed the segment's offsets was past this copy for
+// any sink.
+func (p place) passed() bool {
+	for id := range p.seg.committed.Sinks {
+		if p.done(id) {
+			return true
+		}
+	}
+	return p.pos < p.seg.committed.Delivered
+}
 
 // seg is a segment as read: how far it is parsed, and what its status says was committed.
 type seg struct {
@@ -63,8 +89,12 @@ type seg struct {
 type item struct {
 	seg *seg
 	// target is the id of its sink's queue ("" while unrouted).
-	target   string
-	pos      int64
+	target string
+	pos    int64
+	// first is, for a later copy of an event, the copy taken first. The later copy goes to the
+	// sinks for which the first was committed and it is not: which of them the deliverer that
+	// committed the offsets sent is not written down, and the one not committed may be it.
+	first    *place
 	entry    qrv1alpha1.LedgerEntry
 	expires  time.Time
 	inFlight bool
@@ -79,7 +109,8 @@ type queue struct {
 	// so that a sink that keeps order (a Kafka-backed broker) gets them in order.
 	keys    map[int64]int
 	workers int
-	// retryAt is when the sink is tried again after a failed try; backoff doubles per failure.
+	// retryAt is when the sink is tried again after a failed try; backoff doubles per failed
+	// round of tries.
 	retryAt time.Time
 	backoff time.Duration
 	*sinkStats
@@ -93,13 +124,17 @@ const (
 )
 
 func newBacklog(limit int, outcome func(string, int)) *backlog {
-	return &backlog{segs: map[string]*seg{}, queues: map[string]*queue{}, seen: map[event]*seg{}, limit: limit, outcome: outcome,
+	return &backlog{segs: map[string]*seg{}, queues: map[string]*queue{}, seen: map[event]place{}, limit: limit, outcome: outcome,
 		stats: map[string]*sinkStats{}}
 }
 
 // observe reads what obj has beyond what was read of it before and routes its new events.
 // Entries below the offsets its status records are done with; a malformed entry (the folder
-// logs and counts it) and an entry without an event have nothing to deliver.
+// logs and counts it) and an entry without an event have nothing to deliver. Of an event stored
+// more than once, the copy read first is sent, and a later copy only to the sinks for which the
+// first was committed and it is not: a deliverer that took over reads the segments in any
+// order, and the committed copy may have been passed as the retry of the other, never
+// delivered (at least once; a sink may get it twice).
 func (b *backlog) observe(obj *qrv1alpha1.WeChatScanLedger, r Routes) {
 	s := b.segs[obj.Name]
 	if s == nil {
@@ -116,15 +151,17 @@ func (b *backlog) observe(obj *qrv1alpha1.WeChatScanLedger, r Routes) {
 		}
 		e := st.LedgerEntry
 		k := event{e.Code, e.Key}
-		if _, dup := b.seen[k]; dup {
-			continue
+		first, dup := b.seen[k]
+		switch {
+		case !dup:
+			b.seen[k] = place{s, pos}
+			s.events = append(s.events, k)
+			if pos >= s.committed.Delivered {
+				b.route(&item{seg: s, pos: pos, entry: e}, r)
+			}
+		case pos >= s.committed.Delivered && first.passed():
+			b.route(&item{seg: s, pos: pos, entry: e, first: &first}, r)
 		}
-		b.seen[k] = s
-		s.events = append(s.events, k)
-		if pos < s.committed.Delivered {
-			continue
-		}
-		b.route(&item{seg: s, pos: pos, entry: e}, r)
 	}
 	s.batches = max(s.batches, len(obj.Spec.Batches))
 }
@@ -145,7 +182,7 @@ func (b *backlog) route(it *item, r Routes) bool {
 	for _, t := range rt.targets {
 		id := t.id()
 		it.seg.targets[id] = true
-		if off, ok := it.seg.committed.Sinks[id]; ok && it.pos < off {
+		if (place{it.seg, it.pos}).done(id) || it.first != nil && !it.first.done(id) {
 			continue
 		}
 		q := b.queues[id]
@@ -167,7 +204,7 @@ func (b *backlog) forget(name string) {
 	s.gone = true
 	delete(b.segs, name)
 	for _, k := range s.events {
-		if b.seen[k] == s {
+		if b.seen[k].seg == s {
 			delete(b.seen, k)
 		}
 	}
@@ -270,8 +307,13 @@ func (q *queue) settle(now time.Time, items []*item, result, cause string) {
 	}
 	switch result {
 	case "":
-		q.backoff = min(max(2*q.backoff, minBackoff), maxBackoff)
-		q.retryAt = now.Add(q.backoff)
+		// The tries in flight together fail together: one failure of the sink, not one each,
+		// or a sink down for a second with 32 tries out would be left alone for the longest
+		// backoff at once. A try that fails during the backoff started before it.
+		if !now.Before(q.retryAt) {
+			q.backoff = min(max(2*q.backoff, minBackoff), maxBackoff)
+			q.retryAt = now.Add(q.backoff)
+		}
 		if q.lastErr == "" {
 			q.failingSince = now
 		}

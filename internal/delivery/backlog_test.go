@@ -266,3 +266,91 @@ func TestForget(t *testing.T) {
 		t.Fatalf("after forgetting: %d waiting, %d seen, %d segments", n, len(b.seen), len(b.segs))
 	}
 }
+
+// TestTakeOverRetryInTwoSegments: WeChat's retry of a scan stored by two replicas is one event,
+// sent from the copy read first; the other copy's segment commits past it. A deliverer that takes
+// over before that event was delivered must send it, in whichever order it reads the segments:
+// the copy it finds committed may have been passed as the retry of the one that was not.
+func TestTakeOverRetryInTwoSegments(t *testing.T) {
+	routes := fakeRoutes{accounts: map[string]Sink{"wx1": sinkAt("http://a")}}
+	original := segment("s1", qrv1alpha1.WeChatScanLedgerStatus{}, []qrv1alpha1.LedgerEntry{entry("k0", "ns/c", 1, 0)})
+	retry := segment("s2", qrv1alpha1.WeChatScanLedgerStatus{}, []qrv1alpha1.LedgerEntry{entry("k1", "ns/c", 2, 0), entry("k0", "ns/c", 1, 0)})
+	b := newBacklog(100, outcomes{}.count)
+	b.observe(original, routes)
+	b.observe(retry, routes)
+	q := b.queues[Target{URI: "http://a"}.id()]
+	items := q.take(t0, 2) // k0 from s1, then k1
+	q.settle(t0, items[1:], resultOK, "")
+	q.settle(t0, items[:1], "", "connection refused")
+	offsets := b.offsets()
+	if offsets["s1"].Delivered != 0 || offsets["s2"].Delivered != 2 {
+		t.Fatalf("offsets %+v: want s1 held at k0, s2 past its copy", offsets)
+	}
+	original.Status, retry.Status = offsets["s1"], offsets["s2"]
+	for _, order := range [][]*qrv1alpha1.WeChatScanLedger{{original, retry}, {retry, original}} {
+		next := newBacklog(100, outcomes{}.count)
+		for _, seg := range order {
+			next.observe(seg, routes)
+		}
+		q := next.queues[Target{URI: "http://a"}.id()]
+		if q == nil || len(q.items) != 1 || q.items[0].entry.Key != "k0" {
+			t.Fatalf("reading %s then %s: the next deliverer has %v queued, want k0 once", order[0].Name, order[1].Name, q)
+		}
+		// Delivered now, it is done with for the deliverer after.
+		q.settle(t0, q.take(t0, 1), resultOK, "")
+		done := next.offsets()
+		last := newBacklog(100, outcomes{}.count)
+		for _, seg := range order {
+			seg := seg.DeepCopy()
+			seg.Status = done[seg.Name]
+			last.observe(seg, routes)
+		}
+		if len(last.queues) != 0 {
+			t.Errorf("reading %s then %s: k0 delivered and committed, and sent again", order[0].Name, order[1].Name)
+		}
+	}
+}
+
+// TestBackoffPerRound: the tries in flight when a sink goes down fail together and back it off
+// once; each round of tries after a backoff that fails doubles it, up to the longest; a
+// delivery ends it.
+func TestBackoffPerRound(t *testing.T) {
+	routes := fakeRoutes{accounts: map[string]Sink{"wx1": sinkAt("http://a")}}
+	b := newBacklog(100, outcomes{}.count)
+	var batch []qrv1alpha1.LedgerEntry
+	for i := range 40 {
+		batch = append(batch, entry(fmt.Sprint("k", i), "ns/c", int64(i), 0))
+	}
+	b.observe(segment("s1", qrv1alpha1.WeChatScanLedgerStatus{}, batch), routes)
+	q := b.queues[Target{URI: "http://a"}.id()]
+	now := t0
+	// failRound takes n events one by one, as n workers do, and fails each try apart.
+	failRound := func(n int) {
+		var tries [][]*item
+		for range n {
+			tries = append(tries, q.take(now, 1))
+		}
+		for _, items := range tries {
+			if len(items) != 1 {
+				t.Fatalf("at %s: took %d, want 1 (backed off until %s)", now.Sub(t0), len(items), q.retryAt.Sub(t0))
+			}
+			now = now.Add(time.Millisecond)
+			q.settle(now, items, "", "connection refused")
+		}
+	}
+	for round, want := range []time.Duration{minBackoff, 2 * minBackoff, 4 * minBackoff} {
+		failRound(10)
+		if got := q.retryAt.Sub(now); got > want || got < want-10*time.Millisecond {
+			t.Fatalf("round %d of 10 tries failed: backed off %s, want %s", round+1, got, want)
+		}
+		if got := q.take(now, 1); got != nil {
+			t.Fatalf("round %d: took %v during the backoff", round+1, got)
+		}
+		now = q.retryAt
+	}
+	items := q.take(now, 1)
+	q.settle(now, items, resultOK, "")
+	if !q.retryAt.IsZero() || q.backoff != 0 {
+		t.Fatalf("after a delivery: backed off until %s (%s)", q.retryAt, q.backoff)
+	}
+}

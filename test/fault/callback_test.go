@@ -71,10 +71,14 @@ func (s *scans) event(i int) harness.Event { return s.eventOn(i, s.pick(i)) }
 // eventOn is the i-th distinct scan, of code.
 func (s *scans) eventOn(i int, code *qrv1alpha1.WeChatQRCode) harness.Event {
 	return harness.Event{
-		OpenID: "o-user-" + strconv.Itoa(i), CreateTime: time.Now().Unix(), Subscribe: i%4 < 2,
+		OpenID: scanner(i), CreateTime: time.Now().Unix(), Subscribe: i%4 < 2,
 		Scene: strconv.FormatInt(*code.Spec.Scene.ID, 10), Ticket: code.Status.Ticket,
 	}
 }
+
+// scanner is the OpenID of the i-th distinct scan: every scan has its own, so that a sink can
+// tell which ones it got.
+func scanner(i int) string { return "o-user-" + strconv.Itoa(i) }
 
 // good is the signed, encrypted push of the i-th event, which the codes must count once.
 func (s *scans) good(i int) *harness.Push { return s.goodOn(i, s.pick(i)) }

@@ -66,7 +66,14 @@ func (w *world) mixedCodes(n int, first int64) []*qrv1alpha1.WeChatQRCode {
 // eventually polls cond every few milliseconds for at most timeout.
 func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	for deadline := time.Now().Add(timeout); !cond(); time.Sleep(5 * time.Millisecond) {
+	poll(t, timeout, 5*time.Millisecond, what, cond)
+}
+
+// poll polls cond every interval for at most timeout: conditions that ask the API server poll
+// less often than those that read a counter, so as not to load what is under test.
+func poll(t *testing.T, timeout, interval time.Duration, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(timeout); !cond(); time.Sleep(interval) {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out after %s waiting for %s", timeout, what)
 		}

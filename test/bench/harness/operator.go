@@ -47,14 +47,11 @@ type Manager struct {
 // StartManager starts a manager without leader election (one process, and a restart after
 // kill -9 need not wait out a Lease) and waits until it serves its probes.
 func StartManager(ctx context.Context, bins Binaries, cfg ManagerConfig, logDir string) (*Manager, error) {
-	metrics, err := FreeAddr()
+	addrs, err := FreeAddrs(2)
 	if err != nil {
 		return nil, err
 	}
-	probe, err := FreeAddr()
-	if err != nil {
-		return nil, err
-	}
+	metrics, probe := addrs[0], addrs[1]
 	args := cfg.ManagerArgs
 	args.LeaderElect, args.MetricsAddr, args.ProbeAddr, args.PlainMetrics = false, metrics, probe, true
 	// Outside a Pod the manager must be told where ClusterWeChatAccounts keep their Secrets; the
@@ -128,12 +125,9 @@ type Callback struct {
 // synced), as a kubelet would before sending it traffic. foldInterval is its --fold-interval;
 // zero keeps the default.
 func StartCallback(ctx context.Context, bins Binaries, name, kubeconfig, ns, logDir string, foldInterval time.Duration) (*Callback, error) {
-	var addrs [3]string
-	for i := range addrs {
-		var err error
-		if addrs[i], err = FreeAddr(); err != nil {
-			return nil, err
-		}
+	addrs, err := FreeAddrs(3)
+	if err != nil {
+		return nil, err
 	}
 	args := proc.CallbackArgs{
 		// The process name keeps the replicas apart.
@@ -147,10 +141,26 @@ func StartCallback(ctx context.Context, bins Binaries, name, kubeconfig, ns, log
 	return c, c.start(ctx)
 }
 
+// Kill kills the callback server's process with SIGKILL: the one running now, after a Restart or
+// a Roll too. Defined here rather than promoted from Process, so that a method value taken
+// before a restart (t.Cleanup(cb.Kill)) kills the process that runs at the end, not the one
+// that ran when it was taken: the restarted one ran on past its test, campaigning for its
+// Leases, and held the API server's shutdown past envtest's timeout.
+func (c *Callback) Kill() { c.Process.Kill() }
+
 // Restart starts the callback server again after it ended (killed, or exited by itself), with
 // the same command line: same identity and addresses, as a kubelet restarts a Pod's container.
 func (c *Callback) Restart(ctx context.Context) error {
 	c.Kill()
+	return c.start(ctx)
+}
+
+// Roll stops the callback server as a kubelet does in a rolling update (SIGTERM, then SIGKILL if
+// it has not exited after grace) and starts it again with the same command line, ready.
+func (c *Callback) Roll(ctx context.Context, grace time.Duration) error {
+	if err := c.Stop(grace); err != nil {
+		return err
+	}
 	return c.start(ctx)
 }
 

@@ -98,12 +98,28 @@ func (p *Process) PeakRSS() (int64, error) {
 
 // FreeAddr returns a loopback address with a port free at the time of the call.
 func FreeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addrs, err := FreeAddrs(1)
 	if err != nil {
 		return "", err
 	}
-	defer func() { _ = l.Close() }()
-	return l.Addr().String(), nil
+	return addrs[0], nil
+}
+
+// FreeAddrs returns n loopback addresses with ports free at the time of the call, all
+// different: each is held until all are chosen, as FreeAddr called n times does not guarantee
+// (a port closed is free to be picked again, and a callback server once got the same one for
+// its pushes and its metrics).
+func FreeAddrs(n int) ([]string, error) {
+	addrs := make([]string, n)
+	for i := range addrs {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		defer func() { _ = l.Close() }()
+		addrs[i] = l.Addr().String()
+	}
+	return addrs, nil
 }
 
 // Metric sums the samples of a Prometheus text exposition at url whose name is name and whose
