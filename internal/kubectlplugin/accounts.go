@@ -41,7 +41,8 @@ func (p *plugin) accountsCommand() *cobra.Command {
 		Long: "Lists the WeChatAccounts of the namespace (of every namespace with -A) and every " +
 			"ClusterWeChatAccount, which codes of any namespace may use. QUOTA is WeChat's own count of " +
 			"today's qrcode/create calls as the operator last read it; PERMANENT is the permanent codes the " +
-			"cluster holds against spec.permanentCodeLimit; LAST PUSH is the last push whose signature verified.",
+			"cluster holds against spec.permanentCodeLimit; TAGS is the user tags the account has at WeChat against " +
+			"WeChat's limit of 100, with the names its codes want that WeChat lacks; LAST PUSH is the last push whose signature verified.",
 		Example: "  kubectl wechat accounts\n  kubectl wechat accounts -A",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -109,15 +110,15 @@ func (p *plugin) printAccounts(cmd *cobra.Command, accounts []v1alpha1.Account, 
 	if all {
 		header += "NAMESPACE\t"
 	}
-	fmt.Fprintln(tw, header+"NAME\tAPPID\tREADY\tQUOTA\tPERMANENT\tLAST PUSH\tCODES")
+	fmt.Fprintln(tw, header+"NAME\tAPPID\tREADY\tQUOTA\tPERMANENT\tTAGS\tLAST PUSH\tCODES")
 	for _, a := range accounts {
 		st := a.AccountStatus()
 		fmt.Fprintf(tw, "%s\t", a.Ref().Kind)
 		if all {
 			fmt.Fprintf(tw, "%s\t", orNone(a.GetNamespace()))
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", a.GetName(), orNone(st.AppID), accountReady(a),
-			quotaText(st.Quota), permanentText(st.PermanentCodes), lastPush(st.Callback, now), codesText(st.Codes))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", a.GetName(), orNone(st.AppID), accountReady(a),
+			quotaText(st.Quota), permanentText(st.PermanentCodes), tagsText(st.Tags), lastPush(st.Callback, now), codesText(st.Codes))
 	}
 	// As the status screen: if the terminal is gone, no one reads an error.
 	_ = tw.Flush()
@@ -154,6 +155,25 @@ func permanentText(p *v1alpha1.PermanentCodeUsage) string {
 		return none
 	}
 	return fmt.Sprintf("%d/%d", p.Used, p.Limit)
+}
+
+// tagsText is the tag budget: tags at WeChat against its limit, and the names the codes want
+// that WeChat does not have (not created yet, or no room under the limit).
+func tagsText(t *v1alpha1.AccountTags) string {
+	if t == nil {
+		return none
+	}
+	text := fmt.Sprintf("%d/%d", t.Used, t.Limit)
+	missing := 0
+	for _, u := range t.Tags {
+		if u.ID == 0 {
+			missing++
+		}
+	}
+	if missing > 0 {
+		text += fmt.Sprintf(" (%d missing)", missing)
+	}
+	return text
 }
 
 func lastPush(cb *v1alpha1.AccountCallbackStatus, now time.Time) string {

@@ -64,7 +64,9 @@ func TestAccountsListsBothKinds(t *testing.T) {
 		Conditions:     readyCondition(metav1.ConditionTrue, v1alpha1.ReasonTokenObtained),
 		Quota:          &v1alpha1.QRCodeQuota{DailyLimit: 100000, Used: 1520, Remain: 98480, ObservedTime: metav1.NewTime(now.Add(-time.Minute))},
 		PermanentCodes: &v1alpha1.PermanentCodeUsage{Used: 3, Limit: 50},
-		Callback:       &v1alpha1.AccountCallbackStatus{Path: "/wechat/wx0000000000test01", LastVerifiedPushTime: &metav1.Time{Time: now.Add(-5 * time.Minute)}},
+		Tags: &v1alpha1.AccountTags{Used: 99, Limit: 100, Wanted: 3, Tags: []v1alpha1.TagUsage{
+			{Name: "spring", ID: 101, Codes: 2}, {Name: "summer", ID: 102, Codes: 1}, {Name: "autumn", Codes: 1}}},
+		Callback: &v1alpha1.AccountCallbackStatus{Path: "/wechat/wx0000000000test01", LastVerifiedPushTime: &metav1.Time{Time: now.Add(-5 * time.Minute)}},
 		Codes:          &v1alpha1.AccountCodes{Total: 4, Ready: 3},
 	})
 	c.account(c.ns, "unreported", v1alpha1.WeChatAccountStatus{})
@@ -85,10 +87,10 @@ func TestAccountsListsBothKinds(t *testing.T) {
 	if exit != 0 || errOut != "" {
 		t.Fatalf("exit %d, stderr %q", exit, errOut)
 	}
-	want := `KIND                   NAME            APPID                READY                    QUOTA                    PERMANENT   LAST PUSH   CODES
-WeChatAccount          official        wx0000000000test01   True                     1520/100000              3/50        5m          3/4
-WeChatAccount          unreported      -                    Unknown                  -                        -           never       -
-ClusterWeChatAccount   plugin-shared   wx0000000000test03   False (DuplicateAppID)   7/100000 (read failed)   0/100000    never       0/0
+	want := `KIND                   NAME            APPID                READY                    QUOTA                    PERMANENT   TAGS                 LAST PUSH   CODES
+WeChatAccount          official        wx0000000000test01   True                     1520/100000              3/50        99/100 (1 missing)   5m          3/4
+WeChatAccount          unreported      -                    Unknown                  -                        -           -                    never       -
+ClusterWeChatAccount   plugin-shared   wx0000000000test03   False (DuplicateAppID)   7/100000 (read failed)   0/100000    -                    never       0/0
 `
 	if out != want {
 		t.Errorf("accounts:\n%s\nwant:\n%s", out, want)
@@ -101,10 +103,10 @@ ClusterWeChatAccount   plugin-shared   wx0000000000test03   False (DuplicateAppI
 		rows = append(rows, strings.Join(strings.Fields(line), " "))
 	}
 	for _, w := range []string{
-		"KIND NAMESPACE NAME APPID READY QUOTA PERMANENT LAST PUSH CODES",
-		"WeChatAccount " + c.ns + " official wx0000000000test01 True 1520/100000 3/50 5m 3/4",
-		"WeChatAccount " + other.ns + " elsewhere wx0000000000test02 False (WeChatError40164) - - never 0/2",
-		"ClusterWeChatAccount - plugin-shared wx0000000000test03 False (DuplicateAppID) 7/100000 (read failed) 0/100000 never 0/0",
+		"KIND NAMESPACE NAME APPID READY QUOTA PERMANENT TAGS LAST PUSH CODES",
+		"WeChatAccount " + c.ns + " official wx0000000000test01 True 1520/100000 3/50 99/100 (1 missing) 5m 3/4",
+		"WeChatAccount " + other.ns + " elsewhere wx0000000000test02 False (WeChatError40164) - - - never 0/2",
+		"ClusterWeChatAccount - plugin-shared wx0000000000test03 False (DuplicateAppID) 7/100000 (read failed) 0/100000 - never 0/0",
 	} {
 		if !slices.Contains(rows, w) {
 			t.Errorf("accounts -A lacks the row %q:\n%s", w, out)
