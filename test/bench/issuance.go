@@ -19,6 +19,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -181,25 +182,21 @@ func (c issuanceConfig) run(ctx context.Context, r *run) ([]Figure, error) {
 // it is not in them.
 func requestsPerCode(b string, before, after map[harness.RequestKind]float64, n int) []Figure {
 	created := harness.RequestKind{Verb: "POST", Resource: "wechatqrcodes"}
-	var kinds []harness.RequestKind
+	made := map[harness.RequestKind]float64{}
 	for k, v := range after {
 		d := v - before[k]
 		if k == created {
 			d -= float64(n)
 		}
 		if d > 0 {
-			kinds = append(kinds, k)
+			made[k] = d
 		}
 	}
-	slices.SortFunc(kinds, func(x, y harness.RequestKind) int { return strings.Compare(x.String(), y.String()) })
+	kinds := slices.SortedFunc(maps.Keys(made), func(x, y harness.RequestKind) int { return strings.Compare(x.String(), y.String()) })
 	var figs []Figure
 	for _, k := range kinds {
-		d := after[k] - before[k]
-		if k == created {
-			d -= float64(n)
-		}
-		figs = append(figs, figure(b, "api_requests_per_code "+k.String(), d/float64(n), "requests",
-			fmt.Sprintf("%.0f requests counted by the API server while the manager issued %d codes (the benchmark's creates taken out)", d, n)))
+		figs = append(figs, figure(b, "api_requests_per_code "+k.String(), made[k]/float64(n), "requests",
+			fmt.Sprintf("%.0f requests counted by the API server while the manager issued %d codes (the benchmark's creates taken out)", made[k], n)))
 	}
 	return figs
 }
