@@ -23,8 +23,11 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
@@ -48,19 +51,30 @@ func (r *PushConfigReconciler) key() types.NamespacedName {
 	return types.NamespacedName{Namespace: r.clusterNamespace, Name: pushconfig.SecretName}
 }
 
-// SetupWithManager watches both kinds of account (any change: a new AppID, a duplicate refused
-// or settled) and every Secret by metadata (an account's Secret edited, the projection itself
-// edited or deleted by hand).
+// SetupWithManager watches both kinds of account (created, deleted, or changed in what they
+// bring to the projection) and every Secret by metadata (an account's Secret edited, which may
+// bring a new AppID and settle or start a duplicate; the projection itself edited or deleted by
+// hand). Not the accounts' other status updates: their code counts move with every code
+// issued and their push statistics with every push, and each reconcile reads the projection
+// from the API server.
 func (r *PushConfigReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	one := handler.EnqueueRequestsFromMapFunc(func(context.Context, client.Object) []reconcile.Request {
 		return []reconcile.Request{{NamespacedName: r.key()}}
 	})
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("pushconfig").
-		Watches(v1alpha1.NewAccount(v1alpha1.KindWeChatAccount), one).
-		Watches(v1alpha1.NewAccount(v1alpha1.KindClusterWeChatAccount), one).
+		Watches(v1alpha1.NewAccount(v1alpha1.KindWeChatAccount), one, builder.WithPredicates(accountPartChanged)).
+		Watches(v1alpha1.NewAccount(v1alpha1.KindClusterWeChatAccount), one, builder.WithPredicates(accountPartChanged)).
 		WatchesMetadata(&corev1.Secret{}, one).
 		Complete(r)
+}
+
+// accountPartChanged lets through the account updates that change what the account brings to
+// the projection besides its Secret's material.
+var accountPartChanged = predicate.Funcs{
+	UpdateFunc: func(e event.UpdateEvent) bool {
+		return accountPart(e.ObjectOld.(v1alpha1.Account)) != accountPart(e.ObjectNew.(v1alpha1.Account))
+	},
 }
 
 // Reconcile writes the projection if its content changed.
@@ -97,11 +111,10 @@ func (r *PushConfigReconciler) project(ctx context.Context) ([]pushconfig.Accoun
 		}
 		m := member(a)
 		byAppID[c.AppID] = append(byAppID[c.AppID], m)
-		entries[m] = pushconfig.Account{Ref: accountRef(a), AppID: c.AppID, Token: c.Token,
-			EncodingAESKey: c.EncodingAESKey, PreviousEncodingAESKey: c.PreviousEncodingAESKey,
-			ForwardURL: a.AccountStatus().ForwardURL, ForwardTimeout: forwardTimeout(a.AccountSpec()),
-			Sink: a.AccountSpec().Sink != nil, SinkRetention: sinkRetention(a.AccountSpec().Sink), SinkURI: a.AccountStatus().SinkURI,
-			SinkMaxEvents: a.AccountStatus().SinkMaxEvents}
+		entry := accountPart(a)
+		entry.AppID, entry.Token = c.AppID, c.Token
+		entry.EncodingAESKey, entry.PreviousEncodingAESKey = c.EncodingAESKey, c.PreviousEncodingAESKey
+		entries[m] = entry
 	}
 	var out []pushconfig.Account
 	for _, members := range byAppID {
@@ -111,6 +124,16 @@ func (r *PushConfigReconciler) project(ctx context.Context) ([]pushconfig.Accoun
 }
 
 // forwardTimeout is spec.forward.timeout, 0 (the callback server's default) when unset.
+// accountPart is an account's entry in the projection without its Secret's material: what the
+// account resource itself decides (its creation time decides too, among accounts of one AppID,
+// and never changes).
+func accountPart(a v1alpha1.Account) pushconfig.Account {
+	spec, st := a.AccountSpec(), a.AccountStatus()
+	return pushconfig.Account{Ref: accountRef(a),
+		ForwardURL: st.ForwardURL, ForwardTimeout: forwardTimeout(spec),
+		Sink: spec.Sink != nil, SinkRetention: sinkRetention(spec.Sink), SinkURI: st.SinkURI, SinkMaxEvents: st.SinkMaxEvents}
+}
+
 func forwardTimeout(spec *v1alpha1.WeChatAccountSpec) time.Duration {
 	if spec.Forward == nil || spec.Forward.Timeout == nil {
 		return 0

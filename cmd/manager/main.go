@@ -49,6 +49,7 @@ const leaderElectionID = "wechat-qrcode-operator.qrcode-operator.io"
 
 type flags struct {
 	metricsAddr, probeAddr  string
+	pprofAddr               string
 	metrics                 securemetrics.Serving
 	leaderElect             bool
 	leaderElectionNamespace string
@@ -67,6 +68,8 @@ func bindFlags(fs *flag.FlagSet) (*flags, *zap.Options) {
 	fs.StringVar(&f.metricsAddr, "metrics-bind-address", ":8080", "address of /metrics (0 disables)")
 	f.metrics.BindFlags(fs)
 	fs.StringVar(&f.probeAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
+	// Off by default: it answers anyone who reaches it, and a profile costs CPU while it runs.
+	fs.StringVar(&f.pprofAddr, "pprof-bind-address", "", "address of Go's /debug/pprof (heap and CPU profiles) over plain HTTP; empty disables")
 	// On by default: two replicas that both led would both call WeChat and fight over the
 	// accounts' tokens. Turn it off only for a single local process.
 	fs.BoolVar(&f.leaderElect, "leader-elect", true, "elect one active manager among the replicas")
@@ -146,6 +149,7 @@ func run(ctx context.Context, cfg *rest.Config, f flags) error {
 		Scheme:                  scheme.New(),
 		Metrics:                 f.metrics.Options(f.metricsAddr),
 		HealthProbeBindAddress:  f.probeAddr,
+		PprofBindAddress:        f.pprofAddr,
 		LeaderElection:          f.leaderElect,
 		LeaderElectionID:        leaderElectionID,
 		LeaderElectionNamespace: f.leaderElectionNamespace,

@@ -19,6 +19,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -35,6 +37,8 @@ type issuanceConfig struct {
 	KubeBurst  int
 	// Env is the manager's extra environment (GOMEMLIMIT, GOGC), in both benchmarks that run it.
 	Env []string
+	// ProfileDir, when set, receives the manager's heap profiles, in both benchmarks that run it.
+	ProfileDir string
 }
 
 func (c issuanceConfig) String() string {
@@ -60,7 +64,7 @@ func (c issuanceConfig) manager(s *stage) harness.ManagerConfig {
 		Kubeconfig: s.cp.Kubeconfig, WeChatURL: s.wechat.URL,
 		WeChatQPS: c.WeChatQPS, WeChatBurst: int(c.WeChatQPS),
 		KubeQPS: c.KubeQPS, KubeBurst: c.KubeBurst, Workers: c.Workers,
-	}, Env: c.Env}
+	}, Env: c.Env, ProfileDir: c.ProfileDir}
 }
 
 // run: N codes created at once with the manager running; the time until all are Ready, beside
@@ -72,6 +76,10 @@ func (c issuanceConfig) run(ctx context.Context, r *run) ([]Figure, error) {
 		return nil, err
 	}
 	defer s.close()
+	requestsBefore, err := s.cp.Requests(ctx)
+	if err != nil {
+		return nil, err
+	}
 	mgr, err := harness.StartManager(ctx, r.bins, c.manager(s), s.dir)
 	if err != nil {
 		return nil, err
@@ -103,6 +111,13 @@ func (c issuanceConfig) run(ctx context.Context, r *run) ([]Figure, error) {
 	}
 	rss, heap, err := mgr.Memory()
 	if err != nil {
+		return nil, err
+	}
+	requestsAfter, err := s.cp.Requests(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := mgr.HeapProfile(ctx, fmt.Sprintf("issuance-%d-heap.pb.gz", c.N)); err != nil {
 		return nil, err
 	}
 	r.logf("issuance: all %d Ready after %s; restarting the manager", c.N, ready.Round(time.Millisecond))
@@ -145,7 +160,7 @@ func (c issuanceConfig) run(ctx context.Context, r *run) ([]Figure, error) {
 	if c.N >= rssGoalAt {
 		rssFig = rssFig.goal("<= 100 MiB at 10,000", mib(rss) <= 100)
 	}
-	return []Figure{
+	figs := []Figure{
 		figure(b, "all_ready", ready.Seconds(), "s", fmt.Sprintf("from the first create of %d codes to the last one Ready", c.N)),
 		figure(b, "floor", floor.Seconds(), "s", fmt.Sprintf("%d status writes, same client QPS/burst, %d concurrent, no manager", c.N, c.Workers)),
 		figure(b, "all_ready_vs_floor", ready.Seconds()/floor.Seconds(), "x", "ratio of the two above, measured on the same API server"),
@@ -157,7 +172,33 @@ func (c issuanceConfig) run(ctx context.Context, r *run) ([]Figure, error) {
 		rssFig,
 		figure(b, "manager_heap_in_use", mib(int64(heap)), "MiB", "go_memstats_heap_inuse_bytes once all were Ready"),
 		figure(b, "manager_peak_rss_restart", mib(restartRSS), "MiB", fmt.Sprintf("VmHWM after a restart that reconciled %d codes", c.N)),
-	}, nil
+	}
+	return append(figs, requestsPerCode(b, requestsBefore, requestsAfter, c.N)...), nil
+}
+
+// requestsPerCode is, by verb and resource, the requests the API server finished between two
+// counts while the manager issued n codes, per code: where api_requests_per_code goes. The
+// benchmark's own creates of the n codes are taken out; its tracker's watch is still open, so
+// it is not in them.
+func requestsPerCode(b string, before, after map[harness.RequestKind]float64, n int) []Figure {
+	created := harness.RequestKind{Verb: "POST", Resource: "wechatqrcodes"}
+	made := map[harness.RequestKind]float64{}
+	for k, v := range after {
+		d := v - before[k]
+		if k == created {
+			d -= float64(n)
+		}
+		if d > 0 {
+			made[k] = d
+		}
+	}
+	kinds := slices.SortedFunc(maps.Keys(made), func(x, y harness.RequestKind) int { return strings.Compare(x.String(), y.String()) })
+	var figs []Figure
+	for _, k := range kinds {
+		figs = append(figs, figure(b, "api_requests_per_code "+k.String(), made[k]/float64(n), "requests",
+			fmt.Sprintf("%.0f requests counted by the API server while the manager issued %d codes (the benchmark's creates taken out)", made[k], n)))
+	}
+	return figs
 }
 
 func mib(bytes int64) float64 { return float64(bytes) / (1 << 20) }

@@ -41,6 +41,7 @@ type stormConfig struct {
 	KubeQPS          float64
 	KubeBurst        int
 	Env              []string
+	ProfileDir       string
 	// RingKeys is the length of a recent-events annotation every code starts with, as the
 	// callback server leaves on codes that are scanned a lot (it is in the manager's cache too).
 	RingKeys int
@@ -108,7 +109,7 @@ func (c stormConfig) run(ctx context.Context, r *run) ([]Figure, error) {
 		Kubeconfig: s.cp.Kubeconfig, WeChatURL: s.wechat.URL,
 		WeChatQPS: c.QPS, WeChatBurst: c.Burst,
 		KubeQPS: c.KubeQPS, KubeBurst: c.KubeBurst, Workers: c.Workers,
-	}, Env: c.Env}, s.dir)
+	}, Env: c.Env, ProfileDir: c.ProfileDir}, s.dir)
 	if err != nil {
 		return nil, err
 	}
@@ -148,6 +149,9 @@ func (c stormConfig) run(ctx context.Context, r *run) ([]Figure, error) {
 	}
 	rss, heap, err := mgr.Memory()
 	if err != nil {
+		return nil, err
+	}
+	if err := mgr.HeapProfile(ctx, fmt.Sprintf("renewal-%d-heap.pb.gz", c.N)); err != nil {
 		return nil, err
 	}
 	_ = mgr.Stop(10 * time.Second) // a forced kill after the measurement changes no figure

@@ -32,6 +32,8 @@ type ManagerArgs struct {
 	// needs it or LeaderElectionNamespace.
 	ClusterResourceNamespace string
 	MetricsAddr, ProbeAddr   string
+	// PprofAddr serves Go's /debug/pprof (--pprof-bind-address); empty: none.
+	PprofAddr string
 	// PlainMetrics serves /metrics over plain HTTP without authentication (--metrics-secure=false):
 	// local runs scrape it directly.
 	PlainMetrics bool
@@ -58,6 +60,7 @@ func (a ManagerArgs) Args() []string {
 	f.str("metrics-bind-address", a.MetricsAddr)
 	f.plainMetrics(a.PlainMetrics)
 	f.str("health-probe-bind-address", a.ProbeAddr)
+	f.str("pprof-bind-address", a.PprofAddr)
 	f.str("wechat-api-url", a.WeChatURL)
 	f.str("wechat-image-url", a.WeChatURL)
 	f.float("wechat-qps", a.WeChatQPS)

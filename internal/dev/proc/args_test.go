@@ -40,7 +40,7 @@ func TestArgsAreTheProgramsFlags(t *testing.T) {
 	}
 	manager := proc.ManagerArgs{
 		Kubeconfig: "kc", LeaderElect: true, LeaderElectionNamespace: "ns", ClusterResourceNamespace: "ns",
-		MetricsAddr: ":1", ProbeAddr: ":2", WeChatURL: "http://wechat",
+		MetricsAddr: ":1", ProbeAddr: ":2", PprofAddr: ":3", WeChatURL: "http://wechat",
 		WeChatQPS: 1.5, WeChatBurst: 2, WeChatTimeout: time.Second,
 		KubeQPS: 10, KubeBurst: 20, Workers: 3, Console: true,
 	}

@@ -102,6 +102,34 @@ func (cp *ControlPlane) PauseAPIServer() (resume func() error, err error) {
 // (apiserver_request_total of the verbs that write), by resource: what a load cost it, whoever
 // made the requests.
 func (cp *ControlPlane) Writes(ctx context.Context) (map[string]float64, error) {
+	all, err := cp.Requests(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]float64{}
+	for k, v := range all {
+		if writeVerbs[k.Verb] {
+			out[k.Resource] += v
+		}
+	}
+	return out, nil
+}
+
+// RequestKind is a verb on a resource (and subresource, e.g. "status"), as the API server's
+// apiserver_request_total labels a request.
+type RequestKind struct{ Verb, Resource, Subresource string }
+
+func (k RequestKind) String() string {
+	if k.Subresource == "" {
+		return k.Verb + " " + k.Resource
+	}
+	return k.Verb + " " + k.Resource + "/" + k.Subresource
+}
+
+// Requests is the API server's own count of the requests it has finished so far, by verb and
+// resource (a watch counts when it ends). The difference of two counts around a load is what
+// the load cost, by kind of request, whoever made them.
+func (cp *ControlPlane) Requests(ctx context.Context) (map[RequestKind]float64, error) {
 	hc, err := rest.HTTPClientFor(cp.Config)
 	if err != nil {
 		return nil, err
@@ -122,30 +150,30 @@ func (cp *ControlPlane) Writes(ctx context.Context) (map[string]float64, error) 
 	if err != nil {
 		return nil, err
 	}
-	return writesByResource(string(body)), nil
+	return requestsByKind(string(body)), nil
 }
 
 // writeVerbs are the verbs of apiserver_request_total that write.
 var writeVerbs = map[string]bool{"POST": true, "PUT": true, "PATCH": true, "APPLY": true, "DELETE": true, "DELETECOLLECTION": true}
 
-// writesByResource sums the samples of apiserver_request_total in a text exposition whose verb
-// writes, by their resource label.
-func writesByResource(exposition string) map[string]float64 {
-	out := map[string]float64{}
+// requestsByKind sums the samples of apiserver_request_total in a text exposition by their
+// verb, resource and subresource labels.
+func requestsByKind(exposition string) map[RequestKind]float64 {
+	out := map[RequestKind]float64{}
 	for line := range strings.Lines(exposition) {
 		rest, ok := strings.CutPrefix(strings.TrimSpace(line), "apiserver_request_total{")
 		if !ok {
 			continue
 		}
 		labels, value, ok := strings.Cut(rest, "} ")
-		if !ok || !writeVerbs[label(labels, "verb")] {
+		if !ok {
 			continue
 		}
 		v, err := strconv.ParseFloat(value, 64)
 		if err != nil {
 			continue
 		}
-		out[label(labels, "resource")] += v
+		out[RequestKind{Verb: label(labels, "verb"), Resource: label(labels, "resource"), Subresource: label(labels, "subresource")}] += v
 	}
 	return out
 }

@@ -19,6 +19,10 @@ package harness
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/dev/proc"
@@ -31,6 +35,8 @@ type ManagerConfig struct {
 	proc.ManagerArgs
 	// Env is added to the process's environment, e.g. GOMEMLIMIT=90MiB, as a Deployment's env.
 	Env []string
+	// ProfileDir, when set, turns on the manager's /debug/pprof and is where HeapProfile writes.
+	ProfileDir string
 }
 
 // controllerName is the name controller-runtime gives the reconciler (the kind, lower case), the
@@ -42,6 +48,8 @@ type Manager struct {
 	*Process
 	// Metrics is the URL of its Prometheus metrics.
 	Metrics string
+
+	pprof, profileDir string
 }
 
 // StartManager starts a manager without leader election (one process, and a restart after
@@ -54,6 +62,11 @@ func StartManager(ctx context.Context, bins Binaries, cfg ManagerConfig, logDir 
 	metrics, probe := addrs[0], addrs[1]
 	args := cfg.ManagerArgs
 	args.LeaderElect, args.MetricsAddr, args.ProbeAddr, args.PlainMetrics = false, metrics, probe, true
+	if cfg.ProfileDir != "" {
+		if args.PprofAddr, err = FreeAddr(); err != nil {
+			return nil, err
+		}
+	}
 	// Outside a Pod the manager must be told where ClusterWeChatAccounts keep their Secrets; the
 	// harness's codes use namespaced WeChatAccounts, so any namespace does.
 	if args.ClusterResourceNamespace == "" {
@@ -63,7 +76,7 @@ func StartManager(ctx context.Context, bins Binaries, cfg ManagerConfig, logDir 
 	if err != nil {
 		return nil, err
 	}
-	m := &Manager{Process: p, Metrics: "http://" + metrics + "/metrics"}
+	m := &Manager{Process: p, Metrics: "http://" + metrics + "/metrics", pprof: args.PprofAddr, profileDir: cfg.ProfileDir}
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	if err := p.WaitReady(ctx, "http://"+probe+"/readyz"); err != nil {
@@ -86,6 +99,39 @@ func (m *Manager) Memory() (peakRSS int64, heapInUse float64, err error) {
 		heapInUse, err = Metric(m.Metrics, "go_memstats_heap_inuse_bytes")
 	}
 	return peakRSS, heapInUse, err
+}
+
+// HeapProfile writes the manager's heap profile (after a collection, so in-use figures are what
+// is live) into the profile directory as name, for `go tool pprof -sample_index=inuse_space`.
+// Without a profile directory it does nothing.
+func (m *Manager) HeapProfile(ctx context.Context, name string) error {
+	if m.profileDir == "" {
+		return nil
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+m.pprof+"/debug/pprof/heap?gc=1", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("heap profile: %s", resp.Status)
+	}
+	if err := os.MkdirAll(m.profileDir, 0o755); err != nil {
+		return err
+	}
+	f, err := os.Create(filepath.Join(m.profileDir, name))
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		_ = f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // WaitIdle waits until the manager has finished at least n reconciles and its work queue is
