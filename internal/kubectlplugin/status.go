@@ -28,6 +28,7 @@ import (
 	"github.com/spf13/cobra"
 	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/duration"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -126,6 +127,8 @@ func (s screen) code(code *v1alpha1.WeChatQRCode) bool {
 		}
 	}
 	s.scans(code.Annotations)
+	s.tags(code)
+	s.delivery(code)
 	if at, ok := code.Annotations[v1alpha1.AnnotationRenewRequestedAt]; ok {
 		// The operator honours a request made after the current ticket was issued.
 		state := "pending"
@@ -154,6 +157,64 @@ func (s screen) scans(ann map[string]string) {
 		text += "; last " + s.when(metav1.NewTime(last))
 	}
 	s.line("Scans", "%s", text)
+}
+
+// tags reports the tags the code gives its scanners and its Tagging condition.
+func (s screen) tags(code *v1alpha1.WeChatQRCode) {
+	if len(code.Spec.Tags) == 0 {
+		return
+	}
+	names := make([]string, len(code.Spec.Tags))
+	for i, t := range code.Spec.Tags {
+		names[i] = string(t)
+	}
+	who := "every scanner"
+	if code.Spec.TagOnOrDefault() == v1alpha1.TagOnNewFollowers {
+		who = "new followers only"
+	}
+	s.line("Tags", "%s (%s)", strings.Join(names, ", "), who)
+	s.condition(code.Status.Conditions, v1alpha1.ConditionTagging)
+}
+
+// delivery reports how the code's own scan events reach its spec.sink.
+func (s screen) delivery(code *v1alpha1.WeChatQRCode) {
+	d := code.Status.SinkDelivery
+	if code.Spec.Sink == nil {
+		return
+	}
+	if d == nil {
+		s.line("Delivery", "no report from the deliverer yet")
+	} else {
+		text := fmt.Sprintf("%d waiting", d.Backlog)
+		if d.OldestUndeliveredTime != nil {
+			text += ", the oldest scanned " + s.when(*d.OldestUndeliveredTime)
+		}
+		if d.LastDeliveryTime != nil {
+			text += "; last delivered " + s.when(*d.LastDeliveryTime)
+		}
+		if d.Expired > 0 {
+			text += fmt.Sprintf("; %d expired", d.Expired)
+		}
+		s.line("Delivery", "%s", text)
+		if d.LastError != "" {
+			s.more("last error: %s", d.LastError)
+		}
+	}
+	s.condition(code.Status.Conditions, v1alpha1.ConditionSinkDelivering)
+}
+
+// condition shows a condition of the code under the line before it: its status and reason, and
+// its message when it is not True.
+func (s screen) condition(conds []metav1.Condition, typ string) {
+	c := meta.FindStatusCondition(conds, typ)
+	switch {
+	case c == nil:
+		s.more("%s: not reported yet", typ)
+	case c.Status == metav1.ConditionTrue:
+		s.more("%s: True (%s)", typ, c.Reason)
+	default:
+		s.more("%s: %s (%s): %s", typ, c.Status, c.Reason, c.Message)
+	}
 }
 
 // account reports the code's account as the operator sees it: its Ready condition, AppID and
@@ -202,6 +263,23 @@ func (s screen) account(cmd *cobra.Command, c client.Client, code *v1alpha1.WeCh
 			s.more("scans are sent to %s%s", k.uri, batching(k.maxEvents))
 		}
 	}
+	if len(code.Spec.Tags) > 0 && st.Tags != nil {
+		s.more("tags at WeChat %s: %s", tagsText(st.Tags), tagIDs(code.Spec.Tags, st.Tags))
+	}
+}
+
+// tagIDs is each of names with WeChat's id of it as the account's registry has it.
+func tagIDs(names []v1alpha1.TagName, reg *v1alpha1.AccountTags) string {
+	out := make([]string, len(names))
+	for i, n := range names {
+		out[i] = string(n) + " (not at WeChat yet)"
+		for _, u := range reg.Tags {
+			if u.Name == string(n) && u.ID != 0 {
+				out[i] = fmt.Sprintf("%s (id %d)", n, u.ID)
+			}
+		}
+	}
+	return strings.Join(out, ", ")
 }
 
 // batching says how a sink gets its events when they go in batches (status.sinkMaxEvents).

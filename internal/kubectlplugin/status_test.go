@@ -17,6 +17,7 @@ limitations under the License.
 package kubectlplugin_test
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
@@ -169,5 +170,52 @@ func TestStatusSaysWhyTheAccountIsNotReady(t *testing.T) {
 	}
 	if strings.Contains(out, "Renewal:") || strings.Contains(out, "go on to") || strings.Contains(out, "sent to") {
 		t.Errorf("a Permanent code without forward or sink shows a renewal, a forward or a sink:\n%s", out)
+	}
+}
+
+// TestStatusShowsTagsAndDelivery: a code that tags its scanners and has its own sink shows its
+// tags with WeChat's ids from the account's registry, why it is not tagging, and how its events
+// reach the sink.
+func TestStatusShowsTagsAndDelivery(t *testing.T) {
+	c := newCluster(t)
+	c.account(c.ns, "official-account", v1alpha1.WeChatAccountStatus{
+		AppID:      "wx0000000000test01",
+		Conditions: readyCondition(metav1.ConditionTrue, v1alpha1.ReasonTokenObtained),
+		Tags: &v1alpha1.AccountTags{Used: 100, Limit: 100, Wanted: 2, Tags: []v1alpha1.TagUsage{
+			{Name: "spring", ID: 101, Codes: 1}, {Name: "风筝节", Codes: 1}}},
+	})
+	code := temporary("kite-festival", 9)
+	code.Spec.Tags = []v1alpha1.TagName{"spring", "风筝节"}
+	code.Spec.TagOn = v1alpha1.TagOnNewFollowers
+	code.Spec.Sink = &v1alpha1.Destination{URI: "http://crm.shop.svc.cluster.local/scans"}
+	c.create(code)
+	c.issue(code, now.Add(-2*time.Hour))
+	code.Status.Conditions = append(code.Status.Conditions,
+		metav1.Condition{Type: v1alpha1.ConditionTagging, Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonTagLimitReached,
+			Message: "风筝节 is not at WeChat: the account has WeChat's 100 tags", LastTransitionTime: metav1.NewTime(now)},
+		metav1.Condition{Type: v1alpha1.ConditionSinkDelivering, Status: metav1.ConditionFalse, Reason: "SinkFailing",
+			Message: "the sink answered 503", LastTransitionTime: metav1.NewTime(now)})
+	code.Status.SinkURI = code.Spec.Sink.URI
+	code.Status.SinkDelivery = &v1alpha1.SinkDeliveryStatus{Backlog: 12, Expired: 3, LastError: "answered 503 Service Unavailable",
+		OldestUndeliveredTime: at(now.Add(-90 * time.Second)), LastDeliveryTime: at(now.Add(-2 * time.Minute)), ObservedTime: metav1.NewTime(now)}
+	if err := env.Client.Status().Update(context.Background(), code); err != nil {
+		t.Fatal(err)
+	}
+
+	out, _, exit := c.run("status", "kite-festival")
+	if exit != 0 {
+		t.Fatalf("exit %d; want 0 (tagging and delivery are not part of Ready)\n%s", exit, out)
+	}
+	for _, want := range []string{
+		"Tags:      spring, 风筝节 (new followers only)\n" +
+			"           Tagging: False (TagLimitReached): 风筝节 is not at WeChat: the account has WeChat's 100 tags\n",
+		"Delivery:  12 waiting, the oldest scanned 2026-11-22T11:58:30Z (90s ago); last delivered 2026-11-22T11:58:00Z (2m ago); 3 expired\n" +
+			"           last error: answered 503 Service Unavailable\n" +
+			"           SinkDelivering: False (SinkFailing): the sink answered 503\n",
+		"           tags at WeChat 100/100 (1 missing): spring (id 101), 风筝节 (not at WeChat yet)\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("status screen lacks\n%s\nin\n%s", want, out)
+		}
 	}
 }
