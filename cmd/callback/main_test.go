@@ -17,10 +17,17 @@ limitations under the License.
 package main
 
 import (
+	"net/http/httptest"
+
 	"context"
 	"flag"
 	"fmt"
 	"testing"
+
+	cloudevents "github.com/cloudevents/sdk-go/v2"
+
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/delivery"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/dev/demoapp"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
@@ -34,13 +41,19 @@ import (
 
 // TestMetrics runs the callback server as main does, with the default metrics flags, against a
 // real API server: /metrics answers only a ServiceAccount bound to metrics-reader, and serves
-// every callback metric the Grafana dashboard queries once scans were pushed and a push refused.
+// every callback metric the Grafana dashboard queries once scans were pushed, their events
+// delivered to a sink, and a push refused.
 func TestMetrics(t *testing.T) {
 	env, ns := securemetricstest.Start(t)
 	ctx := context.Background()
 	const appID, token, ticket = "wxmetrics", "push-token", "TICKET-METRICS"
+	// The account's sink, so that the elected deliverer sends the scans' events and serves the
+	// delivery metrics the dashboard queries.
+	sink := httptest.NewServer(demoapp.ScanReceiver(func(cloudevents.Event, delivery.ScanEvent) {}))
+	t.Cleanup(sink.Close)
 	must(t, pushconfig.Write(ctx, env.Client, env.Client, ns, pushconfig.Account{
 		Ref: pushconfig.Ref{Kind: v1alpha1.KindWeChatAccount, Namespace: ns, Name: "account"}, AppID: appID, Token: token,
+		Sink: true, SinkURI: sink.URL,
 	}))
 	scene := v1alpha1.Scene{ID: ptr.To[int64](7)}
 	code := &v1alpha1.WeChatQRCode{
