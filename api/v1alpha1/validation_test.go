@@ -151,7 +151,7 @@ func TestSchemaRefusesInvalidSpecs(t *testing.T) {
 			[]string{"spec.sink.batch.maxEvents", "less than or equal to 1000"}},
 		{"sink batch without maxEvents", acct + "type: Permanent\nscene: {id: 9}\nsink: {uri: \"http://s/\", batch: {}}",
 			[]string{"spec.sink.batch.maxEvents", "Required value"}},
-		{"reply over 600 characters", acct + "type: Permanent\nscene: {id: 9}\nreply: {text: " + strings.Repeat("欢", 601) + "}",
+		{"reply over 600 characters", acct + "type: Permanent\nscene: {id: 9}\nreply: {text: " + strings.Repeat("欢", qrv1alpha1.MaxReplyText+1) + "}",
 			[]string{"spec.reply.text", "may not be more than 600"}},
 		{"reply of 2048 bytes", acct + "type: Permanent\nscene: {id: 9}\nreply: {text: " + strings.Repeat("😀", qrv1alpha1.MaxReplyTextBytes/4) + "}", nil},
 		{"reply over 2048 bytes", acct + "type: Permanent\nscene: {id: 9}\nreply: {text: " + strings.Repeat("😀", qrv1alpha1.MaxReplyTextBytes/4+1) + "}",
