@@ -705,7 +705,7 @@ func TestSpecChangesReissue(t *testing.T) {
 
 	// Reply and annotations are no business of WeChat's.
 	calls := h.fake.Calls(wechattest.EndpointCreate)
-	switched.Spec.Reply = &v1alpha1.Reply{Text: "欢迎"}
+	switched.Spec.Reply = &v1alpha1.Reply{ReplyMessage: v1alpha1.ReplyMessage{Text: "欢迎"}}
 	h.must(h.c.Update(context.Background(), switched)) // switched now has the new generation
 	h.waitFor(k, 30*time.Second, "observed the reply", func(c *v1alpha1.WeChatQRCode) bool {
 		return c.Status.ObservedGeneration == switched.Generation
@@ -783,7 +783,7 @@ func TestRenewRequested(t *testing.T) {
 		t.Errorf("%d create calls, want 1 (the temporary code's)", n)
 	}
 	// The annotation stays; the next reconcile (a new reply) says nothing more about it.
-	refused.Spec.Reply = &v1alpha1.Reply{Text: "hi"}
+	refused.Spec.Reply = &v1alpha1.Reply{ReplyMessage: v1alpha1.ReplyMessage{Text: "hi"}}
 	h.must(h.c.Update(context.Background(), refused))
 	h.waitFor(client.ObjectKeyFromObject(permanent), 30*time.Second, "observed the reply", func(c *v1alpha1.WeChatQRCode) bool {
 		return c.Status.ObservedGeneration == refused.Generation

@@ -127,16 +127,6 @@ func (s Scene) Equal(o Scene) bool {
 	return (s.ID == nil || *s.ID == *o.ID) && (s.Str == nil || *s.Str == *o.Str)
 }
 
-// Reply is the passive reply the callback server sends to whoever scans the code.
-type Reply struct {
-	// Text of the reply. 600 characters keep even an all-CJK reply inside WeChat's 2048-byte
-	// limit for a text message.
-	// +required
-	// +kubebuilder:validation:MinLength=1
-	// +kubebuilder:validation:MaxLength=600
-	Text string `json:"text"`
-}
-
 // WeChatQRCodeSpec is what the user declares. Every field may change after creation: a change of
 // accountRef, type or scene issues a new ticket (the old one stays valid at WeChat until it expires
 // and its scans keep counting); a change of ttl or renewBefore takes effect at the next renewal;
@@ -187,9 +177,10 @@ type WeChatQRCodeSpec struct {
 	// +kubebuilder:validation:XValidation:rule="!self.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$') || duration(self) >= duration('1s')",message="renewBefore must be at least 1s"
 	RenewBefore *metav1.Duration `json:"renewBefore,omitempty"`
 
-	// Reply, when set, is sent as a text message to whoever scans the code. A code with a reply
-	// is answered by the operator alone: its scans are not forwarded to the account's
-	// spec.forward application.
+	// Reply, when set, is sent to whoever scans the code: a text, an image or a link card, the
+	// same for everyone or one for new followers and another for followers. A
+	// code with a reply is answered by the operator alone: its scans are not forwarded to the
+	// account's spec.forward application.
 	// +optional
 	Reply *Reply `json:"reply,omitempty"`
 

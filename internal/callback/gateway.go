@@ -68,5 +68,5 @@ func (s *Server) relay(w http.ResponseWriter, keys *pushKeys, m *pushwire.Messag
 			return
 		}
 	}
-	s.answer(w, keys, m, c, "")
+	s.answer(w, keys, m, c, nil)
 }

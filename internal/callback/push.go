@@ -131,9 +131,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.relay(w, keys, m, c, app)
 		return
 	}
-	var reply string
-	if (result == resultCounted || result == resultDuplicate) && code.Spec.Reply != nil {
-		reply = code.Spec.Reply.Text
+	var reply *qrv1alpha1.ReplyMessage
+	if result == resultCounted || result == resultDuplicate {
+		// A retry gets the very reply the original got: the same spec, the same kind of scan.
+		reply = greeting(code.Spec.Reply, sc.kind)
 	}
 	s.answer(w, keys, m, c, reply)
 }
@@ -288,22 +289,22 @@ func (s *Server) count(ctx context.Context, keys *pushKeys, code *qrv1alpha1.WeC
 	return resultCounted, nil
 }
 
-// answer acknowledges a push with "success", or with the passive reply text, encrypted like the
-// push was.
-func (s *Server) answer(w http.ResponseWriter, keys *pushKeys, m *pushwire.Message, c *wxcrypto.Cipher, text string) {
-	if text == "" {
+// answer acknowledges a push with "success" (reply nil), or with the passive reply, encrypted
+// like the push was.
+func (s *Server) answer(w http.ResponseWriter, keys *pushKeys, m *pushwire.Message, c *wxcrypto.Cipher, reply *qrv1alpha1.ReplyMessage) {
+	if reply == nil {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = io.WriteString(w, "success")
 		return
 	}
 	now := s.clock.Now().Unix()
-	body := pushwire.AppendTextReply(nil, m, text, now)
+	body := appendGreeting(nil, m, reply, now)
 	if c != nil {
 		var err error
 		if body, err = pushwire.Seal(keys.token, c, body, now); err != nil {
 			// The scan is persisted: acknowledging it without the reply beats a retry.
 			s.log.Error(err, "sealing the passive reply; answering success", "appID", keys.appID)
-			s.answer(w, keys, m, nil, "")
+			s.answer(w, keys, m, nil, nil)
 			return
 		}
 	}

@@ -22,11 +22,13 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/scantest"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/wechattest"
 )
@@ -110,6 +112,41 @@ func TestPushSimulator(t *testing.T) {
 			f.wantCounts(code, "2", "1")
 		})
 	}
+}
+
+// TestPushSimulatorGreetings: a code of the API server greets a new follower with a link card and
+// a follower with an image; the fake WeChat's pusher opens each as WeChat would and reads it.
+func TestPushSimulatorGreetings(t *testing.T) {
+	f := newFixture(t)
+	p := f.account("a", "wxsimgreet", "tok-sim-greet", testKey, "")
+	fw := fakeWeChat(t, p.appID)
+	r := f.replica(Options{})
+	ticket := issue(t, fw, p.appID, 78)
+	c := scantest.NewCode("", "greetings", p.appID, ticket, 78, "")
+	c.Spec.Reply = &qrv1alpha1.Reply{
+		NewFollowers: &qrv1alpha1.ReplyMessage{Link: &qrv1alpha1.ReplyLink{Title: "新人礼包", Description: "关注即领 20 元券",
+			URL: "https://shop.example.com/welcome?from=qr&x=1", PicURL: "https://shop.example.com/w.png"}},
+		Followers: &qrv1alpha1.ReplyMessage{Image: &qrv1alpha1.ReplyImage{MediaID: "HIFbTu-MDPCEBXvcSL9Ph5lRXa6HbO4ksApqsD4VUag"}},
+	}
+	code := f.Code(c)
+	waitIndexed(t, []*replica{r}, p.appID, ticket)
+	sim := &wechattest.Pusher{URL: r.url + PathPrefix + p.appID, Token: p.token, EncodingAESKey: testKey,
+		AppID: p.appID, AccountID: "gh_0123456789ab", Mode: wechattest.PushSafe, Server: fw}
+	got := map[bool]wechattest.Message{}
+	for follower, want := range map[bool]string{
+		false: `link "新人礼包" → https://shop.example.com/welcome?from=qr&x=1`,
+		true:  "image media_id=HIFbTu-MDPCEBXvcSL9Ph5lRXa6HbO4ksApqsD4VUag",
+	} {
+		res, err := sim.Scan(context.Background(), ticket, "o-greet-"+strconv.FormatBool(follower), follower)
+		if err != nil || !res.Encrypted || res.Message.String() != want {
+			t.Fatalf("follower %v: %q (%v), want %q", follower, res.Message.String(), err, want)
+		}
+		got[follower] = res.Message
+	}
+	if card := got[false].Articles[0]; card.Description != "关注即领 20 元券" || card.PicURL != "https://shop.example.com/w.png" {
+		t.Fatalf("the card %+v", card)
+	}
+	f.wantCounts(code, "2", "1")
 }
 
 // TestPushSimulatorRetry: the first answer reaches WeChat too late, after the count was

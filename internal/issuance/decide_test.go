@@ -129,7 +129,7 @@ func TestTriggers(t *testing.T) {
 			c := temporary()
 			c.Generation = 7
 			c.Annotations = map[string]string{v1alpha1.AnnotationScans: "42"}
-			c.Spec.Reply = &v1alpha1.Reply{Text: "hi"}
+			c.Spec.Reply = &v1alpha1.Reply{ReplyMessage: v1alpha1.ReplyMessage{Text: "hi"}}
 			c.Spec.TTL = dur(720 * time.Hour)
 			c.Spec.RenewBefore = dur(time.Hour)
 			return c

@@ -16,7 +16,7 @@ limitations under the License.
 
 // Package pushwire is the bytes of WeChat's pushes and passive replies (docs/wechat-platform.md
 // §5 and §6): reading the query parameters of a push, the <Encrypt> of its envelope and its
-// fields, building a text reply and the encrypted envelope around it. It holds no server, so that fuzzing it instruments
+// fields, building a text, image or news reply and the encrypted envelope around it. It holds no server, so that fuzzing it instruments
 // only the standard library and wxcrypto, not the Kubernetes client the callback server carries.
 package pushwire
 
@@ -80,19 +80,61 @@ func (m *Message) field(name []byte) *string {
 	return nil
 }
 
-// AppendTextReply appends a passive reply (section "Passive user reply message" of WeChat's
+// AppendTextReply appends a passive text reply (section "Passive user reply message" of WeChat's
 // documentation) that answers the sender of m (the user) from the account m was sent to. The bytes
-// are those encoding/xml made of it before (the tests keep that builder, wxreply, as their oracle).
+// of every Append…Reply are those encoding/xml makes of the same reply (the tests keep that
+// builder, wxreply, as their oracle).
 func AppendTextReply(dst []byte, m *Message, text string, now int64) []byte {
+	dst = appendReplyHead(dst, m, "text", now)
+	dst = append(dst, "<Content>"...)
+	dst = appendCDATA(dst, text)
+	return append(dst, "</Content></xml>"...)
+}
+
+// AppendImageReply appends a passive image reply to the sender of m: the picture of mediaID, a
+// media_id of the account's material library.
+func AppendImageReply(dst []byte, m *Message, mediaID string, now int64) []byte {
+	dst = appendReplyHead(dst, m, "image", now)
+	dst = append(dst, "<Image><MediaId>"...)
+	dst = appendCDATA(dst, mediaID)
+	return append(dst, "</MediaId></Image></xml>"...)
+}
+
+// Article is the one article of a news reply, a link card: WeChat shows one per passive reply.
+type Article struct {
+	Title       string
+	Description string
+	PicURL      string
+	URL         string
+}
+
+// AppendNewsReply appends a passive news reply of one article to the sender of m. An empty field
+// is an empty element, as encoding/xml writes it.
+func AppendNewsReply(dst []byte, m *Message, a Article, now int64) []byte {
+	dst = appendReplyHead(dst, m, "news", now)
+	dst = append(dst, "<ArticleCount>1</ArticleCount><Articles><item><Title>"...)
+	dst = appendCDATA(dst, a.Title)
+	dst = append(dst, "</Title><Description>"...)
+	dst = appendCDATA(dst, a.Description)
+	dst = append(dst, "</Description><PicUrl>"...)
+	dst = appendCDATA(dst, a.PicURL)
+	dst = append(dst, "</PicUrl><Url>"...)
+	dst = appendCDATA(dst, a.URL)
+	return append(dst, "</Url></item></Articles></xml>"...)
+}
+
+// appendReplyHead opens a reply of msgType, a constant, from the account m was sent to, to its
+// sender.
+func appendReplyHead(dst []byte, m *Message, msgType string, now int64) []byte {
 	dst = append(dst, "<xml><ToUserName>"...)
 	dst = appendCDATA(dst, m.FromUserName)
 	dst = append(dst, "</ToUserName><FromUserName>"...)
 	dst = appendCDATA(dst, m.ToUserName)
 	dst = append(dst, "</FromUserName><CreateTime>"...)
 	dst = strconv.AppendInt(dst, now, 10)
-	dst = append(dst, "</CreateTime><MsgType><![CDATA[text]]></MsgType><Content>"...)
-	dst = appendCDATA(dst, text)
-	return append(dst, "</Content></xml>"...)
+	dst = append(dst, "</CreateTime><MsgType><![CDATA["...)
+	dst = append(dst, msgType...)
+	return append(dst, "]]></MsgType>"...)
 }
 
 // appendCDATA appends s as encoding/xml marshals a ",cdata" field: nothing when empty, else one

@@ -123,7 +123,7 @@ func NewCode(ns, name, appID, ticket string, sceneID int64, reply string) *qrv1a
 		},
 	}
 	if reply != "" {
-		c.Spec.Reply = &qrv1alpha1.Reply{Text: reply}
+		c.Spec.Reply = &qrv1alpha1.Reply{ReplyMessage: qrv1alpha1.ReplyMessage{Text: reply}}
 	}
 	return c
 }

@@ -89,7 +89,10 @@ type PushResult struct {
 	// Reply is the passive reply: Body, decrypted when the callback answered an encrypted one.
 	Reply     string
 	Encrypted bool
-	Tries     int
+	// Message is the message Reply holds, as the user's chat would show it; zero when the
+	// callback acknowledged without one.
+	Message Message
+	Tries   int
 	// Sent is the plaintext XML of the event, as the callback should see it after decryption.
 	Sent string
 }
@@ -294,9 +297,68 @@ type encryptedReply struct {
 }
 
 type replyXML struct {
-	ToUserName   string `xml:"ToUserName"`
-	FromUserName string `xml:"FromUserName"`
-	MsgType      string `xml:"MsgType"`
+	ToUserName   string    `xml:"ToUserName"`
+	FromUserName string    `xml:"FromUserName"`
+	MsgType      string    `xml:"MsgType"`
+	Content      string    `xml:"Content"`
+	MediaID      string    `xml:"Image>MediaId"`
+	ArticleCount int       `xml:"ArticleCount"`
+	Articles     []Article `xml:"Articles>item"`
+}
+
+// Message is a passive reply's message: a text (Content), an image (MediaID) or a news message
+// (Articles, link cards).
+type Message struct {
+	MsgType  string
+	Content  string
+	MediaID  string
+	Articles []Article
+}
+
+// Article is a link card of a news message.
+type Article struct {
+	Title       string `xml:"Title"`
+	Description string `xml:"Description"`
+	PicURL      string `xml:"PicUrl"`
+	URL         string `xml:"Url"`
+}
+
+// maxPassiveArticles is how many articles WeChat shows of an event's passive news reply; it
+// answers nothing to more (docs/wechat-platform.md §10).
+const maxPassiveArticles = 8
+
+// String is the message as a line: the quoted text, "image media_id=…", or the link cards'
+// quoted titles and URLs.
+func (m Message) String() string {
+	switch m.MsgType {
+	case "text":
+		return strconv.Quote(m.Content)
+	case "image":
+		return "image media_id=" + m.MediaID
+	case "news":
+		var links []string
+		for _, a := range m.Articles {
+			links = append(links, fmt.Sprintf("link %q → %s", a.Title, a.URL))
+		}
+		return strings.Join(links, ", ")
+	}
+	return m.MsgType
+}
+
+// check is what WeChat refuses of a passive reply's message: the user then sees
+// "该公众号暂时无法提供服务".
+func (r replyXML) check() error {
+	switch r.MsgType {
+	case "image":
+		if r.MediaID == "" {
+			return errors.New("wechattest: image reply without a MediaId")
+		}
+	case "news":
+		if r.ArticleCount != len(r.Articles) || r.ArticleCount < 1 || r.ArticleCount > maxPassiveArticles {
+			return fmt.Errorf("wechattest: news reply of ArticleCount %d with %d articles (1 to %d)", r.ArticleCount, len(r.Articles), maxPassiveArticles)
+		}
+	}
+	return nil
 }
 
 // openReply checks the passive reply as WeChat would: an encrypted reply must be signed and
@@ -331,6 +393,10 @@ func (p *Pusher) openReply(res *PushResult, openID string) error {
 	if r.ToUserName != openID || r.FromUserName != p.AccountID {
 		return fmt.Errorf("wechattest: reply from %q to %q, want from %q to %q", r.FromUserName, r.ToUserName, p.AccountID, openID)
 	}
+	if err := r.check(); err != nil {
+		return err
+	}
+	res.Message = Message{MsgType: r.MsgType, Content: r.Content, MediaID: r.MediaID, Articles: r.Articles}
 	return nil
 }
 

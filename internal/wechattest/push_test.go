@@ -25,6 +25,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -263,6 +264,42 @@ func TestPushBadReplies(t *testing.T) {
 		if _, err := e.pusher(url, wechattest.PushCompatible).Scan(context.Background(), ticket, openID, false); err == nil {
 			t.Errorf("%s: want an error", name)
 		}
+	}
+}
+
+// TestPushReplyMessages: an image and a link card reply are read as the user would see them,
+// and one WeChat cannot show (no MediaId, an ArticleCount that lies, over 8 articles) is an error.
+func TestPushReplyMessages(t *testing.T) {
+	e := newEnv(t, wechattest.Options{})
+	ticket := e.issue(tempBody)
+	head := fmt.Sprintf("<xml><ToUserName><![CDATA[%s]]></ToUserName><FromUserName><![CDATA[%s]]></FromUserName><CreateTime>1</CreateTime>", openID, accountID)
+	item := func(title, url string) string {
+		return "<item><Title><![CDATA[" + title + "]]></Title><Description><![CDATA[d]]></Description><PicUrl><![CDATA[https://p/x.png]]></PicUrl><Url><![CDATA[" + url + "]]></Url></item>"
+	}
+	news := func(count int, items ...string) string {
+		return head + fmt.Sprintf("<MsgType><![CDATA[news]]></MsgType><ArticleCount>%d</ArticleCount><Articles>%s</Articles></xml>", count, strings.Join(items, ""))
+	}
+	for _, tc := range []struct {
+		name, reply, want string
+	}{
+		{"text", textReply(openID, accountID, "你好"), `"你好"`},
+		{"image", head + "<MsgType><![CDATA[image]]></MsgType><Image><MediaId><![CDATA[HIFbTu-MDPCEBX]]></MediaId></Image></xml>", "image media_id=HIFbTu-MDPCEBX"},
+		{"link card", news(1, item("欢迎关注", "https://shop.example.com/w?a=1&b=2")), `link "欢迎关注" → https://shop.example.com/w?a=1&b=2`},
+		{"image without MediaId", head + "<MsgType><![CDATA[image]]></MsgType><Image></Image></xml>", ""},
+		{"ArticleCount that lies", news(2, item("t", "https://e.com")), ""},
+		{"no article", news(0), ""},
+		{"nine articles", news(9, slices.Repeat([]string{item("t", "https://e.com")}, 9)...), ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, url := newCallback(t, func(int, delivery) (int, string) { return http.StatusOK, encryptedReply(t, tc.reply) })
+			res, err := e.pusher(url, wechattest.PushSafe).Scan(context.Background(), ticket, openID, false)
+			switch {
+			case tc.want == "" && err == nil:
+				t.Fatalf("accepted %s", tc.reply)
+			case tc.want != "" && (err != nil || res.Message.String() != tc.want):
+				t.Fatalf("got %q (%v), want %q", res.Message.String(), err, tc.want)
+			}
+		})
 	}
 }
 

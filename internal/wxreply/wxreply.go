@@ -39,6 +39,35 @@ type Text struct {
 	Content      CDATA    `xml:"Content"`
 }
 
+// Image is an image message sent back to the user: a media_id of the account's materials.
+type Image struct {
+	XMLName      xml.Name `xml:"xml"`
+	ToUserName   CDATA    `xml:"ToUserName"`
+	FromUserName CDATA    `xml:"FromUserName"`
+	CreateTime   int64    `xml:"CreateTime"`
+	MsgType      CDATA    `xml:"MsgType"`
+	MediaID      CDATA    `xml:"Image>MediaId"`
+}
+
+// News is a news message sent back to the user: link cards, one in a passive reply nowadays.
+type News struct {
+	XMLName      xml.Name  `xml:"xml"`
+	ToUserName   CDATA     `xml:"ToUserName"`
+	FromUserName CDATA     `xml:"FromUserName"`
+	CreateTime   int64     `xml:"CreateTime"`
+	MsgType      CDATA     `xml:"MsgType"`
+	ArticleCount int       `xml:"ArticleCount"`
+	Articles     []Article `xml:"Articles>item"`
+}
+
+// Article is one link card of a News.
+type Article struct {
+	Title       CDATA `xml:"Title"`
+	Description CDATA `xml:"Description"`
+	PicURL      CDATA `xml:"PicUrl"`
+	URL         CDATA `xml:"Url"`
+}
+
 // Envelope is an encrypted reply in compatible and safe mode.
 type Envelope struct {
 	XMLName      xml.Name `xml:"xml"`
@@ -52,6 +81,21 @@ type Envelope struct {
 func MarshalText(to, from, content string, now int64) ([]byte, error) {
 	return xml.Marshal(Text{
 		ToUserName: CDATA{to}, FromUserName: CDATA{from}, CreateTime: now, MsgType: CDATA{"text"}, Content: CDATA{content},
+	})
+}
+
+// MarshalImage is the image reply of mediaID from the account (from) to the user (to).
+func MarshalImage(to, from, mediaID string, now int64) ([]byte, error) {
+	return xml.Marshal(Image{
+		ToUserName: CDATA{to}, FromUserName: CDATA{from}, CreateTime: now, MsgType: CDATA{"image"}, MediaID: CDATA{mediaID},
+	})
+}
+
+// MarshalNews is the news reply of one article from the account (from) to the user (to).
+func MarshalNews(to, from string, a Article, now int64) ([]byte, error) {
+	return xml.Marshal(News{
+		ToUserName: CDATA{to}, FromUserName: CDATA{from}, CreateTime: now, MsgType: CDATA{"news"},
+		ArticleCount: 1, Articles: []Article{a},
 	})
 }
 

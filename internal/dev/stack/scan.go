@@ -20,7 +20,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"encoding/xml"
 	"errors"
 	"fmt"
 	"io"
@@ -324,13 +323,9 @@ func describePush(what string, res wechattest.PushResult, err error) string {
 	case res.Acknowledged():
 		return line + "acknowledged, no reply"
 	}
-	var reply struct {
-		Content string `xml:"Content"`
-	}
-	_ = xml.Unmarshal([]byte(res.Reply), &reply)
 	how := "plaintext"
 	if res.Encrypted {
 		how = "encrypted"
 	}
-	return line + fmt.Sprintf("replied (%s) %q", how, reply.Content)
+	return line + fmt.Sprintf("replied (%s) %s", how, res.Message)
 }
