@@ -40,6 +40,8 @@ func bindFlags(fs *flag.FlagSet) (*callback.Config, *zap.Options) {
 	fs.StringVar(&cfg.BindAddress, "bind-address", ":8090", "address WeChat's pushes are served on (plain HTTP behind the Ingress)")
 	fs.StringVar(&cfg.HealthProbeBindAddress, "health-probe-bind-address", ":8091", "address of /healthz and /readyz (0 disables)")
 	fs.StringVar(&cfg.MetricsBindAddress, "metrics-bind-address", ":8092", "address of /metrics (0 disables)")
+	// Off by default: it answers anyone who reaches it, and a profile costs CPU while it runs.
+	fs.StringVar(&cfg.PprofBindAddress, "pprof-bind-address", "", "address of Go's /debug/pprof (heap and CPU profiles) over plain HTTP; empty disables")
 	cfg.MetricsServing.BindFlags(fs)
 	fs.DurationVar(&cfg.MaxClockSkew, "max-clock-skew", cfg.MaxClockSkew, "largest accepted difference, either way, between a push's timestamp and our clock")
 	fs.Int64Var(&cfg.MaxBodyBytes, "max-body-bytes", cfg.MaxBodyBytes, "largest accepted push body")

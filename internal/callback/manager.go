@@ -77,6 +77,8 @@ type Config struct {
 	BindAddress            string
 	HealthProbeBindAddress string
 	MetricsBindAddress     string
+	// PprofBindAddress serves Go's /debug/pprof over plain HTTP; empty: none.
+	PprofBindAddress string
 	// MetricsServing secures /metrics; its zero value is plain HTTP (tests), the flags' default
 	// HTTPS with authentication and authorization.
 	MetricsServing securemetrics.Serving
@@ -92,6 +94,7 @@ func NewManager(rc *rest.Config, cfg Config) (manager.Manager, *Server, error) {
 		Scheme:                 scheme.New(),
 		Metrics:                cfg.MetricsServing.Options(cfg.MetricsBindAddress),
 		HealthProbeBindAddress: cfg.HealthProbeBindAddress,
+		PprofBindAddress:       cfg.PprofBindAddress,
 		// Every replica serves; the fold and the delivery are led, each by a Lease of its own.
 		Cache: cache.Options{DefaultTransform: cache.TransformStripManagedFields()},
 		// Belt and braces: a cached Secret read would need list and watch on every Secret (the

@@ -59,6 +59,8 @@ type gatewayConfig struct {
 	// SteadyRate scans a second are offered for SteadyTime in the steady part.
 	SteadyRate int
 	SteadyTime time.Duration
+	// ProfileDir, when set, receives a CPU profile of the replica over the steady load.
+	ProfileDir string
 }
 
 func (c gatewayConfig) String() string {

@@ -19,6 +19,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"runtime"
 	"time"
 
@@ -83,8 +84,19 @@ func (c gatewayConfig) steady(ctx context.Context, r *run, s *stage, p *harness.
 	r.logf("gateway: steady, %d scans at %d/s", n, c.SteadyRate)
 	start := time.Now()
 	st := &harness.Stream{Per: per, Tick: hotFaultTick, Pushes: pushes, Senders: []*harness.Sender{sender}}
+	profiled := make(chan error, 1)
+	go func() {
+		if c.ProfileDir == "" {
+			profiled <- nil
+			return
+		}
+		profiled <- cb.CPUProfile(ctx, c.SteadyTime, filepath.Join(c.ProfileDir, "callback-steady.cpu.pprof"))
+	}()
 	st.Start(ctx)
 	outcomes := st.End()
+	if err := <-profiled; err != nil {
+		return nil, err
+	}
 	l := load{Summary: harness.Summary{Sent: n, Acked: int(st.Acked()), Failed: harness.Lost(outcomes)}, elapsed: st.Sending(), totals: "the tally"}
 	d, err := awaitDeliveries(ctx, cb, st.Acked())
 	if err != nil {

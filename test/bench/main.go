@@ -146,9 +146,10 @@ func main() {
 	// WeChat re-sends a push whose answer it did not get in time; an answer lost on its way back
 	// is what makes a counted scan come again, so a share of them is what dedupe is tested on.
 	flag.IntVar(&hf.LostAnswers, "hotfault-lost-answers", 4, "hotfault: one answer in this many is lost on its way back to WeChat, which sends the event again (1: every event is sent again in every wave)")
-	flag.StringVar(&iss.ProfileDir, "profile", "", "issuance, renewal: write the manager's heap profile, once all codes are Ready or renewed, into this directory (turns on its --pprof-bind-address)")
+	flag.StringVar(&iss.ProfileDir, "profile", "", "issuance, renewal: write the manager's heap profile, once all codes are Ready or renewed, into this directory (turns on its --pprof-bind-address); gateway: a CPU profile of the callback replica over the steady load")
 	managerEnv := flag.String("manager-env", "", "extra environment of the manager, comma-separated KEY=VALUE (e.g. GOMEMLIMIT=90MiB)")
 	flag.Parse()
+	gw.ProfileDir = iss.ProfileDir
 	if *managerEnv != "" {
 		iss.Env = strings.Split(*managerEnv, ",")
 	}

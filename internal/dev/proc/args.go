@@ -84,6 +84,8 @@ type CallbackArgs struct {
 	// FoldInterval is how often the elected replica folds the ledger; zero keeps the default.
 	FoldInterval                     time.Duration
 	BindAddr, ProbeAddr, MetricsAddr string
+	// PprofAddr serves Go's /debug/pprof (--pprof-bind-address); empty: none.
+	PprofAddr string
 	// PlainMetrics: as ManagerArgs.PlainMetrics.
 	PlainMetrics bool
 	Console      bool
@@ -101,6 +103,7 @@ func (a CallbackArgs) Args() []string {
 	f.str("bind-address", a.BindAddr)
 	f.str("health-probe-bind-address", a.ProbeAddr)
 	f.str("metrics-bind-address", a.MetricsAddr)
+	f.str("pprof-bind-address", a.PprofAddr)
 	f.plainMetrics(a.PlainMetrics)
 	f.console(a.Console)
 	return f

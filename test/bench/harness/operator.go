@@ -108,7 +108,12 @@ func (m *Manager) HeapProfile(ctx context.Context, name string) error {
 	if m.profileDir == "" {
 		return nil
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+m.pprof+"/debug/pprof/heap?gc=1", nil)
+	return saveProfile(ctx, "http://"+m.pprof+"/debug/pprof/heap?gc=1", filepath.Join(m.profileDir, name))
+}
+
+// saveProfile writes what url (a /debug/pprof endpoint) answers into path.
+func saveProfile(ctx context.Context, url, path string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return err
 	}
@@ -118,12 +123,12 @@ func (m *Manager) HeapProfile(ctx context.Context, name string) error {
 	}
 	defer func() { _ = resp.Body.Close() }()
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("heap profile: %s", resp.Status)
+		return fmt.Errorf("profile %s: %s", url, resp.Status)
 	}
-	if err := os.MkdirAll(m.profileDir, 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
-	f, err := os.Create(filepath.Join(m.profileDir, name))
+	f, err := os.Create(path)
 	if err != nil {
 		return err
 	}
@@ -162,8 +167,14 @@ type Callback struct {
 	URL     string
 	Metrics string
 
-	bin, name, logDir, probe string
-	args                     []string
+	bin, name, logDir, probe, pprof string
+	args                            []string
+}
+
+// CPUProfile writes a CPU profile of the callback server over the next d into path, for
+// `go tool pprof`.
+func (c *Callback) CPUProfile(ctx context.Context, d time.Duration, path string) error {
+	return saveProfile(ctx, fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", c.pprof, int(d.Seconds())), path)
 }
 
 // StartCallback starts a callback server of the operator's namespace ns, where it finds the push
@@ -171,18 +182,18 @@ type Callback struct {
 // synced), as a kubelet would before sending it traffic. foldInterval is its --fold-interval;
 // zero keeps the default.
 func StartCallback(ctx context.Context, bins Binaries, name, kubeconfig, ns, logDir string, foldInterval time.Duration) (*Callback, error) {
-	addrs, err := FreeAddrs(3)
+	addrs, err := FreeAddrs(4)
 	if err != nil {
 		return nil, err
 	}
 	args := proc.CallbackArgs{
 		// The process name keeps the replicas apart.
 		Kubeconfig: kubeconfig, Namespace: ns, Identity: name, FoldInterval: foldInterval,
-		BindAddr: addrs[0], ProbeAddr: addrs[1], MetricsAddr: addrs[2], PlainMetrics: true,
+		BindAddr: addrs[0], ProbeAddr: addrs[1], MetricsAddr: addrs[2], PprofAddr: addrs[3], PlainMetrics: true,
 	}
 	c := &Callback{
 		URL: "http://" + addrs[0], Metrics: "http://" + addrs[2] + "/metrics",
-		bin: bins.Callback, name: name, logDir: logDir, probe: "http://" + addrs[1] + "/readyz", args: args.Args(),
+		bin: bins.Callback, name: name, logDir: logDir, probe: "http://" + addrs[1] + "/readyz", pprof: addrs[3], args: args.Args(),
 	}
 	return c, c.start(ctx)
 }
