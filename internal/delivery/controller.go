@@ -182,9 +182,14 @@ func (c *Controller) Start(ctx context.Context) error {
 	ticker := c.clock.NewTicker(tick)
 	defer ticker.Stop()
 	lastCommit, lastReport := c.clock.Now(), time.Time{}
+	// writing is held while the offsets or the reports are being written, off this loop: a slow
+	// API server must not hold up the routing of new events to the workers (it did: each commit
+	// patched its segments one after the other here, and what arrived meanwhile waited).
+	writing := make(chan struct{}, 1)
 	for {
 		select {
 		case <-ctx.Done():
+			writing <- struct{}{}
 			r.commit(context.Background())
 			return nil
 		case <-r.wake:
@@ -195,13 +200,28 @@ func (c *Controller) Start(ctx context.Context) error {
 			r.backlog.tidy(c.clock.Now(), c.routes)
 			r.observe()
 			r.mu.Unlock()
-			if c.clock.Since(lastCommit) >= c.opts.CommitInterval {
-				lastCommit = c.clock.Now()
-				r.commit(ctx)
-			}
-			if c.clock.Since(lastReport) >= c.opts.StatusInterval {
-				lastReport = c.clock.Now()
-				r.report(ctx)
+			commit, report := c.clock.Since(lastCommit) >= c.opts.CommitInterval, c.clock.Since(lastReport) >= c.opts.StatusInterval
+			if commit || report {
+				select {
+				case writing <- struct{}{}:
+					if commit {
+						lastCommit = c.clock.Now()
+					}
+					if report {
+						lastReport = c.clock.Now()
+					}
+					go func() {
+						defer func() { <-writing }()
+						if commit {
+							r.commit(ctx)
+						}
+						if report {
+							r.report(ctx)
+						}
+					}()
+				default:
+					// The last writes are still under way: these wait for the next tick.
+				}
 			}
 		}
 		r.dispatch()

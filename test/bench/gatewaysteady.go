@@ -97,7 +97,8 @@ func (c gatewayConfig) steady(ctx context.Context, r *run, s *stage, p *harness.
 	if err := <-profiled; err != nil {
 		return nil, err
 	}
-	l := load{Summary: harness.Summary{Sent: n, Acked: int(st.Acked()), Failed: harness.Lost(outcomes)}, elapsed: st.Sending(), totals: "the tally"}
+	// One try each: the outcomes are the first wave's, with the pushes' latencies.
+	l := load{Summary: harness.Summarize(harness.Wave(outcomes, 0)), elapsed: st.Sending(), totals: "the tally"}
 	d, err := awaitDeliveries(ctx, cb, st.Acked())
 	if err != nil {
 		return nil, err
