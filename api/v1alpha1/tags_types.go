@@ -82,6 +82,12 @@ func (t CodeTagging) TagOnOrDefault() TagOn {
 	return t.TagOn
 }
 
+// TagsScan is whether a scan, a subscribe through the code or a follower's scan, tags its
+// scanner.
+func (t CodeTagging) TagsScan(subscribe bool) bool {
+	return len(t.Tags) > 0 && (subscribe || t.TagOnOrDefault() == TagOnAllScanners)
+}
+
 // AccountTags is the account's tag registry as the operator last read it from WeChat.
 type AccountTags struct {
 	// Used is how many tags the account has created at WeChat (the operator's and any other's;
