@@ -60,7 +60,7 @@ var (
 	requests = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: metricnames.Namespace,
 		Name:      "tagging_requests_total",
-		Help:      "Requests of the callback server's deliverer to the tagging endpoint by answer: ok (every scanner tagged or skipped), retry (sent again), refused (not authenticated or authorized).",
+		Help:      "Requests of the callback server's deliverer to the tagging endpoint by answer: ok (every scanner tagged or skipped), retry (answered 5xx or 400: sent again). Requests refused as unauthenticated or unauthorized are not counted here.",
 	}, []string{"result"})
 )
 

@@ -54,6 +54,8 @@ type rig struct {
 	codes codes
 	t     *Tagger
 	srv   *httptest.Server
+	// client posts to srv.URL: plain HTTP to the Tagger's handler unless a test says.
+	client *http.Client
 }
 
 func newRig(t *testing.T, opts Options, tagNames ...string) *rig {
@@ -82,6 +84,7 @@ func newRig(t *testing.T, opts Options, tagNames ...string) *rig {
 	t.Cleanup(func() { cancel(); <-done })
 	r.srv = httptest.NewServer(r.t.Handler())
 	t.Cleanup(r.srv.Close)
+	r.client = http.DefaultClient
 	return r
 }
 
@@ -95,6 +98,15 @@ func (r *rig) follower(i int) string {
 // post sends the scan events of openIDs for code as the deliverer does and returns the status.
 func (r *rig) post(t *testing.T, code string, openIDs ...string) int {
 	t.Helper()
+	status, err := r.do(t, code, openIDs...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return status
+}
+
+func (r *rig) do(t *testing.T, code string, openIDs ...string) (int, error) {
+	t.Helper()
 	events := make([]cloudevents.Event, len(openIDs))
 	for i, o := range openIDs {
 		e := cloudevents.NewEvent()
@@ -104,20 +116,20 @@ func (r *rig) post(t *testing.T, code string, openIDs ...string) int {
 		e.SetTime(r.clk.Now())
 		ns, name := splitCode(code)
 		if err := e.SetData(cloudevents.ApplicationJSON, delivery.ScanEvent{Namespace: ns, Name: name, OpenID: o, Event: "subscribe", Scene: "1"}); err != nil {
-			t.Fatal(err)
+			return 0, err
 		}
 		events[i] = e
 	}
 	req, err := cehttp.NewHTTPRequestFromEvents(t.Context(), r.srv.URL, events)
 	if err != nil {
-		t.Fatal(err)
+		return 0, err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := r.client.Do(req)
 	if err != nil {
-		t.Fatal(err)
+		return 0, err
 	}
 	_ = resp.Body.Close()
-	return resp.StatusCode
+	return resp.StatusCode, nil
 }
 
 func splitCode(code string) (string, string) {
