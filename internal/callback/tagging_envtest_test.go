@@ -45,8 +45,8 @@ func (o oneCode) Code(context.Context, string, string) (tagging.Code, bool, erro
 // TestTaggingThroughTheLedger: scans of a code with spec.tags, pushed to a real replica, are
 // stored with their events in the ledger and delivered by its deliverer to the tagging endpoint
 // the push config publishes (TLS, trusting the published certificate alone), which tags every
-// scanner at the fake WeChat in calls of up to 50; a push WeChat retries tags once; the
-// segments record the endpoint's offsets under "tagging". The endpoint's token check is
+// scanner at the fake WeChat in calls of up to 50, through the manager replaced mid-stream (a
+// new address and certificate); the segments record the endpoint's offsets under "tagging". The endpoint's token check is
 // package tagging's test (the test's API server client has no token to send).
 func TestTaggingThroughTheLedger(t *testing.T) {
 	f := newFixture(t)
@@ -60,21 +60,26 @@ func TestTaggingThroughTheLedger(t *testing.T) {
 	tag := fake.AddTag(p.appID, "春季海报")
 	api := wechat.New(wechat.Options{APIBaseURL: fake.URL, ImageBaseURL: fake.URL})
 	lookup := oneCode{tagging.Code{Creds: wechat.Credentials{AppID: p.appID, AppSecret: "tagging-secret"}, TagIDs: []int64{tag.ID}}}
-	tg, err := tagging.New(api, lookup, clock.RealClock{}, tagging.Options{BatchWait: 200 * time.Millisecond, Remember: 1000, Calls: 2}, logr.Discard())
-	if err != nil {
-		t.Fatal(err)
+	// A manager's endpoint: its own Tagger (an empty memory), certificate and port, published.
+	start := func() (stop func()) {
+		tg, err := tagging.New(api, lookup, clock.RealClock{}, tagging.Options{BatchWait: 200 * time.Millisecond, Remember: 1000, Calls: 2}, logr.Discard())
+		if err != nil {
+			t.Fatal(err)
+		}
+		anyone := func(_ logr.Logger, h http.Handler) (http.Handler, error) { return h, nil }
+		published := make(chan *pushconfig.Tagging, 1)
+		srv := tagging.NewServer(tg, tagging.ServerOptions{BindAddress: "127.0.0.1:0", AdvertiseHost: "127.0.0.1"}, anyone,
+			func(e *pushconfig.Tagging) { published <- e }, logr.Discard())
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- srv.Start(ctx) }()
+		if err := pushconfig.WriteConfig(f.Ctx, f.C, f.C, f.NS, f.accounts, <-published); err != nil {
+			t.Fatal(err)
+		}
+		return func() { cancel(); <-done }
 	}
-	anyone := func(_ logr.Logger, h http.Handler) (http.Handler, error) { return h, nil }
-	published := make(chan *pushconfig.Tagging, 1)
-	srv := tagging.NewServer(tg, tagging.ServerOptions{BindAddress: "127.0.0.1:0", AdvertiseHost: "127.0.0.1"}, anyone,
-		func(e *pushconfig.Tagging) { published <- e }, logr.Discard())
-	ctx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Start(ctx) }()
-	t.Cleanup(func() { stop(); <-done })
-	if err := pushconfig.WriteConfig(f.Ctx, f.C, f.C, f.NS, f.accounts, <-published); err != nil {
-		t.Fatal(err)
-	}
+	stop := start()
+	t.Cleanup(func() { stop() })
 
 	r := f.replica(Options{})
 	code := scantest.NewCode("", "poster", p.appID, "TICKET-TAG", 88, "")
@@ -85,6 +90,12 @@ func TestTaggingThroughTheLedger(t *testing.T) {
 	const scanners = 120
 	createTime := time.Now().Unix()
 	for i := range scanners {
+		if i == scanners/2 {
+			// The manager replaced mid-stream: what the first did not acknowledge goes to the
+			// second, at its address, trusting its certificate.
+			stop()
+			stop = start()
+		}
 		o := fmt.Sprintf("o-tagged-%03d", i)
 		fake.AddFollower(p.appID, o)
 		push := p.build(t, scanXML(o, createTime, "subscribe", "qrscene_88", "TICKET-TAG"))
