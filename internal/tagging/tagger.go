@@ -261,7 +261,7 @@ func (t *Tagger) Tag(ctx context.Context, scans []Scan) error {
 	}
 }
 
-// MissingTagsError: a code's tags do not all exist at WeChat yet.
+// MissingTagsError is why a scan is tried again while the code's tags do not all exist at WeChat.
 type MissingTagsError struct{ Names []string }
 
 func (e *MissingTagsError) Error() string {
