@@ -125,6 +125,29 @@ type TagUsage struct {
 	CodeNames []string `json:"codeNames,omitempty"`
 }
 
+// TaggingStatus is what the manager that leads did with a code's scanners since it started
+// leading (Since): figures of one term, so that no two managers add to the same ones.
+type TaggingStatus struct {
+	// Since is when the manager that wrote the figures started tagging.
+	Since metav1.Time `json:"since"`
+	// Tagged is how many scanners were given the code's tags (a scanner once per tag).
+	Tagged int64 `json:"tagged"`
+	// InvalidOpenID, ForeignOpenID and FollowerTagLimit are the scanners skipped for good: not
+	// a user of the account (40003), another AppID's (49003), carrying 20 tags already (45059).
+	// +optional
+	InvalidOpenID int64 `json:"invalidOpenID,omitempty"`
+	// +optional
+	ForeignOpenID int64 `json:"foreignOpenID,omitempty"`
+	// +optional
+	FollowerTagLimit int64 `json:"followerTagLimit,omitempty"`
+	// LastError is the last reason the code's scans were tried again (a WeChat errcode and what
+	// to do), and LastErrorTime when.
+	// +optional
+	LastError string `json:"lastError,omitempty"`
+	// +optional
+	LastErrorTime *metav1.Time `json:"lastErrorTime,omitempty"`
+}
+
 // Conditions and reasons of tagging.
 const (
 	// ConditionTagsReady is on an account while its codes name tags: True when every tag they

@@ -224,5 +224,5 @@ func addTagging(mgr ctrl.Manager, cfg *rest.Config, rs *controllers.Reconcilers,
 	if err != nil {
 		return err
 	}
-	return mgr.Add(tagging.NewServer(t, opts, filter, rs.PushConfig.PublishTagging, log))
+	return mgr.Add(tagging.NewServer(t, opts, filter, rs.PushConfig.PublishTagging, mgr.GetClient().Status(), log))
 }

@@ -68,8 +68,8 @@ func TestTaggingThroughTheLedger(t *testing.T) {
 		}
 		anyone := func(_ logr.Logger, h http.Handler) (http.Handler, error) { return h, nil }
 		published := make(chan *pushconfig.Tagging, 1)
-		srv := tagging.NewServer(tg, tagging.ServerOptions{BindAddress: "127.0.0.1:0", AdvertiseHost: "127.0.0.1"}, anyone,
-			func(e *pushconfig.Tagging) { published <- e }, logr.Discard())
+		srv := tagging.NewServer(tg, tagging.ServerOptions{BindAddress: "127.0.0.1:0", AdvertiseHost: "127.0.0.1", StatusInterval: 200 * time.Millisecond}, anyone,
+			func(e *pushconfig.Tagging) { published <- e }, f.C.Status(), logr.Discard())
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		go func() { done <- srv.Start(ctx) }()
@@ -125,6 +125,14 @@ func TestTaggingThroughTheLedger(t *testing.T) {
 	if calls > scanners {
 		t.Errorf("%d calls for %d scanners: not batched", calls, scanners)
 	}
+	// The second manager's figures: the scanners it tagged, at least the second half.
+	scantest.WaitFor(t, "the code's status.tagging", func() bool {
+		var c qrv1alpha1.WeChatQRCode
+		if err := f.C.Get(t.Context(), client.ObjectKeyFromObject(code), &c); err != nil || c.Status.Tagging == nil {
+			return false
+		}
+		return c.Status.Tagging.Tagged >= scanners/2 && c.Status.Tagging.LastError == ""
+	})
 	scantest.WaitFor(t, "the tagging offsets", func() bool {
 		var segs qrv1alpha1.WeChatScanLedgerList
 		if err := env.Get(t).Client.List(t.Context(), &segs, client.InNamespace(f.NS)); err != nil || len(segs.Items) == 0 {

@@ -27,7 +27,9 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/util/cert"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/pushconfig"
@@ -43,7 +45,12 @@ type ServerOptions struct {
 	BindAddress string
 	// AdvertiseHost is the address the callback server reaches this manager at: the Pod's IP.
 	AdvertiseHost string
+	// StatusInterval is how often the codes' status.tagging is written, each code at most once.
+	StatusInterval time.Duration
 }
+
+// DefaultStatusInterval is the codes' status.tagging's: at most maxReports writes that often.
+const DefaultStatusInterval = 10 * time.Second
 
 // Server serves the Tagger's endpoint over TLS while its manager leads, and publishes it.
 type Server struct {
@@ -54,12 +61,17 @@ type Server struct {
 	filter metricsserver.Filter
 	// publish makes the endpoint known to the callback servers (the push config).
 	publish func(*pushconfig.Tagging)
-	log     logr.Logger
+	// status writes the codes' status.tagging.
+	status client.SubResourceWriter
+	log    logr.Logger
 }
 
 // NewServer is a Server of t.
-func NewServer(t *Tagger, opts ServerOptions, filter metricsserver.Filter, publish func(*pushconfig.Tagging), log logr.Logger) *Server {
-	return &Server{tagger: t, opts: opts, filter: filter, publish: publish, log: log}
+func NewServer(t *Tagger, opts ServerOptions, filter metricsserver.Filter, publish func(*pushconfig.Tagging), status client.SubResourceWriter, log logr.Logger) *Server {
+	if opts.StatusInterval <= 0 {
+		opts.StatusInterval = DefaultStatusInterval
+	}
+	return &Server{tagger: t, opts: opts, filter: filter, publish: publish, status: status, log: log}
 }
 
 // Start serves until ctx ends. The certificate is made here, at each start: a self-signed one
@@ -96,6 +108,8 @@ func (s *Server) Start(ctx context.Context) error {
 	go func() { served <- srv.ServeTLS(ln, "", "") }()
 	tagged := make(chan error, 1)
 	go func() { tagged <- s.tagger.Start(ctx) }()
+	reported := make(chan struct{})
+	go func() { defer close(reported); s.report(ctx) }()
 
 	port := ln.Addr().(*net.TCPAddr).Port
 	url := "https://" + net.JoinHostPort(s.opts.AdvertiseHost, strconv.Itoa(port)) + Path
@@ -111,10 +125,26 @@ func (s *Server) Start(ctx context.Context) error {
 	_ = srv.Shutdown(shutdown)
 	stop()
 	<-tagged
+	<-reported
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
 	}
 	return err
+}
+
+// report writes the codes' status.tagging every StatusInterval until ctx ends.
+func (s *Server) report(ctx context.Context) {
+	r := &reporter{status: s.status, since: metav1.NewTime(s.tagger.clock.Now().Truncate(time.Second)), written: map[string]figures{}}
+	ticker := s.tagger.clock.NewTicker(s.opts.StatusInterval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C():
+			r.round(ctx, s.tagger.Stats())
+		}
+	}
 }
 
 // NeedLeaderElection is true: only the manager that holds the access tokens tags.

@@ -79,7 +79,7 @@ func TestServerTrust(t *testing.T) {
 	}
 	published := make(chan *pushconfig.Tagging, 1)
 	srv := NewServer(r.t, ServerOptions{BindAddress: "127.0.0.1:0", AdvertiseHost: "127.0.0.1"}, filter,
-		func(p *pushconfig.Tagging) { published <- p }, r.t.log)
+		func(p *pushconfig.Tagging) { published <- p }, e.Client.Status(), r.t.log)
 	sctx, stop := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Start(sctx) }()

@@ -137,7 +137,7 @@ type Scan struct {
 type Tagger struct {
 	api    API
 	lookup Lookup
-	clock  clock.Clock
+	clock  clock.WithTicker
 	opts   Options
 	log    logr.Logger
 	calls  chan struct{}
@@ -211,7 +211,7 @@ type CodeStats struct {
 }
 
 // New is a Tagger calling api, with the codes of lookup.
-func New(api API, lookup Lookup, clk clock.Clock, opts Options, log logr.Logger) (*Tagger, error) {
+func New(api API, lookup Lookup, clk clock.WithTicker, opts Options, log logr.Logger) (*Tagger, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
