@@ -18,6 +18,7 @@ package controllers
 
 import (
 	"context"
+	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -29,6 +30,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/accountstate"
@@ -45,6 +47,21 @@ type PushConfigReconciler struct {
 	APIReader client.Reader
 
 	*accountsCommon
+
+	// tagging is the tagging endpoint this manager serves, nil while it serves none; published
+	// tells the reconciler it changed.
+	tagging   atomic.Pointer[pushconfig.Tagging]
+	published chan event.GenericEvent
+}
+
+// PublishTagging makes t the tagging endpoint of the push config: the callback servers' deliverers
+// send the scans of codes with spec.tags there.
+func (r *PushConfigReconciler) PublishTagging(t *pushconfig.Tagging) {
+	r.tagging.Store(t)
+	select {
+	case r.published <- event.GenericEvent{Object: &corev1.Secret{}}:
+	default:
+	}
 }
 
 func (r *PushConfigReconciler) key() types.NamespacedName {
@@ -66,6 +83,7 @@ func (r *PushConfigReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(v1alpha1.NewAccount(v1alpha1.KindWeChatAccount), one, builder.WithPredicates(accountPartChanged)).
 		Watches(v1alpha1.NewAccount(v1alpha1.KindClusterWeChatAccount), one, builder.WithPredicates(accountPartChanged)).
 		WatchesMetadata(&corev1.Secret{}, one).
+		WatchesRawSource(source.Channel(r.published, one)).
 		Complete(r)
 }
 
@@ -83,7 +101,7 @@ func (r *PushConfigReconciler) Reconcile(ctx context.Context, _ ctrl.Request) (c
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	return ctrl.Result{}, pushconfig.Write(ctx, r.APIReader, r.Client, r.clusterNamespace, accounts...)
+	return ctrl.Result{}, pushconfig.WriteConfig(ctx, r.APIReader, r.Client, r.clusterNamespace, accounts, r.tagging.Load())
 }
 
 // project is the push material of every account that has some (an AppID and a token), the

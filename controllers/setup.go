@@ -25,6 +25,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 )
 
 // WeChatAPI is what the manager's reconcilers need of a WeChat client (*wechat.Client).
@@ -72,7 +73,7 @@ func New(o Options) *Reconcilers {
 			Recorder: o.Recorder, Clock: o.Clock, accountsCommon: common},
 		Accounts: &AccountReconciler{Client: o.Client, APIReader: o.APIReader, Checker: o.WeChat, TagAPI: o.WeChat, Recorder: o.Recorder, Clock: o.Clock,
 			QuotaInterval: o.QuotaInterval, accountsCommon: common},
-		PushConfig: &PushConfigReconciler{Client: o.Client, APIReader: o.APIReader, accountsCommon: common},
+		PushConfig: &PushConfigReconciler{Client: o.Client, APIReader: o.APIReader, accountsCommon: common, published: make(chan event.GenericEvent, 1)},
 	}
 }
 

@@ -82,6 +82,12 @@ func (t CodeTagging) TagOnOrDefault() TagOn {
 	return t.TagOn
 }
 
+// TagsScan is whether a scan, a subscribe through the code or a follower's scan, tags its
+// scanner.
+func (t CodeTagging) TagsScan(subscribe bool) bool {
+	return len(t.Tags) > 0 && (subscribe || t.TagOnOrDefault() == TagOnAllScanners)
+}
+
 // AccountTags is the account's tag registry as the operator last read it from WeChat.
 type AccountTags struct {
 	// Used is how many tags the account has created at WeChat (the operator's and any other's;
@@ -117,6 +123,29 @@ type TagUsage struct {
 	// +listType=atomic
 	// +kubebuilder:validation:MaxItems=3
 	CodeNames []string `json:"codeNames,omitempty"`
+}
+
+// TaggingStatus is what the manager that leads did with a code's scanners since it started
+// leading (Since): figures of one term, so that no two managers add to the same ones.
+type TaggingStatus struct {
+	// Since is when the manager that wrote the figures started tagging.
+	Since metav1.Time `json:"since"`
+	// Tagged is how many scanners were given the code's tags (a scanner once per tag).
+	Tagged int64 `json:"tagged"`
+	// InvalidOpenID, ForeignOpenID and FollowerTagLimit are the scanners skipped for good: not
+	// a user of the account (40003), another AppID's (49003), carrying 20 tags already (45059).
+	// +optional
+	InvalidOpenID int64 `json:"invalidOpenID,omitempty"`
+	// +optional
+	ForeignOpenID int64 `json:"foreignOpenID,omitempty"`
+	// +optional
+	FollowerTagLimit int64 `json:"followerTagLimit,omitempty"`
+	// LastError is the last reason the code's scans were tried again (a WeChat errcode and what
+	// to do), and LastErrorTime when.
+	// +optional
+	LastError string `json:"lastError,omitempty"`
+	// +optional
+	LastErrorTime *metav1.Time `json:"lastErrorTime,omitempty"`
 }
 
 // Conditions and reasons of tagging.

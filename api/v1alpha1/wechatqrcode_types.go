@@ -307,6 +307,11 @@ type WeChatQRCodeStatus struct {
 	// +optional
 	SinkDelivery *SinkDeliveryStatus `json:"sinkDelivery,omitempty"`
 
+	// Tagging is what became of the code's scanners at WeChat (spec.tags), written by the
+	// manager that tags them.
+	// +optional
+	Tagging *TaggingStatus `json:"tagging,omitempty"`
+
 	// ObservedRenewRequest is the value of the renew-requested-at annotation last acted on
 	// (re-issued, or refused with an Event), so that each request is handled once.
 	// +optional

@@ -36,10 +36,12 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 
 	"github.com/qrcode-operator/wechat-qrcode-operator/controllers"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/scheme"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/securemetrics"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/tagging"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/version"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/wechat"
 )
@@ -60,6 +62,8 @@ type flags struct {
 	externalTokenAuthFile   string
 	clusterNamespace        string
 	quotaInterval           time.Duration
+	tagging                 tagging.Options
+	taggingServer           tagging.ServerOptions
 }
 
 // bindFlags registers the command line on fs; the flags are complete once fs is parsed.
@@ -94,6 +98,14 @@ func bindFlags(fs *flag.FlagSet) (*flags, *zap.Options) {
 	// One read an hour is 24 calls a day of openapi/quota/get's own quota per account.
 	fs.DurationVar(&f.quotaInterval, "quota-interval", time.Hour, "how often each Ready account's qrcode/create quota is read with openapi/quota/get (0 never)")
 	fs.DurationVar(&f.wechat.Timeout, "wechat-timeout", wechat.DefaultTimeout, "timeout of each WeChat request, token fetches included")
+
+	f.tagging = tagging.DefaultOptions()
+	fs.StringVar(&f.taggingServer.BindAddress, "tagging-bind-address", ":9445",
+		"address of the tagging endpoint (HTTPS), where the callback servers send the scans of codes with spec.tags while this manager leads (0 disables: their scanners are not tagged)")
+	fs.StringVar(&f.taggingServer.AdvertiseHost, "tagging-advertise-address", "",
+		"the address the callback servers reach the tagging endpoint at (default: the Pod's IP, $POD_IP; outside a Pod without it, no endpoint is served)")
+	fs.DurationVar(&f.tagging.BatchWait, "tag-batch-wait", f.tagging.BatchWait,
+		"how long a scanner waits for others of the same tag to fill a batchtagging call of 50 (at most 3s)")
 
 	zapOpts := &zap.Options{}
 	zapOpts.BindFlags(fs)
@@ -164,16 +176,20 @@ func run(ctx context.Context, cfg *rest.Config, f flags) error {
 		return err
 	}
 
+	wc := wechat.New(f.wechat)
 	rs := controllers.New(controllers.Options{
 		Client:                   mgr.GetClient(),
 		APIReader:                mgr.GetAPIReader(),
-		WeChat:                   wechat.New(f.wechat),
+		WeChat:                   wc,
 		Recorder:                 mgr.GetEventRecorder("wechatqrcode-controller"),
 		Clock:                    clock.RealClock{},
 		ClusterResourceNamespace: clusterNamespace,
 		QuotaInterval:            f.quotaInterval,
 	})
 	if err := rs.SetupWithManager(ctx, mgr, controller.Options{MaxConcurrentReconciles: f.maxConcurrentReconciles}); err != nil {
+		return err
+	}
+	if err := addTagging(mgr, cfg, rs, wc, f); err != nil {
 		return err
 	}
 	if err := metrics.Registry.Register(controllers.NewCodeCollector(mgr.GetCache(), mgr.Elected())); err != nil {
@@ -186,4 +202,31 @@ func run(ctx context.Context, cfg *rest.Config, f flags) error {
 		return err
 	}
 	return mgr.Start(ctx)
+}
+
+// addTagging serves the tagging endpoint while the manager leads: on --tagging-bind-address, at
+// the Pod's IP, to callers the API server authenticates and authorizes (post on /tagging), and
+// published in the push config.
+func addTagging(mgr ctrl.Manager, cfg *rest.Config, rs *controllers.Reconcilers, wc *wechat.Client, f flags) error {
+	log := ctrl.Log.WithName("tagging")
+	opts := f.taggingServer
+	if opts.AdvertiseHost == "" {
+		opts.AdvertiseHost = os.Getenv("POD_IP")
+	}
+	switch {
+	case opts.BindAddress == "0":
+		return nil
+	case opts.AdvertiseHost == "":
+		log.Info("no tagging endpoint: outside a Pod (no $POD_IP) without --tagging-advertise-address; the scanners of codes with spec.tags are not tagged")
+		return nil
+	}
+	t, err := tagging.New(wc, rs.TaggingLookup(), clock.RealClock{}, f.tagging, log)
+	if err != nil {
+		return err
+	}
+	filter, err := filters.WithAuthenticationAndAuthorization(cfg, mgr.GetHTTPClient())
+	if err != nil {
+		return err
+	}
+	return mgr.Add(tagging.NewServer(t, opts, filter, rs.PushConfig.PublishTagging, mgr.GetClient().Status(), log))
 }

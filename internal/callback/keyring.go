@@ -164,6 +164,8 @@ type keyring struct {
 	// without a lock: pushes read it, only the watch and the prune write it, under mu.
 	byAppID atomic.Pointer[map[string]*pushKeys]
 	loaded  atomic.Bool
+	// tagging is the manager's tagging endpoint as the push Secret publishes it, nil for none.
+	tagging atomic.Pointer[pushconfig.Tagging]
 
 	mu sync.Mutex
 	// config is what the push Secret serves (keysOf).
@@ -203,8 +205,18 @@ func (k *keyring) Accounts() []pushconfig.Account {
 	return out
 }
 
-// store serves s (nil: a deleted Secret, whose accounts all depart).
-func (k *keyring) store(s *corev1.Secret) { k.serve(keysOf(s, k.log)) }
+// store serves s (nil: a deleted Secret, whose accounts all depart, and no tagging endpoint).
+func (k *keyring) store(s *corev1.Secret) {
+	k.serve(keysOf(s, k.log))
+	var t *pushconfig.Tagging
+	if s != nil {
+		var err error
+		if t, err = pushconfig.DecodeTagging(s.Data); err != nil {
+			k.log.Error(err, "the manager's tagging endpoint not used; tagging waits for the manager to publish it again")
+		}
+	}
+	k.tagging.Store(t)
+}
 
 // serve serves config, what the push Secret now holds.
 func (k *keyring) serve(config map[string]*pushKeys) {

@@ -264,8 +264,9 @@ func (s *Server) open(w http.ResponseWriter, r *http.Request, keys *pushKeys, q 
 
 // count makes a scan attributed to code durable in the ledger and returns the result label of
 // the events metric. The entry carries its scan event's data (the OpenID among it) only when the
-// account or the code has a sink, declared even if not resolved yet: the ledger is the events'
-// outbox (package delivery), and an event not stored now could never be sent.
+// account or the code has a sink, declared even if not resolved yet, or the scan tags its
+// scanner (spec.tags): the ledger is the events' outbox (package delivery; the manager's tagging
+// endpoint is one more target), and an event not stored now could never be sent.
 func (s *Server) count(ctx context.Context, keys *pushKeys, code *qrv1alpha1.WeChatQRCode, sc *scan, m *pushwire.Message, at, deadline time.Time) (string, error) {
 	e := qrv1alpha1.LedgerEntry{
 		Key:       sc.key,
@@ -275,7 +276,7 @@ func (s *Server) count(ctx context.Context, keys *pushKeys, code *qrv1alpha1.WeC
 		At:        at.UnixMilli(),
 		Scanner:   ledger.ScannerHash(m.FromUserName),
 	}
-	if keys.hasSink() || code.Spec.Sink != nil {
+	if keys.hasSink() || code.Spec.Sink != nil || code.Spec.TagsScan(e.Subscribe) {
 		createTime, _ := strconv.ParseInt(m.CreateTime, 10, 64)
 		e.Event = qrv1alpha1.LedgerEvent{AppID: keys.appID, CreateTime: createTime, OpenID: m.FromUserName, Scene: sc.scene, Ticket: sc.ticket}
 	}

@@ -54,6 +54,24 @@ func (r routes) CodeSink(code string, uid types.UID) delivery.Sink {
 	return delivery.Sink{Declared: true, Target: delivery.Target{URI: c.Status.SinkURI, MaxEvents: c.Status.SinkMaxEvents}, Retention: c.Spec.Sink.RetentionOf()}
 }
 
+// CodeTagging routes the scans that tag their scanner to the manager's tagging endpoint, for as
+// long as a sink's events wait by default: the manager may be between two leaders.
+func (r routes) CodeTagging(code string, uid types.UID, subscribe bool) delivery.Sink {
+	o, ok, err := r.codes.GetByKey(code)
+	if err != nil || !ok {
+		return delivery.Sink{}
+	}
+	c := o.(*qrv1alpha1.WeChatQRCode)
+	if c.UID != uid || !c.Spec.TagsScan(subscribe) {
+		return delivery.Sink{}
+	}
+	t := delivery.Target{Tagging: true, MaxEvents: delivery.TaggingMaxEvents}
+	if e := r.keys.tagging.Load(); e != nil {
+		t.URI, t.CA = e.URL, e.CA
+	}
+	return delivery.Sink{Declared: true, Target: t, Retention: qrv1alpha1.DefaultSinkRetention}
+}
+
 func (r routes) Declarations() []delivery.Declaration {
 	var out []delivery.Declaration
 	for _, a := range r.keys.Accounts() {

@@ -18,6 +18,7 @@ package delivery
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -27,15 +28,29 @@ import (
 	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
 )
 
-// fakeRoutes are the sinks as a test declares them: by AppID, and by code.
+// fakeRoutes are the sinks as a test declares them: by AppID, and by code; the codes that tag
+// their scanners, and the tagging endpoint.
 type fakeRoutes struct {
 	accounts map[string]Sink
 	codes    map[string]Sink
+	tagging  map[string]qrv1alpha1.TagOn
+	endpoint Target
 }
 
 func (r fakeRoutes) AccountSink(appID string) Sink          { return r.accounts[appID] }
 func (r fakeRoutes) CodeSink(code string, _ types.UID) Sink { return r.codes[code] }
 func (r fakeRoutes) Declarations() []Declaration            { return nil }
+func (r fakeRoutes) CodeTagging(code string, _ types.UID, subscribe bool) Sink {
+	if on, ok := r.tagging[code]; ok && (subscribe || on == qrv1alpha1.TagOnAllScanners) {
+		return Sink{Declared: true, Target: r.endpoint, Retention: time.Hour}
+	}
+	return Sink{}
+}
+
+// taggingAt is the tagging endpoint at uri.
+func taggingAt(uri string) Target {
+	return Target{URI: uri, MaxEvents: 50, Tagging: true, CA: "pem"}
+}
 
 var t0 = time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
 
@@ -67,9 +82,17 @@ func TestRouting(t *testing.T) {
 	for _, tc := range []struct {
 		name          string
 		account, code Sink
+		tagOn         qrv1alpha1.TagOn
+		endpoint      Target
+		subscribe     bool
 		want          []string
 		waits, noSink bool
 	}{
+		{name: "tagging", tagOn: qrv1alpha1.TagOnAllScanners, endpoint: taggingAt("https://m"), want: []string{"https://m"}},
+		{name: "tagging and a sink", code: sinkAt("http://c"), tagOn: qrv1alpha1.TagOnAllScanners, endpoint: taggingAt("https://m"), want: []string{"http://c", "https://m"}},
+		{name: "new followers: a subscribe", tagOn: qrv1alpha1.TagOnNewFollowers, subscribe: true, endpoint: taggingAt("https://m"), want: []string{"https://m"}},
+		{name: "new followers: a follower's scan", tagOn: qrv1alpha1.TagOnNewFollowers, endpoint: taggingAt("https://m"), noSink: true},
+		{name: "no manager publishes tagging", tagOn: qrv1alpha1.TagOnAllScanners, endpoint: Target{Tagging: true}, waits: true},
 		{name: "account only", account: sinkAt("http://a"), want: []string{"http://a"}},
 		{name: "code only", code: sinkAt("http://c"), want: []string{"http://c"}},
 		{name: "both", account: sinkAt("http://a"), code: sinkAt("http://c"), want: []string{"http://a", "http://c"}},
@@ -81,18 +104,27 @@ func TestRouting(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			o := outcomes{}
 			b := newBacklog(100, o.count)
-			r := fakeRoutes{accounts: map[string]Sink{"wx1": tc.account}, codes: map[string]Sink{"ns/c": tc.code}}
-			b.observe(segment("s1", qrv1alpha1.WeChatScanLedgerStatus{}, []qrv1alpha1.LedgerEntry{entry("k1", "ns/c", 1, 0)}), r)
-			var got []string
-			for _, q := range b.queues {
-				got = append(got, q.target.URI)
+			r := fakeRoutes{accounts: map[string]Sink{"wx1": tc.account}, codes: map[string]Sink{"ns/c": tc.code}, endpoint: tc.endpoint}
+			if tc.tagOn != "" {
+				r.tagging = map[string]qrv1alpha1.TagOn{"ns/c": tc.tagOn}
+			}
+			e := entry("k1", "ns/c", 1, 0)
+			e.Subscribe = tc.subscribe
+			b.observe(segment("s1", qrv1alpha1.WeChatScanLedgerStatus{}, []qrv1alpha1.LedgerEntry{e}), r)
+			got := map[string]string{}
+			for id, q := range b.queues {
+				got[q.target.URI] = id
 			}
 			if len(got) != len(tc.want) {
 				t.Fatalf("queued for %v, want %v", got, tc.want)
 			}
 			for _, w := range tc.want {
-				if b.queues[Target{URI: w}.id()] == nil {
+				id, ok := got[w]
+				if !ok {
 					t.Errorf("nothing queued for %s (queues %v)", w, got)
+				}
+				if strings.HasPrefix(w, "https://m") && id != taggingID {
+					t.Errorf("the tagging endpoint's offsets are named %q, want %q whatever its URL", id, taggingID)
 				}
 			}
 			if (len(b.unrouted) == 1) != tc.waits {

@@ -123,7 +123,7 @@ func New(rc *rest.Config, scheme *runtime.Scheme, status client.SubResourceWrite
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
-	c := &Controller{opts: opts, config: rc, scheme: scheme, status: status, routes: routes, clock: clk, log: log, send: newSender(opts.Workers).send}
+	c := &Controller{opts: opts, config: rc, scheme: scheme, status: status, routes: routes, clock: clk, log: log, send: newSender(opts.Workers, rc).send}
 	c.newCache = func() (cache.Cache, error) {
 		return cache.New(rc, cache.Options{
 			Scheme:            scheme,
@@ -313,7 +313,10 @@ func perRequest(maxEvents int32) int { return max(1, int(maxEvents)) }
 // now or the term ends.
 func (r *run) work(q *queue, items []*item) {
 	for len(items) > 0 {
-		result, cause := r.try(q.target, items)
+		r.mu.Lock()
+		t := r.current(q, items[0].entry)
+		r.mu.Unlock()
+		result, cause := r.try(t, items)
 		r.mu.Lock()
 		now := r.clock.Now()
 		q.settle(now, items, result, cause)
@@ -326,6 +329,18 @@ func (r *run) work(q *queue, items []*item) {
 		}
 		r.mu.Unlock()
 	}
+}
+
+// current is q's target for a request that starts with e; called with mu held. The tagging
+// endpoint is read at each request, not only as events are routed: a manager elected after
+// another publishes its own address, and the events queued go there.
+func (r *run) current(q *queue, e qrv1alpha1.LedgerEntry) Target {
+	if q.target.Tagging {
+		if s := r.routes.CodeTagging(e.Code, e.UID, e.Subscribe); s.Target.URI != "" {
+			q.target = s.Target
+		}
+	}
+	return q.target
 }
 
 // try makes one try of items and returns the result ("" to try again) and the cause of a failure.
@@ -350,6 +365,9 @@ func (r *run) try(t Target, items []*item) (string, string) {
 	requestDuration.Observe(r.clock.Since(start).Seconds())
 	requestEvents.Observe(float64(len(events)))
 	result := verdict(status)
+	if t.Tagging && result == resultRejected {
+		result = ""
+	}
 	switch result {
 	case resultOK:
 		now := r.clock.Now()

@@ -31,11 +31,29 @@ import (
 type Target struct {
 	URI       string
 	MaxEvents int32
+	// Tagging marks the elected manager's tagging endpoint, which tags the scanners of codes with
+	// spec.tags (package tagging): its requests go over TLS trusting CA alone (the certificate
+	// the manager made at its start) and carry the callback server's ServiceAccount token, and
+	// any answer but a 2xx is tried again (what the manager will never tag it answers 2xx: a 4xx
+	// is a misconfiguration to fix, RBAC or a token, not an event to drop).
+	Tagging bool
+	CA      string
 }
+
+// TaggingMaxEvents is how many events a request to the tagging endpoint carries at most: one
+// batchtagging call's worth of OpenIDs (WeChat takes 50).
+const TaggingMaxEvents = 50
+
+// taggingID names the tagging endpoint in the segments' offsets whatever its URL: a manager
+// elected after another serves at its own Pod IP, and takes over the same offsets.
+const taggingID = "tagging"
 
 // id names a target in a segment's committed offsets: short, and without the URL, which may
 // carry a token.
 func (t Target) id() string {
+	if t.Tagging {
+		return taggingID
+	}
 	h := fnv.New64a()
 	_, _ = h.Write([]byte(t.URI))
 	_, _ = h.Write([]byte{0})
@@ -61,6 +79,10 @@ type Routes interface {
 	// CodeSink is the sink of the code namespace/name if it still is the code of uid; undeclared
 	// once it is gone.
 	CodeSink(code string, uid types.UID) Sink
+	// CodeTagging is the tagging endpoint as a sink (a Tagging target, its URI empty while no
+	// manager publishes it) if the code namespace/name of uid tags the scanner of a scan that
+	// is a subscribe or not; undeclared if it does not.
+	CodeTagging(code string, uid types.UID, subscribe bool) Sink
 	// Declarations are the accounts and codes that have spec.sink now: whose status reports
 	// the delivery of their events.
 	Declarations() []Declaration
@@ -89,12 +111,13 @@ type routed struct {
 }
 
 // routeOf is e's route: the account's sink, then the code's unless it is the same URL (one event
-// per address, as one sink). An event waits for an unresolved sink rather than go to the other
-// alone and be forgotten by the unresolved one: resolution takes seconds, retention an hour.
+// per address, as one sink), then the tagging endpoint if the code tags its scanner. An event
+// waits for an unresolved sink rather than go to the other alone and be forgotten by the
+// unresolved one: resolution takes seconds, retention an hour.
 func routeOf(r Routes, e qrv1alpha1.LedgerEntry) route {
 	at := time.UnixMilli(e.At)
 	var rt route
-	for _, s := range []Sink{r.AccountSink(e.Event.AppID), r.CodeSink(e.Code, e.UID)} {
+	for _, s := range []Sink{r.AccountSink(e.Event.AppID), r.CodeSink(e.Code, e.UID), r.CodeTagging(e.Code, e.UID, e.Subscribe)} {
 		switch {
 		case !s.Declared:
 		case s.Target.URI == "":

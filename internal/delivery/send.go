@@ -18,14 +18,19 @@ package delivery
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"sync"
 
 	cloudevents "github.com/cloudevents/sdk-go/v2"
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/transport"
 )
 
 // sender makes one try to deliver events to a sink: a binary-mode request of one event, or a
@@ -34,21 +39,64 @@ type sender struct {
 	client cloudevents.Client
 	// batches sends batched mode's requests, over the same transport as client.
 	batches *http.Client
+	workers int
+	// auth adds the callback server's ServiceAccount token (its rest.Config's, the file re-read
+	// as the kubelet rotates it) to the requests to the tagging endpoint.
+	auth func(http.RoundTripper) (http.RoundTripper, error)
+
+	mu sync.Mutex
+	// tagging sends to the tagging endpoint whose certificate is ca: one manager serves it at a
+	// time, and a new one comes with its own certificate.
+	tagging *http.Client
+	ca      string
 }
 
-func newSender(workers int) *sender {
-	t := http.DefaultTransport.(*http.Transport).Clone()
-	// A connection per worker to each sink, kept between events: with fewer idle connections
-	// than workers, every burst would close and reopen some. No limit across sinks: workers per
-	// sink bound them, and IdleConnTimeout closes those of a sink no longer sent to.
-	t.MaxIdleConnsPerHost = workers
-	t.MaxIdleConns = 0
+func newSender(workers int, rc *rest.Config) *sender {
+	t := newTransport(workers)
 	c, err := cloudevents.NewClientHTTP(cehttp.WithRoundTripper(t))
 	if err != nil {
 		// Only an option can fail it, and these are constant.
 		panic(err)
 	}
-	return &sender{client: c, batches: &http.Client{Transport: t}}
+	return &sender{client: c, batches: &http.Client{Transport: t}, workers: workers,
+		auth: func(rt http.RoundTripper) (http.RoundTripper, error) {
+			return transport.NewBearerAuthWithRefreshRoundTripper(rc.BearerToken, rc.BearerTokenFile, rt)
+		}}
+}
+
+// newTransport keeps a connection per worker to each sink between events: with fewer idle
+// connections than workers, every burst would close and reopen some. No limit across sinks:
+// workers per sink bound them, and IdleConnTimeout closes those of a sink no longer sent to.
+func newTransport(workers int) *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConnsPerHost = workers
+	t.MaxIdleConns = 0
+	return t
+}
+
+// taggingClient is the client of the tagging endpoint whose certificate is ca: TLS trusting that
+// certificate alone, with the token.
+func (s *sender) taggingClient(ca string) (*http.Client, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.tagging != nil && s.ca == ca {
+		return s.tagging, nil
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM([]byte(ca)) {
+		return nil, errors.New("the tagging endpoint's CA in the push config is not a PEM certificate")
+	}
+	t := newTransport(s.workers)
+	t.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	rt, err := s.auth(t)
+	if err != nil {
+		return nil, fmt.Errorf("the ServiceAccount token for the tagging endpoint: %w", err)
+	}
+	if s.tagging != nil {
+		s.tagging.CloseIdleConnections()
+	}
+	s.tagging, s.ca = &http.Client{Transport: rt}, ca
+	return s.tagging, nil
 }
 
 // send returns the answer's status, 0 with the cause when there was none.
@@ -61,11 +109,18 @@ func (s *sender) send(ctx context.Context, t Target, events []cloudevents.Event)
 		}
 		return 0, res
 	}
+	hc := s.batches
+	if t.Tagging {
+		var err error
+		if hc, err = s.taggingClient(t.CA); err != nil {
+			return 0, err
+		}
+	}
 	req, err := cehttp.NewHTTPRequestFromEvents(ctx, t.URI, events)
 	if err != nil {
 		return 0, err
 	}
-	resp, err := s.batches.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return 0, err
 	}

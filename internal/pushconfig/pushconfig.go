@@ -92,6 +92,34 @@ func (a Account) Credentials() (credentials.Account, error) {
 	return c, nil
 }
 
+// TaggingKey is the projected Secret's key of the manager's tagging endpoint: a name no AppID
+// has (AppIDs are letters and digits), beside the accounts' keys.
+const TaggingKey = "tagging.endpoint"
+
+// Tagging is where the elected manager takes the scan events of codes with spec.tags: its
+// tagging endpoint (package tagging), published by the manager that holds the leader Lease.
+type Tagging struct {
+	// URL of the endpoint: https, at the manager Pod's IP.
+	URL string `json:"url"`
+	// CA is the PEM certificate the endpoint serves, self-signed by the manager at its start:
+	// the callback server trusts that certificate alone for the endpoint.
+	CA string `json:"ca"`
+}
+
+// DecodeTagging reads the tagging endpoint of the projected Secret's data: nil while no manager
+// publishes one.
+func DecodeTagging(data map[string][]byte) (*Tagging, error) {
+	b, ok := data[TaggingKey]
+	if !ok {
+		return nil, nil
+	}
+	var t Tagging
+	if err := json.Unmarshal(b, &t); err != nil || t.URL == "" || t.CA == "" {
+		return nil, fmt.Errorf("entry %s does not parse as an endpoint with its CA", TaggingKey)
+	}
+	return &t, nil
+}
+
 // Encode is the projected Secret's data: one key per AppID, in a stable form so that an
 // unchanged set of accounts writes nothing.
 func Encode(accounts []Account) (map[string][]byte, error) {
@@ -109,12 +137,15 @@ func Encode(accounts []Account) (map[string][]byte, error) {
 	return data, nil
 }
 
-// Decode reads the projected Secret's data. An entry that does not parse is reported by AppID and
-// skipped, so one bad entry does not stop the others being served. Errors name keys, never values.
+// Decode reads the accounts of the projected Secret's data (the tagging endpoint is
+// DecodeTagging's). An entry that does not parse is reported by AppID and skipped, so one bad
+// entry does not stop the others being served. Errors name keys, never values.
 func Decode(data map[string][]byte) (accounts []Account, problems []error) {
 	keys := make([]string, 0, len(data))
 	for k := range data {
-		keys = append(keys, k)
+		if k != TaggingKey {
+			keys = append(keys, k)
+		}
 	}
 	sort.Strings(keys)
 	for _, k := range keys {

@@ -76,3 +76,23 @@ func TestDecodeSkipsBadEntriesWithoutValues(t *testing.T) {
 		t.Errorf("formatting shows a value: %s", s)
 	}
 }
+
+func TestTaggingBesideAccounts(t *testing.T) {
+	data, _ := Encode([]Account{{AppID: "wx1", Token: "t"}})
+	if got, err := DecodeTagging(data); got != nil || err != nil {
+		t.Fatalf("no endpoint published: got %v, %v", got, err)
+	}
+	data[TaggingKey] = []byte(`{"url":"https://10.0.0.7:9445/tagging","ca":"-----BEGIN CERTIFICATE-----"}`)
+	accounts, problems := Decode(data)
+	if len(accounts) != 1 || len(problems) != 0 {
+		t.Fatalf("the endpoint's key read as an account: %v, %v", accounts, problems)
+	}
+	got, err := DecodeTagging(data)
+	if err != nil || got.URL != "https://10.0.0.7:9445/tagging" {
+		t.Fatalf("DecodeTagging: %v, %v", got, err)
+	}
+	data[TaggingKey] = []byte(`{"url":"https://10.0.0.7:9445/tagging"}`)
+	if _, err := DecodeTagging(data); err == nil {
+		t.Fatal("an endpoint without its CA was taken: the callback server could not verify it")
+	}
+}

@@ -19,6 +19,7 @@ package pushconfig
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"maps"
 
 	corev1 "k8s.io/api/core/v1"
@@ -28,14 +29,25 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
-// Write makes the push config Secret in namespace hold exactly accounts, creating it if need
-// be, and writes nothing when it already does: the manager's projection, and what tests and the
-// benchmarks write in its place. The Secret is read through reader, so that the manager reads it
-// uncached (its cache holds no Secret data) and writes through writer.
+// Write makes the push config Secret in namespace hold exactly accounts and no tagging
+// endpoint: what tests and the benchmarks write in the manager's place.
 func Write(ctx context.Context, reader client.Reader, writer client.Writer, namespace string, accounts ...Account) error {
+	return WriteConfig(ctx, reader, writer, namespace, accounts, nil)
+}
+
+// WriteConfig makes the push config Secret in namespace hold exactly accounts and the tagging
+// endpoint (nil: none), creating it if need be, and writes nothing when it already does: the
+// manager's projection. The Secret is read through reader, so that the manager reads it
+// uncached (its cache holds no Secret data) and writes through writer.
+func WriteConfig(ctx context.Context, reader client.Reader, writer client.Writer, namespace string, accounts []Account, tagging *Tagging) error {
 	data, err := Encode(accounts)
 	if err != nil {
 		return err
+	}
+	if tagging != nil {
+		if data[TaggingKey], err = json.Marshal(tagging); err != nil {
+			return err
+		}
 	}
 	cur := &corev1.Secret{}
 	switch err := reader.Get(ctx, types.NamespacedName{Namespace: namespace, Name: SecretName}, cur); {

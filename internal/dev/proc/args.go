@@ -46,6 +46,9 @@ type ManagerArgs struct {
 	KubeQPS       float64
 	KubeBurst     int
 	Workers       int
+	// TaggingAddr and TaggingAdvertise place the tagging endpoint (a local run: 127.0.0.1:0,
+	// advertised as 127.0.0.1); unset, a local run serves none.
+	TaggingAddr, TaggingAdvertise string
 	// Console makes the process log lines for a person at a terminal, not JSON for a pipeline.
 	Console bool
 }
@@ -71,6 +74,8 @@ func (a ManagerArgs) Args() []string {
 	f.float("kube-api-qps", a.KubeQPS)
 	f.int("kube-api-burst", a.KubeBurst)
 	f.int("max-concurrent-reconciles", a.Workers)
+	f.str("tagging-bind-address", a.TaggingAddr)
+	f.str("tagging-advertise-address", a.TaggingAdvertise)
 	f.console(a.Console)
 	return f
 }

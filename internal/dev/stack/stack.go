@@ -431,7 +431,10 @@ func (s *Stack) startOperator(ctx context.Context, bins Binaries, a Account, sec
 		MetricsAddr:             hostPort(p.ManagerMetrics),
 		PlainMetrics:            true,
 		ProbeAddr:               hostPort(p.ManagerHealth),
-		Console:                 true,
+		// The callback server tags through it with its ServiceAccount's token, as in a cluster.
+		TaggingAddr:      "127.0.0.1:0",
+		TaggingAdvertise: "127.0.0.1",
+		Console:          true,
 	}
 	if s.fake != nil {
 		// The fake serves the images too, so status.imageURL opens on this machine.

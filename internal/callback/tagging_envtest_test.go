@@ -1,0 +1,148 @@
+/*
+Copyright 2026 The WeChat QR Code Operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package callback
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	"k8s.io/utils/clock"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/pushconfig"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/scantest"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/tagging"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/wechat"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/wechattest"
+)
+
+// oneCode is a tagging.Lookup of the one code of TestTaggingThroughTheLedger.
+type oneCode struct{ code tagging.Code }
+
+func (o oneCode) Code(context.Context, string, string) (tagging.Code, bool, error) {
+	return o.code, true, nil
+}
+
+// TestTaggingThroughTheLedger: scans of a code with spec.tags, pushed to a real replica, are
+// stored with their events in the ledger and delivered by its deliverer to the tagging endpoint
+// the push config publishes (TLS, trusting the published certificate alone), which tags every
+// scanner at the fake WeChat in calls of up to 50, through the manager replaced mid-stream (a
+// new address and certificate); the segments record the endpoint's offsets under "tagging". The endpoint's token check is
+// package tagging's test (the test's API server client has no token to send).
+func TestTaggingThroughTheLedger(t *testing.T) {
+	f := newFixture(t)
+	p := f.account("a", "wxtagging", "tok-tagging", testKey, "")
+	fake, err := wechattest.NewServer(wechattest.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(fake.Close)
+	fake.AddAccount(p.appID, "tagging-secret")
+	tag := fake.AddTag(p.appID, "春季海报")
+	api := wechat.New(wechat.Options{APIBaseURL: fake.URL, ImageBaseURL: fake.URL})
+	lookup := oneCode{tagging.Code{Creds: wechat.Credentials{AppID: p.appID, AppSecret: "tagging-secret"}, TagIDs: []int64{tag.ID}}}
+	// A manager's endpoint: its own Tagger (an empty memory), certificate and port, published.
+	start := func() (stop func()) {
+		tg, err := tagging.New(api, lookup, clock.RealClock{}, tagging.Options{BatchWait: 200 * time.Millisecond, Remember: 1000, Calls: 2}, logr.Discard())
+		if err != nil {
+			t.Fatal(err)
+		}
+		anyone := func(_ logr.Logger, h http.Handler) (http.Handler, error) { return h, nil }
+		published := make(chan *pushconfig.Tagging, 1)
+		srv := tagging.NewServer(tg, tagging.ServerOptions{BindAddress: "127.0.0.1:0", AdvertiseHost: "127.0.0.1", StatusInterval: 200 * time.Millisecond}, anyone,
+			func(e *pushconfig.Tagging) { published <- e }, f.C.Status(), logr.Discard())
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- srv.Start(ctx) }()
+		if err := pushconfig.WriteConfig(f.Ctx, f.C, f.C, f.NS, f.accounts, <-published); err != nil {
+			t.Fatal(err)
+		}
+		return func() { cancel(); <-done }
+	}
+	stop := start()
+	t.Cleanup(func() { stop() })
+
+	r := f.replica(Options{})
+	code := scantest.NewCode("", "poster", p.appID, "TICKET-TAG", 88, "")
+	code.Spec.Tags = []qrv1alpha1.TagName{"春季海报"}
+	f.Code(code)
+	waitIndexed(t, []*replica{r}, p.appID, "TICKET-TAG")
+
+	const scanners = 120
+	createTime := time.Now().Unix()
+	for i := range scanners {
+		if i == scanners/2 {
+			// The manager replaced mid-stream: what the first did not acknowledge goes to the
+			// second, at its address, trusting its certificate.
+			stop()
+			stop = start()
+		}
+		o := fmt.Sprintf("o-tagged-%03d", i)
+		fake.AddFollower(p.appID, o)
+		push := p.build(t, scanXML(o, createTime, "subscribe", "qrscene_88", "TICKET-TAG"))
+		for range 1 + i%2 { // every other push twice: WeChat's retry
+			status, body := push.send(t, r.url)
+			wantOK(t, status, body, "success")
+		}
+	}
+	tagged := func(i int) bool {
+		for _, tg := range fake.FollowerTags(p.appID, fmt.Sprintf("o-tagged-%03d", i)) {
+			if tg.ID == tag.ID {
+				return true
+			}
+		}
+		return false
+	}
+	scantest.WaitFor(t, "every scanner tagged", func() bool {
+		for i := range scanners {
+			if !tagged(i) {
+				return false
+			}
+		}
+		return true
+	})
+	calls := fake.Calls(wechattest.EndpointBatchTagging)
+	t.Logf("%d scanners (%d pushes) tagged in %d batchtagging calls", scanners, scanners*3/2, calls)
+	if calls > scanners {
+		t.Errorf("%d calls for %d scanners: not batched", calls, scanners)
+	}
+	// The second manager's figures: the scanners it tagged, at least the second half.
+	scantest.WaitFor(t, "the code's status.tagging", func() bool {
+		var c qrv1alpha1.WeChatQRCode
+		if err := f.C.Get(t.Context(), client.ObjectKeyFromObject(code), &c); err != nil || c.Status.Tagging == nil {
+			return false
+		}
+		return c.Status.Tagging.Tagged >= scanners/2 && c.Status.Tagging.LastError == ""
+	})
+	scantest.WaitFor(t, "the tagging offsets", func() bool {
+		var segs qrv1alpha1.WeChatScanLedgerList
+		if err := env.Get(t).Client.List(t.Context(), &segs, client.InNamespace(f.NS)); err != nil || len(segs.Items) == 0 {
+			return false
+		}
+		for _, s := range segs.Items {
+			if _, ok := s.Status.Sinks["tagging"]; !ok || s.Status.Delivered == 0 {
+				return false
+			}
+		}
+		return true
+	})
+}
