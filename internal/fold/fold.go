@@ -174,21 +174,10 @@ func (f *Folder) Fold(ctx context.Context) error {
 	if err := sk.store(shards); err != nil {
 		return err
 	}
-	live := map[string]bool{}
-	for _, seg := range segs {
-		live[seg.Name] = true
-	}
+	markFolded(shards, changed, segs)
 	for i, sh := range shards {
 		if !changed[i] {
 			continue
-		}
-		for name := range sh.Spec.Folded {
-			if !live[name] {
-				delete(sh.Spec.Folded, name)
-			}
-		}
-		for _, seg := range segs {
-			sh.Spec.Folded[seg.Name] = seg.size
 		}
 		if err := f.writeShard(ctx, sh); err != nil {
 			return err
@@ -243,6 +232,28 @@ func fold(mem *memory, segs []*segment, shards []*qrv1alpha1.WeChatScanTally, no
 		}
 	}
 	return changed, sk
+}
+
+// markFolded sets the fold marks of the changed shards to every segment's end, and drops the
+// marks of the segments gone.
+func markFolded(shards []*qrv1alpha1.WeChatScanTally, changed []bool, segs []*segment) {
+	live := map[string]bool{}
+	for _, seg := range segs {
+		live[seg.Name] = true
+	}
+	for i, sh := range shards {
+		if !changed[i] {
+			continue
+		}
+		for name := range sh.Spec.Folded {
+			if !live[name] {
+				delete(sh.Spec.Folded, name)
+			}
+		}
+		for _, seg := range segs {
+			sh.Spec.Folded[seg.Name] = seg.size
+		}
+	}
 }
 
 // sketches are the unique-scanner sketches of the codes a round adds to, decoded once a round.
