@@ -151,8 +151,8 @@ func main() {
 	// WeChat re-sends a push whose answer it did not get in time; an answer lost on its way back
 	// is what makes a counted scan come again, so a share of them is what dedupe is tested on.
 	flag.IntVar(&hf.LostAnswers, "hotfault-lost-answers", 4, "hotfault: one answer in this many is lost on its way back to WeChat, which sends the event again (1: every event is sent again in every wave)")
-	flag.IntVar(&soak.Rate, "soak-rate", 1000, "soak: distinct scans offered per second, open loop")
-	flag.DurationVar(&soak.Time, "soak-time", 10*time.Minute, "soak: how long the scans are offered, in whole minutes (at least 2: the goal compares the last minute with the second)")
+	flag.IntVar(&soak.Rate, "soak-rate", 500, "soak: distinct scans offered per second, open loop (500: what the shared 2-core development machine held beside the other processes, with the fold's rounds under its interval)")
+	flag.DurationVar(&soak.Time, "soak-time", 10*time.Minute, "soak: how long the scans are offered, in whole minutes (at least 3: the goal compares the last minute with the second, the first holding the start)")
 	flag.IntVar(&soak.Codes, "soak-codes", 1000, "soak: codes scanned (the first is the hot one)")
 	flag.Float64Var(&soak.HotShare, "soak-hot-share", 0.5, "soak: share of the scans that scan the hot code")
 	flag.IntVar(&soak.LostAnswers, "soak-lost-answers", 4, "soak: one answer in this many is lost on its way back to WeChat, which sends the event again 5 s later")

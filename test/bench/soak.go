@@ -26,6 +26,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/callback"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/dev/proc"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/metricnames"
 	"github.com/qrcode-operator/wechat-qrcode-operator/test/bench/harness"
@@ -65,24 +66,27 @@ type soakMinute struct {
 	writes                                   float64
 	lag                                      harness.Histogram
 	remembered                               float64
+	// delivers says whether the folder also holds the delivery's Lease: then its CPU and RSS are
+	// the deliverer's too.
+	delivers bool
 }
 
 func (m soakMinute) writesPer1000() float64 { return m.writes * 1000 / m.acked }
 
 // soakSample is the counters a minute is the difference of.
 type soakSample struct {
-	acked                float64
-	foldSeconds, rounds  float64
-	cpu                  []float64
-	rss                  []float64
-	folder               int
-	writes               float64
-	lag                  harness.Histogram
-	remembered           float64
+	acked               float64
+	foldSeconds, rounds float64
+	cpu                 []float64
+	rss                 []float64
+	folder, deliverer   int
+	writes              float64
+	lag                 harness.Histogram
+	remembered          float64
 }
 
 func sampleSoak(ctx context.Context, s *stage, replicas []*harness.Callback, acked int64) (soakSample, error) {
-	sm := soakSample{acked: float64(acked), folder: -1}
+	sm := soakSample{acked: float64(acked), folder: -1, deliverer: -1}
 	const fold = metricnames.Namespace + "_callback_fold_duration_seconds"
 	for i, cb := range replicas {
 		leader, _, _, err := cb.Folds()
@@ -103,6 +107,13 @@ func sampleSoak(ctx context.Context, s *stage, replicas []*harness.Callback, ack
 			return sm, err
 		}
 		sm.lag = sm.lag.Plus(lag)
+		delivers, err := harness.Metric(cb.Metrics, "leader_election_master_status", `name="`+callback.DeliveryLease+`"`)
+		if err != nil {
+			return sm, err
+		}
+		if delivers == 1 {
+			sm.deliverer = i
+		}
 		if !leader {
 			continue
 		}
@@ -131,7 +142,7 @@ func (sm soakSample) minus(earlier soakSample) soakMinute {
 	m := soakMinute{
 		acked: sm.acked - earlier.acked, writes: sm.writes - earlier.writes, lag: sm.lag.Minus(earlier.lag),
 		folderCPU: sm.cpu[f] - earlier.cpu[f], otherCPU: sm.cpu[o] - earlier.cpu[o],
-		folderRSS: sm.rss[f], otherRSS: sm.rss[o], remembered: sm.remembered,
+		folderRSS: sm.rss[f], otherRSS: sm.rss[o], remembered: sm.remembered, delivers: sm.deliverer == f,
 	}
 	if sm.folder == earlier.folder {
 		m.foldSeconds, m.rounds = sm.foldSeconds-earlier.foldSeconds, sm.rounds-earlier.rounds
@@ -189,9 +200,9 @@ func (c soakConfig) run(ctx context.Context, r *run) ([]Figure, error) {
 	// 100 pushes every 100 ms is a few ms), so that ten minutes of pushes are never all in memory.
 	chunk := c.Rate * 60
 	var (
-		evs     []harness.Event
-		target  []int
-		targets []int
+		evs      []harness.Event
+		target   []int
+		targets  []int
 		buildErr error
 	)
 	st := &harness.Stream{
@@ -209,7 +220,7 @@ func (c soakConfig) run(ctx context.Context, r *run) ([]Figure, error) {
 			return p
 		},
 	}
-	minutes := max(2, int(c.Time/time.Minute))
+	minutes := max(3, int(c.Time/time.Minute))
 	r.logf("soak: %d scans/s for %d minutes over %d codes", c.Rate, minutes, c.Codes)
 	last, err := sampleSoak(ctx, s, replicas, 0)
 	if err != nil {
@@ -237,7 +248,7 @@ func (c soakConfig) run(ctx context.Context, r *run) ([]Figure, error) {
 	if buildErr != nil {
 		return nil, buildErr
 	}
-	l := load{Summary: harness.Summary{Sent: len(outcomes), Acked: int(st.Acked()), Failed: harness.Lost(outcomes)}, elapsed: st.Sending(), totals: "the tally"}
+	l := load{Summary: harness.Summary{Sent: len(outcomes), Acked: int(st.Acked()), Failed: harness.Lost(outcomes), Retried: resends(outcomes).events}, elapsed: st.Sending(), totals: "the tally"}
 	want := map[types.NamespacedName]int64{}
 	for i, waves := range outcomes {
 		if slices.ContainsFunc(waves, func(o harness.Outcome) bool { return o.Status == http.StatusOK }) {
@@ -282,8 +293,12 @@ func awaitAllDeliveries(ctx context.Context, replicas []*harness.Callback, n int
 }
 
 func (m soakMinute) String() string {
-	return fmt.Sprintf("%.0f scans/s, fold %.2f s in %.0f rounds (%.0f ms each), folder CPU %.1f s (%.1f s beyond the other replica's %.1f s), RSS folder %.0f MiB / other %.0f MiB, %.1f API writes per 1,000 scans, sink lag p50 %.0f ms p99 %.0f ms, %.0f events remembered",
-		m.acked/60, m.foldSeconds, m.rounds, 1000*m.foldSeconds/max(1, m.rounds), m.folderCPU, m.foldCPU, m.otherCPU,
+	folder := "folder"
+	if m.delivers {
+		folder = "folder and deliverer"
+	}
+	return fmt.Sprintf("%.0f scans/s, fold %.2f s in %.0f rounds (%.0f ms each), %s CPU %.1f s (%.1f s beyond the other replica's %.1f s), RSS %s %.0f MiB / other %.0f MiB, %.1f API writes per 1,000 scans, sink lag p50 %.0f ms p99 %.0f ms, %.0f events remembered",
+		m.acked/60, m.foldSeconds, m.rounds, 1000*m.foldSeconds/max(1, m.rounds), folder, m.folderCPU, m.foldCPU, m.otherCPU, folder,
 		m.folderRSS/(1<<20), m.otherRSS/(1<<20), m.writesPer1000(), 1000*m.lag.Quantile(0.5), 1000*m.lag.Quantile(0.99), m.remembered)
 }
 
