@@ -70,10 +70,10 @@ func benchmarkRound(b *testing.B, retained, fresh int, kept bool) {
 		}
 		segs = segs[max(0, len(segs)-retained/ledger.MaxSegmentEntries):]
 	}
-	mem := newMemory()
+	mem := newMemory(nil)
 	fold1 := func() {
 		if !kept {
-			mem = newMemory()
+			mem = newMemory(segs)
 		}
 		mem.forget(now.Add(-horizon).UnixMilli())
 		changed, sk := fold(mem, segs, shards, now.UnixMilli())

@@ -163,7 +163,7 @@ func (f *Folder) Fold(ctx context.Context) error {
 	}
 	if reason != "" {
 		memoryRebuilds.WithLabelValues(reason).Inc()
-		mem = newMemory()
+		mem = newMemory(segs)
 	}
 	now := f.clock.Now()
 	mem.forget(now.Add(-f.horizon()).UnixMilli())

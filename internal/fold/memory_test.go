@@ -71,7 +71,7 @@ func TestMemoryStale(t *testing.T) {
 		{"a segment changed below its end", []*segment{seg("a", "ua", "k1", "k9", "k2"), seg("b", "ub", "k3")}, "4", rebuildSegment},
 		{"a segment emptied", []*segment{seg("a", "ua"), seg("b", "ub", "k3")}, "4", rebuildSegment},
 	} {
-		m := newMemory()
+		m := newMemory(nil)
 		m.agree(agreed, emptyShards())
 		shards := emptyShards()
 		shards[3].ResourceVersion = c.shard
@@ -86,7 +86,7 @@ func TestMemoryForget(t *testing.T) {
 	const horizon = 150 * time.Second
 	ms := func(d time.Duration) int64 { return clk.Now().Add(d).UnixMilli() }
 	a, b, c := event{"ns/c", "a"}, event{"ns/c", "b"}, event{"ns/c", "c"}
-	m := newMemory()
+	m := newMemory(nil)
 	m.remember(a, ms(0))
 	m.remember(b, ms(-10*time.Second)) // behind a newer one: forgotten late, never early
 	clk.Step(20 * time.Second)
