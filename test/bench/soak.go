@@ -63,9 +63,11 @@ type soakMinute struct {
 	foldSeconds, rounds, foldCPU float64
 	// folderCPU and otherCPU are the replicas' CPU seconds; their RSS in bytes at the minute's end.
 	folderCPU, otherCPU, folderRSS, otherRSS float64
-	writes                                   float64
-	lag                                      harness.Histogram
-	remembered                               float64
+	// folderHeap is the folder's Go heap in use at the minute's end: what of its RSS is live.
+	folderHeap float64
+	writes     float64
+	lag        harness.Histogram
+	remembered float64
 	// delivers says whether the folder also holds the delivery's Lease: then its CPU and RSS are
 	// the deliverer's too.
 	delivers bool
@@ -78,7 +80,7 @@ type soakSample struct {
 	acked               float64
 	foldSeconds, rounds float64
 	cpu                 []float64
-	rss                 []float64
+	rss, heap           []float64
 	folder, deliverer   int
 	writes              float64
 	lag                 harness.Histogram
@@ -101,7 +103,11 @@ func sampleSoak(ctx context.Context, s *stage, replicas []*harness.Callback, ack
 		if err != nil {
 			return sm, err
 		}
-		sm.cpu, sm.rss = append(sm.cpu, cpu), append(sm.rss, rss)
+		heap, err := harness.Metric(cb.Metrics, "go_memstats_heap_inuse_bytes")
+		if err != nil {
+			return sm, err
+		}
+		sm.cpu, sm.rss, sm.heap = append(sm.cpu, cpu), append(sm.rss, rss), append(sm.heap, heap)
 		lag, err := harness.ScrapeHistogram(cb.Metrics, metricnames.Namespace+"_callback_sink_delivery_lag_seconds")
 		if err != nil {
 			return sm, err
@@ -142,7 +148,7 @@ func (sm soakSample) minus(earlier soakSample) soakMinute {
 	m := soakMinute{
 		acked: sm.acked - earlier.acked, writes: sm.writes - earlier.writes, lag: sm.lag.Minus(earlier.lag),
 		folderCPU: sm.cpu[f] - earlier.cpu[f], otherCPU: sm.cpu[o] - earlier.cpu[o],
-		folderRSS: sm.rss[f], otherRSS: sm.rss[o], remembered: sm.remembered, delivers: sm.deliverer == f,
+		folderRSS: sm.rss[f], otherRSS: sm.rss[o], folderHeap: sm.heap[f], remembered: sm.remembered, delivers: sm.deliverer == f,
 	}
 	if sm.folder == earlier.folder {
 		m.foldSeconds, m.rounds = sm.foldSeconds-earlier.foldSeconds, sm.rounds-earlier.rounds
@@ -297,9 +303,9 @@ func (m soakMinute) String() string {
 	if m.delivers {
 		folder = "folder and deliverer"
 	}
-	return fmt.Sprintf("%.0f scans/s, fold %.2f s in %.0f rounds (%.0f ms each), %s CPU %.1f s (%.1f s beyond the other replica's %.1f s), RSS %s %.0f MiB / other %.0f MiB, %.1f API writes per 1,000 scans, sink lag p50 %.0f ms p99 %.0f ms, %.0f events remembered",
+	return fmt.Sprintf("%.0f scans/s, fold %.2f s in %.0f rounds (%.0f ms each), %s CPU %.1f s (%.1f s beyond the other replica's %.1f s), RSS %s %.0f MiB (heap in use %.0f) / other %.0f MiB, %.1f API writes per 1,000 scans, sink lag p50 %.0f ms p99 %.0f ms, %.0f events remembered",
 		m.acked/60, m.foldSeconds, m.rounds, 1000*m.foldSeconds/max(1, m.rounds), folder, m.folderCPU, m.foldCPU, m.otherCPU, folder,
-		m.folderRSS/(1<<20), m.otherRSS/(1<<20), m.writesPer1000(), 1000*m.lag.Quantile(0.5), 1000*m.lag.Quantile(0.99), m.remembered)
+		m.folderRSS/(1<<20), m.folderHeap/(1<<20), m.otherRSS/(1<<20), m.writesPer1000(), 1000*m.lag.Quantile(0.5), 1000*m.lag.Quantile(0.99), m.remembered)
 }
 
 func soakFigures(c soakConfig, l load, minutes []soakMinute, d deliveries, rc *receiver) []Figure {
