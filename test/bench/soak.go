@@ -183,22 +183,12 @@ func (c soakConfig) run(ctx context.Context, r *run) ([]Figure, error) {
 	if err != nil {
 		return nil, err
 	}
-	var replicas []*harness.Callback
-	defer func() {
-		for _, cb := range replicas {
-			_ = cb.Stop(10 * time.Second) // a forced kill after the measurement changes no figure
-		}
-	}()
-	per := max(1, int(float64(c.Rate)*hotFaultTick.Seconds()))
-	var senders []*harness.Sender
-	for _, name := range []string{"callback-a", "callback-b"} {
-		cb, err := harness.StartCallback(ctx, r.bins, name, s.cp.Kubeconfig, s.ns, s.dir, 0)
-		if err != nil {
-			return nil, err
-		}
-		replicas = append(replicas, cb)
-		senders = append(senders, &harness.Sender{Targets: []string{cb.URL}, Workers: per, Tries: 1, Timeout: 5 * time.Second})
+	pair, err := startPair(ctx, r, s, c.Rate)
+	defer pair.stop()
+	if err != nil {
+		return nil, err
 	}
+	replicas := pair.replicas
 	before, err := tallies(ctx, s)
 	if err != nil {
 		return nil, err
@@ -214,8 +204,8 @@ func (c soakConfig) run(ctx context.Context, r *run) ([]Figure, error) {
 		buildErr error
 	)
 	st := &harness.Stream{
-		Per: per, Tick: hotFaultTick, Late: []time.Duration{soakLate}, Retries: harness.Retries{LostAnswers: c.LostAnswers},
-		Senders: senders,
+		Per: pair.per, Tick: hotFaultTick, Late: []time.Duration{soakLate}, Retries: harness.Retries{LostAnswers: c.LostAnswers},
+		Senders: pair.senders,
 		More: func(i int) *harness.Push {
 			if i%chunk == 0 {
 				evs, target = events(chunk, c.HotShare, fmt.Sprintf("soak%d", i/chunk), codes)
