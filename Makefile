@@ -205,6 +205,15 @@ bench-hotfault: ## Only the hot code under faults: 6,000 distinct scans/s of one
 	mkdir -p $(dir $(HOTFAULT_OUT))
 	KUBEBUILDER_ASSETS="$$(hack/controlplane.sh)" $(GO) run ./test/bench -only hotfault -out $(HOTFAULT_OUT) $(BENCHFLAGS)
 
+# `make bench-soak`: only the soak, into its own file; not part of `make bench` (10 minutes).
+SOAK_OUT ?= bench/results/soak.md
+SOAK_TIME ?= 10m
+
+.PHONY: bench-soak
+bench-soak: ## Only the soak, not part of `make bench`: a mixed load over 1,000 codes for SOAK_TIME (10m) to two callback replicas and the manager with a sink; per minute the fold, RSS, API writes per scan and sink lag, the last minute beside the second (about SOAK_TIME + 2 minutes), into SOAK_OUT.
+	mkdir -p $(dir $(SOAK_OUT))
+	KUBEBUILDER_ASSETS="$$(hack/controlplane.sh)" $(GO) run ./test/bench -only soak -soak-time $(SOAK_TIME) -out $(SOAK_OUT) $(BENCHFLAGS)
+
 ##@ Build
 
 # The version the binaries report (--version) and a release is named by; a checkout between tags

@@ -21,7 +21,10 @@ limitations under the License.
 // counts each event (key: a short hash of FromUserName, CreateTime, Event and EventKey, WeChat's
 // own deduplication key) once per code across every replica's segments, and adds it to the
 // code's totals in a WeChatScanTally shard, writing in the same update how far it folded each
-// segment: a folder killed between any two writes double counts nothing. Then it patches the
+// segment: a folder killed between any two writes double counts nothing. Its dedupe memory is
+// built from the entries below those marks when it takes the Lease and then kept, each round
+// adding only what the segments gained (memory.go), until anything says it may disagree with the
+// shards or the segments. Then it patches the
 // count annotations of the codes whose annotations differ from their totals, so an overwritten
 // code is restored by the next fold: at most --view-patch-rate codes a second, the longest stale
 // first, so that the view's writes do not grow with the number of distinct codes scanned (the

@@ -56,8 +56,8 @@ const viewWorkers = 8
 // Folder folds the ledger segments into the tally shards, then the tally into the codes'
 // annotations. One replica folds at a time (leader election); a folder that dies at any point is
 // replaced by one that double counts nothing, because each shard stores, in the same write as its
-// totals, how far it has folded each segment, and the dedupe memory is rebuilt from the entries
-// below those marks (segments are kept for the dedupe window).
+// totals, how far it has folded each segment, and the new folder builds its dedupe memory from the
+// entries below those marks (segments are kept for the dedupe window).
 type Folder struct {
 	clock     clock.Clock
 	api       client.Reader // uncached: segments and shards are never cached
@@ -68,6 +68,10 @@ type Folder struct {
 	interval  time.Duration
 	log       logr.Logger
 
+	// mem is the dedupe memory, kept from round to round while this replica holds the Lease;
+	// nil when it must be built again, for the reason in rebuild.
+	mem     *memory
+	rebuild string
 	// segments holds the entries of the segments read so far, by name, with the resourceVersion
 	// they were read at: a segment is read and parsed again only when it changed. Bounded by what
 	// the segments retained for the dedupe window hold.
@@ -105,12 +109,15 @@ func New(clk clock.Clock, api, cache client.Reader, writer client.Writer, report
 		clock: clk, api: api, cache: cache, writer: writer, namespace: opts.Namespace, window: opts.DedupeWindow, interval: opts.Interval,
 		log: log.WithName("fold"), segments: map[string]*segment{}, patchedAt: map[string]string{},
 		reporter: reporter, budget: rate.NewLimiter(rate.Limit(opts.ViewPatchRate), burst),
-		staleSince: map[string]time.Time{},
+		staleSince: map[string]time.Time{}, rebuild: rebuildLease,
 	}
 }
 
-// Start folds every interval until ctx ends; only the elected replica runs it.
+// Start folds every interval until ctx ends; only the elected replica runs it, once per term. A
+// term starts with a dedupe memory built from the API server: another folder may have written
+// the shards since this one last held the Lease.
 func (f *Folder) Start(ctx context.Context) error {
+	f.mem, f.rebuild = nil, rebuildLease
 	for {
 		if err := f.Fold(ctx); err != nil && ctx.Err() == nil {
 			folds.WithLabelValues("error").Inc()
@@ -140,6 +147,7 @@ func shardName(i int) string { return fmt.Sprintf("tally-%02d", i) }
 // Fold runs one round: read the segments and shards, add the new entries, write the shards that
 // changed, delete the segments done with, and bring the codes' annotations up to date.
 func (f *Folder) Fold(ctx context.Context) error {
+	defer func(start time.Time) { foldDuration.Observe(f.clock.Since(start).Seconds()) }(f.clock.Now())
 	segs, err := f.readSegments(ctx)
 	if err != nil {
 		return err
@@ -148,43 +156,87 @@ func (f *Folder) Fold(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	// The dedupe memory: every event below its shard's mark. Keyed by the parsed strings
-	// themselves and sized at once: the set is rebuilt every fold from every retained entry
-	// (about 900,000 at 10,000 scans a second), where a joined key allocated 40 MB for 200,000
-	// entries.
-	entries := 0
-	for _, seg := range segs {
-		entries += len(seg.entries)
+	mem := f.mem
+	reason := f.rebuild
+	if mem != nil {
+		reason = mem.stale(segs, shards)
 	}
-	type event struct{ code, key string }
-	known := make(map[event]struct{}, entries)
+	if reason != "" {
+		memoryRebuilds.WithLabelValues(reason).Inc()
+		mem = newMemory(segs)
+	}
+	now := f.clock.Now()
+	mem.forget(now.Add(-f.horizon()).UnixMilli())
+	// Held back until the shards agree with it: a round that fails on the way leaves the memory
+	// holding events that were never written, and the next round builds it again.
+	f.mem, f.rebuild = nil, rebuildError
+	changed, sk := fold(mem, segs, shards, now.UnixMilli())
+	if err := sk.store(shards); err != nil {
+		return err
+	}
+	markFolded(shards, changed, segs)
+	for i, sh := range shards {
+		if !changed[i] {
+			continue
+		}
+		if err := f.writeShard(ctx, sh); err != nil {
+			return err
+		}
+		folds.WithLabelValues("shard_written").Inc()
+	}
+	mem.agree(segs, shards)
+	f.mem, f.rebuild = mem, ""
+	dedupeMemory.Set(float64(len(mem.known)))
+	if err := f.collect(ctx, segs, shards); err != nil {
+		return err
+	}
+	folds.WithLabelValues("ok").Inc()
+	return f.view(ctx, shards)
+}
+
+// horizon is how long the memory keeps an event: the dedupe window, plus the longest a segment
+// keeps growing, which is the least a segment outlives its last entry (collect) and so the least
+// a memory built from the segments remembers an event. Built or kept, the memory then agrees on
+// every retry within the window.
+func (f *Folder) horizon() time.Duration { return f.window + ledger.MaxSegmentAge }
+
+// fold adds to the shards' totals the entries of segs that mem has not taken, each event once
+// per code across every segment, and says which shards changed. now (Unix ms) caps the time an
+// event is remembered from. An entry below its shard's mark is already folded (every entry, when
+// the memory is new): it is remembered first, so that its retry in a segment that sorts earlier
+// is known.
+func fold(mem *memory, segs []*segment, shards []*qrv1alpha1.WeChatScanTally, now int64) ([]bool, sketches) {
 	for _, seg := range segs {
-		for _, e := range seg.entries {
+		for _, e := range mem.fresh(seg) {
 			if e.pos < shards[shardOf(e.Code)].Spec.Folded[seg.Name] {
-				known[event{e.Code, e.Key}] = struct{}{}
+				mem.remember(event{e.Code, e.Key}, min(e.At, now))
 			}
 		}
 	}
 	changed := make([]bool, tallyShards)
 	sk := sketches{}
 	for _, seg := range segs {
-		for _, e := range seg.entries {
-			sh := shards[shardOf(e.Code)]
-			if e.pos < sh.Spec.Folded[seg.Name] {
+		for _, e := range mem.fresh(seg) {
+			i := shardOf(e.Code)
+			if e.pos < shards[i].Spec.Folded[seg.Name] {
 				continue
 			}
-			changed[shardOf(e.Code)] = true
+			changed[i] = true
 			k := event{e.Code, e.Key}
-			if _, dup := known[k]; dup {
-				continue
+			dup := mem.knows(k)
+			// A retry keeps its event remembered as long as its own entry would be.
+			mem.remember(k, min(e.At, now))
+			if !dup {
+				add(shards[i], e.LedgerEntry, sk)
 			}
-			known[k] = struct{}{}
-			add(sh, e.LedgerEntry, sk)
 		}
 	}
-	if err := sk.store(shards); err != nil {
-		return err
-	}
+	return changed, sk
+}
+
+// markFolded sets the fold marks of the changed shards to every segment's end, and drops the
+// marks of the segments gone.
+func markFolded(shards []*qrv1alpha1.WeChatScanTally, changed []bool, segs []*segment) {
 	live := map[string]bool{}
 	for _, seg := range segs {
 		live[seg.Name] = true
@@ -201,16 +253,7 @@ func (f *Folder) Fold(ctx context.Context) error {
 		for _, seg := range segs {
 			sh.Spec.Folded[seg.Name] = seg.size
 		}
-		if err := f.writeShard(ctx, sh); err != nil {
-			return err
-		}
-		folds.WithLabelValues("shard_written").Inc()
 	}
-	if err := f.collect(ctx, segs, shards); err != nil {
-		return err
-	}
-	folds.WithLabelValues("ok").Inc()
-	return f.view(ctx, shards)
 }
 
 // sketches are the unique-scanner sketches of the codes a round adds to, decoded once a round.

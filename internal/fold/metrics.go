@@ -50,6 +50,25 @@ var (
 		Name:      "view_patches_total",
 		Help:      "Patches of a code's count annotations by the folder, by result: ok, gone (deleted or re-created), error.",
 	}, []string{"result"})
+	foldDuration = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Namespace: metricnames.Namespace,
+		Subsystem: "callback",
+		Name:      "fold_duration_seconds",
+		Help:      "Duration of the elected folder's rounds: reading the ledger and the tally, folding, writing the shards, deleting segments, patching the view.",
+		Buckets:   prometheus.ExponentialBuckets(0.005, 2, 12),
+	})
+	memoryRebuilds = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: metricnames.Namespace,
+		Subsystem: "callback",
+		Name:      "fold_memory_rebuilds_total",
+		Help:      "Times the folder built its dedupe memory from every retained ledger entry, by reason: lease (a new term), error (a round failed), shard (a tally shard written by another), segment (a segment rewritten).",
+	}, []string{"reason"})
+	dedupeMemory = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: metricnames.Namespace,
+		Subsystem: "callback",
+		Name:      "fold_dedupe_memory_events",
+		Help:      "Events in the elected folder's dedupe memory after its last round: those folded within the dedupe window plus 30 s.",
+	})
 	viewBacklog = prometheus.NewGauge(prometheus.GaugeOpts{
 		Namespace: metricnames.Namespace,
 		Subsystem: "callback",
@@ -92,5 +111,5 @@ func forgetCode(ns, name string) {
 
 func init() {
 	metrics.Registry.MustRegister(codeScans, codeNewFollowers, codeUniqueScanners,
-		folds, segmentsCollected, malformedEntries, viewPatches, viewBacklog)
+		folds, segmentsCollected, malformedEntries, viewPatches, viewBacklog, foldDuration, memoryRebuilds, dedupeMemory)
 }

@@ -79,24 +79,12 @@ func (c hotFaultConfig) run(ctx context.Context, r *run) ([]Figure, error) {
 	}); err != nil {
 		return nil, err
 	}
-	replicas := make([]*harness.Callback, 0, 2)
-	defer func() {
-		for _, cb := range replicas {
-			_ = cb.Stop(10 * time.Second) // a forced kill after the measurement changes no figure
-		}
-	}()
-	senders := make([]*harness.Sender, 0, 2)
-	per := max(1, int(float64(c.Rate)*hotFaultTick.Seconds()))
-	for _, name := range []string{"callback-a", "callback-b"} {
-		cb, err := harness.StartCallback(ctx, r.bins, name, s.cp.Kubeconfig, s.ns, s.dir, 0)
-		if err != nil {
-			return nil, err
-		}
-		replicas = append(replicas, cb)
-		// Workers: a batch's pushes all at once, as many people scanning do not queue behind
-		// each other.
-		senders = append(senders, &harness.Sender{Targets: []string{cb.URL}, Workers: per, Tries: 1, Timeout: 5 * time.Second})
+	pair, err := startPair(ctx, r, s, c.Rate)
+	defer pair.stop()
+	if err != nil {
+		return nil, err
 	}
+	replicas, senders, per := pair.replicas, pair.senders, pair.per
 	before, err := tallies(ctx, s)
 	if err != nil {
 		return nil, err
@@ -148,6 +136,35 @@ func (c hotFaultConfig) run(ctx context.Context, r *run) ([]Figure, error) {
 			fmt.Sprintf("the load generator (this process: the stream and its Senders) used %.2f cores over the %s: whether it, not the server, was the limit", self/span.Seconds(), span.Round(time.Millisecond))),
 		figure(b, "retried_share", 100*float64(resent.events)/float64(n), "%", resent.String()),
 	}, nil
+}
+
+// pair is two callback replicas ("callback-a", "callback-b") with default flags, each with a
+// Sender that carries its share of an open-loop stream's batch (per events every hotFaultTick at
+// rate a second) at once, as many people scanning do not queue behind each other.
+type pair struct {
+	replicas []*harness.Callback
+	senders  []*harness.Sender
+	per      int
+}
+
+// startPair starts a pair; stop it (whatever the error) once measured.
+func startPair(ctx context.Context, r *run, s *stage, rate int) (*pair, error) {
+	p := &pair{per: max(1, int(float64(rate)*hotFaultTick.Seconds()))}
+	for _, name := range []string{"callback-a", "callback-b"} {
+		cb, err := harness.StartCallback(ctx, r.bins, name, s.cp.Kubeconfig, s.ns, s.dir, 0)
+		if err != nil {
+			return p, err
+		}
+		p.replicas = append(p.replicas, cb)
+		p.senders = append(p.senders, &harness.Sender{Targets: []string{cb.URL}, Workers: p.per, Tries: 1, Timeout: 5 * time.Second})
+	}
+	return p, nil
+}
+
+func (p *pair) stop() {
+	for _, cb := range p.replicas {
+		_ = cb.Stop(10 * time.Second) // a forced kill after the measurement changes no figure
+	}
 }
 
 // resent is what the late waves sent again.

@@ -34,6 +34,10 @@ limitations under the License.
 //   - hotfault: distinct scans of one hot code offered open loop to two callback replicas, re-sent
 //     5, 10 and 15 s late as WeChat re-sends them, one replica killed with SIGKILL halfway: scans
 //     per second acknowledged, events lost, and the tally beside the events sent.
+//   - soak (only with -only soak: 10 minutes by default): a mixed load over 1,000 codes, open
+//     loop, to two callback replicas and the manager with a sink; per minute the fold's rounds
+//     and CPU, the replicas' RSS, the API server's writes per 1,000 scans and the sink's lag,
+//     the last minute beside the second; exact counts and no event lost at the sink.
 //
 // The manager and the callback server run as processes built from the tree; each benchmark gets
 // a fresh control plane, so that one's objects do not weigh on the next. It prints a table and
@@ -95,7 +99,8 @@ func main() {
 		pc      peerConfig
 		gw      gatewayConfig
 		hf      hotFaultConfig
-		only    = flag.String("only", "issuance,renewal,callback,peer,gateway,hotfault", "benchmarks to run, comma-separated")
+		soak    soakConfig
+		only    = flag.String("only", "issuance,renewal,callback,peer,gateway,hotfault", "benchmarks to run, comma-separated; soak (10 minutes by default) runs only when named here")
 		out     = flag.String("out", "", "results file to write (table, JSON lines, date and machine); empty: none")
 		keep    = flag.Bool("keep", false, "keep the scratch directory (process logs) after the run")
 		timeout = flag.Duration("timeout", 30*time.Minute, "give up after this long")
@@ -146,6 +151,11 @@ func main() {
 	// WeChat re-sends a push whose answer it did not get in time; an answer lost on its way back
 	// is what makes a counted scan come again, so a share of them is what dedupe is tested on.
 	flag.IntVar(&hf.LostAnswers, "hotfault-lost-answers", 4, "hotfault: one answer in this many is lost on its way back to WeChat, which sends the event again (1: every event is sent again in every wave)")
+	flag.IntVar(&soak.Rate, "soak-rate", 500, "soak: distinct scans offered per second, open loop (500: what the shared 2-core development machine held beside the other processes, with the fold's rounds under its interval)")
+	flag.DurationVar(&soak.Time, "soak-time", 10*time.Minute, "soak: how long the scans are offered, in whole minutes (at least 3: the goal compares the last minute with the second, the first holding the start)")
+	flag.IntVar(&soak.Codes, "soak-codes", 1000, "soak: codes scanned (the first is the hot one)")
+	flag.Float64Var(&soak.HotShare, "soak-hot-share", 0.5, "soak: share of the scans that scan the hot code")
+	flag.IntVar(&soak.LostAnswers, "soak-lost-answers", 4, "soak: one answer in this many is lost on its way back to WeChat, which sends the event again 5 s later")
 	flag.StringVar(&iss.ProfileDir, "profile", "", "issuance, renewal: write the manager's heap profile, once all codes are Ready or renewed, into this directory (turns on its --pprof-bind-address); gateway: a CPU profile of the callback replica over the steady load")
 	managerEnv := flag.String("manager-env", "", "extra environment of the manager, comma-separated KEY=VALUE (e.g. GOMEMLIMIT=90MiB)")
 	flag.Parse()
@@ -162,13 +172,13 @@ func main() {
 	defer cancel()
 	ctx, cancelTimeout := context.WithTimeout(ctx, *timeout)
 	defer cancelTimeout()
-	if err := benchMain(ctx, strings.Split(*only, ","), *out, *keep, iss, storm, cb, pc, gw, hf); err != nil {
+	if err := benchMain(ctx, strings.Split(*only, ","), *out, *keep, iss, storm, cb, pc, gw, hf, soak); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
 
-func benchMain(ctx context.Context, only []string, out string, keep bool, iss issuanceConfig, storm stormConfig, cb callbackConfig, pc peerConfig, gw gatewayConfig, hf hotFaultConfig) error {
+func benchMain(ctx context.Context, only []string, out string, keep bool, iss issuanceConfig, storm stormConfig, cb callbackConfig, pc peerConfig, gw gatewayConfig, hf hotFaultConfig, soak soakConfig) error {
 	started := time.Now()
 	mach := machine()
 	dir, err := os.MkdirTemp("", "wechat-qrcode-bench-")
@@ -197,6 +207,7 @@ func benchMain(ctx context.Context, only []string, out string, keep bool, iss is
 		{"peer", pc.String(), pc.run},
 		{"gateway", gw.String(), gw.run},
 		{"hotfault", hf.String(), hf.run},
+		{"soak", soak.String(), soak.run},
 	}
 	var figures []Figure
 	var settings []string

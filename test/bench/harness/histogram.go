@@ -81,6 +81,21 @@ func (h Histogram) Minus(earlier Histogram) Histogram {
 	return out
 }
 
+// Plus is the observations of h and other together, scrapes of the same histogram from two
+// processes (either may have observed nothing yet: the zero Histogram).
+func (h Histogram) Plus(other Histogram) Histogram {
+	if len(h.Bounds) == 0 {
+		return other
+	}
+	out := Histogram{Bounds: h.Bounds, Counts: slices.Clone(h.Counts), Count: h.Count + other.Count}
+	for i, b := range h.Bounds {
+		if j, found := slices.BinarySearch(other.Bounds, b); found {
+			out.Counts[i] += other.Counts[j]
+		}
+	}
+	return out
+}
+
 // Quantile is the q-quantile, interpolated linearly within its bucket as Prometheus's
 // histogram_quantile does; +Inf when it lies beyond the last bound, NaN without observations.
 func (h Histogram) Quantile(q float64) float64 {

@@ -77,4 +77,10 @@ func TestHistogram(t *testing.T) {
 	if err != nil || !math.IsNaN(empty.Quantile(0.5)) {
 		t.Errorf("an absent histogram: %v, %v", empty, err)
 	}
+	// Two processes' scrapes together, one of which observed nothing.
+	for _, both := range []Histogram{d.Plus(d), empty.Plus(d).Plus(d), d.Plus(empty).Plus(d)} {
+		if both.Count != 200 || both.Within(1) != 0.98 || both.Quantile(0.94) != d.Quantile(0.94) {
+			t.Errorf("d twice: count %v, within 1 s %v, p94 %v; want 200, 0.98, %v", both.Count, both.Within(1), both.Quantile(0.94), d.Quantile(0.94))
+		}
+	}
 }
