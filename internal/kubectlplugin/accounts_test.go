@@ -67,7 +67,7 @@ func TestAccountsListsBothKinds(t *testing.T) {
 		Tags: &v1alpha1.AccountTags{Used: 99, Limit: 100, Wanted: 3, Tags: []v1alpha1.TagUsage{
 			{Name: "spring", ID: 101, Codes: 2}, {Name: "summer", ID: 102, Codes: 1}, {Name: "autumn", Codes: 1}}},
 		Callback: &v1alpha1.AccountCallbackStatus{Path: "/wechat/wx0000000000test01", LastVerifiedPushTime: &metav1.Time{Time: now.Add(-5 * time.Minute)}},
-		Codes:          &v1alpha1.AccountCodes{Total: 4, Ready: 3},
+		Codes:    &v1alpha1.AccountCodes{Total: 4, Ready: 3},
 	})
 	c.account(c.ns, "unreported", v1alpha1.WeChatAccountStatus{})
 	other.account(other.ns, "elsewhere", v1alpha1.WeChatAccountStatus{
