@@ -173,6 +173,14 @@ func (s screen) tags(code *v1alpha1.WeChatQRCode) {
 		who = "new followers only"
 	}
 	s.line("Tags", "%s (%s)", strings.Join(names, ", "), who)
+	if t := code.Status.Tagging; t != nil {
+		skipped := t.InvalidOpenID + t.ForeignOpenID + t.FollowerTagLimit
+		s.more("%d scanners tagged, %d skipped since %s (invalid OpenID %d, another account's %d, at WeChat's 20 tags %d)",
+			t.Tagged, skipped, s.when(t.Since), t.InvalidOpenID, t.ForeignOpenID, t.FollowerTagLimit)
+		if t.LastError != "" {
+			s.more("last error: %s", t.LastError)
+		}
+	}
 	s.condition(code.Status.Conditions, v1alpha1.ConditionTagging)
 }
 

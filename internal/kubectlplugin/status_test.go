@@ -195,6 +195,7 @@ func TestStatusShowsTagsAndDelivery(t *testing.T) {
 			Message: "风筝节 is not at WeChat: the account has WeChat's 100 tags", LastTransitionTime: metav1.NewTime(now)},
 		metav1.Condition{Type: v1alpha1.ConditionSinkDelivering, Status: metav1.ConditionFalse, Reason: "SinkFailing",
 			Message: "the sink answered 503", LastTransitionTime: metav1.NewTime(now)})
+	code.Status.Tagging = &v1alpha1.TaggingStatus{Since: metav1.NewTime(now.Add(-time.Hour)), Tagged: 1204, InvalidOpenID: 2, FollowerTagLimit: 1}
 	code.Status.SinkURI = code.Spec.Sink.URI
 	code.Status.SinkDelivery = &v1alpha1.SinkDeliveryStatus{Backlog: 12, Expired: 3, LastError: "answered 503 Service Unavailable",
 		OldestUndeliveredTime: at(now.Add(-90 * time.Second)), LastDeliveryTime: at(now.Add(-2 * time.Minute)), ObservedTime: metav1.NewTime(now)}
@@ -208,6 +209,7 @@ func TestStatusShowsTagsAndDelivery(t *testing.T) {
 	}
 	for _, want := range []string{
 		"Tags:      spring, 风筝节 (new followers only)\n" +
+			"           1204 scanners tagged, 3 skipped since 2026-11-22T11:00:00Z (60m ago) (invalid OpenID 2, another account's 0, at WeChat's 20 tags 1)\n" +
 			"           Tagging: False (TagLimitReached): 风筝节 is not at WeChat: the account has WeChat's 100 tags\n",
 		"Delivery:  12 waiting, the oldest scanned 2026-11-22T11:58:30Z (90s ago); last delivered 2026-11-22T11:58:00Z (2m ago); 3 expired\n" +
 			"           last error: answered 503 Service Unavailable\n" +
