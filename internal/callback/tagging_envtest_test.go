@@ -76,7 +76,12 @@ func TestTaggingThroughTheLedger(t *testing.T) {
 		if err := pushconfig.WriteConfig(f.Ctx, f.C, f.C, f.NS, f.accounts, <-published); err != nil {
 			t.Fatal(err)
 		}
-		return func() { cancel(); <-done }
+		return func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("tagging server: %v", err)
+			}
+		}
 	}
 	stop := start()
 	t.Cleanup(func() { stop() })

@@ -124,10 +124,11 @@ func (s *Server) Start(ctx context.Context) error {
 	defer cancel()
 	_ = srv.Shutdown(shutdown)
 	stop()
-	<-tagged
+	taggerErr := <-tagged
 	<-reported
-	if errors.Is(err, http.ErrServerClosed) {
-		return nil
+	if err == nil || errors.Is(err, http.ErrServerClosed) {
+		// The endpoint ended with the term; only the batcher can have failed.
+		return taggerErr
 	}
 	return err
 }

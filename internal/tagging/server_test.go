@@ -83,7 +83,12 @@ func TestServerTrust(t *testing.T) {
 	sctx, stop := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Start(sctx) }()
-	t.Cleanup(func() { stop(); <-done })
+	t.Cleanup(func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("tagging server: %v", err)
+		}
+	})
 	var ep *pushconfig.Tagging
 	select {
 	case ep = <-published:
