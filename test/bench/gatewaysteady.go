@@ -20,7 +20,6 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
-	"runtime"
 	"time"
 
 	"k8s.io/apimachinery/pkg/types"
@@ -61,12 +60,8 @@ func (c gatewayConfig) steady(ctx context.Context, r *run, s *stage, p *harness.
 	n := int(float64(c.SteadyRate) * c.SteadyTime.Seconds())
 	warm := max(n/10, 1)
 	evs, _ := events(warm+n, 1, "gw-steady", hot)
-	pushes := make([]*harness.Push, warm+n)
-	now := time.Now()
-	if err := harness.Parallel(warm+n, runtime.NumCPU(), func(i int) (err error) {
-		pushes[i], err = p.Push(evs[i].XML(), now)
-		return err
-	}); err != nil {
+	pushes, err := signedPushes(p, evs)
+	if err != nil {
 		return nil, err
 	}
 	per := max(1, int(float64(c.SteadyRate)*hotFaultTick.Seconds()))

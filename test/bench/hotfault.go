@@ -70,13 +70,9 @@ func (c hotFaultConfig) run(ctx context.Context, r *run) ([]Figure, error) {
 	}
 	n := int(float64(c.Rate) * c.LoadTime.Seconds())
 	evs, _ := events(n, 1, "hotfault", codes)
-	pushes := make([]*harness.Push, n)
-	now := time.Now()
 	r.logf("hotfault: building %d pushes", n)
-	if err := harness.Parallel(n, runtime.NumCPU(), func(i int) (err error) {
-		pushes[i], err = pusher.Push(evs[i].XML(), now)
-		return err
-	}); err != nil {
+	pushes, err := signedPushes(pusher, evs)
+	if err != nil {
 		return nil, err
 	}
 	pair, err := startPair(ctx, r, s, c.Rate)
@@ -221,4 +217,16 @@ func statuses(by map[int]int) string {
 		parts[i] = fmt.Sprintf("%d: %d", c, by[c])
 	}
 	return strings.Join(parts, ", ")
+}
+
+// signedPushes signs and encrypts the pushes of evs, stamped now, on every core: an open-loop
+// load must not spend its sending time building them.
+func signedPushes(p *harness.Pusher, evs []harness.Event) ([]*harness.Push, error) {
+	pushes := make([]*harness.Push, len(evs))
+	now := time.Now()
+	err := harness.Parallel(len(evs), runtime.NumCPU(), func(i int) (err error) {
+		pushes[i], err = p.Push(evs[i].XML(), now)
+		return err
+	})
+	return pushes, err
 }
