@@ -22,9 +22,6 @@ import (
 	"testing"
 	"time"
 
-	"sigs.k8s.io/controller-runtime/pkg/client"
-
-	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/delivery"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/forward"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/pushwire"
@@ -98,18 +95,7 @@ func TestGatewayReplica(t *testing.T) {
 		t.Errorf("partitionkey %q: want the scanner's hash in 16 hex digits", pk)
 	}
 	// The segments record that the sink has it, so that the folder may delete them.
-	scantest.WaitFor(t, "the delivery offsets", func() bool {
-		var segs qrv1alpha1.WeChatScanLedgerList
-		if err := env.Get(t).Client.List(t.Context(), &segs, client.InNamespace(f.NS)); err != nil || len(segs.Items) == 0 {
-			return false
-		}
-		for _, s := range segs.Items {
-			if s.Status.Delivered == 0 {
-				return false
-			}
-		}
-		return true
-	})
+	f.WaitDelivered()
 	if len(sink.received()) != 1 {
 		t.Errorf("the sink got %d events, want 1", len(sink.received()))
 	}

@@ -176,6 +176,29 @@ func (n *Namespace) Segments() int {
 	return len(segs.Items)
 }
 
+// WaitDelivered waits until the deliverer has recorded every entry of every segment in n's
+// namespace as done with (the folder deletes no segment before): it commits its offsets in its
+// own time.
+func (n *Namespace) WaitDelivered() {
+	n.T.Helper()
+	WaitFor(n.T, "the delivery offsets", func() bool {
+		var segs qrv1alpha1.WeChatScanLedgerList
+		if err := n.C.List(n.Ctx, &segs, client.InNamespace(n.NS)); err != nil || len(segs.Items) == 0 {
+			return false
+		}
+		for _, s := range segs.Items {
+			var size int64
+			for _, b := range s.Spec.Batches {
+				size += int64(len(qrv1alpha1.LedgerBatchLines(b)))
+			}
+			if s.Status.Delivered < size {
+				return false
+			}
+		}
+		return true
+	})
+}
+
 // WaitFor polls cond for up to 30 s: for what a real API server, cache or listener does in its
 // own time.
 func WaitFor(t testing.TB, what string, cond func() bool) {
