@@ -66,4 +66,9 @@ var (
 
 func init() {
 	metrics.Registry.MustRegister(members, batches, calls, lag, requests)
+	// The series the dashboard plots exist from the start, at 0: a manager that has not tagged
+	// yet shows a rate of 0, not "no data" that looks like a broken scrape.
+	members.WithLabelValues(resultTagged)
+	calls.WithLabelValues("ok")
+	requests.WithLabelValues("ok")
 }
