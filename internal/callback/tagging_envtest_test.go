@@ -20,6 +20,8 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -62,26 +64,7 @@ func TestTaggingThroughTheLedger(t *testing.T) {
 	lookup := oneCode{tagging.Code{Creds: wechat.Credentials{AppID: p.appID, AppSecret: "tagging-secret"}, TagIDs: []int64{tag.ID}}}
 	// A manager's endpoint: its own Tagger (an empty memory), certificate and port, published.
 	start := func() (stop func()) {
-		tg, err := tagging.New(api, lookup, clock.RealClock{}, tagging.Options{BatchWait: 200 * time.Millisecond, Remember: 1000, Calls: 2}, logr.Discard())
-		if err != nil {
-			t.Fatal(err)
-		}
-		anyone := func(_ logr.Logger, h http.Handler) (http.Handler, error) { return h, nil }
-		published := make(chan *pushconfig.Tagging, 1)
-		srv := tagging.NewServer(tg, tagging.ServerOptions{BindAddress: "127.0.0.1:0", AdvertiseHost: "127.0.0.1", StatusInterval: 200 * time.Millisecond}, anyone,
-			func(e *pushconfig.Tagging) { published <- e }, f.C.Status(), logr.Discard())
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- srv.Start(ctx) }()
-		if err := pushconfig.WriteConfig(f.Ctx, f.C, f.C, f.NS, f.accounts, <-published); err != nil {
-			t.Fatal(err)
-		}
-		return func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("tagging server: %v", err)
-			}
-		}
+		return f.taggingEndpoint(api, lookup, clock.RealClock{}, tagging.Options{BatchWait: 200 * time.Millisecond, Remember: 1000, Calls: 2})
 	}
 	stop := start()
 	t.Cleanup(func() { stop() })
@@ -150,4 +133,90 @@ func TestTaggingThroughTheLedger(t *testing.T) {
 		}
 		return true
 	})
+}
+
+// taggingEndpoint starts a manager's tagging endpoint, with its own Tagger (an empty memory) on
+// clk, certificate and port, publishes it in the push config Secret and returns what stops it.
+func (f *fixture) taggingEndpoint(api tagging.API, lookup tagging.Lookup, clk clock.WithTicker, opts tagging.Options) (stop func()) {
+	t := f.T
+	t.Helper()
+	tg, err := tagging.New(api, lookup, clk, opts, logr.Discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	anyone := func(_ logr.Logger, h http.Handler) (http.Handler, error) { return h, nil }
+	published := make(chan *pushconfig.Tagging, 1)
+	srv := tagging.NewServer(tg, tagging.ServerOptions{BindAddress: "127.0.0.1:0", AdvertiseHost: "127.0.0.1", StatusInterval: 200 * time.Millisecond}, anyone,
+		func(e *pushconfig.Tagging) { published <- e }, f.C.Status(), logr.Discard())
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Start(ctx) }()
+	if err := pushconfig.WriteConfig(f.Ctx, f.C, f.C, f.NS, f.accounts, <-published); err != nil {
+		t.Fatal(err)
+	}
+	return func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("tagging server: %v", err)
+		}
+	}
+}
+
+// TestThousandScannersTwentyCalls: 1,000 distinct scanners of a code with one tag, pushed
+// concurrently to a real replica, are tagged at the fake WeChat in the least number of
+// batchtagging calls, 20 of 50.
+func TestThousandScannersTwentyCalls(t *testing.T) {
+	f := newFixture(t)
+	p := f.account("a", "wxthousand", "tok-thousand", testKey, "")
+	fake, err := wechattest.NewServer(wechattest.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(fake.Close)
+	fake.AddAccount(p.appID, "thousand-secret")
+	tag := fake.AddTag(p.appID, "春季海报")
+	api := wechat.New(wechat.Options{APIBaseURL: fake.URL, ImageBaseURL: fake.URL})
+	lookup := oneCode{tagging.Code{Creds: wechat.Credentials{AppID: p.appID, AppSecret: "thousand-secret"}, TagIDs: []int64{tag.ID}}}
+	t.Cleanup(f.taggingEndpoint(api, lookup, clock.RealClock{}, tagging.DefaultOptions()))
+
+	r := f.replica(Options{})
+	code := scantest.NewCode("", "poster", p.appID, "TICKET-THOUSAND", 89, "")
+	code.Spec.Tags = []qrv1alpha1.TagName{"春季海报"}
+	f.Code(code)
+	waitIndexed(t, []*replica{r}, p.appID, "TICKET-THOUSAND")
+
+	const scanners, pushers = 1000, 16
+	createTime := time.Now().Unix()
+	pushes := make(chan *push, scanners)
+	for i := range scanners {
+		o := fmt.Sprintf("o-thousand-%04d", i)
+		fake.AddFollower(p.appID, o)
+		pushes <- p.build(t, scanXML(o, createTime, "subscribe", "qrscene_89", "TICKET-THOUSAND"))
+	}
+	close(pushes)
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range pushers {
+		wg.Go(func() {
+			for push := range pushes {
+				mustSend(t, push, r)
+			}
+		})
+	}
+	wg.Wait()
+	pushed := time.Since(start)
+	scantest.WaitFor(t, "every scanner tagged", func() bool {
+		for i := range scanners {
+			if !slices.ContainsFunc(fake.FollowerTags(p.appID, fmt.Sprintf("o-thousand-%04d", i)), func(tg wechattest.Tag) bool { return tg.ID == tag.ID }) {
+				return false
+			}
+		}
+		return true
+	})
+	calls := fake.Calls(wechattest.EndpointBatchTagging)
+	t.Logf("%d scanners pushed in %s (%.0f/s), tagged %s later in %d batchtagging calls", scanners, pushed.Round(time.Millisecond),
+		scanners/pushed.Seconds(), (time.Since(start) - pushed).Round(time.Millisecond), calls)
+	if calls > scanners/50 {
+		t.Errorf("%d batchtagging calls for %d scanners of one tag, want at most %d", calls, scanners, scanners/50)
+	}
 }
