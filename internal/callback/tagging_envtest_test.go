@@ -55,15 +55,7 @@ func (o oneCode) Code(context.Context, string, string) (tagging.Code, bool, erro
 func TestTaggingThroughTheLedger(t *testing.T) {
 	f := newFixture(t)
 	p := f.account("a", "wxtagging", "tok-tagging", testKey, "")
-	fake, err := wechattest.NewServer(wechattest.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(fake.Close)
-	fake.AddAccount(p.appID, "tagging-secret")
-	tag := fake.AddTag(p.appID, "春季海报")
-	api := wechat.New(wechat.Options{APIBaseURL: fake.URL, ImageBaseURL: fake.URL})
-	lookup := oneCode{tagging.Code{Creds: wechat.Credentials{AppID: p.appID, AppSecret: "tagging-secret"}, TagIDs: []int64{tag.ID}}}
+	fake, tag, api, lookup := f.taggingWeChat(p)
 	// A manager's endpoint: its own Tagger (an empty memory), certificate and port, published.
 	start := func() (stop func()) {
 		return f.taggingEndpoint(api, lookup, clock.RealClock{}, tagging.Options{BatchWait: 200 * time.Millisecond, Remember: 1000, Calls: 2})
@@ -72,10 +64,7 @@ func TestTaggingThroughTheLedger(t *testing.T) {
 	t.Cleanup(func() { stop() })
 
 	r := f.replica(Options{})
-	code := scantest.NewCode("", "poster", p.appID, "TICKET-TAG", 88, "")
-	code.Spec.Tags = []qrv1alpha1.TagName{"春季海报"}
-	f.Code(code)
-	waitIndexed(t, []*replica{r}, p.appID, "TICKET-TAG")
+	code := f.taggedCode(r, p, "TICKET-TAG", 88)
 
 	const scanners = 120
 	createTime := time.Now().Unix()
@@ -94,22 +83,7 @@ func TestTaggingThroughTheLedger(t *testing.T) {
 			wantOK(t, status, body, "success")
 		}
 	}
-	tagged := func(i int) bool {
-		for _, tg := range fake.FollowerTags(p.appID, fmt.Sprintf("o-tagged-%03d", i)) {
-			if tg.ID == tag.ID {
-				return true
-			}
-		}
-		return false
-	}
-	scantest.WaitFor(t, "every scanner tagged", func() bool {
-		for i := range scanners {
-			if !tagged(i) {
-				return false
-			}
-		}
-		return true
-	})
+	waitTagged(t, fake, p.appID, tag, scanners, func(i int) string { return fmt.Sprintf("o-tagged-%03d", i) })
 	calls := fake.Calls(wechattest.EndpointBatchTagging)
 	t.Logf("%d scanners (%d pushes) tagged in %d batchtagging calls", scanners, scanners*3/2, calls)
 	if calls > scanners {
@@ -173,24 +147,13 @@ func (f *fixture) taggingEndpoint(api tagging.API, lookup tagging.Lookup, clk cl
 func TestThousandScannersTwentyCalls(t *testing.T) {
 	f := newFixture(t)
 	p := f.account("a", "wxthousand", "tok-thousand", testKey, "")
-	fake, err := wechattest.NewServer(wechattest.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(fake.Close)
-	fake.AddAccount(p.appID, "thousand-secret")
-	tag := fake.AddTag(p.appID, "春季海报")
-	api := wechat.New(wechat.Options{APIBaseURL: fake.URL, ImageBaseURL: fake.URL})
-	lookup := oneCode{tagging.Code{Creds: wechat.Credentials{AppID: p.appID, AppSecret: "thousand-secret"}, TagIDs: []int64{tag.ID}}}
+	fake, tag, api, lookup := f.taggingWeChat(p)
 	stream := clocktesting.NewFakeClock(time.Now())
 	opts := tagging.DefaultOptions()
 	t.Cleanup(f.taggingEndpoint(api, lookup, stream, opts))
 
 	r := f.replica(Options{})
-	code := scantest.NewCode("", "poster", p.appID, "TICKET-THOUSAND", 89, "")
-	code.Spec.Tags = []qrv1alpha1.TagName{"春季海报"}
-	f.Code(code)
-	waitIndexed(t, []*replica{r}, p.appID, "TICKET-THOUSAND")
+	f.taggedCode(r, p, "TICKET-THOUSAND", 89)
 
 	const scanners, pushers = 1000, 16
 	createTime := time.Now().Unix()
@@ -216,24 +179,54 @@ func TestThousandScannersTwentyCalls(t *testing.T) {
 	}
 	wg.Wait()
 	took := time.Since(start)
-	tagged := func(i int) bool {
-		return slices.ContainsFunc(fake.FollowerTags(p.appID, fmt.Sprintf("o-thousand-%04d", i)), func(tg wechattest.Tag) bool { return tg.ID == tag.ID })
-	}
 	defer func() {
 		// Also when the wait fails: how far it got.
 		t.Logf("%d scanners pushed in %s (%.0f a second), tagged in %d batchtagging calls %s later", scanners, took.Round(time.Millisecond),
 			scanners/took.Seconds(), fake.Calls(wechattest.EndpointBatchTagging), (time.Since(start) - took).Round(time.Millisecond))
 	}()
-	scantest.WaitFor(t, "every scanner tagged in full calls", func() bool {
-		for i := range scanners {
-			if !tagged(i) {
+	waitTagged(t, fake, p.appID, tag, scanners, func(i int) string { return fmt.Sprintf("o-thousand-%04d", i) })
+	calls := fake.Calls(wechattest.EndpointBatchTagging)
+	if calls > scanners/50 {
+		t.Errorf("%d batchtagging calls for %d scanners of one tag, want at most %d", calls, scanners, scanners/50)
+	}
+}
+
+// taggingWeChat is the fake WeChat knowing p's account with the tag 春季海报, a client of it, and
+// the Lookup of a code of the account with that tag.
+func (f *fixture) taggingWeChat(p *pusher) (*wechattest.Server, wechattest.Tag, tagging.API, tagging.Lookup) {
+	f.T.Helper()
+	fake, err := wechattest.NewServer(wechattest.Options{})
+	if err != nil {
+		f.T.Fatal(err)
+	}
+	f.T.Cleanup(fake.Close)
+	const secret = "tagging-secret"
+	fake.AddAccount(p.appID, secret)
+	tag := fake.AddTag(p.appID, "春季海报")
+	api := wechat.New(wechat.Options{APIBaseURL: fake.URL, ImageBaseURL: fake.URL})
+	return fake, tag, api, oneCode{tagging.Code{Creds: wechat.Credentials{AppID: p.appID, AppSecret: secret}, TagIDs: []int64{tag.ID}}}
+}
+
+// taggedCode creates the code poster of p's account with the tag 春季海报 and waits for r to
+// attribute its ticket.
+func (f *fixture) taggedCode(r *replica, p *pusher, ticket string, scene int64) *qrv1alpha1.WeChatQRCode {
+	f.T.Helper()
+	code := scantest.NewCode("", "poster", p.appID, ticket, scene, "")
+	code.Spec.Tags = []qrv1alpha1.TagName{"春季海报"}
+	f.Code(code)
+	waitIndexed(f.T, []*replica{r}, p.appID, ticket)
+	return code
+}
+
+// waitTagged waits until the fake shows the n followers openID(i) with tag.
+func waitTagged(t *testing.T, fake *wechattest.Server, appID string, tag wechattest.Tag, n int, openID func(int) string) {
+	t.Helper()
+	scantest.WaitFor(t, "every scanner tagged", func() bool {
+		for i := range n {
+			if !slices.ContainsFunc(fake.FollowerTags(appID, openID(i)), func(tg wechattest.Tag) bool { return tg.ID == tag.ID }) {
 				return false
 			}
 		}
 		return true
 	})
-	calls := fake.Calls(wechattest.EndpointBatchTagging)
-	if calls > scanners/50 {
-		t.Errorf("%d batchtagging calls for %d scanners of one tag, want at most %d", calls, scanners, scanners/50)
-	}
 }
