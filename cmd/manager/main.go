@@ -105,7 +105,7 @@ func bindFlags(fs *flag.FlagSet) (*flags, *zap.Options) {
 	fs.StringVar(&f.taggingServer.AdvertiseHost, "tagging-advertise-address", "",
 		"the address the callback servers reach the tagging endpoint at (default: the Pod's IP, $POD_IP; outside a Pod without it, no endpoint is served)")
 	fs.DurationVar(&f.tagging.BatchWait, "tag-batch-wait", f.tagging.BatchWait,
-		"how long the scanners of a tag left over after the full batchtagging calls of 50 wait for others, counted from the oldest of them, before they go as they are (at most 3s)")
+		"how long the scanners of a tag left over after the full batchtagging calls of 50 wait for others, counted from the oldest of them, before they go as they are (at most 30s, within the deliverer's 45 s per tagging request)")
 
 	zapOpts := &zap.Options{}
 	zapOpts.BindFlags(fs)

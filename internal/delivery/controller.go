@@ -359,7 +359,11 @@ func (r *run) try(t Target, items []*item) (string, string) {
 		return resultRejected, "unbuildable"
 	}
 	start := r.clock.Now()
-	ctx, cancel := context.WithTimeout(r.ctx, requestTimeout)
+	timeout := requestTimeout
+	if t.Tagging {
+		timeout = TaggingRequestTimeout
+	}
+	ctx, cancel := context.WithTimeout(r.ctx, timeout)
 	status, err := r.send(ctx, t, events)
 	cancel()
 	requestDuration.Observe(r.clock.Since(start).Seconds())

@@ -42,6 +42,7 @@ import (
 	"k8s.io/utils/clock"
 	"k8s.io/utils/lru"
 
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/delivery"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/wechat"
 )
 
@@ -83,11 +84,14 @@ type Options struct {
 func DefaultOptions() Options {
 	// 100,000 remembered take about 10 MB: the scanners of two hours at 15 a second, far more
 	// than the deliverer's retries span (its backoff is at most 30 s).
-	return Options{BatchWait: time.Second, Remember: 100_000, Calls: 8}
+	// A tag's scanners wait 15 s for a full call: a tag scanned 4 times a second (200 a second
+	// over 50 codes of 3 tags each) fills its calls, a lag nobody reading the tags later sees,
+	// and batchtagging calls count against the account's daily quota.
+	return Options{BatchWait: 15 * time.Second, Remember: 100_000, Calls: 8}
 }
 
-// maxBatchWait keeps a batch's wait well within the deliverer's 5 s timeout of a request.
-const maxBatchWait = 3 * time.Second
+// maxBatchWait keeps a batch's wait well within the deliverer's timeout of a request.
+const maxBatchWait = delivery.TaggingRequestTimeout - 15*time.Second
 
 // Validate says which option is out of bounds, naming its flag.
 func (o Options) Validate() error {

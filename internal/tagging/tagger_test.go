@@ -208,7 +208,7 @@ func TestBatchWait(t *testing.T) {
 	if r.calls() != 0 {
 		t.Fatal("called before the batch wait")
 	}
-	r.clk.Step(time.Second)
+	r.clk.Step(DefaultOptions().BatchWait)
 	for range 2 {
 		if s := <-answers; s != http.StatusNoContent {
 			t.Errorf("answered %d, want 204", s)
