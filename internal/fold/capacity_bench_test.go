@@ -98,11 +98,14 @@ func TestFolderCapacity(t *testing.T) {
 	}
 	var results []capacityResult
 	for _, rate := range rates {
-		t.Run(fmt.Sprintf("rate=%d", rate), func(t *testing.T) {
+		t.Run(fmt.Sprintf("%d-scans-a-second", rate), func(t *testing.T) {
 			r := measureFolder(t, e, etcd, rate)
 			t.Log(r.summary())
 			results = append(results, r)
 		})
+	}
+	if t.Failed() {
+		return
 	}
 	report := capacityReport(results, machine, started)
 	t.Log("\n" + report)
@@ -186,10 +189,12 @@ type capacityResult struct {
 	rate, codes, batch, rounds int
 	entries, distinct          int // ledger entries written and distinct events, measured rounds
 	ledgerWrites               float64
+	foldWrites                 float64 // the API server's writes during the fold rounds
 	write, fold                cost
 	phases                     map[string]time.Duration // the fold rounds' wall time by what they did
 	maxRound                   time.Duration
 	remembered                 int
+	heap                       uint64 // bytes in use after a collection, at the end
 	shardBytes                 int
 }
 
@@ -252,12 +257,20 @@ func measureFolder(t *testing.T, e *testenv.Env, etcd string, rate int) capacity
 		// The writers' garbage is theirs: collected before the fold's CPU is measured.
 		runtime.GC()
 		clk.Step(opts.Interval)
+		writesBefore, err := cp.Writes(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
 		calls.reset()
 		m = startMeter(t, etcd)
 		if err := folder.Fold(ctx); err != nil {
 			t.Fatal(err)
 		}
 		fold := m.stop(t)
+		folded, err := cp.Writes(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
 		t.Logf("round %d/%d: %d entries written in %v, fold %v", round+1, warmup+*folderRounds, entries, write.wall.Round(time.Millisecond), fold.wall.Round(time.Millisecond))
 		if !measured {
 			continue
@@ -268,6 +281,9 @@ func measureFolder(t *testing.T, e *testenv.Env, etcd string, rate int) capacity
 			k := harness.RequestKind{Verb: verb, Resource: "wechatscanledgers"}
 			res.ledgerWrites += after[k] - before[k]
 		}
+		for resource, n := range folded {
+			res.foldWrites += n - writesBefore[resource]
+		}
 		res.write.add(write)
 		res.fold.add(fold)
 		res.maxRound = max(res.maxRound, fold.wall)
@@ -276,6 +292,11 @@ func measureFolder(t *testing.T, e *testenv.Env, etcd string, rate int) capacity
 		}
 	}
 	res.remembered = len(folder.mem.known)
+	// What the folder holds: its dedupe memory, the segments it parsed, the codes' cache.
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	res.heap = ms.HeapInuse
 	res.shardBytes = checkTally(t, ns, gen.distinct)
 	// The next rate starts from an empty ledger; the API server keeps the namespaces.
 	for _, obj := range []client.Object{&qrv1alpha1.WeChatScanLedger{}, &qrv1alpha1.WeChatScanTally{}} {
@@ -537,14 +558,14 @@ func capacityReport(results []capacityResult, machine string, started time.Time)
 		*folderCodes, *folderReplicas, interval, DefaultOptions().DedupeWindow, *folderRounds)
 
 	fmt.Fprintf(&b, "## Fold rounds\n\n")
-	fmt.Fprintf(&b, "| scans/s | ledger entries a round | round mean (max) | folder CPU a round | per entry folded | kube-apiserver CPU a round | etcd CPU a round | etcd WAL bytes a round | events remembered | shards' JSON |\n")
-	fmt.Fprintf(&b, "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
+	fmt.Fprintf(&b, "| scans/s | ledger entries a round | round mean (max) | folder CPU a round | per entry folded | kube-apiserver CPU a round | etcd CPU a round | etcd WAL bytes a round | API writes a round | events remembered | heap in use | shards' JSON |\n")
+	fmt.Fprintf(&b, "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
 	for _, r := range results {
 		n := float64(r.rounds)
-		fmt.Fprintf(&b, "| %d | %d | %d ms (%d) | %.0f ms | %.1f µs | %.0f ms | %.0f ms | %.1f MB | %d | %.1f MB |\n",
+		fmt.Fprintf(&b, "| %d | %d | %d ms (%d) | %.0f ms | %.1f µs | %.0f ms | %.0f ms | %.1f MB | %.0f | %d | %d MiB | %.1f MB |\n",
 			r.rate, r.entries/r.rounds, r.roundMean().Milliseconds(), r.maxRound.Milliseconds(),
 			1000*r.fold.self/n, 1e6*r.fold.self/float64(r.entries), 1000*r.fold.apiserver/n, 1000*r.fold.etcdCPU/n,
-			r.fold.walBytes/n/1e6, r.remembered, float64(r.shardBytes)/1e6)
+			r.fold.walBytes/n/1e6, r.foldWrites/n, r.remembered, r.heap>>20, float64(r.shardBytes)/1e6)
 	}
 
 	fmt.Fprintf(&b, "\n## Where a round's time goes (mean ms a round)\n\n")
