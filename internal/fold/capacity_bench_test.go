@@ -186,16 +186,16 @@ func (c *cost) add(o cost) {
 
 // capacityResult is one rate's measured rounds, summed.
 type capacityResult struct {
-	rate, codes, batch, rounds int
-	entries, distinct          int // ledger entries written and distinct events, measured rounds
-	ledgerWrites               float64
-	foldWrites                 float64 // the API server's writes during the fold rounds
-	write, fold                cost
-	phases                     map[string]time.Duration // the fold rounds' wall time by what they did
-	maxRound                   time.Duration
-	remembered                 int
-	heap                       uint64 // bytes in use after a collection, at the end
-	shardBytes                 int
+	rate, batch, rounds int
+	entries             int // ledger entries written in the measured rounds
+	ledgerWrites        float64
+	foldWrites          float64 // the API server's writes during the fold rounds
+	write, fold         cost
+	phases              map[string]time.Duration // the fold rounds' wall time by what they did
+	maxRound            time.Duration
+	remembered          int
+	heap                uint64 // bytes in use after a collection, at the end
+	shardBytes          int
 }
 
 func (r capacityResult) roundMean() time.Duration { return r.fold.wall / time.Duration(r.rounds) }
@@ -234,13 +234,13 @@ func measureFolder(t *testing.T, e *testenv.Env, etcd string, rate int) capacity
 
 	// What one replica's 50 ms commit window holds at this rate.
 	batch := min(ledger.MaxSegmentEntries, max(1, rate/20/(*folderReplicas)))
-	gen := &scanGen{codes: codes, replicas: make([]*ledger.Writer, *folderReplicas)}
+	gen := &scanGen{codes: codes, replicas: make([]*ledger.Writer, *folderReplicas), interval: opts.Interval}
 	for i := range gen.replicas {
 		gen.replicas[i] = ledger.New(clock.RealClock{}, ns.C, ns.NS, fmt.Sprintf("replica-%d", i), capacityWindow)
 	}
 	cp := &harness.ControlPlane{Env: e}
 	warmup := int((opts.DedupeWindow+ledger.MaxSegmentAge)/opts.Interval) + 1
-	res := capacityResult{rate: rate, codes: len(codes), batch: batch, rounds: *folderRounds, phases: map[string]time.Duration{}}
+	res := capacityResult{rate: rate, batch: batch, rounds: *folderRounds, phases: map[string]time.Duration{}}
 	for round := range warmup + *folderRounds {
 		measured := round >= warmup
 		before, err := cp.Requests(ctx)
@@ -248,7 +248,7 @@ func measureFolder(t *testing.T, e *testenv.Env, etcd string, rate int) capacity
 			t.Fatal(err)
 		}
 		m := startMeter(t, etcd)
-		entries, distinct := gen.round(t, ctx, clk.Now(), rate*int(opts.Interval/time.Second), batch)
+		entries := gen.round(t, ctx, clk.Now(), rate*int(opts.Interval/time.Second), batch)
 		write := m.stop(t)
 		after, err := cp.Requests(ctx)
 		if err != nil {
@@ -276,7 +276,6 @@ func measureFolder(t *testing.T, e *testenv.Env, etcd string, rate int) capacity
 			continue
 		}
 		res.entries += entries
-		res.distinct += distinct
 		for _, verb := range []string{"POST", "PATCH"} {
 			k := harness.RequestKind{Verb: verb, Resource: "wechatscanledgers"}
 			res.ledgerWrites += after[k] - before[k]
@@ -339,6 +338,7 @@ func checkTally(t *testing.T, ns *scantest.Namespace, distinct int) int {
 type scanGen struct {
 	codes    []*qrv1alpha1.WeChatQRCode
 	replicas []*ledger.Writer
+	interval time.Duration // a round's
 	distinct int
 	// retries are the events of the last round whose answer was lost: sent again this round.
 	retries []retry
@@ -351,8 +351,8 @@ type retry struct {
 }
 
 // round writes n new events received over the interval from start, and last round's retries,
-// each replica batch after batch; it returns the entries written and the new events.
-func (g *scanGen) round(t *testing.T, ctx context.Context, start time.Time, n, batch int) (entries, distinct int) {
+// each replica batch after batch; it returns the entries written.
+func (g *scanGen) round(t *testing.T, ctx context.Context, start time.Time, n, batch int) (entries int) {
 	t.Helper()
 	work := make([][]qrv1alpha1.LedgerEntry, len(g.replicas))
 	for _, r := range g.retries {
@@ -368,14 +368,14 @@ func (g *scanGen) round(t *testing.T, ctx context.Context, start time.Time, n, b
 		c := g.codes[int(id)%len(g.codes)]
 		e := qrv1alpha1.LedgerEntry{
 			Key: base64.RawURLEncoding.EncodeToString(key[:]), Code: c.Namespace + "/" + c.Name, UID: c.UID,
-			Subscribe: id%2 == 0, At: start.Add(time.Duration(i) * 5 * time.Second / time.Duration(n)).UnixMilli(),
+			Subscribe: id%2 == 0, At: start.Add(time.Duration(i) * g.interval / time.Duration(n)).UnixMilli(),
 			Scanner: ledger.ScannerHash(strconv.FormatUint(id, 10)),
 		}
 		work[i%len(work)] = append(work[i%len(work)], e)
 		if i%4 == 0 {
-			// Sent again 5 s (a round) later, WeChat's wait.
+			// Sent again a round later: WeChat waits 5 s, the fold interval.
 			r := retry{e, i % len(work)}
-			r.At += 5000
+			r.At += g.interval.Milliseconds()
 			g.retries = append(g.retries, r)
 		}
 	}
@@ -398,7 +398,7 @@ func (g *scanGen) round(t *testing.T, ctx context.Context, start time.Time, n, b
 	for err := range errs {
 		t.Fatal(err)
 	}
-	return entries, n
+	return entries
 }
 
 // countAll makes chunk durable through w at once, as concurrent pushes do: one ledger write.
