@@ -609,13 +609,21 @@ func capacityReport(results []capacityResult, machine string, started time.Time)
 	sumFixed, sumPerScan := fitLine(results, func(r capacityResult) float64 {
 		return (r.fold.self + r.fold.apiserver + r.fold.etcdCPU) / float64(r.rounds)
 	})
-	fmt.Fprintf(&b, "On this machine a round takes %.0f ms plus %.1f ms per 1,000 scans a second (least squares through the rates above): it stays under the %s interval up to **%.0f scans a second**. ",
-		1000*fixed, 1e6*perScan, interval, (interval.Seconds()-fixed)/perScan)
-	fmt.Fprintf(&b, "The CPU a round costs the folder, the kube-apiserver and etcd together, %.0f ms plus %.1f ms per 1,000 scans a second, is what a round would take were each request served at once on cores of their own (the folder waits for each of its requests but the view's): under the interval up to **%.0f scans a second**. ",
-		1000*sumFixed, 1e6*sumPerScan, (interval.Seconds()-sumFixed)/sumPerScan)
-	fmt.Fprintf(&b, "The folder's own CPU alone, %.0f ms plus %.1f ms per 1,000 scans a second a round, would fill its core at %.0f scans a second.\n",
-		1000*cpuFixed, 1e6*cpuPerScan, (interval.Seconds()-cpuFixed)/cpuPerScan)
+	fmt.Fprintf(&b, "On this machine a round takes %.0f ms plus %.1f ms per 1,000 scans a second (least squares through the rates above): it stays under the %s interval up to %s. ",
+		1000*fixed, 1e6*perScan, interval, limit(interval, fixed, perScan))
+	fmt.Fprintf(&b, "The CPU a round costs the folder, the kube-apiserver and etcd together, %.0f ms plus %.1f ms per 1,000 scans a second, is what a round would take were each request served at once on cores of their own (the folder waits for each of its requests but the view's): under the interval up to %s. ",
+		1000*sumFixed, 1e6*sumPerScan, limit(interval, sumFixed, sumPerScan))
+	fmt.Fprintf(&b, "The folder's own CPU alone, %.0f ms plus %.1f ms per 1,000 scans a second a round, would fill its core at %s.\n",
+		1000*cpuFixed, 1e6*cpuPerScan, limit(interval, cpuFixed, cpuPerScan))
 	return b.String()
+}
+
+// limit is the rate at which a round of fixed + perScan·rate seconds takes the interval.
+func limit(interval time.Duration, fixed, perScan float64) string {
+	if perScan <= 0 {
+		return "no rate these measurements show (the line does not rise: too few rounds or rates too close for the machine's noise)"
+	}
+	return fmt.Sprintf("**%.0f scans a second**", (interval.Seconds()-fixed)/perScan)
 }
 
 // fitLine is the least-squares line y = a + b·rate through the results.
