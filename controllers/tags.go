@@ -370,8 +370,10 @@ func batchTaggingProblem(st *v1alpha1.TaggingStatus, now time.Time) (reason, mes
 		return "", "", time.Time{}
 	}
 	reason, _ = issuance.Classify(e)
-	message = fmt.Sprintf("Its scanners are not being tagged: batchtagging failed, the last time at %s: %s. %s; each scan is tried again for an hour, then given up",
-		format(st.LastErrorTime.Time), st.LastError, remedy)
+	// Without the time (status.tagging.lastErrorTime has it), so that a lasting error, refreshed
+	// every few seconds, costs no status write at each look.
+	message = fmt.Sprintf("Its scanners are not being tagged: batchtagging fails: %s. %s; each scan is tried again for an hour, then given up",
+		st.LastError, remedy)
 	return reason, message, until
 }
 

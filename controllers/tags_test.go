@@ -294,7 +294,7 @@ func TestTaggingConditionBatchTaggingErrors(t *testing.T) {
 		{"no figures yet", nil, metav1.ConditionTrue, v1alpha1.ReasonTagsCreated, nil, 0},
 		{"tagging", &v1alpha1.TaggingStatus{Tagged: 5}, metav1.ConditionTrue, v1alpha1.ReasonTagsCreated, nil, 0},
 		{"quota spent", batchTaggingError(45009, wechat.ClassQuota, now, 10*time.Second), metav1.ConditionFalse, v1alpha1.ReasonQuotaExhausted,
-			[]string{"wechat errcode 45009", "2026-12-08T02:59:50Z", "midnight Beijing time", "tried again for an hour"}, 110 * time.Second},
+			[]string{"wechat errcode 45009", "midnight Beijing time", "tried again for an hour"}, 110 * time.Second},
 		{"token refused", batchTaggingError(40001, wechat.ClassToken, now, time.Minute), metav1.ConditionFalse, "WeChatError40001",
 			[]string{"wechat errcode 40001", "stable_token", "spec.tokenSource"}, time.Minute},
 		{"not allowed", batchTaggingError(48001, wechat.ClassTerminal, now, 0), metav1.ConditionFalse, "WeChatError48001",
@@ -347,7 +347,7 @@ func TestSetTaggingEvents(t *testing.T) {
 		switch {
 		case step.event == "" && e != nil:
 			t.Errorf("%+v: an event %+v, want none", step.tagging, e)
-		case step.event != "" && (e == nil || e.Type != corev1.EventTypeWarning || e.Reason != step.event || !strings.Contains(e.Note, "batchtagging failed")):
+		case step.event != "" && (e == nil || e.Type != corev1.EventTypeWarning || e.Reason != step.event || !strings.Contains(e.Note, "batchtagging fails")):
 			t.Errorf("%+v: event %+v, want a Warning %s", step.tagging, e, step.event)
 		}
 	}
