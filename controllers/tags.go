@@ -388,17 +388,18 @@ func setTagging(st *v1alpha1.WeChatQRCodeStatus, code *v1alpha1.WeChatQRCode, ac
 	return setProblem(&st.Conditions, *c, "TagFollowers"), after
 }
 
-// taggingErrorChanged passes the updates of a code whose status.tagging reports another
-// batchtagging error, or the same one again after a pause long enough for it to have stopped
-// being current: the manager refreshes lastErrorTime every few seconds while an error lasts, and
-// the condition's end is a requeue, not a watch event.
+// taggingErrorChanged passes the updates of a code whose status.tagging reports a batchtagging
+// errcode other than before, or the same one again after a pause long enough for it to have
+// stopped being current: while an error lasts the manager refreshes lastErrorTime every few
+// seconds, and WeChat's errmsg (in lastError) differs at each call by its request id; the
+// condition's end is a requeue, not a watch event.
 var taggingErrorChanged = predicate.Funcs{
 	CreateFunc:  func(event.CreateEvent) bool { return false },
 	DeleteFunc:  func(event.DeleteEvent) bool { return false },
 	GenericFunc: func(event.GenericEvent) bool { return false },
 	UpdateFunc: func(e event.UpdateEvent) bool {
 		a, b := taggingOf(e.ObjectOld), taggingOf(e.ObjectNew)
-		if a.LastError != b.LastError {
+		if errcodeIn(a.LastError) != errcodeIn(b.LastError) {
 			return true
 		}
 		return b.LastErrorTime != nil && (a.LastErrorTime == nil || b.LastErrorTime.Sub(a.LastErrorTime.Time) >= taggingErrorCurrentFor/2)
@@ -410,6 +411,14 @@ func taggingOf(o client.Object) v1alpha1.TaggingStatus {
 		return *c.Status.Tagging
 	}
 	return v1alpha1.TaggingStatus{}
+}
+
+// errcodeIn is the errcode an error's text names, 0 for none.
+func errcodeIn(s string) int {
+	if e, ok := wechat.ErrorIn(s); ok {
+		return e.Code
+	}
+	return 0
 }
 
 // tagRegistry holds the snapshots of the AppIDs this process serves, and serializes each AppID's

@@ -373,6 +373,7 @@ func TestTaggingErrorChanged(t *testing.T) {
 		{"figures only", &v1alpha1.TaggingStatus{Tagged: 1}, &v1alpha1.TaggingStatus{Tagged: 2}, false},
 		{"an error appears", &v1alpha1.TaggingStatus{Tagged: 1}, quota(0), true},
 		{"the error refreshed", quota(10 * time.Second), quota(0), false},
+		{"the same errcode, WeChat's errmsg with another request id", quota(0), &v1alpha1.TaggingStatus{LastError: strings.Replace(quota(0).LastError, "errmsg of WeChat", "errmsg rid: 6566", 1), LastErrorTime: quota(0).LastErrorTime}, false},
 		{"the error again after a pause", quota(3 * time.Minute), quota(0), true},
 		{"another error", quota(0), batchTaggingError(40001, wechat.ClassToken, now, 0), true},
 		{"a new term", quota(0), &v1alpha1.TaggingStatus{}, true},
