@@ -93,7 +93,7 @@ type WeChatQRCodeReconciler struct {
 // codes its budget refused.
 func (r *WeChatQRCodeReconciler) SetupWithManager(mgr ctrl.Manager, opts controller.Options) error {
 	b := ctrl.NewControllerManagedBy(mgr).
-		For(&v1alpha1.WeChatQRCode{}, builder.WithPredicates(predicate.Or[client.Object](predicate.GenerationChangedPredicate{}, renewRequested, sinkDeliveryChanged))).
+		For(&v1alpha1.WeChatQRCode{}, builder.WithPredicates(predicate.Or[client.Object](predicate.GenerationChangedPredicate{}, renewRequested, sinkDeliveryChanged, taggingErrorChanged))).
 		Watches(&v1alpha1.WeChatQRCode{}, handler.EnqueueRequestsFromMapFunc(r.rivalsOf), builder.WithPredicates(claimChanged)).
 		WatchesMetadata(&corev1.Service{}, handler.EnqueueRequestsFromMapFunc(r.codesNamingService))
 	for _, kind := range accountKinds {
@@ -133,10 +133,12 @@ func (r *WeChatQRCodeReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	}
 	now := r.Clock.Now()
 	act = act.Sink(sink, now)
-	setTagging(&act.Status, obs.Code, obs.account.account, now)
+	tagging, taggingAfter := setTagging(&act.Status, obs.Code, obs.account.account, now)
 	delivering, after := sinkDelivering(&act.Status.Conditions, obs.Code.Spec.Sink != nil, act.Status.SinkDelivery, obs.Code.Generation, now)
-	if delivering != nil {
-		act.Events = append(act.Events, *delivering)
+	for _, e := range []*issuance.Event{tagging, delivering} {
+		if e != nil {
+			act.Events = append(act.Events, *e)
+		}
 	}
 	if err := r.writeStatus(ctx, obs.Code, act.Status); err != nil {
 		if len(act.Events) > 0 && act.Events[len(act.Events)-1].Action == "IssueTicket" {
@@ -147,7 +149,7 @@ func (r *WeChatQRCodeReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	for _, e := range act.Events {
 		r.Recorder.Eventf(obs.Code, nil, e.Type, e.Reason, e.Action, "%s", e.Note)
 	}
-	return ctrl.Result{RequeueAfter: soonest(act.RequeueAfter(now), after)}, nil
+	return ctrl.Result{RequeueAfter: soonest(act.RequeueAfter(now), after, taggingAfter)}, nil
 }
 
 // sink resolves spec.sink (nil without one). A code may name only its own namespace.
