@@ -27,7 +27,6 @@ import (
 	cloudevents "github.com/cloudevents/sdk-go/v2"
 	"github.com/go-logr/logr"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
@@ -37,6 +36,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/ledger"
 )
 
 // Options bound the deliverer.
@@ -441,8 +441,7 @@ func (r *run) patch(ctx context.Context, name string, st qrv1alpha1.WeChatScanLe
 	if err != nil {
 		panic(err) // numbers and strings always marshal
 	}
-	seg := &qrv1alpha1.WeChatScanLedger{ObjectMeta: metav1.ObjectMeta{Namespace: r.opts.Namespace, Name: name}}
-	return r.status.Patch(ctx, seg, client.RawPatch(types.MergePatchType, body))
+	return r.status.Patch(ctx, ledger.SegmentMetadata(r.opts.Namespace, name), client.RawPatch(types.MergePatchType, body))
 }
 
 // NeedLeaderElection is false: package election leads it, by the delivery Lease.

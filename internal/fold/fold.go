@@ -385,7 +385,7 @@ func (f *Folder) collect(ctx context.Context, segs []*segment, shards []*qrv1alp
 		}) {
 			continue
 		}
-		err := f.writer.Delete(ctx, seg.WeChatScanLedger, client.Preconditions{ResourceVersion: &seg.ResourceVersion})
+		err := f.writer.Delete(ctx, ledger.SegmentMetadata(seg.Namespace, seg.Name), client.Preconditions{ResourceVersion: &seg.ResourceVersion})
 		switch {
 		case apierrors.IsConflict(err):
 			// Written since it was read (its writer, or the deliverer's offsets): looked at
