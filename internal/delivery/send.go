@@ -36,11 +36,9 @@ import (
 // sender makes one try to deliver events to a sink: a binary-mode request of one event, or a
 // batched-mode request of several.
 type sender struct {
-	// sinks sends to the sinks, binary mode and batched mode alike: a request is built with the
-	// SDK's HTTP binding and sent by this client, not by the SDK's client, whose Send adds work
-	// the deliverer has no use for at one request an event (its defaults, observability, and the
-	// answer read into a message).
-	sinks   *http.Client
+	client cloudevents.Client
+	// batches sends batched mode's requests, over the same transport as client.
+	batches *http.Client
 	workers int
 	// auth adds the callback server's ServiceAccount token (its rest.Config's, the file re-read
 	// as the kubelet rotates it) to the requests to the tagging endpoint.
@@ -54,7 +52,13 @@ type sender struct {
 }
 
 func newSender(workers int, rc *rest.Config) *sender {
-	return &sender{sinks: &http.Client{Transport: newTransport(workers)}, workers: workers,
+	t := newTransport(workers)
+	c, err := cloudevents.NewClientHTTP(cehttp.WithRoundTripper(t))
+	if err != nil {
+		// Only an option can fail it, and these are constant.
+		panic(err)
+	}
+	return &sender{client: c, batches: &http.Client{Transport: t}, workers: workers,
 		auth: func(rt http.RoundTripper) (http.RoundTripper, error) {
 			return transport.NewBearerAuthWithRefreshRoundTripper(rc.BearerToken, rc.BearerTokenFile, rt)
 		}}
@@ -98,13 +102,14 @@ func (s *sender) taggingClient(ca string) (*http.Client, error) {
 // send returns the answer's status, 0 with the cause when there was none.
 func (s *sender) send(ctx context.Context, t Target, events []cloudevents.Event) (int, error) {
 	if t.MaxEvents == 0 {
-		req, err := cehttp.NewHTTPRequestFromEvent(ctx, t.URI, events[0])
-		if err != nil {
-			return 0, err
+		res := s.client.Send(cloudevents.ContextWithTarget(ctx, t.URI), events[0])
+		var hr *cehttp.Result
+		if cloudevents.ResultAs(res, &hr) {
+			return hr.StatusCode, res
 		}
-		return post(s.sinks, req)
+		return 0, res
 	}
-	hc := s.sinks
+	hc := s.batches
 	if t.Tagging {
 		var err error
 		if hc, err = s.taggingClient(t.CA); err != nil {
@@ -115,11 +120,6 @@ func (s *sender) send(ctx context.Context, t Target, events []cloudevents.Event)
 	if err != nil {
 		return 0, err
 	}
-	return post(hc, req)
-}
-
-// post sends req with hc and returns the answer's status, 0 with the cause when there was none.
-func post(hc *http.Client, req *http.Request) (int, error) {
 	resp, err := hc.Do(req)
 	if err != nil {
 		return 0, err
