@@ -193,8 +193,18 @@ func (c *Controller) Start(ctx context.Context) error {
 	if !ca.WaitForCacheSync(ctx) {
 		return nil
 	}
-	if err := r.list(); err != nil {
-		return err
+	// Tried again until it succeeds: returning would leave this replica holding the Lease
+	// without delivering until it lost it.
+	for err := r.list(); err != nil; err = r.list() {
+		if ctx.Err() != nil {
+			return nil
+		}
+		c.log.Error(err, "reading the ledger; trying again")
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-c.clock.After(tick):
+		}
 	}
 	c.log.Info("delivering scan events")
 	ticker := c.clock.NewTicker(tick)
