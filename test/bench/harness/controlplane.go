@@ -99,8 +99,8 @@ func (cp *ControlPlane) PauseAPIServer() (resume func() error, err error) {
 }
 
 // Writes is the API server's own count of the write requests it has served so far
-// (apiserver_request_total of the verbs that write), by resource: what a load cost it, whoever
-// made the requests.
+// (apiserver_request_total of the verbs that write), by verb and resource (RequestKind.String):
+// what a load cost it, whoever made the requests, a segment's appends apart from its offsets.
 func (cp *ControlPlane) Writes(ctx context.Context) (map[string]float64, error) {
 	all, err := cp.Requests(ctx)
 	if err != nil {
@@ -109,7 +109,7 @@ func (cp *ControlPlane) Writes(ctx context.Context) (map[string]float64, error) 
 	out := map[string]float64{}
 	for k, v := range all {
 		if writeVerbs[k.Verb] {
-			out[k.Resource] += v
+			out[k.String()] += v
 		}
 	}
 	return out, nil
