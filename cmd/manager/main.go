@@ -39,6 +39,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 
 	"github.com/qrcode-operator/wechat-qrcode-operator/controllers"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/memlimit"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/scheme"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/securemetrics"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/tagging"
@@ -125,6 +126,7 @@ func main() {
 	ctrl.SetLogger(log)
 	// client-go's leader election and informers log through klog: same format, same sink.
 	klog.SetLogger(log)
+	memlimit.FromEnvironment(ctrl.Log.WithName("setup"))
 	cfg, err := ctrl.GetConfig()
 	if err == nil {
 		err = run(ctrl.SetupSignalHandler(), cfg, *f)
