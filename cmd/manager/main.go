@@ -83,8 +83,9 @@ func bindFlags(fs *flag.FlagSet) (*flags, *zap.Options) {
 	// it hangs); four keep the per-AppID rate limit, not the workers, the bottleneck, and one slow
 	// account from stalling the others.
 	fs.IntVar(&f.maxConcurrentReconciles, "max-concurrent-reconciles", 4, "codes reconciled in parallel")
-	// controller-runtime's defaults: an issuance costs about three requests (a live read, a status
-	// patch, an Event), so 20/s keeps up with WeChat's default 5 creates/s per account.
+	// controller-runtime's defaults: an issuance costs one to three requests (a status patch, a
+	// Normal Event within its budget, a live read when the cache's copy may be stale), so 20/s
+	// keeps up with WeChat's default 5 creates/s per account.
 	fs.Float64Var(&f.kubeQPS, "kube-api-qps", 20, "sustained requests per second to the Kubernetes API")
 	fs.IntVar(&f.kubeBurst, "kube-api-burst", 30, "burst of requests to the Kubernetes API")
 
