@@ -127,6 +127,10 @@ func (c issuanceConfig) run(ctx context.Context, r *run) ([]Figure, error) {
 	if err != nil {
 		return nil, err
 	}
+	fileRSS, err := mgr.FileRSS()
+	if err != nil {
+		return nil, err
+	}
 	requestsAfter, err := s.cp.Requests(ctx)
 	if err != nil {
 		return nil, err
@@ -200,6 +204,7 @@ func (c issuanceConfig) run(ctx context.Context, r *run) ([]Figure, error) {
 		figure(b, "calls_after_restart", float64(restartCalls), "calls", fmt.Sprintf("qrcode/create after a restart with nothing due, once %d codes were reconciled", c.N)).goal("0", restartCalls == 0),
 		rssFig,
 		figure(b, "manager_heap_in_use", mib(int64(heap)), "MiB", "go_memstats_heap_inuse_bytes once all were Ready"),
+		fileRSSFigure(b, fileRSS, "once all were Ready"),
 		figure(b, "manager_peak_rss_restart", mib(restartRSS), "MiB", fmt.Sprintf("VmHWM after a restart that reconciled %d codes", c.N)),
 		figure(b, "restart_first_reconcile", firstReconcile.Seconds(), "s",
 			"from the restarted manager's start to its first finished reconcile (its caches synced: the workers start only then): the earliest a due renewal is acted on"),
@@ -249,6 +254,12 @@ func requestsPerCode(b string, before, after map[harness.RequestKind]float64, n 
 			fmt.Sprintf("%.0f requests counted by the API server while the manager issued %d codes (the benchmark's creates taken out)", made[k], n)))
 	}
 	return figs
+}
+
+// fileRSSFigure is the manager's binary's share of its RSS at the measurement.
+func fileRSSFigure(b string, bytes int64, when string) Figure {
+	return figure(b, "manager_rss_file", mib(bytes), "MiB",
+		"RssFile of the manager "+when+": its binary's pages, counted in every RSS figure, which the kernel may drop under pressure")
 }
 
 func mib(bytes int64) float64 { return float64(bytes) / (1 << 20) }

@@ -81,6 +81,11 @@ func (p *Process) WaitReady(ctx context.Context, url string) error {
 // Only while it runs: /proc forgets it at exit.
 func (p *Process) PeakRSS() (int64, error) { return memoryOf(p.Pid(), "VmHWM") }
 
+// FileRSS is the part of the process's resident set now that is file pages (RssFile of
+// /proc/<pid>/status): its binary's code and data, which the kernel can drop and read again under
+// pressure; VmHWM and VmRSS count them.
+func (p *Process) FileRSS() (int64, error) { return memoryOf(p.Pid(), "RssFile") }
+
 // memoryOf is a size field of /proc/<pid>/status (VmHWM, VmRSS), in bytes.
 func memoryOf(pid int, field string) (int64, error) {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
