@@ -35,14 +35,16 @@ import (
 // resourceVersion (an etcd revision, comparable within a resource) bounds each:
 //
 //   - an earlier leader's, all made before this process began to lead: every one is older than
-//     the barrier, a resourceVersion read from the API server at this process's first issuance;
+//     the barrier, a resourceVersion read from the API server as this process's term starts (at
+//     its first issuance if that read failed);
 //   - this process's own, made by an earlier reconcile of the same code: the floor remembers, per
 //     code, the version its last write (or live read) returned, until the cache shows it. A write
 //     whose outcome is unknown (a timeout) leaves a floor no copy meets until a live read.
 //
 // A copy at least as new as both is the API server's latest status, or a later one; anything
-// else is read again from the API server, as every issuance used to be. After a restart, a code
-// last written before it is read once, at its first issuance of the term.
+// else is read again from the API server, as every issuance used to be. A code created during the
+// term is never read again; after a restart, a code last written before it is read once, at its
+// first issuance of the term.
 type freshness struct {
 	apiServer client.Reader
 
@@ -55,8 +57,8 @@ func newFreshness(apiServer client.Reader) *freshness {
 	return &freshness{apiServer: apiServer, floor: map[types.NamespacedName]string{}}
 }
 
-// trusts reports whether the cached copy of code may decide an issuance. The barrier is read on
-// the first call; if that read fails, the copy is not trusted (the caller reads the code live).
+// trusts reports whether the cached copy of code may decide an issuance. The barrier is read now
+// if it was not yet; if that read fails, the copy is not trusted (the caller reads the code live).
 func (f *freshness) trusts(ctx context.Context, code *v1alpha1.WeChatQRCode) bool {
 	barrier, err := f.barrierVersion(ctx)
 	if err != nil {
@@ -68,8 +70,8 @@ func (f *freshness) trusts(ctx context.Context, code *v1alpha1.WeChatQRCode) boo
 	return fresh(code.ResourceVersion, barrier, floor, pending)
 }
 
-// barrierVersion is the resourceVersion of a list read from the API server once, at the first
-// issuance this process considers: a quorum read, so at least every earlier leader's last write.
+// barrierVersion is the resourceVersion of a list read from the API server once this process
+// leads: a quorum read, so at least every earlier leader's last write.
 func (f *freshness) barrierVersion(ctx context.Context) (string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -39,6 +39,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
 	"github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
@@ -125,8 +126,17 @@ func (r *WeChatQRCodeReconciler) SetupWithManager(mgr ctrl.Manager, opts control
 	if err != nil {
 		return err
 	}
-	_, err = informer.AddEventHandler(r.fresh.handler())
-	return err
+	if _, err := informer.AddEventHandler(r.fresh.handler()); err != nil {
+		return err
+	}
+	// The barrier is read as the term starts (a runnable runs once elected), so that the codes
+	// created from then on never need a live read; if it fails, the first issuance reads it.
+	return mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+		if _, err := r.fresh.barrierVersion(ctx); err != nil {
+			logf.FromContext(ctx).Info("the term's barrier is read at the first issuance instead", "error", err.Error())
+		}
+		return nil
+	}))
 }
 
 // Reconcile observes, decides, acts and reports. WeChat is called only when issuance.Decide says
