@@ -72,7 +72,7 @@ func New(o Options) *Reconcilers {
 	return &Reconcilers{
 		Codes: &WeChatQRCodeReconciler{Client: o.Client, APIReader: o.APIReader, Issuer: o.WeChat,
 			Recorder: o.Recorder, Clock: o.Clock, accountsCommon: common,
-			fresh: newFreshness(o.APIReader), normalEvents: rate.NewLimiter(NormalEventRate, NormalEventBurst)},
+			fresh: newFreshness(o.APIReader), normalEvents: rate.NewLimiter(normalEventRate, normalEventBurst)},
 		Accounts: &AccountReconciler{Client: o.Client, APIReader: o.APIReader, Checker: o.WeChat, TagAPI: o.WeChat, Recorder: o.Recorder, Clock: o.Clock,
 			QuotaInterval: o.QuotaInterval, accountsCommon: common},
 		PushConfig: &PushConfigReconciler{Client: o.Client, APIReader: o.APIReader, accountsCommon: common, published: make(chan event.GenericEvent, 1)},

@@ -68,15 +68,15 @@ import (
 // +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch
 
 // Normal Events about codes (Issued, Renewed, Reissued) pass a budget, one per manager: a burst
-// of NormalEventBurst, then NormalEventRate a second. Each is a request to the API server, an
+// of normalEventBurst, then normalEventRate a second. Each is a request to the API server, an
 // object etcd keeps for an hour and one the manager's event broadcaster keeps for minutes;
 // 100,000 codes applied at once, or their renewals, would be 100,000 of each, saying what every
 // code's Ready condition and status already say. Under the budget, the few codes a person applies
 // show their Event; beyond it the condition, status.issuedAt and the issuance metrics tell.
 // Warnings are never held back: they are few (one per transition) and what Events are read for.
 const (
-	NormalEventBurst = 100
-	NormalEventRate  = 1
+	normalEventBurst = 100
+	normalEventRate  = 1
 )
 
 // QRCodeIssuer is what the reconciler needs of a WeChat client (*wechat.Client).
@@ -97,7 +97,7 @@ type WeChatQRCodeReconciler struct {
 	Clock     clock.PassiveClock
 
 	fresh *freshness
-	// normalEvents is the budget of Normal Events about codes (NormalEventBurst, NormalEventRate).
+	// normalEvents is the budget of Normal Events about codes (normalEventBurst, normalEventRate).
 	normalEvents *rate.Limiter
 
 	*accountsCommon
