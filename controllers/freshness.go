@@ -43,8 +43,8 @@ import (
 //
 // A copy at least as new as both is the API server's latest status, or a later one; anything
 // else is read again from the API server, as every issuance used to be. A code created during the
-// term is never read again; after a restart, a code last written before it is read once, at its
-// first issuance of the term.
+// term is read again only when reconciled before the cache shows this process's last write to it;
+// after a restart, a code last written before it is read once, at its first issuance of the term.
 type freshness struct {
 	apiServer client.Reader
 

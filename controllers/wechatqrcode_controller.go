@@ -130,7 +130,7 @@ func (r *WeChatQRCodeReconciler) SetupWithManager(mgr ctrl.Manager, opts control
 		return err
 	}
 	// The barrier is read as the term starts (a runnable runs once elected), so that the codes
-	// created from then on never need a live read; if it fails, the first issuance reads it.
+	// created from then on are newer than it; if the read fails, the first issuance reads it.
 	return mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
 		if _, err := r.fresh.barrierVersion(ctx); err != nil {
 			logf.FromContext(ctx).Info("the term's barrier is read at the first issuance instead", "error", err.Error())
