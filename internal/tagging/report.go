@@ -69,10 +69,7 @@ func (r *reporter) round(ctx context.Context, stats map[string]CodeStats) {
 		if !f.lastErrorTime.IsZero() {
 			st.LastErrorTime = &metav1.Time{Time: f.lastErrorTime}
 		}
-		body, err := json.Marshal(map[string]any{"status": map[string]any{"tagging": st}})
-		if err != nil {
-			panic(err) // numbers, strings and times always marshal
-		}
+		body := taggingPatch(st)
 		ns, name, _ := strings.Cut(code, "/")
 		obj := &qrv1alpha1.WeChatQRCode{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
 		if err := r.status.Patch(ctx, obj, client.RawPatch(types.MergePatchType, body)); err != nil && !apierrors.IsNotFound(err) {
@@ -80,4 +77,28 @@ func (r *reporter) round(ctx context.Context, stats map[string]CodeStats) {
 		}
 		r.written[code] = f
 	}
+}
+
+// taggingPatch is the merge patch that makes st the code's whole status.tagging: the fields st
+// leaves out are null, removed, or a new term's figures would keep the last manager's error and
+// skips (a merge patch keeps what it does not mention).
+func taggingPatch(st qrv1alpha1.TaggingStatus) []byte {
+	raw, err := json.Marshal(st)
+	if err != nil {
+		panic(err) // numbers, strings and times always marshal
+	}
+	fields := map[string]any{}
+	if err := json.Unmarshal(raw, &fields); err != nil {
+		panic(err)
+	}
+	for _, k := range []string{"invalidOpenID", "foreignOpenID", "followerTagLimit", "lastError", "lastErrorTime"} {
+		if _, ok := fields[k]; !ok {
+			fields[k] = nil
+		}
+	}
+	body, err := json.Marshal(map[string]any{"status": map[string]any{"tagging": fields}})
+	if err != nil {
+		panic(err)
+	}
+	return body
 }
