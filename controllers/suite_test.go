@@ -75,9 +75,9 @@ type harness struct {
 	// secretReads counts the reconciler's reads of Secret data from the API server, codeReads
 	// its reads of WeChatQRCodes.
 	secretReads, codeReads atomic.Int64
-	stop        func()
-	collector   *CodeCollector
-	workers     int
+	stop                   func()
+	collector              *CodeCollector
+	workers                int
 	// direct: no code controller (the account controllers run); the test calls r.Reconcile
 	// through h.reconcile.
 	direct bool
