@@ -204,6 +204,7 @@ func (c taggingConfig) run(ctx context.Context, r *run) ([]Figure, error) {
 		}
 	}()
 	st.Start(ctx)
+	<-st.Stopped()
 	outcomes := st.End()
 	if buildErr != nil {
 		return nil, buildErr

@@ -226,6 +226,10 @@ func (st *Stream) note(k int, events []int, out []Outcome) {
 
 func acknowledged(o Outcome) bool { return o.Status == http.StatusOK }
 
+// Stopped is closed once the stream starts no more events: its Pushes or More ran out, End was
+// called or the context of Start ended. A stream of More that runs out waits on it before End.
+func (st *Stream) Stopped() <-chan struct{} { return st.stopped }
+
 // Sent is how many events the stream has started.
 func (st *Stream) Sent() int64 { return st.sent.Load() }
 

@@ -234,6 +234,7 @@ func TestStreamMoreEnds(t *testing.T) {
 	fc.Step(tick)
 	until(t, func() bool { return st.Sent() == n })
 	fc.Step(tick)
+	<-st.Stopped()
 	outcomes := st.End()
 	if len(outcomes) != n || st.Acked() != n {
 		t.Errorf("%d events sent, %d acknowledged; want %d each", len(outcomes), st.Acked(), n)
