@@ -321,6 +321,11 @@ func awaitTagged(ctx context.Context, w *harness.WeChat, want int) (time.Time, e
 // taggingResult is what the fake and /proc say of a run.
 type taggingResult struct {
 	sent, acked int
+	// unacked are the scans none of whose 3 tries was answered 200 by status of the last try (0:
+	// no answer in 5 s), and unackedTagged those of them whose scanner got all its tags anyway (the
+	// scan was stored, its answer late).
+	unacked       map[int]int
+	unackedTagged int
 	// exact followers carry their code's tags and no other; missing lack some, wrong carry
 	// another.
 	exact, missing, wrong int
@@ -360,7 +365,7 @@ func (c taggingConfig) measure(s *stage, codes []*qrv1alpha1.WeChatQRCode, outco
 	for name, n := range c.accountTags() {
 		byTag[name] = &tagCalls{name: name, codes: n}
 	}
-	res := taggingResult{sent: len(outcomes), calls: s.wechat.Calls(wechattest.EndpointBatchTagging),
+	res := taggingResult{sent: len(outcomes), unacked: map[int]int{}, calls: s.wechat.Calls(wechattest.EndpointBatchTagging),
 		ok: s.wechat.CallsWithErrcode(wechattest.EndpointBatchTagging, 0)}
 	for i, waves := range outcomes {
 		openID, want := scanner(i), c.codeTags(i%len(codes))
@@ -376,6 +381,10 @@ func (c taggingConfig) measure(s *stage, codes []*qrv1alpha1.WeChatQRCode, outco
 			last = later(last, at)
 		}
 		if waves[0].Status != http.StatusOK {
+			res.unacked[waves[0].Status]++
+			if complete {
+				res.unackedTagged++
+			}
 			continue
 		}
 		res.acked++
@@ -453,7 +462,8 @@ func (c taggingConfig) figures(res taggingResult) []Figure {
 	rate := float64(res.acked) / res.sending.Seconds()
 	return []Figure{
 		figure(b, "scans_per_second", rate, "scans/s",
-			fmt.Sprintf("%d distinct scanners acknowledged of %d offered at %d/s over %s", res.acked, res.sent, c.Rate, res.sending.Round(time.Second))),
+			fmt.Sprintf("%d distinct scanners acknowledged of %d offered at %d/s over %s; not acknowledged in 3 tries of 5 s, by the last try's status (0: no answer): %s, %d of them tagged all the same",
+				res.acked, res.sent, c.Rate, res.sending.Round(time.Second), statuses(res.unacked), res.unackedTagged)),
 		figure(b, "followers_tagged_exactly", float64(res.exact), "followers",
 			fmt.Sprintf("followers carrying exactly their code's %d tags at the fake; %d lack some, %d carry another", c.TagsPerCode, res.missing, res.wrong)).
 			goal(fmt.Sprintf("= the %d scanners acknowledged", res.acked), res.exact == res.acked),
