@@ -321,8 +321,8 @@ func awaitTagged(ctx context.Context, w *harness.WeChat, want int) (time.Time, e
 // taggingResult is what the fake and /proc say of a run.
 type taggingResult struct {
 	sent, acked int
-	// unacked are the scans none of whose 3 tries was answered 200 by status of the last try (0:
-	// no answer in 5 s), and unackedTagged those of them whose scanner got all its tags anyway (the
+	// unacked counts the scans none of whose 3 tries got a 200, by the last try's status (0: no
+	// answer within 5 s); unackedTagged those whose scanner got all its tags all the same (the
 	// scan was stored, its answer late).
 	unacked       map[int]int
 	unackedTagged int
