@@ -331,8 +331,9 @@ type taggingResult struct {
 	exact, missing, wrong int
 	// tags are the account's tags the codes name, by name.
 	tags []tagCalls
-	// calls and ok are the batchtagging calls at the fake, all and answered errcode 0.
-	calls, ok int
+	// calls and ok are the batchtagging calls at the fake, all and answered errcode 0; retagged
+	// the followers those calls named who carried the tag already.
+	calls, ok, retagged int
 	// lags are, per follower fully tagged, its push's first try to the answer of the call that
 	// gave it the last of its tags.
 	lags                    []time.Duration
@@ -366,7 +367,7 @@ func (c taggingConfig) measure(s *stage, codes []*qrv1alpha1.WeChatQRCode, outco
 		byTag[name] = &tagCalls{name: name, codes: n}
 	}
 	res := taggingResult{sent: len(outcomes), unacked: map[int]int{}, calls: s.wechat.Calls(wechattest.EndpointBatchTagging),
-		ok: s.wechat.CallsWithErrcode(wechattest.EndpointBatchTagging, 0)}
+		ok: s.wechat.CallsWithErrcode(wechattest.EndpointBatchTagging, 0), retagged: s.wechat.Retagged()}
 	for i, waves := range outcomes {
 		openID, want := scanner(i), c.codeTags(i%len(codes))
 		var last time.Time
@@ -468,8 +469,8 @@ func (c taggingConfig) figures(res taggingResult) []Figure {
 			fmt.Sprintf("followers carrying exactly their code's %d tags at the fake; %d lack some, %d carry another", c.TagsPerCode, res.missing, res.wrong)).
 			goal(fmt.Sprintf("= the %d scanners acknowledged", res.acked), res.exact == res.acked),
 		figure(b, "batchtagging_calls", float64(sum.calls), "calls",
-			fmt.Sprintf("at the fake, %d tags: minimum, the sum of ceil(followers/50), %d (%.3fx), %.1f followers per call; %d calls in all, %d answered errcode 0; %s",
-				sum.tags, sum.minimum, sum.ratio(), float64(sum.followers)/float64(max(1, sum.calls)), res.calls, res.ok, strings.Join(byKind, "; "))),
+			fmt.Sprintf("at the fake, %d tags: minimum, the sum of ceil(followers/50), %d (%.3fx), %.1f followers per call; %d calls in all, %d answered errcode 0, naming %d followers who had the tag already; %s",
+				sum.tags, sum.minimum, sum.ratio(), float64(sum.followers)/float64(max(1, sum.calls)), res.calls, res.ok, res.retagged, strings.Join(byKind, "; "))),
 		figure(b, "calls_over_minimum_worst_tag", worst.ratio(), "x",
 			fmt.Sprintf("the tag with the most calls beside its minimum ceil(followers/50): %s (%d code(s)), %d calls for %d followers, minimum %d", worst.name, worst.codes, worst.calls, worst.followers, worst.minimum())).
 			goal(fmt.Sprintf("<= %.2f x per tag", callsGoal), worst.ratio() <= callsGoal),

@@ -52,9 +52,11 @@ type WeChat struct {
 	forceRefreshes int
 	hook           func(endpoint string, nth int)
 	// tagCalls counts batchtagging calls by tag id, whatever their answer; tagged is when each
-	// follower first got each tag: the answer (errcode 0) of the first call that gave it.
+	// follower first got each tag: the answer (errcode 0) of the first call that gave it;
+	// retagged counts the followers a call answered errcode 0 named who had the tag already.
 	tagCalls map[int64]int
 	tagged   map[FollowerTag]time.Time
+	retagged int
 }
 
 // FollowerTag is a follower (OpenID) and a tag id.
@@ -154,6 +156,8 @@ func (w *WeChat) serve(rw http.ResponseWriter, r *http.Request) {
 	for _, id := range body.OpenIDs {
 		if k := (FollowerTag{id, body.TagID}); w.tagged[k].IsZero() {
 			w.tagged[k] = answered
+		} else {
+			w.retagged++
 		}
 	}
 }
@@ -181,6 +185,14 @@ func (w *WeChat) TaggedCount() int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return len(w.tagged)
+}
+
+// Retagged counts the followers named by batchtagging calls answered errcode 0 who carried the
+// tag already: a follower tagged twice for nothing.
+func (w *WeChat) Retagged() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.retagged
 }
 
 // TaggedAt is when a batchtagging call first gave openID the tag tagID (its answer), and
