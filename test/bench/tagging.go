@@ -461,10 +461,13 @@ func (c taggingConfig) figures(res taggingResult) []Figure {
 	}
 	tagged := res.exact + res.missing // followers with at least their code's tags or some of them
 	rate := float64(res.acked) / res.sending.Seconds()
+	unacked := "every one acknowledged"
+	if len(res.unacked) > 0 {
+		unacked = fmt.Sprintf("not acknowledged in 3 tries of 5 s, by the last try's status (0: no answer): %s, %d of them tagged all the same", statuses(res.unacked), res.unackedTagged)
+	}
 	return []Figure{
 		figure(b, "scans_per_second", rate, "scans/s",
-			fmt.Sprintf("%d distinct scanners acknowledged of %d offered at %d/s over %s; not acknowledged in 3 tries of 5 s, by the last try's status (0: no answer): %s, %d of them tagged all the same",
-				res.acked, res.sent, c.Rate, res.sending.Round(time.Second), statuses(res.unacked), res.unackedTagged)),
+			fmt.Sprintf("%d distinct scanners acknowledged of %d offered at %d/s over %s; %s", res.acked, res.sent, c.Rate, res.sending.Round(time.Second), unacked)),
 		figure(b, "followers_tagged_exactly", float64(res.exact), "followers",
 			fmt.Sprintf("followers carrying exactly their code's %d tags at the fake; %d lack some, %d carry another", c.TagsPerCode, res.missing, res.wrong)).
 			goal(fmt.Sprintf("= the %d scanners acknowledged", res.acked), res.exact == res.acked),
