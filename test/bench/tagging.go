@@ -69,6 +69,10 @@ const (
 	taggingLagGoal = time.Minute
 )
 
+// taggingAfter is how long the bench still counts the calls once every follower was tagged: a
+// request the deliverer sends again (its answer lost or late) must not tag anyone twice.
+const taggingAfter = 30 * time.Second
+
 // taggingStall ends the wait for the last taggings when nothing was tagged for this long: the
 // deliverer's backoff tops out at 30 s, so two of its longest waits without progress are a stall.
 const taggingStall = 2 * time.Minute
@@ -199,7 +203,7 @@ func (c taggingConfig) run(ctx context.Context, r *run) ([]Figure, error) {
 				t.Stop()
 				return
 			case <-t.C:
-				r.logf("tagging: %d scans sent, %d acknowledged, %d (follower, tag) pairs tagged", st.Sent(), st.Acked(), s.wechat.TaggedCount())
+				r.logf("tagging: %d scans sent, %d acknowledged, %d (follower, tag) pairs tagged", st.Sent(), st.Acked(), s.wechat.Tagging().Tagged)
 			}
 		}
 	}()
@@ -217,7 +221,7 @@ func (c taggingConfig) run(ctx context.Context, r *run) ([]Figure, error) {
 	}
 	r.logf("tagging: %d scans acknowledged of %d; waiting for %d (follower, tag) pairs tagged", st.Acked(), len(outcomes), want)
 	done, err := awaitTagged(ctx, s.wechat, want)
-	cpuAfter := harness.CPUByName()
+	cpuAfter, atDone := harness.CPUByName(), s.wechat.Tagging()
 	stopProgress()
 	if err != nil {
 		return nil, err
@@ -230,7 +234,14 @@ func (c taggingConfig) run(ctx context.Context, r *run) ([]Figure, error) {
 	if err != nil {
 		return nil, err
 	}
-	res := c.measure(s, codes, outcomes)
+	res := c.measure(s, codes, outcomes, atDone)
+	r.logf("tagging: %s more for the calls that come after the last tagging", taggingAfter)
+	select {
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-time.After(taggingAfter):
+	}
+	res.after = s.wechat.Tagging()
 	res.span, res.sending, res.managerLag, res.peakRSS = done.Sub(start), st.Sending(), managerLag, peakRSS
 	res.managerCPU = cpuAfter["manager"] - cpuBefore["manager"]
 	res.callbackCPU = cpuAfter["callback"] - cpuBefore["callback"]
@@ -304,14 +315,14 @@ func awaitTagsCreated(ctx context.Context, s *stage, n int) error {
 // awaitTagged waits until the fake has given want (follower, tag) pairs, or until none was given
 // for taggingStall, and returns when the last was given.
 func awaitTagged(ctx context.Context, w *harness.WeChat, want int) (time.Time, error) {
-	last, lastAt := w.TaggedCount(), time.Now()
+	last, lastAt := w.Tagging().Tagged, time.Now()
 	for last < want && time.Since(lastAt) < taggingStall {
 		select {
 		case <-ctx.Done():
 			return lastAt, ctx.Err()
 		case <-time.After(250 * time.Millisecond):
 		}
-		if n := w.TaggedCount(); n > last {
+		if n := w.Tagging().Tagged; n > last {
 			last, lastAt = n, time.Now()
 		}
 	}
@@ -331,9 +342,8 @@ type taggingResult struct {
 	exact, missing, wrong int
 	// tags are the account's tags the codes name, by name.
 	tags []tagCalls
-	// calls and ok are the batchtagging calls at the fake, all and answered errcode 0; retagged
-	// the followers those calls named who carried the tag already.
-	calls, ok, retagged int
+	// atDone is what the batchtagging calls did by the last tagging; after, taggingAfter later.
+	atDone, after harness.Tagging
 	// lags are, per follower fully tagged, its push's first try to the answer of the call that
 	// gave it the last of its tags.
 	lags                    []time.Duration
@@ -357,7 +367,7 @@ func (t tagCalls) minimum() int {
 func (t tagCalls) ratio() float64 { return float64(t.calls) / float64(max(1, t.minimum())) }
 
 // measure reads the fake: each scanner's tags beside its code's, the calls by tag and the lags.
-func (c taggingConfig) measure(s *stage, codes []*qrv1alpha1.WeChatQRCode, outcomes [][]harness.Outcome) taggingResult {
+func (c taggingConfig) measure(s *stage, codes []*qrv1alpha1.WeChatQRCode, outcomes [][]harness.Outcome, atDone harness.Tagging) taggingResult {
 	ids := map[string]int64{}
 	for _, t := range s.wechat.Tags(s.acct.AppID) {
 		ids[t.Name] = t.ID
@@ -366,8 +376,7 @@ func (c taggingConfig) measure(s *stage, codes []*qrv1alpha1.WeChatQRCode, outco
 	for name, n := range c.accountTags() {
 		byTag[name] = &tagCalls{name: name, codes: n}
 	}
-	res := taggingResult{sent: len(outcomes), unacked: map[int]int{}, calls: s.wechat.Calls(wechattest.EndpointBatchTagging),
-		ok: s.wechat.CallsWithErrcode(wechattest.EndpointBatchTagging, 0), retagged: s.wechat.Retagged()}
+	res := taggingResult{sent: len(outcomes), unacked: map[int]int{}, atDone: atDone}
 	for i, waves := range outcomes {
 		openID, want := scanner(i), c.codeTags(i%len(codes))
 		var last time.Time
@@ -403,7 +412,7 @@ func (c taggingConfig) measure(s *stage, codes []*qrv1alpha1.WeChatQRCode, outco
 			res.lags = append(res.lags, last.Sub(waves[0].Attempts[0].Start))
 		}
 	}
-	for id, n := range s.wechat.TagCalls() {
+	for id, n := range atDone.Calls {
 		for name, t := range byTag {
 			if ids[name] == id {
 				t.calls = n
@@ -425,6 +434,21 @@ func (s *tagSum) add(t tagCalls) {
 }
 
 func (s tagSum) ratio() float64 { return float64(s.calls) / float64(max(1, s.minimum)) }
+
+func total(calls map[int64]int) int {
+	n := 0
+	for _, c := range calls {
+		n += c
+	}
+	return n
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
+}
 
 func later(a, b time.Time) time.Time {
 	if b.After(a) {
@@ -472,8 +496,9 @@ func (c taggingConfig) figures(res taggingResult) []Figure {
 			fmt.Sprintf("followers carrying exactly their code's %d tags at the fake; %d lack some, %d carry another", c.TagsPerCode, res.missing, res.wrong)).
 			goal(fmt.Sprintf("= the %d scanners acknowledged", res.acked), res.exact == res.acked),
 		figure(b, "batchtagging_calls", float64(sum.calls), "calls",
-			fmt.Sprintf("at the fake, %d tags: minimum, the sum of ceil(followers/50), %d (%.3fx), %.1f followers per call; %d calls in all, %d answered errcode 0, naming %d followers who had the tag already; %s",
-				sum.tags, sum.minimum, sum.ratio(), float64(sum.followers)/float64(max(1, sum.calls)), res.calls, res.ok, res.retagged, strings.Join(byKind, "; "))),
+			fmt.Sprintf("at the fake by the last tagging, %d tags: minimum, the sum of ceil(followers/50), %d (%.3fx), %.1f followers per call; answered another errcode than 0 (by errcode): %s; followers named who had the tag already: %d; in the %s after: %d more calls, %d more such followers; %s",
+				sum.tags, sum.minimum, sum.ratio(), float64(sum.followers)/float64(max(1, sum.calls)), orNone(statuses(res.atDone.Errcodes)), res.atDone.Retagged,
+				taggingAfter, total(res.after.Calls)-total(res.atDone.Calls), res.after.Retagged-res.atDone.Retagged, strings.Join(byKind, "; "))),
 		figure(b, "calls_over_minimum_worst_tag", worst.ratio(), "x",
 			fmt.Sprintf("the tag with the most calls beside its minimum ceil(followers/50): %s (%d code(s)), %d calls for %d followers, minimum %d", worst.name, worst.codes, worst.calls, worst.followers, worst.minimum())).
 			goal(fmt.Sprintf("<= %.2f x per tag", callsGoal), worst.ratio() <= callsGoal),

@@ -53,10 +53,12 @@ type WeChat struct {
 	hook           func(endpoint string, nth int)
 	// tagCalls counts batchtagging calls by tag id, whatever their answer; tagged is when each
 	// follower first got each tag: the answer (errcode 0) of the first call that gave it;
-	// retagged counts the followers a call answered errcode 0 named who had the tag already.
-	tagCalls map[int64]int
-	tagged   map[FollowerTag]time.Time
-	retagged int
+	// retagged counts the followers a call answered errcode 0 named who had the tag already;
+	// tagErrcodes the calls answered another errcode, by errcode.
+	tagCalls    map[int64]int
+	tagged      map[FollowerTag]time.Time
+	retagged    int
+	tagErrcodes map[int]int
 }
 
 // FollowerTag is a follower (OpenID) and a tag id.
@@ -72,7 +74,7 @@ func NewWeChat(opts wechattest.Options, acct credentials.Account) (*WeChat, erro
 		return nil, err
 	}
 	fake.AddAccount(acct.AppID, acct.AppSecret)
-	w := &WeChat{Server: fake, byScene: map[string]int{}, tagCalls: map[int64]int{}, tagged: map[FollowerTag]time.Time{}}
+	w := &WeChat{Server: fake, byScene: map[string]int{}, tagCalls: map[int64]int{}, tagged: map[FollowerTag]time.Time{}, tagErrcodes: map[int]int{}}
 	w.srv = httptest.NewServer(http.HandlerFunc(w.serve))
 	w.URL = w.srv.URL
 	return w, nil
@@ -147,12 +149,16 @@ func (w *WeChat) serve(rw http.ResponseWriter, r *http.Request) {
 	var answer struct {
 		Errcode int `json:"errcode"`
 	}
-	if json.Unmarshal(tee.body.Bytes(), &answer) != nil || answer.Errcode != 0 {
+	if json.Unmarshal(tee.body.Bytes(), &answer) != nil {
 		return
 	}
 	answered := time.Now()
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if answer.Errcode != 0 {
+		w.tagErrcodes[answer.Errcode]++
+		return
+	}
 	for _, id := range body.OpenIDs {
 		if k := (FollowerTag{id, body.TagID}); w.tagged[k].IsZero() {
 			w.tagged[k] = answered
@@ -173,26 +179,22 @@ func (t *teeWriter) Write(b []byte) (int, error) {
 	return t.ResponseWriter.Write(b)
 }
 
-// TagCalls counts the batchtagging calls so far by tag id, whatever their answer.
-func (w *WeChat) TagCalls() map[int64]int {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return maps.Clone(w.tagCalls)
+// Tagging is what the batchtagging calls did so far.
+type Tagging struct {
+	// Calls counts them by tag id, whatever their answer; Errcodes those answered another errcode
+	// than 0, by errcode.
+	Calls    map[int64]int
+	Errcodes map[int]int
+	// Tagged is how many (follower, tag) pairs they gave; Retagged how many times one answered
+	// errcode 0 named a follower who carried the tag already: tagged twice for nothing.
+	Tagged, Retagged int
 }
 
-// TaggedCount is how many (follower, tag) pairs a batchtagging call has given so far.
-func (w *WeChat) TaggedCount() int {
+// Tagging is what the batchtagging calls did so far, all of it at one moment.
+func (w *WeChat) Tagging() Tagging {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return len(w.tagged)
-}
-
-// Retagged counts the followers named by batchtagging calls answered errcode 0 who carried the
-// tag already: a follower tagged twice for nothing.
-func (w *WeChat) Retagged() int {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.retagged
+	return Tagging{Calls: maps.Clone(w.tagCalls), Errcodes: maps.Clone(w.tagErrcodes), Tagged: len(w.tagged), Retagged: w.retagged}
 }
 
 // TaggedAt is when a batchtagging call first gave openID the tag tagID (its answer), and
