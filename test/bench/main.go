@@ -106,7 +106,7 @@ func main() {
 		hf      hotFaultConfig
 		soak    soakConfig
 		tag     taggingConfig
-		only    = flag.String("only", "issuance,renewal,callback,peer,gateway,hotfault", "benchmarks to run, comma-separated; soak (10 minutes by default) and tagging (about 10 minutes by default) run only when named here")
+		only    = flag.String("only", "issuance,renewal,callback,peer,gateway,hotfault", "benchmarks to run, comma-separated; soak (10 minutes by default) and tagging (9 to 12 minutes by default) run only when named here")
 		out     = flag.String("out", "", "results file to write (table, JSON lines, date and machine); empty: none")
 		keep    = flag.Bool("keep", false, "keep the scratch directory (process logs) after the run")
 		timeout = flag.Duration("timeout", 30*time.Minute, "give up after this long")
