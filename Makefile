@@ -222,6 +222,18 @@ bench-tagging: ## Only the tagging, not part of `make bench`: 100,000 distinct s
 	mkdir -p $(dir $(TAGGING_OUT))
 	KUBEBUILDER_ASSETS="$$(hack/controlplane.sh)" $(GO) run ./test/bench -only tagging -out $(TAGGING_OUT) $(BENCHFLAGS)
 
+# `make bench-folder`: only the single folder's capacity (internal/fold, TestFolderCapacity), into
+# its own file; not part of `make bench` (about 5 minutes a rate: the dedupe window is filled first).
+# FOLDERFLAGS passes more of its flags, e.g. FOLDERFLAGS=-folder-codes=10000.
+FOLDER_OUT ?= bench/results/folder.md
+FOLDER_RATES ?= 1000,3000,10000
+FOLDERFLAGS ?=
+
+.PHONY: bench-folder
+bench-folder: ## Only the single folder's capacity: rounds at FOLDER_RATES scans/s with the dedupe window full against a real API server, where a round's time goes, the rate one folder sustains, into FOLDER_OUT.
+	mkdir -p $(dir $(FOLDER_OUT))
+	KUBEBUILDER_ASSETS="$$(hack/controlplane.sh)" $(GO) test ./internal/fold -run '^TestFolderCapacity$$' -count=1 -v -timeout 90m -args -folder-rates=$(FOLDER_RATES) -folder-out=$(abspath $(FOLDER_OUT)) $(FOLDERFLAGS)
+
 ##@ Build
 
 # The version the binaries report (--version) and a release is named by; a checkout between tags

@@ -17,6 +17,8 @@ limitations under the License.
 package controllers
 
 import (
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 
@@ -24,14 +26,21 @@ import (
 )
 
 // CacheTransform drops from the manager's informer cache what the manager never reads: managed
-// fields of every object and, on WeChatQRCodes, the callback server's recent-events annotation.
-// That annotation holds up to --recent-events keys (about 13 KiB at the default) on every busy
-// code; at 10,000 codes it tripled the manager's memory. Status patches go to the status
-// subresource, so an annotation missing from the cached copy is never written back.
+// fields and kubectl's last-applied-configuration (a copy of the whole object as applied: of a
+// Secret, its data, in a cache meant to hold Secrets' metadata only) of every object and, on
+// WeChatQRCodes, the callback server's recent-events annotation. That annotation holds up to
+// --recent-events keys (about 13 KiB at the default) on every busy code; at 10,000 codes it
+// tripled the manager's memory. The manager writes only status subresources and objects it reads
+// from the API server, so an annotation missing from a cached copy is never written back.
 func CacheTransform() toolscache.TransformFunc {
 	stripManagedFields := cache.TransformStripManagedFields()
 	return func(in any) (any, error) {
 		out, err := stripManagedFields(in)
+		if obj, ok := out.(metav1.Object); ok {
+			if a := obj.GetAnnotations(); a != nil {
+				delete(a, corev1.LastAppliedConfigAnnotation)
+			}
+		}
 		if code, ok := out.(*v1alpha1.WeChatQRCode); ok {
 			delete(code.Annotations, v1alpha1.AnnotationRecentEvents)
 		}

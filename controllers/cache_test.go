@@ -30,9 +30,10 @@ func TestCacheTransform(t *testing.T) {
 	code := &v1alpha1.WeChatQRCode{ObjectMeta: metav1.ObjectMeta{
 		ManagedFields: managed,
 		Annotations: map[string]string{
-			v1alpha1.AnnotationRecentEvents: "k1 k2 k3",
-			v1alpha1.AnnotationScans:        "3",
-			"team":                          "marketing",
+			v1alpha1.AnnotationRecentEvents:    "k1 k2 k3",
+			v1alpha1.AnnotationScans:           "3",
+			"team":                             "marketing",
+			corev1.LastAppliedConfigAnnotation: `{"spec":{}}`,
 		},
 	}}
 	out, err := CacheTransform()(code)
@@ -43,18 +44,22 @@ func TestCacheTransform(t *testing.T) {
 	if _, ok := got.Annotations[v1alpha1.AnnotationRecentEvents]; ok || got.ManagedFields != nil {
 		t.Errorf("recent-events or managed fields kept: %+v", got.ObjectMeta)
 	}
+	if _, ok := got.Annotations[corev1.LastAppliedConfigAnnotation]; ok {
+		t.Errorf("last-applied-configuration kept: %v", got.Annotations)
+	}
 	if got.Annotations[v1alpha1.AnnotationScans] != "3" || got.Annotations["team"] != "marketing" {
 		t.Errorf("other annotations lost: %v", got.Annotations)
 	}
 
-	// Other kinds keep their annotations, whatever they are called.
+	// Other kinds keep their annotations, whatever they are called, but kubectl's copy of what
+	// was applied (of a Secret, its data).
 	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{ManagedFields: managed,
-		Annotations: map[string]string{v1alpha1.AnnotationRecentEvents: "x"}}}
+		Annotations: map[string]string{v1alpha1.AnnotationRecentEvents: "x", corev1.LastAppliedConfigAnnotation: `{"data":{"appSecret":"c2VjcmV0"}}`}}}
 	out, err = CacheTransform()(secret)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s := out.(*corev1.Secret); s.ManagedFields != nil || s.Annotations[v1alpha1.AnnotationRecentEvents] != "x" {
+	if s := out.(*corev1.Secret); s.ManagedFields != nil || len(s.Annotations) != 1 || s.Annotations[v1alpha1.AnnotationRecentEvents] != "x" {
 		t.Errorf("secret transformed wrongly: %+v", s.ObjectMeta)
 	}
 }

@@ -20,6 +20,7 @@ import (
 	"context"
 	"time"
 
+	"golang.org/x/time/rate"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -70,7 +71,8 @@ func New(o Options) *Reconcilers {
 	}
 	return &Reconcilers{
 		Codes: &WeChatQRCodeReconciler{Client: o.Client, APIReader: o.APIReader, Issuer: o.WeChat,
-			Recorder: o.Recorder, Clock: o.Clock, accountsCommon: common},
+			Recorder: o.Recorder, Clock: o.Clock, accountsCommon: common,
+			fresh: newFreshness(o.APIReader), normalEvents: rate.NewLimiter(normalEventRate, normalEventBurst)},
 		Accounts: &AccountReconciler{Client: o.Client, APIReader: o.APIReader, Checker: o.WeChat, TagAPI: o.WeChat, Recorder: o.Recorder, Clock: o.Clock,
 			QuotaInterval: o.QuotaInterval, accountsCommon: common},
 		PushConfig: &PushConfigReconciler{Client: o.Client, APIReader: o.APIReader, accountsCommon: common, published: make(chan event.GenericEvent, 1)},

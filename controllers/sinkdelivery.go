@@ -72,12 +72,18 @@ func sinkDelivering(conds *[]metav1.Condition, declared bool, rep *v1alpha1.Sink
 		// refreshes of status.sinkDelivery cost no write of the condition.
 		c.Message = "The sink acknowledges the scan events (status.sinkDelivery has the figures)"
 	}
+	return setProblem(conds, c, "Deliver"), after
+}
+
+// setProblem sets c in conds and returns a Warning Event of action when c turns False or changes
+// reason while False: one per new problem, not one per reconcile.
+func setProblem(conds *[]metav1.Condition, c metav1.Condition, action string) *issuance.Event {
 	var e *issuance.Event
 	if old := meta.FindStatusCondition(*conds, c.Type); c.Status == metav1.ConditionFalse && (old == nil || old.Status != c.Status || old.Reason != c.Reason) {
-		e = &issuance.Event{Type: corev1.EventTypeWarning, Reason: c.Reason, Action: "Deliver", Note: c.Message}
+		e = &issuance.Event{Type: corev1.EventTypeWarning, Reason: c.Reason, Action: action, Note: c.Message}
 	}
 	meta.SetStatusCondition(conds, c)
-	return e, after
+	return e
 }
 
 // troubleOf says what a report of a failing or lagging sink shows.

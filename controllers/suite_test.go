@@ -72,8 +72,9 @@ type harness struct {
 	fake  *wechattest.Server
 	c     client.Client
 	clock *clocktesting.FakeClock
-	// secretReads counts the reconciler's reads of Secret data from the API server.
-	secretReads atomic.Int64
+	// secretReads counts the reconciler's reads of Secret data from the API server, codeReads
+	// its reads of WeChatQRCodes.
+	secretReads, codeReads atomic.Int64
 	stop        func()
 	collector   *CodeCollector
 	workers     int
@@ -138,7 +139,7 @@ func (h *harness) start() {
 	h.must(err)
 	rs := New(Options{
 		Client:                   mgr.GetClient(),
-		APIReader:                &countingReader{Reader: mgr.GetAPIReader(), secretReads: &h.secretReads},
+		APIReader:                &countingReader{Reader: mgr.GetAPIReader(), secretReads: &h.secretReads, codeReads: &h.codeReads},
 		WeChat:                   wechat.New(wechat.Options{APIBaseURL: h.fake.URL, ImageBaseURL: h.fake.URL, Clock: h.clock}),
 		Recorder:                 mgr.GetEventRecorder("wechatqrcode-controller"),
 		Clock:                    h.clock,
@@ -221,12 +222,17 @@ func (h *harness) step(d time.Duration) { h.clock.Step(d) }
 
 type countingReader struct {
 	client.Reader
-	secretReads *atomic.Int64
+	secretReads, codeReads *atomic.Int64
 }
 
 func (r *countingReader) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
-	if _, ok := obj.(*corev1.Secret); ok && key.Name != pushconfig.SecretName {
-		r.secretReads.Add(1)
+	switch obj.(type) {
+	case *corev1.Secret:
+		if key.Name != pushconfig.SecretName {
+			r.secretReads.Add(1)
+		}
+	case *v1alpha1.WeChatQRCode:
+		r.codeReads.Add(1)
 	}
 	return r.Reader.Get(ctx, key, obj, opts...)
 }

@@ -288,13 +288,14 @@ func listSome(names []string) string {
 	return s
 }
 
-// taggingCondition is a code's Tagging condition, read from its account's registry; nil (no
-// condition) for a code without tags.
-func taggingCondition(code *v1alpha1.WeChatQRCode, acct v1alpha1.Account, now time.Time) *metav1.Condition {
+// taggingCondition is a code's Tagging condition, read from its account's registry and from the
+// batchtagging errors its status.tagging reports; nil (no condition) for a code without tags.
+// after is when to look again: when a batchtagging error shown stops being current.
+func taggingCondition(code *v1alpha1.WeChatQRCode, acct v1alpha1.Account, now time.Time) (c *metav1.Condition, after time.Duration) {
 	if len(code.Spec.Tags) == 0 {
-		return nil
+		return nil, 0
 	}
-	c := &metav1.Condition{Type: v1alpha1.ConditionTagging, ObservedGeneration: code.Generation, LastTransitionTime: metav1.NewTime(now)}
+	c = &metav1.Condition{Type: v1alpha1.ConditionTagging, ObservedGeneration: code.Generation, LastTransitionTime: metav1.NewTime(now)}
 	var registry *v1alpha1.AccountTags
 	var ready *metav1.Condition
 	if acct != nil {
@@ -314,7 +315,11 @@ func taggingCondition(code *v1alpha1.WeChatQRCode, acct v1alpha1.Account, now ti
 			missing = append(missing, string(n))
 		}
 	}
+	problem, message, until := batchTaggingProblem(code.Status.Tagging, now)
 	switch {
+	case len(missing) == 0 && problem != "":
+		c.Status, c.Reason, c.Message = metav1.ConditionFalse, problem, message
+		after = until.Sub(now)
 	case len(missing) == 0:
 		c.Status, c.Reason = metav1.ConditionTrue, v1alpha1.ReasonTagsCreated
 		c.Message = fmt.Sprintf("Its tags exist at WeChat: %s; tagOn %s", strings.Join(have, ", "), code.Spec.TagOnOrDefault())
@@ -329,17 +334,91 @@ func taggingCondition(code *v1alpha1.WeChatQRCode, acct v1alpha1.Account, now ti
 		c.Status, c.Reason = metav1.ConditionUnknown, v1alpha1.ReasonTagsPending
 		c.Message = fmt.Sprintf("Waiting for the account to create %s at WeChat", listSome(missing))
 	}
-	return c
+	return c, after
 }
 
-// setTagging records the code's Tagging condition in st.
-func setTagging(st *v1alpha1.WeChatQRCodeStatus, code *v1alpha1.WeChatQRCode, acct v1alpha1.Account, now time.Time) {
-	c := taggingCondition(code, acct, now)
+// taggingErrorCurrentFor is how long a batchtagging error in status.tagging counts as happening:
+// a scan that keeps failing is sent again by the deliverer at least every 30 s (its longest
+// backoff) and the manager writes status.tagging every 10 s, so an error older than this has
+// stopped (or its scans expired).
+const taggingErrorCurrentFor = 2 * time.Minute
+
+// batchTaggingProblem is the batchtagging error that st (a code's status.tagging) reports, if
+// only a human can end it and it is current at now: the Tagging reason (QuotaExhausted,
+// WeChatError<errcode>), its message with the errcode and what to do, and when it stops being
+// current unless it happens again. "" for none: no error, one that passes by itself (-1, WeChat
+// unreachable, a tag deleted at WeChat that the registry creates again), or one that is over.
+func batchTaggingProblem(st *v1alpha1.TaggingStatus, now time.Time) (reason, message string, until time.Time) {
+	if st == nil || st.LastErrorTime == nil {
+		return "", "", time.Time{}
+	}
+	e, ok := wechat.ErrorIn(st.LastError)
+	until = st.LastErrorTime.Add(taggingErrorCurrentFor)
+	if !ok || !now.Before(until) {
+		return "", "", time.Time{}
+	}
+	var remedy string
+	switch {
+	case e.Class == wechat.ClassQuota:
+		remedy = "The account's daily quota of batchtagging is spent: WeChat resets it at midnight Beijing time, or reset it in the WeChat admin console"
+	case e.Class == wechat.ClassToken:
+		remedy = "Another system refreshes the AppID's access token with cgi-bin/token, which invalidates the operator's: make it use stable_token, " +
+			"or point the account's spec.tokenSource at your central token service"
+	case e.Class == wechat.ClassTerminal && e.Code != 45159:
+		remedy = "No follower of the account is tagged until this is fixed"
+	default:
+		return "", "", time.Time{}
+	}
+	reason, _ = issuance.Classify(e)
+	// Without the time (status.tagging.lastErrorTime has it), so that a lasting error, refreshed
+	// every few seconds, costs no status write at each look.
+	message = fmt.Sprintf("Its scanners are not being tagged: batchtagging fails: %s. %s; each scan is tried again for an hour, then given up",
+		st.LastError, remedy)
+	return reason, message, until
+}
+
+// setTagging records the code's Tagging condition in st; a Warning Event when it turns False or
+// changes reason while False, and when to look again.
+func setTagging(st *v1alpha1.WeChatQRCodeStatus, code *v1alpha1.WeChatQRCode, acct v1alpha1.Account, now time.Time) (*issuance.Event, time.Duration) {
+	c, after := taggingCondition(code, acct, now)
 	if c == nil {
 		meta.RemoveStatusCondition(&st.Conditions, v1alpha1.ConditionTagging)
-		return
+		return nil, 0
 	}
-	meta.SetStatusCondition(&st.Conditions, *c)
+	return setProblem(&st.Conditions, *c, "TagFollowers"), after
+}
+
+// taggingErrorChanged passes the updates of a code whose status.tagging reports a batchtagging
+// errcode other than before, or the same one again after a pause long enough for it to have
+// stopped being current: while an error lasts the manager refreshes lastErrorTime every few
+// seconds, and WeChat's errmsg (in lastError) differs at each call by its request id; the
+// condition's end is a requeue, not a watch event.
+var taggingErrorChanged = predicate.Funcs{
+	CreateFunc:  func(event.CreateEvent) bool { return false },
+	DeleteFunc:  func(event.DeleteEvent) bool { return false },
+	GenericFunc: func(event.GenericEvent) bool { return false },
+	UpdateFunc: func(e event.UpdateEvent) bool {
+		a, b := taggingOf(e.ObjectOld), taggingOf(e.ObjectNew)
+		if errcodeIn(a.LastError) != errcodeIn(b.LastError) {
+			return true
+		}
+		return b.LastErrorTime != nil && (a.LastErrorTime == nil || b.LastErrorTime.Sub(a.LastErrorTime.Time) >= taggingErrorCurrentFor/2)
+	},
+}
+
+func taggingOf(o client.Object) v1alpha1.TaggingStatus {
+	if c, ok := o.(*v1alpha1.WeChatQRCode); ok && c.Status.Tagging != nil {
+		return *c.Status.Tagging
+	}
+	return v1alpha1.TaggingStatus{}
+}
+
+// errcodeIn is the errcode an error's text names, 0 for none.
+func errcodeIn(s string) int {
+	if e, ok := wechat.ErrorIn(s); ok {
+		return e.Code
+	}
+	return 0
 }
 
 // tagRegistry holds the snapshots of the AppIDs this process serves, and serializes each AppID's

@@ -18,6 +18,7 @@ package controllers
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"reflect"
 	"slices"
@@ -26,12 +27,16 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	clocktesting "k8s.io/utils/clock/testing"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 
 	"github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/tagging"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/wechat"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/wechattest"
 )
@@ -246,7 +251,10 @@ func TestTaggingCondition(t *testing.T) {
 		{"the account failing", code, acct(busy), metav1.ConditionFalse, v1alpha1.ReasonTagsNotCreated, []string{"WeChat is busy"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c := taggingCondition(&tc.code, tc.acct, now)
+			c, after := taggingCondition(&tc.code, tc.acct, now)
+			if after != 0 {
+				t.Errorf("look again after %s, want never: no batchtagging error", after)
+			}
 			if tc.status == "" {
 				if c != nil {
 					t.Errorf("got %+v, want none", c)
@@ -257,6 +265,122 @@ func TestTaggingCondition(t *testing.T) {
 				t.Errorf("got %+v, want %s/%s with %q", c, tc.status, tc.reason, tc.message)
 			}
 		})
+	}
+}
+
+// batchTaggingError is status.tagging with the tagger's text of a batchtagging call WeChat
+// answered errcode, ago before now.
+func batchTaggingError(errcode int, class wechat.Class, now time.Time, ago time.Duration) *v1alpha1.TaggingStatus {
+	err := &tagging.CallError{Err: &wechat.Error{Code: errcode, Message: "errmsg of WeChat", Class: class}}
+	return &v1alpha1.TaggingStatus{Since: metav1.NewTime(now.Add(-time.Hour)), Tagged: 10, LastError: err.Error(), LastErrorTime: &metav1.Time{Time: now.Add(-ago)}}
+}
+
+// TestTaggingConditionBatchTaggingErrors: the code's tags all exist, and its status.tagging
+// reports what its scans' batchtagging calls met: the errors a human must end turn Tagging False
+// while they are current (refreshed within taggingErrorCurrentFor), with the errcode and what to
+// do; those that pass by themselves, and those that are over, leave it True.
+func TestTaggingConditionBatchTaggingErrors(t *testing.T) {
+	now := time.Date(2026, 12, 8, 3, 0, 0, 0, time.UTC)
+	acct := &v1alpha1.WeChatAccount{Status: v1alpha1.WeChatAccountStatus{Tags: &v1alpha1.AccountTags{Tags: []v1alpha1.TagUsage{{Name: "spring", ID: 100}}}}}
+	missing := &tagging.MissingTagsError{Names: []string{"spring"}}
+	for _, tc := range []struct {
+		name    string
+		status  *v1alpha1.TaggingStatus
+		want    metav1.ConditionStatus
+		reason  string
+		message []string
+		after   time.Duration
+	}{
+		{"no figures yet", nil, metav1.ConditionTrue, v1alpha1.ReasonTagsCreated, nil, 0},
+		{"tagging", &v1alpha1.TaggingStatus{Tagged: 5}, metav1.ConditionTrue, v1alpha1.ReasonTagsCreated, nil, 0},
+		{"quota spent", batchTaggingError(45009, wechat.ClassQuota, now, 10*time.Second), metav1.ConditionFalse, v1alpha1.ReasonQuotaExhausted,
+			[]string{"wechat errcode 45009", "midnight Beijing time", "tried again for an hour"}, 110 * time.Second},
+		{"token refused", batchTaggingError(40001, wechat.ClassToken, now, time.Minute), metav1.ConditionFalse, "WeChatError40001",
+			[]string{"wechat errcode 40001", "stable_token", "spec.tokenSource"}, time.Minute},
+		{"not allowed", batchTaggingError(48001, wechat.ClassTerminal, now, 0), metav1.ConditionFalse, "WeChatError48001",
+			[]string{"wechat errcode 48001", "verified service account", "No follower of the account is tagged"}, 2 * time.Minute},
+		{"an errcode nobody documented", batchTaggingError(99999, wechat.ClassTerminal, now, 0), metav1.ConditionFalse, "WeChatError99999",
+			[]string{"wechat errcode 99999"}, 2 * time.Minute},
+		{"quota spent, over", batchTaggingError(45009, wechat.ClassQuota, now, 2*time.Minute), metav1.ConditionTrue, v1alpha1.ReasonTagsCreated, nil, 0},
+		{"busy", batchTaggingError(-1, wechat.ClassRetryable, now, 0), metav1.ConditionTrue, v1alpha1.ReasonTagsCreated, nil, 0},
+		{"the tag deleted at WeChat", batchTaggingError(45159, wechat.ClassTerminal, now, 0), metav1.ConditionTrue, v1alpha1.ReasonTagsCreated, nil, 0},
+		{"no errcode", &v1alpha1.TaggingStatus{LastError: missing.Error(), LastErrorTime: &metav1.Time{Time: now}}, metav1.ConditionTrue, v1alpha1.ReasonTagsCreated, nil, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code := taggedCode("ns", "c", "spring")
+			code.Status.Tagging = tc.status
+			c, after := taggingCondition(&code, acct, now)
+			if c == nil || c.Status != tc.want || c.Reason != tc.reason || !containsAll(c.Message, tc.message...) || after != tc.after {
+				t.Errorf("got %+v, look again after %s; want %s/%s with %q, after %s", c, after, tc.want, tc.reason, tc.message, tc.after)
+			}
+		})
+	}
+
+	// A tag missing is the registry's to say, whatever the calls met.
+	code := taggedCode("ns", "c", "spring", "广东")
+	code.Status.Tagging = batchTaggingError(45009, wechat.ClassQuota, now, 0)
+	if c, _ := taggingCondition(&code, acct, now); c.Reason != v1alpha1.ReasonTagsPending {
+		t.Errorf("a tag missing and the quota spent: %s, want %s", c.Reason, v1alpha1.ReasonTagsPending)
+	}
+}
+
+// TestSetTaggingEvents: one Warning Event per new problem of the Tagging condition, none while it
+// lasts or once it is over.
+func TestSetTaggingEvents(t *testing.T) {
+	now := time.Date(2026, 12, 8, 3, 0, 0, 0, time.UTC)
+	acct := &v1alpha1.WeChatAccount{Status: v1alpha1.WeChatAccountStatus{Tags: &v1alpha1.AccountTags{Tags: []v1alpha1.TagUsage{{Name: "spring", ID: 100}}}}}
+	code := taggedCode("ns", "c", "spring")
+	var st v1alpha1.WeChatQRCodeStatus
+	for _, step := range []struct {
+		tagging *v1alpha1.TaggingStatus
+		event   string
+	}{
+		{nil, ""},
+		{batchTaggingError(45009, wechat.ClassQuota, now, 0), v1alpha1.ReasonQuotaExhausted},
+		{batchTaggingError(45009, wechat.ClassQuota, now, 0), ""},
+		{batchTaggingError(40001, wechat.ClassToken, now, 0), "WeChatError40001"},
+		{batchTaggingError(40001, wechat.ClassToken, now, 5*time.Minute), ""},
+		{batchTaggingError(40001, wechat.ClassToken, now, 0), "WeChatError40001"},
+	} {
+		code.Status.Tagging = step.tagging
+		e, _ := setTagging(&st, &code, acct, now)
+		switch {
+		case step.event == "" && e != nil:
+			t.Errorf("%+v: an event %+v, want none", step.tagging, e)
+		case step.event != "" && (e == nil || e.Type != corev1.EventTypeWarning || e.Reason != step.event || !strings.Contains(e.Note, "batchtagging fails")):
+			t.Errorf("%+v: event %+v, want a Warning %s", step.tagging, e, step.event)
+		}
+	}
+}
+
+// TestTaggingErrorChanged: a code is reconciled when its status.tagging reports another error, or
+// the same one after a pause, not at each refresh of a lasting one.
+func TestTaggingErrorChanged(t *testing.T) {
+	now := time.Now()
+	code := func(st *v1alpha1.TaggingStatus) *v1alpha1.WeChatQRCode {
+		c := taggedCode("ns", "c", "spring")
+		c.Status.Tagging = st
+		return &c
+	}
+	quota := func(ago time.Duration) *v1alpha1.TaggingStatus {
+		return batchTaggingError(45009, wechat.ClassQuota, now, ago)
+	}
+	for _, tc := range []struct {
+		name     string
+		old, new *v1alpha1.TaggingStatus
+		want     bool
+	}{
+		{"figures only", &v1alpha1.TaggingStatus{Tagged: 1}, &v1alpha1.TaggingStatus{Tagged: 2}, false},
+		{"an error appears", &v1alpha1.TaggingStatus{Tagged: 1}, quota(0), true},
+		{"the error refreshed", quota(10 * time.Second), quota(0), false},
+		{"the same errcode, WeChat's errmsg with another request id", quota(0), &v1alpha1.TaggingStatus{LastError: strings.Replace(quota(0).LastError, "errmsg of WeChat", "errmsg rid: 6566", 1), LastErrorTime: quota(0).LastErrorTime}, false},
+		{"the error again after a pause", quota(3 * time.Minute), quota(0), true},
+		{"another error", quota(0), batchTaggingError(40001, wechat.ClassToken, now, 0), true},
+		{"a new term", quota(0), &v1alpha1.TaggingStatus{}, true},
+	} {
+		if got := taggingErrorChanged.Update(event.UpdateEvent{ObjectOld: code(tc.old), ObjectNew: code(tc.new)}); got != tc.want {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
 	}
 }
 
@@ -466,4 +590,42 @@ func BenchmarkWantedTags(b *testing.B) {
 			b.Fatal("want 150 names")
 		}
 	}
+}
+
+// TestTaggingShowsBatchTaggingErrors: the manager's tagging endpoint writes a code's
+// status.tagging as WeChat answers its batchtagging calls (here as its reporter does, a merge
+// patch of status.tagging, with the tagger's text of the error); the code reconciler, watching
+// for it, turns Tagging False with the errcode and records a Warning Event, at each new error.
+func TestTaggingShowsBatchTaggingErrors(t *testing.T) {
+	h := newHarness(t, 1)
+	ns := h.ns[0]
+	h.accountSecret(ns, "acct")
+	spec := temporarySpec("acct", strScene("c"), time.Hour, 0)
+	spec.Tags = []v1alpha1.TagName{"spring"}
+	h.create(ns, "c", spec)
+	k := key(ns, "c")
+	tagging := func(status metav1.ConditionStatus, reason string) func(*v1alpha1.WeChatQRCode) bool {
+		return func(c *v1alpha1.WeChatQRCode) bool {
+			cond := c.Status.Condition(v1alpha1.ConditionTagging)
+			return cond != nil && cond.Status == status && cond.Reason == reason
+		}
+	}
+	h.waitFor(k, 30*time.Second, "Tagging True", tagging(metav1.ConditionTrue, v1alpha1.ReasonTagsCreated))
+	report := func(st *v1alpha1.TaggingStatus) {
+		body, err := json.Marshal(map[string]any{"status": map[string]any{"tagging": st}})
+		h.must(err)
+		h.must(h.c.Status().Patch(context.Background(), &v1alpha1.WeChatQRCode{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "c"}},
+			client.RawPatch(types.MergePatchType, body)))
+	}
+
+	report(batchTaggingError(45009, wechat.ClassQuota, h.clock.Now(), 0))
+	c := h.waitFor(k, 30*time.Second, "Tagging False QuotaExhausted", tagging(metav1.ConditionFalse, v1alpha1.ReasonQuotaExhausted))
+	if msg := c.Status.Condition(v1alpha1.ConditionTagging).Message; !containsAll(msg, "wechat errcode 45009", "midnight Beijing time") {
+		t.Errorf("message %q, want the errcode and what to do", msg)
+	}
+	h.waitEvent(k, corev1.EventTypeWarning, v1alpha1.ReasonQuotaExhausted, "wechat errcode 45009")
+
+	report(batchTaggingError(40001, wechat.ClassToken, h.clock.Now(), 0))
+	h.waitFor(k, 30*time.Second, "Tagging False WeChatError40001", tagging(metav1.ConditionFalse, "WeChatError40001"))
+	h.waitEvent(k, corev1.EventTypeWarning, "WeChatError40001", "stable_token")
 }

@@ -26,6 +26,7 @@ package controllers
 import (
 	"context"
 
+	"golang.org/x/time/rate"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -38,6 +39,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
 	"github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
@@ -65,6 +67,18 @@ import (
 // need get on their kinds, granted by whoever installs Knative (see docs/gateway-and-sinks.md).
 // +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch
 
+// Normal Events about codes (Issued, Renewed, Reissued) pass a budget, one per manager: a burst
+// of normalEventBurst, then normalEventRate a second. Each is a request to the API server, an
+// object etcd keeps for an hour and one the manager's event broadcaster keeps for minutes;
+// 100,000 codes applied at once, or their renewals, would be 100,000 of each, saying what every
+// code's Ready condition and status already say. Under the budget, the few codes a person applies
+// show their Event; beyond it the condition, status.issuedAt and the issuance metrics tell.
+// Warnings are never held back: they are few (one per transition) and what Events are read for.
+const (
+	normalEventBurst = 100
+	normalEventRate  = 1
+)
+
 // QRCodeIssuer is what the reconciler needs of a WeChat client (*wechat.Client).
 type QRCodeIssuer interface {
 	CreateQRCode(ctx context.Context, creds wechat.Credentials, req wechat.CreateQRCodeRequest) (wechat.QRCode, error)
@@ -76,11 +90,15 @@ type WeChatQRCodeReconciler struct {
 	// Client reads from the informer cache and writes status.
 	Client client.Client
 	// APIReader reads from the API server: account Secret data (never cached) and a code just
-	// before WeChat is asked for its ticket.
+	// before WeChat is asked for its ticket, when the cache's copy may be stale.
 	APIReader client.Reader
 	Issuer    QRCodeIssuer
 	Recorder  events.EventRecorder
 	Clock     clock.PassiveClock
+
+	fresh *freshness
+	// normalEvents is the budget of Normal Events about codes (normalEventBurst, normalEventRate).
+	normalEvents *rate.Limiter
 
 	*accountsCommon
 }
@@ -93,7 +111,7 @@ type WeChatQRCodeReconciler struct {
 // codes its budget refused.
 func (r *WeChatQRCodeReconciler) SetupWithManager(mgr ctrl.Manager, opts controller.Options) error {
 	b := ctrl.NewControllerManagedBy(mgr).
-		For(&v1alpha1.WeChatQRCode{}, builder.WithPredicates(predicate.Or[client.Object](predicate.GenerationChangedPredicate{}, renewRequested, sinkDeliveryChanged))).
+		For(&v1alpha1.WeChatQRCode{}, builder.WithPredicates(predicate.Or[client.Object](predicate.GenerationChangedPredicate{}, renewRequested, sinkDeliveryChanged, taggingErrorChanged))).
 		Watches(&v1alpha1.WeChatQRCode{}, handler.EnqueueRequestsFromMapFunc(r.rivalsOf), builder.WithPredicates(claimChanged)).
 		WatchesMetadata(&corev1.Service{}, handler.EnqueueRequestsFromMapFunc(r.codesNamingService))
 	for _, kind := range accountKinds {
@@ -101,7 +119,24 @@ func (r *WeChatQRCodeReconciler) SetupWithManager(mgr ctrl.Manager, opts control
 			Watches(v1alpha1.NewAccount(kind), handler.EnqueueRequestsFromMapFunc(r.codesRefusedByBudget), builder.WithPredicates(permanentCountChanged)).
 			Watches(v1alpha1.NewAccount(kind), handler.EnqueueRequestsFromMapFunc(r.taggedCodesOfAccount), builder.WithPredicates(accountTagsChanged))
 	}
-	return b.WithOptions(opts).Complete(r)
+	if err := b.WithOptions(opts).Complete(r); err != nil {
+		return err
+	}
+	informer, err := mgr.GetCache().GetInformer(context.Background(), &v1alpha1.WeChatQRCode{})
+	if err != nil {
+		return err
+	}
+	if _, err := informer.AddEventHandler(r.fresh.handler()); err != nil {
+		return err
+	}
+	// The barrier is read as the term starts (a runnable runs once elected), so that the codes
+	// created from then on are newer than it; if the read fails, the first issuance reads it.
+	return mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+		if _, err := r.fresh.barrierVersion(ctx); err != nil {
+			logf.FromContext(ctx).Info("the term's barrier is read at the first issuance instead", "error", err.Error())
+		}
+		return nil
+	}))
 }
 
 // Reconcile observes, decides, acts and reports. WeChat is called only when issuance.Decide says
@@ -118,12 +153,16 @@ func (r *WeChatQRCodeReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	act := issuance.Decide(obs.Input)
 	if act.Trigger != "" {
 		// The cache may not hold yet the status written by the previous reconcile of this code
-		// (a Secret event can come first); acting on it would ask WeChat for a second ticket.
-		// One live read settles it: nothing is fresher.
-		if obs, err = r.confirm(ctx, obs); err != nil {
-			return ctrl.Result{}, client.IgnoreNotFound(err)
+		// (a Secret event can come first) or by an earlier leader; acting on it would ask WeChat
+		// for a second ticket. Unless the copy is provably as new as both, one live read settles
+		// it: nothing is fresher.
+		if !r.fresh.trusts(ctx, obs.Code) {
+			if obs, err = r.confirm(ctx, obs); err != nil {
+				return ctrl.Result{}, client.IgnoreNotFound(err)
+			}
+			act = issuance.Decide(obs.Input)
 		}
-		if act = issuance.Decide(obs.Input); act.Trigger != "" {
+		if act.Trigger != "" {
 			act = r.issueWithinBudget(ctx, obs, act)
 		}
 	}
@@ -133,10 +172,12 @@ func (r *WeChatQRCodeReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	}
 	now := r.Clock.Now()
 	act = act.Sink(sink, now)
-	setTagging(&act.Status, obs.Code, obs.account.account, now)
+	tagging, taggingAfter := setTagging(&act.Status, obs.Code, obs.account.account, now)
 	delivering, after := sinkDelivering(&act.Status.Conditions, obs.Code.Spec.Sink != nil, act.Status.SinkDelivery, obs.Code.Generation, now)
-	if delivering != nil {
-		act.Events = append(act.Events, *delivering)
+	for _, e := range []*issuance.Event{tagging, delivering} {
+		if e != nil {
+			act.Events = append(act.Events, *e)
+		}
 	}
 	if err := r.writeStatus(ctx, obs.Code, act.Status); err != nil {
 		if len(act.Events) > 0 && act.Events[len(act.Events)-1].Action == "IssueTicket" {
@@ -145,9 +186,12 @@ func (r *WeChatQRCodeReconciler) Reconcile(ctx context.Context, req ctrl.Request
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	for _, e := range act.Events {
+		if e.Type == corev1.EventTypeNormal && !r.normalEvents.AllowN(now, 1) {
+			continue
+		}
 		r.Recorder.Eventf(obs.Code, nil, e.Type, e.Reason, e.Action, "%s", e.Note)
 	}
-	return ctrl.Result{RequeueAfter: soonest(act.RequeueAfter(now), after)}, nil
+	return ctrl.Result{RequeueAfter: soonest(act.RequeueAfter(now), after, taggingAfter)}, nil
 }
 
 // sink resolves spec.sink (nil without one). A code may name only its own namespace.
@@ -217,6 +261,7 @@ func (r *WeChatQRCodeReconciler) confirm(ctx context.Context, obs observed) (obs
 	if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(obs.Code), live); err != nil {
 		return observed{}, err
 	}
+	r.fresh.wrote(client.ObjectKeyFromObject(live), live.ResourceVersion)
 	if live.ResourceVersion == obs.Code.ResourceVersion {
 		return obs, nil
 	}
@@ -282,14 +327,22 @@ func createRequest(spec *v1alpha1.WeChatQRCodeSpec) wechat.CreateQRCodeRequest {
 
 // writeStatus patches status if it changed. A merge patch without resourceVersion: this
 // reconciler is the only writer of status, and the callback server's concurrent annotation
-// patches must not make a ticket WeChat just issued fail to be recorded.
+// patches must not make a ticket WeChat just issued fail to be recorded. The version the patch
+// returns is what the cache must show before its copy decides again (freshness).
 func (r *WeChatQRCodeReconciler) writeStatus(ctx context.Context, code *v1alpha1.WeChatQRCode, st v1alpha1.WeChatQRCodeStatus) error {
 	if equality.Semantic.DeepEqual(code.Status, st) {
 		return nil
 	}
 	patched := code.DeepCopy()
 	patched.Status = st
-	return retry.OnError(retry.DefaultBackoff, func(err error) bool { return !apierrors.IsNotFound(err) }, func() error {
+	key := client.ObjectKeyFromObject(code)
+	err := retry.OnError(retry.DefaultBackoff, func(err error) bool { return !apierrors.IsNotFound(err) }, func() error {
 		return r.Client.Status().Patch(ctx, patched, client.MergeFrom(code))
 	})
+	if err != nil {
+		r.fresh.unknown(key)
+		return err
+	}
+	r.fresh.wrote(key, patched.ResourceVersion)
+	return nil
 }

@@ -155,7 +155,8 @@ const (
 	// while the account is not Ready. Not part of Ready: codes work without their tags.
 	ConditionTagsReady = "TagsReady"
 	// ConditionTagging is on a code while spec.tags is set: True when all its tags exist at
-	// WeChat, False or Unknown with why its scanners are not tagged.
+	// WeChat and no batchtagging error a human must end is current (status.tagging), False or
+	// Unknown with why its scanners are not tagged.
 	ConditionTagging = "Tagging"
 
 	// ReasonTagsCreated: every tag the codes name exists at WeChat.

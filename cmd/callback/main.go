@@ -29,6 +29,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/callback"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/memlimit"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/version"
 )
 
@@ -87,6 +88,7 @@ func main() {
 	log := zap.New(zap.UseFlagOptions(zapOpts))
 	ctrl.SetLogger(log)
 	klog.SetLogger(log)
+	memlimit.FromEnvironment(ctrl.Log.WithName("setup"))
 
 	rc, err := ctrl.GetConfig()
 	if err == nil {

@@ -39,6 +39,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 
 	"github.com/qrcode-operator/wechat-qrcode-operator/controllers"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/memlimit"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/scheme"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/securemetrics"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/tagging"
@@ -82,8 +83,9 @@ func bindFlags(fs *flag.FlagSet) (*flags, *zap.Options) {
 	// it hangs); four keep the per-AppID rate limit, not the workers, the bottleneck, and one slow
 	// account from stalling the others.
 	fs.IntVar(&f.maxConcurrentReconciles, "max-concurrent-reconciles", 4, "codes reconciled in parallel")
-	// controller-runtime's defaults: an issuance costs about three requests (a live read, a status
-	// patch, an Event), so 20/s keeps up with WeChat's default 5 creates/s per account.
+	// controller-runtime's defaults: an issuance costs one to three requests (a status patch, a
+	// Normal Event within its budget, a live read when the cache's copy may be stale), so 20/s
+	// keeps up with WeChat's default 5 creates/s per account.
 	fs.Float64Var(&f.kubeQPS, "kube-api-qps", 20, "sustained requests per second to the Kubernetes API")
 	fs.IntVar(&f.kubeBurst, "kube-api-burst", 30, "burst of requests to the Kubernetes API")
 
@@ -105,7 +107,7 @@ func bindFlags(fs *flag.FlagSet) (*flags, *zap.Options) {
 	fs.StringVar(&f.taggingServer.AdvertiseHost, "tagging-advertise-address", "",
 		"the address the callback servers reach the tagging endpoint at (default: the Pod's IP, $POD_IP; outside a Pod without it, no endpoint is served)")
 	fs.DurationVar(&f.tagging.BatchWait, "tag-batch-wait", f.tagging.BatchWait,
-		"how long a scanner waits for others of the same tag to fill a batchtagging call of 50 (at most 3s)")
+		"how long the scanners of a tag left over after the full batchtagging calls of 50 wait for others, counted from the oldest of them, before they go as they are (at most 30s, within the deliverer's 45 s per tagging request)")
 
 	zapOpts := &zap.Options{}
 	zapOpts.BindFlags(fs)
@@ -125,6 +127,7 @@ func main() {
 	ctrl.SetLogger(log)
 	// client-go's leader election and informers log through klog: same format, same sink.
 	klog.SetLogger(log)
+	memlimit.FromEnvironment(ctrl.Log.WithName("setup"))
 	cfg, err := ctrl.GetConfig()
 	if err == nil {
 		err = run(ctrl.SetupSignalHandler(), cfg, *f)

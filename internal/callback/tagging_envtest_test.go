@@ -20,11 +20,15 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/go-logr/logr"
 	"k8s.io/utils/clock"
+	clocktesting "k8s.io/utils/clock/testing"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
@@ -51,46 +55,16 @@ func (o oneCode) Code(context.Context, string, string) (tagging.Code, bool, erro
 func TestTaggingThroughTheLedger(t *testing.T) {
 	f := newFixture(t)
 	p := f.account("a", "wxtagging", "tok-tagging", testKey, "")
-	fake, err := wechattest.NewServer(wechattest.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(fake.Close)
-	fake.AddAccount(p.appID, "tagging-secret")
-	tag := fake.AddTag(p.appID, "春季海报")
-	api := wechat.New(wechat.Options{APIBaseURL: fake.URL, ImageBaseURL: fake.URL})
-	lookup := oneCode{tagging.Code{Creds: wechat.Credentials{AppID: p.appID, AppSecret: "tagging-secret"}, TagIDs: []int64{tag.ID}}}
+	fake, tag, api, lookup := f.taggingWeChat(p)
 	// A manager's endpoint: its own Tagger (an empty memory), certificate and port, published.
 	start := func() (stop func()) {
-		tg, err := tagging.New(api, lookup, clock.RealClock{}, tagging.Options{BatchWait: 200 * time.Millisecond, Remember: 1000, Calls: 2}, logr.Discard())
-		if err != nil {
-			t.Fatal(err)
-		}
-		anyone := func(_ logr.Logger, h http.Handler) (http.Handler, error) { return h, nil }
-		published := make(chan *pushconfig.Tagging, 1)
-		srv := tagging.NewServer(tg, tagging.ServerOptions{BindAddress: "127.0.0.1:0", AdvertiseHost: "127.0.0.1", StatusInterval: 200 * time.Millisecond}, anyone,
-			func(e *pushconfig.Tagging) { published <- e }, f.C.Status(), logr.Discard())
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- srv.Start(ctx) }()
-		if err := pushconfig.WriteConfig(f.Ctx, f.C, f.C, f.NS, f.accounts, <-published); err != nil {
-			t.Fatal(err)
-		}
-		return func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("tagging server: %v", err)
-			}
-		}
+		return f.taggingEndpoint(api, lookup, clock.RealClock{}, tagging.Options{BatchWait: 200 * time.Millisecond, Remember: 1000, Calls: 2})
 	}
 	stop := start()
 	t.Cleanup(func() { stop() })
 
 	r := f.replica(Options{})
-	code := scantest.NewCode("", "poster", p.appID, "TICKET-TAG", 88, "")
-	code.Spec.Tags = []qrv1alpha1.TagName{"春季海报"}
-	f.Code(code)
-	waitIndexed(t, []*replica{r}, p.appID, "TICKET-TAG")
+	code := f.taggedCode(r, p, "TICKET-TAG", 88)
 
 	const scanners = 120
 	createTime := time.Now().Unix()
@@ -109,22 +83,7 @@ func TestTaggingThroughTheLedger(t *testing.T) {
 			wantOK(t, status, body, "success")
 		}
 	}
-	tagged := func(i int) bool {
-		for _, tg := range fake.FollowerTags(p.appID, fmt.Sprintf("o-tagged-%03d", i)) {
-			if tg.ID == tag.ID {
-				return true
-			}
-		}
-		return false
-	}
-	scantest.WaitFor(t, "every scanner tagged", func() bool {
-		for i := range scanners {
-			if !tagged(i) {
-				return false
-			}
-		}
-		return true
-	})
+	waitTagged(t, fake, p.appID, tag, scanners, func(i int) string { return fmt.Sprintf("o-tagged-%03d", i) })
 	calls := fake.Calls(wechattest.EndpointBatchTagging)
 	t.Logf("%d scanners (%d pushes) tagged in %d batchtagging calls", scanners, scanners*3/2, calls)
 	if calls > scanners {
@@ -145,6 +104,126 @@ func TestTaggingThroughTheLedger(t *testing.T) {
 		}
 		for _, s := range segs.Items {
 			if _, ok := s.Status.Sinks["tagging"]; !ok || s.Status.Delivered == 0 {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// taggingEndpoint starts a manager's tagging endpoint, with its own Tagger (an empty memory) on
+// clk, certificate and port, publishes it in the push config Secret and returns what stops it.
+func (f *fixture) taggingEndpoint(api tagging.API, lookup tagging.Lookup, clk clock.WithTicker, opts tagging.Options) (stop func()) {
+	t := f.T
+	t.Helper()
+	tg, err := tagging.New(api, lookup, clk, opts, logr.Discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	anyone := func(_ logr.Logger, h http.Handler) (http.Handler, error) { return h, nil }
+	published := make(chan *pushconfig.Tagging, 1)
+	srv := tagging.NewServer(tg, tagging.ServerOptions{BindAddress: "127.0.0.1:0", AdvertiseHost: "127.0.0.1", StatusInterval: 200 * time.Millisecond}, anyone,
+		func(e *pushconfig.Tagging) { published <- e }, f.C.Status(), logr.Discard())
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Start(ctx) }()
+	if err := pushconfig.WriteConfig(f.Ctx, f.C, f.C, f.NS, f.accounts, <-published); err != nil {
+		t.Fatal(err)
+	}
+	return func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("tagging server: %v", err)
+		}
+	}
+}
+
+// TestThousandScannersTwentyCalls: 1,000 distinct scanners of a code with one tag, pushed by 16
+// at a time to a real replica, go through the ledger and its deliverer to the tagging endpoint
+// and are tagged at the fake WeChat in the least number of batchtagging calls, 20 of 50. The
+// Tagger's clock is the stream's: it moves 100 ms per 50 scans pushed (500 scans a second, a
+// tenth of the batch wait per call's worth), so a batch whose wait were timed wrong would go
+// part full mid-stream, and it stops with the pushes, so none goes part full at the end.
+func TestThousandScannersTwentyCalls(t *testing.T) {
+	f := newFixture(t)
+	p := f.account("a", "wxthousand", "tok-thousand", testKey, "")
+	fake, tag, api, lookup := f.taggingWeChat(p)
+	stream := clocktesting.NewFakeClock(time.Now())
+	opts := tagging.DefaultOptions()
+	t.Cleanup(f.taggingEndpoint(api, lookup, stream, opts))
+
+	r := f.replica(Options{})
+	f.taggedCode(r, p, "TICKET-THOUSAND", 89)
+
+	const scanners, pushers = 1000, 16
+	createTime := time.Now().Unix()
+	pushes := make(chan *push, scanners)
+	for i := range scanners {
+		o := fmt.Sprintf("o-thousand-%04d", i)
+		fake.AddFollower(p.appID, o)
+		pushes <- p.build(t, scanXML(o, createTime, "subscribe", "qrscene_89", "TICKET-THOUSAND"))
+	}
+	close(pushes)
+	start := time.Now()
+	var pushed atomic.Int64
+	var wg sync.WaitGroup
+	for range pushers {
+		wg.Go(func() {
+			for push := range pushes {
+				mustSend(t, push, r)
+				if pushed.Add(1)%50 == 0 {
+					stream.Step(opts.BatchWait / 10)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	took := time.Since(start)
+	defer func() {
+		// Also when the wait fails: how far it got.
+		t.Logf("%d scanners pushed in %s (%.0f a second), tagged in %d batchtagging calls %s later", scanners, took.Round(time.Millisecond),
+			scanners/took.Seconds(), fake.Calls(wechattest.EndpointBatchTagging), (time.Since(start) - took).Round(time.Millisecond))
+	}()
+	waitTagged(t, fake, p.appID, tag, scanners, func(i int) string { return fmt.Sprintf("o-thousand-%04d", i) })
+	calls := fake.Calls(wechattest.EndpointBatchTagging)
+	if calls > scanners/50 {
+		t.Errorf("%d batchtagging calls for %d scanners of one tag, want at most %d", calls, scanners, scanners/50)
+	}
+}
+
+// taggingWeChat is the fake WeChat knowing p's account with the tag 春季海报, a client of it, and
+// the Lookup of a code of the account with that tag.
+func (f *fixture) taggingWeChat(p *pusher) (*wechattest.Server, wechattest.Tag, tagging.API, tagging.Lookup) {
+	f.T.Helper()
+	fake, err := wechattest.NewServer(wechattest.Options{})
+	if err != nil {
+		f.T.Fatal(err)
+	}
+	f.T.Cleanup(fake.Close)
+	const secret = "tagging-secret"
+	fake.AddAccount(p.appID, secret)
+	tag := fake.AddTag(p.appID, "春季海报")
+	api := wechat.New(wechat.Options{APIBaseURL: fake.URL, ImageBaseURL: fake.URL})
+	return fake, tag, api, oneCode{tagging.Code{Creds: wechat.Credentials{AppID: p.appID, AppSecret: secret}, TagIDs: []int64{tag.ID}}}
+}
+
+// taggedCode creates the code poster of p's account with the tag 春季海报 and waits for r to
+// attribute its ticket.
+func (f *fixture) taggedCode(r *replica, p *pusher, ticket string, scene int64) *qrv1alpha1.WeChatQRCode {
+	f.T.Helper()
+	code := scantest.NewCode("", "poster", p.appID, ticket, scene, "")
+	code.Spec.Tags = []qrv1alpha1.TagName{"春季海报"}
+	f.Code(code)
+	waitIndexed(f.T, []*replica{r}, p.appID, ticket)
+	return code
+}
+
+// waitTagged waits until the fake shows the n followers openID(i) with tag.
+func waitTagged(t *testing.T, fake *wechattest.Server, appID string, tag wechattest.Tag, n int, openID func(int) string) {
+	t.Helper()
+	scantest.WaitFor(t, "every scanner tagged", func() bool {
+		for i := range n {
+			if !slices.ContainsFunc(fake.FollowerTags(appID, openID(i)), func(tg wechattest.Tag) bool { return tg.ID == tag.ID }) {
 				return false
 			}
 		}

@@ -40,9 +40,16 @@ type Target struct {
 	CA      string
 }
 
-// TaggingMaxEvents is how many events a request to the tagging endpoint carries at most: one
-// batchtagging call's worth of OpenIDs (WeChat takes 50).
-const TaggingMaxEvents = 50
+// TaggingMaxEvents is how many events a request to the tagging endpoint carries at most. The
+// endpoint answers a request once all its scanners are tagged, up to --tag-batch-wait later, so
+// the requests in flight (--sink-workers, 32) hold every scanner that waits for its tag's call to
+// fill: 200 scans a second waiting 15 s are 3,000. At 50 (one call's worth) they could hold only
+// 1,600 and the tag's calls went out part full.
+const TaggingMaxEvents = 500
+
+// TaggingRequestTimeout bounds one try of a request to the tagging endpoint: the longest batch
+// wait (package tagging keeps it 15 s shorter) and the batchtagging calls.
+const TaggingRequestTimeout = 45 * time.Second
 
 // taggingID names the tagging endpoint in the segments' offsets whatever its URL: a manager
 // elected after another serves at its own Pod IP, and takes over the same offsets.

@@ -304,8 +304,12 @@ func add(sh *qrv1alpha1.WeChatScanTally, e qrv1alpha1.LedgerEntry, sk sketches) 
 	sh.Spec.Codes[e.Code] = t
 }
 
-// readSegments lists the segments' metadata and reads those that are new or changed since the
-// last round, in name order (any fixed order makes every folder pick the same original).
+// readSegments lists the segments' metadata and reads those that are new or have new batches
+// since the last round, in name order (any fixed order makes every folder pick the same
+// original). New batches move a segment's generation; the deliverer's commits of its offsets
+// do not (status), and a segment whose status alone moved is not read again here: only collect
+// needs the status, and only of a segment it would otherwise delete. Read at every commit, the
+// segments cost the folder a whole segment's decoding every second each while delivered.
 func (f *Folder) readSegments(ctx context.Context) ([]*segment, error) {
 	var list metav1.PartialObjectMetadataList
 	list.SetGroupVersionKind(qrv1alpha1.GroupVersion.WithKind("WeChatScanLedgerList"))
@@ -315,16 +319,17 @@ func (f *Folder) readSegments(ctx context.Context) ([]*segment, error) {
 	next := make(map[string]*segment, len(list.Items))
 	for _, m := range list.Items {
 		seg := f.segments[m.Name]
-		if seg == nil || seg.ResourceVersion != m.ResourceVersion {
-			obj := &qrv1alpha1.WeChatScanLedger{}
-			if err := f.api.Get(ctx, types.NamespacedName{Namespace: f.namespace, Name: m.Name}, obj); err != nil {
-				if apierrors.IsNotFound(err) {
-					continue
-				}
+		if seg == nil || seg.UID != m.UID || seg.Generation != m.Generation {
+			obj, err := f.readSegment(ctx, m.Name)
+			if err != nil {
 				return nil, err
+			}
+			if obj == nil {
+				continue
 			}
 			seg = parseSegment(obj, seg, f.log)
 		}
+		seg.current = m.ResourceVersion
 		next[m.Name] = seg
 	}
 	f.segments = next
@@ -334,6 +339,16 @@ func (f *Folder) readSegments(ctx context.Context) ([]*segment, error) {
 	}
 	slices.SortFunc(segs, func(a, b *segment) int { return strings.Compare(a.Name, b.Name) })
 	return segs, nil
+}
+
+// readSegment reads the segment name from the API server; nil if it is gone.
+func (f *Folder) readSegment(ctx context.Context, name string) (*qrv1alpha1.WeChatScanLedger, error) {
+	obj := &qrv1alpha1.WeChatScanLedger{}
+	err := f.api.Get(ctx, types.NamespacedName{Namespace: f.namespace, Name: name}, obj)
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	}
+	return obj, err
 }
 
 // readShards reads every shard from the API server; a missing one is empty, to be created.
@@ -377,15 +392,21 @@ func (f *Folder) collect(ctx context.Context, segs []*segment, shards []*qrv1alp
 		if seg.size > 0 && f.clock.Since(seg.last) <= f.window+ledger.MaxSegmentAge {
 			continue
 		}
-		if seg.events > 0 && seg.Status.Delivered < seg.size {
-			continue
-		}
 		if slices.ContainsFunc(seg.entries, func(e entry) bool {
 			return shards[shardOf(e.Code)].Spec.Folded[seg.Name] < seg.size
 		}) {
 			continue
 		}
-		err := f.writer.Delete(ctx, seg.WeChatScanLedger, client.Preconditions{ResourceVersion: &seg.ResourceVersion})
+		delivered, err := f.delivered(ctx, seg)
+		if err != nil {
+			return err
+		}
+		if !delivered {
+			continue
+		}
+		// On condition of the version listed this round: its batches are those read (same
+		// generation), and its offsets only ever grow, so it is as delivered as read.
+		err = f.writer.Delete(ctx, ledger.SegmentMetadata(seg.Namespace, seg.Name), client.Preconditions{ResourceVersion: &seg.current})
 		switch {
 		case apierrors.IsConflict(err):
 			// Written since it was read (its writer, or the deliverer's offsets): looked at
@@ -397,6 +418,24 @@ func (f *Folder) collect(ctx context.Context, segs []*segment, shards []*qrv1alp
 		segmentsCollected.Inc()
 	}
 	return nil
+}
+
+// delivered is whether the deliverer is past every event of seg (or it has none), by its status
+// as read, or read again when that says not and the segment changed since.
+func (f *Folder) delivered(ctx context.Context, seg *segment) (bool, error) {
+	if seg.events == 0 || seg.Status.Delivered >= seg.size {
+		return true, nil
+	}
+	if seg.current == seg.ResourceVersion {
+		return false, nil
+	}
+	obj, err := f.readSegment(ctx, seg.Name)
+	if err != nil || obj == nil || obj.UID != seg.UID || obj.Generation != seg.Generation {
+		// Gone, or new batches: the next round reads it whole.
+		return false, err
+	}
+	seg.Status, seg.ResourceVersion, seg.current = obj.Status, obj.ResourceVersion, obj.ResourceVersion
+	return seg.Status.Delivered >= seg.size, nil
 }
 
 // viewOf is the annotations a code shows for its totals.

@@ -285,3 +285,43 @@ func TestViewBudget(t *testing.T) {
 		}
 	}
 }
+
+// TestCollectWaitsForDelivery: a segment of scan events outlives the dedupe window until the
+// deliverer's offsets say every event is past; the offsets' commit moves its status alone (not
+// its generation), and the folder, which reads a segment again only for new batches, reads its
+// status again to collect it.
+func TestCollectWaitsForDelivery(t *testing.T) {
+	f := newFixture(t)
+	code := f.Codes(1)[0]
+	l := ledger.New(clock.RealClock{}, f.C, f.NS, "direct", 0)
+	e := qrv1alpha1.LedgerEntry{Key: "k", Code: client.ObjectKeyFromObject(code).String(), UID: code.UID, At: f.clock.Now().UnixMilli(),
+		Event: qrv1alpha1.LedgerEvent{AppID: "wx1", CreateTime: f.clock.Now().Unix(), OpenID: "o", Scene: "1"}}
+	if _, err := l.Count(f.Ctx, e, time.Now().Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	segments := func() []qrv1alpha1.WeChatScanLedger {
+		var list qrv1alpha1.WeChatScanLedgerList
+		if err := f.C.List(f.Ctx, &list, client.InNamespace(f.NS)); err != nil {
+			t.Fatal(err)
+		}
+		return list.Items
+	}
+	f.wantCounts(code, "1", "0")
+	f.clock.Step(3 * time.Minute)
+	f.fold()
+	segs := segments()
+	if len(segs) != 1 {
+		t.Fatalf("%d segments, want the undelivered one kept", len(segs))
+	}
+	seg := segs[0]
+	if err := f.C.Status().Patch(f.Ctx, &seg, client.RawPatch(types.MergePatchType, []byte(`{"status":{"delivered":1}}`))); err != nil {
+		t.Fatal(err)
+	}
+	if seg.Generation != segs[0].Generation {
+		t.Fatalf("the offsets' commit moved the generation from %d to %d", segs[0].Generation, seg.Generation)
+	}
+	f.fold()
+	if n := len(segments()); n != 0 {
+		t.Fatalf("%d segments left once delivered and past the window, want none", n)
+	}
+}

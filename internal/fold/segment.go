@@ -42,6 +42,9 @@ type segment struct {
 	batches, events int
 	// last is the newest entry's time: when the segment stops mattering to the dedupe window.
 	last time.Time
+	// current is the resourceVersion the latest list showed: the deliverer's commits move it
+	// past the one read.
+	current string
 }
 
 // entry is a parsed ledger entry and its position in the segment.

@@ -221,7 +221,7 @@ func (l *Writer) append(batch []*pending) error {
 	if l.segment == "" || l.segEntries+len(entries) > MaxSegmentEntries || l.clock.Since(l.segStart) >= MaxSegmentAge {
 		err = l.create(ctx, stored)
 	} else {
-		err = l.writer.Patch(ctx, l.object(), client.RawPatch(types.JSONPatchType, appendPatch(stored)))
+		err = l.writer.Patch(ctx, SegmentMetadata(l.namespace, l.segment), client.RawPatch(types.JSONPatchType, appendPatch(stored)))
 	}
 	if err != nil {
 		// Whether the write happened is unknown: never append to that segment again, so the
@@ -235,15 +235,21 @@ func (l *Writer) append(batch []*pending) error {
 	return nil
 }
 
-func (l *Writer) object() *qrv1alpha1.WeChatScanLedger {
-	return &qrv1alpha1.WeChatScanLedger{ObjectMeta: metav1.ObjectMeta{Namespace: l.namespace, Name: l.segment}}
+// SegmentMetadata is the segment namespace/name as metadata alone, for the writes that need no
+// answer but success: the API server answers a write of a typed object with the whole segment,
+// up to 150 KB that it encodes and the writer decodes for nothing, and of this with its
+// metadata (kube-apiserver's metadata-only responses, as the metadata client asks for them).
+func SegmentMetadata(namespace, name string) *metav1.PartialObjectMetadata {
+	m := &metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name}}
+	m.SetGroupVersionKind(qrv1alpha1.GroupVersion.WithKind("WeChatScanLedger"))
+	return m
 }
 
 // create starts a new segment holding batch.
 func (l *Writer) create(ctx context.Context, batch string) error {
 	l.seq++
 	l.segment, l.segEntries, l.segStart = fmt.Sprintf("%s-%d-%d", l.identity, l.incarnation, l.seq), 0, l.clock.Now()
-	seg := l.object()
+	seg := &qrv1alpha1.WeChatScanLedger{ObjectMeta: metav1.ObjectMeta{Namespace: l.namespace, Name: l.segment}}
 	seg.Spec = qrv1alpha1.WeChatScanLedgerSpec{Replica: l.identity, Batches: []string{batch}}
 	return l.writer.Create(ctx, seg)
 }

@@ -122,7 +122,11 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	_ = srv.Shutdown(shutdown)
+	if srv.Shutdown(shutdown) != nil {
+		// Requests still waiting for their batches: closed, so that the deliverer sends them
+		// again to the next leader now rather than at its timeout.
+		_ = srv.Close()
+	}
 	stop()
 	taggerErr := <-tagged
 	<-reported

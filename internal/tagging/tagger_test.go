@@ -208,7 +208,7 @@ func TestBatchWait(t *testing.T) {
 	if r.calls() != 0 {
 		t.Fatal("called before the batch wait")
 	}
-	r.clk.Step(time.Second)
+	r.clk.Step(DefaultOptions().BatchWait)
 	for range 2 {
 		if s := <-answers; s != http.StatusNoContent {
 			t.Errorf("answered %d, want 204", s)
@@ -216,6 +216,85 @@ func TestBatchWait(t *testing.T) {
 	}
 	if n := r.calls(); n != 1 || !r.tagged(a, "广东") || !r.tagged(b, "广东") {
 		t.Errorf("%d calls, tagged %v %v; want both in one call", n, r.tagged(a, "广东"), r.tagged(b, "广东"))
+	}
+}
+
+// TestSteadyStream: 1,000 scans of a code with one tag arriving as the deliverer sends a steady
+// stream, a request of 16 every 50 ms (a ledger append of 16 pushers), tag 1,000 followers in 20
+// calls: the rest left after the full calls waits from its own oldest member, so the stream never
+// sends a part call (timed from the batch's first member, it sent one every second: 22 calls).
+func TestSteadyStream(t *testing.T) {
+	r := newRig(t, DefaultOptions(), "春季海报")
+	const scans, perRequest = 1000, 16
+	answers := make(chan int, scans/perRequest+1)
+	for from := 0; from < scans; from += perRequest {
+		var openIDs []string
+		for i := from; i < min(from+perRequest, scans); i++ {
+			openIDs = append(openIDs, r.follower(i))
+		}
+		go func() { answers <- r.post(t, "shop/poster", openIDs...) }()
+		waitFor(t, "the request's scanners batched", func() bool {
+			r.t.mu.Lock()
+			defer r.t.mu.Unlock()
+			var tagged int64
+			if st := r.t.stats["shop/poster"]; st != nil {
+				tagged = st.Tagged
+			}
+			return int(tagged)+len(r.t.members) == from+len(openIDs)
+		})
+		r.clk.Step(50 * time.Millisecond)
+	}
+	// What is left waits its batch wait and goes (none is left: 1,000 is 20 full calls).
+	r.clk.Step(DefaultOptions().BatchWait)
+	for range (scans + perRequest - 1) / perRequest {
+		if s := <-answers; s != http.StatusNoContent {
+			t.Fatalf("answered %d, want 204", s)
+		}
+	}
+	if n := r.calls(); n != scans/50 {
+		t.Errorf("%d batchtagging calls for %d scans of one tag in a steady stream, want %d", n, scans, scans/50)
+	}
+}
+
+// TestReady: which members of a tag's batch go now, and when the others are due.
+func TestReady(t *testing.T) {
+	now := time.Date(2026, 12, 8, 1, 0, 0, 0, time.UTC)
+	wait := time.Second
+	// batch is n members, the first old of them joined 2 waits ago, the others at joined.
+	batch := func(n, old int, joined time.Time) []*member {
+		ms := make([]*member, n)
+		for i := range ms {
+			ms[i] = &member{joined: joined}
+			if i < old {
+				ms[i].joined = now.Add(-2 * wait)
+			}
+		}
+		return ms
+	}
+	for _, tc := range []struct {
+		name string
+		ms   []*member
+		n    int
+		due  time.Time
+	}{
+		{"none", nil, 0, time.Time{}},
+		{"one, just come: waits", batch(1, 0, now), 0, now.Add(wait)},
+		{"49 waiting since half a wait", batch(49, 0, now.Add(-wait/2)), 0, now.Add(wait / 2)},
+		{"one that waited the wait", batch(1, 0, now.Add(-wait)), 1, time.Time{}},
+		{"a full call goes at once", batch(50, 0, now), 50, time.Time{}},
+		{"two full calls", batch(100, 0, now), 100, time.Time{}},
+		// The stream's case: the batch's first members waited long, but went in full calls; the
+		// rest came just now and waits from its own oldest.
+		{"full calls go, the rest just come waits", batch(120, 100, now), 100, now.Add(wait)},
+		{"full calls go, the rest waited too", batch(120, 101, now), 120, time.Time{}},
+		{"the rest waits from its oldest", batch(70, 0, now.Add(-wait/4)), 50, now.Add(3 * wait / 4)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n, due := ready(tc.ms, now, wait)
+			if n != tc.n || !due.Equal(tc.due) {
+				t.Errorf("ready = %d, %s; want %d, %s", n, due, tc.n, tc.due)
+			}
+		})
 	}
 }
 

@@ -21,6 +21,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strconv"
+	"strings"
 )
 
 // Class tells a caller what to do about a failed call, independently of the errcode.
@@ -62,7 +64,26 @@ type Error struct {
 // Error includes the advice so that a status condition or an Event built from it tells the reader
 // what to do. The message is WeChat's errmsg, scrubbed of credentials by the client.
 func (e *Error) Error() string {
-	return fmt.Sprintf("wechat errcode %d (%s): %s", e.Code, e.Message, e.Advice())
+	return fmt.Sprintf(errorPrefix+"%d (%s): %s", e.Code, e.Message, e.Advice())
+}
+
+// errorPrefix begins the text of an *Error.
+const errorPrefix = "wechat errcode "
+
+// ErrorIn is the *Error whose text s holds (s as Error() wrote it, or with a prefix such as
+// "batchtagging: "), without its errmsg: what a status that keeps only an error's text says to a
+// reader that must classify it again. False when s holds no errcode.
+func ErrorIn(s string) (*Error, bool) {
+	_, rest, ok := strings.Cut(s, errorPrefix)
+	if !ok {
+		return nil, false
+	}
+	num, _, ok := strings.Cut(rest, " (")
+	code, err := strconv.Atoi(num)
+	if !ok || err != nil {
+		return nil, false
+	}
+	return newError(code, ""), true
 }
 
 type errcodeInfo struct {

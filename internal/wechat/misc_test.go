@@ -107,6 +107,31 @@ func TestClassOf(t *testing.T) {
 	}
 }
 
+// TestErrorIn reads the errcode back from an error's text, as Error() writes it and wrapped.
+func TestErrorIn(t *testing.T) {
+	for _, tc := range []struct {
+		text  string
+		code  int
+		class Class
+		ok    bool
+	}{
+		{newError(45009, "api freq out of limit (rid: 1)").Error(), 45009, ClassQuota, true},
+		{"batchtagging: " + newError(40001, "invalid credential").Error(), 40001, ClassToken, true},
+		{fmt.Errorf("batchtagging: %w", newError(-1, "system error")).Error(), -1, ClassRetryable, true},
+		{newError(48001, "").Error(), 48001, ClassTerminal, true},
+		{newError(99999, "new").Error(), 99999, ClassTerminal, true},
+		{"wechat errcode x (y): z", 0, 0, false},
+		{"wechat errcode 45009", 0, 0, false},
+		{`the tags "a" do not exist at WeChat yet`, 0, 0, false},
+		{"", 0, 0, false},
+	} {
+		e, ok := ErrorIn(tc.text)
+		if ok != tc.ok || ok && (e.Code != tc.code || e.Class != tc.class) {
+			t.Errorf("ErrorIn(%q) = %+v, %v; want %d %v, %v", tc.text, e, ok, tc.code, tc.class, tc.ok)
+		}
+	}
+}
+
 // assertNoCredentials fails if any credential of the fixture's account appears in s.
 func assertNoCredentials(t *testing.T, f *fixture, what, s string) {
 	t.Helper()

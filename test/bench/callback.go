@@ -78,7 +78,7 @@ func (l load) writesPer1000() float64 {
 	return sum * 1000 / float64(l.Acked)
 }
 
-// writesDetail lists the writes by resource, most first.
+// writesDetail lists the writes by verb and resource, most first.
 func (l load) writesDetail() string {
 	names := slices.SortedFunc(maps.Keys(l.writes), func(a, b string) int { return int(l.writes[b] - l.writes[a]) })
 	parts := make([]string, 0, len(names))
@@ -87,7 +87,7 @@ func (l load) writesDetail() string {
 			parts = append(parts, fmt.Sprintf("%s %.0f", n, l.writes[n]))
 		}
 	}
-	return fmt.Sprintf("apiserver_request_total of the writing verbs for %d scans, from the load's start until the annotations showed them (%s after its end), by resource: %s",
+	return fmt.Sprintf("apiserver_request_total of the writing verbs for %d scans, from the load's start until the annotations showed them (%s after its end), by verb and resource: %s",
 		l.Acked, l.viewLag.Round(100*time.Millisecond), strings.Join(parts, ", "))
 }
 

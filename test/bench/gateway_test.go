@@ -362,3 +362,18 @@ func TestSinkFigures(t *testing.T) {
 		t.Errorf("batched detail %q does not give the events per request", d)
 	}
 }
+
+// TestOwnDeletes: the steady load is charged one DELETE per segment it created, not the earlier
+// loads' segments the folder happened to collect during it.
+func TestOwnDeletes(t *testing.T) {
+	writes := map[string]float64{"POST wechatscanledgers": 40, "DELETE wechatscanledgers": 247, "PATCH wechatscanledgers": 254}
+	if got := ownDeletes(writes); got != 247 {
+		t.Errorf("measured deletes %v, want 247", got)
+	}
+	want := map[string]float64{"POST wechatscanledgers": 40, "DELETE wechatscanledgers": 40, "PATCH wechatscanledgers": 254}
+	for k, v := range want {
+		if writes[k] != v {
+			t.Errorf("%s: %v, want %v", k, writes[k], v)
+		}
+	}
+}

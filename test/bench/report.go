@@ -17,16 +17,15 @@ limitations under the License.
 package main
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
-	"runtime"
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/qrcode-operator/wechat-qrcode-operator/test/bench/harness"
 )
 
 // Figure is one measured number. Goal and Met are set for the figures the project has a goal
@@ -92,35 +91,7 @@ func writeJSON(w io.Writer, figures []Figure) {
 }
 
 // machine describes where the figures were measured: they mean nothing elsewhere.
-func machine() string {
-	cpu := "unknown"
-	if f, err := os.Open("/proc/cpuinfo"); err == nil {
-		sc := bufio.NewScanner(f)
-		for sc.Scan() {
-			if v, ok := strings.CutPrefix(sc.Text(), "model name"); ok {
-				cpu = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
-				break
-			}
-		}
-		_ = f.Close()
-	}
-	mem := "unknown"
-	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
-		var kb int64
-		if _, err := fmt.Sscanf(string(b), "MemTotal: %d kB", &kb); err == nil {
-			mem = fmt.Sprintf("%.1f GiB", float64(kb)/(1<<20))
-		}
-	}
-	nproc := fmt.Sprint(runtime.NumCPU())
-	if out, err := exec.Command("nproc").Output(); err == nil {
-		nproc = strings.TrimSpace(string(out))
-	}
-	load := ""
-	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
-		load = strings.Join(strings.Fields(string(b))[:3], " ")
-	}
-	return fmt.Sprintf("nproc %s, CPU %s, memory %s, %s, load average at start %s", nproc, cpu, mem, runtime.Version(), load)
-}
+func machine() string { return harness.Machine() }
 
 // writeResults writes the results file: date, machine, settings, the table and the JSON lines.
 func writeResults(path string, started time.Time, mach, settings string, figures []Figure) error {

@@ -151,6 +151,10 @@ func (c stormConfig) run(ctx context.Context, r *run) ([]Figure, error) {
 	if err != nil {
 		return nil, err
 	}
+	fileRSS, err := mgr.FileRSS()
+	if err != nil {
+		return nil, err
+	}
 	if err := mgr.HeapProfile(ctx, fmt.Sprintf("renewal-%d-heap.pb.gz", c.N)); err != nil {
 		return nil, err
 	}
@@ -190,7 +194,8 @@ func (c stormConfig) run(ctx context.Context, r *run) ([]Figure, error) {
 		figure(b, "wechat_calls_per_renewal", float64(len(times))/float64(c.N), "calls", fmt.Sprintf("%d qrcode/create for %d renewals", len(times), c.N)).goal("exactly 1", len(times) == c.N),
 		figure(b, "renewed_after_expiry", float64(late), "codes", "renewals that reached WeChat after the ticket they replace had expired").goal("0", late == 0),
 		rssFig,
-		figure(b, "manager_heap_in_use", mib(int64(heap)), "MiB", "go_memstats_heap_inuse_bytes at the end: the rest of the peak RSS is garbage not yet collected, stacks and the runtime"),
+		figure(b, "manager_heap_in_use", mib(int64(heap)), "MiB", "go_memstats_heap_inuse_bytes at the end: the rest of the peak RSS is garbage not yet collected, stacks, the runtime and the binary's pages"),
+		fileRSSFigure(b, fileRSS, "at the end"),
 	}
 	if beforeDue >= 0 {
 		figs = append(figs, figure(b, "calls_before_due", float64(beforeDue), "calls",

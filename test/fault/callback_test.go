@@ -46,7 +46,13 @@ type scans struct {
 
 func (w *world) scans(codes int) *scans {
 	w.t.Helper()
-	s := &scans{w: w, codes: harness.TemporaryCodes(w.ns, codes, 720*time.Hour, 0), want: map[types.NamespacedName]int64{}}
+	return w.scansOf(harness.TemporaryCodes(w.ns, codes, 720*time.Hour, 0))
+}
+
+// scansOf is scans of codes, created with their tickets.
+func (w *world) scansOf(codes []*qrv1alpha1.WeChatQRCode) *scans {
+	w.t.Helper()
+	s := &scans{w: w, codes: codes, want: map[types.NamespacedName]int64{}}
 	if err := harness.CreateIssued(w.ctx, cp.Client, w.acct.AppID, s.codes, 16); err != nil {
 		w.t.Fatal(err)
 	}

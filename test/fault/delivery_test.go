@@ -166,14 +166,21 @@ func (w *world) deliveries() *deliveries {
 // stream is WeChat pushing rate distinct scans a second, open loop, until End: each push to the
 // next replica and tried again like WeChat (3 tries, 5 s apart, each to the next replica).
 func (d *deliveries) stream(rate int) *harness.Stream {
-	targets := make([]string, len(d.replicas))
-	for i, r := range d.replicas {
+	return d.w.stream(d.replicas, rate, d.good)
+}
+
+// stream is WeChat pushing rate events a second, the i-th more(i), open loop, until End: each
+// push to the next of replicas and tried again like WeChat (3 tries, 5 s apart, each to the next
+// replica).
+func (w *world) stream(replicas []*harness.Callback, rate int, more func(i int) *harness.Push) *harness.Stream {
+	targets := make([]string, len(replicas))
+	for i, r := range replicas {
 		targets[i] = r.URL
 	}
-	st := &harness.Stream{Per: rate / 10, Tick: 100 * time.Millisecond, More: d.good, Senders: []*harness.Sender{
+	st := &harness.Stream{Per: rate / 10, Tick: 100 * time.Millisecond, More: more, Senders: []*harness.Sender{
 		{Targets: targets, Workers: rate / 10, Tries: 3, Timeout: 5 * time.Second, RetryAfter: weChatRetry},
 	}}
-	st.Start(d.w.ctx)
+	st.Start(w.ctx)
 	return st
 }
 

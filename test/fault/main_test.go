@@ -140,10 +140,16 @@ func newWorld(t *testing.T, withWeChat bool) *world {
 	return w
 }
 
-// manager starts a manager process on the world's fake WeChat, killed at the end of the test.
+// manager starts a manager process, killed at the end of the test: as the control plane's admin
+// on the world's fake WeChat unless cfg says otherwise.
 func (w *world) manager(cfg harness.ManagerConfig) *harness.Manager {
 	w.t.Helper()
-	cfg.Kubeconfig, cfg.WeChatURL = cp.Kubeconfig, w.wechat.URL
+	if cfg.Kubeconfig == "" {
+		cfg.Kubeconfig = cp.Kubeconfig
+	}
+	if cfg.WeChatURL == "" {
+		cfg.WeChatURL = w.wechat.URL
+	}
 	m, err := harness.StartManager(w.ctx, bins, cfg, logDir)
 	if err != nil {
 		w.t.Fatal(err)

@@ -155,6 +155,7 @@ func checkWiring(t *testing.T, objs map[string]*unstructured.Unstructured) {
 			}
 		}
 	}
+	checkNetworkPolicy(t, objs["NetworkPolicy/"+releaseNamespace+"/"+releaseName+"-controller"], podLabels, podPorts)
 	metrics := objs["Service/"+releaseNamespace+"/"+releaseName+"-metrics"]
 	monitor := objs["ServiceMonitor/"+releaseNamespace+"/"+releaseName]
 	if metrics == nil || monitor == nil {
@@ -187,6 +188,48 @@ func checkWiring(t *testing.T, objs map[string]*unstructured.Unstructured) {
 			if svc == nil || !hasPortNamed(svc, port) {
 				t.Errorf("the Ingress routes to %v, which is no Service port", backend)
 			}
+		}
+	}
+}
+
+// checkNetworkPolicy: the policy selects the operator's Pods, lets only them reach the tagging
+// port, and lets anyone reach every other port of theirs, by a name the Pods have.
+func checkNetworkPolicy(t *testing.T, policy *unstructured.Unstructured, podLabels map[string]string, podPorts map[string]bool) {
+	t.Helper()
+	if policy == nil {
+		t.Fatal("no NetworkPolicy")
+	}
+	sel, _, _ := unstructured.NestedStringMap(policy.Object, "spec", "podSelector", "matchLabels")
+	if !selects(sel, podLabels) {
+		t.Errorf("the NetworkPolicy selects %v, not the Pods labelled %v", sel, podLabels)
+	}
+	open := map[string]bool{}
+	rules, _, _ := unstructured.NestedSlice(policy.Object, "spec", "ingress")
+	for _, r := range rules {
+		from, _, _ := unstructured.NestedSlice(r.(map[string]any), "from")
+		ports, _, _ := unstructured.NestedSlice(r.(map[string]any), "ports")
+		for _, p := range ports {
+			name, _ := p.(map[string]any)["port"].(string)
+			if !podPorts[name] {
+				t.Errorf("the NetworkPolicy allows port %v, which is no container port", p.(map[string]any)["port"])
+			}
+			switch {
+			case name == "tagging" && len(from) != 1:
+				t.Errorf("the tagging port is allowed from %v, want the operator's Pods alone", from)
+			case name == "tagging":
+				peer, _, _ := unstructured.NestedStringMap(from[0].(map[string]any), "podSelector", "matchLabels")
+				if _, others := from[0].(map[string]any)["namespaceSelector"]; others || !selects(peer, podLabels) {
+					t.Errorf("the tagging port is allowed from %v, want the operator's Pods alone", from)
+				}
+			case len(from) != 0:
+				t.Errorf("port %s is allowed from %v only, want anyone: the policy is about the tagging port", name, from)
+			}
+			open[name] = true
+		}
+	}
+	for p := range podPorts {
+		if !open[p] {
+			t.Errorf("the NetworkPolicy closes port %s of the Pods", p)
 		}
 	}
 }
@@ -246,6 +289,14 @@ func comparable(o *unstructured.Unstructured) map[string]any {
 	unstructured.RemoveNestedField(c.Object, "metadata", "labels")
 	unstructured.RemoveNestedField(c.Object, "spec", "selector")
 	unstructured.RemoveNestedField(c.Object, "spec", "template", "metadata")
+	if c.GetKind() == "NetworkPolicy" {
+		unstructured.RemoveNestedField(c.Object, "spec", "podSelector")
+		rules, _, _ := unstructured.NestedSlice(c.Object, "spec", "ingress")
+		for _, r := range rules {
+			delete(r.(map[string]any), "from")
+		}
+		_ = unstructured.SetNestedSlice(c.Object, rules, "spec", "ingress")
+	}
 	return c.Object
 }
 

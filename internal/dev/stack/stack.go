@@ -41,6 +41,7 @@ import (
 
 	qrv1alpha1 "github.com/qrcode-operator/wechat-qrcode-operator/api/v1alpha1"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/credentials"
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/dev/install"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/dev/proc"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/scheme"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/wechattest"
@@ -49,6 +50,19 @@ import (
 // SamplesNamespace is where the dev stack applies config/samples, and the namespace of its
 // kubeconfigs' context.
 const SamplesNamespace = "default"
+
+// The operator's namespace and ServiceAccounts, which the stack's processes run as.
+const (
+	OperatorNamespace      = install.OperatorNamespace
+	ManagerServiceAccount  = install.ManagerServiceAccount
+	CallbackServiceAccount = install.CallbackServiceAccount
+)
+
+// kubeconfig is a kubeconfig of the dev stack, whose context is the samples' namespace, as
+// kubectl's and the operator's default; for user with the rest.Config's credentials.
+func kubeconfig(user string) proc.Kubeconfig {
+	return proc.Kubeconfig{Cluster: "wechat-qrcode-dev", User: user, Namespace: SamplesNamespace}
+}
 
 // The namespace where the dev stack applies config/samples/namespaced (the account of one
 // namespace, its Secret and a code), as `kubectl apply -k config/samples/namespaced -n shop`
@@ -211,7 +225,7 @@ func Start(ctx context.Context, opts Options) (s *Stack, err error) {
 		return s, err
 	}
 	s.Kubectl = bins.Kubectl()
-	samples, err := render(ctx, s.Kubectl, filepath.Join(opts.Root, "config", "samples"))
+	samples, err := install.Render(ctx, s.Kubectl, filepath.Join(opts.Root, "config", "samples"))
 	if err != nil {
 		return s, err
 	}
@@ -316,7 +330,7 @@ func (s *Stack) startControlPlane(bins Binaries) error {
 	}
 	cfg := admin.Config()
 	s.Kubeconfig = filepath.Join(s.opts.Dir, "kubeconfig")
-	if err := kubeconfig("dev-admin", nil).Write(s.Kubeconfig, cfg); err != nil {
+	if err := kubeconfig("dev-admin").Write(s.Kubeconfig, cfg); err != nil {
 		return err
 	}
 	if s.admin, err = client.New(cfg, client.Options{Scheme: s.env.Scheme}); err != nil {
@@ -357,7 +371,7 @@ func (s *Stack) startWeChat(a Account, others []credentials.Account) error {
 // namespacedSamples renders config/samples/namespaced into NamespacedSamplesNamespace and returns
 // its objects and the accounts of its Secrets.
 func (s *Stack) namespacedSamples(ctx context.Context) ([]*unstructured.Unstructured, []credentials.Account, error) {
-	objs, err := render(ctx, s.Kubectl, filepath.Join(s.opts.Root, "config", "samples", "namespaced"))
+	objs, err := install.Render(ctx, s.Kubectl, filepath.Join(s.opts.Root, "config", "samples", "namespaced"))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -392,7 +406,7 @@ func (s *Stack) createNamespaces(ctx context.Context) error {
 		u.SetAPIVersion("v1")
 		u.SetKind("Namespace")
 		u.SetName(ns)
-		if err := apply(ctx, s.admin, []*unstructured.Unstructured{u}); err != nil {
+		if err := install.Apply(ctx, s.admin, []*unstructured.Unstructured{u}); err != nil {
 			return err
 		}
 	}
@@ -402,22 +416,22 @@ func (s *Stack) createNamespaces(ctx context.Context) error {
 // startOperator applies the RBAC of config/default, the account Secret and its
 // ClusterWeChatAccount, and starts the manager and the callback server as their ServiceAccounts.
 func (s *Stack) startOperator(ctx context.Context, bins Binaries, a Account, secret *corev1.Secret, account *unstructured.Unstructured) error {
-	if err := applyRBAC(ctx, s.admin, s.Kubectl, s.opts.Root); err != nil {
+	if err := install.ApplyRBAC(ctx, s.admin, s.Kubectl, s.opts.Root); err != nil {
 		return err
 	}
 	cfg := s.env.Config
 	managerKC, callbackKC := filepath.Join(s.opts.Dir, "manager.kubeconfig"), filepath.Join(s.opts.Dir, "callback.kubeconfig")
-	if err := writeServiceAccountKubeconfig(ctx, cfg, ManagerServiceAccount, managerKC); err != nil {
+	if err := install.WriteServiceAccountKubeconfig(ctx, cfg, ManagerServiceAccount, kubeconfig(""), managerKC); err != nil {
 		return err
 	}
-	if err := writeServiceAccountKubeconfig(ctx, cfg, CallbackServiceAccount, callbackKC); err != nil {
+	if err := install.WriteServiceAccountKubeconfig(ctx, cfg, CallbackServiceAccount, kubeconfig(""), callbackKC); err != nil {
 		return err
 	}
 	a.apply(secret)
 	if err := s.admin.Create(ctx, secret); err != nil {
 		return fmt.Errorf("account Secret: %w", err)
 	}
-	if err := apply(ctx, s.admin, []*unstructured.Unstructured{account}); err != nil {
+	if err := install.Apply(ctx, s.admin, []*unstructured.Unstructured{account}); err != nil {
 		return fmt.Errorf("ClusterWeChatAccount: %w", err)
 	}
 	s.AccountSecret, s.Account = secret.Name, account.GetName()
@@ -569,7 +583,7 @@ func (s *Stack) applySamples(ctx context.Context, a Account, samples, namespaced
 		}
 		codes = append(codes, u)
 	}
-	if err := apply(ctx, s.admin, codes); err != nil {
+	if err := install.Apply(ctx, s.admin, codes); err != nil {
 		return err
 	}
 	s.log.Printf("applied %d codes of config/samples in namespace %s", len(codes), SamplesNamespace)
@@ -577,7 +591,7 @@ func (s *Stack) applySamples(ctx context.Context, a Account, samples, namespaced
 		s.log.Printf("real WeChat: not applying config/samples/namespaced (its account is a placeholder)")
 		return nil
 	}
-	if err := apply(ctx, s.admin, namespaced); err != nil {
+	if err := install.Apply(ctx, s.admin, namespaced); err != nil {
 		return err
 	}
 	s.log.Printf("applied config/samples/namespaced in namespace %s", NamespacedSamplesNamespace)

@@ -18,7 +18,6 @@ package harness
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -70,17 +69,40 @@ func (cp *ControlPlane) LimitedClient(qps float64, burst int) (client.Client, er
 
 // apiServerPID is the pid of the control plane's kube-apiserver: envtest starts it as a child
 // of this process and keeps its handle to itself.
-func apiServerPID() (int, error) {
+func apiServerPID() (int, error) { return childPID("kube-apiserver") }
+
+// childPID is the pid of this process's child named comm (kube-apiserver, etcd).
+func childPID(comm string) (int, error) {
 	pids, err := proc.Children()
 	if err != nil {
 		return 0, err
 	}
 	for _, pid := range pids {
-		if _, comm, err := proc.Stat(strconv.Itoa(pid)); err == nil && comm == "kube-apiserver" {
+		if _, c, err := proc.Stat(strconv.Itoa(pid)); err == nil && c == comm {
 			return pid, nil
 		}
 	}
-	return 0, errors.New("no kube-apiserver among this process's children")
+	return 0, fmt.Errorf("no %s among this process's children", comm)
+}
+
+// ControlPlaneProcesses are the processes of a control plane, by command name.
+var ControlPlaneProcesses = []string{"kube-apiserver", "etcd"}
+
+// RSS is the resident set size now (VmRSS) of each of the control plane's processes, in bytes,
+// by command name. One control plane runs at a time: they are this process's only children
+// of those names.
+func (cp *ControlPlane) RSS() (map[string]int64, error) {
+	out := map[string]int64{}
+	for _, comm := range ControlPlaneProcesses {
+		pid, err := childPID(comm)
+		if err != nil {
+			return nil, err
+		}
+		if out[comm], err = memoryOf(pid, "VmRSS"); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }
 
 // PauseAPIServer stops the kube-apiserver process (SIGSTOP): it accepts connections (the kernel
@@ -99,8 +121,8 @@ func (cp *ControlPlane) PauseAPIServer() (resume func() error, err error) {
 }
 
 // Writes is the API server's own count of the write requests it has served so far
-// (apiserver_request_total of the verbs that write), by resource: what a load cost it, whoever
-// made the requests.
+// (apiserver_request_total of the verbs that write), by verb and resource (RequestKind.String):
+// what a load cost it, whoever made the requests, a segment's appends apart from its offsets.
 func (cp *ControlPlane) Writes(ctx context.Context) (map[string]float64, error) {
 	all, err := cp.Requests(ctx)
 	if err != nil {
@@ -109,7 +131,7 @@ func (cp *ControlPlane) Writes(ctx context.Context) (map[string]float64, error) 
 	out := map[string]float64{}
 	for k, v := range all {
 		if writeVerbs[k.Verb] {
-			out[k.Resource] += v
+			out[k.String()] += v
 		}
 	}
 	return out, nil

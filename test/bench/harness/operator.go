@@ -142,9 +142,22 @@ func saveProfile(ctx context.Context, url, path string) error {
 // WaitIdle waits until the manager has finished at least n reconciles and its work queue is
 // empty: after a restart, it has looked at every one of n codes and has nothing left to do.
 func (m *Manager) WaitIdle(ctx context.Context, n int) error {
+	return m.waitReconciles(ctx, n, true)
+}
+
+// WaitReconciled waits until the manager has finished at least n reconciles, whatever waits in
+// its queue.
+func (m *Manager) WaitReconciled(ctx context.Context, n int) error {
+	return m.waitReconciles(ctx, n, false)
+}
+
+func (m *Manager) waitReconciles(ctx context.Context, n int, idle bool) error {
 	for {
 		done, err := m.Reconciles()
 		if err == nil && done >= float64(n) {
+			if !idle {
+				return nil
+			}
 			depth, err := Metric(m.Metrics, "workqueue_depth", `name="wechatqrcode"`)
 			if err == nil && depth == 0 {
 				return nil
@@ -154,11 +167,14 @@ func (m *Manager) WaitIdle(ctx context.Context, n int) error {
 		case <-m.Done():
 			return m.ExitError()
 		case <-ctx.Done():
-			return fmt.Errorf("manager not idle after %v reconciles (want %d): %w", done, n, ctx.Err())
-		case <-time.After(100 * time.Millisecond):
+			return fmt.Errorf("manager not done after %v reconciles (want %d): %w", done, n, ctx.Err())
+		case <-time.After(reconcilePoll):
 		}
 	}
 }
+
+// reconcilePoll is short: the time to a restarted manager's first reconcile is a measurement.
+const reconcilePoll = 50 * time.Millisecond
 
 // Callback is a running callback server process.
 type Callback struct {

@@ -20,7 +20,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -80,20 +79,28 @@ func (p *Process) WaitReady(ctx context.Context, url string) error {
 
 // PeakRSS is the process's peak resident set size so far (VmHWM of /proc/<pid>/status), in bytes.
 // Only while it runs: /proc forgets it at exit.
-func (p *Process) PeakRSS() (int64, error) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", p.Pid()))
+func (p *Process) PeakRSS() (int64, error) { return memoryOf(p.Pid(), "VmHWM") }
+
+// FileRSS is the part of the process's resident set now that is file pages (RssFile of
+// /proc/<pid>/status): its binary's code and data, which the kernel can drop and read again under
+// pressure; VmHWM and VmRSS count them.
+func (p *Process) FileRSS() (int64, error) { return memoryOf(p.Pid(), "RssFile") }
+
+// memoryOf is a size field of /proc/<pid>/status (VmHWM, VmRSS), in bytes.
+func memoryOf(pid int, field string) (int64, error) {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0, err
 	}
 	defer func() { _ = f.Close() }()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
+		if v, ok := strings.CutPrefix(sc.Text(), field+":"); ok {
 			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
 			return kb << 10, err
 		}
 	}
-	return 0, errors.New("no VmHWM in /proc status")
+	return 0, fmt.Errorf("no %s in /proc/%d/status", field, pid)
 }
 
 // FreeAddr returns a loopback address with a port free at the time of the call.

@@ -14,7 +14,7 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-package stack
+package install
 
 import (
 	"context"
@@ -47,12 +47,12 @@ var rbacKinds = map[string]bool{
 	"ClusterRole": true, "ClusterRoleBinding": true, "Role": true, "RoleBinding": true,
 }
 
-// applyRBAC applies the identities and rights of config/default and nothing else: nothing here
+// ApplyRBAC applies the identities and rights of config/default and nothing else: nothing here
 // would run its Deployment (there is no scheduler and no kubelet), the processes take its place.
-// Running them as these ServiceAccounts makes the dev stack fail where a real install would, on
-// a right the RBAC forgot.
-func applyRBAC(ctx context.Context, c client.Client, kubectl, root string) error {
-	objs, err := render(ctx, kubectl, filepath.Join(root, "config", "default"))
+// Running them as these ServiceAccounts makes a local run fail where a real install would, on
+// a right the RBAC forgot. root is the repository's.
+func ApplyRBAC(ctx context.Context, c client.Client, kubectl, root string) error {
+	objs, err := Render(ctx, kubectl, filepath.Join(root, "config", "default"))
 	if err != nil {
 		return err
 	}
@@ -62,16 +62,16 @@ func applyRBAC(ctx context.Context, c client.Client, kubectl, root string) error
 			rbac = append(rbac, u)
 		}
 	}
-	return apply(ctx, c, rbac)
+	return Apply(ctx, c, rbac)
 }
 
-// tokenLifetime outlives any dev session; the tokens die with the control plane's signing key
-// when the stack stops.
+// tokenLifetime outlives any local session; the tokens die with the control plane's signing key
+// when it stops.
 const tokenLifetime = 30 * 24 * time.Hour
 
-// writeServiceAccountKubeconfig writes a kubeconfig that authenticates as the ServiceAccount with
-// a token from the TokenRequest API, as a Pod's projected token would.
-func writeServiceAccountKubeconfig(ctx context.Context, admin *rest.Config, name, path string) error {
+// WriteServiceAccountKubeconfig writes kc to path, authenticating as the operator's ServiceAccount
+// name with a token from the TokenRequest API, as a Pod's projected token would.
+func WriteServiceAccountKubeconfig(ctx context.Context, admin *rest.Config, name string, kc proc.Kubeconfig, path string) error {
 	cs, err := kubernetes.NewForConfig(admin)
 	if err != nil {
 		return err
@@ -82,11 +82,6 @@ func writeServiceAccountKubeconfig(ctx context.Context, admin *rest.Config, name
 	if err != nil {
 		return fmt.Errorf("token for ServiceAccount %s/%s: %w", OperatorNamespace, name, err)
 	}
-	return kubeconfig(name, &clientcmdapi.AuthInfo{Token: tr.Status.Token}).Write(path, admin)
-}
-
-// kubeconfig is a kubeconfig of the dev stack for user, whose context is the samples' namespace,
-// as kubectl's and the operator's default.
-func kubeconfig(user string, auth *clientcmdapi.AuthInfo) proc.Kubeconfig {
-	return proc.Kubeconfig{Cluster: "wechat-qrcode-dev", User: user, Auth: auth, Namespace: SamplesNamespace}
+	kc.User, kc.Auth = name, &clientcmdapi.AuthInfo{Token: tr.Status.Token}
+	return kc.Write(path, admin)
 }

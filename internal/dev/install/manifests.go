@@ -14,7 +14,10 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-package stack
+// Package install is what an install of config/default gives the operator, for processes run
+// outside a cluster (`make dev`, the fault tests): its manifests rendered and applied, and its
+// identities, the ServiceAccounts and their rights, as kubeconfigs.
+package install
 
 import (
 	"bytes"
@@ -29,12 +32,12 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
-// fieldOwner is the server-side apply field manager of what the dev stack applies.
+// fieldOwner is the server-side apply field manager of what is applied here.
 const fieldOwner = "wechat-qrcode-dev"
 
-// render builds a kustomization with kubectl's built-in kustomize, so that the dev stack and the
-// e2e test apply exactly what `kubectl apply -k` would.
-func render(ctx context.Context, kubectl, dir string) ([]*unstructured.Unstructured, error) {
+// Render builds a kustomization with kubectl's built-in kustomize, so that the dev stack, the
+// e2e and the fault tests apply exactly what `kubectl apply -k` would.
+func Render(ctx context.Context, kubectl, dir string) ([]*unstructured.Unstructured, error) {
 	var stderr bytes.Buffer
 	cmd := exec.CommandContext(ctx, kubectl, "kustomize", dir)
 	cmd.Stderr = &stderr
@@ -57,8 +60,8 @@ func render(ctx context.Context, kubectl, dir string) ([]*unstructured.Unstructu
 	}
 }
 
-// apply server-side applies objs in order.
-func apply(ctx context.Context, c client.Client, objs []*unstructured.Unstructured) error {
+// Apply server-side applies objs in order.
+func Apply(ctx context.Context, c client.Client, objs []*unstructured.Unstructured) error {
 	for _, u := range objs {
 		if err := c.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(fieldOwner), client.ForceOwnership); err != nil {
 			return fmt.Errorf("applying %s %s: %w", u.GetKind(), client.ObjectKeyFromObject(u), err)
