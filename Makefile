@@ -214,6 +214,14 @@ bench-soak: ## Only the soak, not part of `make bench`: a mixed load over 1,000 
 	mkdir -p $(dir $(SOAK_OUT))
 	KUBEBUILDER_ASSETS="$$(hack/controlplane.sh)" $(GO) run ./test/bench -only soak -soak-time $(SOAK_TIME) -out $(SOAK_OUT) $(BENCHFLAGS)
 
+# `make bench-tagging`: only the tagging, into its own file; not part of `make bench` (500 s of load).
+TAGGING_OUT ?= bench/results/tagging.md
+
+.PHONY: bench-tagging
+bench-tagging: ## Only the tagging, not part of `make bench`: 100,000 distinct scanners over 50 codes with 3 tags each at 200/s through a callback replica to the manager's tagging endpoint; batchtagging calls per tag beside ceil(followers/50), lag from scan to tagged, manager CPU per tagged follower (9 to 12 minutes), into TAGGING_OUT.
+	mkdir -p $(dir $(TAGGING_OUT))
+	KUBEBUILDER_ASSETS="$$(hack/controlplane.sh)" $(GO) run ./test/bench -only tagging -out $(TAGGING_OUT) $(BENCHFLAGS)
+
 # `make bench-folder`: only the single folder's capacity (internal/fold, TestFolderCapacity), into
 # its own file; not part of `make bench` (about 5 minutes a rate: the dedupe window is filled first).
 # FOLDERFLAGS passes more of its flags, e.g. FOLDERFLAGS=-folder-codes=10000.

@@ -38,6 +38,11 @@ limitations under the License.
 //     loop, to two callback replicas and the manager with a sink; per minute the fold's rounds
 //     and CPU, the replicas' RSS, the API server's writes per 1,000 scans and the sink's lag,
 //     the last minute beside the second; exact counts and no event lost at the sink.
+//   - tagging (only with -only tagging: 500 s of load by default): distinct scanners of codes
+//     with spec.tags, open loop, to a callback replica whose deliverer sends them to the
+//     manager's tagging endpoint; batchtagging calls per tag at the fake beside ceil(followers
+//     / 50), the lag from a scan's push to its scanner tagged at the fake, the manager's CPU per
+//     tagged follower, and every follower's tags beside its code's.
 //
 // The manager and the callback server run as processes built from the tree; each benchmark gets
 // a fresh control plane, so that one's objects do not weigh on the next. It prints a table and
@@ -100,7 +105,8 @@ func main() {
 		gw      gatewayConfig
 		hf      hotFaultConfig
 		soak    soakConfig
-		only    = flag.String("only", "issuance,renewal,callback,peer,gateway,hotfault", "benchmarks to run, comma-separated; soak (10 minutes by default) runs only when named here")
+		tag     taggingConfig
+		only    = flag.String("only", "issuance,renewal,callback,peer,gateway,hotfault", "benchmarks to run, comma-separated; soak (10 minutes by default) and tagging (9 to 12 minutes by default) run only when named here")
 		out     = flag.String("out", "", "results file to write (table, JSON lines, date and machine); empty: none")
 		keep    = flag.Bool("keep", false, "keep the scratch directory (process logs) after the run")
 		timeout = flag.Duration("timeout", 30*time.Minute, "give up after this long")
@@ -156,6 +162,10 @@ func main() {
 	flag.IntVar(&soak.Codes, "soak-codes", 1000, "soak: codes scanned (the first is the hot one)")
 	flag.Float64Var(&soak.HotShare, "soak-hot-share", 0.5, "soak: share of the scans that scan the hot code")
 	flag.IntVar(&soak.LostAnswers, "soak-lost-answers", 4, "soak: one answer in this many is lost on its way back to WeChat, which sends the event again 5 s later")
+	flag.IntVar(&tag.Scans, "tagging-scans", 100000, "tagging: distinct scanners, each scanning one code once")
+	flag.IntVar(&tag.Codes, "tagging-codes", 50, "tagging: codes scanned, in turn")
+	flag.IntVar(&tag.TagsPerCode, "tagging-tags", 3, "tagging: spec.tags of each code: its own, then one shared by 2 codes, by 4, ... (at most 100 at the account)")
+	flag.IntVar(&tag.Rate, "tagging-rate", 200, "tagging: scans offered per second, open loop")
 	flag.StringVar(&iss.ProfileDir, "profile", "", "issuance, renewal: write the manager's heap profile, once all codes are Ready or renewed, into this directory (turns on its --pprof-bind-address); gateway: a CPU profile of the callback replica over the steady load")
 	managerEnv := flag.String("manager-env", "", "extra environment of the manager, comma-separated KEY=VALUE (e.g. GOMEMLIMIT=90MiB)")
 	flag.Parse()
@@ -172,13 +182,13 @@ func main() {
 	defer cancel()
 	ctx, cancelTimeout := context.WithTimeout(ctx, *timeout)
 	defer cancelTimeout()
-	if err := benchMain(ctx, strings.Split(*only, ","), *out, *keep, iss, storm, cb, pc, gw, hf, soak); err != nil {
+	if err := benchMain(ctx, strings.Split(*only, ","), *out, *keep, iss, storm, cb, pc, gw, hf, soak, tag); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
 
-func benchMain(ctx context.Context, only []string, out string, keep bool, iss issuanceConfig, storm stormConfig, cb callbackConfig, pc peerConfig, gw gatewayConfig, hf hotFaultConfig, soak soakConfig) error {
+func benchMain(ctx context.Context, only []string, out string, keep bool, iss issuanceConfig, storm stormConfig, cb callbackConfig, pc peerConfig, gw gatewayConfig, hf hotFaultConfig, soak soakConfig, tag taggingConfig) error {
 	started := time.Now()
 	mach := machine()
 	dir, err := os.MkdirTemp("", "wechat-qrcode-bench-")
@@ -208,6 +218,7 @@ func benchMain(ctx context.Context, only []string, out string, keep bool, iss is
 		{"gateway", gw.String(), gw.run},
 		{"hotfault", hf.String(), hf.run},
 		{"soak", soak.String(), soak.run},
+		{"tagging", tag.String(), tag.run},
 	}
 	var figures []Figure
 	var settings []string

@@ -80,9 +80,10 @@ type Stream struct {
 	Late    []time.Duration
 	Retries Retries
 	// Pushes are the events, built before the stream starts so that the senders' crypto is not in
-	// the timed loop; the stream ends after the last. A stream without them runs until End and
-	// gets its events from More(i), called from one goroutine as each batch is due (for the low
-	// rates of the tests that use it), so that every event built is sent.
+	// the timed loop; the stream ends after the last. A stream without them gets its events from
+	// More(i), called from one goroutine as each batch is due (for the low rates of the tests that
+	// use it), so that every event built is sent and stamped when it is sent; it runs until End,
+	// or until More returns nil: there are no more events.
 	Pushes []*Push
 	More   func(i int) *Push
 	// Senders carry the pushes, wave k of event i through Senders[(i+k)%len(Senders)]: with one
@@ -160,9 +161,13 @@ func (st *Stream) batch(first int) []*Push {
 	if st.More == nil {
 		return st.Pushes[min(first, len(st.Pushes)):min(first+st.Per, len(st.Pushes))]
 	}
-	b := make([]*Push, st.Per)
-	for j := range b {
-		b[j] = st.More(first + j)
+	b := make([]*Push, 0, st.Per)
+	for j := range st.Per {
+		p := st.More(first + j)
+		if p == nil {
+			break
+		}
+		b = append(b, p)
 	}
 	return b
 }
@@ -220,6 +225,10 @@ func (st *Stream) note(k int, events []int, out []Outcome) {
 }
 
 func acknowledged(o Outcome) bool { return o.Status == http.StatusOK }
+
+// Stopped is closed once the stream starts no more events: its Pushes or More ran out, End was
+// called or the context of Start ended. A stream of More that runs out waits on it before End.
+func (st *Stream) Stopped() <-chan struct{} { return st.stopped }
 
 // Sent is how many events the stream has started.
 func (st *Stream) Sent() int64 { return st.sent.Load() }

@@ -211,3 +211,32 @@ func TestStreamMore(t *testing.T) {
 		t.Errorf("%d events built, %d sent, %d acknowledged; want %d each", built, len(outcomes), st.Acked(), 2*per)
 	}
 }
+
+// TestStreamMoreEnds: a stream whose More runs out ends by itself after the last event, a
+// partial batch included, and End returns every event's outcome.
+func TestStreamMoreEnds(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	defer srv.Close()
+	const per, tick, n = 5, 100 * time.Millisecond, 7
+	fc := testingclock.NewFakeClock(time.Now())
+	st := &Stream{
+		Per: per, Tick: tick, Clock: fc,
+		More: func(i int) *Push {
+			if i >= n {
+				return nil
+			}
+			return &Push{Path: "/"}
+		},
+		Senders: []*Sender{{Targets: []string{srv.URL}, Workers: per, Tries: 1, Timeout: 5 * time.Second}},
+	}
+	st.Start(context.Background())
+	until(t, func() bool { return st.Sent() == per })
+	fc.Step(tick)
+	until(t, func() bool { return st.Sent() == n })
+	fc.Step(tick)
+	<-st.Stopped()
+	outcomes := st.End()
+	if len(outcomes) != n || st.Acked() != n {
+		t.Errorf("%d events sent, %d acknowledged; want %d each", len(outcomes), st.Acked(), n)
+	}
+}

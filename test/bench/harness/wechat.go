@@ -20,6 +20,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -33,8 +34,10 @@ import (
 // WeChat is the fake WeChat of internal/wechattest mounted behind a recorder. The fake counts
 // calls; the recorder adds what the fake does not keep: when each qrcode/create arrived (the
 // renewal histogram is built from these, at the fake, not from the manager's claims), for which
-// scene, and which stable_token calls forced a refresh (a force-refresh loop is the classic way
-// an operator locks every other user of an AppID out).
+// scene, which stable_token calls forced a refresh (a force-refresh loop is the classic way
+// an operator locks every other user of an AppID out), and the batchtagging calls by tag with
+// when each follower got each tag (the tagging lag is measured there, not from the manager's
+// claims).
 type WeChat struct {
 	*wechattest.Server
 	// URL is the recorder's address: give it to the manager, not Server.URL.
@@ -48,6 +51,20 @@ type WeChat struct {
 	stableTokens   int
 	forceRefreshes int
 	hook           func(endpoint string, nth int)
+	// tagCalls counts batchtagging calls by tag id, whatever their answer; tagged is when each
+	// follower first got each tag: the answer (errcode 0) of the first call that gave it;
+	// retagged counts the followers a call answered errcode 0 named who had the tag already;
+	// tagErrcodes the calls answered another errcode, by errcode.
+	tagCalls    map[int64]int
+	tagged      map[FollowerTag]time.Time
+	retagged    int
+	tagErrcodes map[int]int
+}
+
+// FollowerTag is a follower (OpenID) and a tag id.
+type FollowerTag struct {
+	OpenID string
+	TagID  int64
 }
 
 // NewWeChat starts a fake WeChat with opts and one account.
@@ -57,7 +74,7 @@ func NewWeChat(opts wechattest.Options, acct credentials.Account) (*WeChat, erro
 		return nil, err
 	}
 	fake.AddAccount(acct.AppID, acct.AppSecret)
-	w := &WeChat{Server: fake, byScene: map[string]int{}}
+	w := &WeChat{Server: fake, byScene: map[string]int{}, tagCalls: map[int64]int{}, tagged: map[FollowerTag]time.Time{}, tagErrcodes: map[int]int{}}
 	w.srv = httptest.NewServer(http.HandlerFunc(w.serve))
 	w.URL = w.srv.URL
 	return w, nil
@@ -89,8 +106,11 @@ func (w *WeChat) serve(rw http.ResponseWriter, r *http.Request) {
 				Str string `json:"scene_str"`
 			} `json:"scene"`
 		} `json:"action_info"`
+		OpenIDs []string `json:"openid_list"`
+		TagID   int64    `json:"tagid"`
 	}
-	if r.Body != nil && (r.URL.Path == wechattest.EndpointStableToken || r.URL.Path == wechattest.EndpointCreate) {
+	tagging := r.URL.Path == wechattest.EndpointBatchTagging
+	if r.Body != nil && (r.URL.Path == wechattest.EndpointStableToken || r.URL.Path == wechattest.EndpointCreate || tagging) {
 		b, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
 		r.Body = io.NopCloser(bytes.NewReader(b))
 		_ = json.Unmarshal(b, &body)
@@ -112,13 +132,78 @@ func (w *WeChat) serve(rw http.ResponseWriter, r *http.Request) {
 		if body.ForceRefresh {
 			w.forceRefreshes++
 		}
+	case wechattest.EndpointBatchTagging:
+		w.tagCalls[body.TagID]++
 	}
 	hook := w.hook
 	w.mu.Unlock()
 	if hook != nil {
 		hook(r.URL.Path, nth)
 	}
-	w.Server.ServeHTTP(rw, r)
+	if !tagging {
+		w.Server.ServeHTTP(rw, r)
+		return
+	}
+	tee := &teeWriter{ResponseWriter: rw}
+	w.Server.ServeHTTP(tee, r)
+	var answer struct {
+		Errcode int `json:"errcode"`
+	}
+	if json.Unmarshal(tee.body.Bytes(), &answer) != nil {
+		return
+	}
+	answered := time.Now()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if answer.Errcode != 0 {
+		w.tagErrcodes[answer.Errcode]++
+		return
+	}
+	for _, id := range body.OpenIDs {
+		if k := (FollowerTag{id, body.TagID}); w.tagged[k].IsZero() {
+			w.tagged[k] = answered
+		} else {
+			w.retagged++
+		}
+	}
+}
+
+// teeWriter keeps a copy of the answer it writes.
+type teeWriter struct {
+	http.ResponseWriter
+	body bytes.Buffer
+}
+
+func (t *teeWriter) Write(b []byte) (int, error) {
+	t.body.Write(b)
+	return t.ResponseWriter.Write(b)
+}
+
+// Tagging is what the batchtagging calls did so far.
+type Tagging struct {
+	// Calls counts them by tag id, whatever their answer; Errcodes those answered another errcode
+	// than 0, by errcode.
+	Calls    map[int64]int
+	Errcodes map[int]int
+	// Tagged is how many (follower, tag) pairs they gave; Retagged how many times one answered
+	// errcode 0 named a follower who carried the tag already: tagged twice for nothing.
+	Tagged, Retagged int
+}
+
+// Tagging is what the batchtagging calls did so far, all of it at one moment.
+func (w *WeChat) Tagging() Tagging {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return Tagging{Calls: maps.Clone(w.tagCalls), Errcodes: maps.Clone(w.tagErrcodes), Tagged: len(w.tagged), Retagged: w.retagged}
+}
+
+// TaggedAt is when a batchtagging call first gave openID the tag tagID (its answer), and
+// whether one did.
+func (w *WeChat) TaggedAt(openID string, tagID int64) (time.Time, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	at, ok := w.tagged[FollowerTag{openID, tagID}]
+	return at, ok
 }
 
 // CreateTimes returns the arrival time of every qrcode/create call so far, in arrival order.
