@@ -138,7 +138,7 @@ func (r *AccountReconciler) Reconcile(ctx context.Context, kind string, key type
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	for _, e := range append(act.Events, tagEvents...) {
-		r.Recorder.Eventf(acct, nil, e.Type, e.Reason, e.Action, "%s", e.Note)
+		r.Recorder.Eventf(acct, nil, e.Type, e.Reason, e.Action, "%s", e.BoundedNote())
 	}
 	return ctrl.Result{RequeueAfter: soonest(act.RequeueAfter(), tagsAgain, after)}, nil
 }

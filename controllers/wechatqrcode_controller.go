@@ -189,7 +189,7 @@ func (r *WeChatQRCodeReconciler) Reconcile(ctx context.Context, req ctrl.Request
 		if e.Type == corev1.EventTypeNormal && !r.normalEvents.AllowN(now, 1) {
 			continue
 		}
-		r.Recorder.Eventf(obs.Code, nil, e.Type, e.Reason, e.Action, "%s", e.Note)
+		r.Recorder.Eventf(obs.Code, nil, e.Type, e.Reason, e.Action, "%s", e.BoundedNote())
 	}
 	return ctrl.Result{RequeueAfter: soonest(act.RequeueAfter(now), after, taggingAfter)}, nil
 }

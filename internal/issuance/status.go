@@ -19,6 +19,7 @@ package issuance
 import (
 	"fmt"
 	"time"
+	"unicode/utf8"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -42,6 +43,23 @@ type Action struct {
 type Event struct {
 	// Type is corev1.EventTypeNormal or EventTypeWarning.
 	Type, Reason, Action, Note string
+}
+
+// maxNote is the longest note the API server takes in an Event (events.k8s.io/v1 note).
+const maxNote = 1024
+
+// BoundedNote is the note cut to what the API server takes, on a character's boundary: a longer
+// one (the names of 88 tags created at once) would have the whole Event refused.
+func (e Event) BoundedNote() string {
+	if len(e.Note) <= maxNote {
+		return e.Note
+	}
+	const more = " …"
+	cut := maxNote - len(more)
+	for cut > 0 && !utf8.RuneStart(e.Note[cut]) {
+		cut--
+	}
+	return e.Note[:cut] + more
 }
 
 // Ticket is a successful answer of WeChat.

@@ -22,6 +22,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -447,5 +448,29 @@ func TestEvents(t *testing.T) {
 	p.Status = act.Status
 	if again := Decide(in(p, t0.Add(time.Hour))); len(again.Events) != 0 {
 		t.Errorf("refused twice: %+v", again.Events)
+	}
+}
+
+// TestBoundedNote: a note is cut to the API server's 1,024 bytes, never inside a character.
+func TestBoundedNote(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		note string
+		want int
+	}{
+		{"short", "Created at WeChat the tags \"a\" (id 100)", 39},
+		{"exactly the limit", strings.Repeat("a", 1024), 1024},
+		{"ascii, too long", strings.Repeat("a", 2000), 1024},
+		{"three-byte characters, too long", "a" + strings.Repeat("春", 500), 1022},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := Event{Note: tc.note}.BoundedNote()
+			if len(got) != tc.want || !utf8.ValidString(got) {
+				t.Errorf("%d bytes (valid UTF-8: %v), want %d", len(got), utf8.ValidString(got), tc.want)
+			}
+			if len(tc.note) > 1024 && !strings.HasSuffix(got, " …") {
+				t.Errorf("a cut note ends %q, want it marked", got[len(got)-8:])
+			}
+		})
 	}
 }
