@@ -280,18 +280,37 @@ func (q *queue) take(now time.Time, n int) []*item {
 		return nil
 	}
 	var out []*item
+	scanners := map[int64]bool{}
 	for _, it := range q.items {
 		if len(out) == n {
 			break
 		}
-		if it.done || it.inFlight || q.keys[it.entry.Scanner] > 0 {
+		if it.done || it.inFlight || q.keys[it.entry.Scanner] > 0 || scanners[it.entry.Scanner] {
 			continue
 		}
-		it.inFlight = true
-		q.keys[it.entry.Scanner]++
+		scanners[it.entry.Scanner] = true
 		out = append(out, it)
 	}
+	if len(out) == 0 || lingers(q.target, len(out), n, time.UnixMilli(out[0].entry.At), now) {
+		return nil
+	}
+	for _, it := range out {
+		it.inFlight = true
+		q.keys[it.entry.Scanner]++
+	}
 	return out
+}
+
+// TaggingLinger is how long the events for the tagging endpoint wait to fill a request. The
+// endpoint holds a request until every scanner in it is tagged, up to --tag-batch-wait later, so
+// a request sent with each ledger write's few events would hold a worker for that long: the
+// workers all held by a few hundred scanners, the tags' calls would go out part full.
+const TaggingLinger = time.Second
+
+// lingers is whether a request of count events (n at most), the oldest scanned at oldest, waits
+// for more: only the tagging endpoint's, until full or TaggingLinger after its oldest scan.
+func lingers(t Target, count, n int, oldest, now time.Time) bool {
+	return t.Tagging && count < n && now.Sub(oldest) < TaggingLinger
 }
 
 // settle records the outcome of a try of items: "" to try again after the sink's backoff.

@@ -386,3 +386,51 @@ func TestBackoffPerRound(t *testing.T) {
 		t.Fatalf("after a delivery: backed off until %s (%s)", q.retryAt, q.backoff)
 	}
 }
+
+// TestTaggingLingers: the tagging endpoint's events wait to fill a request until TaggingLinger
+// after the oldest was scanned; a full request goes at once, and a sink's events never wait.
+func TestTaggingLingers(t *testing.T) {
+	routes := fakeRoutes{accounts: map[string]Sink{"wx1": sinkAt("http://a")},
+		tagging: map[string]qrv1alpha1.TagOn{"ns/c": qrv1alpha1.TagOnAllScanners}, endpoint: taggingAt("https://m")}
+	b := newBacklog(100, outcomes{}.count)
+	var scans []qrv1alpha1.LedgerEntry
+	for i := range 3 {
+		scans = append(scans, entry(fmt.Sprint(i), "ns/c", int64(i), time.Duration(i)*100*time.Millisecond))
+	}
+	b.observe(segment("s1", qrv1alpha1.WeChatScanLedgerStatus{}, scans), routes)
+	sink, tagging := b.queues[Target{URI: "http://a"}.id()], b.queues[taggingAt("https://m").id()]
+	if got := sink.take(t0, 10); len(got) != 3 {
+		t.Errorf("the sink took %d events at once, want 3", len(got))
+	}
+	if got := tagging.take(t0.Add(TaggingLinger-time.Millisecond), 10); got != nil {
+		t.Errorf("the tagging endpoint took %d events before the linger", len(got))
+	}
+	if got := tagging.take(t0.Add(time.Second), 2); len(got) != 2 {
+		t.Errorf("a full request: took %d events, want 2 at once", len(got))
+	}
+	if got := tagging.take(t0.Add(TaggingLinger+200*time.Millisecond), 10); len(got) != 1 || got[0].entry.Key != "2" {
+		t.Errorf("after the linger of the oldest left: took %v, want event 2", got)
+	}
+}
+
+func TestLingers(t *testing.T) {
+	tagging := taggingAt("https://m")
+	for _, tc := range []struct {
+		name     string
+		target   Target
+		count, n int
+		since    time.Duration
+		want     bool
+	}{
+		{"a sink never lingers", Target{URI: "http://a", MaxEvents: 50}, 1, 50, 0, false},
+		{"tagging, part full, fresh", tagging, 10, 500, 999 * time.Millisecond, true},
+		{"tagging, part full, lingered", tagging, 10, 500, TaggingLinger, false},
+		{"tagging, full", tagging, 500, 500, 0, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := lingers(tc.target, tc.count, tc.n, t0, t0.Add(tc.since)); got != tc.want {
+				t.Errorf("lingers = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
