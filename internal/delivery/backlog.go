@@ -280,25 +280,32 @@ func (q *queue) take(now time.Time, n int) []*item {
 		return nil
 	}
 	var out []*item
-	scanners := map[int64]bool{}
 	for _, it := range q.items {
 		if len(out) == n {
 			break
 		}
-		if it.done || it.inFlight || q.keys[it.entry.Scanner] > 0 || scanners[it.entry.Scanner] {
+		if it.done || it.inFlight || q.keys[it.entry.Scanner] > 0 {
 			continue
 		}
-		scanners[it.entry.Scanner] = true
-		out = append(out, it)
-	}
-	if len(out) == 0 || lingers(q.target, len(out), n, time.UnixMilli(out[0].entry.At), now) {
-		return nil
-	}
-	for _, it := range out {
 		it.inFlight = true
 		q.keys[it.entry.Scanner]++
+		out = append(out, it)
+	}
+	if len(out) > 0 && lingers(q.target, len(out), n, time.UnixMilli(out[0].entry.At), now) {
+		q.release(out)
+		return nil
 	}
 	return out
+}
+
+// release marks items no longer in flight.
+func (q *queue) release(items []*item) {
+	for _, it := range items {
+		it.inFlight = false
+		if q.keys[it.entry.Scanner]--; q.keys[it.entry.Scanner] <= 0 {
+			delete(q.keys, it.entry.Scanner)
+		}
+	}
 }
 
 // TaggingLinger is how long the events for the tagging endpoint wait to fill a request. The
@@ -315,12 +322,9 @@ func lingers(t Target, count, n int, oldest, now time.Time) bool {
 
 // settle records the outcome of a try of items: "" to try again after the sink's backoff.
 func (q *queue) settle(now time.Time, items []*item, result, cause string) {
-	for _, it := range items {
-		it.inFlight = false
-		if q.keys[it.entry.Scanner]--; q.keys[it.entry.Scanner] <= 0 {
-			delete(q.keys, it.entry.Scanner)
-		}
-		if result != "" {
+	q.release(items)
+	if result != "" {
+		for _, it := range items {
 			it.done = true
 		}
 	}

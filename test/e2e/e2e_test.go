@@ -32,6 +32,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/qrcode-operator/wechat-qrcode-operator/internal/dev/install"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/dev/stack"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/pushconfig"
 	"github.com/qrcode-operator/wechat-qrcode-operator/internal/testenv"
@@ -351,7 +352,7 @@ spec: {accountRef: {name: official-account}, type: Permanent, scene: {id: 7}, tt
 // as these ServiceAccounts, issued and counted shows that the rights suffice; this shows that
 // they go no further.
 func checkRights(t *testing.T, s *devStack) {
-	const opNS = stack.OperatorNamespace
+	const opNS = install.OperatorNamespace
 	sample := stack.SamplesNamespace
 	for _, c := range []struct {
 		sa      string
@@ -359,71 +360,71 @@ func checkRights(t *testing.T, s *devStack) {
 		args    []string
 	}{
 		// The manager: watch the codes and write their status, read Secrets, record events, lead.
-		{stack.ManagerServiceAccount, true, []string{"watch", "wechatqrcodes", "-A"}},
-		{stack.ManagerServiceAccount, true, []string{"patch", "wechatqrcodes", "--subresource=status", "-n", sample}},
-		{stack.ManagerServiceAccount, true, []string{"get", "secrets", "-n", sample}},
-		{stack.ManagerServiceAccount, true, []string{"create", "events.events.k8s.io", "-n", sample}},
-		{stack.ManagerServiceAccount, true, []string{"update", "leases", "-n", opNS}},
-		{stack.ManagerServiceAccount, false, []string{"patch", "wechatqrcodes", "-n", sample}},
-		{stack.ManagerServiceAccount, false, []string{"delete", "wechatqrcodes", "-n", sample}},
-		{stack.ManagerServiceAccount, false, []string{"update", "secrets", "-n", sample}},
-		{stack.ManagerServiceAccount, false, []string{"patch", "deployments", "-n", opNS}},
-		{stack.ManagerServiceAccount, false, []string{"create", "pods", "-n", sample}},
-		{stack.ManagerServiceAccount, false, []string{"update", "leases", "-n", sample}},
-		{stack.ManagerServiceAccount, false, []string{"delete", "leases", "-n", opNS}},
+		{install.ManagerServiceAccount, true, []string{"watch", "wechatqrcodes", "-A"}},
+		{install.ManagerServiceAccount, true, []string{"patch", "wechatqrcodes", "--subresource=status", "-n", sample}},
+		{install.ManagerServiceAccount, true, []string{"get", "secrets", "-n", sample}},
+		{install.ManagerServiceAccount, true, []string{"create", "events.events.k8s.io", "-n", sample}},
+		{install.ManagerServiceAccount, true, []string{"update", "leases", "-n", opNS}},
+		{install.ManagerServiceAccount, false, []string{"patch", "wechatqrcodes", "-n", sample}},
+		{install.ManagerServiceAccount, false, []string{"delete", "wechatqrcodes", "-n", sample}},
+		{install.ManagerServiceAccount, false, []string{"update", "secrets", "-n", sample}},
+		{install.ManagerServiceAccount, false, []string{"patch", "deployments", "-n", opNS}},
+		{install.ManagerServiceAccount, false, []string{"create", "pods", "-n", sample}},
+		{install.ManagerServiceAccount, false, []string{"update", "leases", "-n", sample}},
+		{install.ManagerServiceAccount, false, []string{"delete", "leases", "-n", opNS}},
 		// The manager projects the accounts' push material into the operator's namespace.
-		{stack.ManagerServiceAccount, true, []string{"create", "secrets", "-n", opNS}},
+		{install.ManagerServiceAccount, true, []string{"create", "secrets", "-n", opNS}},
 		// Services that spec.forward and spec.sink name: read, and watched so that a reference
 		// resolves when its Service appears; never written. Neither may the callback server read
 		// them: it gets URLs from the push config.
-		{stack.ManagerServiceAccount, true, []string{"get", "services", "-n", sample}},
-		{stack.ManagerServiceAccount, true, []string{"watch", "services", "-A"}},
-		{stack.ManagerServiceAccount, false, []string{"update", "services", "-n", sample}},
-		{stack.CallbackServiceAccount, false, []string{"get", "services", "-n", sample}},
+		{install.ManagerServiceAccount, true, []string{"get", "services", "-n", sample}},
+		{install.ManagerServiceAccount, true, []string{"watch", "services", "-A"}},
+		{install.ManagerServiceAccount, false, []string{"update", "services", "-n", sample}},
+		{install.CallbackServiceAccount, false, []string{"get", "services", "-n", sample}},
 		// The callback server: read the codes, patch their annotations and the accounts'
 		// status.callback and status.sinkDelivery, read the push config Secret and no other: never an AppSecret (the
 		// account Secret), never a list of Secrets, never another namespace's.
-		{stack.CallbackServiceAccount, true, []string{"watch", "wechatqrcodes", "-A"}},
-		{stack.CallbackServiceAccount, true, []string{"patch", "wechatqrcodes", "-n", sample}},
-		{stack.CallbackServiceAccount, true, []string{"patch", "clusterwechataccounts", "--subresource=status"}},
-		{stack.CallbackServiceAccount, true, []string{"patch", "wechataccounts", "--subresource=status", "-n", sample}},
-		{stack.CallbackServiceAccount, false, []string{"patch", "clusterwechataccounts"}},
-		{stack.CallbackServiceAccount, true, []string{"get", "secrets/" + pushconfig.SecretName, "-n", opNS}},
-		{stack.CallbackServiceAccount, true, []string{"watch", "secrets/" + pushconfig.SecretName, "-n", opNS}},
-		{stack.CallbackServiceAccount, false, []string{"get", "secrets/" + s.AccountSecret, "-n", opNS}},
-		{stack.CallbackServiceAccount, false, []string{"list", "secrets", "-n", opNS}},
-		{stack.CallbackServiceAccount, false, []string{"update", "secrets/" + pushconfig.SecretName, "-n", opNS}},
-		{stack.CallbackServiceAccount, false, []string{"get", "secrets/" + pushconfig.SecretName, "-n", sample}},
-		{stack.CallbackServiceAccount, false, []string{"get", "secrets/official-account", "-n", sample}},
-		{stack.CallbackServiceAccount, false, []string{"get", "secrets/official-account", "-n", "kube-system"}},
+		{install.CallbackServiceAccount, true, []string{"watch", "wechatqrcodes", "-A"}},
+		{install.CallbackServiceAccount, true, []string{"patch", "wechatqrcodes", "-n", sample}},
+		{install.CallbackServiceAccount, true, []string{"patch", "clusterwechataccounts", "--subresource=status"}},
+		{install.CallbackServiceAccount, true, []string{"patch", "wechataccounts", "--subresource=status", "-n", sample}},
+		{install.CallbackServiceAccount, false, []string{"patch", "clusterwechataccounts"}},
+		{install.CallbackServiceAccount, true, []string{"get", "secrets/" + pushconfig.SecretName, "-n", opNS}},
+		{install.CallbackServiceAccount, true, []string{"watch", "secrets/" + pushconfig.SecretName, "-n", opNS}},
+		{install.CallbackServiceAccount, false, []string{"get", "secrets/" + s.AccountSecret, "-n", opNS}},
+		{install.CallbackServiceAccount, false, []string{"list", "secrets", "-n", opNS}},
+		{install.CallbackServiceAccount, false, []string{"update", "secrets/" + pushconfig.SecretName, "-n", opNS}},
+		{install.CallbackServiceAccount, false, []string{"get", "secrets/" + pushconfig.SecretName, "-n", sample}},
+		{install.CallbackServiceAccount, false, []string{"get", "secrets/official-account", "-n", sample}},
+		{install.CallbackServiceAccount, false, []string{"get", "secrets/official-account", "-n", "kube-system"}},
 		// Its push records, the callback's alone.
-		{stack.CallbackServiceAccount, true, []string{"patch", "wechatpushrecords", "-n", opNS}},
-		{stack.ManagerServiceAccount, false, []string{"patch", "wechatpushrecords", "-n", opNS}},
+		{install.CallbackServiceAccount, true, []string{"patch", "wechatpushrecords", "-n", opNS}},
+		{install.ManagerServiceAccount, false, []string{"patch", "wechatpushrecords", "-n", opNS}},
 		// The deliverer writes a code's status.sinkDelivery, as it writes an account's: no new
 		// power, since it could already patch the code itself (its annotations).
-		{stack.CallbackServiceAccount, true, []string{"patch", "wechatqrcodes", "--subresource=status", "-n", sample}},
-		{stack.CallbackServiceAccount, false, []string{"delete", "wechatqrcodes", "-n", sample}},
-		{stack.CallbackServiceAccount, false, []string{"create", "events.events.k8s.io", "-n", sample}},
-		{stack.CallbackServiceAccount, false, []string{"create", "events", "-n", opNS}},
+		{install.CallbackServiceAccount, true, []string{"patch", "wechatqrcodes", "--subresource=status", "-n", sample}},
+		{install.CallbackServiceAccount, false, []string{"delete", "wechatqrcodes", "-n", sample}},
+		{install.CallbackServiceAccount, false, []string{"create", "events.events.k8s.io", "-n", sample}},
+		{install.CallbackServiceAccount, false, []string{"create", "events", "-n", opNS}},
 		// The ledger, the tally and the fold's Lease: the callback's alone, in its namespace.
-		{stack.CallbackServiceAccount, true, []string{"create", "wechatscanledgers", "-n", opNS}},
-		{stack.CallbackServiceAccount, true, []string{"patch", "wechatscanledgers", "-n", opNS}},
-		{stack.CallbackServiceAccount, true, []string{"delete", "wechatscanledgers", "-n", opNS}},
-		{stack.CallbackServiceAccount, true, []string{"update", "wechatscantallies", "-n", opNS}},
-		{stack.CallbackServiceAccount, true, []string{"update", "leases", "-n", opNS}},
-		{stack.CallbackServiceAccount, false, []string{"create", "wechatscanledgers", "-n", sample}},
-		{stack.CallbackServiceAccount, false, []string{"update", "wechatscantallies", "-n", sample}},
-		{stack.CallbackServiceAccount, false, []string{"delete", "wechatscantallies", "-n", opNS}},
+		{install.CallbackServiceAccount, true, []string{"create", "wechatscanledgers", "-n", opNS}},
+		{install.CallbackServiceAccount, true, []string{"patch", "wechatscanledgers", "-n", opNS}},
+		{install.CallbackServiceAccount, true, []string{"delete", "wechatscanledgers", "-n", opNS}},
+		{install.CallbackServiceAccount, true, []string{"update", "wechatscantallies", "-n", opNS}},
+		{install.CallbackServiceAccount, true, []string{"update", "leases", "-n", opNS}},
+		{install.CallbackServiceAccount, false, []string{"create", "wechatscanledgers", "-n", sample}},
+		{install.CallbackServiceAccount, false, []string{"update", "wechatscantallies", "-n", sample}},
+		{install.CallbackServiceAccount, false, []string{"delete", "wechatscantallies", "-n", opNS}},
 		// The deliverer follows the segments through a watch in its own namespace only.
-		{stack.CallbackServiceAccount, true, []string{"watch", "wechatscanledgers", "-n", opNS}},
-		{stack.CallbackServiceAccount, true, []string{"patch", "wechatscanledgers", "--subresource=status", "-n", opNS}},
-		{stack.CallbackServiceAccount, false, []string{"watch", "wechatscanledgers", "-n", sample}},
-		{stack.CallbackServiceAccount, false, []string{"watch", "wechatscanledgers", "-A"}},
-		{stack.CallbackServiceAccount, false, []string{"update", "leases", "-n", sample}},
-		{stack.ManagerServiceAccount, false, []string{"get", "wechatscanledgers", "-n", opNS}},
-		{stack.ManagerServiceAccount, false, []string{"list", "wechatscantallies", "-A"}},
-		{stack.ManagerServiceAccount, false, []string{"update", "wechatscantallies", "-n", opNS}},
-		{stack.ManagerServiceAccount, false, []string{"delete", "wechatscanledgers", "-n", opNS}},
+		{install.CallbackServiceAccount, true, []string{"watch", "wechatscanledgers", "-n", opNS}},
+		{install.CallbackServiceAccount, true, []string{"patch", "wechatscanledgers", "--subresource=status", "-n", opNS}},
+		{install.CallbackServiceAccount, false, []string{"watch", "wechatscanledgers", "-n", sample}},
+		{install.CallbackServiceAccount, false, []string{"watch", "wechatscanledgers", "-A"}},
+		{install.CallbackServiceAccount, false, []string{"update", "leases", "-n", sample}},
+		{install.ManagerServiceAccount, false, []string{"get", "wechatscanledgers", "-n", opNS}},
+		{install.ManagerServiceAccount, false, []string{"list", "wechatscantallies", "-A"}},
+		{install.ManagerServiceAccount, false, []string{"update", "wechatscantallies", "-n", opNS}},
+		{install.ManagerServiceAccount, false, []string{"delete", "wechatscanledgers", "-n", opNS}},
 	} {
 		args := append([]string{"auth", "can-i", "--as=system:serviceaccount:" + opNS + ":" + c.sa}, c.args...)
 		// can-i answers yes or no on stdout, and exits 1 for no.

@@ -51,13 +51,6 @@ import (
 // kubeconfigs' context.
 const SamplesNamespace = "default"
 
-// The operator's namespace and ServiceAccounts, which the stack's processes run as.
-const (
-	OperatorNamespace      = install.OperatorNamespace
-	ManagerServiceAccount  = install.ManagerServiceAccount
-	CallbackServiceAccount = install.CallbackServiceAccount
-)
-
 // kubeconfig is a kubeconfig of the dev stack, whose context is the samples' namespace, as
 // kubectl's and the operator's default; for user with the rest.Config's credentials.
 func kubeconfig(user string) proc.Kubeconfig {
@@ -421,10 +414,10 @@ func (s *Stack) startOperator(ctx context.Context, bins Binaries, a Account, sec
 	}
 	cfg := s.env.Config
 	managerKC, callbackKC := filepath.Join(s.opts.Dir, "manager.kubeconfig"), filepath.Join(s.opts.Dir, "callback.kubeconfig")
-	if err := install.WriteServiceAccountKubeconfig(ctx, cfg, ManagerServiceAccount, kubeconfig(""), managerKC); err != nil {
+	if err := install.WriteServiceAccountKubeconfig(ctx, cfg, install.ManagerServiceAccount, kubeconfig(""), managerKC); err != nil {
 		return err
 	}
-	if err := install.WriteServiceAccountKubeconfig(ctx, cfg, CallbackServiceAccount, kubeconfig(""), callbackKC); err != nil {
+	if err := install.WriteServiceAccountKubeconfig(ctx, cfg, install.CallbackServiceAccount, kubeconfig(""), callbackKC); err != nil {
 		return err
 	}
 	a.apply(secret)
@@ -441,7 +434,7 @@ func (s *Stack) startOperator(ctx context.Context, bins Binaries, a Account, sec
 	managerArgs := proc.ManagerArgs{
 		Kubeconfig:              managerKC,
 		LeaderElect:             true,
-		LeaderElectionNamespace: OperatorNamespace,
+		LeaderElectionNamespace: install.OperatorNamespace,
 		MetricsAddr:             hostPort(p.ManagerMetrics),
 		PlainMetrics:            true,
 		ProbeAddr:               hostPort(p.ManagerHealth),
@@ -460,7 +453,7 @@ func (s *Stack) startOperator(ctx context.Context, bins Binaries, a Account, sec
 		ProbeAddr:    hostPort(p.CallbackHealth),
 		MetricsAddr:  hostPort(p.CallbackMetrics),
 		PlainMetrics: true,
-		Namespace:    OperatorNamespace,
+		Namespace:    install.OperatorNamespace,
 		// A fixed name, as a Pod's: restarted, the server is the same replica and takes its
 		// Leases back at once instead of waiting for them to expire (`make outage`).
 		Identity: "callback-0",
@@ -556,7 +549,7 @@ func splitSamples(objs []*unstructured.Unstructured) (*corev1.Secret, *unstructu
 			if secret, err = secretOf(u); err != nil {
 				return nil, nil, nil, err
 			}
-			secret.Namespace = OperatorNamespace
+			secret.Namespace = install.OperatorNamespace
 		case qrv1alpha1.KindClusterWeChatAccount:
 			account = u
 		case "WeChatQRCode":

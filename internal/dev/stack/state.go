@@ -52,7 +52,7 @@ type State struct {
 	ApplicationURL string `json:"applicationURL"`
 	SinkURL        string `json:"sinkURL"`
 	// Account is the name of the ClusterWeChatAccount the sample codes use, AccountSecret the
-	// name of its Secret in OperatorNamespace.
+	// name of its Secret in install.OperatorNamespace.
 	Account       string `json:"account"`
 	AccountSecret string `json:"accountSecret"`
 	// PIDs of every process the stack started itself, so that a test can check that none
